@@ -1,0 +1,335 @@
+//! Reliable, ordered, exactly-once input from client to host.
+//!
+//! The gateway–host hop is plain UDP, so reliability is end to end: the
+//! [`InputSender`] on the client numbers events, coalesces pointer motion that
+//! has not left yet (latest wins, never merging across a button or key
+//! edge), retransmits what the host has not acknowledged, and measures the
+//! round trip of each event. The [`InputReceiver`] on the host delivers each
+//! sequence number once, in order, buffering a bounded window of early
+//! arrivals, and acknowledges cumulatively.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::wire::InputEvent;
+
+/// Events in flight (sent or queued, not yet acknowledged) at most.
+pub const MAX_IN_FLIGHT: usize = 4096;
+
+/// Error from [`InputSender::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The host has not acknowledged [`MAX_IN_FLIGHT`] events; the link is
+    /// stalled and the session should be treated as broken.
+    #[error("{MAX_IN_FLIGHT} input events unacknowledged: the connection is stalled")]
+    Stalled,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u32,
+    event: InputEvent,
+    first_sent: Option<Instant>,
+    last_sent: Option<Instant>,
+}
+
+/// Statistics of an [`InputSender`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InputSenderStats {
+    /// Distinct events sent (a coalesced run of moves counts once).
+    pub sent: u64,
+    /// Events acknowledged by the host.
+    pub acked: u64,
+    /// Retransmissions.
+    pub retransmits: u64,
+    /// Pointer moves absorbed into a later move before leaving.
+    pub coalesced: u64,
+}
+
+/// Client side; see the module documentation.
+#[derive(Debug)]
+pub struct InputSender {
+    next_seq: u32,
+    queue: VecDeque<Pending>,
+    /// Index in `queue` of the first event never sent.
+    unsent: usize,
+    rto: Duration,
+    stats: InputSenderStats,
+}
+
+impl Default for InputSender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InputSender {
+    /// An empty sender starting at sequence number 1 (0 acknowledges nothing).
+    pub fn new() -> Self {
+        Self {
+            next_seq: 1,
+            queue: VecDeque::with_capacity(256),
+            unsent: 0,
+            rto: Duration::from_millis(200),
+            stats: InputSenderStats::default(),
+        }
+    }
+
+    /// Sets the retransmission timeout (callers derive it from the RTT).
+    pub fn set_rto(&mut self, rto: Duration) {
+        self.rto = rto.max(Duration::from_millis(20));
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> InputSenderStats {
+        self.stats
+    }
+
+    /// Events not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Queues an event. A move replaces a move still waiting to leave.
+    pub fn push(&mut self, event: InputEvent) -> Result<(), InputError> {
+        if let InputEvent::Move { .. } = event
+            && self.unsent < self.queue.len()
+            && let Some(last) = self.queue.back_mut()
+            && matches!(last.event, InputEvent::Move { .. })
+        {
+            last.event = event;
+            self.stats.coalesced += 1;
+            return Ok(());
+        }
+        if self.queue.len() >= MAX_IN_FLIGHT {
+            return Err(InputError::Stalled);
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        if self.next_seq == 0 {
+            self.next_seq = 1;
+        }
+        self.queue.push_back(Pending {
+            seq,
+            event,
+            first_sent: None,
+            last_sent: None,
+        });
+        Ok(())
+    }
+
+    /// The next `(seq, event)` to put on the wire now: new events first in
+    /// order, then retransmissions of events unacknowledged for an RTO.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<(u32, InputEvent)> {
+        if self.unsent < self.queue.len() {
+            let p = &mut self.queue[self.unsent];
+            self.unsent += 1;
+            p.first_sent = Some(now);
+            p.last_sent = Some(now);
+            self.stats.sent += 1;
+            return Some((p.seq, p.event));
+        }
+        let rto = self.rto;
+        let p = self
+            .queue
+            .iter_mut()
+            .take(self.unsent)
+            .find(|p| p.last_sent.is_some_and(|t| now >= t + rto))?;
+        p.last_sent = Some(now);
+        self.stats.retransmits += 1;
+        Some((p.seq, p.event))
+    }
+
+    /// When a retransmission will be due, if anything is in flight.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.queue
+            .iter()
+            .take(self.unsent)
+            .filter_map(|p| p.last_sent)
+            .min()
+            .map(|t| t + self.rto)
+    }
+
+    /// Handles a cumulative acknowledgement; calls `rtt` with each newly
+    /// acknowledged event's round trip (first send → ack).
+    pub fn handle_ack(&mut self, seq: u32, now: Instant, mut rtt: impl FnMut(Duration)) {
+        while let Some(front) = self.queue.front() {
+            if self.unsent == 0 {
+                break; // never acknowledge what was not sent
+            }
+            if (front.seq.wrapping_sub(seq) as i32) > 0 {
+                break;
+            }
+            if let Some(t) = front.first_sent {
+                rtt(now.saturating_duration_since(t));
+            }
+            self.queue.pop_front();
+            self.unsent -= 1;
+            self.stats.acked += 1;
+        }
+    }
+}
+
+/// Window of early arrivals the receiver buffers.
+pub const RECEIVE_WINDOW: u32 = 1024;
+
+/// Host side; see the module documentation.
+#[derive(Debug)]
+pub struct InputReceiver {
+    /// Highest sequence number delivered (0: none).
+    delivered: u32,
+    early: VecDeque<Option<InputEvent>>,
+}
+
+impl Default for InputReceiver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InputReceiver {
+    /// A receiver expecting sequence number 1.
+    pub fn new() -> Self {
+        Self {
+            delivered: 0,
+            early: VecDeque::with_capacity(64),
+        }
+    }
+
+    /// Cumulative acknowledgement to send back.
+    pub fn ack(&self) -> u32 {
+        self.delivered
+    }
+
+    /// Accepts an event and calls `deliver` for each event that is now next
+    /// in order. Duplicates and events outside the window are ignored.
+    pub fn handle(&mut self, seq: u32, event: InputEvent, mut deliver: impl FnMut(u32, InputEvent)) {
+        let offset = seq.wrapping_sub(self.delivered);
+        // offset 0 or "negative": already delivered.
+        if offset == 0 || offset > RECEIVE_WINDOW {
+            return;
+        }
+        let slot = (offset - 1) as usize;
+        if self.early.len() <= slot {
+            self.early.resize(slot + 1, None);
+        }
+        if self.early[slot].is_none() {
+            self.early[slot] = Some(event);
+        }
+        while let Some(Some(ev)) = self.early.front().copied() {
+            self.early.pop_front();
+            self.delivered = self.delivered.wrapping_add(1);
+            if self.delivered == 0 {
+                // Sequence 0 is never used; step over it on wrap.
+                self.delivered = 1;
+            }
+            deliver(self.delivered, ev);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(usage: u16, down: bool) -> InputEvent {
+        InputEvent::Key { usage, down }
+    }
+
+    #[test]
+    fn moves_coalesce_but_never_across_edges() {
+        let mut s = InputSender::new();
+        s.push(InputEvent::Move { x: 1, y: 1 }).unwrap();
+        s.push(InputEvent::Move { x: 2, y: 2 }).unwrap();
+        s.push(key(4, true)).unwrap();
+        s.push(InputEvent::Move { x: 3, y: 3 }).unwrap();
+        s.push(InputEvent::Move { x: 4, y: 4 }).unwrap();
+        let t = Instant::now();
+        let mut sent = Vec::new();
+        while let Some(x) = s.poll_transmit(t) {
+            sent.push(x);
+        }
+        assert_eq!(
+            sent,
+            vec![(1, InputEvent::Move { x: 2, y: 2 }), (2, key(4, true)), (3, InputEvent::Move { x: 4, y: 4 })]
+        );
+        // A move after the last one left starts a new event.
+        s.push(InputEvent::Move { x: 5, y: 5 }).unwrap();
+        assert_eq!(s.poll_transmit(t), Some((4, InputEvent::Move { x: 5, y: 5 })));
+        assert_eq!(s.stats().coalesced, 2);
+    }
+
+    #[test]
+    fn retransmits_after_rto_until_acked() {
+        let mut s = InputSender::new();
+        s.set_rto(Duration::from_millis(50));
+        let t0 = Instant::now();
+        s.push(key(4, true)).unwrap();
+        s.push(key(4, false)).unwrap();
+        assert_eq!(s.poll_transmit(t0).map(|x| x.0), Some(1));
+        assert_eq!(s.poll_transmit(t0).map(|x| x.0), Some(2));
+        assert_eq!(s.poll_transmit(t0 + Duration::from_millis(10)), None);
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(50)));
+        let t1 = t0 + Duration::from_millis(60);
+        let mut rtts = Vec::new();
+        s.handle_ack(1, t1, |d| rtts.push(d));
+        assert_eq!(rtts, vec![Duration::from_millis(60)]);
+        assert_eq!(s.poll_transmit(t1), Some((2, key(4, false))));
+        s.handle_ack(2, t1, |_| {});
+        assert_eq!(s.in_flight(), 0);
+        assert_eq!(s.poll_timeout(), None);
+        assert_eq!(s.stats(), InputSenderStats { sent: 2, acked: 2, retransmits: 1, coalesced: 0 });
+    }
+
+    #[test]
+    fn stalls_at_bound() {
+        let mut s = InputSender::new();
+        for i in 0..MAX_IN_FLIGHT {
+            s.push(key(i as u16, true)).unwrap();
+        }
+        assert_eq!(s.push(key(1, false)), Err(InputError::Stalled));
+    }
+
+    proptest! {
+        /// Over a link that drops, duplicates and reorders, every event is
+        /// delivered exactly once and in order, and all end acknowledged.
+        #[test]
+        fn exactly_once_in_order(n in 1usize..300, seed in any::<u64>(), loss in 0u64..50) {
+            let mut s = InputSender::new();
+            s.set_rto(Duration::from_millis(30));
+            let mut r = InputReceiver::new();
+            let events: Vec<InputEvent> = (0..n).map(|i| key(i as u16, i % 2 == 0)).collect();
+            for e in &events { s.push(*e).unwrap(); }
+            let mut rng = seed | 1;
+            let mut next = || { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; rng };
+            let t0 = Instant::now();
+            let mut delivered = Vec::new();
+            let mut in_transit: Vec<(u32, InputEvent)> = Vec::new();
+            for step in 0..2000u64 {
+                let now = t0 + Duration::from_millis(step * 5);
+                while let Some(x) = s.poll_transmit(now) {
+                    if next() % 100 >= loss { in_transit.push(x); }
+                    if next() % 10 == 0 { in_transit.push(x); } // duplicate
+                }
+                // Reorder: deliver a random subset this step.
+                let mut keep = Vec::new();
+                for x in in_transit.drain(..) {
+                    if next() % 3 == 0 { keep.push(x); } else { r.handle(x.0, x.1, |_, e| delivered.push(e)); }
+                }
+                in_transit = keep;
+                if next() % 100 >= loss { s.handle_ack(r.ack(), now, |_| {}); }
+                if s.in_flight() == 0 { break; }
+            }
+            prop_assert_eq!(&delivered, &events);
+            prop_assert_eq!(s.in_flight(), 0);
+        }
+
+        #[test]
+        fn receiver_ignores_hostile_sequence_numbers(seqs in proptest::collection::vec(any::<u32>(), 0..500)) {
+            let mut r = InputReceiver::new();
+            for q in seqs { r.handle(q, key(1, true), |_, _| {}); }
+            prop_assert!(r.early.len() <= RECEIVE_WINDOW as usize);
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The sans-IO wire protocol shared by Nephele's client, gateway and host.
+//!
+//! Nothing in this crate opens a socket, starts a thread or reads a clock:
+//! callers hand in bytes and an [`std::time::Instant`], and get back messages,
+//! datagrams to send and deadlines. That keeps every behaviour testable with a
+//! simulated link and a virtual clock.
+//!
+//! Data flow:
+//!
+//! * [`wire`] encodes and decodes the versioned binary [`wire::Message`]s.
+//!   Datagrams between a gateway and a host carry a session id in an
+//!   [`wire::Envelope`]; streams between client and gateway carry
+//!   length-prefixed messages, cut apart by [`framing::FrameReader`].
+//! * [`video`] splits an encoded access unit into datagram-sized fragments and
+//!   reassembles them on the client with bounded buffers and a deadline per
+//!   frame.
+//! * [`input`] gives every input event a sequence number, coalesces pointer
+//!   motion, retransmits until acknowledged and delivers exactly once, in
+//!   order, at the host.
+//! * [`hid`] names keys by USB HID usage (physical position), so the remote
+//!   keyboard layout decides the character.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod framing;
+pub mod hid;
+pub mod input;
+pub mod video;
+pub mod wire;
+
+pub use wire::{DecodeError, Envelope, InputEvent, Message};
+
+/// Version of the wire format carried in every message header.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// ALPN protocol name negotiated on the QUIC connection between client and gateway.
+pub const ALPN: &[u8] = b"nephele/1";
+
+/// Largest UDP payload any Nephele datagram may have. Fragments are sized so a
+/// relayed fragment still fits a QUIC datagram on a 1280-byte path MTU.
+pub const MAX_DATAGRAM: usize = 1200;
+
+/// Largest message on a stream lane (control, input, recovery).
+pub const MAX_STREAM_MESSAGE: usize = 16 * 1024;
+
+/// Largest picture dimension accepted anywhere in the protocol.
+pub const MAX_DIMENSION: u16 = 8192;

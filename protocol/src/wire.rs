@@ -1,0 +1,726 @@
+//! Versioned binary messages.
+//!
+//! Every message starts with a two-byte header: the protocol version and the
+//! message type. Integers are big-endian. Every length is checked against the
+//! bytes present and against the protocol's caps before anything is
+//! allocated, so arbitrary input yields a [`DecodeError`], never a panic.
+
+use crate::{MAX_DIMENSION, PROTOCOL_VERSION};
+
+/// Why a byte string is not a valid message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The input ended before the message did.
+    #[error("message truncated: needed {needed} more bytes")]
+    Truncated {
+        /// How many more bytes the field being read needed.
+        needed: usize,
+    },
+    /// The peer speaks a protocol version this build does not.
+    #[error("unsupported protocol version {0} (this build speaks {PROTOCOL_VERSION})")]
+    Version(u8),
+    /// The message type byte is unknown.
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    /// A field holds a value outside its range.
+    #[error("invalid value for {field}: {value}")]
+    InvalidValue {
+        /// The field's name.
+        field: &'static str,
+        /// The offending value.
+        value: u64,
+    },
+    /// Bytes were left over after a complete message.
+    #[error("{0} trailing bytes after message")]
+    Trailing(usize),
+    /// A fragment's geometry is inconsistent (index past count, empty payload, …).
+    #[error("malformed fragment: {0}")]
+    BadFragment(&'static str),
+}
+
+/// Why a stream lane was closed or a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum GoodbyeReason {
+    /// The user or the program ended the session normally.
+    Normal = 0,
+    /// The peer misbehaved (malformed messages, protocol violation).
+    ProtocolError = 1,
+    /// The host has no capacity for another session.
+    NoCapacity = 2,
+    /// The session was idle or silent for too long.
+    Timeout = 3,
+    /// The host or gateway is shutting down.
+    Shutdown = 4,
+}
+
+impl GoodbyeReason {
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        Ok(match v {
+            0 => Self::Normal,
+            1 => Self::ProtocolError,
+            2 => Self::NoCapacity,
+            3 => Self::Timeout,
+            4 => Self::Shutdown,
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    field: "goodbye reason",
+                    value: v.into(),
+                });
+            }
+        })
+    }
+}
+
+/// A mouse button, numbered as the host's input layer expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum MouseButton {
+    /// Primary button.
+    Left = 1,
+    /// Secondary button.
+    Right = 2,
+    /// Wheel button.
+    Middle = 3,
+    /// Thumb button "back".
+    Back = 4,
+    /// Thumb button "forward".
+    Forward = 5,
+}
+
+impl MouseButton {
+    fn from_u8(v: u8) -> Result<Self, DecodeError> {
+        Ok(match v {
+            1 => Self::Left,
+            2 => Self::Right,
+            3 => Self::Middle,
+            4 => Self::Back,
+            5 => Self::Forward,
+            _ => {
+                return Err(DecodeError::InvalidValue {
+                    field: "mouse button",
+                    value: v.into(),
+                });
+            }
+        })
+    }
+
+    /// Lower-case name used in scripts and recordings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Right => "right",
+            Self::Middle => "middle",
+            Self::Back => "back",
+            Self::Forward => "forward",
+        }
+    }
+
+    /// Parses the lower-case name used in scripts.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "left" => Self::Left,
+            "right" => Self::Right,
+            "middle" => Self::Middle,
+            "back" => Self::Back,
+            "forward" => Self::Forward,
+            _ => return None,
+        })
+    }
+}
+
+/// One input event from the client's user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputEvent {
+    /// A key by physical position (USB HID usage on page 7).
+    Key {
+        /// USB HID keyboard usage.
+        usage: u16,
+        /// `true` for press, `false` for release.
+        down: bool,
+    },
+    /// A mouse button edge.
+    Button {
+        /// Which button.
+        button: MouseButton,
+        /// `true` for press, `false` for release.
+        down: bool,
+    },
+    /// Absolute pointer position in stream (host picture) coordinates.
+    Move {
+        /// Column, `0..width`.
+        x: u16,
+        /// Row, `0..height`.
+        y: u16,
+    },
+    /// Wheel motion in 1/120ths of a notch (high resolution, as Windows' WHEEL_DELTA).
+    Wheel {
+        /// Horizontal, positive to the right.
+        dx: i16,
+        /// Vertical, positive away from the user (scroll up).
+        dy: i16,
+    },
+}
+
+impl InputEvent {
+    /// The kind's name as used in recordings: `key`, `button`, `move`, `wheel`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Key { .. } => "key",
+            Self::Button { .. } => "button",
+            Self::Move { .. } => "move",
+            Self::Wheel { .. } => "wheel",
+        }
+    }
+}
+
+/// Bit set in [`VideoFragment::flags`] when the frame is an IDR (decodable alone).
+pub const FRAG_FLAG_KEYFRAME: u8 = 1;
+
+/// One datagram-sized piece of an encoded access unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoFragment<'a> {
+    /// Frame number, increasing by one per encoded frame (wrapping).
+    pub frame_id: u32,
+    /// Index of this fragment within the frame.
+    pub index: u16,
+    /// Number of fragments in the frame (≥ 1).
+    pub count: u16,
+    /// [`FRAG_FLAG_KEYFRAME`] and future flags.
+    pub flags: u8,
+    /// Host clock at capture, in microseconds since the host's session epoch.
+    pub capture_us: u64,
+    /// The bytes of the access unit this fragment carries.
+    pub payload: &'a [u8],
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Client → host (through the gateway): open a session with this picture.
+    Hello {
+        /// Requested picture width.
+        width: u16,
+        /// Requested picture height.
+        height: u16,
+        /// Requested frames per second.
+        fps: u8,
+    },
+    /// Host → client: the session is open.
+    Welcome {
+        /// The host's id for the session.
+        session_id: u64,
+        /// Picture width the host will send.
+        width: u16,
+        /// Picture height the host will send.
+        height: u16,
+        /// Frame rate the host will send.
+        fps: u8,
+        /// Host clock now, microseconds since the session epoch.
+        host_time_us: u64,
+    },
+    /// Liveness probe; the receiver answers with [`Message::Pong`] carrying the same stamp.
+    Ping {
+        /// Sender's clock, echoed back.
+        stamp_us: u64,
+    },
+    /// Answer to a [`Message::Ping`].
+    Pong {
+        /// The echoed stamp.
+        stamp_us: u64,
+    },
+    /// The sender ends the session.
+    Goodbye {
+        /// Why.
+        reason: GoodbyeReason,
+    },
+    /// One input event with its sequence number.
+    Input {
+        /// Sequence number (wrapping), one per distinct event.
+        seq: u32,
+        /// The event.
+        event: InputEvent,
+    },
+    /// Host → client: every input up to and including `seq` has been applied.
+    InputAck {
+        /// Cumulative sequence number.
+        seq: u32,
+    },
+    /// A piece of a video frame.
+    Video(VideoFragment<'a>),
+    /// Client → host: the picture is broken; send a keyframe.
+    KeyframeRequest {
+        /// Last frame the client decoded correctly.
+        last_good_frame: u32,
+    },
+}
+
+mod ty {
+    pub const HELLO: u8 = 1;
+    pub const WELCOME: u8 = 2;
+    pub const PING: u8 = 3;
+    pub const PONG: u8 = 4;
+    pub const GOODBYE: u8 = 5;
+    pub const INPUT: u8 = 6;
+    pub const INPUT_ACK: u8 = 7;
+    pub const VIDEO: u8 = 8;
+    pub const KEYFRAME_REQUEST: u8 = 9;
+}
+
+mod input_kind {
+    pub const KEY: u8 = 1;
+    pub const BUTTON: u8 = 2;
+    pub const MOVE: u8 = 3;
+    pub const WHEEL: u8 = 4;
+}
+
+/// Size of the video fragment header, including the two-byte message header.
+pub const VIDEO_HEADER_LEN: usize = 2 + 4 + 2 + 2 + 1 + 8;
+
+impl<'a> Message<'a> {
+    /// Appends the encoded message to `out`. Never fails; callers keep
+    /// fragment payloads within [`crate::MAX_DATAGRAM`].
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(PROTOCOL_VERSION);
+        match self {
+            Self::Hello { width, height, fps } => {
+                out.push(ty::HELLO);
+                out.extend_from_slice(&width.to_be_bytes());
+                out.extend_from_slice(&height.to_be_bytes());
+                out.push(*fps);
+            }
+            Self::Welcome {
+                session_id,
+                width,
+                height,
+                fps,
+                host_time_us,
+            } => {
+                out.push(ty::WELCOME);
+                out.extend_from_slice(&session_id.to_be_bytes());
+                out.extend_from_slice(&width.to_be_bytes());
+                out.extend_from_slice(&height.to_be_bytes());
+                out.push(*fps);
+                out.extend_from_slice(&host_time_us.to_be_bytes());
+            }
+            Self::Ping { stamp_us } => {
+                out.push(ty::PING);
+                out.extend_from_slice(&stamp_us.to_be_bytes());
+            }
+            Self::Pong { stamp_us } => {
+                out.push(ty::PONG);
+                out.extend_from_slice(&stamp_us.to_be_bytes());
+            }
+            Self::Goodbye { reason } => {
+                out.push(ty::GOODBYE);
+                out.push(*reason as u8);
+            }
+            Self::Input { seq, event } => {
+                out.push(ty::INPUT);
+                out.extend_from_slice(&seq.to_be_bytes());
+                match *event {
+                    InputEvent::Key { usage, down } => {
+                        out.push(input_kind::KEY);
+                        out.extend_from_slice(&usage.to_be_bytes());
+                        out.push(down.into());
+                    }
+                    InputEvent::Button { button, down } => {
+                        out.push(input_kind::BUTTON);
+                        out.push(button as u8);
+                        out.push(down.into());
+                    }
+                    InputEvent::Move { x, y } => {
+                        out.push(input_kind::MOVE);
+                        out.extend_from_slice(&x.to_be_bytes());
+                        out.extend_from_slice(&y.to_be_bytes());
+                    }
+                    InputEvent::Wheel { dx, dy } => {
+                        out.push(input_kind::WHEEL);
+                        out.extend_from_slice(&dx.to_be_bytes());
+                        out.extend_from_slice(&dy.to_be_bytes());
+                    }
+                }
+            }
+            Self::InputAck { seq } => {
+                out.push(ty::INPUT_ACK);
+                out.extend_from_slice(&seq.to_be_bytes());
+            }
+            Self::Video(f) => {
+                out.push(ty::VIDEO);
+                out.extend_from_slice(&f.frame_id.to_be_bytes());
+                out.extend_from_slice(&f.index.to_be_bytes());
+                out.extend_from_slice(&f.count.to_be_bytes());
+                out.push(f.flags);
+                out.extend_from_slice(&f.capture_us.to_be_bytes());
+                out.extend_from_slice(f.payload);
+            }
+            Self::KeyframeRequest { last_good_frame } => {
+                out.push(ty::KEYFRAME_REQUEST);
+                out.extend_from_slice(&last_good_frame.to_be_bytes());
+            }
+        }
+    }
+
+    /// Decodes exactly one message occupying all of `buf`.
+    pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader { buf };
+        let version = r.u8()?;
+        if version != PROTOCOL_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let msg = match r.u8()? {
+            ty::HELLO => {
+                let width = r.dimension("width")?;
+                let height = r.dimension("height")?;
+                let fps = r.fps()?;
+                Self::Hello { width, height, fps }
+            }
+            ty::WELCOME => Self::Welcome {
+                session_id: r.u64()?,
+                width: r.dimension("width")?,
+                height: r.dimension("height")?,
+                fps: r.fps()?,
+                host_time_us: r.u64()?,
+            },
+            ty::PING => Self::Ping { stamp_us: r.u64()? },
+            ty::PONG => Self::Pong { stamp_us: r.u64()? },
+            ty::GOODBYE => Self::Goodbye {
+                reason: GoodbyeReason::from_u8(r.u8()?)?,
+            },
+            ty::INPUT => {
+                let seq = r.u32()?;
+                let event = match r.u8()? {
+                    input_kind::KEY => InputEvent::Key {
+                        usage: r.u16()?,
+                        down: r.bool("key action")?,
+                    },
+                    input_kind::BUTTON => InputEvent::Button {
+                        button: MouseButton::from_u8(r.u8()?)?,
+                        down: r.bool("button action")?,
+                    },
+                    input_kind::MOVE => InputEvent::Move {
+                        x: r.u16()?,
+                        y: r.u16()?,
+                    },
+                    input_kind::WHEEL => InputEvent::Wheel {
+                        dx: r.u16()? as i16,
+                        dy: r.u16()? as i16,
+                    },
+                    other => {
+                        return Err(DecodeError::InvalidValue {
+                            field: "input kind",
+                            value: other.into(),
+                        });
+                    }
+                };
+                Self::Input { seq, event }
+            }
+            ty::INPUT_ACK => Self::InputAck { seq: r.u32()? },
+            ty::VIDEO => {
+                let frame_id = r.u32()?;
+                let index = r.u16()?;
+                let count = r.u16()?;
+                let flags = r.u8()?;
+                let capture_us = r.u64()?;
+                let payload = r.rest();
+                if count == 0 {
+                    return Err(DecodeError::BadFragment("zero fragment count"));
+                }
+                if index >= count {
+                    return Err(DecodeError::BadFragment("index past count"));
+                }
+                if payload.is_empty() {
+                    return Err(DecodeError::BadFragment("empty payload"));
+                }
+                Self::Video(VideoFragment {
+                    frame_id,
+                    index,
+                    count,
+                    flags,
+                    capture_us,
+                    payload,
+                })
+            }
+            ty::KEYFRAME_REQUEST => Self::KeyframeRequest {
+                last_good_frame: r.u32()?,
+            },
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        if !r.buf.is_empty() {
+            return Err(DecodeError::Trailing(r.buf.len()));
+        }
+        Ok(msg)
+    }
+
+    /// Convenience: the encoded message as a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(32);
+        self.encode(&mut v);
+        v
+    }
+}
+
+/// A message addressed to one session, as carried in the stateless datagrams
+/// between a gateway and a host: an 8-byte session id, then the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// The session the message belongs to; chosen by the gateway on attach.
+    pub session: u64,
+    /// The message.
+    pub message: Message<'a>,
+}
+
+/// Length of the session id prefix in an [`Envelope`].
+pub const ENVELOPE_PREFIX: usize = 8;
+
+impl<'a> Envelope<'a> {
+    /// Appends the encoded envelope to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.session.to_be_bytes());
+        self.message.encode(out);
+    }
+
+    /// Decodes an envelope occupying all of `buf`.
+    pub fn decode(buf: &'a [u8]) -> Result<Self, DecodeError> {
+        let (session, rest) = split_envelope(buf)?;
+        Ok(Self {
+            session,
+            message: Message::decode(rest)?,
+        })
+    }
+}
+
+/// Splits a datagram into its session id and the message bytes, without
+/// decoding the message (a gateway relays video this way, untouched).
+pub fn split_envelope(buf: &[u8]) -> Result<(u64, &[u8]), DecodeError> {
+    if buf.len() < ENVELOPE_PREFIX {
+        return Err(DecodeError::Truncated {
+            needed: ENVELOPE_PREFIX - buf.len(),
+        });
+    }
+    let (id, rest) = buf.split_at(ENVELOPE_PREFIX);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(id);
+    Ok((u64::from_be_bytes(b), rest))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated {
+                needed: n - self.buf.len(),
+            });
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    fn bool(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(DecodeError::InvalidValue {
+                field,
+                value: v.into(),
+            }),
+        }
+    }
+    fn dimension(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+        let v = self.u16()?;
+        // Even sizes only: I420 chroma planes are half size in both directions.
+        if v == 0 || v > MAX_DIMENSION || v % 2 != 0 {
+            return Err(DecodeError::InvalidValue {
+                field,
+                value: v.into(),
+            });
+        }
+        Ok(v)
+    }
+    fn fps(&mut self) -> Result<u8, DecodeError> {
+        let v = self.u8()?;
+        if v == 0 || v > 240 {
+            return Err(DecodeError::InvalidValue {
+                field: "fps",
+                value: v.into(),
+            });
+        }
+        Ok(v)
+    }
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_button() -> impl Strategy<Value = MouseButton> {
+        prop_oneof![
+            Just(MouseButton::Left),
+            Just(MouseButton::Right),
+            Just(MouseButton::Middle),
+            Just(MouseButton::Back),
+            Just(MouseButton::Forward),
+        ]
+    }
+
+    fn arb_event() -> impl Strategy<Value = InputEvent> {
+        prop_oneof![
+            (any::<u16>(), any::<bool>()).prop_map(|(usage, down)| InputEvent::Key { usage, down }),
+            (arb_button(), any::<bool>()).prop_map(|(button, down)| InputEvent::Button { button, down }),
+            (any::<u16>(), any::<u16>()).prop_map(|(x, y)| InputEvent::Move { x, y }),
+            (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| InputEvent::Wheel { dx, dy }),
+        ]
+    }
+
+    fn arb_dim() -> impl Strategy<Value = u16> {
+        (1u16..=MAX_DIMENSION / 2).prop_map(|v| v * 2)
+    }
+
+    fn arb_reason() -> impl Strategy<Value = GoodbyeReason> {
+        prop_oneof![
+            Just(GoodbyeReason::Normal),
+            Just(GoodbyeReason::ProtocolError),
+            Just(GoodbyeReason::NoCapacity),
+            Just(GoodbyeReason::Timeout),
+            Just(GoodbyeReason::Shutdown),
+        ]
+    }
+
+    /// Owned stand-in for a message, since `Message` borrows its payload.
+    fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
+        (
+            0u8..9,
+            proptest::collection::vec(any::<u8>(), 1..1100),
+            [any::<u64>(), any::<u64>(), any::<u64>()],
+            arb_event(),
+            arb_reason(),
+        )
+    }
+
+    fn build<'a>(k: u8, payload: &'a [u8], n: [u64; 3], ev: InputEvent, reason: GoodbyeReason, w: u16, h: u16) -> Message<'a> {
+        let fps = (n[2] % 240) as u8 + 1;
+        match k {
+            0 => Message::Hello { width: w, height: h, fps },
+            1 => Message::Welcome {
+                session_id: n[0],
+                width: w,
+                height: h,
+                fps,
+                host_time_us: n[1],
+            },
+            2 => Message::Ping { stamp_us: n[0] },
+            3 => Message::Pong { stamp_us: n[1] },
+            4 => Message::Goodbye { reason },
+            5 => Message::Input { seq: n[0] as u32, event: ev },
+            6 => Message::InputAck { seq: n[1] as u32 },
+            7 => {
+                let count = (n[0] as u16).max(1);
+                Message::Video(VideoFragment {
+                    frame_id: n[1] as u32,
+                    index: (n[2] as u16) % count,
+                    count,
+                    flags: n[2] as u8,
+                    capture_us: n[1],
+                    payload,
+                })
+            }
+            _ => Message::KeyframeRequest {
+                last_good_frame: n[2] as u32,
+            },
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn messages_round_trip((k, payload, n, ev, reason) in arb_message(), w in arb_dim(), h in arb_dim()) {
+            let msg = build(k, &payload, n, ev, reason, w, h);
+            let bytes = msg.to_vec();
+            prop_assert_eq!(Message::decode(&bytes), Ok(msg.clone()));
+            let env = Envelope { session: n[0] ^ n[1], message: msg };
+            let mut buf = Vec::new();
+            env.encode(&mut buf);
+            prop_assert_eq!(Envelope::decode(&buf), Ok(env));
+        }
+
+        #[test]
+        fn truncated_messages_are_errors((k, payload, n, ev, reason) in arb_message(), w in arb_dim(), h in arb_dim(), cut in any::<prop::sample::Index>()) {
+            let msg = build(k, &payload, n, ev, reason, w, h);
+            let bytes = msg.to_vec();
+            // Any strict prefix of a fixed-size message is an error; for video
+            // a prefix that still holds payload is a shorter valid fragment.
+            let cut = cut.index(bytes.len());
+            let res = Message::decode(&bytes[..cut]);
+            if !matches!(msg, Message::Video(_)) || cut < VIDEO_HEADER_LEN + 1 {
+                prop_assert!(res.is_err());
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = Message::decode(&bytes);
+            let _ = Envelope::decode(&bytes);
+        }
+
+        #[test]
+        fn versioned_arbitrary_bodies_never_panic(t in 0u8..12, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut bytes = vec![PROTOCOL_VERSION, t];
+            bytes.extend_from_slice(&body);
+            let _ = Message::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_version_and_bad_fields() {
+        let mut hello = Message::Hello { width: 1280, height: 720, fps: 60 }.to_vec();
+        hello[0] = 9;
+        assert_eq!(Message::decode(&hello), Err(DecodeError::Version(9)));
+
+        let odd = [PROTOCOL_VERSION, ty::HELLO, 0x05, 0x01, 0x02, 0xD0, 60];
+        assert!(matches!(Message::decode(&odd), Err(DecodeError::InvalidValue { field: "width", .. })));
+
+        let huge = [PROTOCOL_VERSION, ty::HELLO, 0x40, 0x02, 0x02, 0xD0, 60];
+        assert!(matches!(Message::decode(&huge), Err(DecodeError::InvalidValue { field: "width", .. })));
+
+        let mut ping = Message::Ping { stamp_us: 1 }.to_vec();
+        ping.push(0);
+        assert_eq!(Message::decode(&ping), Err(DecodeError::Trailing(1)));
+
+        let bad_frag = Message::Video(VideoFragment {
+            frame_id: 1,
+            index: 0,
+            count: 1,
+            flags: 0,
+            capture_us: 0,
+            payload: &[1],
+        })
+        .to_vec();
+        let mut past = bad_frag.clone();
+        past[7] = 5; // index low byte past count
+        assert_eq!(Message::decode(&past), Err(DecodeError::BadFragment("index past count")));
+        assert_eq!(Message::decode(&bad_frag[..VIDEO_HEADER_LEN]), Err(DecodeError::BadFragment("empty payload")));
+    }
+}
