@@ -460,6 +460,12 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Whether encoded message bytes are a video fragment, judged from the
+/// header alone (a relay forwards video without decoding it).
+pub fn is_video(msg: &[u8]) -> bool {
+    msg.len() > VIDEO_HEADER_LEN && msg[0] == PROTOCOL_VERSION && msg[1] == ty::VIDEO
+}
+
 /// A message addressed to one session, as carried in the stateless datagrams
 /// between a gateway and a host: an 8-byte session id, then the message.
 #[derive(Debug, Clone, PartialEq, Eq)]

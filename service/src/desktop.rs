@@ -1,0 +1,400 @@
+//! The demo desktop: what a session shows when no real desktop is attached.
+//!
+//! It is drawn in software straight into I420 planes (no RGB pass to convert
+//! afterwards): a gradient wallpaper, a notes window showing the text typed so
+//! far with a blinking caret, a bouncing ball and a frame counter so the frame
+//! rate shows, mouse-button indicators, a taskbar with a clock, and a pointer
+//! that follows the mouse. Every drawing position is even, so chroma
+//! (subsampled 2×2) lines up with luma.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nephele_protocol::hid;
+use nephele_protocol::wire::{InputEvent, MouseButton};
+
+/// An I420 picture with tightly packed planes.
+#[derive(Debug, Clone)]
+pub struct I420 {
+    /// Width in pixels (even).
+    pub width: usize,
+    /// Height in pixels (even).
+    pub height: usize,
+    /// Luma, `width * height`.
+    pub y: Vec<u8>,
+    /// Cb, `width/2 * height/2`.
+    pub u: Vec<u8>,
+    /// Cr, `width/2 * height/2`.
+    pub v: Vec<u8>,
+}
+
+impl I420 {
+    /// A black picture.
+    pub fn new(width: usize, height: usize) -> Self {
+        let c = (width / 2) * (height / 2);
+        Self {
+            width,
+            height,
+            y: vec![16; width * height],
+            u: vec![128; c],
+            v: vec![128; c],
+        }
+    }
+}
+
+impl openh264::formats::YUVSource for I420 {
+    fn dimensions(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+    fn strides(&self) -> (usize, usize, usize) {
+        (self.width, self.width / 2, self.width / 2)
+    }
+    fn y(&self) -> &[u8] {
+        &self.y
+    }
+    fn u(&self) -> &[u8] {
+        &self.u
+    }
+    fn v(&self) -> &[u8] {
+        &self.v
+    }
+}
+
+/// A colour in BT.601 limited-range YCbCr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Yuv(pub u8, pub u8, pub u8);
+
+impl Yuv {
+    /// Converts 8-bit sRGB-ish RGB (BT.601, limited range, as the client decodes it).
+    pub const fn rgb(r: u8, g: u8, b: u8) -> Self {
+        let (r, g, b) = (r as i32, g as i32, b as i32);
+        let y = 16 + ((66 * r + 129 * g + 25 * b + 128) >> 8);
+        let u = 128 + ((-38 * r - 74 * g + 112 * b + 128) >> 8);
+        let v = 128 + ((112 * r - 94 * g - 18 * b + 128) >> 8);
+        Self(y as u8, u as u8, v as u8)
+    }
+}
+
+const WALL_TOP: Yuv = Yuv::rgb(24, 110, 130);
+const TASKBAR: Yuv = Yuv::rgb(32, 34, 40);
+const TITLE: Yuv = Yuv::rgb(40, 90, 180);
+const WINDOW_BG: Yuv = Yuv::rgb(245, 245, 240);
+const TEXT: Yuv = Yuv::rgb(20, 20, 24);
+const WHITE: Yuv = Yuv::rgb(255, 255, 255);
+const BLACK: Yuv = Yuv::rgb(0, 0, 0);
+const BALL: Yuv = Yuv::rgb(250, 150, 30);
+const LED_OFF: Yuv = Yuv::rgb(70, 72, 80);
+const LED_ON: Yuv = Yuv::rgb(90, 220, 90);
+
+/// Most characters the notes window keeps.
+pub const MAX_TYPED: usize = 4096;
+
+/// What the desktop shows: the state input changes.
+#[derive(Debug, Clone, Default)]
+pub struct DesktopState {
+    /// Text typed so far (US layout), newest last.
+    pub typed: String,
+    /// Pointer position in picture coordinates.
+    pub pointer: (u16, u16),
+    /// Keys held now, by HID usage.
+    pub keys_down: BTreeSet<u16>,
+    /// Mouse buttons held now.
+    pub buttons_down: BTreeSet<u8>,
+    /// Accumulated wheel motion, in notches × 120.
+    pub wheel: (i32, i32),
+    /// Input events applied.
+    pub events: u64,
+}
+
+impl DesktopState {
+    /// Applies one input event.
+    pub fn apply(&mut self, ev: &InputEvent, width: u16, height: u16) {
+        self.events += 1;
+        match *ev {
+            InputEvent::Key { usage, down } => {
+                if down {
+                    // Auto-repeat arrives as repeated downs and types again.
+                    self.keys_down.insert(usage);
+                    self.type_key(usage);
+                } else {
+                    self.keys_down.remove(&usage);
+                }
+            }
+            InputEvent::Button { button, down } => {
+                if down {
+                    self.buttons_down.insert(button as u8);
+                } else {
+                    self.buttons_down.remove(&(button as u8));
+                }
+            }
+            InputEvent::Move { x, y } => {
+                self.pointer = (x.min(width.saturating_sub(1)), y.min(height.saturating_sub(1)));
+            }
+            InputEvent::Wheel { dx, dy } => {
+                self.wheel.0 = self.wheel.0.saturating_add(dx.into());
+                self.wheel.1 = self.wheel.1.saturating_add(dy.into());
+            }
+        }
+    }
+
+    fn type_key(&mut self, usage: u16) {
+        let shift = self.keys_down.contains(&hid::LEFT_SHIFT) || self.keys_down.contains(&hid::RIGHT_SHIFT);
+        if usage == hid::BACKSPACE {
+            self.typed.pop();
+            return;
+        }
+        if let Some(c) = hid::us_char_for_key(usage, shift) {
+            if self.typed.len() >= MAX_TYPED {
+                self.typed.remove(0);
+            }
+            self.typed.push(c);
+        }
+    }
+
+    /// Releases everything held (the client went away); returns what was released.
+    pub fn release_all(&mut self) -> (Vec<u16>, Vec<u8>) {
+        let keys = std::mem::take(&mut self.keys_down).into_iter().collect();
+        let buttons = std::mem::take(&mut self.buttons_down).into_iter().collect();
+        (keys, buttons)
+    }
+}
+
+/// Draws the desktop into a picture; keeps the wallpaper cached.
+#[derive(Debug)]
+pub struct Renderer {
+    wallpaper: I420,
+}
+
+impl Renderer {
+    /// A renderer for pictures of this size.
+    pub fn new(width: usize, height: usize) -> Self {
+        let mut wallpaper = I420::new(width, height);
+        for row in 0..height {
+            // Vertical gradient from teal to deep blue.
+            let t = row as f32 / height.max(1) as f32;
+            let r = (24.0 * (1.0 - t) + 10.0 * t) as u8;
+            let g = (110.0 * (1.0 - t) + 30.0 * t) as u8;
+            let b = (130.0 * (1.0 - t) + 90.0 * t) as u8;
+            let c = if row == 0 { WALL_TOP } else { Yuv::rgb(r, g, b) };
+            wallpaper.y[row * width..(row + 1) * width].fill(c.0);
+            if row % 2 == 0 {
+                let cw = width / 2;
+                let cr = row / 2;
+                wallpaper.u[cr * cw..(cr + 1) * cw].fill(c.1);
+                wallpaper.v[cr * cw..(cr + 1) * cw].fill(c.2);
+            }
+        }
+        Self { wallpaper }
+    }
+
+    /// Renders `state` at session time `t` as frame number `frame` into `out`.
+    pub fn render(&self, state: &DesktopState, t: Duration, frame: u64, out: &mut I420) {
+        let (w, h) = (out.width, out.height);
+        out.y.copy_from_slice(&self.wallpaper.y);
+        out.u.copy_from_slice(&self.wallpaper.u);
+        out.v.copy_from_slice(&self.wallpaper.v);
+        let scale = if h >= 600 { 2 } else { 1 };
+        let glyph = 8 * scale;
+
+        // Taskbar with a start label, mouse-button indicators and a clock.
+        let bar_h = even((h / 18).max(16));
+        fill(out, 0, h - bar_h, w, bar_h, TASKBAR);
+        let ty = h - bar_h + even((bar_h.saturating_sub(glyph)) / 2);
+        text(out, 12, ty, scale, WHITE, "Nephele demo desktop");
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let clock = format!("{:02}:{:02}:{:02} UTC", secs / 3600 % 24, secs / 60 % 60, secs % 60);
+        let cx = w.saturating_sub(clock.len() * glyph + 12);
+        text(out, even(cx), ty, scale, WHITE, &clock);
+        let led = glyph;
+        for (i, b) in [MouseButton::Left, MouseButton::Middle, MouseButton::Right].iter().enumerate() {
+            let on = state.buttons_down.contains(&(*b as u8));
+            let x = even(w / 2 + i * (led + 6));
+            fill(out, x, ty, led, led, if on { LED_ON } else { LED_OFF });
+        }
+
+        // Something that moves every frame: a ball bouncing along the top,
+        // and the frame counter.
+        let span = w.saturating_sub(glyph * 4).max(1);
+        let period = 2.0;
+        let phase = (t.as_secs_f64() % period) / period;
+        let tri = if phase < 0.5 { phase * 2.0 } else { 2.0 - phase * 2.0 };
+        let bx = even((tri * span as f64) as usize);
+        fill(out, bx, even(h / 40), glyph * 3, glyph * 3, BALL);
+        let counter = format!("frame {frame}  t={:.1}s", t.as_secs_f64());
+        text(out, even(w * 3 / 4).min(w.saturating_sub(counter.len() * glyph)), even(h / 40 + glyph * 4), scale, WHITE, &counter);
+
+        // The notes window with the typed text.
+        let (wx, wy) = (even(w / 10), even(h / 8));
+        let (ww, wh) = (even(w * 6 / 10), even(h * 55 / 100));
+        let title_h = glyph + 8;
+        fill(out, wx + 6, wy + 6, ww, wh, Yuv::rgb(8, 30, 40)); // shadow
+        fill(out, wx, wy, ww, title_h, TITLE);
+        text(out, wx + 8, wy + 4, scale, WHITE, "Notes - type here");
+        fill(out, wx, wy + title_h, ww, wh - title_h, WINDOW_BG);
+        let cols = ((ww - 16) / glyph).max(1);
+        let rows = ((wh - title_h - 16) / (glyph + 2 * scale)).max(1);
+        let mut lines: Vec<&str> = Vec::new();
+        for para in state.typed.split('\n') {
+            let mut rest = para;
+            loop {
+                let cut = rest.char_indices().nth(cols).map_or(rest.len(), |(i, _)| i);
+                lines.push(&rest[..cut]);
+                rest = &rest[cut..];
+                if rest.is_empty() {
+                    break;
+                }
+            }
+        }
+        let first = lines.len().saturating_sub(rows);
+        let mut caret = (wx + 8, wy + title_h + 8);
+        for (i, line) in lines[first..].iter().enumerate() {
+            let y = wy + title_h + 8 + i * (glyph + 2 * scale);
+            text(out, wx + 8, y, scale, TEXT, line);
+            caret = (wx + 8 + line.chars().count() * glyph, y);
+        }
+        if t.as_millis() % 1000 < 600 {
+            fill(out, caret.0, caret.1, 2 * scale, glyph, TEXT);
+        }
+
+        // Pointer on top of everything.
+        pointer(out, usize::from(state.pointer.0), usize::from(state.pointer.1));
+    }
+}
+
+fn even(v: usize) -> usize {
+    v & !1
+}
+
+/// Fills a rectangle, clipped to the picture.
+fn fill(p: &mut I420, x: usize, y: usize, w: usize, h: usize, c: Yuv) {
+    let x1 = (x + w).min(p.width);
+    let y1 = (y + h).min(p.height);
+    if x >= x1 || y >= y1 {
+        return;
+    }
+    for row in y..y1 {
+        p.y[row * p.width + x..row * p.width + x1].fill(c.0);
+    }
+    let cw = p.width / 2;
+    for row in y / 2..y1.div_ceil(2).min(p.height / 2) {
+        p.u[row * cw + x / 2..row * cw + x1.div_ceil(2).min(cw)].fill(c.1);
+        p.v[row * cw + x / 2..row * cw + x1.div_ceil(2).min(cw)].fill(c.2);
+    }
+}
+
+/// Draws text with the 8×8 bitmap font at `scale`.
+fn text(p: &mut I420, x: usize, y: usize, scale: usize, c: Yuv, s: &str) {
+    let g = 8 * scale;
+    for (i, ch) in s.chars().enumerate() {
+        let code = if ch.is_ascii() { ch as usize } else { '?' as usize };
+        let bitmap = font8x8::legacy::BASIC_LEGACY[code];
+        let gx = x + i * g;
+        if gx + g > p.width || y + g > p.height {
+            return;
+        }
+        for (r, bits) in bitmap.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) != 0 {
+                    fill(p, gx + col * scale, y + r * scale, scale, scale, c);
+                }
+            }
+        }
+    }
+}
+
+/// An arrow pointer, 12 wide and 19 tall, as a bitmap: `#` outline, `o` fill.
+const ARROW: [&str; 19] = [
+    "#           ",
+    "##          ",
+    "#o#         ",
+    "#oo#        ",
+    "#ooo#       ",
+    "#oooo#      ",
+    "#ooooo#     ",
+    "#oooooo#    ",
+    "#ooooooo#   ",
+    "#oooooooo#  ",
+    "#ooooooooo# ",
+    "#oooooo#####",
+    "#ooo#oo#    ",
+    "#oo# #oo#   ",
+    "#o#  #oo#   ",
+    "##    #oo#  ",
+    "#     #oo#  ",
+    "       #oo# ",
+    "        ##  ",
+];
+
+fn pointer(p: &mut I420, x: usize, y: usize) {
+    // Luma per pixel for a crisp outline; chroma is neutral for both colours.
+    for (r, row) in ARROW.iter().enumerate() {
+        for (c, ch) in row.bytes().enumerate() {
+            let (px, py) = (x + c, y + r);
+            if px >= p.width || py >= p.height {
+                continue;
+            }
+            let luma = match ch {
+                b'#' => BLACK.0,
+                b'o' => WHITE.0,
+                _ => continue,
+            };
+            p.y[py * p.width + px] = luma;
+            let ci = (py / 2) * (p.width / 2) + px / 2;
+            p.u[ci] = 128;
+            p.v[ci] = 128;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typing_with_shift_and_backspace() {
+        let mut s = DesktopState::default();
+        let key = |s: &mut DesktopState, usage, down| s.apply(&InputEvent::Key { usage, down }, 640, 480);
+        key(&mut s, hid::LEFT_SHIFT, true);
+        key(&mut s, 0x0B, true); // h
+        key(&mut s, 0x0B, false);
+        key(&mut s, hid::LEFT_SHIFT, false);
+        key(&mut s, 0x0C, true); // i
+        key(&mut s, 0x0C, false);
+        key(&mut s, 0x1E, true); // 1
+        key(&mut s, 0x1E, false);
+        key(&mut s, hid::BACKSPACE, true);
+        assert_eq!(s.typed, "Hi");
+        assert_eq!(s.release_all().0, vec![hid::BACKSPACE]);
+        assert!(s.keys_down.is_empty());
+    }
+
+    #[test]
+    fn render_shows_text_and_pointer_where_expected() {
+        let (w, h) = (640, 360);
+        let r = Renderer::new(w, h);
+        let mut out = I420::new(w, h);
+        let mut s = DesktopState {
+            pointer: (600, 20),
+            ..Default::default()
+        };
+        r.render(&s, Duration::ZERO, 0, &mut out);
+        let blank = out.y.clone();
+        s.typed = "WWWW".into();
+        s.pointer = (300, 200);
+        r.render(&s, Duration::ZERO, 0, &mut out);
+        let changed: Vec<usize> = (0..w * h).filter(|&i| out.y[i] != blank[i]).collect();
+        assert!(!changed.is_empty());
+        // Changes lie inside the notes window's text area or the pointer.
+        let in_text = |i: usize| {
+            let (x, y) = (i % w, i / w);
+            (w / 10..w * 7 / 10).contains(&x) && (h / 8..h * 7 / 10).contains(&y)
+        };
+        let in_pointer = |i: usize| {
+            let (x, y) = (i % w, i / w);
+            ((300..312).contains(&x) && (200..219).contains(&y)) || ((600..612).contains(&x) && (20..39).contains(&y))
+        };
+        assert!(changed.iter().all(|&i| in_text(i) || in_pointer(i)));
+        assert!(changed.iter().any(|&i| in_pointer(i)));
+        assert!(changed.iter().any(|&i| in_text(i) && !in_pointer(i)));
+    }
+}

@@ -1,0 +1,588 @@
+//! The desktop host: renders a desktop per session, encodes it with
+//! openh264, and streams it to the session's gateway as UDP datagrams; applies
+//! and acknowledges input.
+//!
+//! Between gateway and host the protocol is stateless datagrams: each one is
+//! an [`Envelope`] naming its session. A gateway opens a session with
+//! `Hello` (repeated until `Welcome` arrives) and keeps it alive with `Ping`;
+//! a session silent for [`SESSION_TIMEOUT`] ends and releases its input.
+//!
+//! Threads: one receive thread (`nephele-host-rx`) owns the socket's read
+//! side, the session table and input delivery; each session has an encoder
+//! thread (`nephele-host-enc-N`) that renders, encodes and sends at the
+//! session's frame rate.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nephele_protocol::input::InputReceiver;
+use nephele_protocol::video::Fragmenter;
+use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message};
+use openh264::OpenH264API;
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType};
+
+use crate::desktop::{DesktopState, I420, Renderer};
+
+/// A session that hears nothing for this long ends.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most sessions one host runs at once.
+pub const MAX_SESSIONS: usize = 16;
+
+/// Host settings.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// UDP address to listen on for gateways.
+    pub listen: SocketAddr,
+    /// Append every input event received to this file as JSON lines.
+    pub record_input: Option<PathBuf>,
+    /// Target bitrate per session in bits per second; 0 picks one from the picture size.
+    pub bitrate: u32,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            record_input: None,
+            bitrate: 0,
+        }
+    }
+}
+
+/// Errors starting a host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Binding or configuring the UDP socket failed.
+    #[error("binding the host socket on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The input recording could not be opened.
+    #[error("opening input recording {path}: {source}")]
+    Record {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Spawning a thread failed.
+    #[error("starting host thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Counters of a running host, shared with tests.
+#[derive(Debug, Default)]
+pub struct HostStats {
+    /// Frames encoded and sent, all sessions.
+    pub frames_sent: AtomicU64,
+    /// Keyframes sent.
+    pub keyframes_sent: AtomicU64,
+    /// Input events applied.
+    pub inputs_applied: AtomicU64,
+    /// Datagrams that failed to decode.
+    pub bad_datagrams: AtomicU64,
+    /// Sessions opened.
+    pub sessions_opened: AtomicU64,
+}
+
+/// A running host; stops when dropped.
+#[derive(Debug)]
+pub struct Host {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    stats: Arc<HostStats>,
+    rx: Option<JoinHandle<()>>,
+}
+
+impl Host {
+    /// Binds and starts the host.
+    pub fn start(cfg: HostConfig) -> Result<Self, HostError> {
+        let socket = bind_udp(cfg.listen).map_err(|source| HostError::Bind { addr: cfg.listen, source })?;
+        let addr = socket.local_addr().map_err(|source| HostError::Bind { addr: cfg.listen, source })?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|source| HostError::Bind { addr, source })?;
+        let recorder = match &cfg.record_input {
+            Some(p) => Some(BufWriter::new(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|source| HostError::Record {
+                        path: p.display().to_string(),
+                        source,
+                    })?,
+            )),
+            None => None,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(HostStats::default());
+        let mut rx = Receiver {
+            socket: Arc::new(socket),
+            sessions: HashMap::new(),
+            recorder,
+            epoch: Instant::now(),
+            stop: stop.clone(),
+            stats: stats.clone(),
+            bitrate: cfg.bitrate,
+            next_index: 0,
+        };
+        let rx = std::thread::Builder::new()
+            .name("nephele-host-rx".into())
+            .spawn(move || rx.run())
+            .map_err(HostError::Thread)?;
+        tracing::info!(%addr, "host listening");
+        Ok(Self {
+            addr,
+            stop,
+            stats,
+            rx: Some(rx),
+        })
+    }
+
+    /// The UDP address gateways send to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<HostStats> {
+        self.stats.clone()
+    }
+
+    /// Stops all sessions and waits for the threads.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.rx.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Binds a UDP socket with buffers large enough for a keyframe burst.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at net.core.[rw]mem_max.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+struct Session {
+    gateway: SocketAddr,
+    width: u16,
+    height: u16,
+    fps: u8,
+    desktop: Arc<Mutex<DesktopState>>,
+    input: InputReceiver,
+    last_heard: Instant,
+    keyframe: Arc<AtomicBool>,
+    gateway_addr: Arc<Mutex<SocketAddr>>,
+    stop: Arc<AtomicBool>,
+    encoder: Option<JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.encoder.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Receiver {
+    socket: Arc<UdpSocket>,
+    sessions: HashMap<u64, Session>,
+    recorder: Option<BufWriter<File>>,
+    epoch: Instant,
+    stop: Arc<AtomicBool>,
+    stats: Arc<HostStats>,
+    bitrate: u32,
+    next_index: u64,
+}
+
+impl Receiver {
+    fn run(&mut self) {
+        let mut buf = vec![0u8; 2048];
+        let mut out = Vec::with_capacity(64);
+        let mut last_sweep = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, from)) => self.handle(&buf[..n], from, &mut out),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e) => {
+                    // ICMP port unreachable from a gone gateway surfaces here on Linux.
+                    tracing::debug!(error = %e, "host recv");
+                }
+            }
+            if last_sweep.elapsed() >= Duration::from_millis(250) {
+                last_sweep = Instant::now();
+                self.sweep();
+            }
+        }
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.end_session(id, GoodbyeReason::Shutdown, &mut out);
+        }
+    }
+
+    fn send(&self, to: SocketAddr, session: u64, message: Message<'_>, out: &mut Vec<u8>) {
+        out.clear();
+        Envelope { session, message }.encode(out);
+        if let Err(e) = self.socket.send_to(out, to) {
+            tracing::debug!(error = %e, %to, "host send");
+        }
+    }
+
+    fn handle(&mut self, dgram: &[u8], from: SocketAddr, out: &mut Vec<u8>) {
+        let env = match Envelope::decode(dgram) {
+            Ok(e) => e,
+            Err(e) => {
+                self.stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, %from, "malformed datagram");
+                return;
+            }
+        };
+        let id = env.session;
+        if let Message::Hello { width, height, fps } = env.message {
+            self.open_session(id, from, width, height, fps, out);
+            return;
+        }
+        let now = Instant::now();
+        let Some(s) = self.sessions.get_mut(&id) else {
+            // Unknown session (expired or never opened): tell the gateway.
+            if !matches!(env.message, Message::Goodbye { .. }) {
+                self.send(from, id, Message::Goodbye { reason: GoodbyeReason::Timeout }, out);
+            }
+            return;
+        };
+        s.last_heard = now;
+        if s.gateway != from {
+            // The gateway's address changed (rebinding); follow it.
+            s.gateway = from;
+            if let Ok(mut g) = s.gateway_addr.lock() {
+                *g = from;
+            }
+        }
+        match env.message {
+            Message::Input { seq, event } => {
+                let (w, h) = (s.width, s.height);
+                let desktop = s.desktop.clone();
+                let mut applied = Vec::new();
+                s.input.handle(seq, event, |seq, ev| applied.push((seq, ev)));
+                let ack = s.input.ack();
+                if let Ok(mut d) = desktop.lock() {
+                    for (_, ev) in &applied {
+                        d.apply(ev, w, h);
+                    }
+                }
+                self.stats.inputs_applied.fetch_add(applied.len() as u64, Ordering::Relaxed);
+                for (seq, ev) in &applied {
+                    self.record(id, Some(*seq), ev, false);
+                }
+                self.send(from, id, Message::InputAck { seq: ack }, out);
+            }
+            Message::KeyframeRequest { .. } => {
+                s.keyframe.store(true, Ordering::Relaxed);
+            }
+            Message::Ping { stamp_us } => {
+                self.send(from, id, Message::Pong { stamp_us }, out);
+            }
+            Message::Goodbye { .. } => {
+                self.end_session(id, GoodbyeReason::Normal, out);
+            }
+            other => {
+                tracing::debug!(?other, "unexpected message from gateway");
+            }
+        }
+    }
+
+    fn open_session(&mut self, id: u64, from: SocketAddr, width: u16, height: u16, fps: u8, out: &mut Vec<u8>) {
+        let host_time_us = self.epoch.elapsed().as_micros() as u64;
+        if let Some(s) = self.sessions.get_mut(&id) {
+            // A repeated hello: the welcome was lost. Answer again.
+            s.last_heard = Instant::now();
+            let (width, height, fps) = (s.width, s.height, s.fps);
+            self.send(
+                from,
+                id,
+                Message::Welcome {
+                    session_id: id,
+                    width,
+                    height,
+                    fps,
+                    host_time_us,
+                },
+                out,
+            );
+            return;
+        }
+        if self.sessions.len() >= MAX_SESSIONS {
+            self.send(from, id, Message::Goodbye { reason: GoodbyeReason::NoCapacity }, out);
+            return;
+        }
+        let desktop = Arc::new(Mutex::new(DesktopState {
+            pointer: (width / 2, height / 2),
+            ..Default::default()
+        }));
+        let keyframe = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let gateway_addr = Arc::new(Mutex::new(from));
+        self.next_index += 1;
+        let job = EncodeJob {
+            session: id,
+            width,
+            height,
+            fps,
+            bitrate: if self.bitrate > 0 {
+                self.bitrate
+            } else {
+                default_bitrate(width, height, fps)
+            },
+            socket: self.socket.clone(),
+            gateway: gateway_addr.clone(),
+            desktop: desktop.clone(),
+            keyframe: keyframe.clone(),
+            stop: stop.clone(),
+            epoch: self.epoch,
+            stats: self.stats.clone(),
+        };
+        let encoder = match std::thread::Builder::new()
+            .name(format!("nephele-host-enc-{}", self.next_index))
+            .spawn(move || job.run())
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start encoder thread");
+                self.send(from, id, Message::Goodbye { reason: GoodbyeReason::NoCapacity }, out);
+                return;
+            }
+        };
+        tracing::info!(session = id, %from, width, height, fps, "session opened");
+        self.stats.sessions_opened.fetch_add(1, Ordering::Relaxed);
+        self.sessions.insert(
+            id,
+            Session {
+                gateway: from,
+                width,
+                height,
+                fps,
+                desktop,
+                input: InputReceiver::new(),
+                last_heard: Instant::now(),
+                keyframe,
+                gateway_addr,
+                stop,
+                encoder: Some(encoder),
+            },
+        );
+        self.send(
+            from,
+            id,
+            Message::Welcome {
+                session_id: id,
+                width,
+                height,
+                fps,
+                host_time_us,
+            },
+            out,
+        );
+    }
+
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.last_heard) > SESSION_TIMEOUT)
+            .map(|(&id, _)| id)
+            .collect();
+        let mut out = Vec::new();
+        for id in expired {
+            tracing::info!(session = id, "session timed out");
+            self.end_session(id, GoodbyeReason::Timeout, &mut out);
+        }
+        if let Some(r) = self.recorder.as_mut() {
+            let _ = r.flush();
+        }
+    }
+
+    fn end_session(&mut self, id: u64, reason: GoodbyeReason, out: &mut Vec<u8>) {
+        let Some(s) = self.sessions.remove(&id) else { return };
+        let released = s.desktop.lock().map(|mut d| d.release_all()).unwrap_or_default();
+        for usage in released.0 {
+            self.record(id, None, &InputEvent::Key { usage, down: false }, true);
+        }
+        for b in released.1 {
+            if let Some(button) = button_from_u8(b) {
+                self.record(id, None, &InputEvent::Button { button, down: false }, true);
+            }
+        }
+        if reason != GoodbyeReason::Normal {
+            self.send(s.gateway, id, Message::Goodbye { reason }, out);
+        }
+        tracing::info!(session = id, ?reason, "session ended");
+        drop(s);
+    }
+
+    fn record(&mut self, session: u64, seq: Option<u32>, ev: &InputEvent, released: bool) {
+        let Some(w) = self.recorder.as_mut() else { return };
+        let t_ms = self.epoch.elapsed().as_secs_f64() * 1000.0;
+        let mut line = serde_json::json!({
+            "t_ms": (t_ms * 1000.0).round() / 1000.0,
+            "session": session,
+            "kind": ev.kind(),
+        });
+        if let Some(seq) = seq {
+            line["seq"] = seq.into();
+        }
+        match *ev {
+            InputEvent::Key { usage, down } => {
+                line["action"] = if down { "down" } else { "up" }.into();
+                line["usage"] = usage.into();
+                if let Some(code) = nephele_protocol::hid::name_from_usage(usage) {
+                    line["code"] = code.into();
+                }
+            }
+            InputEvent::Button { button, down } => {
+                line["action"] = if down { "down" } else { "up" }.into();
+                line["button"] = button.name().into();
+            }
+            InputEvent::Move { x, y } => {
+                line["x"] = x.into();
+                line["y"] = y.into();
+            }
+            InputEvent::Wheel { dx, dy } => {
+                line["dx"] = dx.into();
+                line["dy"] = dy.into();
+            }
+        }
+        if released {
+            line["released_on_disconnect"] = true.into();
+        }
+        // One line per event, flushed so a reader never sees half a line.
+        let _ = writeln!(w, "{line}").and_then(|()| w.flush());
+    }
+}
+
+fn button_from_u8(b: u8) -> Option<nephele_protocol::wire::MouseButton> {
+    use nephele_protocol::wire::MouseButton::*;
+    [Left, Right, Middle, Back, Forward].into_iter().find(|m| *m as u8 == b)
+}
+
+/// A bitrate that gives the demo desktop crisp text: about 0.1 bit per pixel per frame.
+fn default_bitrate(w: u16, h: u16, fps: u8) -> u32 {
+    let px = u64::from(w) * u64::from(h) * u64::from(fps);
+    (px / 10).clamp(1_000_000, 40_000_000) as u32
+}
+
+struct EncodeJob {
+    session: u64,
+    width: u16,
+    height: u16,
+    fps: u8,
+    bitrate: u32,
+    socket: Arc<UdpSocket>,
+    gateway: Arc<Mutex<SocketAddr>>,
+    desktop: Arc<Mutex<DesktopState>>,
+    keyframe: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    epoch: Instant,
+    stats: Arc<HostStats>,
+}
+
+impl EncodeJob {
+    fn run(self) {
+        if let Err(e) = self.run_inner() {
+            tracing::error!(session = self.session, error = %e, "encoder stopped");
+        }
+    }
+
+    fn run_inner(&self) -> Result<(), openh264::Error> {
+        let (w, h) = (usize::from(self.width), usize::from(self.height));
+        let config = EncoderConfig::new()
+            .bitrate(BitRate::from_bps(self.bitrate))
+            .max_frame_rate(FrameRate::from_hz(f32::from(self.fps)))
+            .usage_type(UsageType::ScreenContentRealTime)
+            .rate_control_mode(RateControlMode::Bitrate)
+            .skip_frames(false);
+        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
+        let renderer = Renderer::new(w, h);
+        let mut picture = I420::new(w, h);
+        let mut fragmenter = Fragmenter::new(nephele_protocol::MAX_DATAGRAM - 64);
+        let mut au = Vec::with_capacity(256 * 1024);
+        let mut dgram = Vec::with_capacity(nephele_protocol::MAX_DATAGRAM);
+        let interval = Duration::from_secs_f64(1.0 / f64::from(self.fps));
+        let mut next = Instant::now();
+        let mut frame_no: u64 = 0;
+        let mut state = DesktopState::default();
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep(next - now);
+            }
+            next += interval;
+            if Instant::now() > next + interval {
+                // Fell behind (slow machine): skip ahead instead of bursting.
+                next = Instant::now() + interval;
+            }
+            let capture = Instant::now();
+            let capture_us = capture.duration_since(self.epoch).as_micros() as u64;
+            if let Ok(d) = self.desktop.lock() {
+                state.clone_from(&d);
+            }
+            renderer.render(&state, capture.duration_since(self.epoch), frame_no, &mut picture);
+            if self.keyframe.swap(false, Ordering::Relaxed) {
+                encoder.force_intra_frame();
+            }
+            let bs = encoder.encode(&picture)?;
+            let key = matches!(bs.frame_type(), FrameType::IDR | FrameType::I);
+            au.clear();
+            bs.write_vec(&mut au);
+            if au.is_empty() {
+                continue;
+            }
+            frame_no += 1;
+            let to = self.gateway.lock().map(|g| *g).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+            let session = self.session.to_be_bytes();
+            fragmenter.fragment(&au, key, capture_us, |msg| {
+                dgram.clear();
+                dgram.extend_from_slice(&session);
+                dgram.extend_from_slice(msg);
+                if let Err(e) = self.socket.send_to(&dgram, to) {
+                    tracing::trace!(error = %e, "video send");
+                }
+            });
+            self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+            if key {
+                self.stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
