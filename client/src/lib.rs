@@ -1,0 +1,20 @@
+//! Nephele, the client: connects to a gateway, shows the remote desktop and
+//! sends the user's input.
+//!
+//! The data flow: [`session::Session`] owns the QUIC connection on its
+//! network thread, reassembles video fragments into frames and feeds them to
+//! the decode thread, which hands each picture to a [`session::FrameSink`].
+//! The window ([`window`]) is one sink, converting and scaling pictures
+//! into its surface when it redraws; [`headless`] is another, converting
+//! exactly as presenting would and counting. Input flows the other way: the
+//! window (or an [`input::Script`]) pushes protocol events into the
+//! session's [`session::InputHandle`]. [`demo`] starts the reference service
+//! in-process for `nephele demo`.
+
+pub mod demo;
+pub mod headless;
+pub mod input;
+pub mod session;
+pub mod stats;
+pub mod video;
+pub mod window;

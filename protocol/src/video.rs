@@ -233,6 +233,7 @@ pub struct Reassembler {
     awaiting_keyframe: bool,
     last_good: u32,
     last_keyframe_request: Option<Instant>,
+    created: Instant,
     pool: Vec<Vec<u8>>,
     events: std::collections::VecDeque<ReassemblyEvent>,
     stats: ReassemblyStats,
@@ -251,6 +252,7 @@ impl Reassembler {
             awaiting_keyframe: true,
             last_good: 0,
             last_keyframe_request: None,
+            created: now,
             stats: ReassemblyStats::default(),
         }
     }
@@ -505,6 +507,12 @@ impl Reassembler {
         }
     }
 
+    /// Withholds further frames until a keyframe, and asks for one: the
+    /// decoder lost its references (a dropped frame, a corrupt picture).
+    pub fn request_keyframe(&mut self) {
+        self.awaiting_keyframe = true;
+    }
+
     /// Whether frames are being withheld until a keyframe arrives.
     pub fn awaiting_keyframe(&self) -> bool {
         self.awaiting_keyframe
@@ -515,8 +523,9 @@ impl Reassembler {
         if !self.awaiting_keyframe {
             return None;
         }
-        // Before the first frame, give the host's opening keyframe time to arrive.
-        if self.next.is_none() && self.last_keyframe_request.is_none() && !self.slots.iter().any(|s| s.active) {
+        // Before the first frame, give the host's opening keyframe time to
+        // arrive (a deadline's worth) before asking for another.
+        if self.next.is_none() && self.last_keyframe_request.is_none() && now < self.created + self.cfg.deadline {
             return None;
         }
         if self
@@ -541,10 +550,11 @@ impl Reassembler {
             };
             t = Some(t.map_or(d, |t| t.min(d)));
         }
-        if self.awaiting_keyframe
-            && let Some(last) = self.last_keyframe_request
-        {
-            let d = last + self.cfg.keyframe_request_interval;
+        if self.awaiting_keyframe {
+            let d = match self.last_keyframe_request {
+                Some(last) => last + self.cfg.keyframe_request_interval,
+                None => self.created + self.cfg.deadline,
+            };
             t = Some(t.map_or(d, |t| t.min(d)));
         }
         t
@@ -677,6 +687,15 @@ mod tests {
         assert_eq!(r.poll_keyframe_request(late + Duration::from_secs(1)), None);
         // A fragment of an old frame is late.
         assert_eq!(feed(&mut r, &per_frame[1][1], late), Err(FragmentError::Late(1)));
+    }
+
+    #[test]
+    fn first_keyframe_is_awaited_before_asking() {
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(ReassemblerConfig::default(), t0);
+        assert_eq!(r.poll_keyframe_request(t0 + Duration::from_millis(10)), None);
+        assert_eq!(r.poll_timeout(), Some(t0 + ReassemblerConfig::default().deadline));
+        assert_eq!(r.poll_keyframe_request(t0 + Duration::from_millis(200)), Some(0));
     }
 
     #[test]

@@ -331,9 +331,13 @@ async fn serve(conn: quinn::Connection, host: SocketAddr, stats: Arc<GatewayStat
                 let stats = stats.clone();
                 let conn = conn.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = relay_lane(&mut recv, &udp, session, &stats).await {
-                        tracing::info!(error = %e, "closing client after bad lane");
-                        conn.close(quinn::VarInt::from_u32(GoodbyeReason::ProtocolError as u32), e.to_string().as_bytes());
+                    match relay_lane(&mut recv, &udp, session, &stats).await {
+                        Err(e @ SessionEnd::Protocol(_)) => {
+                            tracing::info!(error = %e, "closing client that broke the protocol");
+                            conn.close(quinn::VarInt::from_u32(GoodbyeReason::ProtocolError as u32), e.to_string().as_bytes());
+                        }
+                        Err(e) => tracing::debug!(error = %e, "lane closed"),
+                        Ok(()) => {}
                     }
                 });
             }

@@ -530,6 +530,9 @@ impl EncodeJob {
             .max_frame_rate(FrameRate::from_hz(f32::from(self.fps)))
             .usage_type(UsageType::ScreenContentRealTime)
             .rate_control_mode(RateControlMode::Bitrate)
+            // Neither is supported for screen content; saying so keeps openh264 quiet.
+            .adaptive_quantization(false)
+            .background_detection(false)
             .skip_frames(false);
         let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
         let renderer = Renderer::new(w, h);

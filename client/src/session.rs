@@ -1,0 +1,595 @@
+//! A streaming session, headless: connect to a gateway over QUIC, receive
+//! and decode video, send input. The window is one consumer of it (through a
+//! [`FrameSink`]); headless runs and tests are others.
+//!
+//! Threads:
+//!
+//! * `nephele-net` runs a single-threaded tokio runtime with the QUIC
+//!   connection. It owns the sans-IO [`Reassembler`] and drives the
+//!   [`InputSender`] that other threads push into. Control, input and
+//!   recovery each have their own QUIC stream, so a keyframe request never
+//!   waits behind input and input never waits behind video (which travels as
+//!   datagrams).
+//! * `nephele-decode` decodes complete frames from a bounded queue and hands
+//!   each picture to the sink. When the queue is full the frame is dropped and
+//!   a keyframe requested, rather than letting latency grow.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nephele_protocol::framing::{FrameReader, Lane, write_frame};
+use nephele_protocol::input::{InputError, InputSender};
+use nephele_protocol::video::{CompleteFrame, Reassembler, ReassemblerConfig, ReassemblyEvent};
+use nephele_protocol::wire::{GoodbyeReason, InputEvent, Message};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::{Notify, watch};
+
+use crate::stats::{Route, Stats};
+use crate::video::{H264Decoder, Picture};
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectConfig {
+    /// The gateway's QUIC address.
+    pub gateway: SocketAddr,
+    /// The name the gateway's certificate must carry (DNS name or IP address).
+    pub server_name: String,
+    /// Certificate authorities trusted for the gateway.
+    pub roots: Vec<CertificateDer<'static>>,
+    /// Requested picture width.
+    pub width: u16,
+    /// Requested picture height.
+    pub height: u16,
+    /// Requested frame rate.
+    pub fps: u8,
+    /// Gateway and PoP labels for the stats.
+    pub route: Route,
+}
+
+/// Why a session could not start or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The TLS configuration was refused (bad CA file contents).
+    #[error("TLS setup: {0}")]
+    Tls(#[from] nephele_service::tls::TlsError),
+    /// The gateway address or name cannot be used.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The gateway.
+        addr: SocketAddr,
+        /// Why.
+        source: quinn::ConnectError,
+    },
+    /// The QUIC connection failed or was closed.
+    #[error("connection to the gateway {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Writing to a stream failed.
+    #[error("sending to the gateway: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// Reading a stream failed.
+    #[error("receiving from the gateway: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// Local I/O (socket, thread) failed.
+    #[error("local I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The service ended the session.
+    #[error("the service ended the session ({0:?})")]
+    Ended(GoodbyeReason),
+    /// Too much input went unacknowledged.
+    #[error(transparent)]
+    Input(#[from] InputError),
+}
+
+/// Per-frame facts that travel with a picture to the sink.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameMeta {
+    /// Frame number.
+    pub frame_id: u32,
+    /// When its last fragment arrived.
+    pub completed_at: Instant,
+    /// Host capture stamp.
+    pub capture_us: u64,
+}
+
+/// Receives decoded pictures on the decode thread.
+pub trait FrameSink: Send + 'static {
+    /// Takes (copies or converts) a picture; must not block on the network.
+    fn present(&mut self, pic: &Picture<'_>, meta: FrameMeta);
+}
+
+/// What the host agreed to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Host's session id.
+    pub session_id: u64,
+    /// Picture width.
+    pub width: u16,
+    /// Picture height.
+    pub height: u16,
+    /// Frame rate.
+    pub fps: u8,
+}
+
+struct InputShared {
+    sender: Mutex<InputSender>,
+    wake: Notify,
+}
+
+/// Pushes input into a session from any thread, without blocking.
+#[derive(Clone)]
+pub struct InputHandle {
+    shared: Arc<InputShared>,
+}
+
+impl std::fmt::Debug for InputHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InputHandle")
+    }
+}
+
+impl InputHandle {
+    /// Queues an event for the host.
+    pub fn push(&self, ev: InputEvent) -> Result<(), InputError> {
+        let r = match self.shared.sender.lock() {
+            Ok(mut s) => s.push(ev),
+            Err(_) => Err(InputError::Stalled),
+        };
+        self.shared.wake.notify_one();
+        r
+    }
+
+    /// Events not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.shared.sender.lock().map(|s| s.in_flight()).unwrap_or(0)
+    }
+}
+
+/// A running session.
+pub struct Session {
+    info: StreamInfo,
+    input: InputHandle,
+    stats: Arc<Stats>,
+    stop: watch::Sender<bool>,
+    net: Option<JoinHandle<Result<(), SessionError>>>,
+    decode: Option<JoinHandle<()>>,
+    started: Instant,
+    ended: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("info", &self.info).finish()
+    }
+}
+
+/// Complete frames waiting for the decoder, at most.
+const DECODE_QUEUE: usize = 3;
+
+impl Session {
+    /// Connects, opens the session and starts streaming into `sink`. Returns
+    /// once the host has welcomed the session. `on_end` runs on the network
+    /// thread when the session ends for any reason.
+    pub fn connect(
+        cfg: ConnectConfig,
+        stats: Arc<Stats>,
+        sink: Box<dyn FrameSink>,
+        on_end: Box<dyn FnOnce(Option<&SessionError>) + Send>,
+    ) -> Result<Self, SessionError> {
+        if let Ok(mut r) = stats.route.lock() {
+            *r = cfg.route.clone();
+        }
+        let shared = Arc::new(InputShared {
+            sender: Mutex::new(InputSender::new()),
+            wake: Notify::new(),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<StreamInfo, SessionError>>(1);
+        let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel::<CompleteFrame>(DECODE_QUEUE);
+        let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DECODE_QUEUE + 8);
+        let want_keyframe = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(AtomicBool::new(false));
+
+        let decode = {
+            let stats = stats.clone();
+            let want_keyframe = want_keyframe.clone();
+            let wake = shared.clone();
+            std::thread::Builder::new()
+                .name("nephele-decode".into())
+                .spawn(move || decode_loop(frame_rx, recycle_tx, sink, stats, want_keyframe, wake))?
+        };
+
+        let net = {
+            let stats = stats.clone();
+            let shared = shared.clone();
+            let ended = ended.clone();
+            std::thread::Builder::new().name("nephele-net".into()).spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let res = rt.block_on(async move {
+                    let net = Net {
+                        stats,
+                        shared,
+                        frame_tx,
+                        recycle_rx,
+                        want_keyframe,
+                        stop: stop_rx,
+                    };
+                    net.run(cfg, ready_tx).await
+                });
+                ended.store(true, Ordering::Release);
+                on_end(res.as_ref().err());
+                res
+            })?
+        };
+
+        let info = match ready_rx.recv() {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => {
+                let _ = net.join();
+                let _ = decode.join();
+                return Err(e);
+            }
+            Err(_) => {
+                // The network thread ended without a word: report its error.
+                let err = net.join().ok().and_then(|r| r.err());
+                let _ = decode.join();
+                return Err(err.unwrap_or_else(|| SessionError::Protocol("network thread ended".into())));
+            }
+        };
+        Ok(Self {
+            info,
+            input: InputHandle { shared },
+            stats,
+            stop: stop_tx,
+            net: Some(net),
+            decode: Some(decode),
+            started: Instant::now(),
+            ended,
+        })
+    }
+
+    /// The stream's geometry.
+    pub fn info(&self) -> StreamInfo {
+        self.info
+    }
+
+    /// Where to push input.
+    pub fn input(&self) -> InputHandle {
+        self.input.clone()
+    }
+
+    /// Live statistics.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    /// When the session started streaming.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Whether the session has ended (connection lost or closed).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    /// Ends the session: waits (up to a second) until the host has
+    /// acknowledged every input event, says goodbye, and joins the threads.
+    pub fn close(mut self) -> Result<(), SessionError> {
+        let _ = self.stop.send(true);
+        let res = self.net.take().map(|h| h.join().unwrap_or_else(|_| Err(SessionError::Protocol("network thread panicked".into()))));
+        if let Some(d) = self.decode.take() {
+            let _ = d.join();
+        }
+        res.unwrap_or(Ok(()))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(h) = self.net.take() {
+            let _ = h.join();
+        }
+        if let Some(d) = self.decode.take() {
+            let _ = d.join();
+        }
+    }
+}
+
+fn decode_loop(
+    frames: Receiver<CompleteFrame>,
+    recycle: SyncSender<Vec<u8>>,
+    mut sink: Box<dyn FrameSink>,
+    stats: Arc<Stats>,
+    want_keyframe: Arc<AtomicBool>,
+    wake: Arc<InputShared>,
+) {
+    let mut decoder = match H264Decoder::new() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "no decoder");
+            return;
+        }
+    };
+    while let Ok(frame) = frames.recv() {
+        let meta = FrameMeta {
+            frame_id: frame.frame_id,
+            completed_at: frame.completed_at,
+            capture_us: frame.capture_us,
+        };
+        let t0 = Instant::now();
+        let mut got = false;
+        let corrupt = decoder.decode(&frame.data, |pic| {
+            stats.decode.record(t0.elapsed());
+            stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
+            got = true;
+            sink.present(&pic, meta);
+        });
+        if corrupt {
+            stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+            want_keyframe.store(true, Ordering::Release);
+            wake.wake.notify_one();
+        }
+        if !got {
+            tracing::trace!(frame = frame.frame_id, "frame produced no picture");
+        }
+        let _ = recycle.try_send(frame.data);
+    }
+}
+
+struct Net {
+    stats: Arc<Stats>,
+    shared: Arc<InputShared>,
+    frame_tx: SyncSender<CompleteFrame>,
+    recycle_rx: Receiver<Vec<u8>>,
+    want_keyframe: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
+}
+
+fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind: SocketAddr = if gateway.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    // A keyframe arrives as a burst of ~100 datagrams; the default receive
+    // buffer can overflow before the network thread runs. Best effort.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&bind.into())?;
+    Ok(s.into())
+}
+
+impl Net {
+    async fn run(mut self, cfg: ConnectConfig, ready: SyncSender<Result<StreamInfo, SessionError>>) -> Result<(), SessionError> {
+        let opened = self.open(&cfg).await;
+        let (conn, endpoint, mut ctl_send, ctl_recv, info) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = ready.send(Err(e));
+                return Err(SessionError::Protocol(msg));
+            }
+        };
+        let _ = ready.send(Ok(info));
+        tracing::info!(gateway = %cfg.gateway, width = info.width, height = info.height, fps = info.fps, "streaming");
+        let res = self.stream(&conn, &mut ctl_send, ctl_recv).await;
+        let reason = if res.is_ok() { GoodbyeReason::Normal } else { GoodbyeReason::ProtocolError };
+        let mut out = Vec::new();
+        write_frame(&mut out, |o| Message::Goodbye { reason }.encode(o));
+        let _ = ctl_send.write_all(&out).await;
+        let _ = ctl_send.finish();
+        conn.close(quinn::VarInt::from_u32(reason as u32), b"client closed");
+        let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+        res
+    }
+
+    async fn open(
+        &mut self,
+        cfg: &ConnectConfig,
+    ) -> Result<(quinn::Connection, quinn::Endpoint, quinn::SendStream, quinn::RecvStream, StreamInfo), SessionError> {
+        let client_cfg = nephele_service::tls::quic_client_config(&cfg.roots)?;
+        let socket = client_socket(cfg.gateway)?;
+        let mut endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(quinn::TokioRuntime))?;
+        endpoint.set_default_client_config(client_cfg);
+        let conn = endpoint
+            .connect(cfg.gateway, &cfg.server_name)
+            .map_err(|source| SessionError::Connect { addr: cfg.gateway, source })?
+            .await?;
+        let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
+        let mut out = vec![Lane::Control as u8];
+        write_frame(&mut out, |o| {
+            Message::Hello {
+                width: cfg.width,
+                height: cfg.height,
+                fps: cfg.fps,
+            }
+            .encode(o)
+        });
+        ctl_send.write_all(&out).await?;
+        let mut reader = FrameReader::new();
+        let mut buf = [0u8; 1024];
+        let welcome = loop {
+            if let Some(f) = reader.next_frame().map_err(|e| SessionError::Protocol(e.to_string()))? {
+                break f.to_vec();
+            }
+            match ctl_recv.read(&mut buf).await? {
+                Some(n) => reader.push(&buf[..n]),
+                None => return Err(SessionError::Protocol("gateway closed the control stream before welcome".into())),
+            }
+        };
+        match Message::decode(&welcome).map_err(|e| SessionError::Protocol(e.to_string()))? {
+            Message::Welcome {
+                session_id,
+                width,
+                height,
+                fps,
+                ..
+            } => Ok((conn, endpoint, ctl_send, ctl_recv, StreamInfo { session_id, width, height, fps })),
+            Message::Goodbye { reason } => Err(SessionError::Ended(reason)),
+            other => Err(SessionError::Protocol(format!("expected welcome, got {other:?}"))),
+        }
+    }
+
+    async fn stream(&mut self, conn: &quinn::Connection, ctl_send: &mut quinn::SendStream, mut ctl_recv: quinn::RecvStream) -> Result<(), SessionError> {
+        let mut input_stream = conn.open_uni().await?;
+        input_stream.write_all(&[Lane::Input as u8]).await?;
+        let mut recovery_stream = conn.open_uni().await?;
+        recovery_stream.write_all(&[Lane::Recovery as u8]).await?;
+
+        let mut reasm = Reassembler::new(ReassemblerConfig::default(), Instant::now());
+        let mut ctl_reader = FrameReader::new();
+        let mut ctl_buf = vec![0u8; 2048];
+        let mut out = Vec::with_capacity(4096);
+        let mut next_ping = Instant::now() + Duration::from_secs(1);
+        let mut draining: Option<Instant> = None;
+        let ping_epoch = Instant::now();
+
+        loop {
+            let now = Instant::now();
+            let mut deadline = next_ping;
+            if let Some(t) = reasm.poll_timeout() {
+                deadline = deadline.min(t);
+            }
+            if let Ok(s) = self.shared.sender.lock()
+                && let Some(t) = s.poll_timeout()
+            {
+                deadline = deadline.min(t);
+            }
+            if let Some(d) = draining {
+                deadline = deadline.min(d);
+            }
+            let deadline = deadline.max(now);
+            tokio::select! {
+                biased;
+                changed = self.stop.changed(), if draining.is_none() => {
+                    if changed.is_err() || *self.stop.borrow() {
+                        draining = Some(Instant::now() + Duration::from_secs(1));
+                    }
+                }
+                d = conn.read_datagram() => {
+                    let d = d?;
+                    self.stats.bytes_received.fetch_add(d.len() as u64, Ordering::Relaxed);
+                    self.on_datagram(&d, &mut reasm);
+                }
+                () = self.shared.wake.notified() => {}
+                r = ctl_recv.read(&mut ctl_buf) => {
+                    match r? {
+                        Some(n) => {
+                            self.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                            ctl_reader.push(&ctl_buf[..n]);
+                            while let Some(f) = ctl_reader.next_frame().map_err(|e| SessionError::Protocol(e.to_string()))? {
+                                match Message::decode(f) {
+                                    Ok(Message::Goodbye { reason }) => return Err(SessionError::Ended(reason)),
+                                    Ok(Message::Pong { .. }) => {}
+                                    Ok(other) => tracing::debug!(?other, "unexpected control message"),
+                                    Err(e) => return Err(SessionError::Protocol(e.to_string())),
+                                }
+                            }
+                        }
+                        None => return Err(SessionError::Protocol("gateway closed the control stream".into())),
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            let now = Instant::now();
+
+            // Input out, in order.
+            out.clear();
+            if let Ok(mut s) = self.shared.sender.lock() {
+                let rtt = conn.rtt();
+                s.set_rto(rtt * 3 + Duration::from_millis(30));
+                while let Some((seq, event)) = s.poll_transmit(now) {
+                    write_frame(&mut out, |o| Message::Input { seq, event }.encode(o));
+                }
+                let st = s.stats();
+                self.stats.input_sent.store(st.sent, Ordering::Relaxed);
+                self.stats.input_acked.store(st.acked, Ordering::Relaxed);
+            }
+            if !out.is_empty() {
+                input_stream.write_all(&out).await?;
+            }
+
+            // Frames to the decoder.
+            while let Ok(buf) = self.recycle_rx.try_recv() {
+                reasm.recycle(buf);
+            }
+            if self.want_keyframe.swap(false, Ordering::AcqRel) {
+                reasm.request_keyframe();
+            }
+            while let Some(ev) = reasm.poll(now) {
+                match ev {
+                    ReassemblyEvent::Frame(f) => {
+                        self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+                        match self.frame_tx.try_send(f) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(f)) => {
+                                // The decoder is behind: drop rather than queue, and restart from a keyframe.
+                                self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                                reasm.recycle(f.data);
+                                reasm.request_keyframe();
+                            }
+                            Err(TrySendError::Disconnected(_)) => return Err(SessionError::Protocol("decoder stopped".into())),
+                        }
+                    }
+                    ReassemblyEvent::Lost { frame_id } => {
+                        tracing::debug!(frame_id, "frame lost");
+                        self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            if let Some(last_good_frame) = reasm.poll_keyframe_request(now) {
+                self.stats.keyframes_requested.fetch_add(1, Ordering::Relaxed);
+                out.clear();
+                write_frame(&mut out, |o| Message::KeyframeRequest { last_good_frame }.encode(o));
+                recovery_stream.write_all(&out).await?;
+            }
+
+            if now >= next_ping {
+                next_ping = now + Duration::from_secs(1);
+                out.clear();
+                write_frame(&mut out, |o| {
+                    Message::Ping {
+                        stamp_us: ping_epoch.elapsed().as_micros() as u64,
+                    }
+                    .encode(o)
+                });
+                ctl_send.write_all(&out).await?;
+            }
+            self.stats.rtt_us.store(conn.rtt().as_micros() as u64, Ordering::Relaxed);
+
+            if let Some(d) = draining {
+                let in_flight = self.shared.sender.lock().map(|s| s.in_flight()).unwrap_or(0);
+                if in_flight == 0 || now >= d {
+                    if in_flight > 0 {
+                        tracing::warn!(in_flight, "closing with unacknowledged input");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, d: &[u8], reasm: &mut Reassembler) {
+        let now = Instant::now();
+        match Message::decode(d) {
+            Ok(Message::Video(f)) => {
+                if let Err(e) = reasm.handle_fragment(&f, now) {
+                    tracing::trace!(error = %e, "fragment rejected");
+                }
+            }
+            Ok(Message::InputAck { seq }) => {
+                if let Ok(mut s) = self.shared.sender.lock() {
+                    let stats = &self.stats;
+                    s.handle_ack(seq, now, |rtt| stats.input_rtt.record(rtt));
+                }
+            }
+            Ok(other) => tracing::debug!(?other, "unexpected datagram"),
+            Err(e) => tracing::debug!(error = %e, "malformed datagram"),
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Session statistics: counters and latency distributions, shared between
+//! the network, decode and presentation threads, and written as the stats
+//! JSON of headless runs.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// A latency distribution in microseconds (1 µs … 60 s, 3 significant digits).
+#[derive(Debug)]
+pub struct Latency(Mutex<Histogram<u64>>);
+
+impl Default for Latency {
+    fn default() -> Self {
+        // Bounds are fixed, so recording never allocates.
+        let h = Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid");
+        Self(Mutex::new(h))
+    }
+}
+
+impl Latency {
+    /// Records one sample.
+    pub fn record(&self, d: Duration) {
+        if let Ok(mut h) = self.0.lock() {
+            h.saturating_record(d.as_micros().clamp(1, 60_000_000) as u64);
+        }
+    }
+
+    /// The `q` quantile in milliseconds (0 when empty).
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        self.0
+            .lock()
+            .map(|h| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 })
+            .unwrap_or(0.0)
+    }
+
+    /// Samples recorded.
+    pub fn count(&self) -> u64 {
+        self.0.lock().map(|h| h.len()).unwrap_or(0)
+    }
+}
+
+/// Everything a session counts.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Pictures out of the decoder.
+    pub frames_decoded: AtomicU64,
+    /// Pictures shown (window) or converted for showing (headless).
+    pub frames_presented: AtomicU64,
+    /// Frames lost in reassembly, dropped because a queue was full, or
+    /// replaced by a newer picture before they could be shown.
+    pub frames_dropped: AtomicU64,
+    /// Complete frames handed to the decoder.
+    pub frames_received: AtomicU64,
+    /// Keyframe requests sent.
+    pub keyframes_requested: AtomicU64,
+    /// Decoder errors (corrupt bitstream).
+    pub decode_errors: AtomicU64,
+    /// Input events sent (a coalesced run of moves counts once).
+    pub input_sent: AtomicU64,
+    /// Input events the host acknowledged.
+    pub input_acked: AtomicU64,
+    /// Bytes of datagrams and stream data received.
+    pub bytes_received: AtomicU64,
+    /// Reconnections during the session.
+    pub reconnects: AtomicU64,
+    /// QUIC's smoothed RTT to the gateway, microseconds.
+    pub rtt_us: AtomicU64,
+    /// Decode time per access unit.
+    pub decode: Latency,
+    /// Last fragment of a frame received → frame presented.
+    pub client_latency: Latency,
+    /// Input event sent → acknowledged by the host.
+    pub input_rtt: Latency,
+    /// Which gateway and PoP carry the session.
+    pub route: Mutex<Route>,
+}
+
+/// The gateway a session goes through.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Route {
+    /// Gateway identifier (its address when connected directly).
+    pub gateway_id: String,
+    /// Point of presence.
+    pub pop: String,
+}
+
+/// The stats JSON of a headless run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// See [`Stats::frames_decoded`].
+    pub frames_decoded: u64,
+    /// See [`Stats::frames_presented`].
+    pub frames_presented: u64,
+    /// See [`Stats::frames_dropped`].
+    pub frames_dropped: u64,
+    /// See [`Stats::frames_received`].
+    pub frames_received: u64,
+    /// Median decode time.
+    pub decode_ms_p50: f64,
+    /// 99th percentile decode time.
+    pub decode_ms_p99: f64,
+    /// Median client-added latency.
+    pub client_latency_ms_p50: f64,
+    /// 99th percentile client-added latency.
+    pub client_latency_ms_p99: f64,
+    /// See [`Stats::input_sent`].
+    pub input_sent: u64,
+    /// See [`Stats::input_acked`].
+    pub input_acked: u64,
+    /// Median input round trip.
+    pub input_rtt_ms_p50: f64,
+    /// 99th percentile input round trip.
+    pub input_rtt_ms_p99: f64,
+    /// Gateway id.
+    pub gateway_id: String,
+    /// Point of presence.
+    pub pop: String,
+    /// Smoothed QUIC RTT to the gateway.
+    pub rtt_ms: f64,
+    /// Reconnections.
+    pub reconnects: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Keyframe requests sent.
+    pub keyframes_requested: u64,
+    /// Decoder errors.
+    pub decode_errors: u64,
+    /// Seconds the session streamed.
+    pub duration_s: f64,
+}
+
+impl Stats {
+    /// A snapshot for the stats JSON.
+    pub fn report(&self, duration: Duration) -> Report {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let route = self.route.lock().map(|r| r.clone()).unwrap_or_default();
+        Report {
+            frames_decoded: g(&self.frames_decoded),
+            frames_presented: g(&self.frames_presented),
+            frames_dropped: g(&self.frames_dropped),
+            frames_received: g(&self.frames_received),
+            decode_ms_p50: self.decode.quantile_ms(0.5),
+            decode_ms_p99: self.decode.quantile_ms(0.99),
+            client_latency_ms_p50: self.client_latency.quantile_ms(0.5),
+            client_latency_ms_p99: self.client_latency.quantile_ms(0.99),
+            input_sent: g(&self.input_sent),
+            input_acked: g(&self.input_acked),
+            input_rtt_ms_p50: self.input_rtt.quantile_ms(0.5),
+            input_rtt_ms_p99: self.input_rtt.quantile_ms(0.99),
+            gateway_id: route.gateway_id,
+            pop: route.pop,
+            rtt_ms: g(&self.rtt_us) as f64 / 1000.0,
+            reconnects: g(&self.reconnects),
+            bytes_received: g(&self.bytes_received),
+            keyframes_requested: g(&self.keyframes_requested),
+            decode_errors: g(&self.decode_errors),
+            duration_s: duration.as_secs_f64(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_from_samples() {
+        let l = Latency::default();
+        assert_eq!(l.quantile_ms(0.5), 0.0);
+        for ms in 1..=100u64 {
+            l.record(Duration::from_millis(ms));
+        }
+        assert_eq!(l.count(), 100);
+        let p50 = l.quantile_ms(0.5);
+        let p99 = l.quantile_ms(0.99);
+        assert!((49.0..=51.0).contains(&p50), "{p50}");
+        assert!((98.0..=100.5).contains(&p99), "{p99}");
+    }
+}

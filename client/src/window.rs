@@ -1,0 +1,392 @@
+//! The window: winit for events, softbuffer for pixels.
+//!
+//! One event loop on the main thread; the connect, decode and script threads
+//! talk to it only through [`UserEvent`]s sent with an `EventLoopProxy`. The
+//! decode thread copies each picture into a shared slot (latest wins) and
+//! wakes the loop; on redraw the loop converts the picture, scales it into
+//! the surface with black bars, and presents. Keys go out by physical
+//! position; everything held is released when the window loses focus.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nephele_protocol::wire::{InputEvent, MouseButton};
+use winit::application::ApplicationHandler;
+use winit::dpi::LogicalSize;
+use winit::event::{ElementState, MouseScrollDelta, WindowEvent};
+use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop, EventLoopProxy};
+use winit::window::{Window, WindowId};
+
+use crate::input::{HeldInput, Script};
+use crate::session::{ConnectConfig, FrameMeta, FrameSink, Session};
+use crate::stats::Stats;
+use crate::video::{Picture, Presenter, Viewport};
+
+/// What other threads tell the window.
+pub enum UserEvent {
+    /// The session is up.
+    Connected(Box<Session>),
+    /// Connecting failed.
+    Failed(String),
+    /// A new picture is in the slot.
+    Frame,
+    /// The session ended.
+    Ended(Option<String>),
+}
+
+impl std::fmt::Debug for UserEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connected(_) => f.write_str("Connected"),
+            Self::Failed(e) => write!(f, "Failed({e})"),
+            Self::Frame => f.write_str("Frame"),
+            Self::Ended(e) => write!(f, "Ended({e:?})"),
+        }
+    }
+}
+
+/// The latest decoded picture, copied out of the decoder.
+#[derive(Default)]
+struct Slot {
+    y: Vec<u8>,
+    u: Vec<u8>,
+    v: Vec<u8>,
+    width: usize,
+    height: usize,
+    meta: Option<FrameMeta>,
+    fresh: bool,
+}
+
+struct WindowSink {
+    slot: Arc<Mutex<Slot>>,
+    proxy: EventLoopProxy<UserEvent>,
+    pending: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+}
+
+impl FrameSink for WindowSink {
+    fn present(&mut self, pic: &Picture<'_>, meta: FrameMeta) {
+        {
+            let Ok(mut s) = self.slot.lock() else { return };
+            let (cw, ch) = pic.chroma_size();
+            copy_plane(&mut s.y, pic.y, pic.y_stride, pic.width, pic.height);
+            copy_plane(&mut s.u, pic.u, pic.uv_stride, cw, ch);
+            copy_plane(&mut s.v, pic.v, pic.uv_stride, cw, ch);
+            s.width = pic.width;
+            s.height = pic.height;
+            if s.fresh {
+                // The window had not shown the previous picture yet.
+                self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            s.fresh = true;
+            s.meta = Some(meta);
+        }
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            let _ = self.proxy.send_event(UserEvent::Frame);
+        }
+    }
+}
+
+/// Copies a plane tightly packed; reuses `dst`'s allocation.
+fn copy_plane(dst: &mut Vec<u8>, src: &[u8], stride: usize, w: usize, h: usize) {
+    dst.resize(w * h, 0);
+    for r in 0..h {
+        if let Some(row) = src.get(r * stride..r * stride + w) {
+            dst[r * w..(r + 1) * w].copy_from_slice(row);
+        }
+    }
+}
+
+/// Window options.
+#[derive(Debug, Clone, Default)]
+pub struct WindowOptions {
+    /// Close after this long.
+    pub duration: Option<Duration>,
+    /// Input to play once connected.
+    pub script: Option<Script>,
+    /// Window title.
+    pub title: String,
+}
+
+struct App {
+    cfg: Option<ConnectConfig>,
+    opts: WindowOptions,
+    proxy: EventLoopProxy<UserEvent>,
+    stats: Arc<Stats>,
+    slot: Arc<Mutex<Slot>>,
+    pending: Arc<AtomicBool>,
+    window: Option<Arc<Window>>,
+    surface: Option<softbuffer::Surface<Arc<Window>, Arc<Window>>>,
+    presenter: Presenter,
+    have_picture: bool,
+    viewport: Option<Viewport>,
+    session: Option<Session>,
+    held: HeldInput,
+    deadline: Option<Instant>,
+    error: Option<String>,
+    stop_script: Arc<AtomicBool>,
+}
+
+/// Opens the window, connects, and runs until closed, the duration passes,
+/// or the session ends. Returns the session's statistics and how long it streamed.
+pub fn run(cfg: ConnectConfig, opts: WindowOptions) -> anyhow::Result<(Arc<Stats>, Duration)> {
+    let event_loop = EventLoop::<UserEvent>::with_user_event().build()?;
+    let proxy = event_loop.create_proxy();
+    let stats = Arc::new(Stats::default());
+    let mut app = App {
+        cfg: Some(cfg),
+        opts,
+        proxy,
+        stats: stats.clone(),
+        slot: Arc::new(Mutex::new(Slot::default())),
+        pending: Arc::new(AtomicBool::new(false)),
+        window: None,
+        surface: None,
+        presenter: Presenter::default(),
+        have_picture: false,
+        viewport: None,
+        session: None,
+        held: HeldInput::default(),
+        deadline: None,
+        error: None,
+        stop_script: Arc::new(AtomicBool::new(false)),
+    };
+    event_loop.run_app(&mut app)?;
+    app.stop_script.store(true, Ordering::Relaxed);
+    let streamed = app.session.as_ref().map(|s| s.started().elapsed()).unwrap_or_default();
+    if let Some(s) = app.session.take() {
+        s.close()?;
+    }
+    if let Some(e) = app.error {
+        anyhow::bail!(e);
+    }
+    Ok((stats, streamed))
+}
+
+impl App {
+    fn start_connect(&mut self) {
+        let Some(cfg) = self.cfg.take() else { return };
+        let proxy = self.proxy.clone();
+        let stats = self.stats.clone();
+        let sink = WindowSink {
+            slot: self.slot.clone(),
+            proxy: self.proxy.clone(),
+            pending: self.pending.clone(),
+            stats: self.stats.clone(),
+        };
+        let end_proxy = self.proxy.clone();
+        let spawned = std::thread::Builder::new().name("nephele-connect".into()).spawn(move || {
+            let on_end = Box::new(move |e: Option<&crate::session::SessionError>| {
+                let _ = end_proxy.send_event(UserEvent::Ended(e.map(|e| e.to_string())));
+            });
+            let ev = match Session::connect(cfg, stats, Box::new(sink), on_end) {
+                Ok(s) => UserEvent::Connected(Box::new(s)),
+                Err(e) => UserEvent::Failed(e.to_string()),
+            };
+            let _ = proxy.send_event(ev);
+        });
+        if let Err(e) = spawned {
+            self.error = Some(format!("cannot start the connection thread: {e}"));
+        }
+    }
+
+    fn send(&mut self, ev: InputEvent) {
+        let Some(s) = &self.session else { return };
+        if !self.held.track(&ev) {
+            return;
+        }
+        if let Err(e) = s.input().push(ev) {
+            tracing::warn!(error = %e, "input not sent");
+        }
+    }
+
+    fn release_held(&mut self) {
+        let releases = self.held.release_all();
+        if let Some(s) = &self.session {
+            for ev in releases {
+                let _ = s.input().push(ev);
+            }
+        }
+    }
+
+    fn redraw(&mut self) {
+        let (Some(window), Some(surface)) = (self.window.as_ref(), self.surface.as_mut()) else {
+            return;
+        };
+        let size = window.inner_size();
+        let (Some(w), Some(h)) = (NonZeroU32::new(size.width), NonZeroU32::new(size.height)) else {
+            return;
+        };
+        if let Err(e) = surface.resize(w, h) {
+            tracing::warn!(error = %e, "surface resize");
+            return;
+        }
+        let mut meta = None;
+        if let Ok(mut s) = self.slot.lock()
+            && s.fresh
+        {
+            s.fresh = false;
+            meta = s.meta;
+            let (cw, _) = (s.width.div_ceil(2), ());
+            let pic = Picture {
+                width: s.width,
+                height: s.height,
+                y: &s.y,
+                y_stride: s.width,
+                u: &s.u,
+                v: &s.v,
+                uv_stride: cw,
+            };
+            if self.presenter.convert(&pic).is_ok() {
+                self.have_picture = true;
+            }
+        }
+        let Ok(mut buffer) = surface.buffer_mut() else { return };
+        if self.have_picture {
+            // softbuffer may hand back a buffer with old contents: redraw the bars too.
+            self.presenter.invalidate();
+            self.viewport = Some(self.presenter.blit(&mut buffer, w.get(), h.get()));
+        } else {
+            buffer.fill(0x0020_2228);
+        }
+        if let Err(e) = buffer.present() {
+            tracing::warn!(error = %e, "present");
+            return;
+        }
+        if let Some(m) = meta {
+            self.stats.client_latency.record(m.completed_at.elapsed());
+            self.stats.frames_presented.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn start_script(&mut self) {
+        let (Some(script), Some(session)) = (self.opts.script.take(), self.session.as_ref()) else {
+            return;
+        };
+        let input = session.input();
+        let start = Instant::now();
+        let stop = self.stop_script.clone();
+        let _ = std::thread::Builder::new().name("nephele-script".into()).spawn(move || {
+            if let Err(e) = crate::headless::play_script(&script, &input, start, || stop.load(Ordering::Relaxed)) {
+                tracing::warn!(error = %e, "input script stopped");
+            }
+        });
+    }
+}
+
+impl ApplicationHandler<UserEvent> for App {
+    fn resumed(&mut self, event_loop: &ActiveEventLoop) {
+        if self.window.is_some() {
+            return;
+        }
+        let attrs = Window::default_attributes()
+            .with_title(self.opts.title.clone())
+            .with_inner_size(LogicalSize::new(1280.0, 720.0));
+        let window = match event_loop.create_window(attrs) {
+            Ok(w) => Arc::new(w),
+            Err(e) => {
+                self.error = Some(format!("cannot open a window: {e}"));
+                event_loop.exit();
+                return;
+            }
+        };
+        let surface = softbuffer::Context::new(window.clone()).and_then(|ctx| softbuffer::Surface::new(&ctx, window.clone()));
+        match surface {
+            Ok(s) => self.surface = Some(s),
+            Err(e) => {
+                self.error = Some(format!("cannot draw into the window: {e}"));
+                event_loop.exit();
+                return;
+            }
+        }
+        self.window = Some(window);
+        self.deadline = self.opts.duration.map(|d| Instant::now() + d);
+        self.start_connect();
+    }
+
+    fn user_event(&mut self, event_loop: &ActiveEventLoop, event: UserEvent) {
+        match event {
+            UserEvent::Connected(s) => {
+                tracing::info!(info = ?s.info(), "connected");
+                self.session = Some(*s);
+                self.start_script();
+            }
+            UserEvent::Failed(e) => {
+                self.error = Some(e);
+                event_loop.exit();
+            }
+            UserEvent::Frame => {
+                self.pending.store(false, Ordering::Release);
+                if let Some(w) = &self.window {
+                    w.request_redraw();
+                }
+            }
+            UserEvent::Ended(e) => {
+                if let Some(e) = e {
+                    self.error = Some(format!("session ended: {e}"));
+                }
+                event_loop.exit();
+            }
+        }
+    }
+
+    fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        match event {
+            WindowEvent::CloseRequested => event_loop.exit(),
+            WindowEvent::RedrawRequested => self.redraw(),
+            WindowEvent::Resized(_) => {
+                self.presenter.invalidate();
+                if let Some(w) = &self.window {
+                    w.request_redraw();
+                }
+            }
+            WindowEvent::Focused(false) => self.release_held(),
+            WindowEvent::KeyboardInput { event, .. } => {
+                if let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) {
+                    let down = event.state == ElementState::Pressed;
+                    self.send(InputEvent::Key { usage, down });
+                }
+            }
+            WindowEvent::CursorMoved { position, .. } => {
+                if let Some(vp) = self.viewport {
+                    let (x, y) = vp.to_stream(position.x, position.y);
+                    self.send(InputEvent::Move { x, y });
+                }
+            }
+            WindowEvent::MouseInput { state, button, .. } => {
+                let button = match button {
+                    winit::event::MouseButton::Left => MouseButton::Left,
+                    winit::event::MouseButton::Right => MouseButton::Right,
+                    winit::event::MouseButton::Middle => MouseButton::Middle,
+                    winit::event::MouseButton::Back => MouseButton::Back,
+                    winit::event::MouseButton::Forward => MouseButton::Forward,
+                    winit::event::MouseButton::Other(_) => return,
+                };
+                self.send(InputEvent::Button {
+                    button,
+                    down: state == ElementState::Pressed,
+                });
+            }
+            WindowEvent::MouseWheel { delta, .. } => {
+                // Lines are notches; pixel deltas (touchpads) count ~50 px per notch.
+                let (dx, dy) = match delta {
+                    MouseScrollDelta::LineDelta(x, y) => (f64::from(x) * 120.0, f64::from(y) * 120.0),
+                    MouseScrollDelta::PixelDelta(p) => (p.x * 120.0 / 50.0, p.y * 120.0 / 50.0),
+                };
+                let clamp = |v: f64| v.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+                self.send(InputEvent::Wheel { dx: clamp(dx), dy: clamp(dy) });
+            }
+            _ => {}
+        }
+    }
+
+    fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => event_loop.exit(),
+            Some(d) => event_loop.set_control_flow(ControlFlow::WaitUntil(d)),
+            None => event_loop.set_control_flow(ControlFlow::Wait),
+        }
+    }
+}
