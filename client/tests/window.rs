@@ -1,0 +1,177 @@
+//! The real window under Xvfb: `xdotool` types into it, the host's input
+//! recording shows those keystrokes in order, and a screenshot of the window
+//! shows the demo desktop rather than a black or empty frame.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn need(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+        .unwrap_or(false);
+    assert!(found, "`{tool}` is not installed: run `cargo xtask setup`");
+}
+
+/// Starts Xvfb on a free display and waits for its socket.
+fn start_xvfb() -> (Killed, String) {
+    need("Xvfb");
+    for n in 140..240 {
+        let sock = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
+        if sock.exists() || lock.exists() {
+            continue;
+        }
+        let child = Command::new("Xvfb")
+            .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Xvfb");
+        let mut child = Killed(child);
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if sock.exists() {
+                return (child, format!(":{n}"));
+            }
+            if let Ok(Some(_)) = child.0.try_wait() {
+                break; // lost a race for this display; try the next
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("no free X display for Xvfb");
+}
+
+fn xdotool(display: &str, args: &[&str]) -> String {
+    let out = Command::new("xdotool").args(args).env("DISPLAY", display).output().expect("run xdotool");
+    assert!(out.status.success(), "xdotool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A window screenshot from `xwd`, as (width, height, RGB pixels).
+fn screenshot(display: &str, window: &str) -> (usize, usize, Vec<[u8; 3]>) {
+    need("xwd");
+    let out = Command::new("xwd")
+        .args(["-silent", "-id", window])
+        .env("DISPLAY", display)
+        .output()
+        .expect("run xwd");
+    assert!(out.status.success(), "xwd: {}", String::from_utf8_lossy(&out.stderr));
+    parse_xwd(&out.stdout)
+}
+
+/// Parses an XWD dump of a 24/32-bit TrueColor window (what Xvfb gives).
+fn parse_xwd(d: &[u8]) -> (usize, usize, Vec<[u8; 3]>) {
+    let be = |i: usize| u32::from_be_bytes([d[i * 4], d[i * 4 + 1], d[i * 4 + 2], d[i * 4 + 3]]) as usize;
+    let header_size = be(0);
+    let (width, height) = (be(4), be(5));
+    let byte_order = be(7);
+    let bits_per_pixel = be(11);
+    let bytes_per_line = be(12);
+    let ncolors = be(19);
+    assert_eq!(bits_per_pixel, 32, "expected a 32-bit XWD");
+    let data = &d[header_size + ncolors * 12..];
+    let mut px = Vec::with_capacity(width * height);
+    for y in 0..height {
+        for x in 0..width {
+            let o = y * bytes_per_line + x * 4;
+            let p = &data[o..o + 4];
+            let v = if byte_order == 0 {
+                u32::from_le_bytes([p[0], p[1], p[2], p[3]])
+            } else {
+                u32::from_be_bytes([p[0], p[1], p[2], p[3]])
+            };
+            px.push([(v >> 16) as u8, (v >> 8) as u8, v as u8]);
+        }
+    }
+    (width, height, px)
+}
+
+fn recorded_key_downs(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "key" && v["action"] == "down")
+        .map(|v| v["code"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+#[test]
+fn xdotool_types_into_the_window_and_the_desktop_shows() {
+    need("xdotool");
+    let (_xvfb, display) = start_xvfb();
+    let dir = std::env::temp_dir().join(format!("nephele-window-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("rec.jsonl");
+    let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args(["demo", "--duration", "60", "--record-input"])
+        .arg(&rec)
+        .env("DISPLAY", &display)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nephele demo");
+    let mut client = Killed(client);
+
+    let wid = xdotool(&display, &["search", "--sync", "--name", "Nephele"]);
+    let wid = wid.lines().next().unwrap().to_string();
+    // Wait for the stream to show: the window stops being its placeholder colour.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, _, px) = screenshot(&display, &wid);
+        let teal = px.iter().filter(|p| p[2] > 60 && p[0] < 60).count();
+        if teal > px.len() / 4 {
+            break;
+        }
+        assert!(Instant::now() < end, "the window never showed the desktop");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    xdotool(&display, &["windowfocus", "--sync", &wid]);
+    xdotool(&display, &["type", "--delay", "30", "hi nephele"]);
+    xdotool(&display, &["key", "Return"]);
+    let expected: Vec<&str> = vec!["KeyH", "KeyI", "Space", "KeyN", "KeyE", "KeyP", "KeyH", "KeyE", "KeyL", "KeyE", "Enter"];
+    let end = Instant::now() + Duration::from_secs(10);
+    while recorded_key_downs(&rec).len() < expected.len() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(recorded_key_downs(&rec), expected, "the host saw the keystrokes in order");
+    let ups = std::fs::read_to_string(&rec).unwrap().lines().filter(|l| l.contains("\"up\"")).count();
+    assert_eq!(ups, expected.len(), "every key went up again");
+
+    // Give the typed text a few frames to reach the screen, then look.
+    std::thread::sleep(Duration::from_millis(500));
+    let (w, h, px) = screenshot(&display, &wid);
+    assert!(w >= 640 && h >= 360, "window {w}x{h}");
+    let black = px.iter().filter(|p| p.iter().all(|&c| c < 16)).count();
+    assert!(black < px.len() / 5, "{black} of {} pixels black", px.len());
+    // The notes window's paper-white body and its dark typed text are there.
+    let paper = px.iter().filter(|p| p.iter().all(|&c| c > 225)).count();
+    assert!(paper > px.len() / 20, "no notes window visible ({paper} light pixels)");
+    let mut colours: Vec<[u8; 3]> = px.iter().map(|p| [p[0] & 0xF0, p[1] & 0xF0, p[2] & 0xF0]).collect();
+    colours.sort();
+    colours.dedup();
+    assert!(colours.len() >= 8, "a flat picture ({} colours)", colours.len());
+    // Dark text pixels inside the notes body (upper-left quadrant of the window).
+    let text = (h / 8..h / 4)
+        .flat_map(|y| (w / 10..w / 2).map(move |x| (x, y)))
+        .filter(|&(x, y)| px[y * w + x].iter().all(|&c| c < 60))
+        .count();
+    assert!(text > 50, "no typed text visible in the notes window ({text} dark pixels)");
+
+    let _ = client.0.kill();
+    let _ = std::fs::remove_dir_all(dir);
+}
