@@ -17,7 +17,11 @@ fn main() {
         return;
     }
     let nasm = std::env::var("NASM").unwrap_or_else(|_| "nasm".into());
-    let ok = Command::new(&nasm).arg("-v").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new(&nasm)
+        .arg("-v")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
         panic!(
             "NASM is not installed (tried `{nasm} -v`). openh264 needs it for its x86 assembly; \

@@ -44,7 +44,9 @@ pub struct DemoService {
 
 impl std::fmt::Debug for DemoService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DemoService").field("gateway", &self.gateway.local_addr()).finish()
+        f.debug_struct("DemoService")
+            .field("gateway", &self.gateway.local_addr())
+            .finish()
     }
 }
 

@@ -34,13 +34,20 @@ impl FrameSink for HeadlessSink {
             self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.stats.client_latency.record(meta.completed_at.elapsed());
+        self.stats
+            .client_latency
+            .record(meta.completed_at.elapsed());
         self.stats.frames_presented.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// Plays `script` into `input`, timed from `start`, until done or `stop()` says so.
-pub fn play_script(script: &Script, input: &InputHandle, start: Instant, stop: impl Fn() -> bool) -> Result<(), crate::session::SessionError> {
+pub fn play_script(
+    script: &Script,
+    input: &InputHandle,
+    start: Instant,
+    stop: impl Fn() -> bool,
+) -> Result<(), crate::session::SessionError> {
     for (at, ev) in &script.events {
         loop {
             if stop() {

@@ -49,8 +49,12 @@ impl Script {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let (ms, rest) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
-            let ms: u64 = ms.parse().map_err(|_| err(format!("`{ms}` is not a time in milliseconds")))?;
+            let (ms, rest) = trimmed
+                .split_once(char::is_whitespace)
+                .unwrap_or((trimmed, ""));
+            let ms: u64 = ms
+                .parse()
+                .map_err(|_| err(format!("`{ms}` is not a time in milliseconds")))?;
             let at = Duration::from_millis(ms);
             let rest = rest.trim_start();
             let (verb, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
@@ -61,18 +65,32 @@ impl Script {
                         let (usage, shift) = hid::us_key_for_char(c)
                             .ok_or_else(|| err(format!("cannot type {c:?} on a US keyboard")))?;
                         if shift {
-                            events.push((at, InputEvent::Key { usage: hid::LEFT_SHIFT, down: true }));
+                            events.push((
+                                at,
+                                InputEvent::Key {
+                                    usage: hid::LEFT_SHIFT,
+                                    down: true,
+                                },
+                            ));
                         }
                         events.push((at, InputEvent::Key { usage, down: true }));
                         events.push((at, InputEvent::Key { usage, down: false }));
                         if shift {
-                            events.push((at, InputEvent::Key { usage: hid::LEFT_SHIFT, down: false }));
+                            events.push((
+                                at,
+                                InputEvent::Key {
+                                    usage: hid::LEFT_SHIFT,
+                                    down: false,
+                                },
+                            ));
                         }
                     }
                 }
                 "key" => {
                     let mut it = args.split_whitespace();
-                    let name = it.next().ok_or_else(|| err("`key` needs a key name".into()))?;
+                    let name = it
+                        .next()
+                        .ok_or_else(|| err("`key` needs a key name".into()))?;
                     let usage = hid::usage_from_name(name).ok_or_else(|| err(format!("unknown key `{name}` (use W3C code names such as KeyA, Enter, ShiftLeft)")))?;
                     let down = parse_action(it.next(), &err)?;
                     no_more(it, &err)?;
@@ -87,8 +105,11 @@ impl Script {
                 }
                 "button" => {
                     let mut it = args.split_whitespace();
-                    let name = it.next().ok_or_else(|| err("`button` needs left, right or middle".into()))?;
-                    let button = MouseButton::from_name(name).ok_or_else(|| err(format!("unknown button `{name}`")))?;
+                    let name = it
+                        .next()
+                        .ok_or_else(|| err("`button` needs left, right or middle".into()))?;
+                    let button = MouseButton::from_name(name)
+                        .ok_or_else(|| err(format!("unknown button `{name}`")))?;
                     let down = parse_action(it.next(), &err)?;
                     no_more(it, &err)?;
                     events.push((at, InputEvent::Button { button, down }));
@@ -98,11 +119,26 @@ impl Script {
                     let dx = parse_num::<f64>(it.next(), "dx", &err)?;
                     let dy = parse_num::<f64>(it.next(), "dy", &err)?;
                     no_more(it, &err)?;
-                    let notch = |v: f64| (v * 120.0).round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
-                    events.push((at, InputEvent::Wheel { dx: notch(dx), dy: notch(dy) }));
+                    let notch = |v: f64| {
+                        (v * 120.0)
+                            .round()
+                            .clamp(f64::from(i16::MIN), f64::from(i16::MAX))
+                            as i16
+                    };
+                    events.push((
+                        at,
+                        InputEvent::Wheel {
+                            dx: notch(dx),
+                            dy: notch(dy),
+                        },
+                    ));
                 }
                 "" => return Err(err("missing event after the time".into())),
-                other => return Err(err(format!("unknown event `{other}` (expected type, key, move, button or wheel)"))),
+                other => {
+                    return Err(err(format!(
+                        "unknown event `{other}` (expected type, key, move, button or wheel)"
+                    )));
+                }
             }
         }
         events.sort_by_key(|(t, _)| *t);
@@ -119,12 +155,20 @@ fn parse_action(s: Option<&str>, err: &dyn Fn(String) -> ScriptError) -> Result<
     }
 }
 
-fn parse_num<T: std::str::FromStr>(s: Option<&str>, what: &str, err: &dyn Fn(String) -> ScriptError) -> Result<T, ScriptError> {
+fn parse_num<T: std::str::FromStr>(
+    s: Option<&str>,
+    what: &str,
+    err: &dyn Fn(String) -> ScriptError,
+) -> Result<T, ScriptError> {
     let s = s.ok_or_else(|| err(format!("missing {what}")))?;
-    s.parse().map_err(|_| err(format!("`{s}` is not a valid {what}")))
+    s.parse()
+        .map_err(|_| err(format!("`{s}` is not a valid {what}")))
 }
 
-fn no_more<'a>(mut it: impl Iterator<Item = &'a str>, err: &dyn Fn(String) -> ScriptError) -> Result<(), ScriptError> {
+fn no_more<'a>(
+    mut it: impl Iterator<Item = &'a str>,
+    err: &dyn Fn(String) -> ScriptError,
+) -> Result<(), ScriptError> {
     match it.next() {
         Some(extra) => Err(err(format!("unexpected `{extra}`"))),
         None => Ok(()),
@@ -153,7 +197,10 @@ impl HeldInput {
                 self.buttons.insert(button as u8);
                 true
             }
-            InputEvent::Button { button, down: false } => self.buttons.remove(&(button as u8)),
+            InputEvent::Button {
+                button,
+                down: false,
+            } => self.buttons.remove(&(button as u8)),
             _ => true,
         }
     }
@@ -165,11 +212,20 @@ impl HeldInput {
             .map(|usage| InputEvent::Key { usage, down: false })
             .collect();
         for b in std::mem::take(&mut self.buttons) {
-            if let Some(button) = [MouseButton::Left, MouseButton::Right, MouseButton::Middle, MouseButton::Back, MouseButton::Forward]
-                .into_iter()
-                .find(|m| *m as u8 == b)
+            if let Some(button) = [
+                MouseButton::Left,
+                MouseButton::Right,
+                MouseButton::Middle,
+                MouseButton::Back,
+                MouseButton::Forward,
+            ]
+            .into_iter()
+            .find(|m| *m as u8 == b)
             {
-                out.push(InputEvent::Button { button, down: false });
+                out.push(InputEvent::Button {
+                    button,
+                    down: false,
+                });
             }
         }
         out
@@ -204,19 +260,43 @@ mod tests {
                 (Duration::from_millis(100), k(0x0C, false)),
                 (Duration::from_millis(200), k(hid::ENTER, true)),
                 (Duration::from_millis(210), k(hid::ENTER, false)),
-                (Duration::from_millis(300), InputEvent::Button { button: MouseButton::Left, down: true }),
-                (Duration::from_millis(310), InputEvent::Button { button: MouseButton::Left, down: false }),
-                (Duration::from_millis(400), InputEvent::Wheel { dx: 0, dy: -180 }),
+                (
+                    Duration::from_millis(300),
+                    InputEvent::Button {
+                        button: MouseButton::Left,
+                        down: true
+                    }
+                ),
+                (
+                    Duration::from_millis(310),
+                    InputEvent::Button {
+                        button: MouseButton::Left,
+                        down: false
+                    }
+                ),
+                (
+                    Duration::from_millis(400),
+                    InputEvent::Wheel { dx: 0, dy: -180 }
+                ),
             ]
         );
-        assert_eq!(Script::parse("0 type a b").unwrap().events.len(), 6, "spaces are typed");
+        assert_eq!(
+            Script::parse("0 type a b").unwrap().events.len(),
+            6,
+            "spaces are typed"
+        );
     }
 
     #[test]
     fn errors_name_the_line() {
         let e = Script::parse("100 type ok\nabc key A down").unwrap_err();
         assert_eq!(e.line, 2);
-        assert!(Script::parse("1 key NoSuch down").unwrap_err().reason.contains("NoSuch"));
+        assert!(
+            Script::parse("1 key NoSuch down")
+                .unwrap_err()
+                .reason
+                .contains("NoSuch")
+        );
         assert!(Script::parse("1 key KeyA sideways").is_err());
         assert!(Script::parse("1 move 1").is_err());
         assert!(Script::parse("1 move 1 2 3").is_err());
@@ -227,13 +307,34 @@ mod tests {
     #[test]
     fn held_input_releases_everything_once() {
         let mut h = HeldInput::default();
-        assert!(h.track(&InputEvent::Key { usage: 4, down: true }));
-        assert!(h.track(&InputEvent::Button { button: MouseButton::Right, down: true }));
-        assert!(!h.track(&InputEvent::Key { usage: 5, down: false }), "stray release");
+        assert!(h.track(&InputEvent::Key {
+            usage: 4,
+            down: true
+        }));
+        assert!(h.track(&InputEvent::Button {
+            button: MouseButton::Right,
+            down: true
+        }));
+        assert!(
+            !h.track(&InputEvent::Key {
+                usage: 5,
+                down: false
+            }),
+            "stray release"
+        );
         let r = h.release_all();
         assert_eq!(
             r,
-            vec![InputEvent::Key { usage: 4, down: false }, InputEvent::Button { button: MouseButton::Right, down: false }]
+            vec![
+                InputEvent::Key {
+                    usage: 4,
+                    down: false
+                },
+                InputEvent::Button {
+                    button: MouseButton::Right,
+                    down: false
+                }
+            ]
         );
         assert!(h.is_empty());
         assert!(h.release_all().is_empty());

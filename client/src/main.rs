@@ -21,7 +21,11 @@ use nephele_client::video::{self, H264Decoder, Presenter};
 use nephele_client::window::{self, WindowOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "nephele", version, about = "Nephele: your cloud desktop, as if it were local")]
+#[command(
+    name = "nephele",
+    version,
+    about = "Nephele: your cloud desktop, as if it were local"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,7 +105,10 @@ struct DecodeArgs {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,nephele=info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,nephele=info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
@@ -113,7 +120,8 @@ fn main() -> Result<()> {
 
 fn connect(a: ConnectArgs) -> Result<()> {
     let (addr, host_part) = resolve(&a.gateway)?;
-    let roots = nephele_service::tls::read_cert_pem(&a.ca).with_context(|| format!("loading the CA certificate {}", a.ca.display()))?;
+    let roots = nephele_service::tls::read_cert_pem(&a.ca)
+        .with_context(|| format!("loading the CA certificate {}", a.ca.display()))?;
     let cfg = ConnectConfig {
         gateway: addr,
         server_name: a.server_name.unwrap_or(host_part),
@@ -154,10 +162,13 @@ fn demo(a: DemoArgs) -> Result<()> {
 /// Splits `HOST:PORT` and resolves it; the host part is the certificate name.
 fn resolve(gateway: &str) -> Result<(SocketAddr, String)> {
     use std::net::ToSocketAddrs;
-    let (host, _) = gateway
-        .rsplit_once(':')
-        .with_context(|| format!("gateway address `{gateway}` needs a port, as in localhost:7443"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let (host, _) = gateway.rsplit_once(':').with_context(|| {
+        format!("gateway address `{gateway}` needs a port, as in localhost:7443")
+    })?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let addr = gateway
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve the gateway address `{gateway}`"))?
@@ -168,7 +179,8 @@ fn resolve(gateway: &str) -> Result<(SocketAddr, String)> {
 
 fn load_script(path: Option<&Path>) -> Result<Option<Script>> {
     path.map(|p| {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading the input script {}", p.display()))?;
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading the input script {}", p.display()))?;
         Script::parse(&text).with_context(|| format!("in {}", p.display()))
     })
     .transpose()
@@ -190,7 +202,14 @@ fn run_stream(cfg: ConnectConfig, a: &StreamArgs) -> Result<()> {
         run_headless(cfg, duration, script)?
     } else {
         let title = format!("Nephele — {}", cfg.route.gateway_id);
-        window::run(cfg, WindowOptions { duration, script, title })?
+        window::run(
+            cfg,
+            WindowOptions {
+                duration,
+                script,
+                title,
+            },
+        )?
     };
     let report = stats.report(streamed);
     eprintln!(
@@ -211,7 +230,11 @@ fn run_stream(cfg: ConnectConfig, a: &StreamArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_headless(cfg: ConnectConfig, duration: Option<Duration>, script: Option<Script>) -> Result<(Arc<Stats>, Duration)> {
+fn run_headless(
+    cfg: ConnectConfig,
+    duration: Option<Duration>,
+    script: Option<Script>,
+) -> Result<(Arc<Stats>, Duration)> {
     let stats = Arc::new(Stats::default());
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let f2 = failure.clone();
@@ -241,11 +264,10 @@ fn run_headless(cfg: ConnectConfig, duration: Option<Duration>, script: Option<S
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
-    if let Some(p) = player {
-        match p.join() {
-            Ok(Err(e)) => tracing::warn!(error = %e, "input script stopped early"),
-            Ok(Ok(())) | Err(_) => {}
-        }
+    if let Some(p) = player
+        && let Ok(Err(e)) = p.join()
+    {
+        tracing::warn!(error = %e, "input script stopped early");
     }
     let streamed = start.elapsed();
     session.close().context("closing the session")?;
@@ -266,7 +288,9 @@ fn decode(a: DecodeArgs) -> Result<()> {
         return Ok(());
     }
     if !video::openh264_has_simd() {
-        eprintln!("warning: openh264 in this binary was built without its x86 assembly (NASM was missing); run `cargo clean -p openh264-sys2` and rebuild");
+        eprintln!(
+            "warning: openh264 in this binary was built without its x86 assembly (NASM was missing); run `cargo clean -p openh264-sys2` and rebuild"
+        );
     }
     let mut dec = H264Decoder::new()?;
     let mut presenter = Presenter::default();

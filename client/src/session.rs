@@ -104,6 +104,9 @@ pub trait FrameSink: Send + 'static {
     fn present(&mut self, pic: &Picture<'_>, meta: FrameMeta);
 }
 
+/// Called once, on the network thread, when a session ends (with the error, if any).
+pub type OnEnd = Box<dyn FnOnce(Option<&SessionError>) + Send>;
+
 /// What the host agreed to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamInfo {
@@ -147,7 +150,11 @@ impl InputHandle {
 
     /// Events not yet acknowledged.
     pub fn in_flight(&self) -> usize {
-        self.shared.sender.lock().map(|s| s.in_flight()).unwrap_or(0)
+        self.shared
+            .sender
+            .lock()
+            .map(|s| s.in_flight())
+            .unwrap_or(0)
     }
 }
 
@@ -180,7 +187,7 @@ impl Session {
         cfg: ConnectConfig,
         stats: Arc<Stats>,
         sink: Box<dyn FrameSink>,
-        on_end: Box<dyn FnOnce(Option<&SessionError>) + Send>,
+        on_end: OnEnd,
     ) -> Result<Self, SessionError> {
         if let Ok(mut r) = stats.route.lock() {
             *r = cfg.route.clone();
@@ -190,7 +197,8 @@ impl Session {
             wake: Notify::new(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<StreamInfo, SessionError>>(1);
+        let (ready_tx, ready_rx) =
+            std::sync::mpsc::sync_channel::<Result<StreamInfo, SessionError>>(1);
         let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel::<CompleteFrame>(DECODE_QUEUE);
         let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DECODE_QUEUE + 8);
         let want_keyframe = Arc::new(AtomicBool::new(false));
@@ -202,30 +210,36 @@ impl Session {
             let wake = shared.clone();
             std::thread::Builder::new()
                 .name("nephele-decode".into())
-                .spawn(move || decode_loop(frame_rx, recycle_tx, sink, stats, want_keyframe, wake))?
+                .spawn(move || {
+                    decode_loop(frame_rx, recycle_tx, sink, stats, want_keyframe, wake)
+                })?
         };
 
         let net = {
             let stats = stats.clone();
             let shared = shared.clone();
             let ended = ended.clone();
-            std::thread::Builder::new().name("nephele-net".into()).spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                let res = rt.block_on(async move {
-                    let net = Net {
-                        stats,
-                        shared,
-                        frame_tx,
-                        recycle_rx,
-                        want_keyframe,
-                        stop: stop_rx,
-                    };
-                    net.run(cfg, ready_tx).await
-                });
-                ended.store(true, Ordering::Release);
-                on_end(res.as_ref().err());
-                res
-            })?
+            std::thread::Builder::new()
+                .name("nephele-net".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let res = rt.block_on(async move {
+                        let net = Net {
+                            stats,
+                            shared,
+                            frame_tx,
+                            recycle_rx,
+                            want_keyframe,
+                            stop: stop_rx,
+                        };
+                        net.run(cfg, ready_tx).await
+                    });
+                    ended.store(true, Ordering::Release);
+                    on_end(res.as_ref().err());
+                    res
+                })?
         };
 
         let info = match ready_rx.recv() {
@@ -239,7 +253,9 @@ impl Session {
                 // The network thread ended without a word: report its error.
                 let err = net.join().ok().and_then(|r| r.err());
                 let _ = decode.join();
-                return Err(err.unwrap_or_else(|| SessionError::Protocol("network thread ended".into())));
+                return Err(
+                    err.unwrap_or_else(|| SessionError::Protocol("network thread ended".into()))
+                );
             }
         };
         Ok(Self {
@@ -283,7 +299,10 @@ impl Session {
     /// acknowledged every input event, says goodbye, and joins the threads.
     pub fn close(mut self) -> Result<(), SessionError> {
         let _ = self.stop.send(true);
-        let res = self.net.take().map(|h| h.join().unwrap_or_else(|_| Err(SessionError::Protocol("network thread panicked".into()))));
+        let res = self.net.take().map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(SessionError::Protocol("network thread panicked".into())))
+        });
         if let Some(d) = self.decode.take() {
             let _ = d.join();
         }
@@ -355,7 +374,11 @@ struct Net {
 
 fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let bind: SocketAddr = if gateway.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let bind: SocketAddr = if gateway.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
     let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
     // A keyframe arrives as a burst of ~100 datagrams; the default receive
     // buffer can overflow before the network thread runs. Best effort.
@@ -365,7 +388,11 @@ fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 }
 
 impl Net {
-    async fn run(mut self, cfg: ConnectConfig, ready: SyncSender<Result<StreamInfo, SessionError>>) -> Result<(), SessionError> {
+    async fn run(
+        mut self,
+        cfg: ConnectConfig,
+        ready: SyncSender<Result<StreamInfo, SessionError>>,
+    ) -> Result<(), SessionError> {
         let opened = self.open(&cfg).await;
         let (conn, endpoint, mut ctl_send, ctl_recv, info) = match opened {
             Ok(v) => v,
@@ -378,7 +405,11 @@ impl Net {
         let _ = ready.send(Ok(info));
         tracing::info!(gateway = %cfg.gateway, width = info.width, height = info.height, fps = info.fps, "streaming");
         let res = self.stream(&conn, &mut ctl_send, ctl_recv).await;
-        let reason = if res.is_ok() { GoodbyeReason::Normal } else { GoodbyeReason::ProtocolError };
+        let reason = if res.is_ok() {
+            GoodbyeReason::Normal
+        } else {
+            GoodbyeReason::ProtocolError
+        };
         let mut out = Vec::new();
         write_frame(&mut out, |o| Message::Goodbye { reason }.encode(o));
         let _ = ctl_send.write_all(&out).await;
@@ -391,14 +422,31 @@ impl Net {
     async fn open(
         &mut self,
         cfg: &ConnectConfig,
-    ) -> Result<(quinn::Connection, quinn::Endpoint, quinn::SendStream, quinn::RecvStream, StreamInfo), SessionError> {
+    ) -> Result<
+        (
+            quinn::Connection,
+            quinn::Endpoint,
+            quinn::SendStream,
+            quinn::RecvStream,
+            StreamInfo,
+        ),
+        SessionError,
+    > {
         let client_cfg = nephele_service::tls::quic_client_config(&cfg.roots)?;
         let socket = client_socket(cfg.gateway)?;
-        let mut endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(quinn::TokioRuntime))?;
+        let mut endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )?;
         endpoint.set_default_client_config(client_cfg);
         let conn = endpoint
             .connect(cfg.gateway, &cfg.server_name)
-            .map_err(|source| SessionError::Connect { addr: cfg.gateway, source })?
+            .map_err(|source| SessionError::Connect {
+                addr: cfg.gateway,
+                source,
+            })?
             .await?;
         let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
         let mut out = vec![Lane::Control as u8];
@@ -414,12 +462,19 @@ impl Net {
         let mut reader = FrameReader::new();
         let mut buf = [0u8; 1024];
         let welcome = loop {
-            if let Some(f) = reader.next_frame().map_err(|e| SessionError::Protocol(e.to_string()))? {
+            if let Some(f) = reader
+                .next_frame()
+                .map_err(|e| SessionError::Protocol(e.to_string()))?
+            {
                 break f.to_vec();
             }
             match ctl_recv.read(&mut buf).await? {
                 Some(n) => reader.push(&buf[..n]),
-                None => return Err(SessionError::Protocol("gateway closed the control stream before welcome".into())),
+                None => {
+                    return Err(SessionError::Protocol(
+                        "gateway closed the control stream before welcome".into(),
+                    ));
+                }
             }
         };
         match Message::decode(&welcome).map_err(|e| SessionError::Protocol(e.to_string()))? {
@@ -429,13 +484,31 @@ impl Net {
                 height,
                 fps,
                 ..
-            } => Ok((conn, endpoint, ctl_send, ctl_recv, StreamInfo { session_id, width, height, fps })),
+            } => Ok((
+                conn,
+                endpoint,
+                ctl_send,
+                ctl_recv,
+                StreamInfo {
+                    session_id,
+                    width,
+                    height,
+                    fps,
+                },
+            )),
             Message::Goodbye { reason } => Err(SessionError::Ended(reason)),
-            other => Err(SessionError::Protocol(format!("expected welcome, got {other:?}"))),
+            other => Err(SessionError::Protocol(format!(
+                "expected welcome, got {other:?}"
+            ))),
         }
     }
 
-    async fn stream(&mut self, conn: &quinn::Connection, ctl_send: &mut quinn::SendStream, mut ctl_recv: quinn::RecvStream) -> Result<(), SessionError> {
+    async fn stream(
+        &mut self,
+        conn: &quinn::Connection,
+        ctl_send: &mut quinn::SendStream,
+        mut ctl_recv: quinn::RecvStream,
+    ) -> Result<(), SessionError> {
         let mut input_stream = conn.open_uni().await?;
         input_stream.write_all(&[Lane::Input as u8]).await?;
         let mut recovery_stream = conn.open_uni().await?;
@@ -533,7 +606,9 @@ impl Net {
                                 reasm.recycle(f.data);
                                 reasm.request_keyframe();
                             }
-                            Err(TrySendError::Disconnected(_)) => return Err(SessionError::Protocol("decoder stopped".into())),
+                            Err(TrySendError::Disconnected(_)) => {
+                                return Err(SessionError::Protocol("decoder stopped".into()));
+                            }
                         }
                     }
                     ReassemblyEvent::Lost { frame_id } => {
@@ -543,9 +618,13 @@ impl Net {
                 }
             }
             if let Some(last_good_frame) = reasm.poll_keyframe_request(now) {
-                self.stats.keyframes_requested.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .keyframes_requested
+                    .fetch_add(1, Ordering::Relaxed);
                 out.clear();
-                write_frame(&mut out, |o| Message::KeyframeRequest { last_good_frame }.encode(o));
+                write_frame(&mut out, |o| {
+                    Message::KeyframeRequest { last_good_frame }.encode(o)
+                });
                 recovery_stream.write_all(&out).await?;
             }
 
@@ -560,10 +639,17 @@ impl Net {
                 });
                 ctl_send.write_all(&out).await?;
             }
-            self.stats.rtt_us.store(conn.rtt().as_micros() as u64, Ordering::Relaxed);
+            self.stats
+                .rtt_us
+                .store(conn.rtt().as_micros() as u64, Ordering::Relaxed);
 
             if let Some(d) = draining {
-                let in_flight = self.shared.sender.lock().map(|s| s.in_flight()).unwrap_or(0);
+                let in_flight = self
+                    .shared
+                    .sender
+                    .lock()
+                    .map(|s| s.in_flight())
+                    .unwrap_or(0);
                 if in_flight == 0 || now >= d {
                     if in_flight > 0 {
                         tracing::warn!(in_flight, "closing with unacknowledged input");

@@ -16,7 +16,8 @@ pub struct Latency(Mutex<Histogram<u64>>);
 impl Default for Latency {
     fn default() -> Self {
         // Bounds are fixed, so recording never allocates.
-        let h = Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid");
+        let h = Histogram::new_with_bounds(1, 60_000_000, 3)
+            .expect("constant histogram bounds are valid");
         Self(Mutex::new(h))
     }
 }
@@ -33,7 +34,13 @@ impl Latency {
     pub fn quantile_ms(&self, q: f64) -> f64 {
         self.0
             .lock()
-            .map(|h| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 })
+            .map(|h| {
+                if h.is_empty() {
+                    0.0
+                } else {
+                    h.value_at_quantile(q) as f64 / 1000.0
+                }
+            })
             .unwrap_or(0.0)
     }
 

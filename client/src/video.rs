@@ -93,7 +93,9 @@ pub struct H264Decoder {
 
 impl std::fmt::Debug for H264Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("H264Decoder").field("stats", &self.stats).finish()
+        f.debug_struct("H264Decoder")
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -101,7 +103,8 @@ impl H264Decoder {
     /// A decoder using the openh264 built into this binary.
     pub fn new() -> Result<Self, VideoError> {
         let cfg = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-        let inner = Decoder::with_api_config(OpenH264API::from_source(), cfg).map_err(|e| VideoError::Init(e.to_string()))?;
+        let inner = Decoder::with_api_config(OpenH264API::from_source(), cfg)
+            .map_err(|e| VideoError::Init(e.to_string()))?;
         Ok(Self {
             inner,
             stats: DecoderStats::default(),
@@ -198,7 +201,11 @@ impl PictureDigest {
     /// The hex digest.
     pub fn finish(self) -> String {
         use sha1::Digest;
-        self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        self.hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -232,7 +239,11 @@ impl Viewport {
     pub fn fit(stream: (u32, u32), window: (u32, u32)) -> Self {
         let (sw, sh) = (stream.0.max(1) as u64, stream.1.max(1) as u64);
         let (ww, wh) = (window.0 as u64, window.1 as u64);
-        let (w, h) = if ww * sh <= wh * sw { (ww, ww * sh / sw) } else { (wh * sw / sh, wh) };
+        let (w, h) = if ww * sh <= wh * sw {
+            (ww, ww * sh / sw)
+        } else {
+            (wh * sw / sh, wh)
+        };
         Self {
             x: ((ww - w) / 2) as u32,
             y: ((wh - h) / 2) as u32,
@@ -247,8 +258,12 @@ impl Viewport {
     pub fn to_stream(&self, px: f64, py: f64) -> (u16, u16) {
         let fx = ((px - f64::from(self.x)) / f64::from(self.w.max(1))).clamp(0.0, 1.0);
         let fy = ((py - f64::from(self.y)) / f64::from(self.h.max(1))).clamp(0.0, 1.0);
-        let x = (fx * f64::from(self.stream.0)).floor().min(f64::from(self.stream.0.saturating_sub(1)));
-        let y = (fy * f64::from(self.stream.1)).floor().min(f64::from(self.stream.1.saturating_sub(1)));
+        let x = (fx * f64::from(self.stream.0))
+            .floor()
+            .min(f64::from(self.stream.0.saturating_sub(1)));
+        let y = (fy * f64::from(self.stream.1))
+            .floor()
+            .min(f64::from(self.stream.1.saturating_sub(1)));
         (x as u16, y as u16)
     }
 }
@@ -304,9 +319,13 @@ impl Presenter {
         let vp = Viewport::fit((sw, sh), (width, height));
         if self.viewport != Some(vp) {
             self.xmap.clear();
-            self.xmap.extend((0..vp.w).map(|x| (u64::from(x) * u64::from(sw) / u64::from(vp.w.max(1))) as u32));
+            self.xmap.extend(
+                (0..vp.w).map(|x| (u64::from(x) * u64::from(sw) / u64::from(vp.w.max(1))) as u32),
+            );
             self.ymap.clear();
-            self.ymap.extend((0..vp.h).map(|y| (u64::from(y) * u64::from(sh) / u64::from(vp.h.max(1))) as u32));
+            self.ymap.extend(
+                (0..vp.h).map(|y| (u64::from(y) * u64::from(sh) / u64::from(vp.h.max(1))) as u32),
+            );
             self.viewport = Some(vp);
             surface.fill(0);
         }
@@ -320,7 +339,9 @@ impl Presenter {
             let dst = &mut surface[row_start..row_start + vp.w as usize];
             for (d, &sx) in dst.iter_mut().zip(self.xmap.iter()) {
                 let i = sx as usize * 4;
-                *d = u32::from(src[i]) | (u32::from(src[i + 1]) << 8) | (u32::from(src[i + 2]) << 16);
+                *d = u32::from(src[i])
+                    | (u32::from(src[i + 1]) << 8)
+                    | (u32::from(src[i + 2]) << 16);
             }
         }
         vp
@@ -377,6 +398,9 @@ mod tests {
         assert_eq!((vp.y, vp.h), (16, 32));
         assert_eq!(surface[0], 0, "bar is black");
         let mid = surface[32 * 64 + 32];
-        assert!(mid & 0xFF >= 0xF0 && (mid >> 16) & 0xFF >= 0xF0 && mid >> 24 == 0, "{mid:#x}");
+        assert!(
+            mid & 0xFF >= 0xF0 && (mid >> 16) & 0xFF >= 0xF0 && mid >> 24 == 0,
+            "{mid:#x}"
+        );
     }
 }

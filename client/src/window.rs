@@ -155,7 +155,11 @@ pub fn run(cfg: ConnectConfig, opts: WindowOptions) -> anyhow::Result<(Arc<Stats
     };
     event_loop.run_app(&mut app)?;
     app.stop_script.store(true, Ordering::Relaxed);
-    let streamed = app.session.as_ref().map(|s| s.started().elapsed()).unwrap_or_default();
+    let streamed = app
+        .session
+        .as_ref()
+        .map(|s| s.started().elapsed())
+        .unwrap_or_default();
     if let Some(s) = app.session.take() {
         s.close()?;
     }
@@ -177,16 +181,18 @@ impl App {
             stats: self.stats.clone(),
         };
         let end_proxy = self.proxy.clone();
-        let spawned = std::thread::Builder::new().name("nephele-connect".into()).spawn(move || {
-            let on_end = Box::new(move |e: Option<&crate::session::SessionError>| {
-                let _ = end_proxy.send_event(UserEvent::Ended(e.map(|e| e.to_string())));
+        let spawned = std::thread::Builder::new()
+            .name("nephele-connect".into())
+            .spawn(move || {
+                let on_end = Box::new(move |e: Option<&crate::session::SessionError>| {
+                    let _ = end_proxy.send_event(UserEvent::Ended(e.map(|e| e.to_string())));
+                });
+                let ev = match Session::connect(cfg, stats, Box::new(sink), on_end) {
+                    Ok(s) => UserEvent::Connected(Box::new(s)),
+                    Err(e) => UserEvent::Failed(e.to_string()),
+                };
+                let _ = proxy.send_event(ev);
             });
-            let ev = match Session::connect(cfg, stats, Box::new(sink), on_end) {
-                Ok(s) => UserEvent::Connected(Box::new(s)),
-                Err(e) => UserEvent::Failed(e.to_string()),
-            };
-            let _ = proxy.send_event(ev);
-        });
         if let Err(e) = spawned {
             self.error = Some(format!("cannot start the connection thread: {e}"));
         }
@@ -243,7 +249,9 @@ impl App {
                 self.have_picture = true;
             }
         }
-        let Ok(mut buffer) = surface.buffer_mut() else { return };
+        let Ok(mut buffer) = surface.buffer_mut() else {
+            return;
+        };
         if self.have_picture {
             // softbuffer may hand back a buffer with old contents: redraw the bars too.
             self.presenter.invalidate();
@@ -268,11 +276,15 @@ impl App {
         let input = session.input();
         let start = Instant::now();
         let stop = self.stop_script.clone();
-        let _ = std::thread::Builder::new().name("nephele-script".into()).spawn(move || {
-            if let Err(e) = crate::headless::play_script(&script, &input, start, || stop.load(Ordering::Relaxed)) {
-                tracing::warn!(error = %e, "input script stopped");
-            }
-        });
+        let _ = std::thread::Builder::new()
+            .name("nephele-script".into())
+            .spawn(move || {
+                if let Err(e) = crate::headless::play_script(&script, &input, start, || {
+                    stop.load(Ordering::Relaxed)
+                }) {
+                    tracing::warn!(error = %e, "input script stopped");
+                }
+            });
     }
 }
 
@@ -292,7 +304,8 @@ impl ApplicationHandler<UserEvent> for App {
                 return;
             }
         };
-        let surface = softbuffer::Context::new(window.clone()).and_then(|ctx| softbuffer::Surface::new(&ctx, window.clone()));
+        let surface = softbuffer::Context::new(window.clone())
+            .and_then(|ctx| softbuffer::Surface::new(&ctx, window.clone()));
         match surface {
             Ok(s) => self.surface = Some(s),
             Err(e) => {
@@ -372,11 +385,17 @@ impl ApplicationHandler<UserEvent> for App {
             WindowEvent::MouseWheel { delta, .. } => {
                 // Lines are notches; pixel deltas (touchpads) count ~50 px per notch.
                 let (dx, dy) = match delta {
-                    MouseScrollDelta::LineDelta(x, y) => (f64::from(x) * 120.0, f64::from(y) * 120.0),
+                    MouseScrollDelta::LineDelta(x, y) => {
+                        (f64::from(x) * 120.0, f64::from(y) * 120.0)
+                    }
                     MouseScrollDelta::PixelDelta(p) => (p.x * 120.0 / 50.0, p.y * 120.0 / 50.0),
                 };
-                let clamp = |v: f64| v.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
-                self.send(InputEvent::Wheel { dx: clamp(dx), dy: clamp(dy) });
+                let clamp =
+                    |v: f64| v.round().clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16;
+                self.send(InputEvent::Wheel {
+                    dx: clamp(dx),
+                    dy: clamp(dy),
+                });
             }
             _ => {}
         }

@@ -19,8 +19,13 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn server_binary() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_nephele")).with_file_name(format!("nephele-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(p.exists(), "{} not built: run the tests with `cargo xtask test` (or cargo test --workspace)", p.display());
+    let p = Path::new(env!("CARGO_BIN_EXE_nephele"))
+        .with_file_name(format!("nephele-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.exists(),
+        "{} not built: run the tests with `cargo xtask test` (or cargo test --workspace)",
+        p.display()
+    );
     p
 }
 
@@ -53,7 +58,11 @@ fn demo_headless_streams_and_acknowledges_every_input() {
         .arg(dir.join("rec.jsonl"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = json(&dir.join("s.json"));
     for field in [
         "frames_decoded",
@@ -76,14 +85,26 @@ fn demo_headless_streams_and_acknowledges_every_input() {
         assert!(s.get(field).is_some(), "stats JSON lacks {field}: {s}");
     }
     let presented = s["frames_presented"].as_u64().unwrap();
-    assert!(presented >= 250, "only {presented} frames presented in 6 s: {s}");
+    assert!(
+        presented >= 250,
+        "only {presented} frames presented in 6 s: {s}"
+    );
     let sent = s["input_sent"].as_u64().unwrap();
     assert!(sent > 100, "{s}");
     assert_eq!(s["input_acked"], s["input_sent"], "{s}");
     assert!(s["bytes_received"].as_u64().unwrap() > 10_000);
     let recorded = std::fs::read_to_string(dir.join("rec.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = recorded.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.iter().filter(|v| v.get("released_on_disconnect").is_none()).count() as u64, sent);
+    let lines: Vec<serde_json::Value> = recorded
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|v| v.get("released_on_disconnect").is_none())
+            .count() as u64,
+        sent
+    );
     for v in &lines {
         assert!(v["t_ms"].is_number() && v["kind"].is_string(), "{v}");
         if v["kind"] == "key" || v["kind"] == "button" {
@@ -104,14 +125,22 @@ fn gateway_address(child: &mut std::process::Child) -> String {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(20)).expect("nephele-server printed its gateway address")
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("nephele-server printed its gateway address")
 }
 
 #[test]
 fn connect_to_a_separately_started_server() {
     let dir = scratch("connect");
     let mut server = Command::new(server_binary())
-        .args(["all", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--ca-out"])
+        .args([
+            "all",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--ca-out",
+        ])
         .arg(dir.join("ca.pem"))
         .arg("--record-input")
         .arg(dir.join("rec.jsonl"))
@@ -123,7 +152,18 @@ fn connect_to_a_separately_started_server() {
     let port = addr.rsplit_once(':').unwrap().1;
     std::fs::write(dir.join("script.txt"), "100 type hi\n").unwrap();
     let out = nephele()
-        .args(["connect", "--gateway", &format!("localhost:{port}"), "--headless", "--duration", "2", "--width", "640", "--height", "360"])
+        .args([
+            "connect",
+            "--gateway",
+            &format!("localhost:{port}"),
+            "--headless",
+            "--duration",
+            "2",
+            "--width",
+            "640",
+            "--height",
+            "360",
+        ])
         .arg("--ca")
         .arg(dir.join("ca.pem"))
         .arg("--stats-json")
@@ -134,7 +174,11 @@ fn connect_to_a_separately_started_server() {
         .unwrap();
     let _ = server.kill();
     let _ = server.wait();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = json(&dir.join("s.json"));
     assert!(s["frames_presented"].as_u64().unwrap() >= 30, "{s}");
     assert_eq!(s["input_sent"], 4);
@@ -148,7 +192,10 @@ fn fails_with(args: &[&str], expect: &str) {
     let out = nephele().args(args).output().unwrap();
     assert!(!out.status.success(), "{args:?} should fail");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(expect), "{args:?}: expected {expect:?} in:\n{err}");
+    assert!(
+        err.contains(expect),
+        "{args:?}: expected {expect:?} in:\n{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(30));
 }
@@ -159,12 +206,50 @@ fn bad_input_gets_a_clear_message() {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, "this is not a certificate").unwrap();
     let ca_s = ca.to_str().unwrap();
-    fails_with(&["connect", "--gateway", "localhost:1", "--ca", "/nonexistent/ca.pem", "--headless"], "loading the CA certificate");
-    fails_with(&["connect", "--gateway", "localhost:1", "--ca", ca_s, "--headless"], "no certificate");
-    fails_with(&["connect", "--gateway", "localhost", "--ca", ca_s, "--headless"], "needs a port");
+    fails_with(
+        &[
+            "connect",
+            "--gateway",
+            "localhost:1",
+            "--ca",
+            "/nonexistent/ca.pem",
+            "--headless",
+        ],
+        "loading the CA certificate",
+    );
+    fails_with(
+        &[
+            "connect",
+            "--gateway",
+            "localhost:1",
+            "--ca",
+            ca_s,
+            "--headless",
+        ],
+        "no certificate",
+    );
+    fails_with(
+        &[
+            "connect",
+            "--gateway",
+            "localhost",
+            "--ca",
+            ca_s,
+            "--headless",
+        ],
+        "needs a port",
+    );
     let script = dir.join("bad.txt");
     std::fs::write(&script, "100 type ok\n200 key NoSuchKey down\n").unwrap();
-    fails_with(&["demo", "--headless", "--input-script", script.to_str().unwrap()], "line 2");
+    fails_with(
+        &[
+            "demo",
+            "--headless",
+            "--input-script",
+            script.to_str().unwrap(),
+        ],
+        "line 2",
+    );
     fails_with(&["demo", "--headless", "--duration", "0"], "--duration");
     fails_with(&["decode", "/nonexistent.264"], "reading /nonexistent.264");
     let _ = std::fs::remove_dir_all(dir);

@@ -43,14 +43,22 @@ fn every_conformance_digest_matches_through_nephele_decode() {
             .arg(data_dir().join(file))
             .output()
             .expect("run nephele decode");
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let got = stdout.split_whitespace().next().unwrap_or("");
         if got != sum {
             failures.push(format!("{file}: expected {sum}, got {got}"));
         }
     }
-    assert!(failures.is_empty(), "digest mismatches:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "digest mismatches:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Each NAL unit travels as one frame: fragmented into small datagrams,
@@ -75,7 +83,9 @@ fn digest_over_network(data: &[u8], seed: u64) -> String {
             dgrams.swap(i, (rng % (i as u64 + 1)) as usize);
         }
         for d in &dgrams {
-            let Message::Video(f) = Message::decode(d).unwrap() else { panic!("not video") };
+            let Message::Video(f) = Message::decode(d).unwrap() else {
+                panic!("not video")
+            };
             reasm.handle_fragment(&f, t0).unwrap();
         }
         while let Some(ev) = reasm.poll(t0) {
@@ -84,7 +94,9 @@ fn digest_over_network(data: &[u8], seed: u64) -> String {
                     dec.decode(&f.data, |p| digest.add(&p));
                     reasm.recycle(f.data);
                 }
-                ReassemblyEvent::Lost { frame_id } => panic!("frame {frame_id} lost on a lossless link"),
+                ReassemblyEvent::Lost { frame_id } => {
+                    panic!("frame {frame_id} lost on a lossless link")
+                }
             }
         }
     }

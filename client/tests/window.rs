@@ -32,7 +32,14 @@ fn start_xvfb() -> (Killed, String) {
             continue;
         }
         let child = Command::new("Xvfb")
-            .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .args([
+                &format!(":{n}"),
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -53,8 +60,16 @@ fn start_xvfb() -> (Killed, String) {
 }
 
 fn xdotool(display: &str, args: &[&str]) -> String {
-    let out = Command::new("xdotool").args(args).env("DISPLAY", display).output().expect("run xdotool");
-    assert!(out.status.success(), "xdotool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .output()
+        .expect("run xdotool");
+    assert!(
+        out.status.success(),
+        "xdotool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -66,13 +81,19 @@ fn screenshot(display: &str, window: &str) -> (usize, usize, Vec<[u8; 3]>) {
         .env("DISPLAY", display)
         .output()
         .expect("run xwd");
-    assert!(out.status.success(), "xwd: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "xwd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     parse_xwd(&out.stdout)
 }
 
 /// Parses an XWD dump of a 24/32-bit TrueColor window (what Xvfb gives).
 fn parse_xwd(d: &[u8]) -> (usize, usize, Vec<[u8; 3]>) {
-    let be = |i: usize| u32::from_be_bytes([d[i * 4], d[i * 4 + 1], d[i * 4 + 2], d[i * 4 + 3]]) as usize;
+    let be = |i: usize| {
+        u32::from_be_bytes([d[i * 4], d[i * 4 + 1], d[i * 4 + 2], d[i * 4 + 3]]) as usize
+    };
     let header_size = be(0);
     let (width, height) = (be(4), be(5));
     let byte_order = be(7);
@@ -143,13 +164,23 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
     xdotool(&display, &["windowfocus", "--sync", &wid]);
     xdotool(&display, &["type", "--delay", "30", "hi nephele"]);
     xdotool(&display, &["key", "Return"]);
-    let expected: Vec<&str> = vec!["KeyH", "KeyI", "Space", "KeyN", "KeyE", "KeyP", "KeyH", "KeyE", "KeyL", "KeyE", "Enter"];
+    let expected: Vec<&str> = vec![
+        "KeyH", "KeyI", "Space", "KeyN", "KeyE", "KeyP", "KeyH", "KeyE", "KeyL", "KeyE", "Enter",
+    ];
     let end = Instant::now() + Duration::from_secs(10);
     while recorded_key_downs(&rec).len() < expected.len() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(recorded_key_downs(&rec), expected, "the host saw the keystrokes in order");
-    let ups = std::fs::read_to_string(&rec).unwrap().lines().filter(|l| l.contains("\"up\"")).count();
+    assert_eq!(
+        recorded_key_downs(&rec),
+        expected,
+        "the host saw the keystrokes in order"
+    );
+    let ups = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"up\""))
+        .count();
     assert_eq!(ups, expected.len(), "every key went up again");
 
     // Give the typed text a few frames to reach the screen, then look.
@@ -160,17 +191,30 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
     assert!(black < px.len() / 5, "{black} of {} pixels black", px.len());
     // The notes window's paper-white body and its dark typed text are there.
     let paper = px.iter().filter(|p| p.iter().all(|&c| c > 225)).count();
-    assert!(paper > px.len() / 20, "no notes window visible ({paper} light pixels)");
-    let mut colours: Vec<[u8; 3]> = px.iter().map(|p| [p[0] & 0xF0, p[1] & 0xF0, p[2] & 0xF0]).collect();
+    assert!(
+        paper > px.len() / 20,
+        "no notes window visible ({paper} light pixels)"
+    );
+    let mut colours: Vec<[u8; 3]> = px
+        .iter()
+        .map(|p| [p[0] & 0xF0, p[1] & 0xF0, p[2] & 0xF0])
+        .collect();
     colours.sort();
     colours.dedup();
-    assert!(colours.len() >= 8, "a flat picture ({} colours)", colours.len());
+    assert!(
+        colours.len() >= 8,
+        "a flat picture ({} colours)",
+        colours.len()
+    );
     // Dark text pixels inside the notes body (upper-left quadrant of the window).
     let text = (h / 8..h / 4)
         .flat_map(|y| (w / 10..w / 2).map(move |x| (x, y)))
         .filter(|&(x, y)| px[y * w + x].iter().all(|&c| c < 60))
         .count();
-    assert!(text > 50, "no typed text visible in the notes window ({text} dark pixels)");
+    assert!(
+        text > 50,
+        "no typed text visible in the notes window ({text} dark pixels)"
+    );
 
     let _ = client.0.kill();
     let _ = std::fs::remove_dir_all(dir);

@@ -203,7 +203,12 @@ impl InputReceiver {
 
     /// Accepts an event and calls `deliver` for each event that is now next
     /// in order. Duplicates and events outside the window are ignored.
-    pub fn handle(&mut self, seq: u32, event: InputEvent, mut deliver: impl FnMut(u32, InputEvent)) {
+    pub fn handle(
+        &mut self,
+        seq: u32,
+        event: InputEvent,
+        mut deliver: impl FnMut(u32, InputEvent),
+    ) {
         let offset = seq.wrapping_sub(self.delivered);
         // offset 0 or "negative": already delivered.
         if offset == 0 || offset > RECEIVE_WINDOW {
@@ -252,11 +257,18 @@ mod tests {
         }
         assert_eq!(
             sent,
-            vec![(1, InputEvent::Move { x: 2, y: 2 }), (2, key(4, true)), (3, InputEvent::Move { x: 4, y: 4 })]
+            vec![
+                (1, InputEvent::Move { x: 2, y: 2 }),
+                (2, key(4, true)),
+                (3, InputEvent::Move { x: 4, y: 4 })
+            ]
         );
         // A move after the last one left starts a new event.
         s.push(InputEvent::Move { x: 5, y: 5 }).unwrap();
-        assert_eq!(s.poll_transmit(t), Some((4, InputEvent::Move { x: 5, y: 5 })));
+        assert_eq!(
+            s.poll_transmit(t),
+            Some((4, InputEvent::Move { x: 5, y: 5 }))
+        );
         assert_eq!(s.stats().coalesced, 2);
     }
 
@@ -279,7 +291,15 @@ mod tests {
         s.handle_ack(2, t1, |_| {});
         assert_eq!(s.in_flight(), 0);
         assert_eq!(s.poll_timeout(), None);
-        assert_eq!(s.stats(), InputSenderStats { sent: 2, acked: 2, retransmits: 1, coalesced: 0 });
+        assert_eq!(
+            s.stats(),
+            InputSenderStats {
+                sent: 2,
+                acked: 2,
+                retransmits: 1,
+                coalesced: 0
+            }
+        );
     }
 
     #[test]

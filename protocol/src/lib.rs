@@ -19,7 +19,10 @@
 //!   order, at the host.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
 //!   keyboard layout decides the character.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod framing;
 pub mod hid;

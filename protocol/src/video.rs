@@ -51,7 +51,13 @@ impl Fragmenter {
     /// Fragments one access unit, calling `emit` with each encoded message.
     /// Returns the frame id used. An empty access unit produces nothing but
     /// still consumes no id.
-    pub fn fragment(&mut self, au: &[u8], keyframe: bool, capture_us: u64, mut emit: impl FnMut(&[u8])) -> Option<u32> {
+    pub fn fragment(
+        &mut self,
+        au: &[u8],
+        keyframe: bool,
+        capture_us: u64,
+        mut emit: impl FnMut(&[u8]),
+    ) -> Option<u32> {
         if au.is_empty() {
             return None;
         }
@@ -271,7 +277,11 @@ impl Reassembler {
     }
 
     /// Accepts one decoded fragment.
-    pub fn handle_fragment(&mut self, f: &VideoFragment<'_>, now: Instant) -> Result<(), FragmentError> {
+    pub fn handle_fragment(
+        &mut self,
+        f: &VideoFragment<'_>,
+        now: Instant,
+    ) -> Result<(), FragmentError> {
         let res = self.insert(f, now);
         if res.is_err() {
             self.stats.rejected_fragments += 1;
@@ -318,7 +328,11 @@ impl Reassembler {
             slot.tail.extend_from_slice(f.payload);
             slot.tail_len = Some(f.payload.len());
         } else {
-            let size = if last { slot.frag_size.max(f.payload.len()) } else { f.payload.len() };
+            let size = if last {
+                slot.frag_size.max(f.payload.len())
+            } else {
+                f.payload.len()
+            };
             if !last {
                 if slot.frag_size == 0 {
                     slot.frag_size = size;
@@ -435,7 +449,8 @@ impl Reassembler {
                         let id = s.frame_id;
                         self.slots[i].active = false;
                         self.stats.lost += 1;
-                        self.events.push_back(ReassemblyEvent::Lost { frame_id: id });
+                        self.events
+                            .push_back(ReassemblyEvent::Lost { frame_id: id });
                     }
                 }
                 self.next = Some(start);
@@ -454,7 +469,8 @@ impl Reassembler {
                 if self.awaiting_keyframe && !slot.keyframe {
                     // A reference is missing: this frame cannot be shown.
                     self.stats.lost += 1;
-                    self.events.push_back(ReassemblyEvent::Lost { frame_id: next });
+                    self.events
+                        .push_back(ReassemblyEvent::Lost { frame_id: next });
                     return;
                 }
                 self.awaiting_keyframe = false;
@@ -484,7 +500,9 @@ impl Reassembler {
                 let give_up = self.slots.iter().any(|s| {
                     s.active
                         && before(next, s.frame_id)
-                        && (s.completed_at.is_some_and(|c| now >= c + self.cfg.reorder_grace)
+                        && (s
+                            .completed_at
+                            .is_some_and(|c| now >= c + self.cfg.reorder_grace)
                             || now >= s.first_arrival + self.cfg.deadline)
                 });
                 if give_up {
@@ -498,11 +516,14 @@ impl Reassembler {
     fn expire_unstarted(&mut self, now: Instant) {
         for i in 0..self.slots.len() {
             let s = &self.slots[i];
-            if s.active && (now >= s.first_arrival + self.cfg.deadline || (s.complete() && !s.keyframe)) {
+            if s.active
+                && (now >= s.first_arrival + self.cfg.deadline || (s.complete() && !s.keyframe))
+            {
                 let id = s.frame_id;
                 self.slots[i].active = false;
                 self.stats.lost += 1;
-                self.events.push_back(ReassemblyEvent::Lost { frame_id: id });
+                self.events
+                    .push_back(ReassemblyEvent::Lost { frame_id: id });
             }
         }
     }
@@ -525,7 +546,10 @@ impl Reassembler {
         }
         // Before the first frame, give the host's opening keyframe time to
         // arrive (a deadline's worth) before asking for another.
-        if self.next.is_none() && self.last_keyframe_request.is_none() && now < self.created + self.cfg.deadline {
+        if self.next.is_none()
+            && self.last_keyframe_request.is_none()
+            && now < self.created + self.cfg.deadline
+        {
             return None;
         }
         if self
@@ -570,7 +594,12 @@ mod tests {
         sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| ((0..n).map(|b| (b * 7 + i * 13) as u8).collect(), i % key_every == 0))
+            .map(|(i, &n)| {
+                (
+                    (0..n).map(|b| (b * 7 + i * 13) as u8).collect(),
+                    i % key_every == 0,
+                )
+            })
             .collect()
     }
 
@@ -590,7 +619,12 @@ mod tests {
         }
     }
 
-    fn drain(r: &mut Reassembler, now: Instant, got: &mut Vec<(u32, Vec<u8>)>, lost: &mut Vec<u32>) {
+    fn drain(
+        r: &mut Reassembler,
+        now: Instant,
+        got: &mut Vec<(u32, Vec<u8>)>,
+        lost: &mut Vec<u32>,
+    ) {
         while let Some(ev) = r.poll(now) {
             match ev {
                 ReassemblyEvent::Frame(f) => got.push((f.frame_id, f.data)),
@@ -671,7 +705,10 @@ mod tests {
         }
         drain(&mut r, t0, &mut got, &mut lost);
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![0]);
-        assert!(r.poll_keyframe_request(t0).is_none(), "no loss declared yet");
+        assert!(
+            r.poll_keyframe_request(t0).is_none(),
+            "no loss declared yet"
+        );
         let late = t0 + Duration::from_millis(200);
         drain(&mut r, late, &mut got, &mut lost);
         // Frame 1 timed out, frame 2 depends on it and is withheld.
@@ -686,16 +723,28 @@ mod tests {
         assert!(!r.awaiting_keyframe());
         assert_eq!(r.poll_keyframe_request(late + Duration::from_secs(1)), None);
         // A fragment of an old frame is late.
-        assert_eq!(feed(&mut r, &per_frame[1][1], late), Err(FragmentError::Late(1)));
+        assert_eq!(
+            feed(&mut r, &per_frame[1][1], late),
+            Err(FragmentError::Late(1))
+        );
     }
 
     #[test]
     fn first_keyframe_is_awaited_before_asking() {
         let t0 = Instant::now();
         let mut r = Reassembler::new(ReassemblerConfig::default(), t0);
-        assert_eq!(r.poll_keyframe_request(t0 + Duration::from_millis(10)), None);
-        assert_eq!(r.poll_timeout(), Some(t0 + ReassemblerConfig::default().deadline));
-        assert_eq!(r.poll_keyframe_request(t0 + Duration::from_millis(200)), Some(0));
+        assert_eq!(
+            r.poll_keyframe_request(t0 + Duration::from_millis(10)),
+            None
+        );
+        assert_eq!(
+            r.poll_timeout(),
+            Some(t0 + ReassemblerConfig::default().deadline)
+        );
+        assert_eq!(
+            r.poll_keyframe_request(t0 + Duration::from_millis(200)),
+            Some(0)
+        );
     }
 
     #[test]
@@ -727,7 +776,10 @@ mod tests {
             let mut v = Vec::new();
             f.fragment(au, *key, i as u64, |d| v.push(d.to_vec()));
             feed(&mut r, &v[0], t0).unwrap();
-            assert_eq!(feed(&mut r, &v[0], t0), Err(FragmentError::Duplicate(i as u32)));
+            assert_eq!(
+                feed(&mut r, &v[0], t0),
+                Err(FragmentError::Duplicate(i as u32))
+            );
             for d in &v[1..] {
                 feed(&mut r, d, t0).unwrap();
             }
@@ -741,6 +793,10 @@ mod tests {
         }
         assert_eq!(caps.len(), 20);
         let distinct: std::collections::HashSet<_> = caps.iter().collect();
-        assert!(distinct.len() <= 3, "buffers are recycled, saw {} distinct", distinct.len());
+        assert!(
+            distinct.len() <= 3,
+            "buffers are recycled, saw {} distinct",
+            distinct.len()
+        );
     }
 }

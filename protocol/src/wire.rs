@@ -596,7 +596,8 @@ mod tests {
     fn arb_event() -> impl Strategy<Value = InputEvent> {
         prop_oneof![
             (any::<u16>(), any::<bool>()).prop_map(|(usage, down)| InputEvent::Key { usage, down }),
-            (arb_button(), any::<bool>()).prop_map(|(button, down)| InputEvent::Button { button, down }),
+            (arb_button(), any::<bool>())
+                .prop_map(|(button, down)| InputEvent::Button { button, down }),
             (any::<u16>(), any::<u16>()).prop_map(|(x, y)| InputEvent::Move { x, y }),
             (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| InputEvent::Wheel { dx, dy }),
         ]
@@ -627,10 +628,22 @@ mod tests {
         )
     }
 
-    fn build<'a>(k: u8, payload: &'a [u8], n: [u64; 3], ev: InputEvent, reason: GoodbyeReason, w: u16, h: u16) -> Message<'a> {
+    fn build<'a>(
+        k: u8,
+        payload: &'a [u8],
+        n: [u64; 3],
+        ev: InputEvent,
+        reason: GoodbyeReason,
+        w: u16,
+        h: u16,
+    ) -> Message<'a> {
         let fps = (n[2] % 240) as u8 + 1;
         match k {
-            0 => Message::Hello { width: w, height: h, fps },
+            0 => Message::Hello {
+                width: w,
+                height: h,
+                fps,
+            },
             1 => Message::Welcome {
                 session_id: n[0],
                 width: w,
@@ -641,7 +654,10 @@ mod tests {
             2 => Message::Ping { stamp_us: n[0] },
             3 => Message::Pong { stamp_us: n[1] },
             4 => Message::Goodbye { reason },
-            5 => Message::Input { seq: n[0] as u32, event: ev },
+            5 => Message::Input {
+                seq: n[0] as u32,
+                event: ev,
+            },
             6 => Message::InputAck { seq: n[1] as u32 },
             7 => {
                 let count = (n[0] as u16).max(1);
@@ -701,15 +717,26 @@ mod tests {
 
     #[test]
     fn rejects_wrong_version_and_bad_fields() {
-        let mut hello = Message::Hello { width: 1280, height: 720, fps: 60 }.to_vec();
+        let mut hello = Message::Hello {
+            width: 1280,
+            height: 720,
+            fps: 60,
+        }
+        .to_vec();
         hello[0] = 9;
         assert_eq!(Message::decode(&hello), Err(DecodeError::Version(9)));
 
         let odd = [PROTOCOL_VERSION, ty::HELLO, 0x05, 0x01, 0x02, 0xD0, 60];
-        assert!(matches!(Message::decode(&odd), Err(DecodeError::InvalidValue { field: "width", .. })));
+        assert!(matches!(
+            Message::decode(&odd),
+            Err(DecodeError::InvalidValue { field: "width", .. })
+        ));
 
         let huge = [PROTOCOL_VERSION, ty::HELLO, 0x40, 0x02, 0x02, 0xD0, 60];
-        assert!(matches!(Message::decode(&huge), Err(DecodeError::InvalidValue { field: "width", .. })));
+        assert!(matches!(
+            Message::decode(&huge),
+            Err(DecodeError::InvalidValue { field: "width", .. })
+        ));
 
         let mut ping = Message::Ping { stamp_us: 1 }.to_vec();
         ping.push(0);
@@ -726,7 +753,13 @@ mod tests {
         .to_vec();
         let mut past = bad_frag.clone();
         past[7] = 5; // index low byte past count
-        assert_eq!(Message::decode(&past), Err(DecodeError::BadFragment("index past count")));
-        assert_eq!(Message::decode(&bad_frag[..VIDEO_HEADER_LEN]), Err(DecodeError::BadFragment("empty payload")));
+        assert_eq!(
+            Message::decode(&past),
+            Err(DecodeError::BadFragment("index past count"))
+        );
+        assert_eq!(
+            Message::decode(&bad_frag[..VIDEO_HEADER_LEN]),
+            Err(DecodeError::BadFragment("empty payload"))
+        );
     }
 }

@@ -128,7 +128,10 @@ impl DesktopState {
                 }
             }
             InputEvent::Move { x, y } => {
-                self.pointer = (x.min(width.saturating_sub(1)), y.min(height.saturating_sub(1)));
+                self.pointer = (
+                    x.min(width.saturating_sub(1)),
+                    y.min(height.saturating_sub(1)),
+                );
             }
             InputEvent::Wheel { dx, dy } => {
                 self.wheel.0 = self.wheel.0.saturating_add(dx.into());
@@ -138,7 +141,8 @@ impl DesktopState {
     }
 
     fn type_key(&mut self, usage: u16) {
-        let shift = self.keys_down.contains(&hid::LEFT_SHIFT) || self.keys_down.contains(&hid::RIGHT_SHIFT);
+        let shift =
+            self.keys_down.contains(&hid::LEFT_SHIFT) || self.keys_down.contains(&hid::RIGHT_SHIFT);
         if usage == hid::BACKSPACE {
             self.typed.pop();
             return;
@@ -175,7 +179,11 @@ impl Renderer {
             let r = (24.0 * (1.0 - t) + 10.0 * t) as u8;
             let g = (110.0 * (1.0 - t) + 30.0 * t) as u8;
             let b = (130.0 * (1.0 - t) + 90.0 * t) as u8;
-            let c = if row == 0 { WALL_TOP } else { Yuv::rgb(r, g, b) };
+            let c = if row == 0 {
+                WALL_TOP
+            } else {
+                Yuv::rgb(r, g, b)
+            };
             wallpaper.y[row * width..(row + 1) * width].fill(c.0);
             if row % 2 == 0 {
                 let cw = width / 2;
@@ -201,12 +209,23 @@ impl Renderer {
         fill(out, 0, h - bar_h, w, bar_h, TASKBAR);
         let ty = h - bar_h + even((bar_h.saturating_sub(glyph)) / 2);
         text(out, 12, ty, scale, WHITE, "Nephele demo desktop");
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let clock = format!("{:02}:{:02}:{:02} UTC", secs / 3600 % 24, secs / 60 % 60, secs % 60);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let clock = format!(
+            "{:02}:{:02}:{:02} UTC",
+            secs / 3600 % 24,
+            secs / 60 % 60,
+            secs % 60
+        );
         let cx = w.saturating_sub(clock.len() * glyph + 12);
         text(out, even(cx), ty, scale, WHITE, &clock);
         let led = glyph;
-        for (i, b) in [MouseButton::Left, MouseButton::Middle, MouseButton::Right].iter().enumerate() {
+        for (i, b) in [MouseButton::Left, MouseButton::Middle, MouseButton::Right]
+            .iter()
+            .enumerate()
+        {
             let on = state.buttons_down.contains(&(*b as u8));
             let x = even(w / 2 + i * (led + 6));
             fill(out, x, ty, led, led, if on { LED_ON } else { LED_OFF });
@@ -217,11 +236,22 @@ impl Renderer {
         let span = w.saturating_sub(glyph * 4).max(1);
         let period = 2.0;
         let phase = (t.as_secs_f64() % period) / period;
-        let tri = if phase < 0.5 { phase * 2.0 } else { 2.0 - phase * 2.0 };
+        let tri = if phase < 0.5 {
+            phase * 2.0
+        } else {
+            2.0 - phase * 2.0
+        };
         let bx = even((tri * span as f64) as usize);
         fill(out, bx, even(h / 40), glyph * 3, glyph * 3, BALL);
         let counter = format!("frame {frame}  t={:.1}s", t.as_secs_f64());
-        text(out, even(w * 3 / 4).min(w.saturating_sub(counter.len() * glyph)), even(h / 40 + glyph * 4), scale, WHITE, &counter);
+        text(
+            out,
+            even(w * 3 / 4).min(w.saturating_sub(counter.len() * glyph)),
+            even(h / 40 + glyph * 4),
+            scale,
+            WHITE,
+            &counter,
+        );
 
         // The notes window with the typed text.
         let (wx, wy) = (even(w / 10), even(h / 8));
@@ -257,7 +287,11 @@ impl Renderer {
         }
 
         // Pointer on top of everything.
-        pointer(out, usize::from(state.pointer.0), usize::from(state.pointer.1));
+        pointer(
+            out,
+            usize::from(state.pointer.0),
+            usize::from(state.pointer.1),
+        );
     }
 }
 
@@ -286,7 +320,11 @@ fn fill(p: &mut I420, x: usize, y: usize, w: usize, h: usize, c: Yuv) {
 fn text(p: &mut I420, x: usize, y: usize, scale: usize, c: Yuv, s: &str) {
     let g = 8 * scale;
     for (i, ch) in s.chars().enumerate() {
-        let code = if ch.is_ascii() { ch as usize } else { '?' as usize };
+        let code = if ch.is_ascii() {
+            ch as usize
+        } else {
+            '?' as usize
+        };
         let bitmap = font8x8::legacy::BASIC_LEGACY[code];
         let gx = x + i * g;
         if gx + g > p.width || y + g > p.height {
@@ -353,7 +391,8 @@ mod tests {
     #[test]
     fn typing_with_shift_and_backspace() {
         let mut s = DesktopState::default();
-        let key = |s: &mut DesktopState, usage, down| s.apply(&InputEvent::Key { usage, down }, 640, 480);
+        let key =
+            |s: &mut DesktopState, usage, down| s.apply(&InputEvent::Key { usage, down }, 640, 480);
         key(&mut s, hid::LEFT_SHIFT, true);
         key(&mut s, 0x0B, true); // h
         key(&mut s, 0x0B, false);
@@ -391,7 +430,8 @@ mod tests {
         };
         let in_pointer = |i: usize| {
             let (x, y) = (i % w, i / w);
-            ((300..312).contains(&x) && (200..219).contains(&y)) || ((600..612).contains(&x) && (20..39).contains(&y))
+            ((300..312).contains(&x) && (200..219).contains(&y))
+                || ((600..612).contains(&x) && (20..39).contains(&y))
         };
         assert!(changed.iter().all(|&i| in_text(i) || in_pointer(i)));
         assert!(changed.iter().any(|&i| in_pointer(i)));

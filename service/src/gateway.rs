@@ -121,7 +121,9 @@ impl Gateway {
 
     /// The QUIC address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.endpoint
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Live counters.
@@ -131,7 +133,10 @@ impl Gateway {
 
     /// Closes every connection and stops accepting.
     pub fn close(&self) {
-        self.endpoint.close(quinn::VarInt::from_u32(GoodbyeReason::Shutdown as u32), b"gateway shutting down");
+        self.endpoint.close(
+            quinn::VarInt::from_u32(GoodbyeReason::Shutdown as u32),
+            b"gateway shutting down",
+        );
     }
 }
 
@@ -174,12 +179,21 @@ async fn read_message(
     }
 }
 
-async fn serve(conn: quinn::Connection, host: SocketAddr, stats: Arc<GatewayStats>) -> Result<(), SessionEnd> {
+async fn serve(
+    conn: quinn::Connection,
+    host: SocketAddr,
+    stats: Arc<GatewayStats>,
+) -> Result<(), SessionEnd> {
     let (mut ctl_send, mut ctl_recv) = conn.accept_bi().await?;
     let mut lane = [0u8; 1];
-    ctl_recv.read_exact(&mut lane).await.map_err(|e| SessionEnd::Protocol(e.to_string()))?;
+    ctl_recv
+        .read_exact(&mut lane)
+        .await
+        .map_err(|e| SessionEnd::Protocol(e.to_string()))?;
     if Lane::from_u8(lane[0]) != Some(Lane::Control) {
-        return Err(SessionEnd::Protocol("first stream is not the control lane".into()));
+        return Err(SessionEnd::Protocol(
+            "first stream is not the control lane".into(),
+        ));
     }
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 4096];
@@ -191,7 +205,11 @@ async fn serve(conn: quinn::Connection, host: SocketAddr, stats: Arc<GatewayStat
         return Err(SessionEnd::Protocol("expected hello".into()));
     }
 
-    let bind: SocketAddr = if host.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let bind: SocketAddr = if host.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
     let udp = UdpSocket::from_std({
         let s = crate::host::bind_udp(bind)?;
         s.set_nonblocking(true)?;
@@ -257,7 +275,9 @@ async fn serve(conn: quinn::Connection, host: SocketAddr, stats: Arc<GatewayStat
             let mut dgram = vec![0u8; 2048];
             loop {
                 let n = udp.recv(&mut dgram).await?;
-                let Ok((s, msg)) = split_envelope(&dgram[..n]) else { continue };
+                let Ok((s, msg)) = split_envelope(&dgram[..n]) else {
+                    continue;
+                };
                 if s != session || msg.len() < 2 {
                     continue;
                 }
@@ -334,7 +354,10 @@ async fn serve(conn: quinn::Connection, host: SocketAddr, stats: Arc<GatewayStat
                     match relay_lane(&mut recv, &udp, session, &stats).await {
                         Err(e @ SessionEnd::Protocol(_)) => {
                             tracing::info!(error = %e, "closing client that broke the protocol");
-                            conn.close(quinn::VarInt::from_u32(GoodbyeReason::ProtocolError as u32), e.to_string().as_bytes());
+                            conn.close(
+                                quinn::VarInt::from_u32(GoodbyeReason::ProtocolError as u32),
+                                e.to_string().as_bytes(),
+                            );
                         }
                         Err(e) => tracing::debug!(error = %e, "lane closed"),
                         Ok(()) => {}
@@ -403,7 +426,12 @@ fn bytes_from(b: &[u8]) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(b)
 }
 
-async fn relay(udp: &UdpSocket, session: u64, msg: &[u8], out: &mut Vec<u8>) -> Result<(), SessionEnd> {
+async fn relay(
+    udp: &UdpSocket,
+    session: u64,
+    msg: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), SessionEnd> {
     out.clear();
     out.extend_from_slice(&session.to_be_bytes());
     out.extend_from_slice(msg);
@@ -411,10 +439,18 @@ async fn relay(udp: &UdpSocket, session: u64, msg: &[u8], out: &mut Vec<u8>) -> 
     Ok(())
 }
 
-async fn relay_lane(recv: &mut quinn::RecvStream, udp: &UdpSocket, session: u64, stats: &GatewayStats) -> Result<(), SessionEnd> {
+async fn relay_lane(
+    recv: &mut quinn::RecvStream,
+    udp: &UdpSocket,
+    session: u64,
+    stats: &GatewayStats,
+) -> Result<(), SessionEnd> {
     let mut lane = [0u8; 1];
-    recv.read_exact(&mut lane).await.map_err(|e| SessionEnd::Protocol(e.to_string()))?;
-    let lane = Lane::from_u8(lane[0]).ok_or_else(|| SessionEnd::Protocol(format!("unknown lane {}", lane[0])))?;
+    recv.read_exact(&mut lane)
+        .await
+        .map_err(|e| SessionEnd::Protocol(e.to_string()))?;
+    let lane = Lane::from_u8(lane[0])
+        .ok_or_else(|| SessionEnd::Protocol(format!("unknown lane {}", lane[0])))?;
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::with_capacity(64);
@@ -426,7 +462,9 @@ async fn relay_lane(recv: &mut quinn::RecvStream, udp: &UdpSocket, session: u64,
             Lane::Control => false,
         };
         if !allowed {
-            return Err(SessionEnd::Protocol(format!("message not allowed on {lane:?} lane")));
+            return Err(SessionEnd::Protocol(format!(
+                "message not allowed on {lane:?} lane"
+            )));
         }
         if lane == Lane::Input {
             stats.input_relayed.fetch_add(1, Ordering::Relaxed);
@@ -441,6 +479,10 @@ async fn relay_lane(recv: &mut quinn::RecvStream, udp: &UdpSocket, session: u64,
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }

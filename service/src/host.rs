@@ -26,7 +26,9 @@ use nephele_protocol::input::InputReceiver;
 use nephele_protocol::video::Fragmenter;
 use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message};
 use openh264::OpenH264API;
-use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType};
+use openh264::encoder::{
+    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
+};
 
 use crate::desktop::{DesktopState, I420, Renderer};
 
@@ -108,8 +110,14 @@ pub struct Host {
 impl Host {
     /// Binds and starts the host.
     pub fn start(cfg: HostConfig) -> Result<Self, HostError> {
-        let socket = bind_udp(cfg.listen).map_err(|source| HostError::Bind { addr: cfg.listen, source })?;
-        let addr = socket.local_addr().map_err(|source| HostError::Bind { addr: cfg.listen, source })?;
+        let socket = bind_udp(cfg.listen).map_err(|source| HostError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let addr = socket.local_addr().map_err(|source| HostError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
             .map_err(|source| HostError::Bind { addr, source })?;
@@ -233,7 +241,11 @@ impl Receiver {
         while !self.stop.load(Ordering::Relaxed) {
             match self.socket.recv_from(&mut buf) {
                 Ok((n, from)) => self.handle(&buf[..n], from, &mut out),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => {
                     // ICMP port unreachable from a gone gateway surfaces here on Linux.
                     tracing::debug!(error = %e, "host recv");
@@ -276,7 +288,14 @@ impl Receiver {
         let Some(s) = self.sessions.get_mut(&id) else {
             // Unknown session (expired or never opened): tell the gateway.
             if !matches!(env.message, Message::Goodbye { .. }) {
-                self.send(from, id, Message::Goodbye { reason: GoodbyeReason::Timeout }, out);
+                self.send(
+                    from,
+                    id,
+                    Message::Goodbye {
+                        reason: GoodbyeReason::Timeout,
+                    },
+                    out,
+                );
             }
             return;
         };
@@ -293,14 +312,17 @@ impl Receiver {
                 let (w, h) = (s.width, s.height);
                 let desktop = s.desktop.clone();
                 let mut applied = Vec::new();
-                s.input.handle(seq, event, |seq, ev| applied.push((seq, ev)));
+                s.input
+                    .handle(seq, event, |seq, ev| applied.push((seq, ev)));
                 let ack = s.input.ack();
                 if let Ok(mut d) = desktop.lock() {
                     for (_, ev) in &applied {
                         d.apply(ev, w, h);
                     }
                 }
-                self.stats.inputs_applied.fetch_add(applied.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .inputs_applied
+                    .fetch_add(applied.len() as u64, Ordering::Relaxed);
                 for (seq, ev) in &applied {
                     self.record(id, Some(*seq), ev, false);
                 }
@@ -321,7 +343,15 @@ impl Receiver {
         }
     }
 
-    fn open_session(&mut self, id: u64, from: SocketAddr, width: u16, height: u16, fps: u8, out: &mut Vec<u8>) {
+    fn open_session(
+        &mut self,
+        id: u64,
+        from: SocketAddr,
+        width: u16,
+        height: u16,
+        fps: u8,
+        out: &mut Vec<u8>,
+    ) {
         let host_time_us = self.epoch.elapsed().as_micros() as u64;
         if let Some(s) = self.sessions.get_mut(&id) {
             // A repeated hello: the welcome was lost. Answer again.
@@ -342,7 +372,14 @@ impl Receiver {
             return;
         }
         if self.sessions.len() >= MAX_SESSIONS {
-            self.send(from, id, Message::Goodbye { reason: GoodbyeReason::NoCapacity }, out);
+            self.send(
+                from,
+                id,
+                Message::Goodbye {
+                    reason: GoodbyeReason::NoCapacity,
+                },
+                out,
+            );
             return;
         }
         let desktop = Arc::new(Mutex::new(DesktopState {
@@ -378,7 +415,14 @@ impl Receiver {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start encoder thread");
-                self.send(from, id, Message::Goodbye { reason: GoodbyeReason::NoCapacity }, out);
+                self.send(
+                    from,
+                    id,
+                    Message::Goodbye {
+                        reason: GoodbyeReason::NoCapacity,
+                    },
+                    out,
+                );
                 return;
             }
         };
@@ -433,14 +477,28 @@ impl Receiver {
     }
 
     fn end_session(&mut self, id: u64, reason: GoodbyeReason, out: &mut Vec<u8>) {
-        let Some(s) = self.sessions.remove(&id) else { return };
-        let released = s.desktop.lock().map(|mut d| d.release_all()).unwrap_or_default();
+        let Some(s) = self.sessions.remove(&id) else {
+            return;
+        };
+        let released = s
+            .desktop
+            .lock()
+            .map(|mut d| d.release_all())
+            .unwrap_or_default();
         for usage in released.0 {
             self.record(id, None, &InputEvent::Key { usage, down: false }, true);
         }
         for b in released.1 {
             if let Some(button) = button_from_u8(b) {
-                self.record(id, None, &InputEvent::Button { button, down: false }, true);
+                self.record(
+                    id,
+                    None,
+                    &InputEvent::Button {
+                        button,
+                        down: false,
+                    },
+                    true,
+                );
             }
         }
         if reason != GoodbyeReason::Normal {
@@ -451,7 +509,9 @@ impl Receiver {
     }
 
     fn record(&mut self, session: u64, seq: Option<u32>, ev: &InputEvent, released: bool) {
-        let Some(w) = self.recorder.as_mut() else { return };
+        let Some(w) = self.recorder.as_mut() else {
+            return;
+        };
         let t_ms = self.epoch.elapsed().as_secs_f64() * 1000.0;
         let mut line = serde_json::json!({
             "t_ms": (t_ms * 1000.0).round() / 1000.0,
@@ -492,7 +552,9 @@ impl Receiver {
 
 fn button_from_u8(b: u8) -> Option<nephele_protocol::wire::MouseButton> {
     use nephele_protocol::wire::MouseButton::*;
-    [Left, Right, Middle, Back, Forward].into_iter().find(|m| *m as u8 == b)
+    [Left, Right, Middle, Back, Forward]
+        .into_iter()
+        .find(|m| *m as u8 == b)
 }
 
 /// A bitrate that gives the demo desktop crisp text: about 0.1 bit per pixel per frame.
@@ -559,7 +621,12 @@ impl EncodeJob {
             if let Ok(d) = self.desktop.lock() {
                 state.clone_from(&d);
             }
-            renderer.render(&state, capture.duration_since(self.epoch), frame_no, &mut picture);
+            renderer.render(
+                &state,
+                capture.duration_since(self.epoch),
+                frame_no,
+                &mut picture,
+            );
             if self.keyframe.swap(false, Ordering::Relaxed) {
                 encoder.force_intra_frame();
             }
@@ -571,7 +638,11 @@ impl EncodeJob {
                 continue;
             }
             frame_no += 1;
-            let to = self.gateway.lock().map(|g| *g).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+            let to = self
+                .gateway
+                .lock()
+                .map(|g| *g)
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
             let session = self.session.to_be_bytes();
             fragmenter.fragment(&au, key, capture_us, |msg| {
                 dgram.clear();

@@ -10,7 +10,11 @@ use nephele_service::host::{Host, HostConfig};
 use nephele_service::tls;
 
 #[derive(Debug, Parser)]
-#[command(name = "nephele-server", version, about = "The Nephele reference service: desktop host and gateway")]
+#[command(
+    name = "nephele-server",
+    version,
+    about = "The Nephele reference service: desktop host and gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     role: Role,
@@ -72,7 +76,9 @@ enum Role {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -98,7 +104,10 @@ fn main() -> Result<()> {
             ca_out,
         } => {
             let h = start_host(&host)?;
-            let identity = generate_identity(&["localhost".into(), "127.0.0.1".into(), "::1".into()], &ca_out)?;
+            let identity = generate_identity(
+                &["localhost".into(), "127.0.0.1".into(), "::1".into()],
+                &ca_out,
+            )?;
             let res = run_gateway(GatewayConfig {
                 listen: gateway_listen,
                 host: h.local_addr(),
@@ -123,7 +132,10 @@ fn generate_identity(names: &[String], ca_out: &std::path::Path) -> Result<tls::
     let id = tls::generate(names).context("generating the gateway certificate")?;
     if let Some(ca) = &id.ca {
         tls::write_cert_pem(ca_out, ca)?;
-        eprintln!("CA certificate for clients written to {} (pass it to `nephele connect --ca`)", ca_out.display());
+        eprintln!(
+            "CA certificate for clients written to {} (pass it to `nephele connect --ca`)",
+            ca_out.display()
+        );
     }
     Ok(id)
 }
@@ -138,13 +150,18 @@ fn run_gateway(cfg: GatewayConfig) -> Result<()> {
     rt.block_on(async {
         let gw = Gateway::start(cfg).context("starting the gateway")?;
         eprintln!("gateway listening on {}", gw.local_addr());
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+        tokio::signal::ctrl_c()
+            .await
+            .context("waiting for Ctrl-C")?;
         gw.close();
         Ok(())
     })
 }
 
 fn wait_for_ctrl_c() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(tokio::signal::ctrl_c()).context("waiting for Ctrl-C")
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(tokio::signal::ctrl_c())
+        .context("waiting for Ctrl-C")
 }

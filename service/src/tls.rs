@@ -63,17 +63,22 @@ impl Clone for GatewayIdentity {
 /// IP addresses). A fresh pair is made per run, so its lifetime
 /// is the process's; rcgen's default validity window is kept.
 pub fn generate(names: &[String]) -> Result<GatewayIdentity, TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    };
     let mut ca_params = CertificateParams::default();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "Nephele demo CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Nephele demo CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
     let mut leaf = CertificateParams::default();
-    leaf.distinguished_name.push(DnType::CommonName, "Nephele gateway");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "Nephele gateway");
     leaf.subject_alt_names = names
         .iter()
         .map(|n| match n.parse::<IpAddr>() {
@@ -176,10 +181,11 @@ pub fn quic_server_config(id: &GatewayIdentity) -> Result<quinn::ServerConfig, T
         .with_single_cert(id.chain.clone(), id.key.clone_key())?;
     tls.alpn_protocols = vec![nephele_protocol::ALPN.to_vec()];
     tls.max_early_data_size = 0;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Pem {
-        path: "(server config)".into(),
-        reason: e.to_string(),
-    })?;
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Pem {
+            path: "(server config)".into(),
+            reason: e.to_string(),
+        })?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(Arc::new(transport_config()));
     Ok(cfg)
@@ -188,7 +194,11 @@ pub fn quic_server_config(id: &GatewayIdentity) -> Result<quinn::ServerConfig, T
 /// Transport settings shared by both ends of the client–gateway connection.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(Duration::from_secs(10).try_into().unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(10_000)))));
+    t.max_idle_timeout(Some(
+        Duration::from_secs(10)
+            .try_into()
+            .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(10_000))),
+    ));
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.datagram_receive_buffer_size(Some(8 << 20));
     t.datagram_send_buffer_size(8 << 20);
@@ -201,7 +211,9 @@ pub fn transport_config() -> quinn::TransportConfig {
 }
 
 /// The QUIC client configuration trusting exactly `roots`.
-pub fn quic_client_config(roots: &[CertificateDer<'static>]) -> Result<quinn::ClientConfig, TlsError> {
+pub fn quic_client_config(
+    roots: &[CertificateDer<'static>],
+) -> Result<quinn::ClientConfig, TlsError> {
     let mut store = rustls::RootCertStore::empty();
     for r in roots {
         store.add(r.clone())?;
@@ -212,10 +224,11 @@ pub fn quic_client_config(roots: &[CertificateDer<'static>]) -> Result<quinn::Cl
         .with_root_certificates(store)
         .with_no_client_auth();
     tls.alpn_protocols = vec![nephele_protocol::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TlsError::Pem {
-        path: "(client config)".into(),
-        reason: e.to_string(),
-    })?;
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TlsError::Pem {
+            path: "(client config)".into(),
+            reason: e.to_string(),
+        })?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(Arc::new(transport_config()));
     Ok(cfg)

@@ -30,7 +30,12 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
 
 fn connect(cfg: ConnectConfig) -> Result<(Session, Arc<Stats>), SessionError> {
     let stats = Arc::new(Stats::default());
-    let s = Session::connect(cfg, stats.clone(), Box::new(HeadlessSink::new(stats.clone())), Box::new(|_| {}))?;
+    let s = Session::connect(
+        cfg,
+        stats.clone(),
+        Box::new(HeadlessSink::new(stats.clone())),
+        Box::new(|_| {}),
+    )?;
     Ok((s, stats))
 }
 
@@ -47,8 +52,16 @@ fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 fn describe(v: &serde_json::Value) -> String {
     match v["kind"].as_str() {
-        Some("key") => format!("key {} {}", v["code"].as_str().unwrap_or("?"), v["action"].as_str().unwrap_or("?")),
-        Some("button") => format!("button {} {}", v["button"].as_str().unwrap_or("?"), v["action"].as_str().unwrap_or("?")),
+        Some("key") => format!(
+            "key {} {}",
+            v["code"].as_str().unwrap_or("?"),
+            v["action"].as_str().unwrap_or("?")
+        ),
+        Some("button") => format!(
+            "button {} {}",
+            v["button"].as_str().unwrap_or("?"),
+            v["action"].as_str().unwrap_or("?")
+        ),
         Some("move") => format!("move {} {}", v["x"], v["y"]),
         Some("wheel") => format!("wheel {} {}", v["dx"], v["dy"]),
         other => format!("{other:?}"),
@@ -57,8 +70,16 @@ fn describe(v: &serde_json::Value) -> String {
 
 fn describe_event(e: &InputEvent) -> String {
     match *e {
-        InputEvent::Key { usage, down } => format!("key {} {}", hid::name_from_usage(usage).unwrap_or("?"), if down { "down" } else { "up" }),
-        InputEvent::Button { button, down } => format!("button {} {}", button.name(), if down { "down" } else { "up" }),
+        InputEvent::Key { usage, down } => format!(
+            "key {} {}",
+            hid::name_from_usage(usage).unwrap_or("?"),
+            if down { "down" } else { "up" }
+        ),
+        InputEvent::Button { button, down } => format!(
+            "button {} {}",
+            button.name(),
+            if down { "down" } else { "up" }
+        ),
         InputEvent::Move { x, y } => format!("move {x} {y}"),
         InputEvent::Wheel { dx, dy } => format!("wheel {dx} {dy}"),
     }
@@ -82,7 +103,8 @@ fn frames_arrive_and_scripted_input_is_applied_in_order_exactly_once() {
     play_script(&script, &session.input(), Instant::now(), || false).unwrap();
     let input = session.input();
     assert!(
-        wait_until(Duration::from_secs(10), || input.in_flight() == 0 && stats.frames_presented.load(Ordering::Relaxed) >= 30),
+        wait_until(Duration::from_secs(10), || input.in_flight() == 0
+            && stats.frames_presented.load(Ordering::Relaxed) >= 30),
         "in flight {}, presented {}",
         input.in_flight(),
         stats.frames_presented.load(Ordering::Relaxed)
@@ -91,14 +113,27 @@ fn frames_arrive_and_scripted_input_is_applied_in_order_exactly_once() {
     let report = stats.report(Duration::from_secs(1));
     assert_eq!(report.input_sent, script.events.len() as u64);
     assert_eq!(report.input_acked, report.input_sent);
-    assert!(report.frames_decoded >= 30 && report.frames_presented >= 30, "{report:?}");
+    assert!(
+        report.frames_decoded >= 30 && report.frames_presented >= 30,
+        "{report:?}"
+    );
     assert_eq!(report.decode_errors, 0);
     drop(svc);
 
     let recorded: Vec<String> = recorded_events(&rec).iter().map(describe).collect();
-    let sent: Vec<String> = script.events.iter().map(|(_, e)| describe_event(e)).collect();
-    assert_eq!(recorded, sent, "the host applied exactly the script, in order");
-    let seqs: Vec<u64> = recorded_events(&rec).iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    let sent: Vec<String> = script
+        .events
+        .iter()
+        .map(|(_, e)| describe_event(e))
+        .collect();
+    assert_eq!(
+        recorded, sent,
+        "the host applied exactly the script, in order"
+    );
+    let seqs: Vec<u64> = recorded_events(&rec)
+        .iter()
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(seqs, (1..=sent.len() as u64).collect::<Vec<_>>());
 }
 
@@ -112,13 +147,27 @@ fn held_keys_are_released_by_the_host_when_the_client_leaves() {
     .unwrap();
     let (session, _stats) = connect(config(&svc, 320, 240, 30)).unwrap();
     let input = session.input();
-    input.push(InputEvent::Key { usage: hid::LEFT_SHIFT, down: true }).unwrap();
-    input.push(InputEvent::Key { usage: 0x04, down: true }).unwrap();
+    input
+        .push(InputEvent::Key {
+            usage: hid::LEFT_SHIFT,
+            down: true,
+        })
+        .unwrap();
+    input
+        .push(InputEvent::Key {
+            usage: 0x04,
+            down: true,
+        })
+        .unwrap();
     assert!(wait_until(Duration::from_secs(5), || input.in_flight() == 0));
     session.close().unwrap();
     let text = || std::fs::read_to_string(&rec).unwrap_or_default();
     assert!(
-        wait_until(Duration::from_secs(5), || text().lines().filter(|l| l.contains("released_on_disconnect")).count() == 2),
+        wait_until(Duration::from_secs(5), || text()
+            .lines()
+            .filter(|l| l.contains("released_on_disconnect"))
+            .count()
+            == 2),
         "recording: {}",
         text()
     );
@@ -127,7 +176,10 @@ fn held_keys_are_released_by_the_host_when_the_client_leaves() {
         .map(|l| serde_json::from_str(l).unwrap())
         .filter(|v: &serde_json::Value| v.get("released_on_disconnect").is_some())
         .collect();
-    let mut codes: Vec<&str> = released.iter().map(|v| v["code"].as_str().unwrap()).collect();
+    let mut codes: Vec<&str> = released
+        .iter()
+        .map(|v| v["code"].as_str().unwrap())
+        .collect();
     codes.sort();
     assert_eq!(codes, vec!["KeyA", "ShiftLeft"]);
     assert!(released.iter().all(|v| v["action"] == "up"));
@@ -136,13 +188,24 @@ fn held_keys_are_released_by_the_host_when_the_client_leaves() {
 #[test]
 fn several_clients_each_get_their_own_session() {
     let svc = DemoService::start(DemoOptions::default()).unwrap();
-    let sessions: Vec<_> = (0..3).map(|_| connect(config(&svc, 320, 240, 20)).unwrap()).collect();
-    let ids: std::collections::HashSet<u64> = sessions.iter().map(|(s, _)| s.info().session_id).collect();
+    let sessions: Vec<_> = (0..3)
+        .map(|_| connect(config(&svc, 320, 240, 20)).unwrap())
+        .collect();
+    let ids: std::collections::HashSet<u64> =
+        sessions.iter().map(|(s, _)| s.info().session_id).collect();
     assert_eq!(ids.len(), 3, "distinct sessions");
     for (_, stats) in &sessions {
-        assert!(wait_until(Duration::from_secs(10), || stats.frames_presented.load(Ordering::Relaxed) >= 10));
+        assert!(wait_until(Duration::from_secs(10), || stats
+            .frames_presented
+            .load(Ordering::Relaxed)
+            >= 10));
     }
-    let opened = svc.host().unwrap().stats().sessions_opened.load(Ordering::Relaxed);
+    let opened = svc
+        .host()
+        .unwrap()
+        .stats()
+        .sessions_opened
+        .load(Ordering::Relaxed);
     assert_eq!(opened, 3);
     for (s, _) in sessions {
         s.close().unwrap();
@@ -152,7 +215,10 @@ fn several_clients_each_get_their_own_session() {
 #[test]
 fn a_gateway_with_an_untrusted_certificate_is_refused() {
     let svc = DemoService::start(DemoOptions::default()).unwrap();
-    let other_ca = nephele_service::tls::generate(&["localhost".into()]).unwrap().ca.unwrap();
+    let other_ca = nephele_service::tls::generate(&["localhost".into()])
+        .unwrap()
+        .ca
+        .unwrap();
     let mut cfg = config(&svc, 320, 240, 30);
     cfg.roots = vec![other_ca];
     let err = connect(cfg).unwrap_err().to_string();
