@@ -357,18 +357,7 @@ impl Receiver {
             // A repeated hello: the welcome was lost. Answer again.
             s.last_heard = Instant::now();
             let (width, height, fps) = (s.width, s.height, s.fps);
-            self.send(
-                from,
-                id,
-                Message::Welcome {
-                    session_id: id,
-                    width,
-                    height,
-                    fps,
-                    host_time_us,
-                },
-                out,
-            );
+            self.send_welcome(from, id, (width, height, fps), host_time_us, out);
             return;
         }
         if self.sessions.len() >= MAX_SESSIONS {
@@ -444,18 +433,25 @@ impl Receiver {
                 encoder: Some(encoder),
             },
         );
-        self.send(
-            from,
-            id,
-            Message::Welcome {
-                session_id: id,
-                width,
-                height,
-                fps,
-                host_time_us,
-            },
-            out,
-        );
+        self.send_welcome(from, id, (width, height, fps), host_time_us, out);
+    }
+
+    fn send_welcome(
+        &self,
+        to: SocketAddr,
+        id: u64,
+        (width, height, fps): (u16, u16, u8),
+        host_time_us: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let welcome = Message::Welcome {
+            session_id: id,
+            width,
+            height,
+            fps,
+            host_time_us,
+        };
+        self.send(to, id, welcome, out);
     }
 
     fn sweep(&mut self) {

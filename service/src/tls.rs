@@ -28,6 +28,9 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The TLS configuration offers no cipher suite QUIC can start with.
+    #[error("QUIC needs a TLS 1.3 cipher suite: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     /// Writing generated files failed.
     #[error("writing {path}: {source}")]
     Io {
@@ -181,11 +184,7 @@ pub fn quic_server_config(id: &GatewayIdentity) -> Result<quinn::ServerConfig, T
         .with_single_cert(id.chain.clone(), id.key.clone_key())?;
     tls.alpn_protocols = vec![nephele_protocol::ALPN.to_vec()];
     tls.max_early_data_size = 0;
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Pem {
-            path: "(server config)".into(),
-            reason: e.to_string(),
-        })?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(Arc::new(transport_config()));
     Ok(cfg)
@@ -194,11 +193,9 @@ pub fn quic_server_config(id: &GatewayIdentity) -> Result<quinn::ServerConfig, T
 /// Transport settings shared by both ends of the client–gateway connection.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(
-        Duration::from_secs(10)
-            .try_into()
-            .unwrap_or(quinn::IdleTimeout::from(quinn::VarInt::from_u32(10_000))),
-    ));
+    t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+        10_000,
+    ))));
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.datagram_receive_buffer_size(Some(8 << 20));
     t.datagram_send_buffer_size(8 << 20);
@@ -224,11 +221,7 @@ pub fn quic_client_config(
         .with_root_certificates(store)
         .with_no_client_auth();
     tls.alpn_protocols = vec![nephele_protocol::ALPN.to_vec()];
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TlsError::Pem {
-            path: "(client config)".into(),
-            reason: e.to_string(),
-        })?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     cfg.transport_config(Arc::new(transport_config()));
     Ok(cfg)

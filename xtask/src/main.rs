@@ -402,37 +402,21 @@ fn bench() -> Result<()> {
     let frames = 300.0;
 
     // Anchor: ffmpeg, one thread, decoding to BGRA (what a window needs).
-    let cpu_before = children_cpu_s();
-    let t = Instant::now();
-    run(Command::new("ffmpeg")
+    let mut anchor = Command::new("ffmpeg");
+    anchor
         .args(["-v", "error", "-threads", "1", "-i"])
         .arg(&clip)
-        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-y", "/dev/null"])
-        .stdin(Stdio::null()))?;
-    let ff_wall = t.elapsed().as_secs_f64();
-    let ff_cpu = children_cpu_s() - cpu_before;
+        .args(["-f", "rawvideo", "-pix_fmt", "bgra", "-y", "/dev/null"]);
+    let (ff_cpu, ff_wall, _) = timed(&mut anchor)?;
     println!(
         "{{\"bench\":\"decode_convert_1080p\",\"impl\":\"ffmpeg -threads 1 to bgra (anchor)\",\"frames\":{frames},\"cpu_ms_per_frame\":{:.3},\"wall_ms_per_frame\":{:.3}}}",
         ff_cpu * 1000.0 / frames,
         ff_wall * 1000.0 / frames
     );
 
-    let cpu_before = children_cpu_s();
-    let t = Instant::now();
-    let out = Command::new(&nephele)
-        .arg("decode")
-        .arg(&clip)
-        .arg("--bench")
-        .output()?;
-    if !out.status.success() {
-        bail!(
-            "nephele decode --bench failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let ne_wall = t.elapsed().as_secs_f64();
-    let ne_cpu = children_cpu_s() - cpu_before;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut ours = Command::new(&nephele);
+    ours.arg("decode").arg(&clip).arg("--bench");
+    let (ne_cpu, ne_wall, stdout) = timed(&mut ours)?;
     let summary = stdout
         .lines()
         .find(|l| l.contains("\"summary\""))
@@ -469,6 +453,25 @@ fn bench() -> Result<()> {
         "{{\"bench\":\"stream_1080p60_loopback\",\"targets\":{{\"client_latency_ms_p50\":4,\"client_latency_ms_p99\":8}},\"stats\":{compact}}}"
     );
     Ok(())
+}
+
+/// Runs a command to completion; returns its CPU seconds, wall seconds and stdout.
+fn timed(cmd: &mut Command) -> Result<(f64, f64, String)> {
+    let cpu_before = children_cpu_s();
+    let t = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let wall = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((
+        children_cpu_s() - cpu_before,
+        wall,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
 }
 
 /// CPU seconds (user + system) used by waited-for children so far.
