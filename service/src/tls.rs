@@ -197,8 +197,15 @@ pub fn transport_config() -> quinn::TransportConfig {
         10_000,
     ))));
     t.keep_alive_interval(Some(Duration::from_secs(1)));
-    t.datagram_receive_buffer_size(Some(8 << 20));
-    t.datagram_send_buffer_size(8 << 20);
+    // Room for a couple of keyframes, no more: older video queued behind a
+    // slow link is worth less than dropping it (quinn drops the oldest).
+    t.datagram_receive_buffer_size(Some(4 << 20));
+    t.datagram_send_buffer_size(1 << 20);
+    // The protocol uses one bidirectional stream (control) and two
+    // unidirectional ones (input, recovery) per direction; refuse more, so a
+    // peer cannot make the other side track streams without bound.
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(2));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(4));
     // A keyframe is a burst of ~100 datagrams; start with a window that lets
     // it leave at once instead of trickling out over several round trips.
     let mut cubic = quinn::congestion::CubicConfig::default();

@@ -246,3 +246,69 @@ fn an_unreachable_gateway_fails_with_a_clear_error() {
     assert!(err.contains("timed out"), "{err}");
     assert!(t.elapsed() < Duration::from_secs(15));
 }
+
+/// Opens a raw QUIC connection to the gateway, completes the hello, then
+/// writes `lane_bytes` on a new unidirectional stream; returns how the
+/// gateway closed the connection.
+async fn misbehave(svc: &DemoService, lane_bytes: &[u8]) -> quinn::ConnectionError {
+    use nephele_protocol::framing::{Lane, write_frame};
+    use nephele_protocol::wire::Message;
+    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    ep.set_default_client_config(nephele_service::tls::quic_client_config(&[svc.ca()]).unwrap());
+    let conn = ep
+        .connect(svc.gateway_addr(), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut out = vec![Lane::Control as u8];
+    write_frame(&mut out, |o| {
+        Message::Hello {
+            width: 320,
+            height: 240,
+            fps: 10,
+        }
+        .encode(o)
+    });
+    send.write_all(&out).await.unwrap();
+    let mut buf = [0u8; 64];
+    let _ = recv.read(&mut buf).await.unwrap();
+    let mut uni = conn.open_uni().await.unwrap();
+    uni.write_all(lane_bytes).await.unwrap();
+    let _ = uni.finish();
+    tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("gateway closed the connection")
+}
+
+#[test]
+fn a_client_breaking_the_protocol_is_cut_off_and_others_stream_on() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let (good, stats) = connect(config(&svc, 320, 240, 30)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cases: [&[u8]; 4] = [
+        &[2, 0x00, 0x03, 1, 99, 0], // input lane, unknown message type
+        &[2, 0xFF, 0xFF, 1, 2, 3],  // input lane, length over the cap
+        &[3, 0x00, 0x0A, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0], // recovery lane carrying a pong
+        &[9],                       // no such lane
+    ];
+    for bytes in cases {
+        let closed = rt.block_on(misbehave(&svc, bytes));
+        match closed {
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                assert_eq!(c.error_code, quinn::VarInt::from_u32(1), "{bytes:?}: {c:?}");
+            }
+            other => panic!("{bytes:?}: closed as {other:?}"),
+        }
+    }
+    let before = stats.frames_presented.load(Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(5), || stats
+        .frames_presented
+        .load(Ordering::Relaxed)
+        > before + 5));
+    assert!(!good.has_ended());
+    good.close().unwrap();
+}
