@@ -281,11 +281,14 @@ fn setup(extras: &Extras) -> Result<()> {
     if manager == "apt-get" {
         run(Command::new("apt-get")
             .args(["update", "-q"])
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::io::stderr()))?;
     }
+    // Package managers talk on stdout; keep stdout for results (bench's JSON lines).
     run(Command::new(&install[0])
         .args(&install[1..])
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(std::io::stderr()))?;
     let still: Vec<&str> = needs(extras)
         .iter()
         .filter(|n| !(n.present)())
