@@ -107,7 +107,7 @@ fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,nephele=info".into()),
+                .unwrap_or_else(|_| "warn,nephele_client=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

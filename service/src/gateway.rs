@@ -400,6 +400,12 @@ async fn serve(
         r = keepalive => r,
         e = conn.closed() => Err(SessionEnd::Connection(e)),
     };
+    // A client that said goodbye and closed may race its own goodbye: a
+    // connection it closed normally is a normal end.
+    let closed_normally = matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == quinn::VarInt::from_u32(GoodbyeReason::Normal as u32)
+    );
     // Tell the host, so it releases held input at once rather than at timeout.
     out.clear();
     Envelope {
@@ -418,6 +424,7 @@ async fn serve(
     conn.close(quinn::VarInt::from_u32(code), b"session ended");
     match result {
         Err(SessionEnd::ClientGoodbye) | Ok(()) => Ok(()),
+        Err(_) if closed_normally => Ok(()),
         other => other,
     }
 }

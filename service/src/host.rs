@@ -591,7 +591,8 @@ impl EncodeJob {
             // Neither is supported for screen content; saying so keeps openh264 quiet.
             .adaptive_quantization(false)
             .background_detection(false)
-            .skip_frames(false);
+            // openh264 only holds a bitrate when it may skip frames.
+            .skip_frames(true);
         let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
         let renderer = Renderer::new(w, h);
         let mut picture = I420::new(w, h);
