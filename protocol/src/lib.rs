@@ -17,6 +17,8 @@
 //! * [`input`] gives every input event a sequence number, coalesces pointer
 //!   motion, retransmits until acknowledged and delivers exactly once, in
 //!   order, at the host.
+//! * [`sim`] is a simulated link (latency, jitter, loss) on a virtual clock,
+//!   for deterministic tests of the above.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
 //!   keyboard layout decides the character.
 #![cfg_attr(
@@ -27,6 +29,7 @@
 pub mod framing;
 pub mod hid;
 pub mod input;
+pub mod sim;
 pub mod video;
 pub mod wire;
 
