@@ -313,7 +313,9 @@ impl Presenter {
     }
 
     /// Blits the last converted picture into `surface` (`0x00RRGGBB`,
-    /// `width × height`), fitted by [`Viewport::fit`] with black bars.
+    /// `width × height`), fitted by [`Viewport::fit`]. The black bars are
+    /// painted every time (a surface may come back with stale contents), but
+    /// nothing else outside the picture is touched.
     pub fn blit(&mut self, surface: &mut [u32], width: u32, height: u32) -> Viewport {
         let (sw, sh) = (self.size.0 as u32, self.size.1 as u32);
         let vp = Viewport::fit((sw, sh), (width, height));
@@ -327,17 +329,21 @@ impl Presenter {
                 (0..vp.h).map(|y| (u64::from(y) * u64::from(sh) / u64::from(vp.h.max(1))) as u32),
             );
             self.viewport = Some(vp);
-            surface.fill(0);
         }
-        if sw == 0 || sh == 0 || surface.len() < (width * height) as usize {
+        let (w, h) = (width as usize, height as usize);
+        if sw == 0 || sh == 0 || surface.len() < w * h {
             return vp;
         }
+        let (x0, y0, pw, ph) = (vp.x as usize, vp.y as usize, vp.w as usize, vp.h as usize);
+        surface[..y0 * w].fill(0);
+        surface[(y0 + ph) * w..w * h].fill(0);
         let src_stride = sw as usize * 4;
         for (dy, &sy) in self.ymap.iter().enumerate() {
             let src = &self.bgra[sy as usize * src_stride..(sy as usize + 1) * src_stride];
-            let row_start = (vp.y as usize + dy) * width as usize + vp.x as usize;
-            let dst = &mut surface[row_start..row_start + vp.w as usize];
-            for (d, &sx) in dst.iter_mut().zip(self.xmap.iter()) {
+            let row = &mut surface[(y0 + dy) * w..(y0 + dy + 1) * w];
+            row[..x0].fill(0);
+            row[x0 + pw..].fill(0);
+            for (d, &sx) in row[x0..x0 + pw].iter_mut().zip(self.xmap.iter()) {
                 let i = sx as usize * 4;
                 *d = u32::from(src[i])
                     | (u32::from(src[i + 1]) << 8)
@@ -397,6 +403,20 @@ mod tests {
         let vp = p.blit(&mut surface, 64, 64);
         assert_eq!((vp.y, vp.h), (16, 32));
         assert_eq!(surface[0], 0, "bar is black");
+        // Stale contents in the bars are painted over on the next frame too.
+        surface[0] = 0xDEADBEEF;
+        surface[63 * 64 + 63] = 0xDEADBEEF;
+        p.blit(&mut surface, 64, 64);
+        assert_eq!((surface[0], surface[63 * 64 + 63]), (0, 0));
+        // Pillarbox: side bars.
+        let mut wide = vec![0xDEADBEEFu32; 200 * 32];
+        let vp = p.blit(&mut wide, 200, 32);
+        assert_eq!((vp.x, vp.w), (68, 64));
+        assert!(
+            wide.iter()
+                .enumerate()
+                .all(|(i, &v)| (68..132).contains(&(i % 200)) || v == 0)
+        );
         let mid = surface[32 * 64 + 32];
         assert!(
             mid & 0xFF >= 0xF0 && (mid >> 16) & 0xFF >= 0xF0 && mid >> 24 == 0,

@@ -253,8 +253,6 @@ impl App {
             return;
         };
         if self.have_picture {
-            // softbuffer may hand back a buffer with old contents: redraw the bars too.
-            self.presenter.invalidate();
             self.viewport = Some(self.presenter.blit(&mut buffer, w.get(), h.get()));
         } else {
             buffer.fill(0x0020_2228);
