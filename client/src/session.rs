@@ -611,9 +611,11 @@ impl Net {
                             }
                         }
                     }
-                    ReassemblyEvent::Lost { frame_id } => {
-                        tracing::debug!(frame_id, "frame lost");
-                        self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    ReassemblyEvent::Lost { frame_id, count } => {
+                        tracing::debug!(frame_id, count, "frames lost");
+                        self.stats
+                            .frames_dropped
+                            .fetch_add(u64::from(count), Ordering::Relaxed);
                     }
                 }
             }

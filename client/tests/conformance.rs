@@ -94,7 +94,7 @@ fn digest_over_network(data: &[u8], seed: u64) -> String {
                     dec.decode(&f.data, |p| digest.add(&p));
                     reasm.recycle(f.data);
                 }
-                ReassemblyEvent::Lost { frame_id } => {
+                ReassemblyEvent::Lost { frame_id, .. } => {
                     panic!("frame {frame_id} lost on a lossless link")
                 }
             }

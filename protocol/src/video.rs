@@ -131,11 +131,14 @@ pub struct CompleteFrame {
 pub enum ReassemblyEvent {
     /// The next frame in order, complete and decodable.
     Frame(CompleteFrame),
-    /// A frame that will never be delivered (incomplete at its deadline,
-    /// evicted, or withheld because a reference before it was lost).
+    /// Frames that will never be delivered (incomplete at their deadline,
+    /// evicted, skipped over, or withheld because a reference before them
+    /// was lost). A run of frames of which nothing arrived is one event.
     Lost {
-        /// The frame's number.
+        /// The first lost frame's number.
         frame_id: u32,
+        /// How many consecutive frames, from `frame_id`, are lost.
+        count: u32,
     },
 }
 
@@ -405,18 +408,26 @@ impl Reassembler {
             .unwrap_or(0);
         let id = self.slots[oldest].frame_id;
         self.slots[oldest].active = false;
-        self.mark_lost(id);
         // Everything up to and including the evicted frame is now behind us.
-        if self.next.is_none_or(|n| !before(id, n)) {
-            self.next = Some(id.wrapping_add(1));
+        match self.next {
+            Some(n) if !before(id, n) => {
+                self.mark_lost(n, id.wrapping_sub(n).saturating_add(1));
+                self.next = Some(id.wrapping_add(1));
+            }
+            Some(_) => self.mark_lost(id, 1),
+            None => {
+                self.mark_lost(id, 1);
+                self.next = Some(id.wrapping_add(1));
+            }
         }
         oldest
     }
 
-    fn mark_lost(&mut self, frame_id: u32) {
-        self.stats.lost += 1;
+    fn mark_lost(&mut self, frame_id: u32, count: u32) {
+        self.stats.lost += u64::from(count);
         self.awaiting_keyframe = true;
-        self.events.push_back(ReassemblyEvent::Lost { frame_id });
+        self.events
+            .push_back(ReassemblyEvent::Lost { frame_id, count });
     }
 
     /// Advances the delivery order and returns the next event, if any.
@@ -449,8 +460,10 @@ impl Reassembler {
                         let id = s.frame_id;
                         self.slots[i].active = false;
                         self.stats.lost += 1;
-                        self.events
-                            .push_back(ReassemblyEvent::Lost { frame_id: id });
+                        self.events.push_back(ReassemblyEvent::Lost {
+                            frame_id: id,
+                            count: 1,
+                        });
                     }
                 }
                 self.next = Some(start);
@@ -469,8 +482,10 @@ impl Reassembler {
                 if self.awaiting_keyframe && !slot.keyframe {
                     // A reference is missing: this frame cannot be shown.
                     self.stats.lost += 1;
-                    self.events
-                        .push_back(ReassemblyEvent::Lost { frame_id: next });
+                    self.events.push_back(ReassemblyEvent::Lost {
+                        frame_id: next,
+                        count: 1,
+                    });
                     return;
                 }
                 self.awaiting_keyframe = false;
@@ -490,13 +505,14 @@ impl Reassembler {
                 if now >= self.slots[i].first_arrival + self.cfg.deadline {
                     self.slots[i].active = false;
                     self.next = Some(next.wrapping_add(1));
-                    self.mark_lost(next);
+                    self.mark_lost(next, 1);
                 }
             }
             None => {
-                // Nothing of `next` arrived. Skip it once a later frame has
-                // been complete for the reorder grace, or a later frame's
-                // deadline passed.
+                // Nothing of `next` arrived. Skip to the earliest frame we
+                // have once a later frame has been complete for the reorder
+                // grace, or a later frame's deadline passed. The whole gap
+                // goes in one step, however wide a peer made it.
                 let give_up = self.slots.iter().any(|s| {
                     s.active
                         && before(next, s.frame_id)
@@ -505,9 +521,15 @@ impl Reassembler {
                             .is_some_and(|c| now >= c + self.cfg.reorder_grace)
                             || now >= s.first_arrival + self.cfg.deadline)
                 });
-                if give_up {
-                    self.next = Some(next.wrapping_add(1));
-                    self.mark_lost(next);
+                let earliest = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.active && before(next, s.frame_id))
+                    .map(|s| s.frame_id)
+                    .reduce(|a, b| if before(a, b) { a } else { b });
+                if let (true, Some(target)) = (give_up, earliest) {
+                    self.next = Some(target);
+                    self.mark_lost(next, target.wrapping_sub(next));
                 }
             }
         }
@@ -522,8 +544,10 @@ impl Reassembler {
                 let id = s.frame_id;
                 self.slots[i].active = false;
                 self.stats.lost += 1;
-                self.events
-                    .push_back(ReassemblyEvent::Lost { frame_id: id });
+                self.events.push_back(ReassemblyEvent::Lost {
+                    frame_id: id,
+                    count: 1,
+                });
             }
         }
     }
@@ -628,7 +652,9 @@ mod tests {
         while let Some(ev) = r.poll(now) {
             match ev {
                 ReassemblyEvent::Frame(f) => got.push((f.frame_id, f.data)),
-                ReassemblyEvent::Lost { frame_id } => lost.push(frame_id),
+                ReassemblyEvent::Lost { frame_id, count } => {
+                    lost.extend((0..count).map(|i| frame_id.wrapping_add(i)))
+                }
             }
         }
     }
@@ -727,6 +753,38 @@ mod tests {
             feed(&mut r, &per_frame[1][1], late),
             Err(FragmentError::Late(1))
         );
+    }
+
+    /// Found by fuzzing: a fragment far ahead used to make `poll` walk the
+    /// gap one frame at a time (billions of steps).
+    #[test]
+    fn a_huge_gap_in_frame_numbers_is_skipped_at_once() {
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(ReassemblerConfig::default(), t0);
+        let key = VideoFragment {
+            frame_id: 0,
+            index: 0,
+            count: 1,
+            flags: FRAG_FLAG_KEYFRAME,
+            capture_us: 0,
+            payload: &[1],
+        };
+        r.handle_fragment(&key, t0).unwrap();
+        let far = VideoFragment {
+            frame_id: 0x7FFF_FFF0,
+            ..key.clone()
+        };
+        r.handle_fragment(&far, t0).unwrap();
+        let (mut got, mut events) = (0, 0);
+        while let Some(ev) = r.poll(t0 + Duration::from_millis(10)) {
+            events += 1;
+            if let ReassemblyEvent::Frame(_) = ev {
+                got += 1;
+            }
+        }
+        assert_eq!(got, 2);
+        assert!(events <= 3, "{events} events");
+        assert_eq!(r.stats().lost, 0x7FFF_FFEF);
     }
 
     #[test]
