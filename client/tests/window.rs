@@ -216,6 +216,81 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
         "no typed text visible in the notes window ({text} dark pixels)"
     );
 
+    // Hold a key, then let another window take the focus: the key must go
+    // up at the host while the session continues (no stuck keys).
+    // winit itself synthesizes key releases on focus loss; mouse buttons
+    // are released by the client's own held-input tracking.
+    need("xlogo");
+    xdotool(&display, &["windowfocus", "--sync", &wid]);
+    xdotool(&display, &["mousemove", "--window", &wid, "300", "300"]);
+    xdotool(&display, &["mousedown", "1"]);
+    xdotool(&display, &["keydown", "a"]);
+    let key_a = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&rec)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["code"] == "KeyA")
+            .collect()
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while key_a().is_empty() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(key_a().len(), 1, "KeyA went down: {:?}", key_a());
+    let other = Command::new("xlogo")
+        .env("DISPLAY", &display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start xlogo");
+    let _other = Killed(other);
+    let logo = xdotool(&display, &["search", "--sync", "--name", "xlogo"]);
+    xdotool(
+        &display,
+        &["windowfocus", "--sync", logo.lines().next().unwrap()],
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    while key_a().len() < 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left_button = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&rec)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "button" && v["button"] == "left")
+            .collect()
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while left_button().len() < 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let buttons = left_button();
+    xdotool(&display, &["keyup", "a"]);
+    xdotool(&display, &["mouseup", "1"]);
+    assert_eq!(
+        buttons.len(),
+        2,
+        "the held button went up on focus loss: {buttons:?}"
+    );
+    assert_eq!(buttons[0]["action"], "down");
+    assert_eq!(buttons[1]["action"], "up");
+    // The real release that follows is not sent a second time.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(left_button().len(), 2, "{:?}", left_button());
+    let events = key_a();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[1]["action"], "up");
+    assert!(
+        events[1].get("released_on_disconnect").is_none(),
+        "released by the client, not at disconnect"
+    );
+    assert!(
+        client.0.try_wait().unwrap().is_none(),
+        "the session goes on"
+    );
+
     let _ = client.0.kill();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -159,8 +159,8 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "xdotool",
         },
         Need {
-            what: "xwd (window screenshots)",
-            present: || has_cmd("xwd"),
+            what: "xwd and xlogo (window screenshots, a second window for focus tests)",
+            present: || has_cmd("xwd") && has_cmd("xlogo"),
             apt: "x11-apps",
             dnf: "xwd",
             pacman: "xorg-xwd",
