@@ -183,6 +183,24 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
         .count();
     assert_eq!(ups, expected.len(), "every key went up again");
 
+    // The pointer maps from window to stream coordinates: the window is
+    // 1280x720 like the stream, so positions carry over one to one.
+    xdotool(&display, &["mousemove", "--window", &wid, "640", "360"]);
+    let last_move = || -> Option<(u64, u64)> {
+        std::fs::read_to_string(&rec)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["kind"] == "move")
+            .last()
+            .map(|v| (v["x"].as_u64().unwrap_or(0), v["y"].as_u64().unwrap_or(0)))
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while last_move() != Some((640, 360)) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(last_move(), Some((640, 360)));
+
     // Give the typed text a few frames to reach the screen, then look.
     std::thread::sleep(Duration::from_millis(500));
     let (w, h, px) = screenshot(&display, &wid);
