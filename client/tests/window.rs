@@ -191,8 +191,7 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["kind"] == "move")
-            .last()
+            .rfind(|v| v["kind"] == "move")
             .map(|v| (v["x"].as_u64().unwrap_or(0), v["y"].as_u64().unwrap_or(0)))
     };
     let end = Instant::now() + Duration::from_secs(5);
