@@ -64,6 +64,15 @@ pub enum SessionError {
         /// Why.
         source: quinn::ConnectError,
     },
+    /// Nothing came back from the gateway's address during the handshake.
+    #[error(
+        "the gateway at {addr} did not answer within {secs} s: is it running, and does UDP reach it?",
+        secs = HANDSHAKE_TIMEOUT.as_secs()
+    )]
+    NoAnswer {
+        /// The gateway's address.
+        addr: SocketAddr,
+    },
     /// The QUIC connection failed or was closed.
     #[error("connection to the gateway {0}")]
     Connection(#[from] quinn::ConnectionError),
@@ -175,6 +184,9 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session").field("info", &self.info).finish()
     }
 }
+
+/// How long the QUIC handshake may take before the gateway counts as unreachable.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Complete frames waiting for the decoder, at most.
 const DECODE_QUEUE: usize = 3;
@@ -441,13 +453,15 @@ impl Net {
             Arc::new(quinn::TokioRuntime),
         )?;
         endpoint.set_default_client_config(client_cfg);
-        let conn = endpoint
+        let connecting = endpoint
             .connect(cfg.gateway, &cfg.server_name)
             .map_err(|source| SessionError::Connect {
                 addr: cfg.gateway,
                 source,
-            })?
-            .await?;
+            })?;
+        let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
+            .await
+            .map_err(|_| SessionError::NoAnswer { addr: cfg.gateway })??;
         let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
         let mut out = vec![Lane::Control as u8];
         write_frame(&mut out, |o| {

@@ -74,7 +74,19 @@ enum Role {
     },
 }
 
-fn main() -> Result<()> {
+/// Prints failures as one readable chain ("what we tried: why it failed"),
+/// without the backtrace anyhow adds when `RUST_BACKTRACE` is set.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nephele-server: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -243,8 +243,15 @@ fn an_unreachable_gateway_fails_with_a_clear_error() {
     cfg.gateway = silent.local_addr().unwrap();
     let t = Instant::now();
     let err = connect(cfg).unwrap_err().to_string();
-    assert!(err.contains("timed out"), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(15));
+    assert!(
+        err.contains("did not answer") && err.contains("UDP"),
+        "{err}"
+    );
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
 }
 
 /// Opens a raw QUIC connection to the gateway, completes the hello, then
