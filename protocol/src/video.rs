@@ -459,11 +459,7 @@ impl Reassembler {
                     if s.active && before(s.frame_id, start) {
                         let id = s.frame_id;
                         self.slots[i].active = false;
-                        self.stats.lost += 1;
-                        self.events.push_back(ReassemblyEvent::Lost {
-                            frame_id: id,
-                            count: 1,
-                        });
+                        self.mark_lost(id, 1);
                     }
                 }
                 self.next = Some(start);
@@ -543,11 +539,7 @@ impl Reassembler {
             {
                 let id = s.frame_id;
                 self.slots[i].active = false;
-                self.stats.lost += 1;
-                self.events.push_back(ReassemblyEvent::Lost {
-                    frame_id: id,
-                    count: 1,
-                });
+                self.mark_lost(id, 1);
             }
         }
     }

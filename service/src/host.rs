@@ -361,14 +361,7 @@ impl Receiver {
             return;
         }
         if self.sessions.len() >= MAX_SESSIONS {
-            self.send(
-                from,
-                id,
-                Message::Goodbye {
-                    reason: GoodbyeReason::NoCapacity,
-                },
-                out,
-            );
+            self.refuse(from, id, out);
             return;
         }
         let desktop = Arc::new(Mutex::new(DesktopState {
@@ -404,14 +397,7 @@ impl Receiver {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start encoder thread");
-                self.send(
-                    from,
-                    id,
-                    Message::Goodbye {
-                        reason: GoodbyeReason::NoCapacity,
-                    },
-                    out,
-                );
+                self.refuse(from, id, out);
                 return;
             }
         };
@@ -434,6 +420,14 @@ impl Receiver {
             },
         );
         self.send_welcome(from, id, (width, height, fps), host_time_us, out);
+    }
+
+    /// Turns a session request away: the host is full.
+    fn refuse(&self, to: SocketAddr, id: u64, out: &mut Vec<u8>) {
+        let no = Message::Goodbye {
+            reason: GoodbyeReason::NoCapacity,
+        };
+        self.send(to, id, no, out);
     }
 
     fn send_welcome(

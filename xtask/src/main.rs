@@ -346,7 +346,8 @@ fn check_nasm() -> Result<()> {
     Ok(())
 }
 
-fn demo(args: &[String]) -> Result<()> {
+/// Builds the client in release and returns the binary's path.
+fn build_release_client() -> Result<PathBuf> {
     run(cargo().args([
         "build",
         "--release",
@@ -355,7 +356,11 @@ fn demo(args: &[String]) -> Result<()> {
         "--bin",
         "nephele",
     ]))?;
-    let mut cmd = Command::new(root().join("target/release/nephele"));
+    Ok(root().join("target/release/nephele"))
+}
+
+fn demo(args: &[String]) -> Result<()> {
+    let mut cmd = Command::new(build_release_client()?);
     cmd.arg("demo").args(args);
     let has_display = std::env::var_os("DISPLAY").is_some()
         || std::env::var_os("WAYLAND_DISPLAY").is_some()
@@ -396,15 +401,7 @@ fn test(args: &[String]) -> Result<()> {
 }
 
 fn bench() -> Result<()> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "nephele-client",
-        "--bin",
-        "nephele",
-    ]))?;
-    let nephele = root().join("target/release/nephele");
+    let nephele = build_release_client()?;
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     let clip = dir.join("testsrc2-1080p-baseline.264");
