@@ -352,11 +352,6 @@ impl Presenter {
         }
         vp
     }
-
-    /// Forgets the cached geometry (after the surface was resized or cleared).
-    pub fn invalidate(&mut self) {
-        self.viewport = None;
-    }
 }
 
 /// Milliseconds between two instants, as a float.

@@ -235,7 +235,7 @@ impl App {
         {
             s.fresh = false;
             meta = s.meta;
-            let (cw, _) = (s.width.div_ceil(2), ());
+            let cw = s.width.div_ceil(2);
             let pic = Picture {
                 width: s.width,
                 height: s.height,
@@ -348,7 +348,7 @@ impl ApplicationHandler<UserEvent> for App {
             WindowEvent::CloseRequested => event_loop.exit(),
             WindowEvent::RedrawRequested => self.redraw(),
             WindowEvent::Resized(_) => {
-                self.presenter.invalidate();
+                // The next blit sees the new size and refits the picture.
                 if let Some(w) = &self.window {
                     w.request_redraw();
                 }
