@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nephele_protocol::framing::{FrameReader, Lane, write_frame};
-use nephele_protocol::wire::{Envelope, GoodbyeReason, Message, split_envelope};
+use nephele_protocol::wire::{ENVELOPE_PREFIX, Envelope, GoodbyeReason, Message, split_envelope};
 use tokio::net::UdpSocket;
 use tracing::Instrument;
 
@@ -272,26 +272,33 @@ async fn serve(
         let stats = stats.clone();
         let ctl_tx = ctl_tx.clone();
         async move {
-            let mut dgram = vec![0u8; 2048];
+            // Datagrams land in one shared buffer and leave as slices of it,
+            // so relaying allocates once per RELAY_BUFFER bytes, not per packet.
+            let mut rx = bytes::BytesMut::with_capacity(RELAY_BUFFER);
             loop {
-                let n = udp.recv(&mut dgram).await?;
-                let Ok((s, msg)) = split_envelope(&dgram[..n]) else {
+                if rx.capacity() < 2048 {
+                    rx.reserve(RELAY_BUFFER);
+                }
+                let n = udp.recv_buf(&mut rx).await?;
+                let dgram = rx.split_to(n).freeze();
+                let Ok((s, msg)) = split_envelope(&dgram) else {
                     continue;
                 };
                 if s != session || msg.len() < 2 {
                     continue;
                 }
+                let payload = || dgram.slice(ENVELOPE_PREFIX..);
                 // Video travels untouched; everything else is decoded first.
                 if nephele_protocol::wire::is_video(msg) {
                     stats.video_relayed.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = conn.send_datagram(bytes_from(msg)) {
+                    if let Err(e) = conn.send_datagram(payload()) {
                         tracing::debug!(error = %e, "video datagram not sent");
                     }
                     continue;
                 }
                 match Message::decode(msg) {
                     Ok(Message::InputAck { .. }) => {
-                        let _ = conn.send_datagram(bytes_from(msg));
+                        let _ = conn.send_datagram(payload());
                     }
                     Ok(Message::Pong { .. }) => {
                         let _ = ctl_tx.try_send(msg.to_vec());
@@ -429,9 +436,8 @@ async fn serve(
     }
 }
 
-fn bytes_from(b: &[u8]) -> bytes::Bytes {
-    bytes::Bytes::copy_from_slice(b)
-}
+/// Receive buffer for host datagrams, refilled when used up.
+const RELAY_BUFFER: usize = 256 * 1024;
 
 async fn relay(
     udp: &UdpSocket,

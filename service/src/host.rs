@@ -200,6 +200,8 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 }
 
 struct Session {
+    /// The receive thread's own copy of the gateway address, so it compares
+    /// without locking; `gateway_addr` is the encoder thread's view.
     gateway: SocketAddr,
     width: u16,
     height: u16,
