@@ -19,6 +19,8 @@
 //!   order, at the host.
 //! * [`sim`] is a simulated link (latency, jitter, loss) on a virtual clock,
 //!   for deterministic tests of the above.
+//! * [`probe`] is the stateless UDP latency probe and the client's PoP
+//!   choice: measurement, ranking and hysteresis.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
 //!   keyboard layout decides the character.
 #![cfg_attr(
@@ -29,6 +31,7 @@
 pub mod framing;
 pub mod hid;
 pub mod input;
+pub mod probe;
 pub mod sim;
 pub mod video;
 pub mod wire;
