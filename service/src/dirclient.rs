@@ -1,0 +1,259 @@
+//! A small blocking client for the directory's HTTPS API (ureq on rustls),
+//! used by the `nephele` client to sign in and open sessions and by gateways
+//! to register and heartbeat. Blocking is deliberate: each call is one short
+//! request made off the latency-critical threads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::directory::api::{
+    ApiError, Catalog, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered, SessionGrant,
+    SignIn, SignedIn,
+};
+
+/// Why a directory call failed, in words for the person at the client.
+#[derive(Debug, thiserror::Error)]
+pub enum DirClientError {
+    /// The URL is not an `https://` URL.
+    #[error("the directory URL `{0}` must start with https://")]
+    Url(String),
+    /// No answer: refused, unreachable, TLS failure or timeout.
+    #[error("cannot reach the directory at {url}: {reason}")]
+    Unreachable {
+        /// The directory.
+        url: String,
+        /// What the transport said.
+        reason: String,
+    },
+    /// The directory answered with an error.
+    #[error("{message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The directory's explanation.
+        message: String,
+    },
+    /// The answer was not what the API promises.
+    #[error("the directory at {url} sent an answer this client does not understand: {reason}")]
+    BadAnswer {
+        /// The directory.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A directory to talk to.
+#[derive(Debug, Clone)]
+pub struct DirectoryClient {
+    agent: ureq::Agent,
+    base: String,
+}
+
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the directory running, and is the port right?)".into()
+        }
+        ureq::Error::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            format!(
+                "TLS: {} (is --ca the directory's certificate authority?)",
+                io.get_ref().map_or_else(String::new, |e| e.to_string())
+            )
+        }
+        ureq::Error::Timeout(_) => "no answer in time".into(),
+        ureq::Error::HostNotFound => "the host name does not resolve".into(),
+        ureq::Error::Tls(t) => format!("TLS: {t} (is --ca the directory's certificate authority?)"),
+        ureq::Error::Rustls(t) => {
+            format!("TLS: {t} (is --ca the directory's certificate authority?)")
+        }
+        other => other.to_string(),
+    }
+}
+
+impl DirectoryClient {
+    /// A client for `url` (`https://host:port`), trusting `roots` — or the
+    /// public web PKI when `roots` is empty.
+    pub fn new(url: &str, roots: &[CertificateDer<'static>]) -> Result<Self, DirClientError> {
+        let base = url.trim_end_matches('/').to_string();
+        if !base.starts_with("https://") {
+            return Err(DirClientError::Url(url.into()));
+        }
+        let certs = if roots.is_empty() {
+            ureq::tls::RootCerts::WebPki
+        } else {
+            ureq::tls::RootCerts::Specific(Arc::new(
+                roots
+                    .iter()
+                    .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                    .collect(),
+            ))
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(certs)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(3)))
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build();
+        Ok(Self {
+            agent: ureq::Agent::new_with_config(config),
+            base,
+        })
+    }
+
+    /// The directory's URL.
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn answer<R: DeserializeOwned>(
+        &self,
+        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Option<R>, DirClientError> {
+        let mut res = res.map_err(|e| DirClientError::Unreachable {
+            url: self.base.clone(),
+            reason: describe(&e),
+        })?;
+        let status = res.status().as_u16();
+        if status == 204 {
+            return Ok(None);
+        }
+        if status >= 400 {
+            let message = res
+                .body_mut()
+                .read_json::<ApiError>()
+                .map(|e| e.error)
+                .unwrap_or_else(|_| format!("the directory answered HTTP {status}"));
+            return Err(DirClientError::Refused { status, message });
+        }
+        res.body_mut()
+            .read_json::<R>()
+            .map(Some)
+            .map_err(|e| DirClientError::BadAnswer {
+                url: self.base.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    fn need<R>(&self, r: Option<R>) -> Result<R, DirClientError> {
+        r.ok_or_else(|| DirClientError::BadAnswer {
+            url: self.base.clone(),
+            reason: "empty answer".into(),
+        })
+    }
+
+    fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+        body: &B,
+    ) -> Result<Option<R>, DirClientError> {
+        let mut req = self.agent.post(format!("{}{path}", self.base));
+        if let Some(b) = bearer {
+            req = req.header("Authorization", format!("Bearer {b}"));
+        }
+        self.answer(req.send_json(body))
+    }
+
+    fn get<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> Result<R, DirClientError> {
+        let mut req = self.agent.get(format!("{}{path}", self.base));
+        if let Some(b) = bearer {
+            req = req.header("Authorization", format!("Bearer {b}"));
+        }
+        let r = self.answer(req.call())?;
+        self.need(r)
+    }
+
+    /// Signs in; `user` is `name` or `name@tenant`.
+    pub fn sign_in(&self, user: &str, password: &str) -> Result<SignedIn, DirClientError> {
+        let r = self.post(
+            "/v1/signin",
+            None,
+            &SignIn {
+                user: user.into(),
+                password: password.into(),
+            },
+        )?;
+        self.need(r)
+    }
+
+    /// What the signed-in user may open.
+    pub fn catalog(&self, user_token: &str) -> Result<Catalog, DirClientError> {
+        self.get("/v1/catalog", Some(user_token))
+    }
+
+    /// Opens a session on `desktop`: a session token and candidate gateways.
+    pub fn create_session(
+        &self,
+        user_token: &str,
+        desktop: &str,
+    ) -> Result<SessionGrant, DirClientError> {
+        let r = self.post(
+            "/v1/sessions",
+            Some(user_token),
+            &CreateSession {
+                desktop: desktop.into(),
+            },
+        )?;
+        self.need(r)
+    }
+
+    /// The key session tokens are signed with.
+    pub fn public_key(&self) -> Result<PublicKey, DirClientError> {
+        self.get("/v1/public-key", None)
+    }
+
+    /// Registers a gateway.
+    pub fn register(
+        &self,
+        service_key: &str,
+        info: &GatewayInfo,
+    ) -> Result<Registered, DirClientError> {
+        let r = self.post("/v1/gateways", Some(service_key), info)?;
+        self.need(r)
+    }
+
+    /// Reports a gateway alive; `Ok(false)` when the directory does not know
+    /// it (register again).
+    pub fn heartbeat(
+        &self,
+        service_key: &str,
+        id: &str,
+        load: f64,
+    ) -> Result<bool, DirClientError> {
+        match self.post::<_, serde_json::Value>(
+            &format!("/v1/gateways/{id}/heartbeat"),
+            Some(service_key),
+            &Heartbeat { load },
+        ) {
+            Ok(_) => Ok(true),
+            Err(DirClientError::Refused { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes a gateway off the lists at once.
+    pub fn deregister(&self, service_key: &str, id: &str) -> Result<(), DirClientError> {
+        let req = self
+            .agent
+            .delete(format!("{}/v1/gateways/{id}", self.base))
+            .header("Authorization", format!("Bearer {service_key}"));
+        self.answer::<serde_json::Value>(req.call()).map(|_| ())
+    }
+}

@@ -1,0 +1,134 @@
+//! The directory's HTTPS JSON API: paths and bodies, shared by the server,
+//! the gateways that register with it and the client.
+//!
+//! | method and path | auth | body → answer |
+//! |---|---|---|
+//! | `GET /v1/health` | — | → `{"ok":true}` |
+//! | `GET /v1/public-key` | — | → [`PublicKey`] |
+//! | `POST /v1/signin` | — | [`SignIn`] → [`SignedIn`] |
+//! | `GET /v1/catalog` | user token | → [`Catalog`] |
+//! | `POST /v1/sessions` | user token | [`CreateSession`] → [`SessionGrant`] |
+//! | `POST /v1/gateways` | service key | [`GatewayInfo`] → [`Registered`] |
+//! | `POST /v1/gateways/{id}/heartbeat` | service key | [`Heartbeat`] → 204, or 404 (register again) |
+//! | `DELETE /v1/gateways/{id}` | service key | → 204 |
+//!
+//! Tokens and keys travel as `Authorization: Bearer …`. Every error answer is
+//! [`ApiError`] with a sentence meant for the person at the client.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/signin`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignIn {
+    /// `name` (tenant `default`) or `name@tenant`.
+    pub user: String,
+    /// The password.
+    pub password: String,
+}
+
+/// A successful sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedIn {
+    /// User token for the rest of the API.
+    pub token: String,
+    /// The user's name.
+    pub user: String,
+    /// The user's tenant.
+    pub tenant: String,
+    /// Seconds the token is valid.
+    pub expires_in_s: u64,
+}
+
+/// One desktop or app a user may open.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// Stable id.
+    pub id: String,
+    /// What people see.
+    pub name: String,
+    /// `desktop` or `app`.
+    pub kind: String,
+}
+
+/// `GET /v1/catalog`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Catalog {
+    /// What the user may open.
+    pub desktops: Vec<CatalogEntry>,
+}
+
+/// `POST /v1/sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateSession {
+    /// A catalog id.
+    pub desktop: String,
+}
+
+/// A gateway as registered and as listed to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// Unique gateway id.
+    pub id: String,
+    /// Point of presence.
+    pub pop: String,
+    /// Region label shown to people.
+    pub region: String,
+    /// QUIC address clients connect to.
+    pub address: String,
+    /// UDP address answering latency probes.
+    pub probe_address: String,
+    /// Name the gateway's certificate carries.
+    pub server_name: String,
+    /// Load, 0.0 (idle) to 1.0 (full).
+    #[serde(default)]
+    pub load: f64,
+}
+
+/// A created session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionGrant {
+    /// Session id.
+    pub session_id: String,
+    /// Session token for probes and the gateway.
+    pub token: String,
+    /// Seconds the token is valid.
+    pub expires_in_s: u64,
+    /// The desktop opened.
+    pub desktop: String,
+    /// Candidate gateways (at least one; all live ones, up to a limit).
+    pub gateways: Vec<GatewayInfo>,
+}
+
+/// Answer to a registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    /// How often to heartbeat, milliseconds.
+    pub heartbeat_ms: u64,
+    /// A gateway missing heartbeats this long leaves the lists, milliseconds.
+    pub ttl_ms: u64,
+    /// The directory's token key (see [`PublicKey`]).
+    pub public_key: String,
+}
+
+/// `POST /v1/gateways/{id}/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Load, 0.0 to 1.0.
+    pub load: f64,
+}
+
+/// `GET /v1/public-key`: the key session tokens are signed with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublicKey {
+    /// Always `EdDSA` (Ed25519).
+    pub alg: String,
+    /// Raw public key, base64url without padding.
+    pub public_key: String,
+}
+
+/// Every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, for people.
+    pub error: String,
+}

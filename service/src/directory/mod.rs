@@ -1,0 +1,706 @@
+//! The directory: signs users in, lists what they may open, keeps the
+//! registry of gateways and creates sessions with signed tokens.
+//!
+//! It serves the JSON API in [`api`] over HTTPS (axum on hyper, TLS by
+//! rustls) and keeps its state in the embedded [`store`].
+
+pub mod api;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+
+use crate::tls::GatewayIdentity;
+use crate::token::{SessionClaims, Signer, TokenError, Verifier};
+use api::{
+    ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered,
+    SessionGrant, SignIn, SignedIn,
+};
+use store::{SessionRecord, Store, StoreError};
+
+/// The tenant of user names given without `@tenant`.
+pub const DEFAULT_TENANT: &str = "default";
+/// The catalog entry every demo user gets.
+pub const DEMO_DESKTOP: &str = "demo";
+/// Most gateways listed to one client.
+const MAX_LISTED: usize = 32;
+
+/// Directory settings.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// TCP address for HTTPS.
+    pub listen: SocketAddr,
+    /// Where the database lives.
+    pub state_dir: PathBuf,
+    /// Certificate and key the directory presents.
+    pub identity: GatewayIdentity,
+    /// Desktop hosts sessions are assigned to (round robin).
+    pub hosts: Vec<SocketAddr>,
+    /// Interval gateways are told to heartbeat at; three missed and they leave the lists.
+    pub heartbeat: Duration,
+    /// Lifetime of session tokens.
+    pub session_ttl: Duration,
+    /// Lifetime of user tokens.
+    pub user_ttl: Duration,
+}
+
+impl DirectoryConfig {
+    /// Defaults for everything but the essentials.
+    pub fn new(listen: SocketAddr, state_dir: PathBuf, identity: GatewayIdentity) -> Self {
+        Self {
+            listen,
+            state_dir,
+            identity,
+            hosts: Vec::new(),
+            heartbeat: Duration::from_secs(1),
+            session_ttl: Duration::from_secs(600),
+            user_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Errors starting the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The signing key is unusable.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// TLS set-up failed.
+    #[error("directory TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Binding the listener failed.
+    #[error("binding the directory on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+struct Live {
+    info: GatewayInfo,
+    last_seen: Instant,
+}
+
+struct Inner {
+    store: Store,
+    signer: Signer,
+    verifier: Verifier,
+    service_key: String,
+    hosts: Vec<SocketAddr>,
+    next_host: AtomicUsize,
+    heartbeat: Duration,
+    session_ttl: Duration,
+    user_ttl: Duration,
+    // Soft state: which registered gateways are alive, and their load.
+    live: Mutex<HashMap<String, Live>>,
+    // Failed sign-ins per account, to slow down password guessing.
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+/// Failed sign-ins of one account.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Instant,
+}
+
+/// Failures allowed before an account is throttled.
+const FREE_FAILURES: u32 = 5;
+/// Accounts tracked at most (oldest entries are dropped beyond).
+const MAX_TRACKED: usize = 10_000;
+
+impl Failures {
+    /// How long sign-in stays closed: 30 s after the fifth failure,
+    /// doubling with each further one, at most 15 minutes.
+    fn lockout(&self) -> Duration {
+        if self.count < FREE_FAILURES {
+            return Duration::ZERO;
+        }
+        let doublings = (self.count - FREE_FAILURES).min(5);
+        Duration::from_secs(30 << doublings).min(Duration::from_secs(900))
+    }
+
+    fn remaining(&self) -> Duration {
+        self.lockout().saturating_sub(self.last.elapsed())
+    }
+}
+
+impl Inner {
+    fn ttl(&self) -> Duration {
+        self.heartbeat * 3
+    }
+
+    fn live_gateways(&self) -> Vec<GatewayInfo> {
+        let ttl = self.ttl();
+        let Ok(mut live) = self.live.lock() else {
+            return Vec::new();
+        };
+        live.retain(|_, g| g.last_seen.elapsed() <= ttl);
+        let mut list: Vec<GatewayInfo> = live.values().map(|g| g.info.clone()).collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        list.truncate(MAX_LISTED);
+        list
+    }
+}
+
+/// A running directory.
+pub struct Directory {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    prune: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Directory {
+    /// Opens the store and starts serving on the current tokio runtime.
+    pub async fn start(cfg: DirectoryConfig) -> Result<Self, DirectoryError> {
+        let store = Store::open(&cfg.state_dir)?;
+        let pkcs8 = store.signing_key(|| {
+            Signer::generate()
+                .map(|(k, _)| k)
+                .map_err(|e| StoreError::Invalid(e.to_string()))
+        })?;
+        let signer = Signer::from_pkcs8(&pkcs8)?;
+        let service_key = store.service_key()?;
+        let inner = Arc::new(Inner {
+            verifier: signer.verifier(),
+            signer,
+            service_key,
+            hosts: cfg.hosts,
+            next_host: AtomicUsize::new(0),
+            heartbeat: cfg.heartbeat,
+            session_ttl: cfg.session_ttl,
+            user_ttl: cfg.user_ttl,
+            live: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            store,
+        });
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(cfg.identity.chain.clone(), cfg.identity.key.clone_key())?;
+        let tcp = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| DirectoryError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let addr = tcp.local_addr().map_err(|source| DirectoryError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        // Expired sessions are forgotten now and every ten minutes.
+        let pruner = inner.clone();
+        let prune = tokio::spawn(async move {
+            loop {
+                let store = pruner.clone();
+                let res = tokio::task::spawn_blocking(move || {
+                    store.store.prune_sessions(crate::token::unix_now())
+                })
+                .await;
+                if let Ok(Err(e)) = res {
+                    tracing::warn!(error = %e, "pruning expired sessions");
+                }
+                tokio::time::sleep(Duration::from_secs(600)).await;
+            }
+        });
+        let listener = TlsListener::new(tcp, Arc::new(tls));
+        let app = router(inner.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "directory server stopped");
+            }
+        });
+        tracing::info!(%addr, "directory listening");
+        Ok(Self {
+            addr,
+            inner,
+            shutdown: Some(tx),
+            prune,
+        })
+    }
+
+    /// The HTTPS address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL clients use.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The secret gateways register with.
+    pub fn service_key(&self) -> &str {
+        &self.inner.service_key
+    }
+
+    /// Gateways listed to clients right now.
+    pub fn live_gateways(&self) -> usize {
+        self.inner.live_gateways().len()
+    }
+
+    /// Verifier for the tokens this directory signs.
+    pub fn verifier(&self) -> Verifier {
+        self.inner.verifier.clone()
+    }
+
+    /// Signs arbitrary claims with the directory's key (tests use it to make
+    /// expired or misdirected tokens).
+    pub fn sign(&self, claims: &SessionClaims) -> Result<String, TokenError> {
+        self.inner.signer.sign(claims)
+    }
+
+    /// Creates or replaces a user who may open the demo desktop, and the
+    /// demo desktop in their tenant's catalog.
+    pub fn add_demo_user(&self, user_at_tenant: &str, password: &str) -> Result<(), StoreError> {
+        let (user, tenant) = split_user(user_at_tenant);
+        self.inner.store.put_catalog(
+            tenant,
+            &CatalogEntry {
+                id: DEMO_DESKTOP.into(),
+                name: "Demo desktop".into(),
+                kind: "desktop".into(),
+            },
+        )?;
+        self.inner
+            .store
+            .put_user(tenant, user, password, &[DEMO_DESKTOP.into()])
+    }
+
+    /// Stops serving.
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Directory {
+    fn drop(&mut self) {
+        self.prune.abort();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// `name@tenant` → (`name`, `tenant`); a bare name is in [`DEFAULT_TENANT`].
+pub fn split_user(s: &str) -> (&str, &str) {
+    match s.rsplit_once('@') {
+        Some((u, t)) if !t.is_empty() => (u, t),
+        _ => (s, DEFAULT_TENANT),
+    }
+}
+
+/// An error answer.
+struct Fail(StatusCode, String);
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "directory store");
+        Fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the directory could not read or write its database".into(),
+        )
+    }
+}
+
+type ApiResult<T> = Result<T, Fail>;
+
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
+fn user_of(inner: &Inner, headers: &HeaderMap) -> ApiResult<crate::token::UserClaims> {
+    inner
+        .verifier
+        .user(bearer(headers))
+        .map_err(|e| Fail(StatusCode::UNAUTHORIZED, format!("sign in again: {e}")))
+}
+
+fn service(inner: &Inner, headers: &HeaderMap) -> ApiResult<()> {
+    // Constant-time comparison: the key is a shared secret.
+    let given = bearer(headers).as_bytes();
+    let want = inner.service_key.as_bytes();
+    let same = given.len() == want.len()
+        && given
+            .iter()
+            .zip(want)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(Fail(
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing service key".into(),
+        ))
+    }
+}
+
+fn router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route(
+            "/v1/health",
+            get(|| async { Json(serde_json::json!({"ok": true})) }),
+        )
+        .route("/v1/public-key", get(public_key))
+        .route("/v1/signin", post(sign_in))
+        .route("/v1/catalog", get(catalog))
+        .route("/v1/sessions", post(create_session))
+        .route("/v1/gateways", post(register_gateway))
+        .route("/v1/gateways/{id}/heartbeat", post(heartbeat))
+        .route("/v1/gateways/{id}", delete(deregister))
+        .with_state(inner)
+}
+
+async fn public_key(State(inner): State<Arc<Inner>>) -> Json<PublicKey> {
+    Json(PublicKey {
+        alg: "EdDSA".into(),
+        public_key: inner.signer.public_key_b64(),
+    })
+}
+
+async fn sign_in(
+    State(inner): State<Arc<Inner>>,
+    Json(req): Json<SignIn>,
+) -> ApiResult<Json<SignedIn>> {
+    let (user, tenant) = split_user(&req.user);
+    let (user, tenant) = (user.to_string(), tenant.to_string());
+    let account = format!("{tenant}/{user}");
+    let locked = inner
+        .failures
+        .lock()
+        .ok()
+        .and_then(|f| f.get(&account).map(Failures::remaining))
+        .filter(|d| !d.is_zero());
+    if let Some(wait) = locked {
+        return Err(Fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many failed sign-ins for this account; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        ));
+    }
+    // Argon2 takes tens of milliseconds of CPU: keep it off the I/O threads.
+    let inner2 = inner.clone();
+    let (u, t) = (user.clone(), tenant.clone());
+    let rec = tokio::task::spawn_blocking(move || inner2.store.verify_user(&t, &u, &req.password))
+        .await
+        .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "sign-in failed".into()))??;
+    if let Ok(mut f) = inner.failures.lock() {
+        if rec.is_some() {
+            f.remove(&account);
+        } else {
+            if f.len() >= MAX_TRACKED {
+                let cutoff = Duration::from_secs(900);
+                f.retain(|_, v| v.last.elapsed() < cutoff);
+            }
+            if f.len() < MAX_TRACKED {
+                let e = f.entry(account).or_insert(Failures {
+                    count: 0,
+                    last: Instant::now(),
+                });
+                e.count += 1;
+                e.last = Instant::now();
+            }
+        }
+    }
+    if rec.is_none() {
+        tracing::info!(%user, %tenant, "sign-in refused");
+        return Err(Fail(
+            StatusCode::UNAUTHORIZED,
+            "wrong user name or password".into(),
+        ));
+    }
+    let token = inner
+        .signer
+        .user_token(&tenant, &user, inner.user_ttl)
+        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(SignedIn {
+        token,
+        user,
+        tenant,
+        expires_in_s: inner.user_ttl.as_secs(),
+    }))
+}
+
+fn user_record(inner: &Inner, claims: &crate::token::UserClaims) -> ApiResult<store::UserRecord> {
+    // The account may have been removed since the token was issued.
+    let (t, u) = (claims.tenant.as_str(), claims.sub.as_str());
+    inner.store.user(t, u)?.ok_or_else(|| {
+        Fail(
+            StatusCode::UNAUTHORIZED,
+            "this account no longer exists".into(),
+        )
+    })
+}
+
+async fn catalog(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> ApiResult<Json<Catalog>> {
+    let claims = user_of(&inner, &headers)?;
+    let rec = user_record(&inner, &claims)?;
+    Ok(Json(Catalog {
+        desktops: inner.store.catalog(&claims.tenant, &rec.desktops)?,
+    }))
+}
+
+async fn create_session(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Json(req): Json<CreateSession>,
+) -> ApiResult<Json<SessionGrant>> {
+    let claims = user_of(&inner, &headers)?;
+    let rec = user_record(&inner, &claims)?;
+    if !rec.desktops.contains(&req.desktop) {
+        return Err(Fail(
+            StatusCode::FORBIDDEN,
+            format!("you may not open `{}`", req.desktop),
+        ));
+    }
+    let gateways = inner.live_gateways();
+    if gateways.is_empty() {
+        return Err(Fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no gateway is available right now; try again shortly".into(),
+        ));
+    }
+    if inner.hosts.is_empty() {
+        return Err(Fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no desktop host is available right now".into(),
+        ));
+    }
+    let host = inner.hosts[inner.next_host.fetch_add(1, Ordering::Relaxed) % inner.hosts.len()];
+    let now = crate::token::unix_now();
+    let id = session_id();
+    let session = SessionRecord {
+        id: id.clone(),
+        tenant: claims.tenant.clone(),
+        user: claims.sub.clone(),
+        desktop: req.desktop.clone(),
+        host: host.to_string(),
+        created: now,
+        expires: now + inner.session_ttl.as_secs(),
+    };
+    inner.store.put_session(&session)?;
+    let token = inner
+        .signer
+        .sign(&SessionClaims {
+            sid: id.clone(),
+            sub: session.user,
+            tenant: session.tenant,
+            desktop: session.desktop,
+            host: session.host,
+            aud: crate::token::AUD_GATEWAY.into(),
+            iss: crate::token::ISSUER.into(),
+            iat: now,
+            exp: session.expires,
+        })
+        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    tracing::info!(session = %id, user = %claims.sub, %host, gateways = gateways.len(), "session created");
+    Ok(Json(SessionGrant {
+        session_id: id,
+        token,
+        expires_in_s: inner.session_ttl.as_secs(),
+        desktop: req.desktop,
+        gateways,
+    }))
+}
+
+async fn register_gateway(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    Json(info): Json<GatewayInfo>,
+) -> ApiResult<Json<Registered>> {
+    service(&inner, &headers)?;
+    store::check_name("gateway id", &info.id)
+        .map_err(|e| Fail(StatusCode::BAD_REQUEST, e.to_string()))?;
+    inner.store.put_gateway(&info)?;
+    tracing::info!(id = %info.id, pop = %info.pop, address = %info.address, "gateway registered");
+    if let Ok(mut live) = inner.live.lock() {
+        live.insert(
+            info.id.clone(),
+            Live {
+                info,
+                last_seen: Instant::now(),
+            },
+        );
+    }
+    Ok(Json(Registered {
+        heartbeat_ms: inner.heartbeat.as_millis() as u64,
+        ttl_ms: inner.ttl().as_millis() as u64,
+        public_key: inner.signer.public_key_b64(),
+    }))
+}
+
+async fn heartbeat(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+    Json(hb): Json<Heartbeat>,
+) -> ApiResult<StatusCode> {
+    service(&inner, &headers)?;
+    let load = if hb.load.is_finite() {
+        hb.load.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mut live = inner
+        .live
+        .lock()
+        .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "registry".into()))?;
+    if let Some(g) = live.get_mut(&id) {
+        g.last_seen = Instant::now();
+        g.info.load = load;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    drop(live);
+    // Known from an earlier run of the directory: alive again.
+    if let Some(mut info) = inner.store.gateways()?.into_iter().find(|g| g.id == id) {
+        info.load = load;
+        if let Ok(mut live) = inner.live.lock() {
+            live.insert(
+                id,
+                Live {
+                    info,
+                    last_seen: Instant::now(),
+                },
+            );
+        }
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    Err(Fail(
+        StatusCode::NOT_FOUND,
+        "unknown gateway; register again".into(),
+    ))
+}
+
+async fn deregister(
+    State(inner): State<Arc<Inner>>,
+    headers: HeaderMap,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<StatusCode> {
+    service(&inner, &headers)?;
+    if let Ok(mut live) = inner.live.lock() {
+        live.remove(&id);
+    }
+    inner.store.remove_gateway(&id)?;
+    tracing::info!(%id, "gateway left");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A random session id (128 bits, hex).
+fn session_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Accepts TCP connections and completes TLS handshakes off the accept path
+/// (each in its own task, with a time limit), so one slow client cannot
+/// stall the others.
+struct TlsListener {
+    rx: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        SocketAddr,
+    )>,
+    addr: SocketAddr,
+}
+
+impl TlsListener {
+    fn new(tcp: TcpListener, tls: Arc<rustls::ServerConfig>) -> Self {
+        let addr = tcp
+            .local_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        tokio::spawn(async move {
+            loop {
+                let (sock, peer) = match tcp.accept().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "directory accept");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = sock.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let conns = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await
+                    {
+                        Ok(Ok(s)) => {
+                            let _ = conns.send((s, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+                if tx.is_closed() {
+                    break;
+                }
+            }
+        });
+        Self { rx, addr }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept task ended (runtime shutting down): wait forever,
+            // graceful shutdown ends the server.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}

@@ -1,0 +1,453 @@
+//! The directory's durable state in an embedded database (redb: one file,
+//! ACID transactions, crash-safe, pure Rust).
+//!
+//! Tables hold JSON values under string keys:
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `users` | `tenant/user` | [`UserRecord`] (Argon2id PHC hash, allowed desktops) |
+//! | `catalog` | `tenant/desktop` | [`CatalogEntry`] |
+//! | `sessions` | session id | [`SessionRecord`] |
+//! | `gateways` | gateway id | [`GatewayInfo`] as last registered |
+//! | `meta` | name | the token signing key, the gateways' service key |
+//!
+//! Gateway liveness (last heartbeat, load) is soft state kept in memory by the
+//! registry: a restarted directory lists a gateway again at its next heartbeat.
+
+use std::path::Path;
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use redb::{Database, ReadableDatabase, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::api::{CatalogEntry, GatewayInfo};
+
+const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users");
+const CATALOG: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("catalog");
+const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
+const GATEWAYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gateways");
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+/// The database file inside `--state-dir`.
+pub const DB_FILE: &str = "directory.redb";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("directory database: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored value could not be read back.
+    #[error("directory database holds a bad record under {key}: {source}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// Why it did not parse.
+        source: serde_json::Error,
+    },
+    /// Password hashing failed.
+    #[error("password hashing: {0}")]
+    Hash(String),
+    /// A name that cannot be stored.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self::Db(e.into())
+            }
+        }
+    )*};
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserRecord {
+    /// Tenant.
+    pub tenant: String,
+    /// User name, unique in the tenant.
+    pub user: String,
+    /// Argon2id hash in PHC string form (salt and parameters included).
+    pub password_hash: String,
+    /// Desktop ids this user may open.
+    pub desktops: Vec<String>,
+}
+
+/// A session the directory created.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRecord {
+    /// Session id.
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// User.
+    pub user: String,
+    /// Desktop.
+    pub desktop: String,
+    /// Assigned host.
+    pub host: String,
+    /// Created, Unix seconds.
+    pub created: u64,
+    /// Token expiry, Unix seconds.
+    pub expires: u64,
+}
+
+/// The embedded database.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+fn key(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
+}
+
+/// Names are path-like keys: keep them simple so keys cannot collide.
+pub fn check_name(what: &str, v: &str) -> Result<(), StoreError> {
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{what} `{v}` must be 1–64 letters, digits, `-`, `_` or `.`"
+        )))
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Invalid(format!(
+                "cannot create the state directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let db = Database::create(dir.join(DB_FILE))?;
+        // Create every table, so reads never meet a missing one.
+        let tx = db.begin_write()?;
+        for t in [USERS, CATALOG, SESSIONS, GATEWAYS, META] {
+            tx.open_table(t)?;
+        }
+        tx.commit()?;
+        Ok(Self { db })
+    }
+
+    fn put<T: Serialize>(
+        &self,
+        table: TableDefinition<'_, &str, &[u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
+            key: key.into(),
+            source,
+        })?;
+        self.put_raw(table, key, &bytes)
+    }
+
+    fn put_raw(
+        &self,
+        table: TableDefinition<'_, &str, &[u8]>,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(table)?.insert(key, bytes)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn get_raw(
+        &self,
+        table: TableDefinition<'_, &str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(table)?.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<'_, &str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_raw(table, key)?
+            .map(|b| {
+                serde_json::from_slice(&b).map_err(|source| StoreError::Corrupt {
+                    key: key.into(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    fn all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<'_, &str, &[u8]>,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(table)?;
+        let mut out = Vec::new();
+        for item in t.range(prefix..)? {
+            let (k, v) = item?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push(
+                serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
+                    key: k.value().to_string(),
+                    source,
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// A secret stored under `name` in the meta table, made by `make` on first use.
+    fn meta_or_init(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Result<Vec<u8>, StoreError>,
+    ) -> Result<Vec<u8>, StoreError> {
+        if let Some(v) = self.get_raw(META, name)? {
+            return Ok(v);
+        }
+        let v = make()?;
+        self.put_raw(META, name, &v)?;
+        Ok(v)
+    }
+
+    /// The token signing key (Ed25519 PKCS#8), created on first use.
+    pub fn signing_key(
+        &self,
+        generate: impl FnOnce() -> Result<Vec<u8>, StoreError>,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.meta_or_init("signing_key", generate)
+    }
+
+    /// The secret gateways present to register, created on first use.
+    pub fn service_key(&self) -> Result<String, StoreError> {
+        let raw = self.meta_or_init("service_key", || {
+            let mut b = [0u8; 32];
+            OsRng.fill_bytes(&mut b);
+            Ok(b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>()
+                .into_bytes())
+        })?;
+        String::from_utf8(raw).map_err(|e| StoreError::Invalid(format!("service key: {e}")))
+    }
+
+    /// Creates or replaces a user, hashing the password with Argon2id.
+    pub fn put_user(
+        &self,
+        tenant: &str,
+        user: &str,
+        password: &str,
+        desktops: &[String],
+    ) -> Result<(), StoreError> {
+        check_name("tenant", tenant)?;
+        check_name("user name", user)?;
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| StoreError::Hash(e.to_string()))?
+            .to_string();
+        self.put(
+            USERS,
+            &key(tenant, user),
+            &UserRecord {
+                tenant: tenant.into(),
+                user: user.into(),
+                password_hash: hash,
+                desktops: desktops.to_vec(),
+            },
+        )
+    }
+
+    /// The user if the password is right. Unknown users cost the same as a
+    /// wrong password, so timing does not tell which names exist.
+    pub fn verify_user(
+        &self,
+        tenant: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let rec: Option<UserRecord> =
+            if check_name("tenant", tenant).is_ok() && check_name("user name", user).is_ok() {
+                self.get(USERS, &key(tenant, user))?
+            } else {
+                None
+            };
+        // A fixed hash of a random password for unknown users.
+        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J0eB0kzmCbhVHUO6t0DzTrwBKq1X8D5N0aZhNb0FYXc";
+        let hash = rec.as_ref().map_or(DUMMY, |r| r.password_hash.as_str());
+        let parsed = PasswordHash::new(hash).map_err(|e| StoreError::Hash(e.to_string()))?;
+        let ok = argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Ok(rec.filter(|_| ok))
+    }
+
+    /// A user's record.
+    pub fn user(&self, tenant: &str, user: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.get(USERS, &key(tenant, user))
+    }
+
+    /// Adds or replaces a catalog entry of a tenant.
+    pub fn put_catalog(&self, tenant: &str, entry: &CatalogEntry) -> Result<(), StoreError> {
+        check_name("tenant", tenant)?;
+        check_name("desktop id", &entry.id)?;
+        self.put(CATALOG, &key(tenant, &entry.id), entry)
+    }
+
+    /// The tenant's catalog entries among `allowed` ids.
+    pub fn catalog(
+        &self,
+        tenant: &str,
+        allowed: &[String],
+    ) -> Result<Vec<CatalogEntry>, StoreError> {
+        let mut all: Vec<CatalogEntry> = self.all(CATALOG, &format!("{tenant}/"))?;
+        all.retain(|e| allowed.contains(&e.id));
+        Ok(all)
+    }
+
+    /// Records a session.
+    pub fn put_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        self.put(SESSIONS, &s.id, s)
+    }
+
+    /// A recorded session.
+    pub fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.get(SESSIONS, id)
+    }
+
+    /// Forgets sessions whose tokens expired before `unix`; returns how many.
+    pub fn prune_sessions(&self, unix: u64) -> Result<usize, StoreError> {
+        let expired: Vec<String> = self
+            .all::<SessionRecord>(SESSIONS, "")?
+            .into_iter()
+            .filter(|s| s.expires < unix)
+            .map(|s| s.id)
+            .collect();
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(SESSIONS)?;
+            for id in &expired {
+                t.remove(id.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(expired.len())
+    }
+
+    /// Records a gateway's registration.
+    pub fn put_gateway(&self, g: &GatewayInfo) -> Result<(), StoreError> {
+        check_name("gateway id", &g.id)?;
+        self.put(GATEWAYS, &g.id, g)
+    }
+
+    /// Forgets a gateway.
+    pub fn remove_gateway(&self, id: &str) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(GATEWAYS)?.remove(id)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every registered gateway.
+    pub fn gateways(&self) -> Result<Vec<GatewayInfo>, StoreError> {
+        self.all(GATEWAYS, "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("nephele-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn users_survive_reopening_and_only_the_right_password_signs_in() {
+        let dir = scratch("users");
+        {
+            let s = Store::open(&dir).unwrap();
+            s.put_user("acme", "alice", "correct horse", &["demo".into()])
+                .unwrap();
+        }
+        let s = Store::open(&dir).unwrap();
+        let rec = s
+            .verify_user("acme", "alice", "correct horse")
+            .unwrap()
+            .unwrap();
+        assert!(rec.password_hash.starts_with("$argon2id$"));
+        assert!(!rec.password_hash.contains("correct horse"));
+        assert_eq!(s.verify_user("acme", "alice", "wrong").unwrap(), None);
+        assert_eq!(
+            s.verify_user("other", "alice", "correct horse").unwrap(),
+            None
+        );
+        assert_eq!(s.verify_user("acme", "bob", "correct horse").unwrap(), None);
+        assert!(s.put_user("acme", "../x", "p", &[]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn catalog_is_per_tenant_and_filtered_by_the_user_grant() {
+        let dir = scratch("catalog");
+        let s = Store::open(&dir).unwrap();
+        let entry = |id: &str| CatalogEntry {
+            id: id.into(),
+            name: id.to_uppercase(),
+            kind: "desktop".into(),
+        };
+        s.put_catalog("acme", &entry("demo")).unwrap();
+        s.put_catalog("acme", &entry("cad")).unwrap();
+        s.put_catalog("acme2", &entry("other")).unwrap();
+        let got = s.catalog("acme", &["demo".into(), "other".into()]).unwrap();
+        assert_eq!(got, vec![entry("demo")]);
+        let session = |id: &str, expires| SessionRecord {
+            id: id.into(),
+            tenant: "acme".into(),
+            user: "alice".into(),
+            desktop: "demo".into(),
+            host: "127.0.0.1:7400".into(),
+            created: 0,
+            expires,
+        };
+        s.put_session(&session("old", 100)).unwrap();
+        s.put_session(&session("new", 300)).unwrap();
+        assert_eq!(s.prune_sessions(200).unwrap(), 1);
+        assert!(s.session("old").unwrap().is_none());
+        assert_eq!(s.session("new").unwrap(), Some(session("new", 300)));
+        let key1 = s.signing_key(|| Ok(vec![1, 2, 3])).unwrap();
+        let key2 = s.signing_key(|| Ok(vec![9])).unwrap();
+        assert_eq!(key1, key2);
+        assert_eq!(s.service_key().unwrap(), s.service_key().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
