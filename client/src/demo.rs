@@ -1,30 +1,32 @@
-//! `nephele demo`: the reference service started in-process on loopback —
-//! a desktop host and a gateway with a freshly generated CA — so the client
-//! can connect through the real QUIC and UDP path without any setup.
+//! `nephele demo`: the whole reference service started in-process on
+//! loopback — a directory with a demo account, three gateways posing as
+//! three PoPs at different distances, and a desktop host — so the client
+//! goes through sign-in, probing and QUIC exactly as against a real service.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use nephele_service::gateway::{Gateway, GatewayConfig};
+use nephele_service::embedded::{Embedded, EmbeddedError, EmbeddedOptions, PopSpec};
 use nephele_service::host::{Host, HostConfig};
 use rustls::pki_types::CertificateDer;
 
 /// Errors starting the demo service.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    /// The host failed to start.
+    /// A component failed to start.
     #[error(transparent)]
-    Host(#[from] nephele_service::host::HostError),
-    /// The gateway failed to start.
-    #[error(transparent)]
-    Gateway(#[from] nephele_service::gateway::GatewayError),
-    /// Certificates could not be generated.
-    #[error(transparent)]
-    Tls(#[from] nephele_service::tls::TlsError),
-    /// The runtime could not start.
-    #[error("starting the demo service runtime: {0}")]
-    Runtime(std::io::Error),
+    Service(#[from] EmbeddedError),
+    /// The runtime or the state directory could not be made.
+    #[error("starting the demo service: {0}")]
+    Io(std::io::Error),
 }
+
+/// The PoPs of the demo: name and round trip.
+pub const DEMO_POPS: [(&str, u64); 3] = [("pop-near", 5), ("pop-mid", 25), ("pop-far", 60)];
+
+/// The demo account's name.
+pub const DEMO_USER: &str = "demo";
 
 /// Demo service settings.
 #[derive(Debug, Clone, Default)]
@@ -35,80 +37,139 @@ pub struct DemoOptions {
 
 /// The running service; stops when dropped.
 pub struct DemoService {
-    gateway: Gateway,
-    host: Option<Host>,
-    // Dropped last: the gateway's tasks run on it.
+    svc: Option<Embedded>,
+    password: String,
+    state_dir: PathBuf,
+    // Dropped last: the service's tasks run on it.
     rt: tokio::runtime::Runtime,
-    ca: CertificateDer<'static>,
 }
 
 impl std::fmt::Debug for DemoService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DemoService")
-            .field("gateway", &self.gateway.local_addr())
+            .field("directory", &self.svc.as_ref().map(Embedded::url))
             .finish()
     }
 }
 
+/// A password for the demo account, fresh per run.
+fn random_password() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // Hand-rolled from std's OS-seeded hasher: a throwaway password for a
+    // loopback-only account does not justify an RNG dependency.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    format!("{:016x}", h.finish())
+}
+
 impl DemoService {
-    /// Starts a host and a gateway on 127.0.0.1 with ephemeral ports.
+    /// Starts the directory, the three PoPs and the host on 127.0.0.1 with
+    /// ephemeral ports; the directory's state lives in a temporary directory.
     pub fn start(opts: DemoOptions) -> Result<Self, DemoError> {
-        let host = Host::start(HostConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            record_input: opts.record_input,
-            bitrate: 0,
-        })?;
-        let identity = nephele_service::tls::generate(&["localhost".into(), "127.0.0.1".into()])?;
-        let ca = identity.ca.clone().ok_or_else(|| {
-            DemoError::Tls(nephele_service::tls::TlsError::Pem {
-                path: "(generated)".into(),
-                reason: "no CA generated".into(),
-            })
-        })?;
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("nephele-demo-gw")
+            .worker_threads(2)
+            .thread_name("nephele-demo-svc")
             .enable_all()
             .build()
-            .map_err(DemoError::Runtime)?;
-        let host_addr = host.local_addr();
-        let gateway = rt.block_on(async {
-            Gateway::start(GatewayConfig {
+            .map_err(DemoError::Io)?;
+        let state_dir = std::env::temp_dir().join(format!(
+            "nephele-demo-{}-{}",
+            std::process::id(),
+            random_password()
+        ));
+        let password = random_password();
+        let svc = rt.block_on(Embedded::start(EmbeddedOptions {
+            state_dir: state_dir.clone(),
+            directory_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            demo_users: vec![(DEMO_USER.into(), password.clone())],
+            pops: DEMO_POPS
+                .iter()
+                .map(|(name, ms)| PopSpec {
+                    name: (*name).into(),
+                    rtt: Duration::from_millis(*ms),
+                })
+                .collect(),
+            host: HostConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                host: host_addr,
-                identity,
-            })
-        })?;
+                record_input: opts.record_input,
+                bitrate: 0,
+            },
+        }));
+        let svc = match svc {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&state_dir);
+                return Err(e.into());
+            }
+        };
         Ok(Self {
-            gateway,
-            host: Some(host),
+            svc: Some(svc),
+            password,
+            state_dir,
             rt,
-            ca,
         })
     }
 
-    /// The gateway's QUIC address.
-    pub fn gateway_addr(&self) -> SocketAddr {
-        self.gateway.local_addr()
+    fn svc(&self) -> &Embedded {
+        // Only taken in Drop.
+        self.svc
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("service taken before drop"))
     }
 
-    /// The CA the gateway's certificate is signed by.
+    /// The directory's URL.
+    pub fn directory_url(&self) -> String {
+        self.svc().url()
+    }
+
+    /// The demo account: user name and password.
+    pub fn credentials(&self) -> (&str, &str) {
+        (DEMO_USER, &self.password)
+    }
+
+    /// The QUIC address of the nearest PoP's gateway itself (no added delay),
+    /// for tests that connect directly.
+    pub fn gateway_addr(&self) -> SocketAddr {
+        self.svc().pops[0].gateway.local_addr()
+    }
+
+    /// A session token the gateways accept, for direct connections.
+    pub fn token(&self) -> Vec<u8> {
+        self.svc()
+            .session_token(Duration::from_secs(600))
+            .map(String::into_bytes)
+            .unwrap_or_default()
+    }
+
+    /// The CA the directory's and gateways' certificates are signed by.
     pub fn ca(&self) -> CertificateDer<'static> {
-        self.ca.clone()
+        self.svc().ca()
     }
 
     /// The host, for tests that watch its counters.
     pub fn host(&self) -> Option<&Host> {
-        self.host.as_ref()
+        self.svc.as_ref().and_then(Embedded::host)
+    }
+
+    /// The embedded service, for tests that reach into its parts.
+    pub fn service(&self) -> &Embedded {
+        self.svc()
+    }
+
+    /// The embedded service, for tests that stop parts of it.
+    pub fn service_mut(&mut self) -> &mut Embedded {
+        self.svc
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("service taken before drop"))
     }
 }
 
 impl Drop for DemoService {
     fn drop(&mut self) {
-        self.gateway.close();
-        if let Some(h) = self.host.take() {
-            h.shutdown();
+        if let Some(s) = self.svc.take() {
+            s.shutdown();
         }
         let _ = &self.rt;
+        let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }

@@ -12,6 +12,7 @@
 //! in-process for `nephele demo`.
 
 pub mod demo;
+pub mod discovery;
 pub mod headless;
 pub mod input;
 pub mod session;

@@ -1,8 +1,10 @@
 //! `nephele`: the Nephele client.
 //!
-//! `connect` streams a desktop from a gateway into a window (or headless);
-//! `demo` does the same against the reference service started in-process;
-//! `decode` runs an H.264 file through the client's own decode path.
+//! `connect` signs in to a directory, probes the PoPs, and streams the
+//! desktop from the nearest into a window (or headless); `probe` shows the
+//! PoP measurements and the choice; `demo` does it all against the reference
+//! service started in-process; `decode` runs an H.264 file through the
+//! client's own decode path.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,12 +15,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use nephele_client::demo::{DemoOptions, DemoService};
+use nephele_client::discovery::{self, Choice, Reprober};
 use nephele_client::headless::{HeadlessSink, play_script};
 use nephele_client::input::Script;
 use nephele_client::session::{ConnectConfig, Session};
 use nephele_client::stats::{Route, Stats};
 use nephele_client::video::{self, H264Decoder, Presenter};
 use nephele_client::window::{self, WindowOptions};
+use nephele_service::dirclient::DirectoryClient;
+use rustls::pki_types::CertificateDer;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,8 +38,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Connect to a gateway and show the remote desktop.
+    /// Sign in, choose the nearest PoP and show the remote desktop.
     Connect(ConnectArgs),
+    /// Sign in, measure every PoP and show the choice.
+    Probe(ProbeArgs),
     /// Run the reference service on loopback and connect to it.
     Demo(DemoArgs),
     /// Decode a raw H.264 (Annex B) file through the client's decode path.
@@ -68,18 +75,52 @@ struct StreamArgs {
 }
 
 #[derive(Debug, Args)]
-struct ConnectArgs {
-    /// The gateway's QUIC address, HOST:PORT.
-    #[arg(long, value_name = "ADDR")]
-    gateway: String,
-    /// CA certificate (PEM) that signed the gateway's certificate.
+struct LoginArgs {
+    /// CA certificate (PEM) of the directory and the gateways (default: the
+    /// public web PKI); `nephele-server all` writes it to STATE_DIR/ca.pem.
     #[arg(long, value_name = "PATH")]
-    ca: PathBuf,
-    /// Name to verify in the gateway's certificate (default: the host part of --gateway).
+    ca: Option<PathBuf>,
+    /// Who to sign in as: NAME or NAME@TENANT (default: $NEPHELE_USER, else
+    /// your login name). The password comes from $NEPHELE_PASSWORD or a prompt.
     #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Which desktop or app to open (default: the first in your catalog).
+    #[arg(long, value_name = "ID")]
+    desktop: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    /// The directory, as https://HOST:PORT.
+    #[arg(long, value_name = "URL", required_unless_present = "gateway")]
+    directory: Option<String>,
+    /// Connect straight to this gateway (HOST:PORT) instead, without the directory.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        conflicts_with = "directory",
+        requires = "ca"
+    )]
+    gateway: Option<String>,
+    /// Name to verify in the gateway's certificate (default: the host part of --gateway).
+    #[arg(long, value_name = "NAME", requires = "gateway")]
     server_name: Option<String>,
     #[command(flatten)]
+    login: LoginArgs,
+    #[command(flatten)]
     stream: StreamArgs,
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// The directory, as https://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    directory: String,
+    #[command(flatten)]
+    login: LoginArgs,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -125,15 +166,39 @@ fn run() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Connect(a) => connect(a),
+        Command::Probe(a) => probe(a),
         Command::Demo(a) => demo(a),
         Command::Decode(a) => decode(a),
     }
 }
 
+fn load_roots(ca: Option<&Path>) -> Result<Vec<CertificateDer<'static>>> {
+    ca.map(|p| {
+        nephele_service::tls::read_cert_pem(p)
+            .with_context(|| format!("loading the CA certificate {}", p.display()))
+    })
+    .transpose()
+    .map(Option::unwrap_or_default)
+}
+
 fn connect(a: ConnectArgs) -> Result<()> {
-    let (addr, host_part) = resolve(&a.gateway)?;
-    let roots = nephele_service::tls::read_cert_pem(&a.ca)
-        .with_context(|| format!("loading the CA certificate {}", a.ca.display()))?;
+    let Some(gateway) = &a.gateway else {
+        let roots = load_roots(a.login.ca.as_deref())?;
+        let url = a.directory.as_deref().context("--directory is required")?;
+        let dir = DirectoryClient::new(url, &roots)?;
+        let user = user_name(a.login.user.as_deref())?;
+        let password = password_for(&user)?;
+        return via_directory(
+            &dir,
+            roots,
+            &user,
+            &password,
+            a.login.desktop.as_deref(),
+            &a.stream,
+        );
+    };
+    let (addr, host_part) = resolve(gateway)?;
+    let roots = load_roots(a.login.ca.as_deref())?;
     let cfg = ConnectConfig {
         gateway: addr,
         server_name: a.server_name.unwrap_or(host_part),
@@ -141,12 +206,153 @@ fn connect(a: ConnectArgs) -> Result<()> {
         width: a.stream.width,
         height: a.stream.height,
         fps: a.stream.fps,
+        token: Vec::new(),
         route: Route {
             gateway_id: addr.to_string(),
             pop: "direct".into(),
         },
+        fallbacks: Vec::new(),
     };
-    run_stream(cfg, &a.stream)
+    run_stream(cfg, &a.stream, Arc::new(Stats::default()))
+}
+
+/// `--user`, else `$NEPHELE_USER`, else the login name.
+fn user_name(given: Option<&str>) -> Result<String> {
+    given
+        .map(str::to_string)
+        .or_else(|| std::env::var("NEPHELE_USER").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .filter(|u| !u.is_empty())
+        .context("no user name: pass --user NAME")
+}
+
+/// `$NEPHELE_PASSWORD`, else a prompt on the terminal (never echoed).
+fn password_for(user: &str) -> Result<String> {
+    if let Ok(p) = std::env::var("NEPHELE_PASSWORD") {
+        return Ok(p);
+    }
+    rpassword::prompt_password(format!("Password for {user}: "))
+        .context("reading the password (set NEPHELE_PASSWORD when there is no terminal to ask on)")
+}
+
+/// Shows probing progress on stderr: a live counter on a terminal.
+fn progress_printer() -> impl FnMut(usize, usize) {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty {
+            eprint!("\rprobing {total} PoPs: {done} answered ");
+            let _ = std::io::stderr().flush();
+        } else if done == 0 {
+            eprintln!("probing {total} PoPs…");
+        }
+    }
+}
+
+/// Signs in, opens a session, probes and chooses; prints what happens.
+fn sign_in_and_choose(
+    dir: &DirectoryClient,
+    user: &str,
+    password: &str,
+    desktop: Option<&str>,
+) -> Result<(discovery::Opened, Choice)> {
+    eprintln!("signing in to {} as {user}…", dir.url());
+    let opened = discovery::open_session(dir, user, password, desktop)?;
+    let choice = discovery::choose(&opened.grant, opened.listed_at, progress_printer())?;
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
+    Ok((opened, choice))
+}
+
+fn via_directory(
+    dir: &DirectoryClient,
+    roots: Vec<CertificateDer<'static>>,
+    user: &str,
+    password: &str,
+    desktop: Option<&str>,
+    stream: &StreamArgs,
+) -> Result<()> {
+    let (opened, choice) = sign_in_and_choose(dir, user, password, desktop)?;
+    let best = choice.best().context("no PoP is usable")?.clone();
+    eprintln!(
+        "opening {} through {} ({}, {:.1} ms) — decided in {:.0} ms",
+        opened.desktop.name,
+        best.pop,
+        best.region,
+        best.rtt_median_ms,
+        choice.decision.as_secs_f64() * 1000.0
+    );
+    let cfg = discovery::connect_config(
+        &choice,
+        &opened.grant,
+        roots,
+        discovery::Picture {
+            width: stream.width,
+            height: stream.height,
+            fps: stream.fps,
+        },
+    )?;
+    let stats = Arc::new(Stats::default());
+    stats
+        .pop_decision_us
+        .store(choice.decision.as_micros() as u64, Ordering::Relaxed);
+    let current = opened
+        .grant
+        .gateways
+        .iter()
+        .position(|g| g.id == best.gateway_id)
+        .unwrap_or(0);
+    let _reprobe = Reprober::start(
+        opened.grant.clone(),
+        current,
+        Duration::from_secs(10),
+        stats.clone(),
+    )
+    .context("starting background probes")?;
+    run_stream(cfg, stream, stats)
+}
+
+fn probe(a: ProbeArgs) -> Result<()> {
+    let roots = load_roots(a.login.ca.as_deref())?;
+    let dir = DirectoryClient::new(&a.directory, &roots)?;
+    let user = user_name(a.login.user.as_deref())?;
+    let password = password_for(&user)?;
+    let (_, choice) = sign_in_and_choose(&dir, &user, &password, a.login.desktop.as_deref())?;
+    let chosen = choice.best().map(|b| b.pop.clone()).unwrap_or_default();
+    let decision_ms = choice.decision.as_secs_f64() * 1000.0;
+    if a.json {
+        let out = serde_json::json!({
+            "chosen": chosen,
+            "decision_ms": decision_ms,
+            "pops": choice.ranked,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<22} {:>8} {:>8} {:>7} {:>5} {:>5} {:>8}",
+        "PoP", "region", "min ms", "med ms", "jitter", "loss", "load", "score"
+    );
+    for p in &choice.ranked {
+        let score = p
+            .score
+            .map_or_else(|| p.state.to_string(), |s| format!("{s:.1}"));
+        println!(
+            "{:<16} {:<22} {:>8.1} {:>8.1} {:>7.1} {:>4.0}% {:>4.0}% {:>8}",
+            p.pop,
+            p.region,
+            p.rtt_min_ms,
+            p.rtt_median_ms,
+            p.jitter_ms,
+            p.loss * 100.0,
+            p.load * 100.0,
+            score
+        );
+    }
+    println!("chose {chosen} in {decision_ms:.0} ms");
+    Ok(())
 }
 
 fn demo(a: DemoArgs) -> Result<()> {
@@ -154,19 +360,10 @@ fn demo(a: DemoArgs) -> Result<()> {
         record_input: a.record_input.clone(),
     })
     .context("starting the demo service")?;
-    let cfg = ConnectConfig {
-        gateway: svc.gateway_addr(),
-        server_name: "localhost".into(),
-        roots: vec![svc.ca()],
-        width: a.stream.width,
-        height: a.stream.height,
-        fps: a.stream.fps,
-        route: Route {
-            gateway_id: svc.gateway_addr().to_string(),
-            pop: "loopback".into(),
-        },
-    };
-    let res = run_stream(cfg, &a.stream);
+    let (user, password) = svc.credentials();
+    let roots = vec![svc.ca()];
+    let dir = DirectoryClient::new(&svc.directory_url(), &roots)?;
+    let res = via_directory(&dir, roots, user, password, None, &a.stream);
     drop(svc);
     res
 }
@@ -198,7 +395,7 @@ fn load_script(path: Option<&Path>) -> Result<Option<Script>> {
     .transpose()
 }
 
-fn run_stream(cfg: ConnectConfig, a: &StreamArgs) -> Result<()> {
+fn run_stream(cfg: ConnectConfig, a: &StreamArgs, stats: Arc<Stats>) -> Result<()> {
     let script = load_script(a.input_script.as_deref())?;
     let duration = a
         .duration
@@ -211,9 +408,13 @@ fn run_stream(cfg: ConnectConfig, a: &StreamArgs) -> Result<()> {
         })
         .transpose()?;
     let (stats, streamed) = if a.headless {
-        run_headless(cfg, duration, script)?
+        run_headless(cfg, duration, script, stats)?
     } else {
-        let title = format!("Nephele — {}", cfg.route.gateway_id);
+        let title = if cfg.token.is_empty() {
+            format!("Nephele — {}", cfg.route.gateway_id)
+        } else {
+            format!("Nephele — {} via {}", cfg.route.pop, cfg.route.gateway_id)
+        };
         window::run(
             cfg,
             WindowOptions {
@@ -221,6 +422,7 @@ fn run_stream(cfg: ConnectConfig, a: &StreamArgs) -> Result<()> {
                 script,
                 title,
             },
+            stats,
         )?
     };
     let report = stats.report(streamed);
@@ -246,8 +448,8 @@ fn run_headless(
     cfg: ConnectConfig,
     duration: Option<Duration>,
     script: Option<Script>,
+    stats: Arc<Stats>,
 ) -> Result<(Arc<Stats>, Duration)> {
-    let stats = Arc::new(Stats::default());
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let f2 = failure.clone();
     let gateway = cfg.gateway;

@@ -46,9 +46,34 @@ pub struct ConnectConfig {
     pub height: u16,
     /// Requested frame rate.
     pub fps: u8,
+    /// Session token from the directory (empty for direct connections).
+    pub token: Vec<u8>,
     /// Gateway and PoP labels for the stats.
     pub route: Route,
+    /// Gateways to try in turn when this one does not answer (the rest of
+    /// the PoP ranking, best first).
+    pub fallbacks: Vec<Fallback>,
 }
+
+/// Another gateway for the same session.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    /// Its QUIC address.
+    pub gateway: SocketAddr,
+    /// The name its certificate carries.
+    pub server_name: String,
+    /// Its labels.
+    pub route: Route,
+}
+
+/// What opening a connection yields.
+type Opened = (
+    quinn::Connection,
+    quinn::Endpoint,
+    quinn::SendStream,
+    quinn::RecvStream,
+    StreamInfo,
+);
 
 /// Why a session could not start or ended.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +116,9 @@ pub enum SessionError {
     /// The service ended the session.
     #[error("the service ended the session ({0:?})")]
     Ended(GoodbyeReason),
+    /// The gateway refused the session token.
+    #[error("the gateway refused the session: {0}")]
+    Refused(String),
     /// Too much input went unacknowledged.
     #[error(transparent)]
     Input(#[from] InputError),
@@ -405,7 +433,7 @@ impl Net {
         cfg: ConnectConfig,
         ready: SyncSender<Result<StreamInfo, SessionError>>,
     ) -> Result<(), SessionError> {
-        let opened = self.open(&cfg).await;
+        let opened = self.open_any(&cfg).await;
         let (conn, endpoint, mut ctl_send, ctl_recv, info) = match opened {
             Ok(v) => v,
             Err(e) => {
@@ -431,19 +459,39 @@ impl Net {
         res
     }
 
-    async fn open(
-        &mut self,
-        cfg: &ConnectConfig,
-    ) -> Result<
-        (
-            quinn::Connection,
-            quinn::Endpoint,
-            quinn::SendStream,
-            quinn::RecvStream,
-            StreamInfo,
-        ),
-        SessionError,
-    > {
+    /// Opens the session through the configured gateway, or, when it does
+    /// not answer, through each fallback in turn.
+    async fn open_any(&mut self, cfg: &ConnectConfig) -> Result<Opened, SessionError> {
+        let mut attempt = cfg.clone();
+        let mut rest = cfg.fallbacks.iter();
+        loop {
+            match self.open(&attempt).await {
+                Ok(v) => {
+                    if let Ok(mut r) = self.stats.route.lock() {
+                        *r = attempt.route.clone();
+                    }
+                    return Ok(v);
+                }
+                Err(e @ (SessionError::NoAnswer { .. } | SessionError::Connection(_))) => {
+                    let Some(next) = rest.next() else {
+                        return Err(e);
+                    };
+                    tracing::warn!(
+                        pop = %attempt.route.pop,
+                        error = %e,
+                        next = %next.route.pop,
+                        "gateway unavailable; trying the next PoP"
+                    );
+                    attempt.gateway = next.gateway;
+                    attempt.server_name = next.server_name.clone();
+                    attempt.route = next.route.clone();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn open(&mut self, cfg: &ConnectConfig) -> Result<Opened, SessionError> {
         let client_cfg = nephele_service::tls::quic_client_config(&cfg.roots)?;
         let socket = client_socket(cfg.gateway)?;
         let mut endpoint = quinn::Endpoint::new(
@@ -469,6 +517,7 @@ impl Net {
                 width: cfg.width,
                 height: cfg.height,
                 fps: cfg.fps,
+                token: &cfg.token,
             }
             .encode(o)
         });
@@ -482,13 +531,23 @@ impl Net {
             {
                 break f.to_vec();
             }
-            match ctl_recv.read(&mut buf).await? {
-                Some(n) => reader.push(&buf[..n]),
-                None => {
+            match ctl_recv.read(&mut buf).await {
+                Ok(Some(n)) => reader.push(&buf[..n]),
+                Ok(None) => {
                     return Err(SessionError::Protocol(
                         "gateway closed the control stream before welcome".into(),
                     ));
                 }
+                Err(quinn::ReadError::ConnectionLost(
+                    quinn::ConnectionError::ApplicationClosed(c),
+                )) if c.error_code
+                    == quinn::VarInt::from_u32(GoodbyeReason::Unauthorized as u32) =>
+                {
+                    let reason = String::from_utf8_lossy(&c.reason);
+                    let reason = reason.strip_prefix("session refused: ").unwrap_or(&reason);
+                    return Err(SessionError::Refused(reason.to_string()));
+                }
+                Err(e) => return Err(e.into()),
             }
         };
         match Message::decode(&welcome).map_err(|e| SessionError::Protocol(e.to_string()))? {

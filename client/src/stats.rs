@@ -84,6 +84,10 @@ pub struct Stats {
     pub input_rtt: Latency,
     /// Which gateway and PoP carry the session.
     pub route: Mutex<Route>,
+    /// Time from the gateway list's arrival to the PoP decision, microseconds.
+    pub pop_decision_us: AtomicU64,
+    /// Times a background re-probe found another PoP clearly better.
+    pub pop_switch_offers: AtomicU64,
 }
 
 /// The gateway a session goes through.
@@ -138,6 +142,10 @@ pub struct Report {
     pub decode_errors: u64,
     /// Seconds the session streamed.
     pub duration_s: f64,
+    /// From the gateway list's arrival to the PoP decision (0 when connected directly).
+    pub pop_decision_ms: f64,
+    /// Times a background re-probe found another PoP clearly better.
+    pub pop_switch_offers: u64,
 }
 
 impl Stats {
@@ -166,6 +174,8 @@ impl Stats {
             keyframes_requested: g(&self.keyframes_requested),
             decode_errors: g(&self.decode_errors),
             duration_s: duration.as_secs_f64(),
+            pop_decision_ms: g(&self.pop_decision_us) as f64 / 1000.0,
+            pop_switch_offers: g(&self.pop_switch_offers),
         }
     }
 }

@@ -131,10 +131,13 @@ struct App {
 
 /// Opens the window, connects, and runs until closed, the duration passes,
 /// or the session ends. Returns the session's statistics and how long it streamed.
-pub fn run(cfg: ConnectConfig, opts: WindowOptions) -> anyhow::Result<(Arc<Stats>, Duration)> {
+pub fn run(
+    cfg: ConnectConfig,
+    opts: WindowOptions,
+    stats: Arc<Stats>,
+) -> anyhow::Result<(Arc<Stats>, Duration)> {
     let event_loop = EventLoop::<UserEvent>::with_user_event().build()?;
     let proxy = event_loop.create_proxy();
-    let stats = Arc::new(Stats::default());
     let mut app = App {
         cfg: Some(cfg),
         opts,

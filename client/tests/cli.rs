@@ -1,6 +1,6 @@
 //! The command line as scripts use it: `nephele demo --headless`, `nephele
-//! connect` to a separately started `nephele-server all`, and the errors a
-//! person sees for bad input.
+//! connect` and `nephele probe` against a separately started
+//! `nephele-server all`, and the errors a person sees for bad input.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -41,12 +41,24 @@ const SCRIPT: &str = "\
 1000 type The quick brown fox jumps over the lazy dog.
 ";
 
+/// Tests that stream or measure latency take turns: on a 2-core machine a
+/// streaming session next to a probe run would measure the scheduler, not
+/// the paths.
+static EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
 fn demo_headless_streams_and_acknowledges_every_input() {
+    let _turn = exclusive();
     let dir = scratch("demo");
     std::fs::write(dir.join("script.txt"), SCRIPT).unwrap();
     let out = nephele()
@@ -84,6 +96,14 @@ fn demo_headless_streams_and_acknowledges_every_input() {
     ] {
         assert!(s.get(field).is_some(), "stats JSON lacks {field}: {s}");
     }
+    // Three PoPs at 5, 25 and 60 ms: the demo must end up on the nearest.
+    assert_eq!(s["pop"], "pop-near", "{s}");
+    assert_eq!(s["gateway_id"], "gw-pop-near", "{s}");
+    let rtt = s["rtt_ms"].as_f64().unwrap();
+    assert!(
+        (5.0..25.0).contains(&rtt),
+        "QUIC RTT {rtt} ms is not pop-near's: {s}"
+    );
     let presented = s["frames_presented"].as_u64().unwrap();
     assert!(
         presented >= 250,
@@ -114,48 +134,74 @@ fn demo_headless_streams_and_acknowledges_every_input() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Reads the server's stderr until it names the gateway's address.
-fn gateway_address(child: &mut std::process::Child) -> String {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("gateway listening on ") {
-                let _ = tx.send(addr.trim().to_string());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("nephele-server printed its gateway address")
-}
-
-#[test]
-fn connect_to_a_separately_started_server() {
-    let dir = scratch("connect");
-    let mut server = Command::new(server_binary())
+/// Starts `nephele-server all` with these extra arguments and reads the
+/// directory URL it prints on stdout.
+fn start_all(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(server_binary())
         .args([
             "all",
             "--listen",
             "127.0.0.1:0",
-            "--gateway-listen",
+            "--directory-listen",
             "127.0.0.1:0",
-            "--ca-out",
+            "--demo-user",
+            "alice:wonderland",
+            "--state-dir",
         ])
-        .arg(dir.join("ca.pem"))
-        .arg("--record-input")
-        .arg(dir.join("rec.jsonl"))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        .arg(dir.join("state"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let addr = gateway_address(&mut server);
-    let port = addr.rsplit_once(':').unwrap().1;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("nephele-server all printed the directory URL");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    (child, url)
+}
+
+/// Kills the server even when an assertion fails.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn connect_through_the_directory_of_a_separately_started_server() {
+    let _turn = exclusive();
+    let dir = scratch("connect");
+    let (server, url) = start_all(
+        &dir,
+        &[
+            "--pop",
+            "pop-a:30",
+            "--pop",
+            "pop-b:2",
+            "--record-input",
+            dir.join("rec.jsonl").to_str().unwrap(),
+        ],
+    );
+    let _server = Reap(server);
     std::fs::write(dir.join("script.txt"), "100 type hi\n").unwrap();
     let out = nephele()
         .args([
             "connect",
-            "--gateway",
-            &format!("localhost:{port}"),
+            "--directory",
+            &url,
+            "--user",
+            "alice",
             "--headless",
             "--duration",
             "2",
@@ -164,26 +210,179 @@ fn connect_to_a_separately_started_server() {
             "--height",
             "360",
         ])
+        .env("NEPHELE_PASSWORD", "wonderland")
         .arg("--ca")
-        .arg(dir.join("ca.pem"))
+        .arg(dir.join("state/ca.pem"))
         .arg("--stats-json")
         .arg(dir.join("s.json"))
         .arg("--input-script")
         .arg(dir.join("script.txt"))
         .output()
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("signing in to") && err.contains("probing 2 PoPs"),
+        "{err}"
     );
     let s = json(&dir.join("s.json"));
     assert!(s["frames_presented"].as_u64().unwrap() >= 30, "{s}");
     assert_eq!(s["input_sent"], 4);
     assert_eq!(s["input_acked"], 4);
-    assert_eq!(s["pop"], "direct");
+    assert_eq!(s["pop"], "pop-b");
+    assert_eq!(s["gateway_id"], "gw-pop-b");
+    assert!(s["pop_decision_ms"].as_f64().unwrap() > 0.0, "{s}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn probe_picks_the_nearest_of_twenty_pops_within_500_ms() {
+    let _turn = exclusive();
+    let dir = scratch("probe20");
+    // The nearest (pop-13, 20 ms) is 15 % nearer than the next (23 ms);
+    // the rest are spread up to 80 ms, listed in no particular order.
+    let mut rtts: Vec<u32> = (0..20).map(|i| 23 + (i * 37 % 20) * 3).collect();
+    rtts[13] = 20;
+    let specs: Vec<String> = rtts
+        .iter()
+        .enumerate()
+        .map(|(i, ms)| format!("pop-{i:02}:{ms}"))
+        .collect();
+    let mut args: Vec<&str> = Vec::new();
+    for s in &specs {
+        args.extend(["--pop", s]);
+    }
+    let (server, url) = start_all(&dir, &args);
+    let _server = Reap(server);
+    let ca = dir.join("state/ca.pem");
+    let mut decisions = Vec::new();
+    for _ in 0..3 {
+        let out = nephele()
+            .args(["probe", "--directory", &url, "--user", "alice", "--json"])
+            .arg("--ca")
+            .arg(&ca)
+            .env("NEPHELE_PASSWORD", "wonderland")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(err.contains("probing 20 PoPs"), "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["chosen"], "pop-13", "{v}");
+        let pops = v["pops"].as_array().unwrap();
+        assert_eq!(pops.len(), 20);
+        for p in pops {
+            for k in [
+                "pop",
+                "region",
+                "rtt_min_ms",
+                "rtt_median_ms",
+                "jitter_ms",
+                "loss",
+                "load",
+                "score",
+            ] {
+                assert!(p.get(k).is_some(), "{k} missing in {p}");
+            }
+        }
+        let d = v["decision_ms"].as_f64().unwrap();
+        assert!(d > 0.0 && d <= 500.0, "decision took {d} ms");
+        decisions.push(d);
+    }
+    eprintln!("decision_ms: {decisions:?}");
+    // The table form names the choice too.
+    let out = nephele()
+        .args(["probe", "--directory", &url, "--user", "alice"])
+        .arg("--ca")
+        .arg(&ca)
+        .env("NEPHELE_PASSWORD", "wonderland")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("chose pop-13"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.starts_with("pop-")).count(),
+        20,
+        "{table}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn directory_errors_are_clear() {
+    let dir = scratch("direrr");
+    let (server, url) = start_all(&dir, &[]);
+    let _server = Reap(server);
+    let ca = dir.join("state/ca.pem");
+    let ca_s = ca.to_str().unwrap();
+    let run = |args: &[&str], password: &str| {
+        let out = nephele()
+            .args(args)
+            .env("NEPHELE_PASSWORD", password)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!err.contains("panicked"), "{err}");
+        err
+    };
+    let err = run(
+        &[
+            "probe",
+            "--directory",
+            &url,
+            "--ca",
+            ca_s,
+            "--user",
+            "alice",
+        ],
+        "guess",
+    );
+    assert!(err.contains("wrong user name or password"), "{err}");
+    let err = run(
+        &[
+            "probe",
+            "--directory",
+            "https://127.0.0.1:1",
+            "--ca",
+            ca_s,
+            "--user",
+            "alice",
+        ],
+        "wonderland",
+    );
+    assert!(
+        err.contains("cannot reach the directory at https://127.0.0.1:1")
+            && err.contains("refused"),
+        "{err}"
+    );
+    // The public web PKI does not vouch for the demo CA's certificate.
+    let err = run(
+        &["probe", "--directory", &url, "--user", "alice"],
+        "wonderland",
+    );
+    assert!(err.contains("TLS"), "{err}");
+    let err = run(
+        &[
+            "connect",
+            "--directory",
+            &url,
+            "--ca",
+            ca_s,
+            "--user",
+            "alice",
+            "--desktop",
+            "cad",
+            "--headless",
+        ],
+        "wonderland",
+    );
+    assert!(
+        err.contains("`cad` is not among your desktops (demo)"),
+        "{err}"
+    );
+    let err = run(&["probe", "--directory", "http://127.0.0.1:1"], "x");
+    assert!(err.contains("must start with https://"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

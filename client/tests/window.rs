@@ -176,12 +176,19 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
         expected,
         "the host saw the keystrokes in order"
     );
-    let ups = std::fs::read_to_string(&rec)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("\"up\""))
-        .count();
-    assert_eq!(ups, expected.len(), "every key went up again");
+    // The last release travels a few milliseconds behind the last press.
+    let ups = || {
+        std::fs::read_to_string(&rec)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"up\""))
+            .count()
+    };
+    let end = Instant::now() + Duration::from_secs(5);
+    while ups() < expected.len() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ups(), expected.len(), "every key went up again");
 
     // The pointer maps from window to stream coordinates: the window is
     // 1280x720 like the stream, so positions carry over one to one.

@@ -52,6 +52,9 @@ pub enum GoodbyeReason {
     Timeout = 3,
     /// The host or gateway is shutting down.
     Shutdown = 4,
+    /// The gateway refused the session token (missing, forged, expired or
+    /// meant for another audience); the close reason says which.
+    Unauthorized = 5,
 }
 
 impl GoodbyeReason {
@@ -62,6 +65,7 @@ impl GoodbyeReason {
             2 => Self::NoCapacity,
             3 => Self::Timeout,
             4 => Self::Shutdown,
+            5 => Self::Unauthorized,
             _ => {
                 return Err(DecodeError::InvalidValue {
                     field: "goodbye reason",
@@ -177,6 +181,9 @@ impl InputEvent {
 /// Bit set in [`VideoFragment::flags`] when the frame is an IDR (decodable alone).
 pub const FRAG_FLAG_KEYFRAME: u8 = 1;
 
+/// Longest session token a `Hello` may carry.
+pub const MAX_TOKEN: usize = 2048;
+
 /// One datagram-sized piece of an encoded access unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoFragment<'a> {
@@ -205,6 +212,9 @@ pub enum Message<'a> {
         height: u16,
         /// Requested frames per second.
         fps: u8,
+        /// The session token from the directory (empty on direct connections);
+        /// at most [`MAX_TOKEN`] bytes. Gateways check it and do not pass it on.
+        token: &'a [u8],
     },
     /// Host → client: the session is open.
     Welcome {
@@ -283,11 +293,19 @@ impl<'a> Message<'a> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(PROTOCOL_VERSION);
         match self {
-            Self::Hello { width, height, fps } => {
+            Self::Hello {
+                width,
+                height,
+                fps,
+                token,
+            } => {
                 out.push(ty::HELLO);
                 out.extend_from_slice(&width.to_be_bytes());
                 out.extend_from_slice(&height.to_be_bytes());
                 out.push(*fps);
+                let token = &token[..token.len().min(MAX_TOKEN)];
+                out.extend_from_slice(&(token.len() as u16).to_be_bytes());
+                out.extend_from_slice(token);
             }
             Self::Welcome {
                 session_id,
@@ -373,7 +391,20 @@ impl<'a> Message<'a> {
                 let width = r.dimension("width")?;
                 let height = r.dimension("height")?;
                 let fps = r.fps()?;
-                Self::Hello { width, height, fps }
+                let len = usize::from(r.u16()?);
+                if len > MAX_TOKEN {
+                    return Err(DecodeError::InvalidValue {
+                        field: "token length",
+                        value: len as u64,
+                    });
+                }
+                let token = r.take(len)?;
+                Self::Hello {
+                    width,
+                    height,
+                    fps,
+                    token,
+                }
             }
             ty::WELCOME => Self::Welcome {
                 session_id: r.u64()?,
@@ -614,6 +645,7 @@ mod tests {
             Just(GoodbyeReason::NoCapacity),
             Just(GoodbyeReason::Timeout),
             Just(GoodbyeReason::Shutdown),
+            Just(GoodbyeReason::Unauthorized),
         ]
     }
 
@@ -643,6 +675,7 @@ mod tests {
                 width: w,
                 height: h,
                 fps,
+                token: &payload[..payload.len().min(MAX_TOKEN)],
             },
             1 => Message::Welcome {
                 session_id: n[0],
@@ -721,15 +754,45 @@ mod tests {
             width: 1280,
             height: 720,
             fps: 60,
+            token: b"",
         }
         .to_vec();
         hello[0] = 9;
         assert_eq!(Message::decode(&hello), Err(DecodeError::Version(9)));
 
-        let odd = [PROTOCOL_VERSION, ty::HELLO, 0x05, 0x01, 0x02, 0xD0, 60];
+        let odd = [
+            PROTOCOL_VERSION,
+            ty::HELLO,
+            0x05,
+            0x01,
+            0x02,
+            0xD0,
+            60,
+            0,
+            0,
+        ];
         assert!(matches!(
             Message::decode(&odd),
             Err(DecodeError::InvalidValue { field: "width", .. })
+        ));
+
+        let long_token = [
+            PROTOCOL_VERSION,
+            ty::HELLO,
+            0x05,
+            0x00,
+            0x02,
+            0xD0,
+            60,
+            0x08,
+            0x01,
+        ];
+        assert!(matches!(
+            Message::decode(&long_token),
+            Err(DecodeError::InvalidValue {
+                field: "token length",
+                ..
+            })
         ));
 
         let huge = [PROTOCOL_VERSION, ty::HELLO, 0x40, 0x02, 0x02, 0xD0, 60];

@@ -13,28 +13,61 @@
 //!
 //! Every message from a client is decoded and checked before it is relayed;
 //! a malformed one closes that client's connection with a reason.
+//!
+//! Behind a directory, the client's `Hello` must carry a session token the
+//! directory signed: the gateway checks it offline with the directory's
+//! public key and relays to the host the token names; a missing, forged,
+//! expired or misdirected token closes the connection with the reason. The
+//! gateway also answers latency probes ([`nephele_protocol::probe`]) on a
+//! UDP port of its own and registers and heartbeats its load with the
+//! directory ([`Gateway::register`]).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use nephele_protocol::framing::{FrameReader, Lane, write_frame};
 use nephele_protocol::wire::{ENVELOPE_PREFIX, Envelope, GoodbyeReason, Message, split_envelope};
 use tokio::net::UdpSocket;
 use tracing::Instrument;
 
+use crate::dirclient::DirectoryClient;
+use crate::directory::api::GatewayInfo;
 use crate::tls::{GatewayIdentity, quic_server_config};
+use crate::token::{TokenError, Verifier};
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// UDP address for QUIC.
     pub listen: SocketAddr,
-    /// The desktop host sessions are relayed to.
-    pub host: SocketAddr,
+    /// The desktop host of direct (token-less) sessions; `None` to accept
+    /// only sessions with a directory token.
+    pub host: Option<SocketAddr>,
     /// Certificate and key presented to clients.
     pub identity: GatewayIdentity,
+    /// UDP address answering latency probes; `None` for no prober port.
+    pub probe_listen: Option<SocketAddr>,
+    /// The directory's token key: when set, every session needs a valid token.
+    pub tokens: Option<Verifier>,
+    /// Sessions at which the gateway reports itself fully loaded.
+    pub capacity: u32,
+}
+
+impl GatewayConfig {
+    /// A direct gateway: every client goes to `host`, no tokens, no probes.
+    pub fn direct(listen: SocketAddr, host: SocketAddr, identity: GatewayIdentity) -> Self {
+        Self {
+            listen,
+            host: Some(host),
+            identity,
+            probe_listen: None,
+            tokens: None,
+            capacity: 64,
+        }
+    }
 }
 
 /// Errors starting a gateway.
@@ -62,6 +95,12 @@ pub struct GatewayStats {
     pub video_relayed: AtomicU64,
     /// Input events relayed to hosts.
     pub input_relayed: AtomicU64,
+    /// Sessions being relayed now.
+    pub active: AtomicU64,
+    /// Sessions refused for their token.
+    pub refused_tokens: AtomicU64,
+    /// Probes answered.
+    pub probes_answered: AtomicU64,
 }
 
 /// A running gateway.
@@ -69,6 +108,10 @@ pub struct GatewayStats {
 pub struct Gateway {
     endpoint: quinn::Endpoint,
     stats: Arc<GatewayStats>,
+    probe_addr: Option<SocketAddr>,
+    capacity: u32,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    registration: Option<Registration>,
 }
 
 impl Gateway {
@@ -90,19 +133,43 @@ impl Gateway {
             source,
         })?;
         let stats = Arc::new(GatewayStats::default());
+        let mut tasks = Vec::new();
+        let mut probe_addr = None;
+        if let Some(addr) = cfg.probe_listen {
+            let sock = crate::host::bind_udp(addr)
+                .and_then(|s| {
+                    s.set_nonblocking(true)?;
+                    UdpSocket::from_std(s)
+                })
+                .map_err(|source| GatewayError::Bind { addr, source })?;
+            probe_addr = sock.local_addr().ok();
+            tasks.push(tokio::spawn(answer_probes(
+                sock,
+                cfg.tokens.clone(),
+                stats.clone(),
+                cfg.capacity,
+            )));
+        }
         let ep = endpoint.clone();
         let st = stats.clone();
-        let host = cfg.host;
-        tokio::spawn(async move {
+        let route = Arc::new(Route {
+            host: cfg.host,
+            tokens: cfg.tokens,
+        });
+        tasks.push(tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
                 let st = st.clone();
+                let route = route.clone();
                 let span = tracing::info_span!("client", remote = %incoming.remote_address());
                 tokio::spawn(
                     async move {
                         match incoming.await {
                             Ok(conn) => {
                                 st.connections.fetch_add(1, Ordering::Relaxed);
-                                if let Err(e) = serve(conn, host, st).await {
+                                st.active.fetch_add(1, Ordering::Relaxed);
+                                let res = serve(conn, &route, st.clone()).await;
+                                st.active.fetch_sub(1, Ordering::Relaxed);
+                                if let Err(e) = res {
                                     tracing::info!(error = %e, "client session ended");
                                 }
                             }
@@ -112,11 +179,42 @@ impl Gateway {
                     .instrument(span),
                 );
             }
-        });
+        }));
         if let Ok(addr) = endpoint.local_addr() {
-            tracing::info!(%addr, %host, "gateway listening");
+            tracing::info!(%addr, probe = ?probe_addr, "gateway listening");
         }
-        Ok(Self { endpoint, stats })
+        Ok(Self {
+            endpoint,
+            stats,
+            probe_addr,
+            capacity: cfg.capacity.max(1),
+            tasks,
+            registration: None,
+        })
+    }
+
+    /// The UDP address answering probes, if any.
+    pub fn probe_addr(&self) -> Option<SocketAddr> {
+        self.probe_addr
+    }
+
+    /// Load, 0.0 (idle) to 1.0 (at capacity).
+    pub fn load(&self) -> f64 {
+        load_of(&self.stats, self.capacity)
+    }
+
+    /// Registers with a directory and heartbeats the load until closed, on
+    /// a thread of its own (the directory client blocks). `info.id`, `pop`,
+    /// `region` and the advertised addresses come from the caller, since
+    /// a relay or NAT may stand in front of the gateway.
+    pub fn register(&mut self, directory: DirectoryClient, service_key: String, info: GatewayInfo) {
+        self.registration = Some(Registration::start(
+            directory,
+            service_key,
+            info,
+            self.stats.clone(),
+            self.capacity,
+        ));
     }
 
     /// The QUIC address clients connect to.
@@ -131,12 +229,179 @@ impl Gateway {
         self.stats.clone()
     }
 
-    /// Closes every connection and stops accepting.
-    pub fn close(&self) {
+    /// Leaves the directory's lists, closes every connection and stops
+    /// accepting and answering probes.
+    pub fn close(&mut self) {
+        if let Some(r) = self.registration.take() {
+            r.stop();
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
         self.endpoint.close(
             quinn::VarInt::from_u32(GoodbyeReason::Shutdown as u32),
             b"gateway shutting down",
         );
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn load_of(stats: &GatewayStats, capacity: u32) -> f64 {
+    (stats.active.load(Ordering::Relaxed) as f64 / f64::from(capacity.max(1))).min(1.0)
+}
+
+/// Where sessions go: the host a token names, or the direct host.
+#[derive(Debug)]
+struct Route {
+    host: Option<SocketAddr>,
+    tokens: Option<Verifier>,
+}
+
+impl Route {
+    fn host_for(&self, token: &[u8]) -> Result<SocketAddr, TokenError> {
+        match &self.tokens {
+            Some(v) => {
+                let claims = v.session(token)?;
+                claims.host.parse().map_err(|_| {
+                    TokenError::Malformed(format!("host `{}` is not an address", claims.host))
+                })
+            }
+            None => self.host.ok_or(TokenError::Missing),
+        }
+    }
+}
+
+/// The heartbeat thread.
+#[derive(Debug)]
+struct Registration {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Registration {
+    fn start(
+        dir: DirectoryClient,
+        key: String,
+        info: GatewayInfo,
+        stats: Arc<GatewayStats>,
+        capacity: u32,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("nephele-gw-heartbeat".into())
+            .spawn(move || {
+                let mut registered = false;
+                let mut interval = Duration::from_secs(1);
+                while !flag.load(Ordering::Relaxed) {
+                    let load = load_of(&stats, capacity);
+                    if registered {
+                        match dir.heartbeat(&key, &info.id, load) {
+                            Ok(true) => {}
+                            Ok(false) => registered = false,
+                            Err(e) => tracing::warn!(error = %e, "heartbeat to the directory failed"),
+                        }
+                    }
+                    if !registered {
+                        let mut me = info.clone();
+                        me.load = load;
+                        match dir.register(&key, &me) {
+                            Ok(r) => {
+                                registered = true;
+                                interval = Duration::from_millis(r.heartbeat_ms.clamp(100, 60_000));
+                                tracing::info!(id = %info.id, directory = dir.url(), "registered with the directory");
+                            }
+                            Err(e) => tracing::warn!(error = %e, "registering with the directory failed"),
+                        }
+                    }
+                    // Sleep in small steps so closing is prompt.
+                    let until = Instant::now() + interval;
+                    while Instant::now() < until && !flag.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                if registered && let Err(e) = dir.deregister(&key, &info.id) {
+                    tracing::debug!(error = %e, "leaving the directory");
+                }
+            })
+            .ok();
+        Self { stop, thread }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Verified tokens remembered by the probe responder: a probe series carries
+/// the same token, so each is checked once, not per probe.
+const TOKEN_CACHE: usize = 4096;
+
+/// Answers latency probes: statelessly, never with more bytes than asked,
+/// and only in small measure to probes without a valid session token.
+async fn answer_probes(
+    sock: UdpSocket,
+    tokens: Option<Verifier>,
+    stats: Arc<GatewayStats>,
+    capacity: u32,
+) {
+    use nephele_protocol::probe::{ProbeReply, ProbeRequest, ProbeStatus, RateLimiter};
+    let mut buf = vec![0u8; nephele_protocol::MAX_DATAGRAM + 1];
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut verified: HashMap<u64, u64> = HashMap::new();
+    // Signature checks of unseen tokens, and refusals, are what an attacker
+    // can make us spend: both are bounded.
+    let mut verify_budget = RateLimiter::new(500.0, 100);
+    let mut refusal_budget = RateLimiter::new(20.0, 20);
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        let Ok(req) = ProbeRequest::decode(&buf[..n]) else {
+            continue;
+        };
+        let now = Instant::now();
+        let status = match &tokens {
+            None => ProbeStatus::Ok,
+            Some(v) => {
+                let key = std::hash::BuildHasher::hash_one(&hasher, req.token);
+                let unix = crate::token::unix_now();
+                match verified.get(&key) {
+                    Some(&exp) if exp > unix => ProbeStatus::Ok,
+                    _ if !verify_budget.allow(now) => continue,
+                    _ => match v.session(req.token) {
+                        Ok(c) => {
+                            if verified.len() >= TOKEN_CACHE {
+                                verified.retain(|_, exp| *exp > unix);
+                                if verified.len() >= TOKEN_CACHE {
+                                    verified.clear();
+                                }
+                            }
+                            verified.insert(key, c.exp);
+                            ProbeStatus::Ok
+                        }
+                        Err(_) => ProbeStatus::Unauthorized,
+                    },
+                }
+            }
+        };
+        if status == ProbeStatus::Unauthorized && !refusal_budget.allow(now) {
+            continue;
+        }
+        let load = (load_of(&stats, capacity) * 1000.0) as u16;
+        let reply = ProbeReply::to(&req, status, load).encode();
+        debug_assert!(reply.len() <= n);
+        if sock.send_to(&reply, from).await.is_ok() && status == ProbeStatus::Ok {
+            stats.probes_answered.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -159,6 +424,8 @@ enum SessionEnd {
     HostGoodbye(GoodbyeReason),
     #[error("client said goodbye")]
     ClientGoodbye,
+    #[error("session token refused: {0}")]
+    Unauthorized(TokenError),
 }
 
 async fn read_message(
@@ -181,7 +448,7 @@ async fn read_message(
 
 async fn serve(
     conn: quinn::Connection,
-    host: SocketAddr,
+    route: &Route,
     stats: Arc<GatewayStats>,
 ) -> Result<(), SessionEnd> {
     let (mut ctl_send, mut ctl_recv) = conn.accept_bi().await?;
@@ -201,9 +468,35 @@ async fn serve(
         .await?
         .ok_or_else(|| SessionEnd::Protocol("control stream closed before hello".into()))?;
     let hello_msg = Message::decode(&hello).map_err(|e| SessionEnd::Protocol(e.to_string()))?;
-    if !matches!(hello_msg, Message::Hello { .. }) {
+    let Message::Hello {
+        width,
+        height,
+        fps,
+        token,
+    } = hello_msg
+    else {
         return Err(SessionEnd::Protocol("expected hello".into()));
-    }
+    };
+    let host = match route.host_for(token) {
+        Ok(h) => h,
+        Err(e) => {
+            stats.refused_tokens.fetch_add(1, Ordering::Relaxed);
+            let reason = format!("session refused: {e}");
+            tracing::info!(%reason);
+            conn.close(
+                quinn::VarInt::from_u32(GoodbyeReason::Unauthorized as u32),
+                reason.as_bytes(),
+            );
+            return Err(SessionEnd::Unauthorized(e));
+        }
+    };
+    // The host needs no token: the gateway vouches for the session.
+    let hello_msg = Message::Hello {
+        width,
+        height,
+        fps,
+        token: &[],
+    };
 
     let bind: SocketAddr = if host.is_ipv4() {
         ([0, 0, 0, 0], 0).into()

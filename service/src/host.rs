@@ -282,7 +282,10 @@ impl Receiver {
             }
         };
         let id = env.session;
-        if let Message::Hello { width, height, fps } = env.message {
+        if let Message::Hello {
+            width, height, fps, ..
+        } = env.message
+        {
             self.open_session(id, from, width, height, fps, out);
             return;
         }

@@ -1,19 +1,25 @@
-//! `nephele-server`: run the host, a gateway, or both.
+//! `nephele-server`: run the directory, a gateway, a desktop host, or all of
+//! them on loopback.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use nephele_service::dirclient::DirectoryClient;
+use nephele_service::directory::api::GatewayInfo;
+use nephele_service::directory::{Directory, DirectoryConfig};
+use nephele_service::embedded::{Embedded, EmbeddedOptions, PopSpec};
 use nephele_service::gateway::{Gateway, GatewayConfig};
 use nephele_service::host::{Host, HostConfig};
 use nephele_service::tls;
+use nephele_service::token::Verifier;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "nephele-server",
     version,
-    about = "The Nephele reference service: desktop host and gateway"
+    about = "The Nephele reference service: directory, gateway and desktop host"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,43 +40,108 @@ struct HostArgs {
 }
 
 #[derive(Debug, clap::Args)]
-struct GatewayArgs {
-    /// UDP address for QUIC from clients.
-    #[arg(long, default_value = "127.0.0.1:7443")]
-    listen: SocketAddr,
-    /// The desktop host's UDP address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7400")]
-    host: SocketAddr,
-    /// Certificate chain (PEM) presented to clients.
+struct CertArgs {
+    /// Certificate chain (PEM) to present.
     #[arg(long, requires = "key", value_name = "PEM")]
     cert: Option<PathBuf>,
     /// Private key (PEM) of the certificate.
     #[arg(long, requires = "cert", value_name = "PEM")]
     key: Option<PathBuf>,
+    /// Names a generated certificate is valid for.
+    #[arg(long = "name", value_name = "NAME", default_values = ["localhost", "127.0.0.1", "::1"])]
+    names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct GatewayArgs {
+    /// UDP address for QUIC from clients.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    listen: SocketAddr,
+    /// UDP address answering latency probes.
+    #[arg(long, default_value = "127.0.0.1:7444")]
+    probe_listen: SocketAddr,
+    /// Desktop host for direct sessions (without --directory).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7400")]
+    host: SocketAddr,
+    /// Register with this directory and accept only sessions it signed.
+    #[arg(long, value_name = "URL", requires = "service_key_file")]
+    directory: Option<String>,
+    /// CA certificate (PEM) of the directory's HTTPS certificate.
+    #[arg(long = "directory-ca", value_name = "PEM")]
+    directory_ca: Option<PathBuf>,
+    /// File holding the directory's service key (`STATE_DIR/service.key`).
+    #[arg(long, value_name = "PATH")]
+    service_key_file: Option<PathBuf>,
+    /// Gateway id in the directory.
+    #[arg(long, default_value = "gw-1")]
+    id: String,
+    /// Point of presence this gateway serves.
+    #[arg(long, default_value = "pop-1")]
+    pop: String,
+    /// Region label shown to people.
+    #[arg(long, default_value = "local")]
+    region: String,
+    /// QUIC address clients should use (default: --listen).
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
+    /// Probe address clients should use (default: --probe-listen).
+    #[arg(long, value_name = "ADDR")]
+    advertise_probe: Option<SocketAddr>,
+    /// Sessions at which the gateway reports full load.
+    #[arg(long, default_value_t = 64)]
+    capacity: u32,
     /// Without --cert: generate a CA and certificate, writing the CA for clients here.
     #[arg(long, value_name = "PATH", default_value = "nephele-ca.pem")]
     ca_out: PathBuf,
-    /// Names the generated certificate is valid for.
-    #[arg(long = "name", value_name = "NAME", default_values = ["localhost", "127.0.0.1", "::1"])]
-    names: Vec<String>,
+    #[command(flatten)]
+    cert: CertArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct DirectoryArgs {
+    /// TCP address for HTTPS.
+    #[arg(long, default_value = "127.0.0.1:7480")]
+    listen: SocketAddr,
+    /// Where the database, the generated CA (`ca.pem`) and the gateways'
+    /// service key (`service.key`) are kept.
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Desktop host UDP address sessions are assigned to (repeat for several).
+    #[arg(long = "host", value_name = "ADDR", default_values = ["127.0.0.1:7400"])]
+    hosts: Vec<SocketAddr>,
+    /// Create or update a user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`).
+    #[arg(long, value_name = "NAME:PASSWORD")]
+    demo_user: Vec<String>,
+    #[command(flatten)]
+    cert: CertArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Role {
     /// Run a desktop host (the built-in demo desktop).
     Host(HostArgs),
-    /// Run a gateway relaying QUIC clients to a host.
-    Gateway(GatewayArgs),
-    /// Run a host and a gateway in one process.
+    /// Run a gateway relaying QUIC clients to hosts.
+    Gateway(Box<GatewayArgs>),
+    /// Run the directory: sign-in, catalog, gateway registry, sessions.
+    Directory(DirectoryArgs),
+    /// Run a directory, one gateway per --pop (behind that much added delay)
+    /// and a host on loopback; prints the directory URL on stdout.
     All {
         #[command(flatten)]
         host: HostArgs,
-        /// UDP address for QUIC from clients.
-        #[arg(long, default_value = "127.0.0.1:7443")]
-        gateway_listen: SocketAddr,
-        /// Write the generated CA certificate here for clients (`--ca`).
-        #[arg(long, value_name = "PATH", default_value = "nephele-ca.pem")]
-        ca_out: PathBuf,
+        /// The directory's HTTPS address.
+        #[arg(long, default_value = "127.0.0.1:7480")]
+        directory_listen: SocketAddr,
+        /// Where the directory keeps its state; the CA clients must trust is
+        /// written to `DIR/ca.pem`.
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+        /// A user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`).
+        #[arg(long, value_name = "NAME:PASSWORD")]
+        demo_user: Vec<String>,
+        /// A point of presence with this round trip added (`NAME:RTT_MS`; repeat).
+        #[arg(long = "pop", value_name = "NAME:RTT_MS", default_values = ["pop-local:0"])]
+        pops: Vec<PopSpec>,
     },
 }
 
@@ -93,87 +164,198 @@ fn run() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.role {
+    match Cli::parse().role {
         Role::Host(h) => {
-            let _host = start_host(&h)?;
-            wait_for_ctrl_c()
+            let _host = Host::start(host_config(&h)).context("starting the host")?;
+            runtime(1)?.block_on(ctrl_c())
         }
-        Role::Gateway(g) => {
-            let identity = match (&g.cert, &g.key) {
-                (Some(c), Some(k)) => tls::load(c, k)?,
-                _ => generate_identity(&g.names, &g.ca_out)?,
-            };
-            run_gateway(GatewayConfig {
-                listen: g.listen,
-                host: g.host,
-                identity,
-            })
-        }
+        Role::Gateway(g) => gateway(*g),
+        Role::Directory(d) => directory(d),
         Role::All {
             host,
-            gateway_listen,
-            ca_out,
+            directory_listen,
+            state_dir,
+            demo_user,
+            pops,
         } => {
-            let h = start_host(&host)?;
-            let identity = generate_identity(
-                &["localhost".into(), "127.0.0.1".into(), "::1".into()],
-                &ca_out,
-            )?;
-            let res = run_gateway(GatewayConfig {
-                listen: gateway_listen,
-                host: h.local_addr(),
-                identity,
-            });
-            h.shutdown();
+            let rt = runtime(2)?;
+            let svc = rt.block_on(Embedded::start(EmbeddedOptions {
+                state_dir,
+                directory_listen,
+                demo_users: parse_users(&demo_user)?,
+                pops,
+                host: host_config(&host),
+            }))?;
+            eprintln!(
+                "CA certificate for clients written to {}",
+                svc.ca_path().display()
+            );
+            for p in &svc.pops {
+                eprintln!(
+                    "gateway {} at {} (probe {}) for {}",
+                    p.info.id, p.info.address, p.info.probe_address, p.info.pop
+                );
+            }
+            // The one line on stdout: what scripts pass to `--directory`.
+            println!("{}", svc.url());
+            let res = rt.block_on(ctrl_c());
+            svc.shutdown();
             res
         }
     }
 }
 
-fn start_host(h: &HostArgs) -> Result<Host> {
-    Host::start(HostConfig {
+fn host_config(h: &HostArgs) -> HostConfig {
+    HostConfig {
         listen: h.listen,
         record_input: h.record_input.clone(),
         bitrate: h.bitrate,
-    })
-    .context("starting the host")
+    }
 }
 
-fn generate_identity(names: &[String], ca_out: &std::path::Path) -> Result<tls::GatewayIdentity> {
-    let id = tls::generate(names).context("generating the gateway certificate")?;
+fn parse_users(list: &[String]) -> Result<Vec<(String, String)>> {
+    list.iter()
+        .map(|u| {
+            let (name, pw) = u
+                .split_once(':')
+                .with_context(|| format!("--demo-user `{u}` should be NAME:PASSWORD"))?;
+            if name.is_empty() || pw.is_empty() {
+                bail!("--demo-user `{u}` needs both a name and a password");
+            }
+            Ok((name.to_string(), pw.to_string()))
+        })
+        .collect()
+}
+
+fn identity(c: &CertArgs, ca_out: &Path) -> Result<tls::GatewayIdentity> {
+    if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
+        return Ok(tls::load(cert, key)?);
+    }
+    let id = tls::generate(&c.names).context("generating a certificate")?;
     if let Some(ca) = &id.ca {
         tls::write_cert_pem(ca_out, ca)?;
         eprintln!(
-            "CA certificate for clients written to {} (pass it to `nephele connect --ca`)",
+            "CA certificate for clients written to {} (pass it to `nephele … --ca`)",
             ca_out.display()
         );
     }
     Ok(id)
 }
 
-fn run_gateway(cfg: GatewayConfig) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("nephele-gateway")
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("nephele-server")
         .enable_all()
         .build()
-        .context("starting the async runtime")?;
+        .context("starting the async runtime")
+}
+
+async fn ctrl_c() -> Result<()> {
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+}
+
+fn directory(d: DirectoryArgs) -> Result<()> {
+    std::fs::create_dir_all(&d.state_dir)
+        .with_context(|| format!("creating the state directory {}", d.state_dir.display()))?;
+    let identity = identity(&d.cert, &d.state_dir.join("ca.pem"))?;
+    let users = parse_users(&d.demo_user)?;
+    let rt = runtime(2)?;
     rt.block_on(async {
-        let gw = Gateway::start(cfg).context("starting the gateway")?;
-        eprintln!("gateway listening on {}", gw.local_addr());
-        tokio::signal::ctrl_c()
+        let mut cfg = DirectoryConfig::new(d.listen, d.state_dir.clone(), identity);
+        cfg.hosts = d.hosts;
+        let dir = Directory::start(cfg)
             .await
-            .context("waiting for Ctrl-C")?;
-        gw.close();
-        Ok(())
+            .context("starting the directory")?;
+        for (u, p) in &users {
+            dir.add_demo_user(u, p)
+                .with_context(|| format!("adding user {u}"))?;
+        }
+        let key_file = d.state_dir.join("service.key");
+        write_secret(&key_file, dir.service_key())?;
+        eprintln!(
+            "gateways register with the service key in {}",
+            key_file.display()
+        );
+        println!("{}", dir.url());
+        ctrl_c().await
     })
 }
 
-fn wait_for_ctrl_c() -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(tokio::signal::ctrl_c())
-        .context("waiting for Ctrl-C")
+/// Writes a secret readable by the owner only (where the platform has modes).
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut f, secret.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn gateway(g: GatewayArgs) -> Result<()> {
+    let identity = identity(&g.cert, &g.ca_out)?;
+    let registration = match &g.directory {
+        Some(url) => {
+            let roots = match &g.directory_ca {
+                Some(p) => tls::read_cert_pem(p)
+                    .with_context(|| format!("loading the directory CA {}", p.display()))?,
+                None => Vec::new(),
+            };
+            let client = DirectoryClient::new(url, &roots)?;
+            let key_path = g
+                .service_key_file
+                .as_deref()
+                .context("--service-key-file")?;
+            let key = std::fs::read_to_string(key_path)
+                .with_context(|| format!("reading the service key {}", key_path.display()))?;
+            let pk = client
+                .public_key()
+                .context("fetching the directory's token key")?;
+            let verifier = Verifier::from_public_b64(&pk.public_key)?;
+            Some((client, key.trim().to_string(), verifier))
+        }
+        None => None,
+    };
+    let rt = runtime(2)?;
+    let (gw, res) = rt.block_on(async {
+        let mut cfg = GatewayConfig::direct(g.listen, g.host, identity);
+        cfg.probe_listen = Some(g.probe_listen);
+        cfg.capacity = g.capacity;
+        let gw = if let Some((client, key, verifier)) = registration {
+            cfg.host = None;
+            cfg.tokens = Some(verifier);
+            let mut gw = Gateway::start(cfg).context("starting the gateway")?;
+            let info = GatewayInfo {
+                id: g.id.clone(),
+                pop: g.pop.clone(),
+                region: g.region.clone(),
+                address: g.advertise.unwrap_or(gw.local_addr()).to_string(),
+                probe_address: g
+                    .advertise_probe
+                    .or(gw.probe_addr())
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                server_name: g
+                    .cert
+                    .names
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "localhost".into()),
+                load: 0.0,
+            };
+            gw.register(client, key, info);
+            gw
+        } else {
+            Gateway::start(cfg).context("starting the gateway")?
+        };
+        eprintln!("gateway listening on {}", gw.local_addr());
+        Ok::<_, anyhow::Error>((gw, ctrl_c().await))
+    })?;
+    // Leaving the directory blocks on one request: do it off the runtime.
+    let mut gw = gw;
+    gw.close();
+    res
 }

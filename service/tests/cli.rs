@@ -8,7 +8,7 @@ fn server() -> Command {
 
 #[test]
 fn every_role_documents_itself() {
-    for role in ["host", "gateway", "all"] {
+    for role in ["host", "gateway", "directory", "all"] {
         let out = server().args([role, "--help"]).output().unwrap();
         assert!(out.status.success());
         let help = String::from_utf8_lossy(&out.stdout);

@@ -21,10 +21,12 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
         width: w,
         height: h,
         fps,
+        token: svc.token(),
         route: Route {
             gateway_id: "test".into(),
             pop: "loopback".into(),
         },
+        fallbacks: Vec::new(),
     }
 }
 
@@ -268,12 +270,14 @@ async fn misbehave(svc: &DemoService, lane_bytes: &[u8]) -> quinn::ConnectionErr
         .await
         .unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let token = svc.token();
     let mut out = vec![Lane::Control as u8];
     write_frame(&mut out, |o| {
         Message::Hello {
             width: 320,
             height: 240,
             fps: 10,
+            token: &token,
         }
         .encode(o)
     });

@@ -490,7 +490,87 @@ fn bench() -> Result<()> {
     println!(
         "{{\"bench\":\"stream_1080p60_loopback\",\"targets\":{{\"client_latency_ms_p50\":4,\"client_latency_ms_p99\":8}},\"stats\":{compact}}}"
     );
-    Ok(())
+    pop_choice(&nephele, &dir)
+}
+
+/// Choosing among 20 PoPs on loopback, the nearest (pop-13, 20 ms) 15 %
+/// nearer than the next (23 ms). The anchor is the floor no prober with the
+/// same plan can beat: its last round leaves at 80 ms and the nearest PoP's
+/// reply needs one round trip (its measured minimum) after that.
+fn pop_choice(nephele: &Path, dir: &Path) -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "nephele-service",
+        "--bin",
+        "nephele-server",
+    ]))?;
+    let state = dir.join("pop-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let mut server = Command::new(nephele.with_file_name("nephele-server"));
+    server
+        .args([
+            "all",
+            "--listen",
+            "127.0.0.1:0",
+            "--directory-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--demo-user", "bench:bench", "--state-dir"])
+        .arg(&state);
+    for i in 0..20u32 {
+        let ms = if i == 13 { 20 } else { 23 + (i * 37 % 20) * 3 };
+        server.arg("--pop").arg(format!("pop-{i:02}:{ms}"));
+    }
+    let mut child = server
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nephele-server all")?;
+    let result = (|| -> Result<()> {
+        let mut url = String::new();
+        let stdout = child.stdout.as_mut().context("server stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut url)?;
+        let url = url.trim();
+        for run in 0..5 {
+            let out = Command::new(nephele)
+                .args([
+                    "probe",
+                    "--directory",
+                    url,
+                    "--user",
+                    "bench",
+                    "--json",
+                    "--ca",
+                ])
+                .arg(state.join("ca.pem"))
+                .env("NEPHELE_PASSWORD", "bench")
+                .stdin(Stdio::null())
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "nephele probe failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            let chosen = v["chosen"].as_str().unwrap_or_default();
+            let decision = v["decision_ms"].as_f64().unwrap_or(f64::NAN);
+            // Candidates come best first.
+            let nearest_min = v["pops"][0]["rtt_min_ms"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "{{\"bench\":\"pop_choice_20\",\"run\":{run},\"chosen\":\"{chosen}\",\"right\":{},\"decision_ms\":{decision:.1},\"anchor_floor_ms\":{:.1},\"target_ms\":500}}",
+                chosen == "pop-13",
+                80.0 + nearest_min
+            );
+        }
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
 }
 
 /// Runs a command to completion; returns its CPU seconds, wall seconds and stdout.

@@ -1,0 +1,379 @@
+//! The directory, the gateway registry, tokens and the PoP choice, end to
+//! end on loopback: real HTTPS, real UDP probes through delay relays, real
+//! QUIC to the gateways.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nephele_client::demo::{DemoOptions, DemoService};
+use nephele_client::discovery::{choose, open_session};
+use nephele_client::headless::HeadlessSink;
+use nephele_client::session::{ConnectConfig, Session, SessionError};
+use nephele_client::stats::{Route, Stats};
+use nephele_service::dirclient::{DirClientError, DirectoryClient};
+use nephele_service::directory::api::GatewayInfo;
+use nephele_service::token::{AUD_DIRECTORY, AUD_GATEWAY, ISSUER, SessionClaims, Signer, unix_now};
+
+fn client(svc: &DemoService) -> DirectoryClient {
+    DirectoryClient::new(&svc.directory_url(), &[svc.ca()]).unwrap()
+}
+
+fn listed(svc: &DemoService) -> Vec<String> {
+    let dir = client(svc);
+    let (user, pw) = svc.credentials();
+    let opened = open_session(&dir, user, pw, None).unwrap();
+    let mut ids: Vec<String> = opened.grant.gateways.iter().map(|g| g.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn sign_in_catalog_session_and_the_nearest_pop() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let dir = client(&svc);
+    let (user, pw) = svc.credentials();
+    match dir.sign_in(user, "not the password") {
+        Err(DirClientError::Refused {
+            status: 401,
+            message,
+        }) => {
+            assert_eq!(message, "wrong user name or password")
+        }
+        other => panic!("wrong password accepted or misreported: {other:?}"),
+    }
+    assert!(matches!(
+        dir.sign_in("nobody", pw),
+        Err(DirClientError::Refused { status: 401, .. })
+    ));
+    let signed = dir.sign_in(user, pw).unwrap();
+    assert_eq!(dir.catalog(&signed.token).unwrap().desktops[0].id, "demo");
+    assert!(matches!(
+        dir.create_session(&signed.token, "someone-elses"),
+        Err(DirClientError::Refused { status: 403, .. })
+    ));
+    // A session token is not a user token.
+    let opened = open_session(&dir, user, pw, None).unwrap();
+    assert!(matches!(
+        dir.catalog(&opened.grant.token),
+        Err(DirClientError::Refused { status: 401, .. })
+    ));
+    assert_eq!(opened.grant.gateways.len(), 3);
+    let claims = svc
+        .service()
+        .directory
+        .verifier()
+        .session(opened.grant.token.as_bytes())
+        .unwrap();
+    assert_eq!(claims.sub, "demo");
+    assert_eq!(claims.host, svc.host().unwrap().local_addr().to_string());
+    let choice = choose(&opened.grant, opened.listed_at, |_, _| {}).unwrap();
+    assert_eq!(
+        choice.best().unwrap().pop,
+        "pop-near",
+        "{:?}",
+        choice.ranked
+    );
+    assert!(
+        choice.decision < Duration::from_millis(500),
+        "{:?}",
+        choice.decision
+    );
+    assert_eq!(choice.usable().count(), 3);
+    // Guessing is slowed down: after five more failures even the right
+    // password waits.
+    for _ in 0..5 {
+        let _ = dir.sign_in(user, "guess");
+    }
+    match dir.sign_in(user, pw) {
+        Err(DirClientError::Refused {
+            status: 429,
+            message,
+        }) => assert!(message.contains("try again in"), "{message}"),
+        other => panic!("no throttling after repeated failures: {other:?}"),
+    }
+}
+
+#[test]
+fn a_silent_gateway_is_skipped_at_the_timeout() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    // A registered gateway whose probe port swallows everything.
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent = GatewayInfo {
+        id: "gw-silent".into(),
+        pop: "pop-silent".into(),
+        region: "nowhere".into(),
+        address: sink.local_addr().unwrap().to_string(),
+        probe_address: sink.local_addr().unwrap().to_string(),
+        server_name: "127.0.0.1".into(),
+        load: 0.0,
+    };
+    let key = svc.service().directory.service_key().to_string();
+    client(&svc).register(&key, &silent).unwrap();
+    let (user, pw) = svc.credentials();
+    let opened = open_session(&client(&svc), user, pw, None).unwrap();
+    assert_eq!(opened.grant.gateways.len(), 4);
+    let choice = choose(&opened.grant, opened.listed_at, |_, _| {}).unwrap();
+    assert_eq!(choice.best().unwrap().pop, "pop-near");
+    let last = choice.ranked.last().unwrap();
+    assert_eq!((last.pop.as_str(), last.state), ("pop-silent", "silent"));
+    assert!(last.score.is_none());
+    assert!(
+        choice.decision <= Duration::from_millis(500),
+        "{:?}",
+        choice.decision
+    );
+}
+
+#[test]
+fn gateways_leave_and_join_the_lists() {
+    let mut svc = DemoService::start(DemoOptions::default()).unwrap();
+    let all = ["gw-pop-far", "gw-pop-mid", "gw-pop-near"];
+    assert_eq!(listed(&svc), all);
+    // A gateway that shuts down leaves at once.
+    svc.service_mut().pops[2].gateway.close();
+    assert_eq!(listed(&svc), ["gw-pop-mid", "gw-pop-near"]);
+    // One that stops heartbeating (its node failed) leaves after three
+    // missed heartbeats.
+    let key = svc.service().directory.service_key().to_string();
+    let ghost = GatewayInfo {
+        id: "gw-ghost".into(),
+        pop: "pop-ghost".into(),
+        region: "r".into(),
+        address: "127.0.0.1:9".into(),
+        probe_address: "127.0.0.1:9".into(),
+        server_name: "127.0.0.1".into(),
+        load: 0.5,
+    };
+    client(&svc).register(&key, &ghost).unwrap();
+    assert!(listed(&svc).contains(&"gw-ghost".to_string()));
+    let t = Instant::now();
+    assert!(wait_for(Duration::from_secs(10), || !listed(&svc)
+        .contains(&"gw-ghost".to_string())));
+    let gone_after = t.elapsed();
+    assert!(gone_after >= Duration::from_secs(2), "{gone_after:?}");
+    // Heartbeats bring it back, with its load.
+    assert!(client(&svc).heartbeat(&key, "gw-ghost", 0.25).unwrap());
+    assert!(listed(&svc).contains(&"gw-ghost".to_string()));
+    // Unknown gateways are told to register; a wrong key is refused.
+    assert!(!client(&svc).heartbeat(&key, "gw-unknown", 0.0).unwrap());
+    assert!(matches!(
+        client(&svc).register("wrong", &ghost),
+        Err(DirClientError::Refused { status: 401, .. })
+    ));
+}
+
+fn connect_with(svc: &DemoService, token: Vec<u8>) -> Result<Session, SessionError> {
+    let stats = Arc::new(Stats::default());
+    Session::connect(
+        ConnectConfig {
+            gateway: svc.gateway_addr(),
+            server_name: "127.0.0.1".into(),
+            roots: vec![svc.ca()],
+            width: 320,
+            height: 240,
+            fps: 30,
+            token,
+            route: Route::default(),
+            fallbacks: Vec::new(),
+        },
+        stats.clone(),
+        Box::new(HeadlessSink::new(stats)),
+        Box::new(|_| {}),
+    )
+}
+
+fn claims(aud: &str, exp: u64, host: SocketAddr) -> SessionClaims {
+    SessionClaims {
+        sid: "t".into(),
+        sub: "mallory".into(),
+        tenant: "default".into(),
+        desktop: "demo".into(),
+        host: host.to_string(),
+        aud: aud.into(),
+        iss: ISSUER.into(),
+        iat: unix_now(),
+        exp,
+    }
+}
+
+#[test]
+fn gateways_refuse_forged_expired_and_misdirected_tokens() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let host = svc.host().unwrap().local_addr();
+    let dir = &svc.service().directory;
+    let (_, stranger) = Signer::generate().unwrap();
+    let cases = [
+        (Vec::new(), "no session token"),
+        (
+            stranger
+                .sign(&claims(AUD_GATEWAY, unix_now() + 600, host))
+                .unwrap()
+                .into_bytes(),
+            "signature",
+        ),
+        (
+            dir.sign(&claims(AUD_GATEWAY, unix_now() - 3600, host))
+                .unwrap()
+                .into_bytes(),
+            "expired",
+        ),
+        (
+            dir.sign(&claims(AUD_DIRECTORY, unix_now() + 600, host))
+                .unwrap()
+                .into_bytes(),
+            "audience",
+        ),
+        (b"garbage".to_vec(), "malformed"),
+    ];
+    for (token, reason) in cases {
+        match connect_with(&svc, token) {
+            Err(SessionError::Refused(r)) => assert!(r.contains(reason), "{r:?} lacks {reason:?}"),
+            Err(e) => panic!("expected a refusal naming {reason:?}, got {e}"),
+            Ok(_) => panic!("a bad token ({reason}) was accepted"),
+        }
+    }
+    let refused = svc.service().pops[0]
+        .gateway
+        .stats()
+        .refused_tokens
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(refused, 5);
+    // The directory's own token works.
+    let ok = connect_with(&svc, svc.token()).unwrap();
+    ok.close().unwrap();
+}
+
+#[test]
+fn probes_without_a_valid_token_are_refused_and_never_amplified() {
+    use nephele_protocol::probe::{ProbeReply, ProbeRequest, ProbeStatus};
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let probe_addr = svc.service().pops[0].gateway.probe_addr().unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let token = svc.token();
+    for (tok, want) in [
+        (&token[..], ProbeStatus::Ok),
+        (&b"forged"[..], ProbeStatus::Unauthorized),
+    ] {
+        let mut req = Vec::new();
+        ProbeRequest {
+            seq: 1,
+            stamp_us: 42,
+            token: tok,
+        }
+        .encode(&mut req);
+        sock.send_to(&req, probe_addr).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        assert!(n <= req.len());
+        let reply = ProbeReply::decode(&buf[..n]).unwrap();
+        assert_eq!((reply.status, reply.stamp_us), (want, 42));
+    }
+    // A flood of forged probes gets only a bounded number of answers.
+    let mut req = Vec::new();
+    ProbeRequest {
+        seq: 1,
+        stamp_us: 1,
+        token: b"forged",
+    }
+    .encode(&mut req);
+    for _ in 0..500 {
+        sock.send_to(&req, probe_addr).unwrap();
+    }
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut answers = 0;
+    let mut buf = [0u8; 64];
+    while sock.recv_from(&mut buf).is_ok() {
+        answers += 1;
+    }
+    assert!(answers <= 40, "{answers} answers to 500 forged probes");
+    // Short or foreign datagrams get nothing.
+    sock.send_to(b"NPRQ", probe_addr).unwrap();
+    assert!(sock.recv_from(&mut buf).is_err());
+}
+
+#[test]
+fn a_chosen_gateway_that_does_not_answer_fails_over_to_the_next_pop() {
+    use nephele_client::discovery::{Picture, connect_config};
+    use nephele_protocol::probe::{ProbeReply, ProbeRequest, ProbeStatus};
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    // A gateway whose probe port answers at once (so it ranks first) but
+    // whose QUIC port is dead: a half-failed node.
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_quic = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let info = GatewayInfo {
+        id: "gw-half-dead".into(),
+        pop: "pop-half-dead".into(),
+        region: "here".into(),
+        address: dead_quic.local_addr().unwrap().to_string(),
+        probe_address: probe.local_addr().unwrap().to_string(),
+        server_name: "127.0.0.1".into(),
+        load: 0.0,
+    };
+    probe
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let responder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((n, from)) = probe.recv_from(&mut buf)
+                    && let Ok(req) = ProbeRequest::decode(&buf[..n])
+                {
+                    let reply = ProbeReply::to(&req, ProbeStatus::Ok, 0).encode();
+                    let _ = probe.send_to(&reply, from);
+                }
+            }
+        })
+    };
+    let key = svc.service().directory.service_key().to_string();
+    client(&svc).register(&key, &info).unwrap();
+    let (user, pw) = svc.credentials();
+    let opened = open_session(&client(&svc), user, pw, None).unwrap();
+    let choice = choose(&opened.grant, opened.listed_at, |_, _| {}).unwrap();
+    assert_eq!(choice.best().unwrap().pop, "pop-half-dead");
+    let cfg = connect_config(
+        &choice,
+        &opened.grant,
+        vec![svc.ca()],
+        Picture {
+            width: 320,
+            height: 240,
+            fps: 30,
+        },
+    )
+    .unwrap();
+    assert_eq!(cfg.fallbacks.len(), 3);
+    assert_eq!(cfg.fallbacks[0].route.pop, "pop-near");
+    let stats = Arc::new(Stats::default());
+    let session = Session::connect(
+        cfg,
+        stats.clone(),
+        Box::new(HeadlessSink::new(stats.clone())),
+        Box::new(|_| {}),
+    )
+    .expect("the next PoP took the session");
+    assert!(wait_for(Duration::from_secs(5), || stats
+        .frames_presented
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 5));
+    assert_eq!(stats.route.lock().unwrap().pop, "pop-near");
+    session.close().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    responder.join().unwrap();
+}
