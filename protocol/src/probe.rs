@@ -240,8 +240,11 @@ pub struct ProbePlan {
     /// Whether the first probe's time is left out (it pays for cold caches,
     /// ARP and NAT set-up on the way, not for the path).
     pub discard_first: bool,
-    /// Longest the whole measurement may take; silent candidates are skipped then.
+    /// When the measurement normally ends; candidates still silent then are skipped.
     pub timeout: Duration,
+    /// On a path slower than `timeout` (satellite, a congested tether) no
+    /// one has answered by then: wait for the first answers up to this long.
+    pub give_up: Duration,
 }
 
 impl Default for ProbePlan {
@@ -251,6 +254,7 @@ impl Default for ProbePlan {
             interval: Duration::from_millis(20),
             discard_first: true,
             timeout: Duration::from_millis(400),
+            give_up: Duration::from_secs(3),
         }
     }
 }
@@ -311,6 +315,7 @@ pub struct Prober {
     round: u8,
     cursor: usize,
     next_round_at: Instant,
+    first_reply_at: Option<Instant>,
 }
 
 impl Prober {
@@ -328,6 +333,7 @@ impl Prober {
             round: 0,
             cursor: 0,
             next_round_at: now,
+            first_reply_at: None,
         }
     }
 
@@ -378,6 +384,7 @@ impl Prober {
         if reply.stamp_us != self.stamp(sent) {
             return;
         }
+        self.first_reply_at.get_or_insert(now);
         let t = &mut self.targets[idx];
         if t.rtt[seq].is_none() {
             t.rtt[seq] = Some(now.saturating_duration_since(sent));
@@ -397,9 +404,15 @@ impl Prober {
     /// When the measurement ends even if replies are still missing: at the
     /// timeout, or earlier once every remaining reply would come too late to
     /// beat the best complete candidate (three times its median after the
-    /// last round, at least 30 ms).
+    /// last round, at least 30 ms). When nothing has answered by the timeout,
+    /// a quarter of the timeout after the first reply, or at `give_up`.
     pub fn deadline(&self) -> Instant {
-        let hard = self.start + self.plan.timeout;
+        let normal = self.start + self.plan.timeout;
+        let hard = match self.first_reply_at {
+            Some(first) if first > normal => first + self.plan.timeout / 4,
+            Some(_) => normal,
+            None => self.start + self.plan.give_up.max(self.plan.timeout),
+        };
         if self.round < self.plan.probes {
             return hard;
         }
@@ -416,7 +429,9 @@ impl Prober {
         }
     }
 
-    /// Whether the measurement is over: every reply is in, or the deadline passed.
+    /// Whether the measurement is over: every reply is in, or the deadline
+    /// passed (nothing pending at the normal timeout ends it too: later
+    /// replies could only come from slower paths).
     pub fn is_done(&self, now: Instant) -> bool {
         (self.round >= self.plan.probes && self.targets.iter().all(|t| self.complete(t)))
             || now >= self.deadline()

@@ -146,3 +146,28 @@ fn load_breaks_near_ties() {
     assert!((results[0].load - 0.9).abs() < 1e-9);
     assert_eq!(order[0], 1);
 }
+
+#[test]
+fn on_a_satellite_path_the_first_answers_are_awaited() {
+    // Every PoP is beyond the normal 400 ms timeout: choose among those that
+    // answer, instead of declaring them all silent.
+    let mut pops = vec![
+        pop(620.0, 0.0, 0.0, 1),
+        pop(600.0, 0.0, 0.0, 2),
+        pop(900.0, 0.0, 0.0, 3),
+    ];
+    let (order, took, results) = decide(&mut pops);
+    assert_eq!(order[0], 1, "{results:?}");
+    assert_eq!(results[0].state, CandidateState::Usable);
+    assert_eq!(results[2].state, CandidateState::Silent);
+    assert!(took < Duration::from_millis(800), "{took:?}");
+}
+
+#[test]
+fn with_no_answer_at_all_probing_gives_up() {
+    let mut pops = vec![pop(10.0, 0.0, 0.0, 1)];
+    pops[0].silent = true;
+    let (_, took, results) = decide(&mut pops);
+    assert_eq!(results[0].state, CandidateState::Silent);
+    assert_eq!(took, ProbePlan::default().give_up);
+}
