@@ -76,10 +76,11 @@ struct StreamArgs {
 
 #[derive(Debug, Args)]
 struct LoginArgs {
-    /// CA certificate (PEM) of the directory and the gateways (default: the
-    /// public web PKI); `nephele-server all` writes it to STATE_DIR/ca.pem.
+    /// CA certificate (PEM) trusted for the directory and the gateways;
+    /// repeat for several (default: the public web PKI). `nephele-server all`
+    /// writes its CA to STATE_DIR/ca.pem.
     #[arg(long, value_name = "PATH")]
-    ca: Option<PathBuf>,
+    ca: Vec<PathBuf>,
     /// Who to sign in as: NAME or NAME@TENANT (default: $NEPHELE_USER, else
     /// your login name). The password comes from $NEPHELE_PASSWORD or a prompt.
     #[arg(long, value_name = "NAME")]
@@ -172,18 +173,20 @@ fn run() -> Result<()> {
     }
 }
 
-fn load_roots(ca: Option<&Path>) -> Result<Vec<CertificateDer<'static>>> {
-    ca.map(|p| {
-        nephele_service::tls::read_cert_pem(p)
-            .with_context(|| format!("loading the CA certificate {}", p.display()))
-    })
-    .transpose()
-    .map(Option::unwrap_or_default)
+fn load_roots(ca: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>> {
+    let mut roots = Vec::new();
+    for p in ca {
+        roots.extend(
+            nephele_service::tls::read_cert_pem(p)
+                .with_context(|| format!("loading the CA certificate {}", p.display()))?,
+        );
+    }
+    Ok(roots)
 }
 
 fn connect(a: ConnectArgs) -> Result<()> {
     let Some(gateway) = &a.gateway else {
-        let roots = load_roots(a.login.ca.as_deref())?;
+        let roots = load_roots(&a.login.ca)?;
         let url = a.directory.as_deref().context("--directory is required")?;
         let dir = DirectoryClient::new(url, &roots)?;
         let user = user_name(a.login.user.as_deref())?;
@@ -198,7 +201,7 @@ fn connect(a: ConnectArgs) -> Result<()> {
         );
     };
     let (addr, host_part) = resolve(gateway)?;
-    let roots = load_roots(a.login.ca.as_deref())?;
+    let roots = load_roots(&a.login.ca)?;
     let cfg = ConnectConfig {
         gateway: addr,
         server_name: a.server_name.unwrap_or(host_part),
@@ -315,7 +318,7 @@ fn via_directory(
 }
 
 fn probe(a: ProbeArgs) -> Result<()> {
-    let roots = load_roots(a.login.ca.as_deref())?;
+    let roots = load_roots(&a.login.ca)?;
     let dir = DirectoryClient::new(&a.directory, &roots)?;
     let user = user_name(a.login.user.as_deref())?;
     let password = password_for(&user)?;

@@ -98,9 +98,21 @@ pub enum SessionError {
         /// The gateway's address.
         addr: SocketAddr,
     },
-    /// The QUIC connection failed or was closed.
-    #[error("connection to the gateway {0}")]
-    Connection(#[from] quinn::ConnectionError),
+    /// The QUIC connection failed or was closed. (Not a `source`: the
+    /// message already carries quinn's words, once.)
+    #[error("connection to the gateway: {0}")]
+    Connection(quinn::ConnectionError),
+    /// The gateway's certificate is not signed by a trusted authority or not
+    /// for the expected name.
+    #[error(
+        "the gateway at {addr} presented a certificate this client does not trust ({detail}): is --ca the authority that signed it, and is the name right?"
+    )]
+    Certificate {
+        /// The gateway.
+        addr: SocketAddr,
+        /// What the TLS library said.
+        detail: String,
+    },
     /// Writing to a stream failed.
     #[error("sending to the gateway: {0}")]
     Write(#[from] quinn::WriteError),
@@ -122,6 +134,12 @@ pub enum SessionError {
     /// Too much input went unacknowledged.
     #[error(transparent)]
     Input(#[from] InputError),
+}
+
+impl From<quinn::ConnectionError> for SessionError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        Self::Connection(e)
+    }
 }
 
 /// Per-frame facts that travel with a picture to the sink.
@@ -507,9 +525,20 @@ impl Net {
                 addr: cfg.gateway,
                 source,
             })?;
-        let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
-            .await
-            .map_err(|_| SessionError::NoAnswer { addr: cfg.gateway })??;
+        let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
+            Err(_) => return Err(SessionError::NoAnswer { addr: cfg.gateway }),
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                return Err(match text.split_once("invalid peer certificate: ") {
+                    Some((_, detail)) => SessionError::Certificate {
+                        addr: cfg.gateway,
+                        detail: detail.to_string(),
+                    },
+                    None => e.into(),
+                });
+            }
+        };
         let (mut ctl_send, mut ctl_recv) = conn.open_bi().await?;
         let mut out = vec![Lane::Control as u8];
         write_frame(&mut out, |o| {

@@ -175,12 +175,20 @@ fn gateways_leave_and_join_the_lists() {
 }
 
 fn connect_with(svc: &DemoService, token: Vec<u8>) -> Result<Session, SessionError> {
+    connect_trusting(svc, token, svc.ca())
+}
+
+fn connect_trusting(
+    svc: &DemoService,
+    token: Vec<u8>,
+    ca: rustls::pki_types::CertificateDer<'static>,
+) -> Result<Session, SessionError> {
     let stats = Arc::new(Stats::default());
     Session::connect(
         ConnectConfig {
             gateway: svc.gateway_addr(),
             server_name: "127.0.0.1".into(),
-            roots: vec![svc.ca()],
+            roots: vec![ca],
             width: 320,
             height: 240,
             fps: 30,
@@ -253,6 +261,18 @@ fn gateways_refuse_forged_expired_and_misdirected_tokens() {
     // The directory's own token works.
     let ok = connect_with(&svc, svc.token()).unwrap();
     ok.close().unwrap();
+    // A gateway whose certificate another authority signed is not trusted.
+    let other_ca = nephele_service::tls::generate(&["127.0.0.1".into()])
+        .unwrap()
+        .ca
+        .unwrap();
+    match connect_trusting(&svc, svc.token(), other_ca) {
+        Err(e @ SessionError::Certificate { .. }) => {
+            assert!(e.to_string().contains("is --ca the authority"), "{e}")
+        }
+        Err(e) => panic!("expected a certificate error, got {e}"),
+        Ok(_) => panic!("an untrusted gateway was accepted"),
+    }
 }
 
 #[test]
