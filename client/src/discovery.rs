@@ -318,7 +318,6 @@ pub fn connect_config(
 #[derive(Debug)]
 pub struct Reprober {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Reprober {
@@ -332,7 +331,7 @@ impl Reprober {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("nephele-reprobe".into())
             .spawn(move || {
                 let w = RankWeights::default();
@@ -362,23 +361,19 @@ impl Reprober {
                             to = %grant.gateways[to].pop,
                             from_score = ?scores[from],
                             to_score = ?scores[to],
-                            "another PoP is now clearly better; it will carry the next connection"
+                            "another PoP is now clearly better than the one in use"
                         );
                     }
                 }
             })?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
+        Ok(Self { stop })
     }
 }
 
 impl Drop for Reprober {
+    /// Asks the thread to stop without waiting: a measurement in flight
+    /// (up to a few seconds when nothing answers) must not hold up leaving.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }

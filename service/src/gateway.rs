@@ -329,6 +329,7 @@ impl Registration {
                     tracing::debug!(error = %e, "leaving the directory");
                 }
             })
+            .map_err(|e| tracing::error!(error = %e, "cannot start the heartbeat thread"))
             .ok();
         Self { stop, thread }
     }

@@ -39,3 +39,15 @@ pub fn recorded_events(path: &Path) -> Vec<serde_json::Value> {
         .filter(|v| v.get("released_on_disconnect").is_none())
         .collect()
 }
+
+/// Polls `f` every 10 ms until it holds or `limit` passes; returns its last answer.
+pub fn wait_until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    f()
+}

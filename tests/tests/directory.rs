@@ -11,6 +11,7 @@ use nephele_client::discovery::{choose, open_session};
 use nephele_client::headless::HeadlessSink;
 use nephele_client::session::{ConnectConfig, Session, SessionError};
 use nephele_client::stats::{Route, Stats};
+use nephele_e2e::wait_until;
 use nephele_service::dirclient::{DirClientError, DirectoryClient};
 use nephele_service::directory::api::GatewayInfo;
 use nephele_service::token::{AUD_DIRECTORY, AUD_GATEWAY, ISSUER, SessionClaims, Signer, unix_now};
@@ -26,17 +27,6 @@ fn listed(svc: &DemoService) -> Vec<String> {
     let mut ids: Vec<String> = opened.grant.gateways.iter().map(|g| g.id.clone()).collect();
     ids.sort();
     ids
-}
-
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 #[test]
@@ -159,7 +149,7 @@ fn gateways_leave_and_join_the_lists() {
     client(&svc).register(&key, &ghost).unwrap();
     assert!(listed(&svc).contains(&"gw-ghost".to_string()));
     let t = Instant::now();
-    assert!(wait_for(Duration::from_secs(10), || !listed(&svc)
+    assert!(wait_until(Duration::from_secs(10), || !listed(&svc)
         .contains(&"gw-ghost".to_string())));
     let gone_after = t.elapsed();
     assert!(gone_after >= Duration::from_secs(2), "{gone_after:?}");
@@ -388,7 +378,7 @@ fn a_chosen_gateway_that_does_not_answer_fails_over_to_the_next_pop() {
         Box::new(|_| {}),
     )
     .expect("the next PoP took the session");
-    assert!(wait_for(Duration::from_secs(5), || stats
+    assert!(wait_until(Duration::from_secs(5), || stats
         .frames_presented
         .load(std::sync::atomic::Ordering::Relaxed)
         > 5));
@@ -396,4 +386,48 @@ fn a_chosen_gateway_that_does_not_answer_fails_over_to_the_next_pop() {
     session.close().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     responder.join().unwrap();
+}
+
+#[test]
+fn background_reprobes_offer_a_clearly_better_pop_and_stay_put_otherwise() {
+    use nephele_client::discovery::Reprober;
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let (user, pw) = svc.credentials();
+    let opened = open_session(&client(&svc), user, pw, None).unwrap();
+    let index = |pop: &str| {
+        opened
+            .grant
+            .gateways
+            .iter()
+            .position(|g| g.pop == pop)
+            .unwrap()
+    };
+    let count = |s: &Stats| {
+        s.pop_switch_offers
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // Sitting on the nearest PoP: nothing is clearly better, ever.
+    let on_near = Arc::new(Stats::default());
+    let near = Reprober::start(
+        opened.grant.clone(),
+        index("pop-near"),
+        Duration::from_millis(100),
+        on_near.clone(),
+    )
+    .unwrap();
+    // Sitting on the far one (60 ms against 5 ms): a move is offered, once,
+    // after three re-probes agree.
+    let on_far = Arc::new(Stats::default());
+    let far = Reprober::start(
+        opened.grant.clone(),
+        index("pop-far"),
+        Duration::from_millis(100),
+        on_far.clone(),
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || count(&on_far) >= 1));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(count(&on_far), 1, "the offer is made once, then it stays");
+    assert_eq!(count(&on_near), 0);
+    drop((near, far));
 }

@@ -9,7 +9,7 @@ use nephele_client::headless::{HeadlessSink, play_script};
 use nephele_client::input::Script;
 use nephele_client::session::{ConnectConfig, Session, SessionError};
 use nephele_client::stats::{Route, Stats};
-use nephele_e2e::{Scratch, recorded_events};
+use nephele_e2e::{Scratch, recorded_events, wait_until};
 use nephele_protocol::hid;
 use nephele_protocol::wire::InputEvent;
 
@@ -39,17 +39,6 @@ fn connect(cfg: ConnectConfig) -> Result<(Session, Arc<Stats>), SessionError> {
         Box::new(|_| {}),
     )?;
     Ok((s, stats))
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
 }
 
 fn describe(v: &serde_json::Value) -> String {

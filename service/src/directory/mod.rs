@@ -657,7 +657,12 @@ impl TlsListener {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         tokio::spawn(async move {
             loop {
-                let (sock, peer) = match tcp.accept().await {
+                // Stop accepting once the server is gone.
+                let accepted = tokio::select! {
+                    () = tx.closed() => break,
+                    a = tcp.accept() => a,
+                };
+                let (sock, peer) = match accepted {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(error = %e, "directory accept");
@@ -678,9 +683,6 @@ impl TlsListener {
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });
-                if tx.is_closed() {
-                    break;
-                }
             }
         });
         Self { rx, addr }
