@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use nephele_service::embedded::{Embedded, EmbeddedError, EmbeddedOptions, PopSpec};
 use nephele_service::host::{Host, HostConfig};
+use nephele_service::impair::Impairment;
 use rustls::pki_types::CertificateDer;
 
 /// Errors starting the demo service.
@@ -33,6 +34,8 @@ pub const DEMO_USER: &str = "demo";
 pub struct DemoOptions {
     /// Passed to the host's `--record-input`.
     pub record_input: Option<PathBuf>,
+    /// The network between the client and the PoPs.
+    pub network: Impairment,
 }
 
 /// The running service; stops when dropped.
@@ -94,6 +97,7 @@ impl DemoService {
                 record_input: opts.record_input,
                 bitrate: 0,
             },
+            network: opts.network,
         }));
         let svc = match svc {
             Ok(s) => s,

@@ -129,6 +129,10 @@ struct DemoArgs {
     /// Have the demo host append every input event it receives to this file (JSON lines).
     #[arg(long, value_name = "PATH")]
     record_input: Option<PathBuf>,
+    /// Put a simulated network between the client and the PoPs, per
+    /// direction: `rtt=40ms,jitter=5ms,loss=5%,burst=3,bw=20mbit,queue=100ms,blackout=3s+500ms`.
+    #[arg(long, value_name = "SPEC", default_value = "")]
+    network: nephele_service::impair::Impairment,
     #[command(flatten)]
     stream: StreamArgs,
 }
@@ -361,6 +365,7 @@ fn probe(a: ProbeArgs) -> Result<()> {
 fn demo(a: DemoArgs) -> Result<()> {
     let svc = DemoService::start(DemoOptions {
         record_input: a.record_input.clone(),
+        network: a.network.clone(),
     })
     .context("starting the demo service")?;
     let (user, password) = svc.credentials();

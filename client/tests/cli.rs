@@ -450,6 +450,10 @@ fn bad_input_gets_a_clear_message() {
         "line 2",
     );
     fails_with(&["demo", "--headless", "--duration", "0"], "--duration");
+    fails_with(
+        &["demo", "--headless", "--network", "rtt=40ms,loss=5"],
+        "network spec `loss=5`: expected a percentage such as 5%",
+    );
     fails_with(&["decode", "/nonexistent.264"], "reading /nonexistent.264");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -17,8 +17,9 @@
 //! * [`input`] gives every input event a sequence number, coalesces pointer
 //!   motion, retransmits until acknowledged and delivers exactly once, in
 //!   order, at the host.
-//! * [`sim`] is a simulated link (latency, jitter, loss) on a virtual clock,
-//!   for deterministic tests of the above.
+//! * [`impair`] models what a network does to datagrams (delay, jitter,
+//!   random and burst loss, bandwidth cap, blackouts); [`sim`] is a simulated
+//!   link built on it, on a virtual clock, for deterministic tests of the above.
 //! * [`probe`] is the stateless UDP latency probe and the client's PoP
 //!   choice: measurement, ranking and hysteresis.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
@@ -30,6 +31,7 @@
 
 pub mod framing;
 pub mod hid;
+pub mod impair;
 pub mod input;
 pub mod probe;
 pub mod sim;

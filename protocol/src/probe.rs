@@ -403,8 +403,8 @@ impl Prober {
 
     /// When the measurement ends even if replies are still missing: at the
     /// timeout, or earlier once every remaining reply would come too late to
-    /// beat the best complete candidate (three times its median after the
-    /// last round, at least 30 ms). When nothing has answered by the timeout,
+    /// beat the nearest candidate that answered (three times its median
+    /// after the last round, at least 30 ms). When nothing has answered by the timeout,
     /// a quarter of the timeout after the first reply, or at `give_up`.
     pub fn deadline(&self) -> Instant {
         let normal = self.start + self.plan.timeout;
@@ -417,11 +417,15 @@ impl Prober {
             return hard;
         }
         let last_round = self.next_round_at - self.plan.interval;
+        // The nearest candidate that answered at all: a lost probe must not
+        // hold the decision to the timeout.
         let best = self
             .targets
             .iter()
-            .filter(|t| t.status == Some(ProbeStatus::Ok) && self.complete(t))
-            .map(|t| self.result_of(t, last_round).rtt_median)
+            .filter(|t| t.status == Some(ProbeStatus::Ok))
+            .map(|t| self.result_of(t, last_round))
+            .filter(|r| r.answered > 0)
+            .map(|r| r.rtt_median)
             .min();
         match best {
             Some(b) => hard.min(last_round + (b * 3).max(Duration::from_millis(30))),

@@ -1,5 +1,6 @@
-//! A simulated datagram link for deterministic tests: latency, jitter (which
-//! also reorders), random loss, all driven by a virtual clock and a seeded
+//! A simulated datagram link for deterministic tests: every knob of
+//! [`crate::impair`] (delay, jitter that reorders, random and burst loss, a
+//! bandwidth cap, blackouts), driven by a virtual clock and a seeded
 //! generator, so a run is the same every time.
 //!
 //! Nothing here reads a clock or sleeps: callers pass `now` in, exactly as
@@ -8,6 +9,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
+
+pub use crate::impair::{Impairment, Shaper};
 
 /// How a [`Link`] treats datagrams.
 #[derive(Debug, Clone, Copy)]
@@ -34,25 +37,36 @@ impl LinkConfig {
     }
 }
 
-/// One direction of a simulated path.
+impl From<LinkConfig> for Impairment {
+    fn from(c: LinkConfig) -> Self {
+        Self {
+            delay: c.latency,
+            jitter: c.jitter,
+            loss: c.loss,
+            seed: c.seed,
+            ..Self::default()
+        }
+    }
+}
+
+/// One direction of a simulated path: a [`Shaper`] deciding each
+/// datagram's fate, and the datagrams in flight.
 #[derive(Debug)]
 pub struct Link {
-    cfg: LinkConfig,
-    rng: u64,
+    shaper: Shaper,
     order: u64,
     queue: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
     /// Datagrams handed to the link.
     pub sent: u64,
-    /// Datagrams it dropped.
+    /// Datagrams it dropped (loss, full bottleneck queue, blackout).
     pub lost: u64,
 }
 
 impl Link {
-    /// A link with nothing in flight.
-    pub fn new(cfg: LinkConfig) -> Self {
+    /// A link with nothing in flight: a [`LinkConfig`] or a full [`Impairment`].
+    pub fn new(cfg: impl Into<Impairment>) -> Self {
         Self {
-            rng: cfg.seed.max(1),
-            cfg,
+            shaper: Shaper::new(cfg.into()),
             order: 0,
             queue: BinaryHeap::new(),
             sent: 0,
@@ -60,32 +74,16 @@ impl Link {
         }
     }
 
-    fn next_random(&mut self) -> u64 {
-        // xorshift64: small, fast, and deterministic for a seed.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next_random() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     /// Puts a datagram on the link at `now`.
     pub fn send(&mut self, now: Instant, datagram: &[u8]) {
         self.sent += 1;
-        if self.unit() < self.cfg.loss {
+        let Some(at) = self.shaper.admit(now, datagram.len()) else {
             self.lost += 1;
             return;
-        }
-        let jitter = self.cfg.jitter.mul_f64(self.unit());
+        };
         self.order += 1;
-        self.queue.push(Reverse((
-            now + self.cfg.latency + jitter,
-            self.order,
-            datagram.to_vec(),
-        )));
+        self.queue
+            .push(Reverse((at, self.order, datagram.to_vec())));
     }
 
     /// The next datagram that has arrived by `now`.

@@ -60,6 +60,9 @@ pub struct EmbeddedOptions {
     pub pops: Vec<PopSpec>,
     /// The desktop host.
     pub host: HostConfig,
+    /// The network between clients and every PoP (on top of each PoP's own
+    /// distance), in each direction.
+    pub network: Impairment,
 }
 
 /// Errors starting the embedded service.
@@ -143,9 +146,9 @@ impl Embedded {
             cfg.probe_listen = Some(loopback);
             cfg.tokens = Some(directory.verifier());
             let mut gateway = Gateway::start(cfg)?;
-            let imp = Impairment { rtt: pop.rtt };
+            let imp = opts.network.plus_delay(pop.rtt / 2);
             let relay_err = |e: std::io::Error| EmbeddedError::Other(format!("delay relay: {e}"));
-            let quic = ImpairedRelay::start(loopback, gateway.local_addr(), imp)
+            let quic = ImpairedRelay::start(loopback, gateway.local_addr(), imp.clone())
                 .await
                 .map_err(relay_err)?;
             let probe_target = gateway

@@ -142,6 +142,10 @@ enum Role {
         /// A point of presence with this round trip added (`NAME:RTT_MS`; repeat).
         #[arg(long = "pop", value_name = "NAME:RTT_MS", default_values = ["pop-local:0"])]
         pops: Vec<PopSpec>,
+        /// A simulated network in front of every PoP, per direction
+        /// (`rtt=40ms,jitter=5ms,loss=5%,burst=3,bw=20mbit,blackout=3s+500ms`).
+        #[arg(long, value_name = "SPEC", default_value = "")]
+        network: nephele_service::impair::Impairment,
     },
 }
 
@@ -177,6 +181,7 @@ fn run() -> Result<()> {
             state_dir,
             demo_user,
             pops,
+            network,
         } => {
             let rt = runtime(2)?;
             let svc = rt.block_on(Embedded::start(EmbeddedOptions {
@@ -185,6 +190,7 @@ fn run() -> Result<()> {
                 demo_users: parse_users(&demo_user)?,
                 pops,
                 host: host_config(&host),
+                network,
             }))?;
             eprintln!(
                 "CA certificate for clients written to {}",

@@ -82,6 +82,7 @@ fn frames_arrive_and_scripted_input_is_applied_in_order_exactly_once() {
     let rec = dir.path().join("input.jsonl");
     let svc = DemoService::start(DemoOptions {
         record_input: Some(rec.clone()),
+        ..DemoOptions::default()
     })
     .unwrap();
     let (session, stats) = connect(config(&svc, 640, 360, 30)).unwrap();
@@ -134,6 +135,7 @@ fn held_keys_are_released_by_the_host_when_the_client_leaves() {
     let rec = dir.path().join("input.jsonl");
     let svc = DemoService::start(DemoOptions {
         record_input: Some(rec.clone()),
+        ..DemoOptions::default()
     })
     .unwrap();
     let (session, _stats) = connect(config(&svc, 320, 240, 30)).unwrap();
