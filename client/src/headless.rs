@@ -34,10 +34,7 @@ impl FrameSink for HeadlessSink {
             self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.stats
-            .client_latency
-            .record(meta.completed_at.elapsed());
-        self.stats.frames_presented.fetch_add(1, Ordering::Relaxed);
+        self.stats.record_presented(meta.completed_at);
     }
 }
 

@@ -435,10 +435,13 @@ fn run_stream(cfg: ConnectConfig, a: &StreamArgs, stats: Arc<Stats>) -> Result<(
     };
     let report = stats.report(streamed);
     eprintln!(
-        "presented {} of {} decoded frames in {:.1}s; decode p50 {:.2} ms; client latency p50 {:.2} ms p99 {:.2} ms; input {}/{} acked",
+        "presented {} of {} decoded frames ({:.1}% of the host's) in {:.1}s, longest freeze {:.0} ms, {} rebuilt from parity; decode p50 {:.2} ms; client latency p50 {:.2} ms p99 {:.2} ms; input {}/{} acked",
         report.frames_presented,
         report.frames_decoded,
+        report.frames_presented_pct,
         report.duration_s,
+        report.max_freeze_ms,
+        report.fec_recovered,
         report.decode_ms_p50,
         report.client_latency_ms_p50,
         report.client_latency_ms_p99,

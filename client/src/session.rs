@@ -31,6 +31,9 @@ use tokio::sync::{Notify, watch};
 use crate::stats::{Route, Stats};
 use crate::video::{H264Decoder, Picture};
 
+/// How often the client tells the host what share of video it lost.
+const LOSS_REPORT_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectConfig {
@@ -621,13 +624,16 @@ impl Net {
         let mut ctl_buf = vec![0u8; 2048];
         let mut out = Vec::with_capacity(4096);
         let mut next_ping = Instant::now() + Duration::from_secs(1);
+        let mut next_report = Instant::now() + LOSS_REPORT_INTERVAL;
+        let mut reported = nephele_protocol::video::ReassemblyStats::default();
+        let mut loss = 0.0f64;
         let mut draining: Option<Instant> = None;
         let ping_epoch = Instant::now();
 
         loop {
             let now = Instant::now();
-            let mut deadline = next_ping;
-            if let Some(t) = reasm.poll_timeout() {
+            let mut deadline = next_ping.min(next_report);
+            if let Some(t) = reasm.poll_timeout(now) {
                 deadline = deadline.min(t);
             }
             if let Ok(s) = self.shared.sender.lock()
@@ -700,6 +706,7 @@ impl Net {
                 match ev {
                     ReassemblyEvent::Frame(f) => {
                         self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+                        self.stats.saw_frame(f.frame_id);
                         match self.frame_tx.try_send(f) {
                             Ok(()) => {}
                             Err(TrySendError::Full(f)) => {
@@ -715,6 +722,8 @@ impl Net {
                     }
                     ReassemblyEvent::Lost { frame_id, count } => {
                         tracing::debug!(frame_id, count, "frames lost");
+                        self.stats
+                            .saw_frame(frame_id.wrapping_add(count.saturating_sub(1)));
                         self.stats
                             .frames_dropped
                             .fetch_add(u64::from(count), Ordering::Relaxed);
@@ -732,6 +741,29 @@ impl Net {
                 recovery_stream.write_all(&out).await?;
             }
 
+            if now >= next_report {
+                next_report = now + LOSS_REPORT_INTERVAL;
+                let counters = reasm.stats();
+                // Quick to rise, slow to fall (a tenth per report, so 1 %
+                // takes about 14 s of silence to read as none): a few quiet
+                // half seconds on a lossy path must not switch parity off.
+                loss = counters.loss_since(&reported).max(loss * 0.9);
+                reported = counters;
+                self.stats
+                    .fec_recovered
+                    .store(counters.fec_recovered, Ordering::Relaxed);
+                self.stats
+                    .loss_permille
+                    .store((loss * 1000.0).round() as u64, Ordering::Relaxed);
+                out.clear();
+                write_frame(&mut out, |o| {
+                    Message::LossReport {
+                        loss_permille: (loss * 1000.0).round() as u16,
+                    }
+                    .encode(o)
+                });
+                ctl_send.write_all(&out).await?;
+            }
             if now >= next_ping {
                 next_ping = now + Duration::from_secs(1);
                 out.clear();

@@ -88,6 +88,24 @@ pub struct Stats {
     pub pop_decision_us: AtomicU64,
     /// Times a background re-probe found another PoP clearly better.
     pub pop_switch_offers: AtomicU64,
+    /// Frames rebuilt from parity.
+    pub fec_recovered: AtomicU64,
+    /// Video fragments lost in the last report interval, per thousand.
+    pub loss_permille: AtomicU64,
+    /// Frame numbers the host used so far: one past the newest frame
+    /// delivered or given up.
+    pub frames_sent_by_host: AtomicU64,
+    /// When the last picture was presented, and the longest gap so far.
+    pub presentation: Mutex<Presentation>,
+}
+
+/// Presentation timing, for the longest freeze.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Presentation {
+    /// The last picture's presentation.
+    pub last: Option<std::time::Instant>,
+    /// Longest gap between two presented pictures.
+    pub max_gap: Duration,
 }
 
 /// The gateway a session goes through.
@@ -146,9 +164,36 @@ pub struct Report {
     pub pop_decision_ms: f64,
     /// Times a background re-probe found another PoP clearly better.
     pub pop_switch_offers: u64,
+    /// Frames rebuilt from parity.
+    pub fec_recovered: u64,
+    /// Presented ÷ frames the host sent, in percent.
+    pub frames_presented_pct: f64,
+    /// Longest gap between two presented frames after the first, ms.
+    pub max_freeze_ms: f64,
 }
 
 impl Stats {
+    /// Counts a picture shown now: client-added latency from its last
+    /// fragment's arrival, and the gap since the previous one.
+    pub fn record_presented(&self, completed_at: std::time::Instant) {
+        let now = std::time::Instant::now();
+        self.client_latency
+            .record(now.saturating_duration_since(completed_at));
+        self.frames_presented.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut p) = self.presentation.lock() {
+            if let Some(last) = p.last {
+                p.max_gap = p.max_gap.max(now.saturating_duration_since(last));
+            }
+            p.last = Some(now);
+        }
+    }
+
+    /// Notes that the host has used frame numbers up to `frame_id`.
+    pub fn saw_frame(&self, frame_id: u32) {
+        self.frames_sent_by_host
+            .fetch_max(u64::from(frame_id) + 1, Ordering::Relaxed);
+    }
+
     /// A snapshot for the stats JSON.
     pub fn report(&self, duration: Duration) -> Report {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -176,6 +221,20 @@ impl Stats {
             duration_s: duration.as_secs_f64(),
             pop_decision_ms: g(&self.pop_decision_us) as f64 / 1000.0,
             pop_switch_offers: g(&self.pop_switch_offers),
+            fec_recovered: g(&self.fec_recovered),
+            frames_presented_pct: {
+                let sent = g(&self.frames_sent_by_host);
+                if sent == 0 {
+                    0.0
+                } else {
+                    100.0 * g(&self.frames_presented).min(sent) as f64 / sent as f64
+                }
+            },
+            max_freeze_ms: self
+                .presentation
+                .lock()
+                .map(|p| p.max_gap.as_secs_f64() * 1000.0)
+                .unwrap_or(0.0),
         }
     }
 }

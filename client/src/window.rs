@@ -265,8 +265,7 @@ impl App {
             return;
         }
         if let Some(m) = meta {
-            self.stats.client_latency.record(m.completed_at.elapsed());
-            self.stats.frames_presented.fetch_add(1, Ordering::Relaxed);
+            self.stats.record_presented(m.completed_at);
         }
     }
 

@@ -2,7 +2,10 @@
 //! together on the client.
 //!
 //! The [`Fragmenter`] cuts an access unit into fragments of equal size (the
-//! last may be shorter). The [`Reassembler`] accepts fragments in any order,
+//! last may be shorter) and adds Reed–Solomon parity fragments (the
+//! `reed-solomon-simd` crate: any `count` of the `count + parity` fragments
+//! rebuild the frame). The [`Reassembler`] accepts fragments in any order,
+//! rebuilds a frame from parity when enough arrived,
 //! keeps a fixed number of frame slots with reused buffers, hands out complete
 //! frames strictly in frame order, gives up on a frame at its deadline, and
 //! after any loss withholds frames until the next keyframe (a decoder fed a
@@ -11,7 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::wire::{FRAG_FLAG_KEYFRAME, Message, VIDEO_HEADER_LEN, VideoFragment};
+use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
+
+use crate::wire::{FRAG_FLAG_KEYFRAME, MAX_PARITY, Message, VIDEO_HEADER_LEN, VideoFragment};
 
 /// `a` comes before `b` in wrapping frame-number order.
 fn before(a: u32, b: u32) -> bool {
@@ -19,11 +24,22 @@ fn before(a: u32, b: u32) -> bool {
 }
 
 /// Cuts access units into encoded video datagrams.
-#[derive(Debug)]
 pub struct Fragmenter {
     payload_size: usize,
     next_frame_id: u32,
     buf: Vec<u8>,
+    // The last data shard padded to full size, for the parity encoder.
+    padded: Vec<u8>,
+    encoder: Option<ReedSolomonEncoder>,
+}
+
+impl std::fmt::Debug for Fragmenter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fragmenter")
+            .field("payload_size", &self.payload_size)
+            .field("next_frame_id", &self.next_frame_id)
+            .finish()
+    }
 }
 
 impl Fragmenter {
@@ -32,9 +48,12 @@ impl Fragmenter {
     pub fn new(max_message: usize) -> Self {
         let max_message = max_message.max(64);
         Self {
-            payload_size: max_message - VIDEO_HEADER_LEN,
+            // Even, as parity shards must be.
+            payload_size: (max_message - VIDEO_HEADER_LEN) & !1,
             next_frame_id: 0,
             buf: Vec::with_capacity(max_message),
+            padded: Vec::with_capacity(max_message),
+            encoder: None,
         }
     }
 
@@ -48,38 +67,123 @@ impl Fragmenter {
         self.next_frame_id
     }
 
-    /// Fragments one access unit, calling `emit` with each encoded message.
-    /// Returns the frame id used. An empty access unit produces nothing but
-    /// still consumes no id.
+    /// Fragments one access unit, calling `emit` with each encoded message:
+    /// the data fragments, then `parity` parity fragments (at most
+    /// [`MAX_PARITY`]). Returns the frame id
+    /// used. An empty access unit produces nothing and consumes no id.
     pub fn fragment(
         &mut self,
         au: &[u8],
         keyframe: bool,
         capture_us: u64,
+        parity: u16,
         mut emit: impl FnMut(&[u8]),
     ) -> Option<u32> {
         if au.is_empty() {
             return None;
         }
-        let count = au.len().div_ceil(self.payload_size);
-        let count = u16::try_from(count).ok()?;
+        let frame_len = u32::try_from(au.len()).ok()?;
+        let count = u16::try_from(au.len().div_ceil(self.payload_size)).ok()?;
+        let parity = parity.min(MAX_PARITY);
+        // Parity fragments are full-size even for a small frame: a transport
+        // may pack several small datagrams into one packet, and one lost
+        // packet would then take a frame's data and its parity together.
+        // Without parity, a lone fragment is just the frame.
+        let shard = if count == 1 && parity == 0 {
+            au.len()
+        } else {
+            self.payload_size
+        };
         let frame_id = self.next_frame_id;
         self.next_frame_id = self.next_frame_id.wrapping_add(1);
-        for (index, chunk) in au.chunks(self.payload_size).enumerate() {
+        let flags = if keyframe { FRAG_FLAG_KEYFRAME } else { 0 };
+        let mut header = VideoFragment {
+            frame_id,
+            index: 0,
+            count,
+            parity,
+            flags,
+            capture_us,
+            shard: shard as u16,
+            frame_len,
+            payload: &[],
+        };
+        for (index, chunk) in au.chunks(shard).enumerate() {
             self.buf.clear();
+            header.index = index as u16;
             Message::Video(VideoFragment {
-                frame_id,
-                index: index as u16,
-                count,
-                flags: if keyframe { FRAG_FLAG_KEYFRAME } else { 0 },
-                capture_us,
                 payload: chunk,
+                ..header.clone()
             })
             .encode(&mut self.buf);
             emit(&self.buf);
         }
+        if parity > 0 {
+            self.emit_parity(au, &header, shard, &mut emit);
+        }
         Some(frame_id)
     }
+
+    fn emit_parity(
+        &mut self,
+        au: &[u8],
+        header: &VideoFragment<'_>,
+        shard: usize,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
+        let (count, parity) = (usize::from(header.count), usize::from(header.parity));
+        let encoder = match &mut self.encoder {
+            Some(e) => e.reset(count, parity, shard).map(|()| e),
+            slot @ None => {
+                ReedSolomonEncoder::new(count, parity, shard).map(|e| &mut *slot.insert(e))
+            }
+        };
+        let Ok(encoder) = encoder else {
+            return;
+        };
+        for chunk in au.chunks(shard) {
+            let added = if chunk.len() == shard {
+                encoder.add_original_shard(chunk)
+            } else {
+                self.padded.clear();
+                self.padded.extend_from_slice(chunk);
+                self.padded.resize(shard, 0);
+                encoder.add_original_shard(&self.padded)
+            };
+            if added.is_err() {
+                return;
+            }
+        }
+        let Ok(result) = encoder.encode() else {
+            return;
+        };
+        for (j, recovery) in result.recovery_iter().enumerate() {
+            self.buf.clear();
+            Message::Video(VideoFragment {
+                index: header.count + j as u16,
+                payload: recovery,
+                ..header.clone()
+            })
+            .encode(&mut self.buf);
+            emit(&self.buf);
+        }
+    }
+}
+
+/// Parity fragments for a frame of `count` data fragments on a path losing
+/// `loss` (0.0–1.0) of datagrams: the expected losses plus four standard
+/// deviations, plus one, so a frame survives all but rare bursts. No loss,
+/// no parity.
+pub fn parity_for(count: u16, loss: f64) -> u16 {
+    // Also catches NaN.
+    if loss.is_nan() || loss <= 0.0 {
+        return 0;
+    }
+    let loss = loss.min(0.5);
+    let n = f64::from(count);
+    let expected = n * loss;
+    let spread = 4.0 * (n * loss * (1.0 - loss)).sqrt();
+    ((expected + spread).ceil() as u16 + 1).min(MAX_PARITY)
 }
 
 /// Limits and timing of a [`Reassembler`].
@@ -96,6 +200,12 @@ pub struct ReassemblerConfig {
     pub reorder_grace: Duration,
     /// Minimum spacing of repeated keyframe requests.
     pub keyframe_request_interval: Duration,
+    /// How long a started but incomplete frame is waited for once a later
+    /// frame is complete: its missing fragments were sent before the later
+    /// frame's, so beyond reordering they are lost (and parity did not
+    /// suffice). Giving up then asks for a keyframe without waiting for the
+    /// deadline.
+    pub incomplete_grace: Duration,
 }
 
 impl Default for ReassemblerConfig {
@@ -106,6 +216,7 @@ impl Default for ReassemblerConfig {
             deadline: Duration::from_millis(150),
             reorder_grace: Duration::from_millis(4),
             keyframe_request_interval: Duration::from_millis(100),
+            incomplete_grace: Duration::from_millis(10),
         }
     }
 }
@@ -164,18 +275,22 @@ struct Slot {
     active: bool,
     frame_id: u32,
     count: u16,
+    parity: u16,
+    shard: usize,
+    frame_len: usize,
     keyframe: bool,
     capture_us: u64,
-    /// Size of every fragment but the last; 0 until a non-last fragment arrived.
-    frag_size: usize,
-    /// The last fragment, parked here if it arrives before `frag_size` is known.
-    tail: Vec<u8>,
-    tail_len: Option<usize>,
+    /// Which of the `count + parity` fragments arrived.
     received: Vec<u64>,
-    n_received: u16,
+    n_data: u16,
+    n_parity: u16,
     first_arrival: Instant,
     completed_at: Option<Instant>,
+    /// `count × shard` bytes (the last shard zero-padded), cut to
+    /// `frame_len` when complete.
     data: Vec<u8>,
+    /// `parity × shard` bytes.
+    parity_data: Vec<u8>,
 }
 
 impl Slot {
@@ -184,16 +299,18 @@ impl Slot {
             active: false,
             frame_id: 0,
             count: 0,
+            parity: 0,
+            shard: 0,
+            frame_len: 0,
             keyframe: false,
             capture_us: 0,
-            frag_size: 0,
-            tail: Vec::new(),
-            tail_len: None,
             received: Vec::new(),
-            n_received: 0,
+            n_data: 0,
+            n_parity: 0,
             first_arrival: now,
             completed_at: None,
             data: Vec::new(),
+            parity_data: Vec::new(),
         }
     }
 
@@ -201,17 +318,30 @@ impl Slot {
         self.active = true;
         self.frame_id = f.frame_id;
         self.count = f.count;
+        self.parity = f.parity;
+        self.shard = usize::from(f.shard);
+        self.frame_len = f.frame_len as usize;
         self.keyframe = f.flags & FRAG_FLAG_KEYFRAME != 0;
         self.capture_us = f.capture_us;
-        self.frag_size = 0;
-        self.tail.clear();
-        self.tail_len = None;
         self.received.clear();
-        self.received.resize(usize::from(f.count).div_ceil(64), 0);
-        self.n_received = 0;
+        self.received.resize(
+            (usize::from(f.count) + usize::from(f.parity)).div_ceil(64),
+            0,
+        );
+        self.n_data = 0;
+        self.n_parity = 0;
         self.first_arrival = now;
         self.completed_at = None;
+        // Sizes were checked against the frame limit before this reset.
         self.data.clear();
+        self.data.resize(usize::from(f.count) * self.shard, 0);
+        self.parity_data.clear();
+        self.parity_data
+            .resize(usize::from(f.parity) * self.shard, 0);
+    }
+
+    fn has(&self, index: usize) -> bool {
+        self.received[index / 64] & (1u64 << (index % 64)) != 0
     }
 
     fn complete(&self) -> bool {
@@ -230,10 +360,70 @@ pub struct ReassemblyStats {
     pub rejected_fragments: u64,
     /// Keyframe requests issued.
     pub keyframe_requests: u64,
+    /// Frames rebuilt from parity.
+    pub fec_recovered: u64,
+    /// Fragments (data and parity) of the frames seen so far.
+    pub fragments_expected: u64,
+    /// Of those, fragments that arrived (late and duplicate ones included).
+    pub fragments_received: u64,
+}
+
+impl ReassemblyStats {
+    /// Share of fragments lost between `earlier` and these counters (0 when
+    /// nothing was expected).
+    pub fn loss_since(&self, earlier: &ReassemblyStats) -> f64 {
+        let expected = self.fragments_expected - earlier.fragments_expected;
+        let received = self.fragments_received - earlier.fragments_received;
+        if expected == 0 {
+            0.0
+        } else {
+            1.0 - (received.min(expected) as f64 / expected as f64)
+        }
+    }
+}
+
+/// Rebuilds a slot's missing data shards from the parity it holds.
+fn recover(slot: &mut Slot, decoder: &mut Option<ReedSolomonDecoder>) -> bool {
+    let (count, parity, shard) = (
+        usize::from(slot.count),
+        usize::from(slot.parity),
+        slot.shard,
+    );
+    let dec = match decoder {
+        Some(d) => d.reset(count, parity, shard).map(|()| d),
+        none @ None => ReedSolomonDecoder::new(count, parity, shard).map(|d| &mut *none.insert(d)),
+    };
+    let Ok(dec) = dec else {
+        return false;
+    };
+    for i in 0..count {
+        if slot.has(i)
+            && dec
+                .add_original_shard(i, &slot.data[i * shard..(i + 1) * shard])
+                .is_err()
+        {
+            return false;
+        }
+    }
+    for j in 0..parity {
+        if slot.has(count + j)
+            && dec
+                .add_recovery_shard(j, &slot.parity_data[j * shard..(j + 1) * shard])
+                .is_err()
+        {
+            return false;
+        }
+    }
+    let Ok(result) = dec.decode() else {
+        return false;
+    };
+    for (i, restored) in result.restored_original_iter() {
+        slot.data[i * shard..(i + 1) * shard].copy_from_slice(restored);
+    }
+    true
 }
 
 /// Reassembles fragments into access units; see the module documentation.
-#[derive(Debug)]
 pub struct Reassembler {
     cfg: ReassemblerConfig,
     slots: Vec<Slot>,
@@ -246,6 +436,16 @@ pub struct Reassembler {
     pool: Vec<Vec<u8>>,
     events: std::collections::VecDeque<ReassemblyEvent>,
     stats: ReassemblyStats,
+    decoder: Option<ReedSolomonDecoder>,
+}
+
+impl std::fmt::Debug for Reassembler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reassembler")
+            .field("next", &self.next)
+            .field("stats", &self.stats)
+            .finish()
+    }
 }
 
 impl Reassembler {
@@ -263,6 +463,7 @@ impl Reassembler {
             last_keyframe_request: None,
             created: now,
             stats: ReassemblyStats::default(),
+            decoder: None,
         }
     }
 
@@ -294,13 +495,18 @@ impl Reassembler {
 
     fn insert(&mut self, f: &VideoFragment<'_>, now: Instant) -> Result<(), FragmentError> {
         let id = f.frame_id;
+        f.check().map_err(|_| FragmentError::Inconsistent(id))?;
+        // Counted even when late: parity that arrives after its frame was
+        // shown (or data after parity rebuilt it) did cross the path.
+        self.stats.fragments_received += 1;
         if let Some(next) = self.next
             && before(id, next)
         {
             return Err(FragmentError::Late(id));
         }
-        let max_frags = self.cfg.max_frame_bytes.div_ceil(f.payload.len().max(1));
-        if usize::from(f.count) > max_frags.max(1) && f.index + 1 != f.count {
+        let max = self.cfg.max_frame_bytes;
+        let shard = usize::from(f.shard);
+        if f.frame_len as usize > max || usize::from(f.parity) * shard > max + shard {
             return Err(FragmentError::TooLarge(id));
         }
         let idx = match self.slots.iter().position(|s| s.active && s.frame_id == id) {
@@ -308,83 +514,47 @@ impl Reassembler {
             None => {
                 let i = self.free_slot(now);
                 self.slots[i].reset(f, now);
+                self.stats.fragments_expected += u64::from(f.count) + u64::from(f.parity);
                 i
             }
         };
-        let max_frame_bytes = self.cfg.max_frame_bytes;
         let slot = &mut self.slots[idx];
-        if slot.count != f.count || slot.capture_us != f.capture_us {
+        if slot.count != f.count
+            || slot.parity != f.parity
+            || slot.shard != shard
+            || slot.frame_len != f.frame_len as usize
+            || slot.capture_us != f.capture_us
+        {
             return Err(FragmentError::Inconsistent(id));
         }
         if slot.complete() {
             return Err(FragmentError::Duplicate(id));
         }
-        let word = usize::from(f.index) / 64;
-        let bit = 1u64 << (f.index % 64);
-        if slot.received[word] & bit != 0 {
+        let index = usize::from(f.index);
+        if slot.has(index) {
             return Err(FragmentError::Duplicate(id));
         }
-        let last = f.index + 1 == f.count;
-        if last && f.count > 1 && slot.frag_size == 0 {
-            // Offset unknown until a full-size fragment arrives: park it.
-            slot.tail.clear();
-            slot.tail.extend_from_slice(f.payload);
-            slot.tail_len = Some(f.payload.len());
+        let count = usize::from(slot.count);
+        if index < count {
+            let off = index * shard;
+            slot.data[off..off + f.payload.len()].copy_from_slice(f.payload);
+            slot.n_data += 1;
         } else {
-            let size = if last {
-                slot.frag_size.max(f.payload.len())
-            } else {
-                f.payload.len()
-            };
-            if !last {
-                if slot.frag_size == 0 {
-                    slot.frag_size = size;
-                    if slot.frag_size * usize::from(slot.count) > max_frame_bytes + slot.frag_size {
-                        slot.active = false;
-                        return Err(FragmentError::TooLarge(id));
-                    }
-                } else if slot.frag_size != size {
-                    return Err(FragmentError::Inconsistent(id));
-                }
-            } else if f.payload.len() > slot.frag_size && f.count > 1 {
-                return Err(FragmentError::Inconsistent(id));
-            }
-            let off = usize::from(f.index) * if f.count == 1 { 0 } else { slot.frag_size };
-            let end = off + f.payload.len();
-            if end > max_frame_bytes {
-                slot.active = false;
-                return Err(FragmentError::TooLarge(id));
-            }
-            if slot.data.len() < end {
-                slot.data.resize(end, 0);
-            }
-            slot.data[off..end].copy_from_slice(f.payload);
-            if last {
-                slot.tail_len = Some(f.payload.len());
-            }
-            // Now that the offset is known, place a parked last fragment.
-            if slot.frag_size != 0
-                && let Some(tlen) = slot.tail_len
-                && !slot.tail.is_empty()
-            {
-                if tlen > slot.frag_size {
-                    slot.active = false;
-                    return Err(FragmentError::Inconsistent(id));
-                }
-                let toff = usize::from(slot.count - 1) * slot.frag_size;
-                if slot.data.len() < toff + tlen {
-                    slot.data.resize(toff + tlen, 0);
-                }
-                slot.data[toff..toff + tlen].copy_from_slice(&slot.tail[..tlen]);
-                slot.tail.clear();
-            }
+            let off = (index - count) * shard;
+            slot.parity_data[off..off + shard].copy_from_slice(f.payload);
+            slot.n_parity += 1;
         }
-        slot.received[word] |= bit;
-        slot.n_received += 1;
-        if slot.n_received == slot.count {
-            let total = usize::from(slot.count - 1) * slot.frag_size + slot.tail_len.unwrap_or(0);
-            slot.data.truncate(total);
+        slot.received[index / 64] |= 1u64 << (index % 64);
+        if slot.n_data == slot.count {
+            slot.data.truncate(slot.frame_len);
             slot.completed_at = Some(now);
+        } else if slot.parity > 0
+            && slot.n_data + slot.n_parity >= slot.count
+            && recover(slot, &mut self.decoder)
+        {
+            slot.data.truncate(slot.frame_len);
+            slot.completed_at = Some(now);
+            self.stats.fec_recovered += 1;
         }
         Ok(())
     }
@@ -498,7 +668,13 @@ impl Reassembler {
                 }));
             }
             Some(i) => {
-                if now >= self.slots[i].first_arrival + self.cfg.deadline {
+                let overtaken = self.slots.iter().any(|s| {
+                    s.active
+                        && before(next, s.frame_id)
+                        && s.completed_at
+                            .is_some_and(|c| now >= c + self.cfg.incomplete_grace)
+                });
+                if overtaken || now >= self.slots[i].first_arrival + self.cfg.deadline {
                     self.slots[i].active = false;
                     self.next = Some(next.wrapping_add(1));
                     self.mark_lost(next, 1);
@@ -579,16 +755,24 @@ impl Reassembler {
         Some(self.last_good)
     }
 
-    /// The next instant at which [`Reassembler::poll`] may have something new
-    /// without a new fragment arriving.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// The next instant after `now` at which [`Reassembler::poll`] may have
+    /// something new without a new fragment arriving.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
         let mut t: Option<Instant> = None;
+        let mut consider = |d: Instant| {
+            // Only what is still ahead: a passed deadline has been acted on.
+            if d > now {
+                t = Some(t.map_or(d, |t: Instant| t.min(d)));
+            }
+        };
         for s in self.slots.iter().filter(|s| s.active) {
-            let d = match s.completed_at {
-                Some(c) => c + self.cfg.reorder_grace,
-                None => s.first_arrival + self.cfg.deadline,
-            };
-            t = Some(t.map_or(d, |t| t.min(d)));
+            match s.completed_at {
+                Some(c) => {
+                    consider(c + self.cfg.reorder_grace);
+                    consider(c + self.cfg.incomplete_grace);
+                }
+                None => consider(s.first_arrival + self.cfg.deadline),
+            }
         }
         if self.awaiting_keyframe {
             let d = match self.last_keyframe_request {
@@ -623,7 +807,9 @@ mod tests {
         let mut f = Fragmenter::new(max_message);
         let mut out = Vec::new();
         for (i, (au, key)) in frames.iter().enumerate() {
-            f.fragment(au, *key, i as u64 * 1000, |d| out.push(d.to_vec()));
+            f.fragment(au, *key, i as u64 * 1000, 0, |d: &[u8]| {
+                out.push(d.to_vec())
+            });
         }
         out
     }
@@ -679,6 +865,40 @@ mod tests {
             }
         }
 
+        /// Any `parity` of a frame's fragments may be lost, in any order of
+        /// arrival: the frame comes back intact, rebuilt from parity.
+        #[test]
+        fn parity_rebuilds_any_losses_it_covers(len in 1usize..20_000, parity in 1u16..6, seed in any::<u64>()) {
+            let au: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
+            let mut f = Fragmenter::new(1200);
+            let mut dgrams = Vec::new();
+            f.fragment(&au, true, 7, parity, |d: &[u8]| dgrams.push(d.to_vec()));
+            let count = au.len().div_ceil(f.payload_size());
+            prop_assert_eq!(dgrams.len(), count + usize::from(parity));
+            // Drop `parity` fragments chosen by the seed, shuffle the rest.
+            let mut rng = seed | 1;
+            let mut next = || { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; rng };
+            for _ in 0..parity {
+                let i = (next() % dgrams.len() as u64) as usize;
+                dgrams.remove(i);
+            }
+            for i in (1..dgrams.len()).rev() {
+                let j = (next() % (i as u64 + 1)) as usize;
+                dgrams.swap(i, j);
+            }
+            let t0 = Instant::now();
+            let mut r = Reassembler::new(ReassemblerConfig::default(), t0);
+            for d in &dgrams {
+                let _ = feed(&mut r, d, t0);
+            }
+            let (mut got, mut lost) = (Vec::new(), Vec::new());
+            drain(&mut r, t0, &mut got, &mut lost);
+            prop_assert!(lost.is_empty());
+            prop_assert_eq!(got.len(), 1);
+            prop_assert_eq!(&got[0].1, &au);
+            prop_assert!(r.stats().fec_recovered <= 1);
+        }
+
         /// Random garbage fragments never panic and never grow memory past the slot bound.
         #[test]
         fn hostile_fragments_are_bounded(frags in proptest::collection::vec((any::<u32>(), 1u16..2000, any::<u16>(), proptest::collection::vec(any::<u8>(), 1..1100)), 1..200)) {
@@ -686,10 +906,12 @@ mod tests {
             let cfg = ReassemblerConfig { max_frame_bytes: 1 << 20, ..Default::default() };
             let mut r = Reassembler::new(cfg.clone(), t0);
             for (i, (id, count, index, payload)) in frags.iter().enumerate() {
-                let f = VideoFragment { frame_id: id % 16, index: index % count, count: *count, flags: (i % 2) as u8, capture_us: 0, payload };
+                let shard = payload.len() as u16;
+                let parity = (index % 3).min(*count);
+                let f = VideoFragment { frame_id: id % 16, index: index % (count + parity), count: *count, parity, flags: (i % 2) as u8, capture_us: 0, shard, frame_len: u32::from(*count) * u32::from(shard), payload };
                 let _ = r.handle_fragment(&f, t0 + Duration::from_millis(i as u64));
                 while r.poll(t0 + Duration::from_millis(i as u64)).is_some() {}
-                let held: usize = r.slots.iter().map(|s| s.data.capacity() + s.tail.capacity()).sum();
+                let held: usize = r.slots.iter().map(|s| s.data.capacity() + s.parity_data.capacity()).sum();
                 // Vec growth may double a buffer once; never more than that per slot.
                 prop_assert!(held <= cfg.slots * (2 * cfg.max_frame_bytes + 2 * 1100));
             }
@@ -703,7 +925,7 @@ mod tests {
         let mut per_frame: Vec<Vec<Vec<u8>>> = Vec::new();
         for (i, (au, key)) in frames.iter().enumerate() {
             let mut v = Vec::new();
-            f.fragment(au, *key, i as u64, |d| v.push(d.to_vec()));
+            f.fragment(au, *key, i as u64, 0, |d: &[u8]| v.push(d.to_vec()));
             per_frame.push(v);
         }
         let t0 = Instant::now();
@@ -757,8 +979,11 @@ mod tests {
             frame_id: 0,
             index: 0,
             count: 1,
+            parity: 0,
             flags: FRAG_FLAG_KEYFRAME,
             capture_us: 0,
+            shard: 1,
+            frame_len: 1,
             payload: &[1],
         };
         r.handle_fragment(&key, t0).unwrap();
@@ -788,7 +1013,7 @@ mod tests {
             None
         );
         assert_eq!(
-            r.poll_timeout(),
+            r.poll_timeout(t0),
             Some(t0 + ReassemblerConfig::default().deadline)
         );
         assert_eq!(
@@ -824,7 +1049,7 @@ mod tests {
         let mut caps = Vec::new();
         for (i, (au, key)) in frames.iter().enumerate() {
             let mut v = Vec::new();
-            f.fragment(au, *key, i as u64, |d| v.push(d.to_vec()));
+            f.fragment(au, *key, i as u64, 0, |d: &[u8]| v.push(d.to_vec()));
             feed(&mut r, &v[0], t0).unwrap();
             assert_eq!(
                 feed(&mut r, &v[0], t0),

@@ -181,6 +181,47 @@ impl InputEvent {
 /// Bit set in [`VideoFragment::flags`] when the frame is an IDR (decodable alone).
 pub const FRAG_FLAG_KEYFRAME: u8 = 1;
 
+impl VideoFragment<'_> {
+    /// Whether the header's numbers agree with each other and with the
+    /// payload's size; the reason when they do not.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let (count, parity, shard) = (self.count, self.parity, self.shard);
+        if count == 0 {
+            return Err("zero fragment count");
+        }
+        if parity > MAX_PARITY {
+            return Err("too much parity");
+        }
+        if u32::from(self.index) >= u32::from(count) + u32::from(parity) {
+            return Err("index past count");
+        }
+        if self.payload.is_empty() {
+            return Err("empty payload");
+        }
+        if shard == 0 || (parity > 0 && shard % 2 != 0) {
+            return Err("bad shard size");
+        }
+        let full = u64::from(shard) * u64::from(count);
+        let before_last = full - u64::from(shard);
+        let len = u64::from(self.frame_len);
+        if len <= before_last || len > full {
+            return Err("frame length does not match");
+        }
+        let expected = if self.index + 1 == count {
+            (len - before_last) as usize
+        } else {
+            usize::from(shard)
+        };
+        if self.payload.len() != expected {
+            return Err("payload size does not match");
+        }
+        Ok(())
+    }
+}
+
+/// Most parity fragments one frame may carry.
+pub const MAX_PARITY: u16 = 1024;
+
 /// Longest session token a `Hello` may carry.
 pub const MAX_TOKEN: usize = 2048;
 
@@ -189,14 +230,22 @@ pub const MAX_TOKEN: usize = 2048;
 pub struct VideoFragment<'a> {
     /// Frame number, increasing by one per encoded frame (wrapping).
     pub frame_id: u32,
-    /// Index of this fragment within the frame.
+    /// Index of this fragment within the frame: `0..count` carry the access
+    /// unit, `count..count + parity` carry Reed–Solomon parity.
     pub index: u16,
-    /// Number of fragments in the frame (≥ 1).
+    /// Number of data fragments in the frame (≥ 1).
     pub count: u16,
+    /// Number of parity fragments (≤ [`MAX_PARITY`]).
+    pub parity: u16,
     /// [`FRAG_FLAG_KEYFRAME`] and future flags.
     pub flags: u8,
     /// Host clock at capture, in microseconds since the host's session epoch.
     pub capture_us: u64,
+    /// Bytes of every data fragment but the last, and of every parity
+    /// fragment (even when there is parity).
+    pub shard: u16,
+    /// Bytes of the whole access unit: `(count - 1) * shard < frame_len <= count * shard`.
+    pub frame_len: u32,
     /// The bytes of the access unit this fragment carries.
     pub payload: &'a [u8],
 }
@@ -263,6 +312,12 @@ pub enum Message<'a> {
         /// Last frame the client decoded correctly.
         last_good_frame: u32,
     },
+    /// Client → host, every half second: the share of video fragments lost
+    /// lately, so the host sizes its parity to the path.
+    LossReport {
+        /// Lost fragments per thousand (0–1000).
+        loss_permille: u16,
+    },
 }
 
 mod ty {
@@ -275,6 +330,7 @@ mod ty {
     pub const INPUT_ACK: u8 = 7;
     pub const VIDEO: u8 = 8;
     pub const KEYFRAME_REQUEST: u8 = 9;
+    pub const LOSS_REPORT: u8 = 10;
 }
 
 mod input_kind {
@@ -285,7 +341,7 @@ mod input_kind {
 }
 
 /// Size of the video fragment header, including the two-byte message header.
-pub const VIDEO_HEADER_LEN: usize = 2 + 4 + 2 + 2 + 1 + 8;
+pub const VIDEO_HEADER_LEN: usize = 2 + 4 + 2 + 2 + 2 + 1 + 8 + 2 + 4;
 
 impl<'a> Message<'a> {
     /// Appends the encoded message to `out`. Never fails; callers keep
@@ -368,13 +424,20 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&f.frame_id.to_be_bytes());
                 out.extend_from_slice(&f.index.to_be_bytes());
                 out.extend_from_slice(&f.count.to_be_bytes());
+                out.extend_from_slice(&f.parity.to_be_bytes());
                 out.push(f.flags);
                 out.extend_from_slice(&f.capture_us.to_be_bytes());
+                out.extend_from_slice(&f.shard.to_be_bytes());
+                out.extend_from_slice(&f.frame_len.to_be_bytes());
                 out.extend_from_slice(f.payload);
             }
             Self::KeyframeRequest { last_good_frame } => {
                 out.push(ty::KEYFRAME_REQUEST);
                 out.extend_from_slice(&last_good_frame.to_be_bytes());
+            }
+            Self::LossReport { loss_permille } => {
+                out.push(ty::LOSS_REPORT);
+                out.extend_from_slice(&loss_permille.to_be_bytes());
             }
         }
     }
@@ -414,6 +477,9 @@ impl<'a> Message<'a> {
                 host_time_us: r.u64()?,
             },
             ty::PING => Self::Ping { stamp_us: r.u64()? },
+            ty::LOSS_REPORT => Self::LossReport {
+                loss_permille: r.u16()?.min(1000),
+            },
             ty::PONG => Self::Pong { stamp_us: r.u64()? },
             ty::GOODBYE => Self::Goodbye {
                 reason: GoodbyeReason::from_u8(r.u8()?)?,
@@ -451,26 +517,25 @@ impl<'a> Message<'a> {
                 let frame_id = r.u32()?;
                 let index = r.u16()?;
                 let count = r.u16()?;
+                let parity = r.u16()?;
                 let flags = r.u8()?;
                 let capture_us = r.u64()?;
+                let shard = r.u16()?;
+                let frame_len = r.u32()?;
                 let payload = r.rest();
-                if count == 0 {
-                    return Err(DecodeError::BadFragment("zero fragment count"));
-                }
-                if index >= count {
-                    return Err(DecodeError::BadFragment("index past count"));
-                }
-                if payload.is_empty() {
-                    return Err(DecodeError::BadFragment("empty payload"));
-                }
-                Self::Video(VideoFragment {
+                let f = VideoFragment {
                     frame_id,
                     index,
                     count,
+                    parity,
                     flags,
                     capture_us,
+                    shard,
+                    frame_len,
                     payload,
-                })
+                };
+                f.check().map_err(DecodeError::BadFragment)?;
+                Self::Video(f)
             }
             ty::KEYFRAME_REQUEST => Self::KeyframeRequest {
                 last_good_frame: r.u32()?,
@@ -652,7 +717,7 @@ mod tests {
     /// Owned stand-in for a message, since `Message` borrows its payload.
     fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
         (
-            0u8..9,
+            0u8..10,
             proptest::collection::vec(any::<u8>(), 1..1100),
             [any::<u64>(), any::<u64>(), any::<u64>()],
             arb_event(),
@@ -693,18 +758,26 @@ mod tests {
             },
             6 => Message::InputAck { seq: n[1] as u32 },
             7 => {
-                let count = (n[0] as u16).max(1);
+                // A parity fragment of an even-sized shard, or a lone data fragment.
+                let with_parity = n[0].is_multiple_of(2) && payload.len().is_multiple_of(2);
+                let len = payload.len() as u16;
                 Message::Video(VideoFragment {
                     frame_id: n[1] as u32,
-                    index: (n[2] as u16) % count,
-                    count,
+                    index: u16::from(with_parity),
+                    count: 1,
+                    parity: u16::from(with_parity),
                     flags: n[2] as u8,
                     capture_us: n[1],
+                    shard: len,
+                    frame_len: u32::from(len),
                     payload,
                 })
             }
-            _ => Message::KeyframeRequest {
+            8 => Message::KeyframeRequest {
                 last_good_frame: n[2] as u32,
+            },
+            _ => Message::LossReport {
+                loss_permille: (n[0] % 1001) as u16,
             },
         }
     }
@@ -725,13 +798,10 @@ mod tests {
         fn truncated_messages_are_errors((k, payload, n, ev, reason) in arb_message(), w in arb_dim(), h in arb_dim(), cut in any::<prop::sample::Index>()) {
             let msg = build(k, &payload, n, ev, reason, w, h);
             let bytes = msg.to_vec();
-            // Any strict prefix of a fixed-size message is an error; for video
-            // a prefix that still holds payload is a shorter valid fragment.
+            // Any strict prefix is an error (a video fragment's payload size
+            // is fixed by its header).
             let cut = cut.index(bytes.len());
-            let res = Message::decode(&bytes[..cut]);
-            if !matches!(msg, Message::Video(_)) || cut < VIDEO_HEADER_LEN + 1 {
-                prop_assert!(res.is_err());
-            }
+            prop_assert!(Message::decode(&bytes[..cut]).is_err());
         }
 
         #[test]
@@ -809,8 +879,11 @@ mod tests {
             frame_id: 1,
             index: 0,
             count: 1,
+            parity: 0,
             flags: 0,
             capture_us: 0,
+            shard: 1,
+            frame_len: 1,
             payload: &[1],
         })
         .to_vec();
@@ -819,6 +892,12 @@ mod tests {
         assert_eq!(
             Message::decode(&past),
             Err(DecodeError::BadFragment("index past count"))
+        );
+        let mut longer = bad_frag.clone();
+        longer.push(2);
+        assert_eq!(
+            Message::decode(&longer),
+            Err(DecodeError::BadFragment("payload size does not match"))
         );
         assert_eq!(
             Message::decode(&bad_frag[..VIDEO_HEADER_LEN]),

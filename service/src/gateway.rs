@@ -627,7 +627,7 @@ async fn serve(
             while let Some(m) = read_message(&mut ctl_recv, &mut reader, &mut buf).await? {
                 let msg = Message::decode(&m).map_err(|e| SessionEnd::Protocol(e.to_string()))?;
                 match msg {
-                    Message::Ping { .. } => {}
+                    Message::Ping { .. } | Message::LossReport { .. } => {}
                     Message::Goodbye { .. } => {
                         relay(&udp, session, &m, &mut out).await?;
                         return Err(SessionEnd::ClientGoodbye);

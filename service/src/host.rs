@@ -17,13 +17,13 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nephele_protocol::input::InputReceiver;
-use nephele_protocol::video::Fragmenter;
+use nephele_protocol::video::{Fragmenter, parity_for};
 use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message};
 use openh264::OpenH264API;
 use openh264::encoder::{
@@ -90,6 +90,8 @@ pub struct HostStats {
     pub frames_sent: AtomicU64,
     /// Keyframes sent.
     pub keyframes_sent: AtomicU64,
+    /// Parity fragments sent.
+    pub parity_sent: AtomicU64,
     /// Input events applied.
     pub inputs_applied: AtomicU64,
     /// Datagrams that failed to decode.
@@ -210,6 +212,7 @@ struct Session {
     input: InputReceiver,
     last_heard: Instant,
     keyframe: Arc<AtomicBool>,
+    loss_permille: Arc<AtomicU32>,
     gateway_addr: Arc<Mutex<SocketAddr>>,
     stop: Arc<AtomicBool>,
     encoder: Option<JoinHandle<()>>,
@@ -336,6 +339,10 @@ impl Receiver {
             Message::KeyframeRequest { .. } => {
                 s.keyframe.store(true, Ordering::Relaxed);
             }
+            Message::LossReport { loss_permille } => {
+                s.loss_permille
+                    .store(u32::from(loss_permille), Ordering::Relaxed);
+            }
             Message::Ping { stamp_us } => {
                 self.send(from, id, Message::Pong { stamp_us }, out);
             }
@@ -374,6 +381,7 @@ impl Receiver {
             ..Default::default()
         }));
         let keyframe = Arc::new(AtomicBool::new(true));
+        let loss_permille = Arc::new(AtomicU32::new(NO_REPORT));
         let stop = Arc::new(AtomicBool::new(false));
         let gateway_addr = Arc::new(Mutex::new(from));
         self.next_index += 1;
@@ -391,6 +399,7 @@ impl Receiver {
             gateway: gateway_addr.clone(),
             desktop: desktop.clone(),
             keyframe: keyframe.clone(),
+            loss_permille: loss_permille.clone(),
             stop: stop.clone(),
             epoch: self.epoch,
             stats: self.stats.clone(),
@@ -419,6 +428,7 @@ impl Receiver {
                 input: InputReceiver::new(),
                 last_heard: Instant::now(),
                 keyframe,
+                loss_permille,
                 gateway_addr,
                 stop,
                 encoder: Some(encoder),
@@ -568,10 +578,21 @@ struct EncodeJob {
     gateway: Arc<Mutex<SocketAddr>>,
     desktop: Arc<Mutex<DesktopState>>,
     keyframe: Arc<AtomicBool>,
+    /// The client's latest loss report.
+    loss_permille: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
     stats: Arc<HostStats>,
 }
+
+/// Until the client's first loss report (half a second in), parity is sized
+/// for this much loss, so the session's first keyframe survives a lossy
+/// path. After that the reports decide, down to no parity on a clean path
+/// (a small frame's parity costs two full-size datagrams).
+const FEC_LOSS_BEFORE_REPORTS: f64 = 0.05;
+
+/// `loss_permille` before any report.
+const NO_REPORT: u32 = u32::MAX;
 
 impl EncodeJob {
     fn run(self) {
@@ -640,7 +661,16 @@ impl EncodeJob {
                 .map(|g| *g)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
             let session = self.session.to_be_bytes();
-            fragmenter.fragment(&au, key, capture_us, |msg| {
+            let loss = match self.loss_permille.load(Ordering::Relaxed) {
+                NO_REPORT => FEC_LOSS_BEFORE_REPORTS,
+                permille => f64::from(permille) / 1000.0,
+            };
+            let count = au.len().div_ceil(fragmenter.payload_size()) as u16;
+            let parity = parity_for(count, loss);
+            self.stats
+                .parity_sent
+                .fetch_add(u64::from(parity), Ordering::Relaxed);
+            fragmenter.fragment(&au, key, capture_us, parity, |msg| {
                 dgram.clear();
                 dgram.extend_from_slice(&session);
                 dgram.extend_from_slice(msg);

@@ -208,9 +208,16 @@ pub fn transport_config() -> quinn::TransportConfig {
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(4));
     // A keyframe is a burst of ~100 datagrams; start with a window that lets
     // it leave at once instead of trickling out over several round trips.
-    let mut cubic = quinn::congestion::CubicConfig::default();
-    cubic.initial_window(512 * 1024);
-    t.congestion_controller_factory(Arc::new(cubic));
+    // Every Nephele datagram fits the 1200-byte initial MTU. Growing it
+    // would only let QUIC pack several small datagrams into one packet, so
+    // that one loss takes a frame's data and its parity together.
+    t.mtu_discovery_config(None);
+    // BBR, not Cubic: random loss on Wi-Fi or a tether is not congestion,
+    // and a loss-driven window would starve the video exactly when parity
+    // is repairing it.
+    let mut bbr = quinn::congestion::BbrConfig::default();
+    bbr.initial_window(512 * 1024);
+    t.congestion_controller_factory(Arc::new(bbr));
     t
 }
 
