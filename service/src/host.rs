@@ -587,9 +587,14 @@ struct EncodeJob {
 
 /// Until the client's first loss report (half a second in), parity is sized
 /// for this much loss, so the session's first keyframe survives a lossy
-/// path. After that the reports decide, down to no parity on a clean path
-/// (a small frame's parity costs two full-size datagrams).
+/// path. After that the reports decide.
 const FEC_LOSS_BEFORE_REPORTS: f64 = 0.05;
+
+/// Parity is never sized for less: the first loss on a path that looked
+/// clean is repaired too, instead of costing a keyframe round trip. A small
+/// frame then carries two full-size parity datagrams, about 1.2 Mbit/s at
+/// 60 frames a second.
+const FEC_LOSS_FLOOR: f64 = 0.005;
 
 /// `loss_permille` before any report.
 const NO_REPORT: u32 = u32::MAX;
@@ -663,7 +668,7 @@ impl EncodeJob {
             let session = self.session.to_be_bytes();
             let loss = match self.loss_permille.load(Ordering::Relaxed) {
                 NO_REPORT => FEC_LOSS_BEFORE_REPORTS,
-                permille => f64::from(permille) / 1000.0,
+                permille => (f64::from(permille) / 1000.0).max(FEC_LOSS_FLOOR),
             };
             let count = au.len().div_ceil(fragmenter.payload_size()) as u16;
             let parity = parity_for(count, loss);
