@@ -477,9 +477,16 @@ impl<'a> Message<'a> {
                 host_time_us: r.u64()?,
             },
             ty::PING => Self::Ping { stamp_us: r.u64()? },
-            ty::LOSS_REPORT => Self::LossReport {
-                loss_permille: r.u16()?.min(1000),
-            },
+            ty::LOSS_REPORT => {
+                let loss_permille = r.u16()?;
+                if loss_permille > 1000 {
+                    return Err(DecodeError::InvalidValue {
+                        field: "loss per mille",
+                        value: loss_permille.into(),
+                    });
+                }
+                Self::LossReport { loss_permille }
+            }
             ty::PONG => Self::Pong { stamp_us: r.u64()? },
             ty::GOODBYE => Self::Goodbye {
                 reason: GoodbyeReason::from_u8(r.u8()?)?,
@@ -844,6 +851,16 @@ mod tests {
         assert!(matches!(
             Message::decode(&odd),
             Err(DecodeError::InvalidValue { field: "width", .. })
+        ));
+
+        // Found by fuzzing: an out-of-range loss report must be refused, not
+        // clamped (what decodes must re-encode to the same bytes).
+        assert!(matches!(
+            Message::decode(&[PROTOCOL_VERSION, ty::LOSS_REPORT, 0x09, 0x09]),
+            Err(DecodeError::InvalidValue {
+                field: "loss per mille",
+                ..
+            })
         ));
 
         let long_token = [
