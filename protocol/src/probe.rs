@@ -530,7 +530,8 @@ impl Prober {
 
 /// How measurements become a score (lower is better), in milliseconds.
 ///
-/// `score = min RTT + jitter × jitter_weight + loss × loss_ms + load × load_ms`
+/// `score = min RTT + jitter × jitter_weight + loss × loss_ms + load × load_ms`,
+/// where `loss` is what the probes prove at least ([`loss_evidence`]).
 ///
 /// * The minimum RTT is the path's distance: queueing on the way and
 ///   scheduling at either end only ever add to a sample, so the smallest of
@@ -539,7 +540,8 @@ impl Prober {
 /// * Jitter is charged once: it is what the client's pacing must absorb on
 ///   top of the distance.
 /// * Each lost packet costs a repair (parity or a keyframe) and risks a
-///   visible stall; 5 % loss is valued like 20 ms of extra delay, 25 % like 100 ms.
+///   visible stall; 5 % proven loss is valued like 20 ms of extra delay,
+///   25 % like 100 ms.
 /// * A full gateway (load 1.0) is valued like 20 ms of extra delay: enough to
 ///   prefer an idle PoP of similar distance, not enough to send the user far away.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -566,10 +568,28 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The loss a candidate can be charged with: the lower end of the 95 %
+/// Wilson interval of what its probes showed. One lost probe in four is
+/// weak evidence (a lossy access network loses probes to every PoP alike)
+/// and costs about 4.5 %; two in four cost 15 %; none costs nothing.
+pub fn loss_evidence(r: &ProbeResult) -> f64 {
+    let n = f64::from(r.settled);
+    if n == 0.0 || r.loss <= 0.0 {
+        return 0.0;
+    }
+    let (p, z2) = (r.loss, 1.96f64 * 1.96);
+    let centre = p + z2 / (2.0 * n);
+    let spread = (z2 * (p * (1.0 - p) / n + z2 / (4.0 * n * n))).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).max(0.0)
+}
+
 /// The score of a usable candidate in milliseconds; `None` for silent or refusing ones.
 pub fn score(r: &ProbeResult, w: &RankWeights) -> Option<f64> {
     (r.state == CandidateState::Usable && r.answered > 0).then(|| {
-        ms(r.rtt_min) + w.jitter_weight * ms(r.jitter) + w.loss_ms * r.loss + w.load_ms * r.load
+        ms(r.rtt_min)
+            + w.jitter_weight * ms(r.jitter)
+            + w.loss_ms * loss_evidence(r)
+            + w.load_ms * r.load
     })
 }
 
@@ -781,11 +801,19 @@ mod tests {
     #[test]
     fn ranking_penalises_loss_jitter_and_load() {
         let w = RankWeights::default();
-        // 20 ms with a quarter of probes lost loses to a clean 40 ms.
+        // 20 ms with half its probes lost loses to a clean 40 ms…
         assert_eq!(
-            rank(&[result(20, 0, 0.25, 0.0), result(40, 0, 0.0, 0.0)], &w),
+            rank(&[result(20, 0, 0.5, 0.0), result(40, 0, 0.0, 0.0)], &w),
             [1, 0]
         );
+        // …but one lost probe in four is weak evidence: a clean 40 ms does
+        // not win on it (common loss on the access network hits every PoP).
+        assert_eq!(
+            rank(&[result(20, 0, 0.25, 0.0), result(40, 0, 0.0, 0.0)], &w),
+            [0, 1]
+        );
+        assert!((loss_evidence(&result(20, 0, 0.25, 0.0)) - 0.046).abs() < 0.005);
+        assert_eq!(loss_evidence(&result(20, 0, 0.0, 0.0)), 0.0);
         // 20 ms with 15 ms of jitter loses to a steady 30 ms.
         assert_eq!(
             rank(&[result(20, 15, 0.0, 0.0), result(30, 1, 0.0, 0.0)], &w),
