@@ -74,7 +74,7 @@ fn digest_over_network(data: &[u8], seed: u64) -> String {
     for window in nals.chunks(4) {
         let mut dgrams = Vec::new();
         for nal in window {
-            frag.fragment(nal, true, 0, 0, |d: &[u8]| dgrams.push(d.to_vec()));
+            frag.fragment(nal, true, 0, 0.0, |d: &[u8]| dgrams.push(d.to_vec()));
         }
         for i in (1..dgrams.len()).rev() {
             rng ^= rng << 13;

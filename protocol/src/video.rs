@@ -68,10 +68,26 @@ impl Fragmenter {
     }
 
     /// Fragments one access unit, calling `emit` with each encoded message:
-    /// the data fragments, then `parity` parity fragments (at most
-    /// [`MAX_PARITY`]). Returns the frame id
-    /// used. An empty access unit produces nothing and consumes no id.
+    /// the data fragments, then as many parity fragments as a path losing
+    /// `fec_loss` (0.0–1.0) of datagrams needs ([`parity_for`]; none at 0).
+    /// Returns the frame id used. An empty access unit produces nothing and
+    /// consumes no id.
     pub fn fragment(
+        &mut self,
+        au: &[u8],
+        keyframe: bool,
+        capture_us: u64,
+        fec_loss: f64,
+        emit: impl FnMut(&[u8]),
+    ) -> Option<u32> {
+        let count = u16::try_from(au.len().div_ceil(self.payload_size)).ok()?;
+        let parity = parity_for(count, fec_loss);
+        self.fragment_with_parity(au, keyframe, capture_us, parity, emit)
+    }
+
+    /// [`Fragmenter::fragment`] with an exact number of parity fragments (at
+    /// most [`MAX_PARITY`]).
+    fn fragment_with_parity(
         &mut self,
         au: &[u8],
         keyframe: bool,
@@ -807,7 +823,7 @@ mod tests {
         let mut f = Fragmenter::new(max_message);
         let mut out = Vec::new();
         for (i, (au, key)) in frames.iter().enumerate() {
-            f.fragment(au, *key, i as u64 * 1000, 0, |d: &[u8]| {
+            f.fragment(au, *key, i as u64 * 1000, 0.0, |d: &[u8]| {
                 out.push(d.to_vec())
             });
         }
@@ -872,7 +888,7 @@ mod tests {
             let au: Vec<u8> = (0..len).map(|i| (i * 31 + len) as u8).collect();
             let mut f = Fragmenter::new(1200);
             let mut dgrams = Vec::new();
-            f.fragment(&au, true, 7, parity, |d: &[u8]| dgrams.push(d.to_vec()));
+            f.fragment_with_parity(&au, true, 7, parity, |d: &[u8]| dgrams.push(d.to_vec()));
             let count = au.len().div_ceil(f.payload_size());
             prop_assert_eq!(dgrams.len(), count + usize::from(parity));
             // Drop `parity` fragments chosen by the seed, shuffle the rest.
@@ -925,7 +941,7 @@ mod tests {
         let mut per_frame: Vec<Vec<Vec<u8>>> = Vec::new();
         for (i, (au, key)) in frames.iter().enumerate() {
             let mut v = Vec::new();
-            f.fragment(au, *key, i as u64, 0, |d: &[u8]| v.push(d.to_vec()));
+            f.fragment(au, *key, i as u64, 0.0, |d: &[u8]| v.push(d.to_vec()));
             per_frame.push(v);
         }
         let t0 = Instant::now();
@@ -1049,7 +1065,7 @@ mod tests {
         let mut caps = Vec::new();
         for (i, (au, key)) in frames.iter().enumerate() {
             let mut v = Vec::new();
-            f.fragment(au, *key, i as u64, 0, |d: &[u8]| v.push(d.to_vec()));
+            f.fragment(au, *key, i as u64, 0.0, |d: &[u8]| v.push(d.to_vec()));
             feed(&mut r, &v[0], t0).unwrap();
             assert_eq!(
                 feed(&mut r, &v[0], t0),

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use nephele_protocol::input::{InputReceiver, InputSender};
 use nephele_protocol::sim::{Link, LinkConfig};
-use nephele_protocol::video::{
-    Fragmenter, Reassembler, ReassemblerConfig, ReassemblyEvent, parity_for,
-};
+use nephele_protocol::video::{Fragmenter, Reassembler, ReassemblerConfig, ReassemblyEvent};
 use nephele_protocol::wire::{InputEvent, Message};
 
 /// The bytes of frame `id`: its length varies like a real stream's
@@ -81,12 +79,11 @@ fn run(down: LinkConfig, up: LinkConfig, seconds: u64, fec_loss: f64) -> Outcome
             let id = fragmenter.next_frame_id();
             let key = std::mem::take(&mut force_key);
             let au = frame_bytes(id, key);
-            let count = au.len().div_ceil(fragmenter.payload_size()) as u16;
             fragmenter.fragment(
                 &au,
                 key,
                 now.duration_since(t0).as_micros() as u64,
-                parity_for(count, fec_loss),
+                fec_loss,
                 |d| downlink.send(now, d),
             );
             if now < end {

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nephele_protocol::input::InputReceiver;
-use nephele_protocol::video::{Fragmenter, parity_for};
+use nephele_protocol::video::Fragmenter;
 use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message};
 use openh264::OpenH264API;
 use openh264::encoder::{
@@ -90,8 +90,6 @@ pub struct HostStats {
     pub frames_sent: AtomicU64,
     /// Keyframes sent.
     pub keyframes_sent: AtomicU64,
-    /// Parity fragments sent.
-    pub parity_sent: AtomicU64,
     /// Input events applied.
     pub inputs_applied: AtomicU64,
     /// Datagrams that failed to decode.
@@ -670,12 +668,7 @@ impl EncodeJob {
                 NO_REPORT => FEC_LOSS_BEFORE_REPORTS,
                 permille => (f64::from(permille) / 1000.0).max(FEC_LOSS_FLOOR),
             };
-            let count = au.len().div_ceil(fragmenter.payload_size()) as u16;
-            let parity = parity_for(count, loss);
-            self.stats
-                .parity_sent
-                .fetch_add(u64::from(parity), Ordering::Relaxed);
-            fragmenter.fragment(&au, key, capture_us, parity, |msg| {
+            fragmenter.fragment(&au, key, capture_us, loss, |msg| {
                 dgram.clear();
                 dgram.extend_from_slice(&session);
                 dgram.extend_from_slice(msg);

@@ -20,6 +20,19 @@ fn client(svc: &DemoService) -> DirectoryClient {
     DirectoryClient::new(&svc.directory_url(), &[svc.ca()]).unwrap()
 }
 
+/// A gateway registration for a PoP that is not a real gateway.
+fn fake_gateway(id: &str, address: SocketAddr, probe: SocketAddr) -> GatewayInfo {
+    GatewayInfo {
+        id: format!("gw-{id}"),
+        pop: format!("pop-{id}"),
+        region: "test".into(),
+        address: address.to_string(),
+        probe_address: probe.to_string(),
+        server_name: "127.0.0.1".into(),
+        load: 0.0,
+    }
+}
+
 fn listed(svc: &DemoService) -> Vec<String> {
     let dir = client(svc);
     let (user, pw) = svc.credentials();
@@ -100,15 +113,8 @@ fn a_silent_gateway_is_skipped_at_the_timeout() {
     let svc = DemoService::start(DemoOptions::default()).unwrap();
     // A registered gateway whose probe port swallows everything.
     let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let silent = GatewayInfo {
-        id: "gw-silent".into(),
-        pop: "pop-silent".into(),
-        region: "nowhere".into(),
-        address: sink.local_addr().unwrap().to_string(),
-        probe_address: sink.local_addr().unwrap().to_string(),
-        server_name: "127.0.0.1".into(),
-        load: 0.0,
-    };
+    let sink_addr = sink.local_addr().unwrap();
+    let silent = fake_gateway("silent", sink_addr, sink_addr);
     let key = svc.service().directory.service_key().to_string();
     client(&svc).register(&key, &silent).unwrap();
     let (user, pw) = svc.credentials();
@@ -137,15 +143,8 @@ fn gateways_leave_and_join_the_lists() {
     // One that stops heartbeating (its node failed) leaves after three
     // missed heartbeats.
     let key = svc.service().directory.service_key().to_string();
-    let ghost = GatewayInfo {
-        id: "gw-ghost".into(),
-        pop: "pop-ghost".into(),
-        region: "r".into(),
-        address: "127.0.0.1:9".into(),
-        probe_address: "127.0.0.1:9".into(),
-        server_name: "127.0.0.1".into(),
-        load: 0.5,
-    };
+    let discard: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let ghost = fake_gateway("ghost", discard, discard);
     client(&svc).register(&key, &ghost).unwrap();
     assert!(listed(&svc).contains(&"gw-ghost".to_string()));
     let t = Instant::now();
@@ -324,15 +323,11 @@ fn a_chosen_gateway_that_does_not_answer_fails_over_to_the_next_pop() {
     // whose QUIC port is dead: a half-failed node.
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     let dead_quic = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let info = GatewayInfo {
-        id: "gw-half-dead".into(),
-        pop: "pop-half-dead".into(),
-        region: "here".into(),
-        address: dead_quic.local_addr().unwrap().to_string(),
-        probe_address: probe.local_addr().unwrap().to_string(),
-        server_name: "127.0.0.1".into(),
-        load: 0.0,
-    };
+    let info = fake_gateway(
+        "half-dead",
+        dead_quic.local_addr().unwrap(),
+        probe.local_addr().unwrap(),
+    );
     probe
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
