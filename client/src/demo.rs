@@ -36,6 +36,10 @@ pub struct DemoOptions {
     pub record_input: Option<PathBuf>,
     /// The network between the client and the PoPs.
     pub network: Impairment,
+    /// The host's most bits per second per session (0: from the picture size).
+    pub bitrate: u32,
+    /// The demo desktop plays a video panel that changes every frame.
+    pub motion: bool,
 }
 
 /// The running service; stops when dropped.
@@ -95,7 +99,8 @@ impl DemoService {
             host: HostConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 record_input: opts.record_input,
-                bitrate: 0,
+                bitrate: opts.bitrate,
+                motion: opts.motion,
             },
             network: opts.network,
         }));

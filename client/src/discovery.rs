@@ -310,6 +310,7 @@ pub fn connect_config(
         token: grant.token.clone().into_bytes(),
         route: first.route,
         fallbacks: targets.collect(),
+        save_stream: None,
     })
 }
 

@@ -34,7 +34,8 @@ impl FrameSink for HeadlessSink {
             self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.stats.record_presented(meta.completed_at);
+        self.stats
+            .record_presented(meta.completed_at, meta.capture_us);
     }
 }
 

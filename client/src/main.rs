@@ -72,6 +72,10 @@ struct StreamArgs {
     /// Requested frame rate.
     #[arg(long, default_value_t = 60)]
     fps: u8,
+    /// Save the video received (raw H.264 Annex B) to this file, for
+    /// `nephele decode` or any player.
+    #[arg(long, value_name = "PATH")]
+    save_stream: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +137,15 @@ struct DemoArgs {
     /// direction: `rtt=40ms,jitter=5ms,loss=5%,burst=3,bw=20mbit,queue=100ms,blackout=3s+500ms`.
     #[arg(long, value_name = "SPEC", default_value = "")]
     network: nephele_service::impair::Impairment,
+    /// The most video bits per second the host sends; congestion control
+    /// adapts below it (default: from the picture size).
+    #[arg(long, value_name = "BPS", default_value_t = 0)]
+    bitrate: u32,
+    /// Play a video panel on the demo desktop that changes completely every
+    /// frame, as a game or a film would: the stream then uses all the
+    /// bitrate it is allowed.
+    #[arg(long)]
+    motion: bool,
     #[command(flatten)]
     stream: StreamArgs,
 }
@@ -219,6 +232,7 @@ fn connect(a: ConnectArgs) -> Result<()> {
             pop: "direct".into(),
         },
         fallbacks: Vec::new(),
+        save_stream: None,
     };
     run_stream(cfg, &a.stream, Arc::new(Stats::default()))
 }
@@ -366,6 +380,8 @@ fn demo(a: DemoArgs) -> Result<()> {
     let svc = DemoService::start(DemoOptions {
         record_input: a.record_input.clone(),
         network: a.network.clone(),
+        bitrate: a.bitrate,
+        motion: a.motion,
     })
     .context("starting the demo service")?;
     let (user, password) = svc.credentials();
@@ -403,7 +419,8 @@ fn load_script(path: Option<&Path>) -> Result<Option<Script>> {
     .transpose()
 }
 
-fn run_stream(cfg: ConnectConfig, a: &StreamArgs, stats: Arc<Stats>) -> Result<()> {
+fn run_stream(mut cfg: ConnectConfig, a: &StreamArgs, stats: Arc<Stats>) -> Result<()> {
+    cfg.save_stream.clone_from(&a.save_stream);
     let script = load_script(a.input_script.as_deref())?;
     let duration = a
         .duration

@@ -23,16 +23,27 @@ use std::time::{Duration, Instant};
 
 use nephele_protocol::framing::{FrameReader, Lane, write_frame};
 use nephele_protocol::input::{InputError, InputSender};
+use nephele_protocol::rate::{ClockMap, QueueDelay};
 use nephele_protocol::video::{CompleteFrame, Reassembler, ReassemblerConfig, ReassemblyEvent};
 use nephele_protocol::wire::{GoodbyeReason, InputEvent, Message};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{Notify, watch};
 
-use crate::stats::{Route, Stats};
+use crate::stats::{Route, Stats, local_us};
 use crate::video::{H264Decoder, Picture};
 
-/// How often the client tells the host what share of video it lost.
-const LOSS_REPORT_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the client tells the host what the path does to video (loss,
+/// queueing delay, receive rate): often enough that the host backs off
+/// within a few frames of a queue forming.
+const REPORT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The loss figure is recomputed this often: over shorter windows a few
+/// fragments decide it.
+const LOSS_WINDOW: Duration = Duration::from_millis(500);
+
+/// Pings (which also map the host's clock) this often after the first,
+/// which goes at once.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -56,6 +67,9 @@ pub struct ConnectConfig {
     /// Gateways to try in turn when this one does not answer (the rest of
     /// the PoP ranking, best first).
     pub fallbacks: Vec<Fallback>,
+    /// Append every complete access unit received to this file (raw H.264
+    /// Annex B, what `nephele decode` reads).
+    pub save_stream: Option<std::path::PathBuf>,
 }
 
 /// Another gateway for the same session.
@@ -264,6 +278,10 @@ impl Session {
         let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DECODE_QUEUE + 8);
         let want_keyframe = Arc::new(AtomicBool::new(false));
         let ended = Arc::new(AtomicBool::new(false));
+        let saver = match &cfg.save_stream {
+            Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+            None => None,
+        };
 
         let decode = {
             let stats = stats.clone();
@@ -272,7 +290,15 @@ impl Session {
             std::thread::Builder::new()
                 .name("nephele-decode".into())
                 .spawn(move || {
-                    decode_loop(frame_rx, recycle_tx, sink, stats, want_keyframe, wake)
+                    decode_loop(
+                        frame_rx,
+                        recycle_tx,
+                        sink,
+                        stats,
+                        want_keyframe,
+                        wake,
+                        saver,
+                    )
                 })?
         };
 
@@ -390,6 +416,7 @@ fn decode_loop(
     stats: Arc<Stats>,
     want_keyframe: Arc<AtomicBool>,
     wake: Arc<InputShared>,
+    mut saver: Option<std::io::BufWriter<std::fs::File>>,
 ) {
     let mut decoder = match H264Decoder::new() {
         Ok(d) => d,
@@ -399,6 +426,12 @@ fn decode_loop(
         }
     };
     while let Ok(frame) = frames.recv() {
+        if let Some(w) = saver.as_mut()
+            && let Err(e) = std::io::Write::write_all(w, &frame.data)
+        {
+            tracing::warn!(error = %e, "saving the stream failed; no longer saving");
+            saver = None;
+        }
         let meta = FrameMeta {
             frame_id: frame.frame_id,
             completed_at: frame.completed_at,
@@ -623,12 +656,15 @@ impl Net {
         let mut ctl_reader = FrameReader::new();
         let mut ctl_buf = vec![0u8; 2048];
         let mut out = Vec::with_capacity(4096);
-        let mut next_ping = Instant::now() + Duration::from_secs(1);
-        let mut next_report = Instant::now() + LOSS_REPORT_INTERVAL;
+        let mut next_ping = Instant::now();
+        let mut next_report = Instant::now() + REPORT_INTERVAL;
+        let mut next_loss = Instant::now() + LOSS_WINDOW;
         let mut reported = nephele_protocol::video::ReassemblyStats::default();
         let mut loss = 0.0f64;
+        let mut bytes_at_report = 0u64;
+        let mut queue = QueueDelay::default();
+        let mut clock = ClockMap::default();
         let mut draining: Option<Instant> = None;
-        let ping_epoch = Instant::now();
 
         loop {
             let now = Instant::now();
@@ -666,7 +702,10 @@ impl Net {
                             while let Some(f) = ctl_reader.next_frame().map_err(|e| SessionError::Protocol(e.to_string()))? {
                                 match Message::decode(f) {
                                     Ok(Message::Goodbye { reason }) => return Err(SessionError::Ended(reason)),
-                                    Ok(Message::Pong { .. }) => {}
+                                    Ok(Message::Pong { stamp_us, host_us }) => {
+                                        clock.on_pong(stamp_us as i64, local_us(Instant::now()), host_us);
+                                        self.publish_clock(&clock);
+                                    }
                                     Ok(other) => tracing::debug!(?other, "unexpected control message"),
                                     Err(e) => return Err(SessionError::Protocol(e.to_string())),
                                 }
@@ -706,6 +745,7 @@ impl Net {
                 match ev {
                     ReassemblyEvent::Frame(f) => {
                         self.stats.frames_received.fetch_add(1, Ordering::Relaxed);
+                        queue.on_frame(local_us(f.completed_at), f.capture_us);
                         self.stats.saw_frame(f.frame_id);
                         match self.frame_tx.try_send(f) {
                             Ok(()) => {}
@@ -741,10 +781,10 @@ impl Net {
                 recovery_stream.write_all(&out).await?;
             }
 
-            if now >= next_report {
-                next_report = now + LOSS_REPORT_INTERVAL;
+            if now >= next_loss {
+                next_loss = now + LOSS_WINDOW;
                 let counters = reasm.stats();
-                // Quick to rise, slow to fall (a tenth per report, so 1 %
+                // Quick to rise, slow to fall (a tenth per window, so 1 %
                 // takes about 14 s of silence to read as none): a few quiet
                 // half seconds on a lossy path must not switch parity off.
                 loss = counters.loss_since(&reported).max(loss * 0.9);
@@ -755,21 +795,40 @@ impl Net {
                 self.stats
                     .loss_permille
                     .store((loss * 1000.0).round() as u64, Ordering::Relaxed);
+            }
+            if now >= next_report {
+                let bytes = self.stats.bytes_received.load(Ordering::Relaxed);
+                let elapsed = REPORT_INTERVAL + now.saturating_duration_since(next_report);
+                next_report = now + REPORT_INTERVAL;
+                let recv_kbps = (bytes.saturating_sub(bytes_at_report) as f64 * 8.0
+                    / elapsed.as_secs_f64()
+                    / 1000.0) as u32;
+                bytes_at_report = bytes;
+                // No frame lately: report no queue rather than an old one;
+                // the host holds its rate on a quiet path either way.
+                let delay = queue.current(local_us(now)).unwrap_or_default();
+                let delay_us = delay.as_micros() as u64;
+                self.stats.queue_delay_us.store(delay_us, Ordering::Relaxed);
+                self.stats
+                    .queue_delay_max_us
+                    .fetch_max(delay_us, Ordering::Relaxed);
                 out.clear();
                 write_frame(&mut out, |o| {
-                    Message::LossReport {
+                    Message::ReceiverReport {
                         loss_permille: (loss * 1000.0).round() as u16,
+                        queue_delay_ms: delay.as_millis().min(u128::from(u16::MAX)) as u16,
+                        recv_kbps,
                     }
                     .encode(o)
                 });
                 ctl_send.write_all(&out).await?;
             }
             if now >= next_ping {
-                next_ping = now + Duration::from_secs(1);
+                next_ping = now + PING_INTERVAL;
                 out.clear();
                 write_frame(&mut out, |o| {
                     Message::Ping {
-                        stamp_us: ping_epoch.elapsed().as_micros() as u64,
+                        stamp_us: local_us(Instant::now()) as u64,
                     }
                     .encode(o)
                 });
@@ -793,6 +852,19 @@ impl Net {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Publishes the clock map for the presentation threads.
+    fn publish_clock(&self, clock: &ClockMap) {
+        if let (Some(at_zero), Some(unc)) = (clock.to_client(0), clock.uncertainty()) {
+            // to_client(h) = h − offset, so offset = −to_client(0).
+            self.stats
+                .host_clock_offset_us
+                .store(-at_zero, Ordering::Relaxed);
+            self.stats
+                .clock_uncertainty_us
+                .store(unc.as_micros() as u64, Ordering::Relaxed);
         }
     }
 

@@ -2,12 +2,28 @@
 //! the network, decode and presentation threads, and written as the stats
 //! JSON of headless runs.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+/// The client's clock for stamps exchanged with the host: microseconds
+/// since the process's first use of it.
+pub fn local_us(t: Instant) -> i64 {
+    let epoch = *EPOCH;
+    if t >= epoch {
+        t.duration_since(epoch).as_micros() as i64
+    } else {
+        -(epoch.duration_since(t).as_micros() as i64)
+    }
+}
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// `Stats::host_clock_offset_us` before the first clock exchange.
+pub const NO_OFFSET: i64 = i64::MIN;
 
 /// A latency distribution in microseconds (1 µs … 60 s, 3 significant digits).
 #[derive(Debug)]
@@ -51,7 +67,7 @@ impl Latency {
 }
 
 /// Everything a session counts.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Pictures out of the decoder.
     pub frames_decoded: AtomicU64,
@@ -80,6 +96,17 @@ pub struct Stats {
     pub decode: Latency,
     /// Last fragment of a frame received → frame presented.
     pub client_latency: Latency,
+    /// Host capture → frame presented, through the clock map.
+    pub end_to_end: Latency,
+    /// Host clock minus client clock ([`local_us`]), microseconds;
+    /// [`NO_OFFSET`] until the first ping exchange.
+    pub host_clock_offset_us: AtomicI64,
+    /// Half the round trip of the exchange the clock map rests on, µs.
+    pub clock_uncertainty_us: AtomicU64,
+    /// The queueing delay last reported to the host, microseconds.
+    pub queue_delay_us: AtomicU64,
+    /// The highest queueing delay reported, microseconds.
+    pub queue_delay_max_us: AtomicU64,
     /// Input event sent → acknowledged by the host.
     pub input_rtt: Latency,
     /// Which gateway and PoP carry the session.
@@ -97,6 +124,41 @@ pub struct Stats {
     pub frames_sent_by_host: AtomicU64,
     /// When the last picture was presented, and the longest gap so far.
     pub presentation: Mutex<Presentation>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        // Stamps taken from now on are positive.
+        LazyLock::force(&EPOCH);
+        Self {
+            frames_decoded: AtomicU64::default(),
+            frames_presented: AtomicU64::default(),
+            frames_dropped: AtomicU64::default(),
+            frames_received: AtomicU64::default(),
+            keyframes_requested: AtomicU64::default(),
+            decode_errors: AtomicU64::default(),
+            input_sent: AtomicU64::default(),
+            input_acked: AtomicU64::default(),
+            bytes_received: AtomicU64::default(),
+            reconnects: AtomicU64::default(),
+            rtt_us: AtomicU64::default(),
+            decode: Latency::default(),
+            client_latency: Latency::default(),
+            end_to_end: Latency::default(),
+            host_clock_offset_us: AtomicI64::new(NO_OFFSET),
+            clock_uncertainty_us: AtomicU64::default(),
+            queue_delay_us: AtomicU64::default(),
+            queue_delay_max_us: AtomicU64::default(),
+            input_rtt: Latency::default(),
+            route: Mutex::default(),
+            pop_decision_us: AtomicU64::default(),
+            pop_switch_offers: AtomicU64::default(),
+            fec_recovered: AtomicU64::default(),
+            loss_permille: AtomicU64::default(),
+            frames_sent_by_host: AtomicU64::default(),
+            presentation: Mutex::default(),
+        }
+    }
 }
 
 /// Presentation timing, for the longest freeze.
@@ -136,6 +198,17 @@ pub struct Report {
     pub client_latency_ms_p50: f64,
     /// 99th percentile client-added latency.
     pub client_latency_ms_p99: f64,
+    /// Median capture (on the host) → presented, estimated through the
+    /// clock map; 0 before the first clock exchange.
+    pub e2e_latency_ms_p50: f64,
+    /// 99th percentile capture → presented.
+    pub e2e_latency_ms_p99: f64,
+    /// How far the clock map may be off: half the round trip it rests on.
+    pub clock_uncertainty_ms: f64,
+    /// Queueing delay last reported to the host.
+    pub queue_delay_ms: f64,
+    /// Highest queueing delay reported.
+    pub queue_delay_ms_max: f64,
     /// See [`Stats::input_sent`].
     pub input_sent: u64,
     /// See [`Stats::input_acked`].
@@ -174,11 +247,20 @@ pub struct Report {
 
 impl Stats {
     /// Counts a picture shown now: client-added latency from its last
-    /// fragment's arrival, and the gap since the previous one.
-    pub fn record_presented(&self, completed_at: std::time::Instant) {
-        let now = std::time::Instant::now();
+    /// fragment's arrival, end-to-end latency from its capture on the host
+    /// (once the host's clock is mapped), and the gap since the previous one.
+    pub fn record_presented(&self, completed_at: Instant, capture_us: u64) {
+        let now = Instant::now();
         self.client_latency
             .record(now.saturating_duration_since(completed_at));
+        let offset = self.host_clock_offset_us.load(Ordering::Relaxed);
+        if offset != NO_OFFSET {
+            let captured = (capture_us as i64).saturating_sub(offset);
+            let e2e = local_us(now).saturating_sub(captured);
+            // A negative figure is inside the map's uncertainty: count it as 0.
+            self.end_to_end
+                .record(Duration::from_micros(e2e.max(0) as u64));
+        }
         self.frames_presented.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut p) = self.presentation.lock() {
             if let Some(last) = p.last {
@@ -207,6 +289,11 @@ impl Stats {
             decode_ms_p99: self.decode.quantile_ms(0.99),
             client_latency_ms_p50: self.client_latency.quantile_ms(0.5),
             client_latency_ms_p99: self.client_latency.quantile_ms(0.99),
+            e2e_latency_ms_p50: self.end_to_end.quantile_ms(0.5),
+            e2e_latency_ms_p99: self.end_to_end.quantile_ms(0.99),
+            clock_uncertainty_ms: g(&self.clock_uncertainty_us) as f64 / 1000.0,
+            queue_delay_ms: g(&self.queue_delay_us) as f64 / 1000.0,
+            queue_delay_ms_max: g(&self.queue_delay_max_us) as f64 / 1000.0,
             input_sent: g(&self.input_sent),
             input_acked: g(&self.input_acked),
             input_rtt_ms_p50: self.input_rtt.quantile_ms(0.5),

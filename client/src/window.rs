@@ -265,7 +265,7 @@ impl App {
             return;
         }
         if let Some(m) = meta {
-            self.stats.record_presented(m.completed_at);
+            self.stats.record_presented(m.completed_at, m.capture_us);
         }
     }
 

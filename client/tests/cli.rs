@@ -422,6 +422,62 @@ fn the_demo_streams_through_five_percent_loss() {
     assert!(s["max_freeze_ms"].as_f64().unwrap() <= 150.0, "{s}");
     let rtt = s["rtt_ms"].as_f64().unwrap();
     assert!(rtt >= 40.0, "the network's 40 ms is in the path: {s}");
+    // Capture → presented through the clock map: at least the 20 ms one
+    // way (plus the PoP's own), within what encoding and a loss repair add.
+    let e2e = s["e2e_latency_ms_p50"].as_f64().unwrap();
+    assert!((20.0..=100.0).contains(&e2e), "{s}");
+    let uncertainty = s["clock_uncertainty_ms"].as_f64().unwrap();
+    assert!(
+        (20.0..=40.0).contains(&uncertainty),
+        "half the round trip: {s}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_10_mbit_link_gets_a_smooth_stream_not_a_growing_delay() {
+    let _turn = exclusive();
+    let dir = scratch("capped");
+    // Keys every 50 ms, to see input behind the saturated link.
+    let script: String = (0..150)
+        .map(|i| {
+            format!(
+                "{} key KeyA {}\n",
+                500 + i * 50,
+                if i % 2 == 0 { "down" } else { "up" }
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("keys.txt"), script).unwrap();
+    // The motion panel at up to 20 Mbit/s wants twice what the link carries.
+    let out = nephele()
+        .args(["demo", "--headless", "--duration", "10", "--motion"])
+        .args(["--bitrate", "20000000", "--network", "rtt=40ms,bw=10mbit"])
+        .arg("--input-script")
+        .arg(dir.join("keys.txt"))
+        .arg("--stats-json")
+        .arg(dir.join("s.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = json(&dir.join("s.json"));
+    let mbit =
+        s["bytes_received"].as_f64().unwrap() * 8.0 / s["duration_s"].as_f64().unwrap() / 1e6;
+    // The link is used, not abandoned...
+    assert!(mbit >= 5.0, "{mbit} Mbit/s: {s}");
+    // ...and its queue does not grow: without congestion control the
+    // frames queue behind the link (a second of QUIC's datagram buffer,
+    // then loss). A keyframe alone takes ~100 ms through this link, so the
+    // worst moment gets room; the typical one does not.
+    assert!(s["e2e_latency_ms_p50"].as_f64().unwrap() <= 90.0, "{s}");
+    assert!(s["queue_delay_ms_max"].as_f64().unwrap() <= 300.0, "{s}");
+    assert!(s["frames_presented_pct"].as_f64().unwrap() >= 95.0, "{s}");
+    assert_eq!(s["input_acked"], s["input_sent"], "{s}");
+    assert!(s["input_rtt_ms_p50"].as_f64().unwrap() <= 90.0, "{s}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

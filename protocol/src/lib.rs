@@ -22,6 +22,8 @@
 //!   link built on it, on a virtual clock, for deterministic tests of the above.
 //! * [`probe`] is the stateless UDP latency probe and the client's PoP
 //!   choice: measurement, ranking and hysteresis.
+//! * [`rate`] is congestion control: the client's queueing-delay and clock
+//!   estimates, the host's target bitrate from the client's reports.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
 //!   keyboard layout decides the character.
 #![cfg_attr(
@@ -34,6 +36,7 @@ pub mod hid;
 pub mod impair;
 pub mod input;
 pub mod probe;
+pub mod rate;
 pub mod sim;
 pub mod video;
 pub mod wire;

@@ -287,6 +287,10 @@ pub enum Message<'a> {
     Pong {
         /// The echoed stamp.
         stamp_us: u64,
+        /// The answering host's clock (microseconds since its epoch, the
+        /// clock of [`VideoFragment::capture_us`]), so the client can map
+        /// capture times onto its own clock.
+        host_us: u64,
     },
     /// The sender ends the session.
     Goodbye {
@@ -312,11 +316,16 @@ pub enum Message<'a> {
         /// Last frame the client decoded correctly.
         last_good_frame: u32,
     },
-    /// Client → host, every half second: the share of video fragments lost
-    /// lately, so the host sizes its parity to the path.
-    LossReport {
+    /// Client → host, ten times a second: what the path did to the video
+    /// lately, so the host sizes its parity and its bitrate to the path.
+    ReceiverReport {
         /// Lost fragments per thousand (0–1000).
         loss_permille: u16,
+        /// How much longer than its fastest frames video is taking now, in
+        /// milliseconds: the queue building on the path.
+        queue_delay_ms: u16,
+        /// Bytes received lately, as kilobits per second.
+        recv_kbps: u32,
     },
 }
 
@@ -330,7 +339,7 @@ mod ty {
     pub const INPUT_ACK: u8 = 7;
     pub const VIDEO: u8 = 8;
     pub const KEYFRAME_REQUEST: u8 = 9;
-    pub const LOSS_REPORT: u8 = 10;
+    pub const RECEIVER_REPORT: u8 = 10;
 }
 
 mod input_kind {
@@ -381,9 +390,10 @@ impl<'a> Message<'a> {
                 out.push(ty::PING);
                 out.extend_from_slice(&stamp_us.to_be_bytes());
             }
-            Self::Pong { stamp_us } => {
+            Self::Pong { stamp_us, host_us } => {
                 out.push(ty::PONG);
                 out.extend_from_slice(&stamp_us.to_be_bytes());
+                out.extend_from_slice(&host_us.to_be_bytes());
             }
             Self::Goodbye { reason } => {
                 out.push(ty::GOODBYE);
@@ -435,9 +445,15 @@ impl<'a> Message<'a> {
                 out.push(ty::KEYFRAME_REQUEST);
                 out.extend_from_slice(&last_good_frame.to_be_bytes());
             }
-            Self::LossReport { loss_permille } => {
-                out.push(ty::LOSS_REPORT);
+            Self::ReceiverReport {
+                loss_permille,
+                queue_delay_ms,
+                recv_kbps,
+            } => {
+                out.push(ty::RECEIVER_REPORT);
                 out.extend_from_slice(&loss_permille.to_be_bytes());
+                out.extend_from_slice(&queue_delay_ms.to_be_bytes());
+                out.extend_from_slice(&recv_kbps.to_be_bytes());
             }
         }
     }
@@ -477,7 +493,7 @@ impl<'a> Message<'a> {
                 host_time_us: r.u64()?,
             },
             ty::PING => Self::Ping { stamp_us: r.u64()? },
-            ty::LOSS_REPORT => {
+            ty::RECEIVER_REPORT => {
                 let loss_permille = r.u16()?;
                 if loss_permille > 1000 {
                     return Err(DecodeError::InvalidValue {
@@ -485,9 +501,16 @@ impl<'a> Message<'a> {
                         value: loss_permille.into(),
                     });
                 }
-                Self::LossReport { loss_permille }
+                Self::ReceiverReport {
+                    loss_permille,
+                    queue_delay_ms: r.u16()?,
+                    recv_kbps: r.u32()?,
+                }
             }
-            ty::PONG => Self::Pong { stamp_us: r.u64()? },
+            ty::PONG => Self::Pong {
+                stamp_us: r.u64()?,
+                host_us: r.u64()?,
+            },
             ty::GOODBYE => Self::Goodbye {
                 reason: GoodbyeReason::from_u8(r.u8()?)?,
             },
@@ -757,7 +780,10 @@ mod tests {
                 host_time_us: n[1],
             },
             2 => Message::Ping { stamp_us: n[0] },
-            3 => Message::Pong { stamp_us: n[1] },
+            3 => Message::Pong {
+                stamp_us: n[1],
+                host_us: n[2],
+            },
             4 => Message::Goodbye { reason },
             5 => Message::Input {
                 seq: n[0] as u32,
@@ -783,8 +809,10 @@ mod tests {
             8 => Message::KeyframeRequest {
                 last_good_frame: n[2] as u32,
             },
-            _ => Message::LossReport {
+            _ => Message::ReceiverReport {
                 loss_permille: (n[0] % 1001) as u16,
+                queue_delay_ms: n[1] as u16,
+                recv_kbps: n[2] as u32,
             },
         }
     }
@@ -856,7 +884,18 @@ mod tests {
         // Found by fuzzing: an out-of-range loss report must be refused, not
         // clamped (what decodes must re-encode to the same bytes).
         assert!(matches!(
-            Message::decode(&[PROTOCOL_VERSION, ty::LOSS_REPORT, 0x09, 0x09]),
+            Message::decode(&[
+                PROTOCOL_VERSION,
+                ty::RECEIVER_REPORT,
+                0x09,
+                0x09,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0
+            ]),
             Err(DecodeError::InvalidValue {
                 field: "loss per mille",
                 ..

@@ -8,6 +8,7 @@
 //! (subsampled 2×2) lines up with luma.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nephele_protocol::hid;
@@ -167,6 +168,9 @@ impl DesktopState {
 #[derive(Debug)]
 pub struct Renderer {
     wallpaper: I420,
+    /// Draw the video panel: noise that changes completely every frame,
+    /// which no encoder can predict, so a session uses all its bitrate.
+    pub motion: bool,
 }
 
 impl Renderer {
@@ -192,7 +196,10 @@ impl Renderer {
                 wallpaper.v[cr * cw..(cr + 1) * cw].fill(c.2);
             }
         }
-        Self { wallpaper }
+        Self {
+            wallpaper,
+            motion: false,
+        }
     }
 
     /// Renders `state` at session time `t` as frame number `frame` into `out`.
@@ -253,6 +260,10 @@ impl Renderer {
             &counter,
         );
 
+        if self.motion {
+            video_panel(out, frame);
+        }
+
         // The notes window with the typed text.
         let (wx, wy) = (even(w / 10), even(h / 8));
         let (ww, wh) = (even(w * 6 / 10), even(h * 55 / 100));
@@ -294,6 +305,44 @@ impl Renderer {
         );
     }
 }
+
+/// The motion panel: the right third of the picture, below the ball: a
+/// plasma of three waves drifting in different directions at different
+/// speeds, so no motion vector predicts it and every frame costs bits, as
+/// a game or a film does.
+fn video_panel(p: &mut I420, frame: u64) {
+    let (w, h) = (p.width, p.height);
+    let (x0, y0) = (even(w * 2 / 3), even(h / 6));
+    let (pw, ph) = (w - x0, even(h * 2 / 3));
+    let t = frame as usize;
+    let wave = |i: usize| SINE[i & 255];
+    for row in y0..(y0 + ph).min(h) {
+        let yr = row - y0;
+        let line = &mut p.y[row * w + x0..row * w + x0 + pw];
+        for (x, d) in line.iter_mut().enumerate() {
+            let v = wave(x * 3 + t * 5) + wave(yr * 2 + t * 3) + wave(x + yr + t * 7);
+            // Fine grain whose contrast sweeps across the panel: texture
+            // that changes in place, which motion search cannot follow.
+            let grain = ((x * 7919 + yr * 104_729) >> 3 & 63) as i32 - 32;
+            let v = v / 3 + grain * wave(x / 2 + yr + t * 9) / 100;
+            *d = (126 + v).clamp(16, 235) as u8;
+        }
+        if row % 2 == 0 {
+            let cw = w / 2;
+            let (cx0, cpw, cr) = (x0 / 2, pw / 2, row / 2);
+            for x in 0..cpw {
+                let v = wave(x * 4 + yr + t * 2);
+                p.u[cr * cw + cx0 + x] = (128 + v / 2) as u8;
+                p.v[cr * cw + cx0 + x] = (128 - v / 2) as u8;
+            }
+        }
+    }
+}
+
+/// One period of a sine, amplitude 100, in 256 steps.
+static SINE: LazyLock<[i32; 256]> = LazyLock::new(|| {
+    std::array::from_fn(|i| (100.0 * (i as f64 * std::f64::consts::TAU / 256.0).sin()) as i32)
+});
 
 fn even(v: usize) -> usize {
     v & !1

@@ -594,6 +594,8 @@ async fn serve(
                     Ok(Message::InputAck { .. }) => {
                         let _ = conn.send_datagram(payload());
                     }
+                    // The answer to the gateway's own keepalive stays here.
+                    Ok(Message::Pong { stamp_us, .. }) if stamp_us & KEEPALIVE_STAMP != 0 => {}
                     Ok(Message::Pong { .. }) => {
                         let _ = ctl_tx.try_send(msg.to_vec());
                     }
@@ -627,7 +629,7 @@ async fn serve(
             while let Some(m) = read_message(&mut ctl_recv, &mut reader, &mut buf).await? {
                 let msg = Message::decode(&m).map_err(|e| SessionEnd::Protocol(e.to_string()))?;
                 match msg {
-                    Message::Ping { .. } | Message::LossReport { .. } => {}
+                    Message::Ping { .. } | Message::ReceiverReport { .. } => {}
                     Message::Goodbye { .. } => {
                         relay(&udp, session, &m, &mut out).await?;
                         return Err(SessionEnd::ClientGoodbye);
@@ -682,7 +684,7 @@ async fn serve(
                 Envelope {
                     session,
                     message: Message::Ping {
-                        stamp_us: start.elapsed().as_micros() as u64,
+                        stamp_us: start.elapsed().as_micros() as u64 | KEEPALIVE_STAMP,
                     },
                 }
                 .encode(&mut out);
@@ -732,6 +734,11 @@ async fn serve(
 
 /// Receive buffer for host datagrams, refilled when used up.
 const RELAY_BUFFER: usize = 256 * 1024;
+
+/// Set in the stamps of the gateway's own keepalive pings to the host, so
+/// their pongs are told apart from the client's (whose stamps are its clock
+/// in microseconds, far below 2^63) and not passed on to it.
+const KEEPALIVE_STAMP: u64 = 1 << 63;
 
 async fn relay(
     udp: &UdpSocket,

@@ -34,9 +34,14 @@ struct HostArgs {
     /// Append every input event received to this file, one JSON object per line.
     #[arg(long, value_name = "PATH")]
     record_input: Option<PathBuf>,
-    /// Video bitrate per session in bit/s (default: from the picture size).
+    /// Most video bits per second a session sends; congestion control
+    /// adapts below it (default: from the picture size).
     #[arg(long, default_value_t = 0)]
     bitrate: u32,
+    /// Play a video panel on the demo desktop that changes completely every
+    /// frame (as a game or a film would), so sessions use their full bitrate.
+    #[arg(long)]
+    motion: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -216,6 +221,7 @@ fn host_config(h: &HostArgs) -> HostConfig {
         listen: h.listen,
         record_input: h.record_input.clone(),
         bitrate: h.bitrate,
+        motion: h.motion,
     }
 }
 

@@ -184,6 +184,7 @@ fn connect_trusting(
             token,
             route: Route::default(),
             fallbacks: Vec::new(),
+            save_stream: None,
         },
         stats.clone(),
         Box::new(HeadlessSink::new(stats)),

@@ -27,6 +27,7 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
             pop: "loopback".into(),
         },
         fallbacks: Vec::new(),
+        save_stream: None,
     }
 }
 
