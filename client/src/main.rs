@@ -539,6 +539,7 @@ fn decode(a: DecodeArgs) -> Result<()> {
     let mut digest = video::PictureDigest::default();
     let mut decode_ms: Vec<f64> = Vec::new();
     let mut convert_ms: Vec<f64> = Vec::new();
+    let (mut converted_px, mut total_px) = (0.0f64, 0.0f64);
     let mut on_picture = |p: video::Picture<'_>, since: Instant| {
         let d = video::ms_between(since, Instant::now());
         let t = Instant::now();
@@ -546,6 +547,8 @@ fn decode(a: DecodeArgs) -> Result<()> {
             eprintln!("conversion failed: {e:?}");
         }
         let c = video::ms_between(t, Instant::now());
+        converted_px += presenter.converted_pixels() as f64;
+        total_px += (p.width * p.height) as f64;
         if a.sha1 {
             digest.add(&p);
         }
@@ -571,11 +574,12 @@ fn decode(a: DecodeArgs) -> Result<()> {
     let total_d: f64 = decode_ms.iter().sum();
     let total_c: f64 = convert_ms.iter().sum();
     println!(
-        "{{\"summary\":true,\"pictures\":{},\"decode_ms_mean\":{:.3},\"convert_ms_mean\":{:.3},\"total_ms_mean\":{:.3},\"openh264_simd\":{},\"errors\":{}}}",
+        "{{\"summary\":true,\"pictures\":{},\"decode_ms_mean\":{:.3},\"convert_ms_mean\":{:.3},\"total_ms_mean\":{:.3},\"converted_pct\":{:.1},\"openh264_simd\":{},\"errors\":{}}}",
         decode_ms.len(),
         total_d / n,
         total_c / n,
         (total_d + total_c) / n,
+        100.0 * converted_px / total_px.max(1.0),
         video::openh264_has_simd(),
         dec.stats().errors
     );

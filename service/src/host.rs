@@ -746,8 +746,26 @@ impl Adapter {
     }
 }
 
+/// Lets the calling thread yield to the host's latency-critical ones: input
+/// must be applied and acknowledged at once, even while every core is busy
+/// encoding.
+fn yield_to_input() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread's own id.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "lowering the encoder's priority");
+        }
+    }
+}
+
 impl EncodeJob {
     fn run(self) {
+        yield_to_input();
         if let Err(e) = self.run_inner() {
             tracing::error!(session = self.session, error = %e, "encoder stopped");
         }

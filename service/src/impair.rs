@@ -91,6 +91,16 @@ fn direction(
                     if pending.len() < QUEUE
                         && let Some(at) = shaper.admit(now, data.len())
                     {
+                        if at <= now && pending.is_empty() {
+                            // Due already (a path without delay): send now.
+                            // Through the timer it would wait for tokio's
+                            // next millisecond tick.
+                            let _ = match to {
+                                Some(a) => sock.send_to(&data, a).await,
+                                None => sock.send(&data).await,
+                            };
+                            continue;
+                        }
                         order += 1;
                         let due = Instant::now() + at.saturating_duration_since(now);
                         pending.push(Reverse((due, order, data)));

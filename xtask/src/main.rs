@@ -405,6 +405,7 @@ fn test(args: &[String]) -> Result<()> {
 /// `anchor_value`, their `ratio`, and the brief's `target` where it has one.
 fn bench() -> Result<()> {
     let nephele = build_release_client()?;
+    run(cargo().args(["build", "--release", "-p", "nephele-service"]))?;
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
     decode_benches(&nephele, &dir)?;
@@ -534,26 +535,30 @@ fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// 1080p60 on loopback with keys typed throughout: client-added latency
-/// against the decode time it contains, and the input round trip against
-/// QUIC's own round trip.
+/// 1080p60 on loopback (`nephele-server all` with one PoP and no added
+/// delay) with keys typed throughout: client-added latency against the
+/// decode time it contains, and the input round trip against QUIC's own.
 fn loopback_stream(nephele: &Path, dir: &Path) -> Result<()> {
     let keys = key_script(dir, 180)?;
-    let s = demo_stats(
-        nephele,
-        dir,
-        "loopback-1080p",
-        &[
+    let server = Server::start(nephele, dir, "loopback-state", &[])?;
+    let stats = dir.join("loopback-1080p.json");
+    run(server
+        .client(nephele, "connect")
+        .args([
+            "--headless",
             "--duration",
             "10",
             "--width",
             "1920",
             "--height",
             "1080",
-            "--input-script",
-            &keys,
-        ],
-    )?;
+        ])
+        .args(["--input-script", &keys, "--stats-json"])
+        .arg(&stats)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null()))?;
+    drop(server);
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
     let decode = f(&s, "decode_ms_p50");
     for q in ["p50", "p99"] {
         emit(
@@ -722,83 +727,103 @@ fn saturated_link(nephele: &Path, dir: &Path) -> Result<()> {
 /// same plan can beat: its last round leaves at 80 ms and the nearest PoP's
 /// reply needs one round trip (its measured minimum) after that.
 fn pop_choice(nephele: &Path, dir: &Path) -> Result<()> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "nephele-service",
-        "--bin",
-        "nephele-server",
-    ]))?;
-    let state = dir.join("pop-state");
-    let _ = std::fs::remove_dir_all(&state);
-    let mut server = Command::new(nephele.with_file_name("nephele-server"));
-    server
-        .args([
-            "all",
-            "--listen",
-            "127.0.0.1:0",
-            "--directory-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--demo-user", "bench:bench", "--state-dir"])
-        .arg(&state);
-    for i in 0..20u32 {
-        let ms = if i == 13 { 20 } else { 23 + (i * 37 % 20) * 3 };
-        server.arg("--pop").arg(format!("pop-{i:02}:{ms}"));
-    }
-    let mut child = server
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting nephele-server all")?;
-    let result = (|| -> Result<()> {
-        let mut url = String::new();
-        let stdout = child.stdout.as_mut().context("server stdout")?;
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut url)?;
-        let url = url.trim();
-        for run in 0..5 {
-            let out = Command::new(nephele)
-                .args([
-                    "probe",
-                    "--directory",
-                    url,
-                    "--user",
-                    "bench",
-                    "--json",
-                    "--ca",
-                ])
-                .arg(state.join("ca.pem"))
-                .env("NEPHELE_PASSWORD", "bench")
-                .stdin(Stdio::null())
-                .output()?;
-            if !out.status.success() {
-                bail!(
-                    "nephele probe failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-            let chosen = v["chosen"].as_str().unwrap_or_default();
-            let decision = v["decision_ms"].as_f64().unwrap_or(f64::NAN);
-            // Candidates come best first.
-            let nearest_min = v["pops"][0]["rtt_min_ms"].as_f64().unwrap_or(f64::NAN);
-            emit(
-                "pop_choice_20",
-                (decision, "ms"),
-                (
-                    "floor: last probe round + the nearest PoP's round trip",
-                    80.0 + nearest_min,
-                ),
-                serde_json::json!({"run": run, "chosen": chosen, "right": chosen == "pop-13", "target_ms": 500}),
+    let pops: Vec<String> = (0..20u32)
+        .map(|i| {
+            let ms = if i == 13 { 20 } else { 23 + (i * 37 % 20) * 3 };
+            format!("pop-{i:02}:{ms}")
+        })
+        .collect();
+    let server = Server::start(nephele, dir, "pop-state", &pops)?;
+    for run in 0..5 {
+        let out = server
+            .client(nephele, "probe")
+            .arg("--json")
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "nephele probe failed: {}",
+                String::from_utf8_lossy(&out.stderr)
             );
         }
-        Ok(())
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    result
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let chosen = v["chosen"].as_str().unwrap_or_default();
+        let decision = v["decision_ms"].as_f64().unwrap_or(f64::NAN);
+        // Candidates come best first.
+        let nearest_min = v["pops"][0]["rtt_min_ms"].as_f64().unwrap_or(f64::NAN);
+        emit(
+            "pop_choice_20",
+            (decision, "ms"),
+            (
+                "floor: last probe round + the nearest PoP's round trip",
+                80.0 + nearest_min,
+            ),
+            serde_json::json!({"run": run, "chosen": chosen, "right": chosen == "pop-13", "target_ms": 500}),
+        );
+    }
+    Ok(())
+}
+
+/// `nephele-server all` on loopback with a `bench` account; stopped when dropped.
+struct Server {
+    child: std::process::Child,
+    url: String,
+    state: PathBuf,
+}
+
+impl Server {
+    /// Starts it with these `--pop NAME:RTT_MS` (none: one PoP without delay).
+    fn start(nephele: &Path, dir: &Path, name: &str, pops: &[String]) -> Result<Self> {
+        let state = dir.join(name);
+        let _ = std::fs::remove_dir_all(&state);
+        let mut cmd = Command::new(nephele.with_file_name("nephele-server"));
+        cmd.args(["all", "--listen", "127.0.0.1:0"])
+            .args(["--directory-listen", "127.0.0.1:0"])
+            .args(["--demo-user", "bench:bench", "--state-dir"])
+            .arg(&state);
+        for p in pops {
+            cmd.arg("--pop").arg(p);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nephele-server all")?;
+        let mut url = String::new();
+        if let Some(out) = child.stdout.as_mut() {
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut url)?;
+        }
+        let url = url.trim().to_string();
+        let server = Self { child, url, state };
+        if server.url.is_empty() {
+            bail!("nephele-server all printed no directory URL");
+        }
+        Ok(server)
+    }
+
+    /// `nephele SUBCOMMAND` signed in to this server as `bench`.
+    fn client(&self, nephele: &Path, subcommand: &str) -> Command {
+        let mut cmd = Command::new(nephele);
+        cmd.args([
+            subcommand,
+            "--directory",
+            &self.url,
+            "--user",
+            "bench",
+            "--ca",
+        ])
+        .arg(self.state.join("ca.pem"))
+        .env("NEPHELE_PASSWORD", "bench");
+        cmd
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Runs a command to completion; returns its CPU seconds, wall seconds and stdout.
