@@ -464,6 +464,18 @@ impl Presenter {
         surface[..y0 * w].fill(0);
         surface[(y0 + ph) * w..w * h].fill(0);
         let src_stride = sw as usize * 4;
+        if (vp.w, vp.h) == (sw, sh) {
+            // One to one: a straight copy per row, which the compiler vectorises.
+            for (dy, src) in self.bgra.chunks_exact(src_stride).enumerate() {
+                let row = &mut surface[(y0 + dy) * w..(y0 + dy + 1) * w];
+                row[..x0].fill(0);
+                row[x0 + pw..].fill(0);
+                for (d, s) in row[x0..x0 + pw].iter_mut().zip(src.chunks_exact(4)) {
+                    *d = u32::from_le_bytes([s[0], s[1], s[2], 0]);
+                }
+            }
+            return vp;
+        }
         for (dy, &sy) in self.ymap.iter().enumerate() {
             let src = &self.bgra[sy as usize * src_stride..(sy as usize + 1) * src_stride];
             let row = &mut surface[(y0 + dy) * w..(y0 + dy + 1) * w];

@@ -120,6 +120,8 @@ struct App {
     window: Option<Arc<Window>>,
     surface: Option<softbuffer::Surface<Arc<Window>, Arc<Window>>>,
     presenter: Presenter,
+    /// The picture taken from the slot for this redraw.
+    taken: Slot,
     have_picture: bool,
     viewport: Option<Viewport>,
     session: Option<Session>,
@@ -148,6 +150,7 @@ pub fn run(
         window: None,
         surface: None,
         presenter: Presenter::default(),
+        taken: Slot::default(),
         have_picture: false,
         viewport: None,
         session: None,
@@ -236,17 +239,26 @@ impl App {
         if let Ok(mut s) = self.slot.lock()
             && s.fresh
         {
+            // Trade buffers with the slot and let go of it at once: the
+            // decode thread never waits for a conversion.
             s.fresh = false;
             meta = s.meta;
-            let cw = s.width.div_ceil(2);
+            let taken = &mut self.taken;
+            std::mem::swap(&mut taken.y, &mut s.y);
+            std::mem::swap(&mut taken.u, &mut s.u);
+            std::mem::swap(&mut taken.v, &mut s.v);
+            (taken.width, taken.height) = (s.width, s.height);
+        }
+        if meta.is_some() {
+            let t = &self.taken;
             let pic = Picture {
-                width: s.width,
-                height: s.height,
-                y: &s.y,
-                y_stride: s.width,
-                u: &s.u,
-                v: &s.v,
-                uv_stride: cw,
+                width: t.width,
+                height: t.height,
+                y: &t.y,
+                y_stride: t.width,
+                u: &t.u,
+                v: &t.v,
+                uv_stride: t.width.div_ceil(2),
             };
             if self.presenter.convert(&pic).is_ok() {
                 self.have_picture = true;
