@@ -651,15 +651,15 @@ const FEC_LOSS_FLOOR: f64 = 0.005;
 /// `loss_permille` before any report.
 const NO_REPORT: u32 = u32::MAX;
 
+/// Below this many bits per pixel per frame at the full frame rate, the
+/// frame rate halves: 1.7 Mbit/s at 720p60, 3.7 Mbit/s at 1080p60.
+const LOW_BITS_PER_PIXEL: f64 = 0.03;
+
 /// Follows congestion control's target with the encoder: its bitrate is the
 /// target less the parity's share, and when that leaves fewer than
 /// [`LOW_BITS_PER_PIXEL`] per pixel per frame the frame rate halves, so each
 /// frame keeps enough bits to stay legible (text on a remote desktop matters
 /// more than motion). Full rate returns above 1.5 times that.
-/// Below this many bits per pixel per frame at the full frame rate, the
-/// frame rate halves: 1.7 Mbit/s at 720p60, 3.7 Mbit/s at 1080p60.
-const LOW_BITS_PER_PIXEL: f64 = 0.03;
-
 struct Adapter {
     max_bps: u32,
     /// Pixels per second at the full frame rate.
@@ -667,19 +667,19 @@ struct Adapter {
     full_fps: u8,
     fps: u8,
     applied_bps: u32,
-    /// Bytes sent ÷ bytes encoded, smoothed over about a second of frames.
-    overhead: f64,
+    /// Payload bytes per video datagram.
+    payload: usize,
 }
 
 impl Adapter {
-    fn new(max_bps: u32, (width, height): (u16, u16), fps: u8) -> Self {
+    fn new(max_bps: u32, (width, height): (u16, u16), fps: u8, payload: usize) -> Self {
         Self {
             max_bps,
             pixel_rate: f64::from(width) * f64::from(height) * f64::from(fps),
             full_fps: fps,
             fps,
             applied_bps: max_bps,
-            overhead: 1.0,
+            payload,
         }
     }
 
@@ -687,15 +687,24 @@ impl Adapter {
         Duration::from_secs_f64(1.0 / f64::from(self.fps.max(1)))
     }
 
-    fn sent(&mut self, encoded: usize, sent: usize) {
-        if encoded > 0 {
-            let ratio = (sent as f64 / encoded as f64).clamp(1.0, 4.0);
-            self.overhead += (ratio - self.overhead) / 60.0;
-        }
+    /// Bytes sent per byte encoded for a frame that uses its share of
+    /// `target` on a path losing `loss`: headers and parity. Computed for a
+    /// frame of the budgeted size rather than measured, because a still
+    /// desktop's tiny frames carry far more parity per byte (one full-size
+    /// parity datagram each) without being what uses the bitrate.
+    fn overhead(&self, target: u32, loss: f64) -> f64 {
+        let frame = (f64::from(target) / 8.0 / f64::from(self.fps.max(1))).max(1.0);
+        let count = (frame / self.payload as f64).ceil().max(1.0);
+        let parity = f64::from(nephele_protocol::video::parity_for(count as u16, loss));
+        let header = nephele_protocol::wire::VIDEO_HEADER_LEN as f64;
+        let sent = frame + count * header + parity * (self.payload as f64 + header);
+        sent / frame
     }
 
-    fn apply(&mut self, encoder: &mut Encoder, target: u32, stats: &HostStats) {
-        let video = ((f64::from(target) / self.overhead) as u32).min(self.max_bps);
+    /// The encoder's bitrate and frame rate for a `target` (video and
+    /// parity together) on a path losing `loss`.
+    fn plan(&self, target: u32, loss: f64) -> (u32, u8) {
+        let video = ((f64::from(target) / self.overhead(target, loss)) as u32).min(self.max_bps);
         let bpp = f64::from(video) / self.pixel_rate.max(1.0);
         let fps = if bpp < LOW_BITS_PER_PIXEL {
             (self.full_fps / 2).max(1)
@@ -704,6 +713,11 @@ impl Adapter {
         } else {
             self.fps
         };
+        (video, fps)
+    }
+
+    fn apply(&mut self, encoder: &mut Encoder, target: u32, loss: f64, stats: &HostStats) {
+        let (video, fps) = self.plan(target, loss);
         if fps != self.fps {
             let mut rate = f32::from(fps);
             // SAFETY: the encoder is initialised (a frame has been encoded)
@@ -715,7 +729,7 @@ impl Adapter {
                 )
             };
             if rc == 0 {
-                tracing::debug!(fps, "frame rate changed");
+                tracing::debug!(fps, target, video, "frame rate changed");
                 self.fps = fps;
                 stats.encoder_fps.store(u64::from(fps), Ordering::Relaxed);
             }
@@ -746,26 +760,8 @@ impl Adapter {
     }
 }
 
-/// Lets the calling thread yield to the host's latency-critical ones: input
-/// must be applied and acknowledged at once, even while every core is busy
-/// encoding.
-fn yield_to_input() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain syscalls on the calling thread's own id.
-        let rc = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
-        };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "lowering the encoder's priority");
-        }
-    }
-}
-
 impl EncodeJob {
     fn run(self) {
-        yield_to_input();
         if let Err(e) = self.run_inner() {
             tracing::error!(session = self.session, error = %e, "encoder stopped");
         }
@@ -790,7 +786,12 @@ impl EncodeJob {
         let mut fragmenter = Fragmenter::new(nephele_protocol::MAX_DATAGRAM - 64);
         let mut au = Vec::with_capacity(256 * 1024);
         let mut dgram = Vec::with_capacity(nephele_protocol::MAX_DATAGRAM);
-        let mut adapt = Adapter::new(self.bitrate, (self.width, self.height), self.fps);
+        let mut adapt = Adapter::new(
+            self.bitrate,
+            (self.width, self.height),
+            self.fps,
+            fragmenter.payload_size(),
+        );
         self.stats
             .encoder_bitrate_bps
             .store(u64::from(self.bitrate), Ordering::Relaxed);
@@ -805,11 +806,16 @@ impl EncodeJob {
             if now < next {
                 std::thread::sleep(next - now);
             }
+            let loss = match self.loss_permille.load(Ordering::Relaxed) {
+                NO_REPORT => FEC_LOSS_BEFORE_REPORTS,
+                permille => (f64::from(permille) / 1000.0).max(FEC_LOSS_FLOOR),
+            };
             if frame_no > 0 {
                 // The encoder exists only after its first frame.
                 adapt.apply(
                     &mut encoder,
                     self.target_bps.load(Ordering::Relaxed),
+                    loss,
                     &self.stats,
                 );
             }
@@ -847,13 +853,7 @@ impl EncodeJob {
                 .map(|g| *g)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
             let session = self.session.to_be_bytes();
-            let loss = match self.loss_permille.load(Ordering::Relaxed) {
-                NO_REPORT => FEC_LOSS_BEFORE_REPORTS,
-                permille => (f64::from(permille) / 1000.0).max(FEC_LOSS_FLOOR),
-            };
-            let mut sent = 0usize;
             fragmenter.fragment(&au, key, capture_us, loss, |msg| {
-                sent += msg.len();
                 dgram.clear();
                 dgram.extend_from_slice(&session);
                 dgram.extend_from_slice(msg);
@@ -861,12 +861,43 @@ impl EncodeJob {
                     tracing::trace!(error = %e, "video send");
                 }
             });
-            adapt.sent(au.len(), sent);
             self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
             if key {
                 self.stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_rate_halves_only_when_bits_per_frame_run_short() {
+        let payload = Fragmenter::new(nephele_protocol::MAX_DATAGRAM - 64).payload_size();
+        let a = Adapter::new(default_bitrate(1280, 720, 60), (1280, 720), 60, payload);
+        // At its own default bitrate, with parity for the floor loss, a
+        // session keeps its full frame rate and most of the bits go to video.
+        let (video, fps) = a.plan(a.max_bps, FEC_LOSS_FLOOR);
+        assert_eq!(fps, 60);
+        assert!(video > a.max_bps * 3 / 4, "{video} of {}", a.max_bps);
+        // Parity for heavy loss takes a larger share.
+        let (lossy, _) = a.plan(a.max_bps, 0.1);
+        assert!(lossy < video, "{lossy} vs {video}");
+        // 1.2 Mbit/s at 720p60 is under 0.03 bits per pixel: half rate.
+        assert_eq!(a.plan(1_200_000, FEC_LOSS_FLOOR).1, 30);
+        // Between the two thresholds the current rate holds either way.
+        let mid = 3_000_000;
+        let (video, fps) = a.plan(mid, FEC_LOSS_FLOOR);
+        let bpp = f64::from(video) / a.pixel_rate;
+        assert!(
+            (LOW_BITS_PER_PIXEL..LOW_BITS_PER_PIXEL * 1.5).contains(&bpp),
+            "{bpp}"
+        );
+        assert_eq!(fps, 60);
+        let halved = Adapter { fps: 30, ..a };
+        assert_eq!(halved.plan(mid, FEC_LOSS_FLOOR).1, 30);
     }
 }
