@@ -76,6 +76,9 @@ impl DemoService {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("nephele-demo-svc")
+            .on_thread_start(|| {
+                nephele_platform::sched::latency_critical();
+            })
             .enable_all()
             .build()
             .map_err(DemoError::Io)?;

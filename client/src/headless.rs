@@ -46,6 +46,8 @@ pub fn play_script(
     start: Instant,
     stop: impl Fn() -> bool,
 ) -> Result<(), crate::session::SessionError> {
+    // Scripted keys stand for a person's: they go out as promptly.
+    nephele_platform::sched::latency_critical();
     for (at, ev) in &script.events {
         loop {
             if stop() {

@@ -290,6 +290,8 @@ impl Session {
             std::thread::Builder::new()
                 .name("nephele-decode".into())
                 .spawn(move || {
+                    // Bulk work, though the window's thread may have started it.
+                    nephele_platform::sched::ordinary();
                     decode_loop(
                         frame_rx,
                         recycle_tx,
@@ -309,6 +311,9 @@ impl Session {
             std::thread::Builder::new()
                 .name("nephele-net".into())
                 .spawn(move || {
+                    // Input, its acknowledgement and the frames' last
+                    // fragments all pass through here.
+                    nephele_platform::sched::latency_critical();
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;

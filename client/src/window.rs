@@ -159,6 +159,8 @@ pub fn run(
         error: None,
         stop_script: Arc::new(AtomicBool::new(false)),
     };
+    // Key presses and presentation start on this thread.
+    nephele_platform::sched::latency_critical();
     event_loop.run_app(&mut app)?;
     app.stop_script.store(true, Ordering::Relaxed);
     let streamed = app

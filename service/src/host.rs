@@ -161,7 +161,11 @@ impl Host {
         };
         let rx = std::thread::Builder::new()
             .name("nephele-host-rx".into())
-            .spawn(move || rx.run())
+            .spawn(move || {
+                // Input is applied and acknowledged here, next to encoders.
+                nephele_platform::sched::latency_critical();
+                rx.run()
+            })
             .map_err(HostError::Thread)?;
         tracing::info!(%addr, "host listening");
         Ok(Self {
@@ -453,8 +457,11 @@ impl Receiver {
         };
         let encoder = match std::thread::Builder::new()
             .name(format!("nephele-host-enc-{}", self.next_index))
-            .spawn(move || job.run())
-        {
+            .spawn(move || {
+                // Started from the input thread; encoding is bulk work.
+                nephele_platform::sched::ordinary();
+                job.run()
+            }) {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start encoder thread");

@@ -258,6 +258,10 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .thread_name("nephele-server")
+        // The gateways relay input and its acknowledgement on these threads.
+        .on_thread_start(|| {
+            nephele_platform::sched::latency_critical();
+        })
         .enable_all()
         .build()
         .context("starting the async runtime")
