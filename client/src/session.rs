@@ -41,9 +41,15 @@ const REPORT_INTERVAL: Duration = Duration::from_millis(100);
 /// fragments decide it.
 const LOSS_WINDOW: Duration = Duration::from_millis(500);
 
-/// Pings (which also map the host's clock) this often after the first,
-/// which goes at once.
+/// Pings (which also map the host's clock) this often after the first
+/// [`STARTUP_PINGS`].
 const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The first pings go at once and then every [`STARTUP_PING_INTERVAL`]: the
+/// session's first keyframe can hold the first answers in a queue, and the
+/// clock map needs one exchange through an empty queue to be right.
+const STARTUP_PINGS: u32 = 8;
+const STARTUP_PING_INTERVAL: Duration = Duration::from_millis(125);
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -662,6 +668,7 @@ impl Net {
         let mut ctl_buf = vec![0u8; 2048];
         let mut out = Vec::with_capacity(4096);
         let mut next_ping = Instant::now();
+        let mut pings = 0u32;
         let mut next_report = Instant::now() + REPORT_INTERVAL;
         let mut next_loss = Instant::now() + LOSS_WINDOW;
         let mut reported = nephele_protocol::video::ReassemblyStats::default();
@@ -696,7 +703,7 @@ impl Net {
                 d = conn.read_datagram() => {
                     let d = d?;
                     self.stats.bytes_received.fetch_add(d.len() as u64, Ordering::Relaxed);
-                    self.on_datagram(&d, &mut reasm);
+                    self.on_datagram(&d, &mut reasm, &clock);
                 }
                 () = self.shared.wake.notified() => {}
                 r = ctl_recv.read(&mut ctl_buf) => {
@@ -829,7 +836,13 @@ impl Net {
                 ctl_send.write_all(&out).await?;
             }
             if now >= next_ping {
-                next_ping = now + PING_INTERVAL;
+                pings += 1;
+                next_ping = now
+                    + if pings < STARTUP_PINGS {
+                        STARTUP_PING_INTERVAL
+                    } else {
+                        PING_INTERVAL
+                    };
                 out.clear();
                 write_frame(&mut out, |o| {
                     Message::Ping {
@@ -873,7 +886,7 @@ impl Net {
         }
     }
 
-    fn on_datagram(&mut self, d: &[u8], reasm: &mut Reassembler) {
+    fn on_datagram(&mut self, d: &[u8], reasm: &mut Reassembler, clock: &ClockMap) {
         let now = Instant::now();
         match Message::decode(d) {
             Ok(Message::Video(f)) => {
@@ -881,10 +894,18 @@ impl Net {
                     tracing::trace!(error = %e, "fragment rejected");
                 }
             }
-            Ok(Message::InputAck { seq }) => {
+            Ok(Message::InputAck { seq, host_us }) => {
+                // When the newest acknowledged input was applied, on this clock.
+                let applied_us = clock.to_client(host_us);
                 if let Ok(mut s) = self.shared.sender.lock() {
                     let stats = &self.stats;
-                    s.handle_ack(seq, now, |rtt| stats.input_rtt.record(rtt));
+                    s.handle_ack(seq, |acked, sent| {
+                        stats.input_rtt.record(now.saturating_duration_since(sent));
+                        if let (true, Some(applied)) = (acked == seq, applied_us) {
+                            let one_way = (applied - local_us(sent)).max(0) as u64;
+                            stats.input_one_way.record(Duration::from_micros(one_way));
+                        }
+                    });
                 }
             }
             Ok(other) => tracing::debug!(?other, "unexpected datagram"),

@@ -109,6 +109,8 @@ pub struct Stats {
     pub queue_delay_max_us: AtomicU64,
     /// Input event sent → acknowledged by the host.
     pub input_rtt: Latency,
+    /// Input event first sent → applied by the host, through the clock map.
+    pub input_one_way: Latency,
     /// Which gateway and PoP carry the session.
     pub route: Mutex<Route>,
     /// Time from the gateway list's arrival to the PoP decision, microseconds.
@@ -150,6 +152,7 @@ impl Default for Stats {
             queue_delay_us: AtomicU64::default(),
             queue_delay_max_us: AtomicU64::default(),
             input_rtt: Latency::default(),
+            input_one_way: Latency::default(),
             route: Mutex::default(),
             pop_decision_us: AtomicU64::default(),
             pop_switch_offers: AtomicU64::default(),
@@ -217,6 +220,11 @@ pub struct Report {
     pub input_rtt_ms_p50: f64,
     /// 99th percentile input round trip.
     pub input_rtt_ms_p99: f64,
+    /// Median input latency one way (sent → applied by the host), through
+    /// the clock map (so within `clock_uncertainty_ms`).
+    pub input_one_way_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub input_one_way_ms_p99: f64,
     /// Gateway id.
     pub gateway_id: String,
     /// Point of presence.
@@ -298,6 +306,8 @@ impl Stats {
             input_acked: g(&self.input_acked),
             input_rtt_ms_p50: self.input_rtt.quantile_ms(0.5),
             input_rtt_ms_p99: self.input_rtt.quantile_ms(0.99),
+            input_one_way_ms_p50: self.input_one_way.quantile_ms(0.5),
+            input_one_way_ms_p99: self.input_one_way.quantile_ms(0.99),
             gateway_id: route.gateway_id,
             pop: route.pop,
             rtt_ms: g(&self.rtt_us) as f64 / 1000.0,

@@ -478,6 +478,13 @@ fn a_10_mbit_link_gets_a_smooth_stream_not_a_growing_delay() {
     assert!(s["frames_presented_pct"].as_f64().unwrap() >= 95.0, "{s}");
     assert_eq!(s["input_acked"], s["input_sent"], "{s}");
     assert!(s["input_rtt_ms_p50"].as_f64().unwrap() <= 90.0, "{s}");
+    // Input goes up the uncongested direction: one way it takes about the
+    // path's 22.5 ms (pop-near's 5 ms and these 40 ms, halved), queue or no
+    // queue on the way down. The clock map behind this figure rests on
+    // pings, whose answers come down the congested direction.
+    let one_way = s["input_one_way_ms_p50"].as_f64().unwrap();
+    assert!((18.0..=32.0).contains(&one_way), "{one_way} ms: {s}");
+    assert!(s["input_one_way_ms_p99"].as_f64().unwrap() <= 45.0, "{s}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -150,9 +150,9 @@ impl InputSender {
             .map(|t| t + self.rto)
     }
 
-    /// Handles a cumulative acknowledgement; calls `rtt` with each newly
-    /// acknowledged event's round trip (first send → ack).
-    pub fn handle_ack(&mut self, seq: u32, now: Instant, mut rtt: impl FnMut(Duration)) {
+    /// Handles a cumulative acknowledgement; calls `acked` with each newly
+    /// acknowledged event's sequence number and when it was first sent.
+    pub fn handle_ack(&mut self, seq: u32, mut acked: impl FnMut(u32, Instant)) {
         while let Some(front) = self.queue.front() {
             if self.unsent == 0 {
                 break; // never acknowledge what was not sent
@@ -161,7 +161,7 @@ impl InputSender {
                 break;
             }
             if let Some(t) = front.first_sent {
-                rtt(now.saturating_duration_since(t));
+                acked(front.seq, t);
             }
             self.queue.pop_front();
             self.unsent -= 1;
@@ -285,10 +285,10 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_millis(50)));
         let t1 = t0 + Duration::from_millis(60);
         let mut rtts = Vec::new();
-        s.handle_ack(1, t1, |d| rtts.push(d));
-        assert_eq!(rtts, vec![Duration::from_millis(60)]);
+        s.handle_ack(1, |seq, sent| rtts.push((seq, t1 - sent)));
+        assert_eq!(rtts, vec![(1, Duration::from_millis(60))]);
         assert_eq!(s.poll_transmit(t1), Some((2, key(4, false))));
-        s.handle_ack(2, t1, |_| {});
+        s.handle_ack(2, |_, _| {});
         assert_eq!(s.in_flight(), 0);
         assert_eq!(s.poll_timeout(), None);
         assert_eq!(
@@ -338,7 +338,7 @@ mod tests {
                     if next() % 3 == 0 { keep.push(x); } else { r.handle(x.0, x.1, |_, e| delivered.push(e)); }
                 }
                 in_transit = keep;
-                if next() % 100 >= loss { s.handle_ack(r.ack(), now, |_| {}); }
+                if next() % 100 >= loss { s.handle_ack(r.ack(), |_, _| {}); }
                 if s.in_flight() == 0 { break; }
             }
             prop_assert_eq!(&delivered, &events);

@@ -308,6 +308,9 @@ pub enum Message<'a> {
     InputAck {
         /// Cumulative sequence number.
         seq: u32,
+        /// When input `seq` was applied, on the host's clock (µs, as in
+        /// `Pong`): with the clock map, the input's one-way latency.
+        host_us: u64,
     },
     /// A piece of a video frame.
     Video(VideoFragment<'a>),
@@ -425,9 +428,10 @@ impl<'a> Message<'a> {
                     }
                 }
             }
-            Self::InputAck { seq } => {
+            Self::InputAck { seq, host_us } => {
                 out.push(ty::INPUT_ACK);
                 out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(&host_us.to_be_bytes());
             }
             Self::Video(f) => {
                 out.push(ty::VIDEO);
@@ -542,7 +546,10 @@ impl<'a> Message<'a> {
                 };
                 Self::Input { seq, event }
             }
-            ty::INPUT_ACK => Self::InputAck { seq: r.u32()? },
+            ty::INPUT_ACK => Self::InputAck {
+                seq: r.u32()?,
+                host_us: r.u64()?,
+            },
             ty::VIDEO => {
                 let frame_id = r.u32()?;
                 let index = r.u16()?;
@@ -789,7 +796,10 @@ mod tests {
                 seq: n[0] as u32,
                 event: ev,
             },
-            6 => Message::InputAck { seq: n[1] as u32 },
+            6 => Message::InputAck {
+                seq: n[1] as u32,
+                host_us: n[2],
+            },
             7 => {
                 // A parity fragment of an even-sized shard, or a lone data fragment.
                 let with_parity = n[0].is_multiple_of(2) && payload.len().is_multiple_of(2);

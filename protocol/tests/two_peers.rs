@@ -101,6 +101,8 @@ fn run(down: LinkConfig, up: LinkConfig, seconds: u64, fec_loss: f64) -> Outcome
                     buf.clear();
                     Message::InputAck {
                         seq: receiver.ack(),
+                        // This simulation measures no one-way latency.
+                        host_us: 0,
                     }
                     .encode(&mut buf);
                     downlink.send(now, &buf);
@@ -130,7 +132,7 @@ fn run(down: LinkConfig, up: LinkConfig, seconds: u64, fec_loss: f64) -> Outcome
                 Message::Video(f) => {
                     let _ = reasm.handle_fragment(&f, now);
                 }
-                Message::InputAck { seq } => sender.handle_ack(seq, now, |_| {}),
+                Message::InputAck { seq, .. } => sender.handle_ack(seq, |_, _| {}),
                 other => panic!("unexpected {other:?}"),
             }
         }

@@ -353,7 +353,8 @@ impl Receiver {
                 for (seq, ev) in &applied {
                     self.record(id, Some(*seq), ev, false);
                 }
-                self.send(from, id, Message::InputAck { seq: ack }, out);
+                let host_us = self.epoch.elapsed().as_micros() as u64;
+                self.send(from, id, Message::InputAck { seq: ack, host_us }, out);
             }
             Message::KeyframeRequest { .. } => {
                 s.keyframe.store(true, Ordering::Relaxed);
