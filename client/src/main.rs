@@ -134,7 +134,8 @@ struct DemoArgs {
     #[arg(long, value_name = "PATH")]
     record_input: Option<PathBuf>,
     /// Put a simulated network between the client and the PoPs, per
-    /// direction: `rtt=40ms,jitter=5ms,loss=5%,burst=3,bw=20mbit,queue=100ms,blackout=3s+500ms`.
+    /// direction: `rtt=40ms,jitter=5ms,loss=5%,burst=3,bw=20mbit,queue=100ms,blackout=3s+500ms`,
+    /// then changes over time as `; @5s bw=5mbit; @10s bw=20mbit`.
     #[arg(long, value_name = "SPEC", default_value = "")]
     network: nephele_service::impair::Impairment,
     /// The most video bits per second the host sends; congestion control

@@ -489,6 +489,33 @@ fn a_10_mbit_link_gets_a_smooth_stream_not_a_growing_delay() {
 }
 
 #[test]
+fn a_link_that_narrows_mid_session_costs_a_moment_not_the_stream() {
+    let _turn = exclusive();
+    let dir = scratch("narrows");
+    // 20 Mbit/s, then 5 from 4 s to 8 s: the host must fall to what
+    // arrives in one step, not slide down while the queue overflows.
+    let out = nephele()
+        .args(["demo", "--headless", "--duration", "11", "--motion"])
+        .args(["--bitrate", "20000000", "--network"])
+        .arg("rtt=40ms,bw=20mbit; @4s bw=5mbit; @8s bw=20mbit")
+        .arg("--stats-json")
+        .arg(dir.join("s.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = json(&dir.join("s.json"));
+    assert!(s["frames_presented_pct"].as_f64().unwrap() >= 90.0, "{s}");
+    assert!(s["max_freeze_ms"].as_f64().unwrap() <= 1000.0, "{s}");
+    assert!(s["keyframes_requested"].as_u64().unwrap() <= 10, "{s}");
+    assert!(s["e2e_latency_ms_p50"].as_f64().unwrap() <= 90.0, "{s}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn bad_input_gets_a_clear_message() {
     let dir = scratch("errors");
     let ca = dir.join("ca.pem");

@@ -1,7 +1,8 @@
 //! Network impairment as a pure model: what a path does to each datagram —
 //! delay, jitter (which reorders), random and burst loss, a bandwidth cap
-//! with a bounded bottleneck queue, and blackouts — decided from `now` and
-//! the datagram's size, with a seeded generator.
+//! with a bounded bottleneck queue, and blackouts, any of which may change
+//! at scripted times — decided from `now` and the datagram's size, with a
+//! seeded generator.
 //!
 //! The same [`Shaper`] drives the simulated [`crate::sim::Link`] of the
 //! protocol tests (virtual clock) and the UDP impairment relay the demo,
@@ -31,6 +32,10 @@ pub struct Impairment {
     pub blackouts: Vec<(Duration, Duration)>,
     /// Seed of the random choices.
     pub seed: u64,
+    /// Scripted changes: from each time on (since the first datagram, in
+    /// increasing order) the path is this one instead. Their own `phases`,
+    /// `blackouts` and `seed` are not used.
+    pub phases: Vec<(Duration, Impairment)>,
 }
 
 impl Default for Impairment {
@@ -44,6 +49,7 @@ impl Default for Impairment {
             queue: Duration::from_millis(100),
             blackouts: Vec::new(),
             seed: 1,
+            phases: Vec::new(),
         }
     }
 }
@@ -88,8 +94,47 @@ impl FromStr for Impairment {
     /// `rtt=40ms,jitter=5ms,loss=5%,burst=3,bw=20mbit,queue=100ms,blackout=3s+500ms,seed=7`.
     /// `rtt` is split evenly between the two directions; `jitter`, `loss`,
     /// `bw` and `blackout` apply to each direction; `blackout` may repeat.
+    ///
+    /// Changes over time follow as `; @TIME key=value,…` phases, each
+    /// starting from the path before it: `bw=20mbit; @5s bw=5mbit; @10s
+    /// bw=20mbit,loss=2%` (times from the first datagram, increasing;
+    /// `blackout` and `seed` belong to the first part).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut parts = s.split(';');
         let mut imp = Self::default();
+        imp.apply(parts.next().unwrap_or_default(), true)?;
+        let mut last = Duration::ZERO;
+        for part in parts.map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = |reason: &str| SpecError {
+                item: part.to_string(),
+                reason: reason.to_string(),
+            };
+            let (at, items) = part
+                .strip_prefix('@')
+                .map(|p| p.split_once(char::is_whitespace).unwrap_or((p, "")))
+                .ok_or_else(|| bad("a later phase starts with @TIME, such as @5s bw=5mbit"))?;
+            let at = duration(at).ok_or_else(|| bad("expected @TIME such as @5s"))?;
+            if at <= last {
+                return Err(bad("phases must come in increasing time"));
+            }
+            last = at;
+            let mut phase = imp
+                .phases
+                .last()
+                .map_or_else(|| imp.clone(), |(_, p)| p.clone());
+            phase.phases.clear();
+            phase.apply(items, false)?;
+            imp.phases.push((at, phase));
+        }
+        Ok(imp)
+    }
+}
+
+impl Impairment {
+    /// Applies comma-separated `key=value` items; `blackout` and `seed` only
+    /// where `first`.
+    fn apply(&mut self, s: &str, first: bool) -> Result<(), SpecError> {
+        let imp = self;
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
             let bad = |reason: &str| SpecError {
                 item: item.to_string(),
@@ -137,6 +182,9 @@ impl FromStr for Impairment {
                     imp.queue =
                         duration(value).ok_or_else(|| bad("expected a time such as 100ms"))?;
                 }
+                "blackout" | "seed" if !first => {
+                    return Err(bad("only in the first part of the spec, before any @TIME"));
+                }
                 "blackout" => {
                     let (at, len) = value
                         .split_once('+')
@@ -154,11 +202,9 @@ impl FromStr for Impairment {
                 }
             }
         }
-        Ok(imp)
+        Ok(())
     }
-}
 
-impl Impairment {
     /// No impairment but this one-way delay.
     pub fn delay(delay: Duration) -> Self {
         Self {
@@ -172,8 +218,22 @@ impl Impairment {
     pub fn plus_delay(&self, extra: Duration) -> Self {
         Self {
             delay: self.delay + extra,
+            phases: self
+                .phases
+                .iter()
+                .map(|(at, p)| (*at, p.plus_delay(extra)))
+                .collect(),
             ..self.clone()
         }
+    }
+
+    /// The path in force `since` the first datagram.
+    fn at(&self, since: Duration) -> &Self {
+        self.phases
+            .iter()
+            .rev()
+            .find(|(at, _)| since >= *at)
+            .map_or(self, |(_, p)| p)
     }
 
     /// The same path with another seed (each direction draws its own luck).
@@ -250,18 +310,17 @@ impl Shaper {
         (self.next_random() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn lose(&mut self) -> bool {
-        let loss = self.cfg.loss;
+    fn lose(&mut self, loss: f64, burst: f64) -> bool {
         if loss <= 0.0 {
             return false;
         }
-        if self.cfg.burst <= 1.0 || loss >= 1.0 {
+        if burst <= 1.0 || loss >= 1.0 {
             return self.unit() < loss;
         }
         // Gilbert–Elliott with a lossless good state and a fully lossy bad
         // state: leave the bad state with 1/burst, enter it so that the
         // long-run share of bad datagrams is `loss`.
-        let leave = 1.0 / self.cfg.burst;
+        let leave = 1.0 / burst;
         let enter = loss * leave / (1.0 - loss);
         let flip = self.unit();
         self.in_burst = if self.in_burst {
@@ -286,14 +345,18 @@ impl Shaper {
             self.stats.blacked_out += 1;
             return None;
         }
-        if self.lose() {
+        let path = self.cfg.at(since);
+        let (loss, burst, bandwidth, queue) =
+            (path.loss, path.burst, path.bandwidth_bps, path.queue);
+        let (delay, jitter) = (path.delay, path.jitter);
+        if self.lose(loss, burst) {
             self.stats.lost += 1;
             return None;
         }
-        let departs = match self.cfg.bandwidth_bps {
+        let departs = match bandwidth {
             Some(bps) => {
                 let start = self.link_free_at.map_or(now, |t| t.max(now));
-                if start.saturating_duration_since(now) > self.cfg.queue {
+                if start.saturating_duration_since(now) > queue {
                     self.stats.overflowed += 1;
                     return None;
                 }
@@ -303,8 +366,8 @@ impl Shaper {
             }
             None => now,
         };
-        let jitter = self.cfg.jitter.mul_f64(self.unit());
-        Some(departs + self.cfg.delay + jitter)
+        let jitter = jitter.mul_f64(self.unit());
+        Some(departs + delay + jitter)
     }
 }
 
@@ -340,6 +403,65 @@ mod tests {
             let e = spec.parse::<Impairment>().unwrap_err();
             assert_eq!(e.item, item, "{spec}");
         }
+    }
+
+    #[test]
+    fn later_phases_start_from_the_one_before_and_bad_ones_are_named() {
+        let imp: Impairment = "rtt=40ms,bw=20mbit; @5s bw=5mbit ; @10s loss=2%"
+            .parse()
+            .unwrap();
+        assert_eq!(imp.bandwidth_bps, Some(20_000_000));
+        let [(t1, p1), (t2, p2)] = &imp.phases[..] else {
+            panic!("{imp:?}");
+        };
+        assert_eq!(
+            (*t1, *t2),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
+        assert_eq!(p1.bandwidth_bps, Some(5_000_000));
+        assert_eq!(p1.delay, Duration::from_millis(20));
+        assert_eq!(p2.bandwidth_bps, Some(5_000_000));
+        assert!((p2.loss - 0.02).abs() < 1e-12 && p1.loss == 0.0);
+        // A PoP's extra delay reaches every phase.
+        let far = imp.plus_delay(Duration::from_millis(5));
+        assert_eq!(far.phases[1].1.delay, Duration::from_millis(25));
+        for (spec, item) in [
+            ("rtt=40ms; 5s bw=5mbit", "5s bw=5mbit"),
+            ("bw=1mbit; @5s bw=2mbit; @3s bw=3mbit", "@3s bw=3mbit"),
+            ("bw=1mbit; @soon bw=2mbit", "@soon bw=2mbit"),
+            ("loss=1%; @2s blackout=1s+1s", "blackout=1s+1s"),
+            ("loss=1%; @2s loss=lots", "loss=lots"),
+        ] {
+            let e = spec.parse::<Impairment>().unwrap_err();
+            assert_eq!(e.item, item, "{spec}");
+        }
+    }
+
+    #[test]
+    fn a_phase_changes_the_path_at_its_time() {
+        // 1000-byte datagrams every 0.5 ms (16 Mbit/s): unlimited for the
+        // first second, then a 10 Mbit/s cap, then 50 % loss from 2 s.
+        let imp: Impairment = "delay=10ms; @1s bw=10mbit,queue=50ms; @2s loss=50%"
+            .parse()
+            .unwrap();
+        let (s, out) = run(imp, 6000, 1000, Duration::from_micros(500));
+        let lost = |r: std::ops::Range<usize>| out[r].iter().filter(|o| o.is_none()).count();
+        assert_eq!(lost(0..2000), 0);
+        assert!(
+            out[..2000]
+                .iter()
+                .all(|o| *o == Some(Duration::from_millis(10)))
+        );
+        let capped = lost(2000..4000);
+        assert!(
+            (500..900).contains(&capped),
+            "{capped} of 2000: {:?}",
+            s.stats
+        );
+        // Half of 16 Mbit/s fits under the cap: only the random loss now.
+        let late = lost(4000..6000);
+        assert!((900..1150).contains(&late), "{late} of 2000: {:?}", s.stats);
+        assert!((900..1100).contains(&s.stats.lost), "{:?}", s.stats);
     }
 
     fn run(

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// A receiver report as the controller sees it.
+/// A receiver report as the controller sees it, with the sender's own rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Report {
     /// Lost fragments per thousand.
@@ -23,6 +23,9 @@ pub struct Report {
     pub queue_delay_ms: u16,
     /// What the client received lately, kilobits per second.
     pub recv_kbps: u32,
+    /// What the host sent lately, kilobits per second (the host's own
+    /// count, not part of the client's report).
+    pub sent_kbps: u32,
 }
 
 /// The controller's settings.
@@ -142,10 +145,13 @@ impl RateController {
                 let recv = f64::from(r.recv_kbps) * 1000.0;
                 // A sender well below its target (a still desktop) is not
                 // what fills the queue: back off from the target instead.
-                let basis = if recv >= self.target * 0.5 {
-                    recv.min(self.target)
-                } else {
+                // A sender using its target gets what the path delivers,
+                // however far below that is (the link narrowed).
+                let app_limited = f64::from(r.sent_kbps) * 1000.0 < self.target * 0.5;
+                let basis = if app_limited {
                     self.target
+                } else {
+                    recv.min(self.target)
                 };
                 self.target = (basis * self.cfg.backoff).clamp(min, max);
                 self.last_decrease = Some(now);
@@ -268,11 +274,13 @@ impl ClockMap {
 mod tests {
     use super::*;
 
+    /// A report from a path delivering all the host sent.
     fn report(delay: u16, kbps: u32) -> Report {
         Report {
             loss_permille: 0,
             queue_delay_ms: delay,
             recv_kbps: kbps,
+            sent_kbps: kbps,
         }
     }
 
@@ -285,7 +293,13 @@ mod tests {
         });
         assert_eq!(c.target_bps(), 20_000_000);
         // The path carries 10 Mbit/s and a queue builds.
-        let (t, v) = c.on_report(t0, report(80, 10_000));
+        let (t, v) = c.on_report(
+            t0,
+            Report {
+                sent_kbps: 20_000,
+                ..report(80, 10_000)
+            },
+        );
         assert_eq!(v, Verdict::Congested);
         assert_eq!(t, 8_500_000);
         // Still queued 100 ms later: no second cut until the first could act.
@@ -326,6 +340,7 @@ mod tests {
             loss_permille: 50,
             queue_delay_ms: 3,
             recv_kbps: 9_000,
+            sent_kbps: 9_500,
         };
         for i in 0..50 {
             c.on_report(t0 + Duration::from_millis(100 * i), lossy);
@@ -345,6 +360,7 @@ mod tests {
                     loss_permille,
                     queue_delay_ms: 0,
                     recv_kbps: 9_000,
+                    sent_kbps: 10_000,
                 },
             )
         };
@@ -369,6 +385,22 @@ mod tests {
         let mut c = RateController::new(RateConfig::new(10_000_000));
         let (t, _) = c.on_report(Instant::now(), report(50, 300));
         assert_eq!(t, 6_800_000);
+    }
+
+    #[test]
+    fn a_full_sender_on_a_narrowed_link_falls_to_what_arrives_at_once() {
+        let t0 = Instant::now();
+        let mut c = RateController::new(RateConfig {
+            start_bps: 20_000_000,
+            ..RateConfig::new(20_000_000)
+        });
+        // 20 Mbit/s sent, the link now carries 5: one cut, not a slow
+        // slide of 15 % steps while the queue overflows.
+        let narrowed = Report {
+            sent_kbps: 20_000,
+            ..report(60, 5_000)
+        };
+        assert_eq!(c.on_report(t0, narrowed).0, 4_250_000);
     }
 
     #[test]

@@ -231,6 +231,9 @@ struct Session {
     rate: RateController,
     /// The rate controller's target (video and parity), for the encoder thread.
     target_bps: Arc<AtomicU32>,
+    /// Video bytes the encoder thread sent, and that count at the last report.
+    sent_bytes: Arc<AtomicU64>,
+    sent_at_report: (Instant, u64),
     gateway_addr: Arc<Mutex<SocketAddr>>,
     stop: Arc<AtomicBool>,
     encoder: Option<JoinHandle<()>>,
@@ -367,12 +370,17 @@ impl Receiver {
                 s.loss_permille
                     .store(u32::from(loss_permille), Ordering::Relaxed);
                 let before = s.rate.decreases();
+                let sent = s.sent_bytes.load(Ordering::Relaxed);
+                let (then, sent_then) = std::mem::replace(&mut s.sent_at_report, (now, sent));
+                let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
+                let sent_kbps = ((sent - sent_then) as f64 * 8.0 / 1000.0 / secs) as u32;
                 let (target, _) = s.rate.on_report(
                     now,
                     Report {
                         loss_permille,
                         queue_delay_ms,
                         recv_kbps,
+                        sent_kbps,
                     },
                 );
                 s.target_bps.store(target, Ordering::Relaxed);
@@ -382,11 +390,19 @@ impl Receiver {
                     loss_permille,
                     queue_delay_ms,
                     recv_kbps,
+                    sent_kbps,
                     "report"
                 );
                 if s.rate.decreases() > before {
                     self.stats.rate_decreases.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(session = id, target, queue_delay_ms, recv_kbps, "rate cut");
+                    tracing::debug!(
+                        session = id,
+                        target,
+                        queue_delay_ms,
+                        recv_kbps,
+                        sent_kbps,
+                        "rate cut"
+                    );
                 }
             }
             Message::Ping { stamp_us } => {
@@ -439,6 +455,7 @@ impl Receiver {
         };
         let rate = RateController::new(RateConfig::new(bitrate));
         let target_bps = Arc::new(AtomicU32::new(rate.target_bps()));
+        let sent_bytes = Arc::new(AtomicU64::new(0));
         let job = EncodeJob {
             session: id,
             width,
@@ -447,6 +464,7 @@ impl Receiver {
             bitrate,
             motion: self.motion,
             target_bps: target_bps.clone(),
+            sent_bytes: sent_bytes.clone(),
             socket: self.socket.clone(),
             gateway: gateway_addr.clone(),
             desktop: desktop.clone(),
@@ -486,6 +504,8 @@ impl Receiver {
                 loss_permille,
                 rate,
                 target_bps,
+                sent_bytes,
+                sent_at_report: (Instant::now(), 0),
                 gateway_addr,
                 stop,
                 encoder: Some(encoder),
@@ -638,6 +658,8 @@ struct EncodeJob {
     keyframe: Arc<AtomicBool>,
     /// Congestion control's target for video and parity together.
     target_bps: Arc<AtomicU32>,
+    /// Bytes sent, for congestion control to compare with what arrives.
+    sent_bytes: Arc<AtomicU64>,
     /// The client's latest loss report.
     loss_permille: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
@@ -861,7 +883,10 @@ impl EncodeJob {
                 .map(|g| *g)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
             let session = self.session.to_be_bytes();
+            let mut sent = 0;
             fragmenter.fragment(&au, key, capture_us, loss, |msg| {
+                // Counted as the client counts what arrives: the message.
+                sent += msg.len() as u64;
                 dgram.clear();
                 dgram.extend_from_slice(&session);
                 dgram.extend_from_slice(msg);
@@ -869,6 +894,7 @@ impl EncodeJob {
                     tracing::trace!(error = %e, "video send");
                 }
             });
+            self.sent_bytes.fetch_add(sent, Ordering::Relaxed);
             self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
             if key {
                 self.stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);

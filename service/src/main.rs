@@ -148,7 +148,8 @@ enum Role {
         #[arg(long = "pop", value_name = "NAME:RTT_MS", default_values = ["pop-local:0"])]
         pops: Vec<PopSpec>,
         /// A simulated network in front of every PoP, per direction
-        /// (`rtt=40ms,jitter=5ms,loss=5%,burst=3,bw=20mbit,blackout=3s+500ms`).
+        /// (`rtt=40ms,jitter=5ms,loss=5%,burst=3,bw=20mbit,blackout=3s+500ms`),
+        /// then changes over time as `; @5s bw=5mbit; @10s bw=20mbit`.
         #[arg(long, value_name = "SPEC", default_value = "")]
         network: nephele_service::impair::Impairment,
     },
