@@ -76,6 +76,10 @@ struct StreamArgs {
     /// `nephele decode` or any player.
     #[arg(long, value_name = "PATH")]
     save_stream: Option<PathBuf>,
+    /// Present at most this many pictures a second in the window (default:
+    /// the monitor's refresh rate, where the platform reports one).
+    #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    display_hz: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -447,6 +451,7 @@ fn run_stream(mut cfg: ConnectConfig, a: &StreamArgs, stats: Arc<Stats>) -> Resu
                 duration,
                 script,
                 title,
+                display_hz: a.display_hz,
             },
             stats,
         )?

@@ -108,6 +108,8 @@ pub struct WindowOptions {
     pub script: Option<Script>,
     /// Window title.
     pub title: String,
+    /// Presentations a second at most, instead of the monitor's refresh rate.
+    pub display_hz: Option<u16>,
 }
 
 struct App {
@@ -129,6 +131,11 @@ struct App {
     deadline: Option<Instant>,
     error: Option<String>,
     stop_script: Arc<AtomicBool>,
+    /// The display's refresh interval, where the platform tells it.
+    refresh: Option<Duration>,
+    last_present: Option<Instant>,
+    /// A picture waits for the display's next refresh until then.
+    redraw_at: Option<Instant>,
 }
 
 /// Opens the window, connects, and runs until closed, the duration passes,
@@ -158,6 +165,9 @@ pub fn run(
         deadline: None,
         error: None,
         stop_script: Arc::new(AtomicBool::new(false)),
+        refresh: None,
+        last_present: None,
+        redraw_at: None,
     };
     // Key presses and presentation start on this thread.
     nephele_platform::sched::latency_critical();
@@ -274,13 +284,31 @@ impl App {
         } else {
             buffer.fill(0x0020_2228);
         }
+        // Lets platforms that pace redraws to the display schedule the next.
+        window.pre_present_notify();
         if let Err(e) = buffer.present() {
             tracing::warn!(error = %e, "present");
             return;
         }
+        self.last_present = Some(Instant::now());
         if let Some(m) = meta {
             self.stats.record_presented(m.completed_at, m.capture_us);
         }
+    }
+
+    /// The interval between presentations: `--display-hz`, else the refresh
+    /// of the monitor the window is on if the platform reports one (an X
+    /// server without RandR refresh rates, such as Xvfb, does not).
+    fn refresh_interval(&self, window: &Window) -> Option<Duration> {
+        let mhz = match self.opts.display_hz {
+            Some(hz) => u32::from(hz) * 1000,
+            // Below 20 Hz is no display a person watches video on.
+            None => window
+                .current_monitor()?
+                .refresh_rate_millihertz()
+                .filter(|&m| m >= 20_000)?,
+        };
+        Some(Duration::from_secs_f64(1000.0 / f64::from(mhz.max(1))))
     }
 
     fn start_script(&mut self) {
@@ -328,6 +356,8 @@ impl ApplicationHandler<UserEvent> for App {
                 return;
             }
         }
+        self.refresh = self.refresh_interval(&window);
+        tracing::info!(refresh = ?self.refresh, "window open");
         self.window = Some(window);
         self.deadline = self.opts.duration.map(|d| Instant::now() + d);
         self.start_connect();
@@ -346,8 +376,19 @@ impl ApplicationHandler<UserEvent> for App {
             }
             UserEvent::Frame => {
                 self.pending.store(false, Ordering::Release);
-                if let Some(w) = &self.window {
-                    w.request_redraw();
+                // At most one picture per display refresh: one arriving
+                // sooner waits for the next (and a newer one replaces it
+                // meanwhile), since the display could not show both.
+                let next = self.last_present.zip(self.refresh).map(|(t, r)| t + r);
+                match next {
+                    Some(at) if Instant::now() < at => {
+                        self.redraw_at.get_or_insert(at);
+                    }
+                    _ => {
+                        if let Some(w) = &self.window {
+                            w.request_redraw();
+                        }
+                    }
                 }
             }
             UserEvent::Ended(e) => {
@@ -362,6 +403,12 @@ impl ApplicationHandler<UserEvent> for App {
     fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
         match event {
             WindowEvent::CloseRequested => event_loop.exit(),
+            WindowEvent::Moved(_) | WindowEvent::ScaleFactorChanged { .. } => {
+                // Perhaps onto another monitor.
+                if let Some(w) = &self.window {
+                    self.refresh = self.refresh_interval(w);
+                }
+            }
             WindowEvent::RedrawRequested => self.redraw(),
             WindowEvent::Resized(_) => {
                 // The next blit sees the new size and refits the picture.
@@ -416,9 +463,19 @@ impl ApplicationHandler<UserEvent> for App {
     }
 
     fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
-        match self.deadline {
-            Some(d) if Instant::now() >= d => event_loop.exit(),
-            Some(d) => event_loop.set_control_flow(ControlFlow::WaitUntil(d)),
+        let now = Instant::now();
+        if self.redraw_at.is_some_and(|t| now >= t) {
+            self.redraw_at = None;
+            if let Some(w) = &self.window {
+                w.request_redraw();
+            }
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            event_loop.exit();
+            return;
+        }
+        match self.deadline.into_iter().chain(self.redraw_at).min() {
+            Some(t) => event_loop.set_control_flow(ControlFlow::WaitUntil(t)),
             None => event_loop.set_control_flow(ControlFlow::Wait),
         }
     }

@@ -318,3 +318,48 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
     let _ = client.0.kill();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_window_presents_no_more_often_than_the_display_refreshes() {
+    let (_xvfb, display) = start_xvfb();
+    let dir = std::env::temp_dir().join(format!("nephele-window-hz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let stats = dir.join("s.json");
+    // Xvfb reports no refresh rate, so the display's is given: 30 Hz
+    // against a 60 fps stream.
+    let out = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args([
+            "demo",
+            "--duration",
+            "5",
+            "--display-hz",
+            "30",
+            "--stats-json",
+        ])
+        .arg(&stats)
+        .env("DISPLAY", &display)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run nephele demo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let decoded = s["frames_decoded"].as_f64().unwrap();
+    let presented = s["frames_presented"].as_f64().unwrap();
+    let per_s = presented / s["duration_s"].as_f64().unwrap();
+    assert!(decoded >= 200.0, "{s}");
+    assert!((20.0..=31.0).contains(&per_s), "{per_s} a second: {s}");
+    // The pictures the display could not have shown were dropped, newest
+    // kept: what was not presented is counted, not lost track of (bar the
+    // last picture or two, still waiting when the window closed).
+    let accounted = s["frames_dropped"].as_f64().unwrap() + presented;
+    assert!((decoded - 2.0..=decoded).contains(&accounted), "{s}");
+    let _ = std::fs::remove_dir_all(dir);
+}
