@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nephele_protocol::hid;
+use nephele_protocol::pad::{MAX_PADS, PadAxis, PadButton, PadKind, axis_from_f32};
 use nephele_protocol::wire::{InputEvent, MouseButton};
 
 /// A parse error with its line.
@@ -39,6 +40,10 @@ impl Script {
     /// 1100 button left down     left | right | middle | back | forward
     /// 1150 button left up
     /// 1200 wheel 0 -1           wheel notches (fractions allowed), x then y
+    /// 1300 pad 0 connect        gamepad slot 0..15 arrives [Generic|Xbox|PlayStation|Nintendo] [rumble]
+    /// 1400 pad 0 button South down   gilrs button names (South, DPadUp, LeftTrigger2, …)
+    /// 1500 pad 0 axis LeftStickX 0.5 gilrs axis names, -1.0 to 1.0
+    /// 1600 pad 0 disconnect
     /// ```
     pub fn parse(text: &str) -> Result<Self, ScriptError> {
         let mut events = Vec::new();
@@ -133,10 +138,11 @@ impl Script {
                         },
                     ));
                 }
+                "pad" => events.push((at, parse_pad(args, &err)?)),
                 "" => return Err(err("missing event after the time".into())),
                 other => {
                     return Err(err(format!(
-                        "unknown event `{other}` (expected type, key, move, button or wheel)"
+                        "unknown event `{other}` (expected type, key, move, button, wheel or pad)"
                     )));
                 }
             }
@@ -144,6 +150,72 @@ impl Script {
         events.sort_by_key(|(t, _)| *t);
         Ok(Self { events })
     }
+}
+
+/// `N connect [KIND] [rumble]`, `N disconnect`, `N button NAME down|up`,
+/// `N axis NAME VALUE`.
+fn parse_pad(args: &str, err: &dyn Fn(String) -> ScriptError) -> Result<InputEvent, ScriptError> {
+    let mut it = args.split_whitespace();
+    let pad = parse_num::<u8>(it.next(), "pad slot", err)?;
+    if pad >= MAX_PADS {
+        return Err(err(format!("pad slot {pad} is not 0 to {}", MAX_PADS - 1)));
+    }
+    let ev = match it.next() {
+        Some("connect") => {
+            let (mut kind, mut rumble) = (PadKind::Generic, false);
+            for word in it.by_ref() {
+                match (word, PadKind::from_name(word)) {
+                    ("rumble", _) => rumble = true,
+                    (_, Some(k)) => kind = k,
+                    _ => {
+                        return Err(err(format!(
+                            "unknown pad type `{word}` (Generic, Xbox, PlayStation, Nintendo)"
+                        )));
+                    }
+                }
+            }
+            InputEvent::PadConnect { pad, kind, rumble }
+        }
+        Some("disconnect") => InputEvent::PadDisconnect { pad },
+        Some("button") => {
+            let name = it.next().unwrap_or_default();
+            let button = PadButton::from_name(name).ok_or_else(|| {
+                err(format!(
+                    "unknown pad button `{name}` (gilrs names: South, East, DPadUp, LeftTrigger2, …)"
+                ))
+            })?;
+            InputEvent::PadButton {
+                pad,
+                button,
+                down: parse_action(it.next(), err)?,
+            }
+        }
+        Some("axis") => {
+            let name = it.next().unwrap_or_default();
+            let axis = PadAxis::from_name(name).ok_or_else(|| {
+                err(format!(
+                    "unknown pad axis `{name}` (gilrs names: LeftStickX, RightZ, …)"
+                ))
+            })?;
+            let v = parse_num::<f32>(it.next(), "axis value", err)?;
+            if !(-1.0..=1.0).contains(&v) {
+                return Err(err(format!("axis value {v} is not between -1 and 1")));
+            }
+            InputEvent::PadAxis {
+                pad,
+                axis,
+                value: axis_from_f32(v),
+            }
+        }
+        other => {
+            return Err(err(format!(
+                "expected connect, disconnect, button or axis after the pad slot, found `{}`",
+                other.unwrap_or_default()
+            )));
+        }
+    };
+    no_more(it, err)?;
+    Ok(ev)
 }
 
 fn parse_action(s: Option<&str>, err: &dyn Fn(String) -> ScriptError) -> Result<bool, ScriptError> {
@@ -285,6 +357,53 @@ mod tests {
             6,
             "spaces are typed"
         );
+    }
+
+    #[test]
+    fn parses_pad_lines_with_gilrs_names() {
+        let s = Script::parse(
+            "10 pad 3 connect PlayStation rumble\n20 pad 3 button DPadUp down\n30 pad 3 axis RightZ -0.5\n40 pad 3 disconnect\n50 pad 0 connect\n",
+        )
+        .unwrap();
+        let evs: Vec<InputEvent> = s.events.into_iter().map(|(_, e)| e).collect();
+        assert_eq!(
+            evs,
+            vec![
+                InputEvent::PadConnect {
+                    pad: 3,
+                    kind: PadKind::PlayStation,
+                    rumble: true
+                },
+                InputEvent::PadButton {
+                    pad: 3,
+                    button: PadButton::DPadUp,
+                    down: true
+                },
+                InputEvent::PadAxis {
+                    pad: 3,
+                    axis: PadAxis::RightZ,
+                    value: -16384
+                },
+                InputEvent::PadDisconnect { pad: 3 },
+                InputEvent::PadConnect {
+                    pad: 0,
+                    kind: PadKind::Generic,
+                    rumble: false
+                },
+            ]
+        );
+        for (bad, says) in [
+            ("1 pad 16 connect", "16"),
+            ("1 pad 0 button Jump down", "Jump"),
+            ("1 pad 0 axis LeftStickX 2", "between"),
+            ("1 pad 0 axis Tilt 0.1", "Tilt"),
+            ("1 pad 0 connect Sega", "Sega"),
+            ("1 pad 0 wiggle", "wiggle"),
+            ("1 pad 0 button South down now", "now"),
+        ] {
+            let e = Script::parse(bad).unwrap_err();
+            assert!(e.reason.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -60,7 +60,9 @@ struct StreamArgs {
     #[arg(long, value_name = "PATH")]
     stats_json: Option<PathBuf>,
     /// Play timed input from this file (`MS type TEXT`, `MS key NAME down|up`,
-    /// `MS move X Y`, `MS button NAME down|up`, `MS wheel DX DY`).
+    /// `MS move X Y`, `MS button NAME down|up`, `MS wheel DX DY`,
+    /// `MS pad N connect [TYPE] [rumble]|disconnect`, `MS pad N button NAME down|up`,
+    /// `MS pad N axis NAME VALUE` with gilrs' names).
     #[arg(long, value_name = "PATH")]
     input_script: Option<PathBuf>,
     /// Requested picture width.

@@ -39,6 +39,14 @@ const SCRIPT: &str = "\
 850 button left up
 900 wheel 0 -1
 1000 type The quick brown fox jumps over the lazy dog.
+# a gamepad, one still held down when the session ends
+1100 pad 0 connect Xbox rumble
+1120 pad 0 button South down
+1130 pad 0 axis LeftStickX 0.5
+1140 pad 0 axis LeftStickX -0.75
+1150 pad 0 button South up
+1200 pad 1 connect
+1300 pad 0 button DPadUp down
 ";
 
 /// Tests that stream or measure latency take turns: on a 2-core machine a
@@ -131,6 +139,37 @@ fn demo_headless_streams_and_acknowledges_every_input() {
             assert!(v["action"] == "down" || v["action"] == "up", "{v}");
         }
     }
+    // The gamepad's events in order, by gilrs' names; the held d-pad
+    // button and both pads let go when the session ended.
+    let pad: Vec<String> = lines
+        .iter()
+        .filter(|v| v["kind"] == "pad")
+        .map(|v| {
+            let mut words = vec![v["pad"].to_string(), v["action"].to_string()];
+            for x in [&v["type"], &v["button"], &v["axis"], &v["value"]] {
+                if !x.is_null() {
+                    words.push(x.to_string());
+                }
+            }
+            if v.get("released_on_disconnect").is_some() {
+                words.push("(released)".into());
+            }
+            words.join(" ").replace('"', "").to_string()
+        })
+        .collect();
+    let expected = [
+        "0 connect Xbox",
+        "0 down South",
+        "0 axis LeftStickX 0.5",
+        "0 axis LeftStickX -0.75",
+        "0 up South",
+        "1 connect Generic",
+        "0 down DPadUp",
+        "0 up DPadUp (released)",
+        "0 disconnect (released)",
+        "1 disconnect (released)",
+    ];
+    assert_eq!(pad, expected, "{recorded}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -92,14 +92,18 @@ impl InputSender {
 
     /// Queues an event. A move replaces a move still waiting to leave.
     pub fn push(&mut self, event: InputEvent) -> Result<(), InputError> {
-        if let InputEvent::Move { .. } = event
-            && self.unsent < self.queue.len()
-            && let Some(last) = self.queue.back_mut()
-            && matches!(last.event, InputEvent::Move { .. })
-        {
-            last.event = event;
-            self.stats.coalesced += 1;
-            return Ok(());
+        // A level (pointer position, a pad axis) replaces the same level
+        // still waiting to leave, unless an edge was queued after it: the
+        // host must see that edge at the position it happened.
+        if event.is_level() {
+            let waiting = self.queue.range_mut(self.unsent..).rev();
+            for p in waiting.take_while(|p| p.event.is_level()) {
+                if p.event.replaced_by(&event) {
+                    p.event = event;
+                    self.stats.coalesced += 1;
+                    return Ok(());
+                }
+            }
         }
         if self.queue.len() >= MAX_IN_FLIGHT {
             return Err(InputError::Stalled);
@@ -270,6 +274,43 @@ mod tests {
             Some((4, InputEvent::Move { x: 5, y: 5 }))
         );
         assert_eq!(s.stats().coalesced, 2);
+    }
+
+    #[test]
+    fn pad_axes_coalesce_per_axis_but_never_across_a_button_edge() {
+        use crate::pad::{PadAxis, PadButton};
+        let axis = |pad, axis, value| InputEvent::PadAxis { pad, axis, value };
+        let south = |down| InputEvent::PadButton {
+            pad: 0,
+            button: PadButton::South,
+            down,
+        };
+        let mut s = InputSender::new();
+        // Both sticks of pad 0 and one of pad 1 moving together.
+        for v in 1..=5 {
+            s.push(axis(0, PadAxis::LeftStickX, v)).unwrap();
+            s.push(axis(0, PadAxis::LeftStickY, -v)).unwrap();
+            s.push(axis(1, PadAxis::LeftStickX, 10 * v)).unwrap();
+        }
+        s.push(south(true)).unwrap();
+        s.push(axis(0, PadAxis::LeftStickX, 6)).unwrap();
+        s.push(south(false)).unwrap();
+        s.push(axis(0, PadAxis::LeftStickX, 7)).unwrap();
+        let t = Instant::now();
+        let sent: Vec<_> = std::iter::from_fn(|| s.poll_transmit(t).map(|x| x.1)).collect();
+        assert_eq!(
+            sent,
+            vec![
+                axis(0, PadAxis::LeftStickX, 5),
+                axis(0, PadAxis::LeftStickY, -5),
+                axis(1, PadAxis::LeftStickX, 50),
+                south(true),
+                axis(0, PadAxis::LeftStickX, 6),
+                south(false),
+                axis(0, PadAxis::LeftStickX, 7),
+            ]
+        );
+        assert_eq!(s.stats().coalesced, 12);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod framing;
 pub mod hid;
 pub mod impair;
 pub mod input;
+pub mod pad;
 pub mod probe;
 pub mod rate;
 pub mod sim;

@@ -5,6 +5,7 @@
 //! bytes present and against the protocol's caps before anything is
 //! allocated, so arbitrary input yields a [`DecodeError`], never a panic.
 
+use crate::pad::{PadAxis, PadButton, PadKind, check_slot};
 use crate::{MAX_DIMENSION, PROTOCOL_VERSION};
 
 /// Why a byte string is not a valid message.
@@ -109,6 +110,11 @@ impl MouseButton {
         })
     }
 
+    /// The button with this wire code.
+    pub fn from_code(v: u8) -> Option<Self> {
+        Self::from_u8(v).ok()
+    }
+
     /// Lower-case name used in scripts and recordings.
     pub fn name(self) -> &'static str {
         match self {
@@ -164,16 +170,73 @@ pub enum InputEvent {
         /// Vertical, positive away from the user (scroll up).
         dy: i16,
     },
+    /// A gamepad took slot `pad` (`0..MAX_PADS`).
+    PadConnect {
+        /// Slot.
+        pad: u8,
+        /// Controller type.
+        kind: PadKind,
+        /// Whether it can rumble.
+        rumble: bool,
+    },
+    /// The gamepad in slot `pad` left; everything it held is released.
+    PadDisconnect {
+        /// Slot.
+        pad: u8,
+    },
+    /// A gamepad button edge.
+    PadButton {
+        /// Slot.
+        pad: u8,
+        /// Which button.
+        button: PadButton,
+        /// `true` for press, `false` for release.
+        down: bool,
+    },
+    /// A gamepad axis' new value, `-AXIS_MAX..=AXIS_MAX` (see [`crate::pad`]).
+    PadAxis {
+        /// Slot.
+        pad: u8,
+        /// Which axis.
+        axis: PadAxis,
+        /// Position.
+        value: i16,
+    },
 }
 
 impl InputEvent {
-    /// The kind's name as used in recordings: `key`, `button`, `move`, `wheel`.
+    /// The kind's name as used in recordings: `key`, `button`, `move`,
+    /// `wheel`, `pad`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Key { .. } => "key",
             Self::Button { .. } => "button",
             Self::Move { .. } => "move",
             Self::Wheel { .. } => "wheel",
+            Self::PadConnect { .. }
+            | Self::PadDisconnect { .. }
+            | Self::PadButton { .. }
+            | Self::PadAxis { .. } => "pad",
+        }
+    }
+
+    /// A value that later values of the same thing replace (pointer
+    /// position, an axis), as opposed to an edge: what may be coalesced.
+    pub fn is_level(&self) -> bool {
+        matches!(self, Self::Move { .. } | Self::PadAxis { .. })
+    }
+
+    /// Whether `later` replaces this value (same pointer, same pad axis).
+    pub fn replaced_by(&self, later: &Self) -> bool {
+        match (self, later) {
+            (Self::Move { .. }, Self::Move { .. }) => true,
+            (
+                Self::PadAxis { pad, axis, .. },
+                Self::PadAxis {
+                    pad: p2, axis: a2, ..
+                },
+            ) => pad == p2 && axis == a2,
+            _ => false,
         }
     }
 }
@@ -350,6 +413,10 @@ mod input_kind {
     pub const BUTTON: u8 = 2;
     pub const MOVE: u8 = 3;
     pub const WHEEL: u8 = 4;
+    pub const PAD_CONNECT: u8 = 5;
+    pub const PAD_DISCONNECT: u8 = 6;
+    pub const PAD_BUTTON: u8 = 7;
+    pub const PAD_AXIS: u8 = 8;
 }
 
 /// Size of the video fragment header, including the two-byte message header.
@@ -425,6 +492,21 @@ impl<'a> Message<'a> {
                         out.push(input_kind::WHEEL);
                         out.extend_from_slice(&dx.to_be_bytes());
                         out.extend_from_slice(&dy.to_be_bytes());
+                    }
+                    InputEvent::PadConnect { pad, kind, rumble } => {
+                        out.extend_from_slice(&[input_kind::PAD_CONNECT, pad, kind as u8]);
+                        out.push(rumble.into());
+                    }
+                    InputEvent::PadDisconnect { pad } => {
+                        out.extend_from_slice(&[input_kind::PAD_DISCONNECT, pad]);
+                    }
+                    InputEvent::PadButton { pad, button, down } => {
+                        out.extend_from_slice(&[input_kind::PAD_BUTTON, pad, button as u8]);
+                        out.push(down.into());
+                    }
+                    InputEvent::PadAxis { pad, axis, value } => {
+                        out.extend_from_slice(&[input_kind::PAD_AXIS, pad, axis as u8]);
+                        out.extend_from_slice(&value.to_be_bytes());
                     }
                 }
             }
@@ -536,6 +618,24 @@ impl<'a> Message<'a> {
                     input_kind::WHEEL => InputEvent::Wheel {
                         dx: r.u16()? as i16,
                         dy: r.u16()? as i16,
+                    },
+                    input_kind::PAD_CONNECT => InputEvent::PadConnect {
+                        pad: check_slot(r.u8()?)?,
+                        kind: PadKind::from_u8(r.u8()?)?,
+                        rumble: r.bool("pad rumble")?,
+                    },
+                    input_kind::PAD_DISCONNECT => InputEvent::PadDisconnect {
+                        pad: check_slot(r.u8()?)?,
+                    },
+                    input_kind::PAD_BUTTON => InputEvent::PadButton {
+                        pad: check_slot(r.u8()?)?,
+                        button: PadButton::from_u8(r.u8()?)?,
+                        down: r.bool("pad button action")?,
+                    },
+                    input_kind::PAD_AXIS => InputEvent::PadAxis {
+                        pad: check_slot(r.u8()?)?,
+                        axis: PadAxis::from_u8(r.u8()?)?,
+                        value: r.u16()? as i16,
                     },
                     other => {
                         return Err(DecodeError::InvalidValue {
@@ -714,6 +814,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pad::MAX_PADS;
     use proptest::prelude::*;
 
     fn arb_button() -> impl Strategy<Value = MouseButton> {
@@ -733,6 +834,37 @@ mod tests {
                 .prop_map(|(button, down)| InputEvent::Button { button, down }),
             (any::<u16>(), any::<u16>()).prop_map(|(x, y)| InputEvent::Move { x, y }),
             (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| InputEvent::Wheel { dx, dy }),
+            (
+                0..MAX_PADS,
+                prop::sample::select(PadKind::ALL),
+                any::<bool>()
+            )
+                .prop_map(|(pad, kind, rumble)| InputEvent::PadConnect {
+                    pad,
+                    kind,
+                    rumble
+                }),
+            (0..MAX_PADS).prop_map(|pad| InputEvent::PadDisconnect { pad }),
+            (
+                0..MAX_PADS,
+                prop::sample::select(PadButton::ALL),
+                any::<bool>()
+            )
+                .prop_map(|(pad, button, down)| InputEvent::PadButton {
+                    pad,
+                    button,
+                    down
+                }),
+            (
+                0..MAX_PADS,
+                prop::sample::select(PadAxis::ALL),
+                any::<i16>()
+            )
+                .prop_map(|(pad, axis, value)| InputEvent::PadAxis {
+                    pad,
+                    axis,
+                    value
+                }),
         ]
     }
 

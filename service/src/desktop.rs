@@ -12,6 +12,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nephele_protocol::hid;
+use nephele_protocol::pad::{MAX_PADS, PadAxis, PadButton, PadKind};
 use nephele_protocol::wire::{InputEvent, MouseButton};
 
 /// An I420 picture with tightly packed planes.
@@ -105,6 +106,33 @@ pub struct DesktopState {
     pub wheel: (i32, i32),
     /// Input events applied.
     pub events: u64,
+    /// Gamepads by slot.
+    pub pads: [Option<PadState>; MAX_PADS as usize],
+}
+
+/// One connected gamepad's live state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PadState {
+    /// Controller type it announced.
+    pub kind: PadKind,
+    /// Whether it can rumble.
+    pub rumble: bool,
+    /// Buttons held, one bit per [`PadButton`] code.
+    pub buttons: u32,
+    /// Axis positions by [`PadAxis`] code (index 0 unused).
+    pub axes: [i16; 9],
+}
+
+impl PadState {
+    /// Whether `b` is held.
+    pub fn held(&self, b: PadButton) -> bool {
+        self.buttons & (1 << b as u8) != 0
+    }
+
+    /// Where axis `a` is.
+    pub fn axis(&self, a: PadAxis) -> i16 {
+        self.axes[a as usize]
+    }
 }
 
 impl DesktopState {
@@ -138,6 +166,36 @@ impl DesktopState {
                 self.wheel.0 = self.wheel.0.saturating_add(dx.into());
                 self.wheel.1 = self.wheel.1.saturating_add(dy.into());
             }
+            InputEvent::PadConnect { pad, kind, rumble } => {
+                if let Some(slot) = self.pads.get_mut(usize::from(pad)) {
+                    *slot = Some(PadState {
+                        kind,
+                        rumble,
+                        buttons: 0,
+                        axes: [0; 9],
+                    });
+                }
+            }
+            InputEvent::PadDisconnect { pad } => {
+                if let Some(slot) = self.pads.get_mut(usize::from(pad)) {
+                    *slot = None;
+                }
+            }
+            InputEvent::PadButton { pad, button, down } => {
+                if let Some(Some(p)) = self.pads.get_mut(usize::from(pad)) {
+                    let bit = 1 << button as u8;
+                    if down {
+                        p.buttons |= bit;
+                    } else {
+                        p.buttons &= !bit;
+                    }
+                }
+            }
+            InputEvent::PadAxis { pad, axis, value } => {
+                if let Some(Some(p)) = self.pads.get_mut(usize::from(pad)) {
+                    p.axes[axis as usize] = value;
+                }
+            }
         }
     }
 
@@ -157,10 +215,35 @@ impl DesktopState {
     }
 
     /// Releases everything held (the client went away); returns what was released.
-    pub fn release_all(&mut self) -> (Vec<u16>, Vec<u8>) {
-        let keys = std::mem::take(&mut self.keys_down).into_iter().collect();
-        let buttons = std::mem::take(&mut self.buttons_down).into_iter().collect();
-        (keys, buttons)
+    pub fn release_all(&mut self) -> Vec<InputEvent> {
+        let mut released: Vec<InputEvent> = std::mem::take(&mut self.keys_down)
+            .into_iter()
+            .map(|usage| InputEvent::Key { usage, down: false })
+            .collect();
+        released.extend(
+            std::mem::take(&mut self.buttons_down)
+                .into_iter()
+                .filter_map(MouseButton::from_code)
+                .map(|button| InputEvent::Button {
+                    button,
+                    down: false,
+                }),
+        );
+        for (pad, slot) in (0..).zip(&mut self.pads) {
+            let Some(p) = slot.take() else { continue };
+            released.extend(
+                PadButton::ALL
+                    .iter()
+                    .filter(|b| p.held(**b))
+                    .map(|&button| InputEvent::PadButton {
+                        pad,
+                        button,
+                        down: false,
+                    }),
+            );
+            released.push(InputEvent::PadDisconnect { pad });
+        }
+        released
     }
 }
 
@@ -297,11 +380,78 @@ impl Renderer {
             fill(out, caret.0, caret.1, 2 * scale, glyph, TEXT);
         }
 
+        // A card per connected gamepad, in slot order, under the notes.
+        let card = (even(w / 20).max(24), even(h / 8).max(24));
+        let mut cx = wx;
+        for (slot, pad) in state.pads.iter().enumerate() {
+            if let Some(p) = pad {
+                pad_card(out, (cx, even(wy + wh + glyph)), card, slot, p);
+            }
+            cx += card.0 + 4;
+        }
+
         // Pointer on top of everything.
         pointer(
             out,
             usize::from(state.pointer.0),
             usize::from(state.pointer.1),
+        );
+    }
+}
+
+/// One gamepad's live state: its slot number, both sticks (a dot in a
+/// box), the analog triggers (bars filling upwards) and every button as a
+/// lamp, in code order (faces, shoulders, menu buttons, thumbs, d-pad).
+fn pad_card(
+    p: &mut I420,
+    (x, y): (usize, usize),
+    (cw, ch): (usize, usize),
+    slot: usize,
+    s: &PadState,
+) {
+    fill(p, x, y, cw, ch, TASKBAR);
+    text(p, x + 2, y + 2, 1, WHITE, &format!("{}", slot + 1));
+    let stick = even(cw * 2 / 5);
+    let sy = y + 12;
+    let dot = 4;
+    let pos = |v: i16, flip: bool| {
+        let f = (f32::from(v) / f32::from(i16::MAX)).clamp(-1.0, 1.0);
+        let f = if flip { -f } else { f };
+        ((f + 1.0) / 2.0 * (stick - dot) as f32) as usize
+    };
+    for (i, (ax, ay)) in [
+        (PadAxis::LeftStickX, PadAxis::LeftStickY),
+        (PadAxis::RightStickX, PadAxis::RightStickY),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bx = x + 2 + i * (stick + 4);
+        fill(p, bx, sy, stick, stick, LED_OFF);
+        // Up is positive, as gilrs reports it; rows grow downwards.
+        let (dx, dy) = (pos(s.axis(ax), false), pos(s.axis(ay), true));
+        fill(p, even(bx + dx), even(sy + dy), dot, dot, LED_ON);
+    }
+    let bar_h = stick;
+    for (i, z) in [PadAxis::LeftZ, PadAxis::RightZ].into_iter().enumerate() {
+        let bx = x + 2 + 2 * (stick + 4) + i * 4;
+        fill(p, bx, sy, 2, bar_h, LED_OFF);
+        let f = (f32::from(s.axis(z).max(0)) / f32::from(i16::MAX)).clamp(0.0, 1.0);
+        let filled = even((f * bar_h as f32) as usize);
+        fill(p, bx, sy + bar_h - filled, 2, filled, BALL);
+    }
+    let lamp = 4;
+    let per_row = ((cw - 4) / (lamp + 2)).max(1);
+    for (i, b) in PadButton::ALL.iter().enumerate() {
+        let lx = x + 2 + (i % per_row) * (lamp + 2);
+        let ly = sy + stick + 4 + (i / per_row) * (lamp + 2);
+        fill(
+            p,
+            even(lx),
+            even(ly),
+            lamp,
+            lamp,
+            if s.held(*b) { LED_ON } else { LED_OFF },
         );
     }
 }
@@ -452,7 +602,13 @@ mod tests {
         key(&mut s, 0x1E, false);
         key(&mut s, hid::BACKSPACE, true);
         assert_eq!(s.typed, "Hi");
-        assert_eq!(s.release_all().0, vec![hid::BACKSPACE]);
+        assert_eq!(
+            s.release_all(),
+            vec![InputEvent::Key {
+                usage: hid::BACKSPACE,
+                down: false
+            }]
+        );
         assert!(s.keys_down.is_empty());
     }
 
@@ -485,5 +641,101 @@ mod tests {
         assert!(changed.iter().all(|&i| in_text(i) || in_pointer(i)));
         assert!(changed.iter().any(|&i| in_pointer(i)));
         assert!(changed.iter().any(|&i| in_text(i) && !in_pointer(i)));
+    }
+
+    #[test]
+    fn each_connected_pad_shows_its_buttons_and_sticks_live() {
+        let (w, h) = (1280, 720);
+        let r = Renderer::new(w, h);
+        let mut s = DesktopState::default();
+        let draw = |s: &DesktopState| {
+            let mut out = I420::new(w, h);
+            r.render(s, Duration::ZERO, 0, &mut out);
+            out.y
+        };
+        let before = draw(&s);
+        for ev in [
+            InputEvent::PadConnect {
+                pad: 2,
+                kind: PadKind::Xbox,
+                rumble: true,
+            },
+            InputEvent::PadButton {
+                pad: 2,
+                button: PadButton::South,
+                down: true,
+            },
+        ] {
+            s.apply(&ev, 1280, 720);
+        }
+        let pressed = draw(&s);
+        let changed = |a: &[u8], b: &[u8]| -> Vec<(usize, usize)> {
+            (0..w * h)
+                .filter(|&i| a[i] != b[i])
+                .map(|i| (i % w, i / w))
+                .collect()
+        };
+        // The card is slot 2's place in the row under the notes.
+        let card = changed(&before, &pressed);
+        assert!(!card.is_empty());
+        let slot_x = w / 10 + 2 * (w / 20 + 4);
+        assert!(
+            card.iter()
+                .all(|&(x, _)| (slot_x..slot_x + w / 20).contains(&x)),
+            "{:?}",
+            card[0]
+        );
+        // Releasing the button and moving the left stick change the card again.
+        let release = InputEvent::PadButton {
+            pad: 2,
+            button: PadButton::South,
+            down: false,
+        };
+        s.apply(&release, 1280, 720);
+        let released = draw(&s);
+        assert!(!changed(&pressed, &released).is_empty());
+        s.apply(
+            &InputEvent::PadAxis {
+                pad: 2,
+                axis: PadAxis::LeftStickX,
+                value: i16::MAX,
+            },
+            1280,
+            720,
+        );
+        assert!(!changed(&released, &draw(&s)).is_empty());
+        // Gone with its pad; release_all unplugs what is left.
+        s.apply(
+            &InputEvent::PadConnect {
+                pad: 5,
+                kind: PadKind::Generic,
+                rumble: false,
+            },
+            1280,
+            720,
+        );
+        s.apply(
+            &InputEvent::PadButton {
+                pad: 5,
+                button: PadButton::Start,
+                down: true,
+            },
+            1280,
+            720,
+        );
+        let released = s.release_all();
+        assert_eq!(
+            released,
+            vec![
+                InputEvent::PadDisconnect { pad: 2 },
+                InputEvent::PadButton {
+                    pad: 5,
+                    button: PadButton::Start,
+                    down: false
+                },
+                InputEvent::PadDisconnect { pad: 5 },
+            ]
+        );
+        assert_eq!(draw(&s), before);
     }
 }

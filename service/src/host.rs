@@ -567,21 +567,8 @@ impl Receiver {
             .lock()
             .map(|mut d| d.release_all())
             .unwrap_or_default();
-        for usage in released.0 {
-            self.record(id, None, &InputEvent::Key { usage, down: false }, true);
-        }
-        for b in released.1 {
-            if let Some(button) = button_from_u8(b) {
-                self.record(
-                    id,
-                    None,
-                    &InputEvent::Button {
-                        button,
-                        down: false,
-                    },
-                    true,
-                );
-            }
+        for ev in &released {
+            self.record(id, None, ev, true);
         }
         if reason != GoodbyeReason::Normal {
             self.send(s.gateway, id, Message::Goodbye { reason }, out);
@@ -623,6 +610,30 @@ impl Receiver {
                 line["dx"] = dx.into();
                 line["dy"] = dy.into();
             }
+            InputEvent::PadConnect { pad, kind, rumble } => {
+                line["pad"] = pad.into();
+                line["action"] = "connect".into();
+                line["type"] = kind.name().into();
+                line["rumble"] = rumble.into();
+            }
+            InputEvent::PadDisconnect { pad } => {
+                line["pad"] = pad.into();
+                line["action"] = "disconnect".into();
+            }
+            InputEvent::PadButton { pad, button, down } => {
+                line["pad"] = pad.into();
+                line["action"] = if down { "down" } else { "up" }.into();
+                line["button"] = button.name().into();
+            }
+            InputEvent::PadAxis { pad, axis, value } => {
+                line["pad"] = pad.into();
+                line["action"] = "axis".into();
+                line["axis"] = axis.name().into();
+                // Four decimals: the wire's 1/32767 steps, without the
+                // float noise (0.5 reads 0.5, not 0.500015).
+                let v = f64::from(nephele_protocol::pad::axis_to_f32(value));
+                line["value"] = ((v * 1e4).round() / 1e4).into();
+            }
         }
         if released {
             line["released_on_disconnect"] = true.into();
@@ -630,13 +641,6 @@ impl Receiver {
         // One line per event, flushed so a reader never sees half a line.
         let _ = writeln!(w, "{line}").and_then(|()| w.flush());
     }
-}
-
-fn button_from_u8(b: u8) -> Option<nephele_protocol::wire::MouseButton> {
-    use nephele_protocol::wire::MouseButton::*;
-    [Left, Right, Middle, Back, Forward]
-        .into_iter()
-        .find(|m| *m as u8 == b)
 }
 
 /// A bitrate that gives the demo desktop crisp text: about 0.1 bit per pixel per frame.

@@ -56,6 +56,19 @@ fn describe(v: &serde_json::Value) -> String {
         ),
         Some("move") => format!("move {} {}", v["x"], v["y"]),
         Some("wheel") => format!("wheel {} {}", v["dx"], v["dy"]),
+        Some("pad") => {
+            let what = [&v["type"], &v["button"], &v["axis"]]
+                .into_iter()
+                .find_map(|x| x.as_str())
+                .unwrap_or_default();
+            format!(
+                "pad {} {} {what}",
+                v["pad"],
+                v["action"].as_str().unwrap_or("?")
+            )
+            .trim_end()
+            .to_string()
+        }
         other => format!("{other:?}"),
     }
 }
@@ -74,6 +87,14 @@ fn describe_event(e: &InputEvent) -> String {
         ),
         InputEvent::Move { x, y } => format!("move {x} {y}"),
         InputEvent::Wheel { dx, dy } => format!("wheel {dx} {dy}"),
+        InputEvent::PadConnect { pad, kind, .. } => format!("pad {pad} connect {}", kind.name()),
+        InputEvent::PadDisconnect { pad } => format!("pad {pad} disconnect"),
+        InputEvent::PadButton { pad, button, down } => format!(
+            "pad {pad} {} {}",
+            if down { "down" } else { "up" },
+            button.name()
+        ),
+        InputEvent::PadAxis { pad, axis, .. } => format!("pad {pad} axis {}", axis.name()),
     }
 }
 
