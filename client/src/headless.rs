@@ -39,10 +39,13 @@ impl FrameSink for HeadlessSink {
     }
 }
 
-/// Plays `script` into `input`, timed from `start`, until done or `stop()` says so.
+/// Plays `script` into `input`, timed from `start`, until done or `stop()`
+/// says so; its gamepad lines go to `pads` as a scripted gamepad's device
+/// events, to take the path real gamepads take.
 pub fn play_script(
     script: &Script,
     input: &InputHandle,
+    pads: &std::sync::mpsc::Sender<nephele_platform::gamepad::PadEvent>,
     start: Instant,
     stop: impl Fn() -> bool,
 ) -> Result<(), crate::session::SessionError> {
@@ -60,7 +63,13 @@ pub fn play_script(
             }
             std::thread::sleep((due - now).min(Duration::from_millis(20)));
         }
-        input.push(*ev)?;
+        match crate::gamepad::scripted(ev) {
+            Some(pad) => {
+                // The session's gamepad threads outlive this script.
+                let _ = pads.send(pad);
+            }
+            None => input.push(*ev)?,
+        }
     }
     Ok(())
 }

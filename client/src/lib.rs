@@ -13,6 +13,7 @@
 
 pub mod demo;
 pub mod discovery;
+pub mod gamepad;
 pub mod headless;
 pub mod input;
 pub mod session;

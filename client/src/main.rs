@@ -503,11 +503,11 @@ fn run_headless(
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let player = script.map(|s| {
-        let input = session.input();
+        let (input, pads) = (session.input(), session.pad_script());
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("nephele-script".into())
-            .spawn(move || play_script(&s, &input, start, || stop.load(Ordering::Relaxed)))
+            .spawn(move || play_script(&s, &input, &pads, start, || stop.load(Ordering::Relaxed)))
     });
     let player = player.transpose().context("starting the script thread")?;
     while !session.has_ended() && duration.is_none_or(|d| start.elapsed() < d) {

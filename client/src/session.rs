@@ -29,8 +29,10 @@ use nephele_protocol::wire::{GoodbyeReason, InputEvent, Message};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{Notify, watch};
 
+use crate::gamepad::Gamepads;
 use crate::stats::{Route, Stats, local_us};
 use crate::video::{H264Decoder, Picture};
+use nephele_platform::gamepad::PadEvent;
 
 /// How often the client tells the host what the path does to video (loss,
 /// queueing delay, receive rate): often enough that the host backs off
@@ -246,6 +248,7 @@ pub struct Session {
     decode: Option<JoinHandle<()>>,
     started: Instant,
     ended: Arc<AtomicBool>,
+    pads: Arc<Gamepads>,
 }
 
 impl std::fmt::Debug for Session {
@@ -278,6 +281,13 @@ impl Session {
             wake: Notify::new(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
+        let pads = Arc::new(Gamepads::start(
+            InputHandle {
+                shared: shared.clone(),
+            },
+            stats.clone(),
+            true,
+        ));
         let (ready_tx, ready_rx) =
             std::sync::mpsc::sync_channel::<Result<StreamInfo, SessionError>>(1);
         let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel::<CompleteFrame>(DECODE_QUEUE);
@@ -314,6 +324,7 @@ impl Session {
             let stats = stats.clone();
             let shared = shared.clone();
             let ended = ended.clone();
+            let net_pads = pads.clone();
             std::thread::Builder::new()
                 .name("nephele-net".into())
                 .spawn(move || {
@@ -331,6 +342,7 @@ impl Session {
                             recycle_rx,
                             want_keyframe,
                             stop: stop_rx,
+                            pads: net_pads,
                         };
                         net.run(cfg, ready_tx).await
                     });
@@ -365,6 +377,7 @@ impl Session {
             decode: Some(decode),
             started: Instant::now(),
             ended,
+            pads,
         })
     }
 
@@ -376,6 +389,12 @@ impl Session {
     /// Where to push input.
     pub fn input(&self) -> InputHandle {
         self.input.clone()
+    }
+
+    /// Where scripted gamepads' device events go (the same path as real
+    /// gamepads' from there on).
+    pub fn pad_script(&self) -> std::sync::mpsc::Sender<PadEvent> {
+        self.pads.script()
     }
 
     /// Live statistics.
@@ -475,6 +494,7 @@ struct Net {
     recycle_rx: Receiver<Vec<u8>>,
     want_keyframe: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,
+    pads: Arc<Gamepads>,
 }
 
 fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -717,6 +737,9 @@ impl Net {
                                     Ok(Message::Pong { stamp_us, host_us }) => {
                                         clock.on_pong(stamp_us as i64, local_us(Instant::now()), host_us);
                                         self.publish_clock(&clock);
+                                    }
+                                    Ok(Message::Rumble { pad, strong, weak, duration_ms }) => {
+                                        self.pads.rumble(pad, strong, weak, duration_ms);
                                     }
                                     Ok(other) => tracing::debug!(?other, "unexpected control message"),
                                     Err(e) => return Err(SessionError::Protocol(e.to_string())),

@@ -111,6 +111,8 @@ pub struct Stats {
     pub input_rtt: Latency,
     /// Input event first sent → applied by the host, through the clock map.
     pub input_one_way: Latency,
+    /// Rumble requests from the host played on a gamepad.
+    pub pad_rumbles: AtomicU64,
     /// Which gateway and PoP carry the session.
     pub route: Mutex<Route>,
     /// Time from the gateway list's arrival to the PoP decision, microseconds.
@@ -153,6 +155,7 @@ impl Default for Stats {
             queue_delay_max_us: AtomicU64::default(),
             input_rtt: Latency::default(),
             input_one_way: Latency::default(),
+            pad_rumbles: AtomicU64::default(),
             route: Mutex::default(),
             pop_decision_us: AtomicU64::default(),
             pop_switch_offers: AtomicU64::default(),
@@ -225,6 +228,8 @@ pub struct Report {
     pub input_one_way_ms_p50: f64,
     /// 99th percentile of the same.
     pub input_one_way_ms_p99: f64,
+    /// See [`Stats::pad_rumbles`].
+    pub pad_rumbles: u64,
     /// Gateway id.
     pub gateway_id: String,
     /// Point of presence.
@@ -308,6 +313,7 @@ impl Stats {
             input_rtt_ms_p99: self.input_rtt.quantile_ms(0.99),
             input_one_way_ms_p50: self.input_one_way.quantile_ms(0.5),
             input_one_way_ms_p99: self.input_one_way.quantile_ms(0.99),
+            pad_rumbles: g(&self.pad_rumbles),
             gateway_id: route.gateway_id,
             pop: route.pop,
             rtt_ms: g(&self.rtt_us) as f64 / 1000.0,

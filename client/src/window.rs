@@ -315,15 +315,15 @@ impl App {
         let (Some(script), Some(session)) = (self.opts.script.take(), self.session.as_ref()) else {
             return;
         };
-        let input = session.input();
+        let (input, pads) = (session.input(), session.pad_script());
         let start = Instant::now();
         let stop = self.stop_script.clone();
         let _ = std::thread::Builder::new()
             .name("nephele-script".into())
             .spawn(move || {
-                if let Err(e) = crate::headless::play_script(&script, &input, start, || {
-                    stop.load(Ordering::Relaxed)
-                }) {
+                let stopped = || stop.load(Ordering::Relaxed);
+                if let Err(e) = crate::headless::play_script(&script, &input, &pads, start, stopped)
+                {
                     tracing::warn!(error = %e, "input script stopped");
                 }
             });

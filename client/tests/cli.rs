@@ -170,6 +170,9 @@ fn demo_headless_streams_and_acknowledges_every_input() {
         "1 disconnect (released)",
     ];
     assert_eq!(pad, expected, "{recorded}");
+    // The host buzzed the rumble-capable pad once, for its South press, and
+    // the client handed that to the pad's source.
+    assert_eq!(s["pad_rumbles"], 1, "{s}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

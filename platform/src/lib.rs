@@ -3,6 +3,7 @@
 //! layer's physical key codes to USB HID usages, and scheduling for the
 //! threads that carry input.
 
+pub mod gamepad;
 #[cfg(feature = "window")]
 pub mod keyboard;
 pub mod sched;

@@ -393,6 +393,17 @@ pub enum Message<'a> {
         /// Bytes received lately, as kilobits per second.
         recv_kbps: u32,
     },
+    /// Host → client: run the gamepad's motors (force feedback).
+    Rumble {
+        /// Slot (`0..MAX_PADS`).
+        pad: u8,
+        /// Low-frequency (strong) motor, 0–65535.
+        strong: u16,
+        /// High-frequency (weak) motor, 0–65535.
+        weak: u16,
+        /// For this long; 0 stops.
+        duration_ms: u16,
+    },
 }
 
 mod ty {
@@ -406,6 +417,7 @@ mod ty {
     pub const VIDEO: u8 = 8;
     pub const KEYFRAME_REQUEST: u8 = 9;
     pub const RECEIVER_REPORT: u8 = 10;
+    pub const RUMBLE: u8 = 11;
 }
 
 mod input_kind {
@@ -541,6 +553,17 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&queue_delay_ms.to_be_bytes());
                 out.extend_from_slice(&recv_kbps.to_be_bytes());
             }
+            Self::Rumble {
+                pad,
+                strong,
+                weak,
+                duration_ms,
+            } => {
+                out.extend_from_slice(&[ty::RUMBLE, *pad]);
+                out.extend_from_slice(&strong.to_be_bytes());
+                out.extend_from_slice(&weak.to_be_bytes());
+                out.extend_from_slice(&duration_ms.to_be_bytes());
+            }
         }
     }
 
@@ -593,6 +616,12 @@ impl<'a> Message<'a> {
                     recv_kbps: r.u32()?,
                 }
             }
+            ty::RUMBLE => Self::Rumble {
+                pad: check_slot(r.u8()?)?,
+                strong: r.u16()?,
+                weak: r.u16()?,
+                duration_ms: r.u16()?,
+            },
             ty::PONG => Self::Pong {
                 stamp_us: r.u64()?,
                 host_us: r.u64()?,
@@ -886,7 +915,7 @@ mod tests {
     /// Owned stand-in for a message, since `Message` borrows its payload.
     fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
         (
-            0u8..10,
+            0u8..11,
             proptest::collection::vec(any::<u8>(), 1..1100),
             [any::<u64>(), any::<u64>(), any::<u64>()],
             arb_event(),
@@ -951,6 +980,12 @@ mod tests {
             8 => Message::KeyframeRequest {
                 last_good_frame: n[2] as u32,
             },
+            9 => Message::Rumble {
+                pad: (n[0] % u64::from(MAX_PADS)) as u8,
+                strong: n[1] as u16,
+                weak: n[2] as u16,
+                duration_ms: (n[0] >> 16) as u16,
+            },
             _ => Message::ReceiverReport {
                 loss_permille: (n[0] % 1001) as u16,
                 queue_delay_ms: n[1] as u16,
@@ -988,7 +1023,7 @@ mod tests {
         }
 
         #[test]
-        fn versioned_arbitrary_bodies_never_panic(t in 0u8..12, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn versioned_arbitrary_bodies_never_panic(t in 0u8..13, body in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut bytes = vec![PROTOCOL_VERSION, t];
             bytes.extend_from_slice(&body);
             let _ = Message::decode(&bytes);

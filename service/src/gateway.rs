@@ -9,7 +9,8 @@
 //! * input stream → each `Input` message as one datagram;
 //! * recovery stream → `KeyframeRequest` datagrams;
 //! * host video fragments → QUIC datagrams, bytes untouched;
-//! * host `InputAck` → QUIC datagram (cumulative, so a lost one is repaired by the next).
+//! * host `InputAck` → QUIC datagram (cumulative, so a lost one is repaired by the next);
+//! * host `Pong` and `Rumble` → control stream.
 //!
 //! Every message from a client is decoded and checked before it is relayed;
 //! a malformed one closes that client's connection with a reason.
@@ -596,7 +597,9 @@ async fn serve(
                     }
                     // The answer to the gateway's own keepalive stays here.
                     Ok(Message::Pong { stamp_us, .. }) if stamp_us & KEEPALIVE_STAMP != 0 => {}
-                    Ok(Message::Pong { .. }) => {
+                    // Answers to the client's pings and gamepad rumble go on
+                    // the control stream: reliable, and never behind video.
+                    Ok(Message::Pong { .. } | Message::Rumble { .. }) => {
                         let _ = ctl_tx.try_send(msg.to_vec());
                     }
                     Ok(Message::Goodbye { reason }) => {

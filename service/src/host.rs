@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nephele_protocol::input::InputReceiver;
+use nephele_protocol::pad::PadButton;
 use nephele_protocol::rate::{RateConfig, RateController, Report};
 use nephele_protocol::video::Fragmenter;
 use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message};
@@ -355,6 +356,33 @@ impl Receiver {
                     .fetch_add(applied.len() as u64, Ordering::Relaxed);
                 for (seq, ev) in &applied {
                     self.record(id, Some(*seq), ev, false);
+                }
+                // The demo's force feedback: a short buzz for each press of
+                // a face button on a pad that can rumble.
+                for (_, ev) in &applied {
+                    let InputEvent::PadButton {
+                        pad,
+                        button,
+                        down: true,
+                    } = *ev
+                    else {
+                        continue;
+                    };
+                    let can = desktop.lock().is_ok_and(|d| {
+                        d.pads
+                            .get(usize::from(pad))
+                            .is_some_and(|p| p.is_some_and(|p| p.rumble))
+                    });
+                    if !can || button as u8 > PadButton::West as u8 {
+                        continue;
+                    }
+                    let rumble = Message::Rumble {
+                        pad,
+                        strong: u16::MAX / 2,
+                        weak: u16::MAX / 2,
+                        duration_ms: 150,
+                    };
+                    self.send(from, id, rumble, out);
                 }
                 let host_us = self.epoch.elapsed().as_micros() as u64;
                 self.send(from, id, Message::InputAck { seq: ack, host_us }, out);

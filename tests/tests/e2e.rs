@@ -114,7 +114,14 @@ fn frames_arrive_and_scripted_input_is_applied_in_order_exactly_once() {
          130 type 1+1=2\n",
     )
     .unwrap();
-    play_script(&script, &session.input(), Instant::now(), || false).unwrap();
+    play_script(
+        &script,
+        &session.input(),
+        &session.pad_script(),
+        Instant::now(),
+        || false,
+    )
+    .unwrap();
     let input = session.input();
     assert!(
         wait_until(Duration::from_secs(10), || input.in_flight() == 0
