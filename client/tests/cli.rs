@@ -64,6 +64,25 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Runs `nephele demo --headless` with `args`, writing its stats into
+/// `dir`; returns them.
+fn headless_demo(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let stats = dir.join("s.json");
+    let out = nephele()
+        .args(["demo", "--headless"])
+        .args(args)
+        .arg("--stats-json")
+        .arg(&stats)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&stats)
+}
+
 #[test]
 fn demo_headless_streams_and_acknowledges_every_input() {
     let _turn = exclusive();
@@ -445,18 +464,7 @@ fn fails_with(args: &[&str], expect: &str) {
 fn the_demo_streams_through_five_percent_loss() {
     let _turn = exclusive();
     let dir = scratch("lossy");
-    let out = nephele()
-        .args(["demo", "--headless", "--duration", "6"])
-        .args(["--network", "rtt=40ms,loss=5%", "--stats-json"])
-        .arg(dir.join("s.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let s = json(&dir.join("s.json"));
+    let s = headless_demo(&dir, &["--duration", "6", "--network", "rtt=40ms,loss=5%"]);
     // Parity rebuilds what the 5 % loss takes. (The brief's bar is 99 % and
     // no freeze over 100 ms; a busy CI machine gets a little slack.)
     assert!(s["fec_recovered"].as_u64().unwrap() > 0, "{s}");
@@ -492,21 +500,21 @@ fn a_10_mbit_link_gets_a_smooth_stream_not_a_growing_delay() {
         .collect();
     std::fs::write(dir.join("keys.txt"), script).unwrap();
     // The motion panel at up to 20 Mbit/s wants twice what the link carries.
-    let out = nephele()
-        .args(["demo", "--headless", "--duration", "10", "--motion"])
-        .args(["--bitrate", "20000000", "--network", "rtt=40ms,bw=10mbit"])
-        .arg("--input-script")
-        .arg(dir.join("keys.txt"))
-        .arg("--stats-json")
-        .arg(dir.join("s.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let keys = dir.join("keys.txt");
+    let s = headless_demo(
+        &dir,
+        &[
+            "--duration",
+            "10",
+            "--motion",
+            "--bitrate",
+            "20000000",
+            "--network",
+            "rtt=40ms,bw=10mbit",
+            "--input-script",
+            keys.to_str().unwrap(),
+        ],
     );
-    let s = json(&dir.join("s.json"));
     let mbit =
         s["bytes_received"].as_f64().unwrap() * 8.0 / s["duration_s"].as_f64().unwrap() / 1e6;
     // The link is used, not abandoned...
@@ -536,20 +544,18 @@ fn a_link_that_narrows_mid_session_costs_a_moment_not_the_stream() {
     let dir = scratch("narrows");
     // 20 Mbit/s, then 5 from 4 s to 8 s: the host must fall to what
     // arrives in one step, not slide down while the queue overflows.
-    let out = nephele()
-        .args(["demo", "--headless", "--duration", "11", "--motion"])
-        .args(["--bitrate", "20000000", "--network"])
-        .arg("rtt=40ms,bw=20mbit; @4s bw=5mbit; @8s bw=20mbit")
-        .arg("--stats-json")
-        .arg(dir.join("s.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let s = headless_demo(
+        &dir,
+        &[
+            "--duration",
+            "11",
+            "--motion",
+            "--bitrate",
+            "20000000",
+            "--network",
+            "rtt=40ms,bw=20mbit; @4s bw=5mbit; @8s bw=20mbit",
+        ],
     );
-    let s = json(&dir.join("s.json"));
     assert!(s["frames_presented_pct"].as_f64().unwrap() >= 90.0, "{s}");
     assert!(s["max_freeze_ms"].as_f64().unwrap() <= 1000.0, "{s}");
     assert!(s["keyframes_requested"].as_u64().unwrap() <= 10, "{s}");

@@ -2,7 +2,7 @@
 //! recording shows those keystrokes in order, and a screenshot of the window
 //! shows the demo desktop rather than a black or empty frame.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,41 +22,32 @@ fn need(tool: &str) {
     assert!(found, "`{tool}` is not installed: run `cargo xtask setup`");
 }
 
-/// Starts Xvfb on a free display and waits for its socket.
+/// Starts Xvfb on a display it picks itself (`-displayfd`: no race with
+/// other tests or servers for a number) and waits until it is ready.
 fn start_xvfb() -> (Killed, String) {
     need("Xvfb");
-    for n in 140..240 {
-        let sock = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
-        if sock.exists() || lock.exists() {
-            continue;
-        }
-        let child = Command::new("Xvfb")
-            .args([
-                &format!(":{n}"),
-                "-screen",
-                "0",
-                "1280x800x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start Xvfb");
-        let mut child = Killed(child);
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end {
-            if sock.exists() {
-                return (child, format!(":{n}"));
-            }
-            if let Ok(Some(_)) = child.0.try_wait() {
-                break; // lost a race for this display; try the next
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("no free X display for Xvfb");
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start Xvfb");
+    let stdout = child.stdout.take().expect("Xvfb's stdout");
+    let child = Killed(child);
+    // Xvfb writes the display number once it accepts connections.
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("read Xvfb's display number");
+    let n: u32 = line.trim().parse().expect("Xvfb printed no display number");
+    (child, format!(":{n}"))
 }
 
 fn xdotool(display: &str, args: &[&str]) -> String {
