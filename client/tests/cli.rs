@@ -87,22 +87,19 @@ fn headless_demo(dir: &Path, args: &[&str]) -> serde_json::Value {
 fn demo_headless_streams_and_acknowledges_every_input() {
     let _turn = exclusive();
     let dir = scratch("demo");
-    std::fs::write(dir.join("script.txt"), SCRIPT).unwrap();
-    let out = nephele()
-        .args(["demo", "--headless", "--duration", "6", "--stats-json"])
-        .arg(dir.join("s.json"))
-        .arg("--input-script")
-        .arg(dir.join("script.txt"))
-        .arg("--record-input")
-        .arg(dir.join("rec.jsonl"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (script, rec) = (dir.join("script.txt"), dir.join("rec.jsonl"));
+    std::fs::write(&script, SCRIPT).unwrap();
+    let s = headless_demo(
+        &dir,
+        &[
+            "--duration",
+            "6",
+            "--input-script",
+            script.to_str().unwrap(),
+            "--record-input",
+            rec.to_str().unwrap(),
+        ],
     );
-    let s = json(&dir.join("s.json"));
     for field in [
         "frames_decoded",
         "frames_presented",
