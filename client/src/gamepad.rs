@@ -150,8 +150,8 @@ impl std::fmt::Debug for Gamepads {
 }
 
 impl Gamepads {
-    /// Starts the scripted source and, with `real`, the machine's gamepads.
-    pub fn start(input: InputHandle, stats: Arc<Stats>, real: bool) -> Self {
+    /// Starts the scripted source and the machine's gamepads.
+    pub fn start(input: InputHandle, stats: Arc<Stats>) -> Self {
         let slots = Arc::new(Mutex::new(PadSlots::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (script, scripted) = ChannelSource::new();
@@ -165,9 +165,7 @@ impl Gamepads {
         pads.spawn("nephele-pad-script", &input, &stats, move || {
             Some(Box::new(scripted) as Box<dyn GamepadSource>)
         });
-        if real {
-            pads.spawn("nephele-pad", &input, &stats, real_source);
-        }
+        pads.spawn("nephele-pad", &input, &stats, real_source);
         pads
     }
 

@@ -286,7 +286,6 @@ impl Session {
                 shared: shared.clone(),
             },
             stats.clone(),
-            true,
         ));
         let (ready_tx, ready_rx) =
             std::sync::mpsc::sync_channel::<Result<StreamInfo, SessionError>>(1);
