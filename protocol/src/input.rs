@@ -90,7 +90,8 @@ impl InputSender {
         self.queue.len()
     }
 
-    /// Queues an event. A move replaces a move still waiting to leave.
+    /// Queues an event. A pointer position or pad axis replaces the same
+    /// one still waiting to leave (see below).
     pub fn push(&mut self, event: InputEvent) -> Result<(), InputError> {
         // A level (pointer position, a pad axis) replaces the same level
         // still waiting to leave, unless an edge was queued after it: the

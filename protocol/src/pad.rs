@@ -135,6 +135,13 @@ named_codes!(
     }
 );
 
+impl PadButton {
+    /// One of the four face buttons (South, East, North, West).
+    pub fn is_face(self) -> bool {
+        matches!(self, Self::South | Self::East | Self::North | Self::West)
+    }
+}
+
 /// A gilrs-style axis value (`-1.0..=1.0`) on the wire.
 pub fn axis_from_f32(v: f32) -> i16 {
     if v.is_nan() {

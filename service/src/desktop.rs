@@ -136,6 +136,11 @@ impl PadState {
 }
 
 impl DesktopState {
+    /// The pad in `slot`, if one is connected there.
+    pub fn pad(&self, slot: u8) -> Option<&PadState> {
+        self.pads.get(usize::from(slot))?.as_ref()
+    }
+
     /// Applies one input event.
     pub fn apply(&mut self, ev: &InputEvent, width: u16, height: u16) {
         self.events += 1;

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nephele_protocol::input::InputReceiver;
-use nephele_protocol::pad::PadButton;
+use nephele_protocol::pad::MAX_PADS;
 use nephele_protocol::rate::{RateConfig, RateController, Report};
 use nephele_protocol::video::Fragmenter;
 use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message};
@@ -346,9 +346,22 @@ impl Receiver {
                 s.input
                     .handle(seq, event, |seq, ev| applied.push((seq, ev)));
                 let ack = s.input.ack();
+                // The demo's force feedback: a short buzz for the pads
+                // whose face button went down, if they can rumble.
+                let mut buzz = [false; MAX_PADS as usize];
                 if let Ok(mut d) = desktop.lock() {
                     for (_, ev) in &applied {
                         d.apply(ev, w, h);
+                        if let InputEvent::PadButton {
+                            pad,
+                            button,
+                            down: true,
+                        } = *ev
+                            && button.is_face()
+                            && d.pad(pad).is_some_and(|p| p.rumble)
+                        {
+                            buzz[usize::from(pad)] = true;
+                        }
                     }
                 }
                 self.stats
@@ -357,25 +370,7 @@ impl Receiver {
                 for (seq, ev) in &applied {
                     self.record(id, Some(*seq), ev, false);
                 }
-                // The demo's force feedback: a short buzz for each press of
-                // a face button on a pad that can rumble.
-                for (_, ev) in &applied {
-                    let InputEvent::PadButton {
-                        pad,
-                        button,
-                        down: true,
-                    } = *ev
-                    else {
-                        continue;
-                    };
-                    let can = desktop.lock().is_ok_and(|d| {
-                        d.pads
-                            .get(usize::from(pad))
-                            .is_some_and(|p| p.is_some_and(|p| p.rumble))
-                    });
-                    if !can || button as u8 > PadButton::West as u8 {
-                        continue;
-                    }
+                for pad in (0..MAX_PADS).filter(|&p| buzz[usize::from(p)]) {
                     let rumble = Message::Rumble {
                         pad,
                         strong: u16::MAX / 2,
