@@ -40,6 +40,10 @@ pub struct DemoOptions {
     pub bitrate: u32,
     /// The demo desktop plays a video panel that changes every frame.
     pub motion: bool,
+    /// The demo desktop plays a steady tone of this many hertz.
+    pub tone_hz: Option<f32>,
+    /// Where the host records the microphone (WAV).
+    pub record_mic: Option<PathBuf>,
 }
 
 /// The running service; stops when dropped.
@@ -104,6 +108,8 @@ impl DemoService {
                 record_input: opts.record_input,
                 bitrate: opts.bitrate,
                 motion: opts.motion,
+                tone_hz: opts.tone_hz,
+                record_mic: opts.record_mic,
             },
             network: opts.network,
         }));

@@ -311,6 +311,7 @@ pub fn connect_config(
         route: first.route,
         fallbacks: targets.collect(),
         save_stream: None,
+        audio: crate::audio::AudioConfig::default(),
     })
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use nephele_client::audio::AudioConfig;
 use nephele_client::demo::{DemoOptions, DemoService};
 use nephele_client::discovery::{self, Choice, Reprober};
 use nephele_client::headless::{HeadlessSink, play_script};
@@ -82,6 +83,15 @@ struct StreamArgs {
     /// the monitor's refresh rate, where the platform reports one).
     #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u16).range(1..=1000))]
     display_hz: Option<u16>,
+    /// No sound: neither the desktop's audio nor the microphone.
+    #[arg(long)]
+    no_audio: bool,
+    /// Do not capture the microphone (the desktop's audio still plays).
+    #[arg(long)]
+    no_mic: bool,
+    /// Start with the microphone muted (Ctrl+Alt+Shift+M toggles it in the window).
+    #[arg(long)]
+    mic_muted: bool,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +163,14 @@ struct DemoArgs {
     /// bitrate it is allowed.
     #[arg(long)]
     motion: bool,
+    /// Have the demo desktop play a steady tone of this many hertz
+    /// (20–20000), besides its click on every key press.
+    #[arg(long, value_name = "HZ", value_parser = nephele_service::audio::parse_tone)]
+    tone: Option<f32>,
+    /// Have the demo host write the microphone sound it receives to this
+    /// WAV file (48 kHz, mono, 16-bit).
+    #[arg(long, value_name = "PATH")]
+    record_mic: Option<PathBuf>,
     #[command(flatten)]
     stream: StreamArgs,
 }
@@ -240,6 +258,7 @@ fn connect(a: ConnectArgs) -> Result<()> {
         },
         fallbacks: Vec::new(),
         save_stream: None,
+        audio: AudioConfig::default(),
     };
     run_stream(cfg, &a.stream, Arc::new(Stats::default()))
 }
@@ -389,6 +408,8 @@ fn demo(a: DemoArgs) -> Result<()> {
         network: a.network.clone(),
         bitrate: a.bitrate,
         motion: a.motion,
+        tone_hz: a.tone,
+        record_mic: a.record_mic.clone(),
     })
     .context("starting the demo service")?;
     let (user, password) = svc.credentials();
@@ -428,6 +449,11 @@ fn load_script(path: Option<&Path>) -> Result<Option<Script>> {
 
 fn run_stream(mut cfg: ConnectConfig, a: &StreamArgs, stats: Arc<Stats>) -> Result<()> {
     cfg.save_stream.clone_from(&a.save_stream);
+    cfg.audio = AudioConfig {
+        speaker: !a.no_audio,
+        microphone: !a.no_audio && !a.no_mic,
+        mic_muted: a.mic_muted,
+    };
     let script = load_script(a.input_script.as_deref())?;
     let duration = a
         .duration

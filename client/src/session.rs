@@ -29,6 +29,7 @@ use nephele_protocol::wire::{GoodbyeReason, InputEvent, Message};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{Notify, watch};
 
+use crate::audio::{Audio, AudioConfig, MIC_QUEUE, MicPacket, Speaker};
 use crate::gamepad::Gamepads;
 use crate::stats::{Route, Stats, local_us};
 use crate::video::{H264Decoder, Picture};
@@ -78,6 +79,8 @@ pub struct ConnectConfig {
     /// Append every complete access unit received to this file (raw H.264
     /// Annex B, what `nephele decode` reads).
     pub save_stream: Option<std::path::PathBuf>,
+    /// Speaker and microphone.
+    pub audio: AudioConfig,
 }
 
 /// Another gateway for the same session.
@@ -249,6 +252,7 @@ pub struct Session {
     started: Instant,
     ended: Arc<AtomicBool>,
     pads: Arc<Gamepads>,
+    audio: Audio,
 }
 
 impl std::fmt::Debug for Session {
@@ -293,6 +297,9 @@ impl Session {
         let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DECODE_QUEUE + 8);
         let want_keyframe = Arc::new(AtomicBool::new(false));
         let ended = Arc::new(AtomicBool::new(false));
+        let (mic_tx, mic_rx) = tokio::sync::mpsc::channel(MIC_QUEUE);
+        let audio = Audio::start(cfg.audio, stats.clone(), mic_tx);
+        let speaker = audio.speaker();
         let saver = match &cfg.save_stream {
             Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
             None => None,
@@ -342,6 +349,8 @@ impl Session {
                             want_keyframe,
                             stop: stop_rx,
                             pads: net_pads,
+                            speaker,
+                            mic: mic_rx,
                         };
                         net.run(cfg, ready_tx).await
                     });
@@ -377,7 +386,18 @@ impl Session {
             started: Instant::now(),
             ended,
             pads,
+            audio,
         })
+    }
+
+    /// Mutes or unmutes the microphone.
+    pub fn set_mic_muted(&self, muted: bool) {
+        self.audio.set_muted(muted);
+    }
+
+    /// Whether the microphone is muted.
+    pub fn mic_muted(&self) -> bool {
+        self.audio.muted()
     }
 
     /// The stream's geometry.
@@ -494,6 +514,8 @@ struct Net {
     want_keyframe: Arc<AtomicBool>,
     stop: watch::Receiver<bool>,
     pads: Arc<Gamepads>,
+    speaker: Option<Arc<Mutex<Speaker>>>,
+    mic: tokio::sync::mpsc::Receiver<MicPacket>,
 }
 
 fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -696,6 +718,8 @@ impl Net {
         let mut queue = QueueDelay::default();
         let mut clock = ClockMap::default();
         let mut draining: Option<Instant> = None;
+        let mut mic_buf = bytes::BytesMut::new();
+        let mut mic_msg = Vec::with_capacity(nephele_protocol::MAX_DATAGRAM);
 
         loop {
             let now = Instant::now();
@@ -723,6 +747,25 @@ impl Net {
                     let d = d?;
                     self.stats.bytes_received.fetch_add(d.len() as u64, Ordering::Relaxed);
                     self.on_datagram(&d, &mut reasm, &clock);
+                }
+                Some(p) = self.mic.recv() => {
+                    // Datagrams leave as slices of one buffer, refilled
+                    // when used up, so sending allocates once per 64 KiB.
+                    if mic_buf.capacity() < 2 * nephele_protocol::MAX_DATAGRAM {
+                        mic_buf.reserve(64 * 1024);
+                    }
+                    mic_msg.clear();
+                    Message::Audio {
+                        seq: p.seq,
+                        capture_us: p.capture_us,
+                        payload: p.payload(),
+                        previous: p.previous(),
+                    }
+                    .encode(&mut mic_msg);
+                    mic_buf.extend_from_slice(&mic_msg);
+                    if let Err(e) = conn.send_datagram(mic_buf.split().freeze()) {
+                        tracing::debug!(error = %e, "microphone datagram not sent");
+                    }
                 }
                 () = self.shared.wake.notified() => {}
                 r = ctl_recv.read(&mut ctl_buf) => {
@@ -914,6 +957,18 @@ impl Net {
             Ok(Message::Video(f)) => {
                 if let Err(e) = reasm.handle_fragment(&f, now) {
                     tracing::trace!(error = %e, "fragment rejected");
+                }
+            }
+            Ok(Message::Audio {
+                seq,
+                capture_us,
+                payload,
+                previous,
+            }) => {
+                if let Some(s) = &self.speaker
+                    && let Ok(mut s) = s.lock()
+                {
+                    s.push(seq, capture_us, payload, previous);
                 }
             }
             Ok(Message::InputAck { seq, host_us }) => {

@@ -7,7 +7,10 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use nephele_protocol::audio::FRAME_US;
 use serde::Serialize;
+
+use crate::audio::AudioStats;
 
 /// The client's clock for stamps exchanged with the host: microseconds
 /// since the process's first use of it.
@@ -113,6 +116,15 @@ pub struct Stats {
     pub input_one_way: Latency,
     /// Rumble requests from the host played on a gamepad.
     pub pad_rumbles: AtomicU64,
+    /// The desktop's sound: playout and device.
+    pub audio: Mutex<AudioStats>,
+    /// Host capture → reaching the speaker (the device's own delay
+    /// included), through the clock map.
+    pub audio_latency: Latency,
+    /// Microphone packets sent.
+    pub mic_sent: AtomicU64,
+    /// Microphone packets dropped because the network thread was behind.
+    pub mic_dropped: AtomicU64,
     /// Which gateway and PoP carry the session.
     pub route: Mutex<Route>,
     /// Time from the gateway list's arrival to the PoP decision, microseconds.
@@ -156,6 +168,10 @@ impl Default for Stats {
             input_rtt: Latency::default(),
             input_one_way: Latency::default(),
             pad_rumbles: AtomicU64::default(),
+            audio: Mutex::default(),
+            audio_latency: Latency::default(),
+            mic_sent: AtomicU64::default(),
+            mic_dropped: AtomicU64::default(),
             route: Mutex::default(),
             pop_decision_us: AtomicU64::default(),
             pop_switch_offers: AtomicU64::default(),
@@ -256,6 +272,36 @@ pub struct Report {
     pub frames_presented_pct: f64,
     /// Longest gap between two presented frames after the first, ms.
     pub max_freeze_ms: f64,
+    /// Sound packets from the host played (arrived in time).
+    pub audio_packets: u64,
+    /// Lost sound packets restored from the next packet's copy.
+    pub audio_repaired: u64,
+    /// Lost sound packets concealed by the decoder.
+    pub audio_concealed: u64,
+    /// Sound packets that came too late or twice.
+    pub audio_late: u64,
+    /// Times the sound ran dry and playout started over.
+    pub audio_underruns: u64,
+    /// Sound packets skipped to bring the delay back after a burst.
+    pub audio_skipped: u64,
+    /// The jitter buffer's target now, ms.
+    pub audio_buffer_ms: f64,
+    /// Interarrival jitter of the sound packets, ms.
+    pub audio_jitter_ms: f64,
+    /// Playback-rate correction now (clock drift, excess buffering), ppm.
+    pub audio_rate_ppm: i32,
+    /// Median host capture → speaker, through the clock map.
+    pub audio_latency_ms_p50: f64,
+    /// 99th percentile of the same.
+    pub audio_latency_ms_p99: f64,
+    /// The output device, as opened (empty when sound is off).
+    pub audio_device: String,
+    /// Times the output device was opened: more than 1 after it failed or changed.
+    pub audio_device_opened: u64,
+    /// See [`Stats::mic_sent`].
+    pub mic_sent: u64,
+    /// See [`Stats::mic_dropped`].
+    pub mic_dropped: u64,
 }
 
 impl Stats {
@@ -293,6 +339,8 @@ impl Stats {
     pub fn report(&self, duration: Duration) -> Report {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let route = self.route.lock().map(|r| r.clone()).unwrap_or_default();
+        let audio = self.audio.lock().map(|a| a.clone()).unwrap_or_default();
+        let play = audio.playout;
         Report {
             frames_decoded: g(&self.frames_decoded),
             frames_presented: g(&self.frames_presented),
@@ -338,6 +386,21 @@ impl Stats {
                 .lock()
                 .map(|p| p.max_gap.as_secs_f64() * 1000.0)
                 .unwrap_or(0.0),
+            audio_packets: play.received,
+            audio_repaired: play.repaired,
+            audio_concealed: play.concealed,
+            audio_late: play.late,
+            audio_underruns: play.underruns,
+            audio_skipped: play.skipped,
+            audio_buffer_ms: f64::from(play.target_frames) * FRAME_US as f64 / 1000.0,
+            audio_jitter_ms: play.jitter_us as f64 / 1000.0,
+            audio_rate_ppm: play.rate_ppm,
+            audio_latency_ms_p50: self.audio_latency.quantile_ms(0.5),
+            audio_latency_ms_p99: self.audio_latency.quantile_ms(0.99),
+            audio_device: audio.device,
+            audio_device_opened: audio.device_opened,
+            mic_sent: g(&self.mic_sent),
+            mic_dropped: g(&self.mic_dropped),
         }
     }
 }

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use nephele_protocol::wire::{InputEvent, MouseButton};
 use winit::application::ApplicationHandler;
 use winit::dpi::LogicalSize;
-use winit::event::{ElementState, MouseScrollDelta, WindowEvent};
+use winit::event::{ElementState, KeyEvent, MouseScrollDelta, WindowEvent};
 use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop, EventLoopProxy};
+use winit::keyboard::{KeyCode, ModifiersState, PhysicalKey};
 use winit::window::{Window, WindowId};
 
 use crate::input::{HeldInput, Script};
@@ -136,6 +137,8 @@ struct App {
     last_present: Option<Instant>,
     /// A picture waits for the display's next refresh until then.
     redraw_at: Option<Instant>,
+    /// Modifier keys held, for the client's own shortcuts.
+    modifiers: ModifiersState,
 }
 
 /// Opens the window, connects, and runs until closed, the duration passes,
@@ -168,6 +171,7 @@ pub fn run(
         refresh: None,
         last_present: None,
         redraw_at: None,
+        modifiers: ModifiersState::empty(),
     };
     // Key presses and presentation start on this thread.
     nephele_platform::sched::latency_critical();
@@ -187,7 +191,48 @@ pub fn run(
     Ok((stats, streamed))
 }
 
+/// The client's own shortcuts hold all three of these (Moonlight's
+/// habit), so they never collide with what the remote desktop uses.
+fn is_shortcut_chord(m: ModifiersState) -> bool {
+    m.control_key() && m.alt_key() && m.shift_key()
+}
+
 impl App {
+    /// Handles the client's own shortcuts; true when the key was one (and
+    /// is therefore not sent to the desktop).
+    fn shortcut(&mut self, event: &KeyEvent) -> bool {
+        if !is_shortcut_chord(self.modifiers) {
+            return false;
+        }
+        match event.physical_key {
+            // Ctrl+Alt+Shift+M: microphone on or off.
+            PhysicalKey::Code(KeyCode::KeyM) => {
+                if event.state == ElementState::Pressed
+                    && !event.repeat
+                    && let Some(s) = &self.session
+                {
+                    let muted = !s.mic_muted();
+                    s.set_mic_muted(muted);
+                    tracing::info!(muted, "microphone");
+                    self.show_mic_state(muted);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A muted microphone shows in the title.
+    fn show_mic_state(&self, muted: bool) {
+        if let Some(w) = &self.window {
+            let title = if muted {
+                format!("{} — microphone muted", self.opts.title)
+            } else {
+                self.opts.title.clone()
+            };
+            w.set_title(&title);
+        }
+    }
     fn start_connect(&mut self) {
         let Some(cfg) = self.cfg.take() else { return };
         let proxy = self.proxy.clone();
@@ -367,7 +412,9 @@ impl ApplicationHandler<UserEvent> for App {
         match event {
             UserEvent::Connected(s) => {
                 tracing::info!(info = ?s.info(), "connected");
+                let muted = s.mic_muted();
                 self.session = Some(*s);
+                self.show_mic_state(muted);
                 self.start_script();
             }
             UserEvent::Failed(e) => {
@@ -417,7 +464,11 @@ impl ApplicationHandler<UserEvent> for App {
                 }
             }
             WindowEvent::Focused(false) => self.release_held(),
+            WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
             WindowEvent::KeyboardInput { event, .. } => {
+                if self.shortcut(&event) {
+                    return;
+                }
                 if let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) {
                     let down = event.state == ElementState::Pressed;
                     self.send(InputEvent::Key { usage, down });

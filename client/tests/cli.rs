@@ -461,7 +461,20 @@ fn fails_with(args: &[&str], expect: &str) {
 fn the_demo_streams_through_five_percent_loss() {
     let _turn = exclusive();
     let dir = scratch("lossy");
-    let s = headless_demo(&dir, &["--duration", "6", "--network", "rtt=40ms,loss=5%"]);
+    let s = headless_demo(
+        &dir,
+        &[
+            "--duration",
+            "6",
+            "--network",
+            "rtt=40ms,loss=5%",
+            "--no-audio",
+        ],
+    );
+    // No sound was asked for: none played, no device opened.
+    assert_eq!(s["audio_packets"], 0, "{s}");
+    assert_eq!(s["audio_device"], "", "{s}");
+    assert_eq!(s["mic_sent"], 0, "{s}");
     // Parity rebuilds what the 5 % loss takes. (The brief's bar is 99 % and
     // no freeze over 100 ms; a busy CI machine gets a little slack.)
     assert!(s["fec_recovered"].as_u64().unwrap() > 0, "{s}");

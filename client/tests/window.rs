@@ -181,6 +181,28 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
     }
     assert_eq!(ups(), expected.len(), "every key went up again");
 
+    // Ctrl+Alt+Shift+M mutes the microphone: the title says so, and the M
+    // is the client's, never the desktop's.
+    xdotool(&display, &["key", "ctrl+alt+shift+m"]);
+    let end = Instant::now() + Duration::from_secs(5);
+    while !xdotool(&display, &["getwindowname", &wid]).contains("microphone muted")
+        && Instant::now() < end
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let title = xdotool(&display, &["getwindowname", &wid]);
+    assert!(title.contains("microphone muted"), "title: {title}");
+    xdotool(&display, &["key", "ctrl+alt+shift+m"]);
+    let end = Instant::now() + Duration::from_secs(5);
+    while xdotool(&display, &["getwindowname", &wid]).contains("muted") && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let title = xdotool(&display, &["getwindowname", &wid]);
+    assert!(!title.contains("muted"), "unmuted again, title: {title}");
+    let downs = recorded_key_downs(&rec);
+    assert!(downs.contains(&"ControlLeft".to_string()), "{downs:?}");
+    assert!(!downs.contains(&"KeyM".to_string()), "{downs:?}");
+
     // The pointer maps from window to stream coordinates: the window is
     // 1280x720 like the stream, so positions carry over one to one.
     xdotool(&display, &["mousemove", "--window", &wid, "640", "360"]);

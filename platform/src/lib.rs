@@ -1,9 +1,14 @@
 //! The operating system's edges, behind small interfaces, so the session
 //! logic above them stays portable: keyboard mapping from the windowing
-//! layer's physical key codes to USB HID usages, and scheduling for the
-//! threads that carry input.
+//! layer's physical key codes to USB HID usages, scheduling for the
+//! threads that carry input, gamepads, sound devices, and the Opus codec
+//! (which some systems provide and this crate builds for the others).
 
+#[cfg(feature = "audio")]
+pub mod audio;
 pub mod gamepad;
 #[cfg(feature = "window")]
 pub mod keyboard;
+#[cfg(feature = "opus")]
+pub mod opus;
 pub mod sched;

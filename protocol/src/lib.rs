@@ -24,6 +24,8 @@
 //!   choice: measurement, ranking and hysteresis.
 //! * [`rate`] is congestion control: the client's queueing-delay and clock
 //!   estimates, the host's target bitrate from the client's reports.
+//! * [`audio`] is the receiving end of a sound stream: a jitter buffer with
+//!   loss repair and concealment, and drift-following playout.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
 //!   keyboard layout decides the character.
 #![cfg_attr(
@@ -31,6 +33,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod audio;
 pub mod framing;
 pub mod hid;
 pub mod impair;
@@ -45,7 +48,7 @@ pub mod wire;
 pub use wire::{DecodeError, Envelope, InputEvent, Message};
 
 /// Version of the wire format carried in every message header.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// ALPN protocol name negotiated on the QUIC connection between client and gateway.
 pub const ALPN: &[u8] = b"nephele/1";

@@ -5,6 +5,7 @@
 //! bytes present and against the protocol's caps before anything is
 //! allocated, so arbitrary input yields a [`DecodeError`], never a panic.
 
+use crate::audio::MAX_AUDIO_PAYLOAD;
 use crate::pad::{PadAxis, PadButton, PadKind, check_slot};
 use crate::{MAX_DIMENSION, PROTOCOL_VERSION};
 
@@ -404,6 +405,19 @@ pub enum Message<'a> {
         /// For this long; 0 stops.
         duration_ms: u16,
     },
+    /// 10 ms of sound as an Opus packet: the desktop's (host → client) or
+    /// the microphone's (client → host), as a datagram.
+    Audio {
+        /// Sequence number (wrapping), one per 10 ms frame.
+        seq: u32,
+        /// When the frame was captured, on the sender's clock (µs).
+        capture_us: u64,
+        /// The encoded frame, at most [`crate::audio::MAX_AUDIO_PAYLOAD`].
+        payload: &'a [u8],
+        /// A copy of frame `seq - 1` (possibly empty), so one lost packet
+        /// costs nothing audible.
+        previous: &'a [u8],
+    },
 }
 
 mod ty {
@@ -418,6 +432,7 @@ mod ty {
     pub const KEYFRAME_REQUEST: u8 = 9;
     pub const RECEIVER_REPORT: u8 = 10;
     pub const RUMBLE: u8 = 11;
+    pub const AUDIO: u8 = 12;
 }
 
 mod input_kind {
@@ -564,6 +579,22 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&weak.to_be_bytes());
                 out.extend_from_slice(&duration_ms.to_be_bytes());
             }
+            Self::Audio {
+                seq,
+                capture_us,
+                payload,
+                previous,
+            } => {
+                let payload = &payload[..payload.len().min(MAX_AUDIO_PAYLOAD)];
+                let previous = &previous[..previous.len().min(MAX_AUDIO_PAYLOAD)];
+                out.push(ty::AUDIO);
+                out.extend_from_slice(&seq.to_be_bytes());
+                out.extend_from_slice(&capture_us.to_be_bytes());
+                out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+                out.extend_from_slice(payload);
+                out.extend_from_slice(&(previous.len() as u16).to_be_bytes());
+                out.extend_from_slice(previous);
+            }
         }
     }
 
@@ -622,6 +653,28 @@ impl<'a> Message<'a> {
                 weak: r.u16()?,
                 duration_ms: r.u16()?,
             },
+            ty::AUDIO => {
+                let seq = r.u32()?;
+                let capture_us = r.u64()?;
+                let len = usize::from(r.u16()?);
+                let payload = r.take(len)?;
+                let len = usize::from(r.u16()?);
+                let previous = r.take(len)?;
+                for (field, p) in [("audio payload", payload), ("audio copy", previous)] {
+                    if p.len() > MAX_AUDIO_PAYLOAD {
+                        return Err(DecodeError::InvalidValue {
+                            field,
+                            value: p.len() as u64,
+                        });
+                    }
+                }
+                Self::Audio {
+                    seq,
+                    capture_us,
+                    payload,
+                    previous,
+                }
+            }
             ty::PONG => Self::Pong {
                 stamp_us: r.u64()?,
                 host_us: r.u64()?,
@@ -915,7 +968,7 @@ mod tests {
     /// Owned stand-in for a message, since `Message` borrows its payload.
     fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
         (
-            0u8..11,
+            0u8..12,
             proptest::collection::vec(any::<u8>(), 1..1100),
             [any::<u64>(), any::<u64>(), any::<u64>()],
             arb_event(),
@@ -986,6 +1039,16 @@ mod tests {
                 weak: n[2] as u16,
                 duration_ms: (n[0] >> 16) as u16,
             },
+            10 => {
+                let split = (n[1] as usize % payload.len()).min(MAX_AUDIO_PAYLOAD);
+                let (payload, previous) = payload.split_at(split);
+                Message::Audio {
+                    seq: n[0] as u32,
+                    capture_us: n[2],
+                    payload,
+                    previous: &previous[..previous.len().min(MAX_AUDIO_PAYLOAD)],
+                }
+            }
             _ => Message::ReceiverReport {
                 loss_permille: (n[0] % 1001) as u16,
                 queue_delay_ms: n[1] as u16,
@@ -1023,7 +1086,7 @@ mod tests {
         }
 
         #[test]
-        fn versioned_arbitrary_bodies_never_panic(t in 0u8..13, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn versioned_arbitrary_bodies_never_panic(t in 0u8..14, body in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut bytes = vec![PROTOCOL_VERSION, t];
             bytes.extend_from_slice(&body);
             let _ = Message::decode(&bytes);

@@ -106,6 +106,8 @@ pub struct DesktopState {
     pub wheel: (i32, i32),
     /// Input events applied.
     pub events: u64,
+    /// Key presses (downs, auto-repeat included): the demo clicks for each.
+    pub key_presses: u64,
     /// Gamepads by slot.
     pub pads: [Option<PadState>; MAX_PADS as usize],
 }
@@ -149,6 +151,7 @@ impl DesktopState {
                 if down {
                     // Auto-repeat arrives as repeated downs and types again.
                     self.keys_down.insert(usage);
+                    self.key_presses += 1;
                     self.type_key(usage);
                 } else {
                     self.keys_down.remove(&usage);

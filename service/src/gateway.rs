@@ -102,6 +102,10 @@ pub struct GatewayStats {
     pub refused_tokens: AtomicU64,
     /// Probes answered.
     pub probes_answered: AtomicU64,
+    /// Microphone datagrams relayed to hosts.
+    pub audio_relayed: AtomicU64,
+    /// Client datagrams dropped as malformed or not allowed.
+    pub bad_datagrams: AtomicU64,
 }
 
 /// A running gateway.
@@ -592,7 +596,7 @@ async fn serve(
                     continue;
                 }
                 match Message::decode(msg) {
-                    Ok(Message::InputAck { .. }) => {
+                    Ok(Message::InputAck { .. } | Message::Audio { .. }) => {
                         let _ = conn.send_datagram(payload());
                     }
                     // The answer to the gateway's own keepalive stays here.
@@ -675,6 +679,32 @@ async fn serve(
         }
     };
 
+    // Client datagrams: the microphone's sound, and nothing else.
+    let client_datagrams = {
+        let udp = udp.clone();
+        let conn = conn.clone();
+        let stats = stats.clone();
+        async move {
+            let mut out = Vec::with_capacity(nephele_protocol::MAX_DATAGRAM + ENVELOPE_PREFIX);
+            loop {
+                let d = conn.read_datagram().await?;
+                match Message::decode(&d) {
+                    Ok(Message::Audio { .. }) => {
+                        stats.audio_relayed.fetch_add(1, Ordering::Relaxed);
+                        relay(&udp, session, &d, &mut out).await?;
+                    }
+                    // Datagrams may be lost anyway: a bad one is dropped,
+                    // not a reason to end the session.
+                    Ok(_) | Err(_) => {
+                        stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), SessionEnd>(())
+        }
+    };
+
     // Keep the host session alive while the client is connected.
     let keepalive = {
         let udp = udp.clone();
@@ -703,6 +733,7 @@ async fn serve(
         r = ctl_writer => r,
         r = ctl_reader => r,
         r = lanes => r,
+        r = client_datagrams => r,
         r = keepalive => r,
         e = conn.closed() => Err(SessionEnd::Connection(e)),
     };

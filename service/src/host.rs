@@ -18,6 +18,7 @@ use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
 };
 
+use crate::audio::{AudioCounters, AudioJob, MIC_QUEUE, MicPacket, MicRecorder, mic_recorder};
 use crate::desktop::{DesktopState, I420, Renderer};
 
 /// A session that hears nothing for this long ends.
@@ -53,6 +55,11 @@ pub struct HostConfig {
     /// The demo desktop plays a video panel that changes completely every
     /// frame, as a game or a film would, so the encoder uses all its bitrate.
     pub motion: bool,
+    /// The demo desktop plays a steady tone of this many hertz (besides
+    /// its clicks on key presses).
+    pub tone_hz: Option<f32>,
+    /// Write the microphone sound received to this WAV file.
+    pub record_mic: Option<PathBuf>,
 }
 
 impl Default for HostConfig {
@@ -62,6 +69,8 @@ impl Default for HostConfig {
             record_input: None,
             bitrate: 0,
             motion: false,
+            tone_hz: None,
+            record_mic: None,
         }
     }
 }
@@ -84,6 +93,14 @@ pub enum HostError {
         path: String,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The microphone recording could not be created.
+    #[error("creating microphone recording {path}: {source}")]
+    RecordMic {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        source: hound::Error,
     },
     /// Spawning a thread failed.
     #[error("starting host thread: {0}")]
@@ -109,6 +126,8 @@ pub struct HostStats {
     pub encoder_fps: AtomicU64,
     /// Times congestion control cut a session's rate, all sessions.
     pub rate_decreases: AtomicU64,
+    /// Sound, both ways.
+    pub audio: AudioCounters,
 }
 
 /// A running host; stops when dropped.
@@ -147,6 +166,13 @@ impl Host {
             )),
             None => None,
         };
+        let mic_recorder = match &cfg.record_mic {
+            Some(p) => Some(mic_recorder(p).map_err(|source| HostError::RecordMic {
+                path: p.display().to_string(),
+                source,
+            })?),
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(HostStats::default());
         let mut rx = Receiver {
@@ -158,6 +184,8 @@ impl Host {
             stats: stats.clone(),
             bitrate: cfg.bitrate,
             motion: cfg.motion,
+            tone_hz: cfg.tone_hz,
+            mic_recorder,
             next_index: 0,
         };
         let rx = std::thread::Builder::new()
@@ -238,12 +266,18 @@ struct Session {
     gateway_addr: Arc<Mutex<SocketAddr>>,
     stop: Arc<AtomicBool>,
     encoder: Option<JoinHandle<()>>,
+    /// The microphone's packets, to the session's sound thread.
+    mic: SyncSender<MicPacket>,
+    sound: Option<JoinHandle<()>>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.encoder.take() {
+        for h in [self.encoder.take(), self.sound.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = h.join();
         }
     }
@@ -258,6 +292,8 @@ struct Receiver {
     stats: Arc<HostStats>,
     bitrate: u32,
     motion: bool,
+    tone_hz: Option<f32>,
+    mic_recorder: Option<MicRecorder>,
     next_index: u64,
 }
 
@@ -385,6 +421,23 @@ impl Receiver {
             Message::KeyframeRequest { .. } => {
                 s.keyframe.store(true, Ordering::Relaxed);
             }
+            Message::Audio {
+                seq,
+                capture_us,
+                payload,
+                previous,
+            } => {
+                self.stats
+                    .audio
+                    .mic_received
+                    .fetch_add(1, Ordering::Relaxed);
+                let arrived_us = self.epoch.elapsed().as_micros() as u64;
+                // Full: the sound thread is stalled, and this packet would
+                // be too late anyway.
+                let _ = s.mic.try_send(MicPacket::new(
+                    seq, capture_us, arrived_us, payload, previous,
+                ));
+            }
             Message::ReceiverReport {
                 loss_permille,
                 queue_delay_ms,
@@ -511,6 +564,32 @@ impl Receiver {
                 return;
             }
         };
+        let (mic_tx, mic_rx) = std::sync::mpsc::sync_channel(MIC_QUEUE);
+        let sound_job = AudioJob {
+            session: id,
+            socket: self.socket.clone(),
+            gateway: gateway_addr.clone(),
+            desktop: desktop.clone(),
+            tone_hz: self.tone_hz,
+            mic: mic_rx,
+            recorder: self.mic_recorder.clone(),
+            stop: stop.clone(),
+            epoch: self.epoch,
+            stats: self.stats.clone(),
+        };
+        let sound = match std::thread::Builder::new()
+            .name(format!("nephele-host-audio-{}", self.next_index))
+            .spawn(move || {
+                // Small and periodic: it must not wait behind the encoders.
+                nephele_platform::sched::latency_critical();
+                sound_job.run()
+            }) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the sound thread; streaming without sound");
+                None
+            }
+        };
         tracing::info!(session = id, %from, width, height, fps, "session opened");
         self.stats.sessions_opened.fetch_add(1, Ordering::Relaxed);
         self.sessions.insert(
@@ -532,6 +611,8 @@ impl Receiver {
                 gateway_addr,
                 stop,
                 encoder: Some(encoder),
+                mic: mic_tx,
+                sound,
             },
         );
         self.send_welcome(from, id, (width, height, fps), host_time_us, out);

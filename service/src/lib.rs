@@ -11,6 +11,7 @@
 //! [`dirclient`] and verify tokens offline. [`impair`] adds user-space delay
 //! in front of a gateway, so one machine can pose as many PoPs.
 
+pub mod audio;
 pub mod desktop;
 pub mod dirclient;
 pub mod directory;

@@ -42,6 +42,14 @@ struct HostArgs {
     /// frame (as a game or a film would), so sessions use their full bitrate.
     #[arg(long)]
     motion: bool,
+    /// Play a steady tone of this many hertz (20–20000) on the demo
+    /// desktop, besides its click on every key press.
+    #[arg(long, value_name = "HZ", value_parser = nephele_service::audio::parse_tone)]
+    tone: Option<f32>,
+    /// Write the microphone sound the host receives to this WAV file
+    /// (48 kHz, mono, 16-bit).
+    #[arg(long, value_name = "PATH")]
+    record_mic: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -223,6 +231,8 @@ fn host_config(h: &HostArgs) -> HostConfig {
         record_input: h.record_input.clone(),
         bitrate: h.bitrate,
         motion: h.motion,
+        tone_hz: h.tone,
+        record_mic: h.record_mic.clone(),
     }
 }
 

@@ -185,6 +185,7 @@ fn connect_trusting(
             route: Route::default(),
             fallbacks: Vec::new(),
             save_stream: None,
+            audio: nephele_client::audio::AudioConfig::OFF,
         },
         stats.clone(),
         Box::new(HeadlessSink::new(stats)),

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use nephele_client::audio::AudioConfig;
 use nephele_client::demo::{DemoOptions, DemoService};
 use nephele_client::headless::{HeadlessSink, play_script};
 use nephele_client::input::Script;
@@ -28,6 +29,8 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
         },
         fallbacks: Vec::new(),
         save_stream: None,
+        // Sound has its own tests, under a private sound server.
+        audio: AudioConfig::OFF,
     }
 }
 

@@ -138,6 +138,27 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "alsa-lib",
         },
         Need {
+            what: "CMake (builds the bundled libopus)",
+            present: || has_cmd("cmake"),
+            apt: "cmake",
+            dnf: "cmake",
+            pacman: "cmake",
+        },
+        Need {
+            what: "PulseAudio server and tools (sound tests)",
+            present: || has_cmd("pulseaudio") && has_cmd("pactl") && has_cmd("parecord"),
+            apt: "pulseaudio pulseaudio-utils",
+            dnf: "pulseaudio pulseaudio-utils",
+            pacman: "pulseaudio",
+        },
+        Need {
+            what: "ALSA's PulseAudio plugin (cpal's ALSA output reaches the sound server)",
+            present: || has_lib("alsa-lib/libasound_module_pcm_pulse.so"),
+            apt: "libasound2-plugins",
+            dnf: "alsa-plugins-pulseaudio",
+            pacman: "alsa-plugins",
+        },
+        Need {
             what: "udev headers",
             present: || has_pkg_config("libudev"),
             apt: "libudev-dev",
@@ -254,7 +275,8 @@ fn setup(extras: &Extras) -> Result<()> {
             names.join(", ")
         );
     };
-    let mut pkgs = pkgs;
+    // An entry may name several packages.
+    let mut pkgs: Vec<&str> = pkgs.iter().flat_map(|p| p.split_whitespace()).collect();
     pkgs.sort_unstable();
     pkgs.dedup();
     let install: Vec<String> = match manager {

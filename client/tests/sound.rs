@@ -1,0 +1,394 @@
+//! Sound through a real sound server: each test starts a private PulseAudio
+//! with two null sinks — `speaker` (the default output; its monitor is
+//! recorded) and `mic` (its monitor is the default input; a tone is played
+//! into it) — and runs `nephele demo --headless` against it. cpal's ALSA
+//! output reaches PulseAudio through ALSA's pulse plugin.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RATE: u32 = 48_000;
+
+fn need(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    assert!(found, "{tool} not found: run `cargo xtask setup`");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("nephele-sound-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(p.join("run")).unwrap();
+    p
+}
+
+/// Sound tests take turns: timing is what they check.
+static EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A private PulseAudio server; killed when dropped.
+struct Pulse {
+    dir: PathBuf,
+    child: Child,
+}
+
+const PULSE_SCRIPT: &str = "\
+load-module module-native-protocol-unix
+load-module module-null-sink sink_name=speaker rate=48000 channels=2
+load-module module-null-sink sink_name=mic rate=48000 channels=1
+set-default-sink speaker
+set-default-source mic.monitor
+";
+
+impl Pulse {
+    fn start(dir: &Path) -> Self {
+        need("pulseaudio");
+        need("pacat");
+        let script = dir.join("default.pa");
+        std::fs::write(&script, PULSE_SCRIPT).unwrap();
+        let mut p = Self {
+            dir: dir.to_path_buf(),
+            child: Command::new("pulseaudio")
+                .args([
+                    "-n",
+                    "--daemonize=no",
+                    "--exit-idle-time=-1",
+                    "--use-pid-file=no",
+                    "--log-target=stderr",
+                    "-F",
+                ])
+                .arg(&script)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.join("pulse.log")).unwrap())
+                .envs(Self::env_of(dir))
+                .spawn()
+                .expect("start pulseaudio"),
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ok = p
+                .cmd("pactl")
+                .arg("info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                break;
+            }
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!(
+                    "pulseaudio exited ({status}): {}",
+                    std::fs::read_to_string(dir.join("pulse.log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < until, "pulseaudio did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    /// Where clients find this server (and nothing of the user's own).
+    fn env_of(dir: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+        let run = dir.join("run");
+        vec![
+            ("XDG_RUNTIME_DIR", run.clone().into()),
+            ("PULSE_RUNTIME_PATH", run.clone().into()),
+            (
+                "PULSE_SERVER",
+                format!("unix:{}", run.join("native").display()).into(),
+            ),
+            ("HOME", dir.into()),
+        ]
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.envs(Self::env_of(&self.dir));
+        c
+    }
+
+    /// Records `device` (raw 16-bit mono at 48 kHz) until the returned
+    /// recorder is finished.
+    fn record(&self, device: &str) -> Recorder {
+        let mut child = self
+            .cmd("pacat")
+            .args([
+                "--record",
+                "--raw",
+                "--rate=48000",
+                "--channels=1",
+                "--format=s16le",
+            ])
+            .args(["--latency-msec=20", "-d", device])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pacat --record");
+        let mut out = child.stdout.take().unwrap();
+        let (flowing_tx, flowing) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = out.read(&mut buf) {
+                bytes.extend_from_slice(&buf[..n]);
+                if bytes.len() >= RATE as usize / 5 {
+                    let _ = flowing_tx.send(());
+                }
+            }
+            bytes
+                .chunks_exact(2)
+                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+                .collect()
+        });
+        // Recording from the start: wait for the first 100 ms.
+        let t = Instant::now();
+        flowing
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the speaker's monitor delivers nothing");
+        eprintln!("recording flows after {:?}", t.elapsed());
+        Recorder { child, reader }
+    }
+
+    /// Plays `seconds` of a `hz` tone into the sink `device`, in real time.
+    fn play_tone(&self, device: &str, hz: f32, seconds: f32) -> Child {
+        let samples = (seconds * RATE as f32) as usize;
+        let raw: Vec<u8> = (0..samples)
+            .flat_map(|i| {
+                let t = i as f32 / RATE as f32;
+                ((0.5 * (std::f32::consts::TAU * hz * t).sin() * 32767.0) as i16).to_le_bytes()
+            })
+            .collect();
+        let file = self.dir.join(format!("tone-{hz}.raw"));
+        std::fs::write(&file, raw).unwrap();
+        self.cmd("pacat")
+            .args([
+                "--playback",
+                "--raw",
+                "--rate=48000",
+                "--channels=1",
+                "--format=s16le",
+            ])
+            .args(["--latency-msec=20", "-d", device])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pacat --playback")
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Recorder {
+    child: Child,
+    reader: std::thread::JoinHandle<Vec<f32>>,
+}
+
+impl Recorder {
+    fn finish(mut self) -> Vec<f32> {
+        // Asked to stop (not killed), pacat writes out what it holds.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let s: Vec<f32> = self.reader.join().unwrap();
+        let env = envelope(&s);
+        eprintln!(
+            "recorded {:.2} s; envelope per 100 ms: {:?}",
+            s.len() as f32 / RATE as f32,
+            env.chunks(20)
+                .map(|c| (c.iter().sum::<f32>() / c.len() as f32 * 100.0) as i32)
+                .collect::<Vec<_>>()
+        );
+        s
+    }
+}
+
+/// Root mean square of each 5 ms window.
+fn envelope(s: &[f32]) -> Vec<f32> {
+    s.chunks_exact(RATE as usize / 200)
+        .map(|w| (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt())
+        .collect()
+}
+
+/// The part of `s` from the first to the last 5 ms window louder than
+/// `level`, less `trim` windows at each end.
+fn sounding(s: &[f32], level: f32, trim: usize) -> &[f32] {
+    let env = envelope(s);
+    let first = env.iter().position(|&r| r > level);
+    let last = env.iter().rposition(|&r| r > level);
+    let (Some(a), Some(b)) = (first, last) else {
+        return &[];
+    };
+    let w = RATE as usize / 200;
+    let (a, b) = ((a + trim) * w, (b + 1).saturating_sub(trim) * w);
+    if a >= b { &[] } else { &s[a..b] }
+}
+
+fn frequency(s: &[f32]) -> f32 {
+    let crossings = s
+        .windows(2)
+        .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+        .count();
+    crossings as f32 / 2.0 / (s.len() as f32 / RATE as f32)
+}
+
+/// The quietest 5 ms window against the median: near 1 for a steady
+/// tone, near 0 where it drops out.
+fn worst_dip(s: &[f32]) -> f32 {
+    let mut env = envelope(s);
+    if env.is_empty() {
+        return 0.0;
+    }
+    let min = env.iter().copied().fold(f32::MAX, f32::min);
+    env.sort_by(f32::total_cmp);
+    min / env[env.len() / 2]
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Runs the headless demo with a 440 Hz tone against `pulse`, with a 660 Hz
+/// tone on the microphone; returns the stats, what the speaker played and
+/// what the host recorded from the microphone.
+fn demo_with_sound(
+    pulse: &Pulse,
+    dir: &Path,
+    extra: &[&str],
+) -> (serde_json::Value, Vec<f32>, Vec<f32>) {
+    let speaker = pulse.record("speaker.monitor");
+    let mut mic = pulse.play_tone("mic", 660.0, 12.0);
+    let (stats, mic_wav) = (dir.join("s.json"), dir.join("mic.wav"));
+    let out = pulse
+        .cmd(env!("CARGO_BIN_EXE_nephele"))
+        .args(["demo", "--headless", "--duration", "5", "--tone", "440"])
+        .arg("--record-mic")
+        .arg(&mic_wav)
+        .arg("--stats-json")
+        .arg(&stats)
+        .args(extra)
+        .output()
+        .unwrap();
+    let played = speaker.finish();
+    let _ = mic.kill();
+    let _ = mic.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard: Vec<f32> = hound::WavReader::open(&mic_wav)
+        .unwrap()
+        .samples::<i16>()
+        .map(|s| f32::from(s.unwrap()) / 32768.0)
+        .collect();
+    (json(&stats), played, heard)
+}
+
+#[test]
+fn the_desktop_tone_plays_without_gaps_and_the_microphone_reaches_the_host() {
+    let _turn = exclusive();
+    let dir = scratch("tone");
+    let pulse = Pulse::start(&dir);
+    let (s, played, heard) = demo_with_sound(&pulse, &dir, &[]);
+
+    // The speaker: 440 Hz for (nearly) the whole session, with no dropout.
+    // The tone's level is 0.3 (RMS 0.21); the session's first and last
+    // 50 ms are left out (sound starting and stopping).
+    let tone = sounding(&played, 0.05, 10);
+    let secs = tone.len() as f32 / RATE as f32;
+    assert!(
+        secs > 4.0,
+        "the tone played for {secs:.2} s of a 5 s session; {s}"
+    );
+    let hz = frequency(tone);
+    assert!((hz - 440.0).abs() < 2.0, "the speaker played {hz:.1} Hz");
+    let dip = worst_dip(tone);
+    assert!(
+        dip > 0.5,
+        "the tone drops to {:.0}% somewhere: a gap",
+        dip * 100.0
+    );
+
+    // The microphone: 660 Hz in the host's recording, without gaps.
+    let voice = sounding(&heard, 0.05, 10);
+    let secs = voice.len() as f32 / RATE as f32;
+    assert!(
+        secs > 3.0,
+        "the host recorded {secs:.2} s of the microphone; {s}"
+    );
+    let hz = frequency(voice);
+    assert!((hz - 660.0).abs() < 3.0, "the host heard {hz:.1} Hz");
+    let dip = worst_dip(voice);
+    assert!(
+        dip > 0.5,
+        "the microphone drops to {:.0}% somewhere",
+        dip * 100.0
+    );
+
+    // The stats tell the same story.
+    assert!(s["audio_packets"].as_u64().unwrap() >= 400, "{s}");
+    assert_eq!(s["audio_device_opened"], 1, "{s}");
+    assert!(
+        s["audio_device"].as_str().unwrap().contains("48000 Hz"),
+        "{s}"
+    );
+    assert!(s["audio_buffer_ms"].as_f64().unwrap() <= 40.0, "{s}");
+    let latency = s["audio_latency_ms_p50"].as_f64().unwrap();
+    assert!(
+        latency > 0.0 && latency < 150.0,
+        "audio latency {latency} ms; {s}"
+    );
+    assert!(s["mic_sent"].as_u64().unwrap() >= 300, "{s}");
+    eprintln!(
+        "audio latency p50 {latency:.1} ms p99 {} ms, buffer {} ms, device {}",
+        s["audio_latency_ms_p99"], s["audio_buffer_ms"], s["audio_device"]
+    );
+}
+
+#[test]
+fn sound_rides_out_five_percent_loss() {
+    let _turn = exclusive();
+    let dir = scratch("loss");
+    let pulse = Pulse::start(&dir);
+    let (s, played, _) = demo_with_sound(&pulse, &dir, &["--network", "rtt=40ms,loss=5%"]);
+    let packets = s["audio_packets"].as_u64().unwrap();
+    let repaired = s["audio_repaired"].as_u64().unwrap();
+    let concealed = s["audio_concealed"].as_u64().unwrap();
+    // About one packet in twenty is lost; the next one's copy restores
+    // nearly all, and only two in a row need concealing.
+    assert!(repaired >= packets / 50, "{s}");
+    assert!(concealed * 100 <= packets, "{s}");
+    let tone = sounding(&played, 0.05, 10);
+    assert!(tone.len() as f32 / RATE as f32 > 4.0, "{s}");
+    let hz = frequency(tone);
+    assert!((hz - 440.0).abs() < 2.0, "the speaker played {hz:.1} Hz");
+    let dip = worst_dip(tone);
+    assert!(
+        dip > 0.25,
+        "the tone drops to {:.0}% somewhere; {s}",
+        dip * 100.0
+    );
+    eprintln!(
+        "5% loss: {packets} packets, {repaired} repaired, {concealed} concealed, buffer {} ms, jitter {} ms, latency p50 {} ms p99 {} ms, worst dip {:.0}%",
+        s["audio_buffer_ms"],
+        s["audio_jitter_ms"],
+        s["audio_latency_ms_p50"],
+        s["audio_latency_ms_p99"],
+        dip * 100.0
+    );
+}

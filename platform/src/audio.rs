@@ -1,0 +1,409 @@
+//! Sound devices through cpal: the default output and input, kept open by a
+//! supervisor thread that reopens them when the device fails, disappears or
+//! the system's default changes, so a pulled headset or a new default costs
+//! well under a second of sound.
+//!
+//! The sound itself comes from (or goes to) a [`Render`] or [`Capture`]
+//! shared with the rest of the program; the device's callback thread locks
+//! it for the few microseconds a callback takes.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
+
+/// How often the supervisor checks the stream and the default device.
+const CHECK_EVERY: Duration = Duration::from_millis(200);
+
+/// Without a device, retries start at [`CHECK_EVERY`] and back off to this,
+/// so a machine with no sound card is not asked (and its sound library does
+/// not complain) five times a second.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Device buffer asked for first: 10 ms at 48 kHz (devices that refuse it
+/// get their default).
+const PREFERRED_BUFFER: u32 = 480;
+
+/// The device's format, as the callback sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    /// Interleaved channels.
+    pub channels: usize,
+    /// Samples per second per channel.
+    pub rate: u32,
+}
+
+/// Produces what the output device plays.
+pub trait Render: Send + 'static {
+    /// Fills `out` (interleaved samples in `format`); `delay` is how long
+    /// until the first of them reaches the speaker, as far as the device knows.
+    fn render(&mut self, out: &mut [f32], format: Format, delay: Duration);
+}
+
+/// Takes what the input device recorded.
+pub trait Capture: Send + 'static {
+    /// `data` holds interleaved samples in `format`.
+    fn capture(&mut self, data: &[f32], format: Format);
+}
+
+/// What a device supervisor reports.
+#[derive(Debug, Default)]
+pub struct DeviceStatus {
+    /// Times a stream was opened (the first, and every reopening).
+    pub opened: AtomicU64,
+    /// Times the stream failed or the device went away.
+    pub failures: AtomicU64,
+    /// Whether a stream is open now.
+    pub open: AtomicBool,
+    /// The device's name and format, once open.
+    pub device: Mutex<String>,
+}
+
+/// A device kept open until dropped.
+#[derive(Debug)]
+pub struct Device {
+    stop: Arc<AtomicBool>,
+    status: Arc<DeviceStatus>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Device {
+    /// The supervisor's counters.
+    pub fn status(&self) -> Arc<DeviceStatus> {
+        self.status.clone()
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Errors starting a device supervisor.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// The supervisor thread could not start.
+    #[error("starting the sound thread: {0}")]
+    Thread(std::io::Error),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Direction {
+    Output,
+    Input,
+}
+
+/// Plays what `render` produces on the default output, reopening as needed.
+pub fn play<R: Render>(render: Arc<Mutex<R>>) -> Result<Device, AudioError> {
+    supervise(
+        "nephele-audio-out",
+        Direction::Output,
+        move |dev, cfg, fmt, failed| open_output(dev, cfg, fmt, render.clone(), failed),
+    )
+}
+
+/// Records the default input into `capture`, reopening as needed.
+pub fn record<C: Capture>(capture: Arc<Mutex<C>>) -> Result<Device, AudioError> {
+    supervise(
+        "nephele-audio-in",
+        Direction::Input,
+        move |dev, cfg, fmt, failed| open_input(dev, cfg, fmt, capture.clone(), failed),
+    )
+}
+
+type Opener = dyn FnMut(
+        &cpal::Device,
+        &StreamConfig,
+        SampleFormat,
+        Arc<AtomicBool>,
+    ) -> Result<cpal::Stream, cpal::BuildStreamError>
+    + Send;
+
+fn supervise(
+    name: &str,
+    dir: Direction,
+    open: impl FnMut(
+        &cpal::Device,
+        &StreamConfig,
+        SampleFormat,
+        Arc<AtomicBool>,
+    ) -> Result<cpal::Stream, cpal::BuildStreamError>
+    + Send
+    + 'static,
+) -> Result<Device, AudioError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(DeviceStatus::default());
+    let thread = {
+        let stop = stop.clone();
+        let status = status.clone();
+        let mut open: Box<Opener> = Box::new(open);
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run_supervisor(dir, &stop, &status, &mut *open))
+            .map_err(AudioError::Thread)?
+    };
+    Ok(Device {
+        stop,
+        status,
+        thread: Some(thread),
+    })
+}
+
+/// Keeps one stream open on the default device of `dir`. cpal's streams
+/// may not move between threads on every platform, so this thread owns it.
+fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open: &mut Opener) {
+    let host = cpal::default_host();
+    let mut current: Option<(cpal::Stream, String)> = None;
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut last_complaint = String::new();
+    let mut retry = CHECK_EVERY;
+    let mut next_try = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if current.is_none() && std::time::Instant::now() < next_try {
+            std::thread::sleep(CHECK_EVERY);
+            continue;
+        }
+        let default = match dir {
+            Direction::Output => host.default_output_device(),
+            Direction::Input => host.default_input_device(),
+        };
+        let default_name = default.as_ref().and_then(|d| d.name().ok());
+        let stale = match &current {
+            None => true,
+            Some((_, name)) => {
+                failed.load(Ordering::Relaxed) || default_name.as_deref() != Some(name.as_str())
+            }
+        };
+        if stale {
+            if current.take().is_some() {
+                status.open.store(false, Ordering::Relaxed);
+                tracing::info!(?dir, "sound device lost or changed; reopening");
+            }
+            failed.store(false, Ordering::Relaxed);
+            match default
+                .ok_or_else(|| "no default device".to_string())
+                .and_then(|d| start(&d, dir, open, failed.clone()).map(|(s, desc)| (s, d, desc)))
+            {
+                Ok((stream, _, desc)) => {
+                    status.opened.fetch_add(1, Ordering::Relaxed);
+                    status.open.store(true, Ordering::Relaxed);
+                    if let Ok(mut d) = status.device.lock() {
+                        d.clone_from(&desc);
+                    }
+                    tracing::info!(?dir, device = %desc, "sound device open");
+                    last_complaint.clear();
+                    retry = CHECK_EVERY;
+                    current = Some((stream, default_name.unwrap_or_default()));
+                }
+                Err(e) => {
+                    if e != last_complaint {
+                        let what = match dir {
+                            Direction::Output => "no sound output (speakers or headphones)",
+                            Direction::Input => "no microphone",
+                        };
+                        tracing::warn!(error = %e, "{what}; will keep looking for one");
+                        last_complaint = e;
+                    }
+                    next_try = std::time::Instant::now() + retry;
+                    retry = (retry * 2).min(MAX_RETRY);
+                }
+            }
+        }
+        std::thread::sleep(CHECK_EVERY);
+        if failed.load(Ordering::Relaxed) {
+            status.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Opens and starts a stream on `dev`, 48 kHz if the device offers it.
+fn start(
+    dev: &cpal::Device,
+    dir: Direction,
+    open: &mut Opener,
+    failed: Arc<AtomicBool>,
+) -> Result<(cpal::Stream, String), String> {
+    let want = cpal::SampleRate(48_000);
+    let (default, mut ranges) = match dir {
+        Direction::Output => (
+            dev.default_output_config().map_err(|e| e.to_string())?,
+            dev.supported_output_configs()
+                .map(|r| r.collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ),
+        Direction::Input => (
+            dev.default_input_config().map_err(|e| e.to_string())?,
+            dev.supported_input_configs()
+                .map(|r| r.collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ),
+    };
+    // The default's channels and sample type, at 48 kHz where supported.
+    ranges.retain(|r| {
+        r.channels() == default.channels()
+            && r.sample_format() == default.sample_format()
+            && r.min_sample_rate() <= want
+            && want <= r.max_sample_rate()
+    });
+    let chosen = ranges
+        .into_iter()
+        .next()
+        .map(|r| r.with_sample_rate(want))
+        .unwrap_or(default);
+    let mut config = chosen.config();
+    let format = chosen.sample_format();
+    config.buffer_size = cpal::BufferSize::Fixed(PREFERRED_BUFFER);
+    let stream = match open(dev, &config, format, failed.clone()) {
+        Ok(s) => s,
+        Err(_) => {
+            config.buffer_size = cpal::BufferSize::Default;
+            open(dev, &config, format, failed).map_err(|e| e.to_string())?
+        }
+    };
+    stream.play().map_err(|e| e.to_string())?;
+    let desc = format!(
+        "{} ({} ch, {} Hz, {format})",
+        dev.name().unwrap_or_else(|_| "unnamed".into()),
+        config.channels,
+        config.sample_rate.0
+    );
+    Ok((stream, desc))
+}
+
+fn on_error(failed: Arc<AtomicBool>) -> impl FnMut(cpal::StreamError) + Send + 'static {
+    move |e| {
+        tracing::debug!(error = %e, "sound stream error");
+        failed.store(true, Ordering::Relaxed);
+    }
+}
+
+fn open_output<R: Render>(
+    dev: &cpal::Device,
+    config: &StreamConfig,
+    format: SampleFormat,
+    render: Arc<Mutex<R>>,
+    failed: Arc<AtomicBool>,
+) -> Result<cpal::Stream, cpal::BuildStreamError> {
+    let fmt = Format {
+        channels: usize::from(config.channels),
+        rate: config.sample_rate.0,
+    };
+    match format {
+        SampleFormat::F32 => dev.build_output_stream(
+            config,
+            move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                fill(&render, out, fmt, info);
+            },
+            on_error(failed),
+            None,
+        ),
+        SampleFormat::I16 => output_converted::<i16, R>(dev, config, fmt, render, failed),
+        SampleFormat::I32 => output_converted::<i32, R>(dev, config, fmt, render, failed),
+        SampleFormat::U16 => output_converted::<u16, R>(dev, config, fmt, render, failed),
+        _ => Err(cpal::BuildStreamError::StreamConfigNotSupported),
+    }
+}
+
+fn fill<R: Render>(
+    render: &Mutex<R>,
+    out: &mut [f32],
+    fmt: Format,
+    info: &cpal::OutputCallbackInfo,
+) {
+    let ts = info.timestamp();
+    let delay = ts.playback.duration_since(&ts.callback).unwrap_or_default();
+    match render.lock() {
+        Ok(mut r) => r.render(out, fmt, delay),
+        Err(_) => out.fill(0.0),
+    }
+}
+
+fn output_converted<T, R>(
+    dev: &cpal::Device,
+    config: &StreamConfig,
+    fmt: Format,
+    render: Arc<Mutex<R>>,
+    failed: Arc<AtomicBool>,
+) -> Result<cpal::Stream, cpal::BuildStreamError>
+where
+    T: SizedSample + FromSample<f32>,
+    R: Render,
+{
+    // Grows to the device's buffer on the first callback, then stays.
+    let mut scratch: Vec<f32> = Vec::with_capacity(8192);
+    dev.build_output_stream(
+        config,
+        move |out: &mut [T], info: &cpal::OutputCallbackInfo| {
+            scratch.resize(out.len(), 0.0);
+            fill(&render, &mut scratch, fmt, info);
+            for (o, s) in out.iter_mut().zip(&scratch) {
+                *o = T::from_sample(*s);
+            }
+        },
+        on_error(failed),
+        None,
+    )
+}
+
+fn open_input<C: Capture>(
+    dev: &cpal::Device,
+    config: &StreamConfig,
+    format: SampleFormat,
+    capture: Arc<Mutex<C>>,
+    failed: Arc<AtomicBool>,
+) -> Result<cpal::Stream, cpal::BuildStreamError> {
+    let fmt = Format {
+        channels: usize::from(config.channels),
+        rate: config.sample_rate.0,
+    };
+    match format {
+        SampleFormat::F32 => dev.build_input_stream(
+            config,
+            move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                if let Ok(mut c) = capture.lock() {
+                    c.capture(data, fmt);
+                }
+            },
+            on_error(failed),
+            None,
+        ),
+        SampleFormat::I16 => input_converted::<i16, C>(dev, config, fmt, capture, failed),
+        SampleFormat::I32 => input_converted::<i32, C>(dev, config, fmt, capture, failed),
+        SampleFormat::U16 => input_converted::<u16, C>(dev, config, fmt, capture, failed),
+        _ => Err(cpal::BuildStreamError::StreamConfigNotSupported),
+    }
+}
+
+fn input_converted<T, C>(
+    dev: &cpal::Device,
+    config: &StreamConfig,
+    fmt: Format,
+    capture: Arc<Mutex<C>>,
+    failed: Arc<AtomicBool>,
+) -> Result<cpal::Stream, cpal::BuildStreamError>
+where
+    T: SizedSample,
+    f32: FromSample<T>,
+    C: Capture,
+{
+    let mut scratch: Vec<f32> = Vec::with_capacity(8192);
+    dev.build_input_stream(
+        config,
+        move |data: &[T], _: &cpal::InputCallbackInfo| {
+            scratch.clear();
+            scratch.extend(data.iter().map(|s| s.to_sample::<f32>()));
+            if let Ok(mut c) = capture.lock() {
+                c.capture(&scratch, fmt);
+            }
+        },
+        on_error(failed),
+        None,
+    )
+}

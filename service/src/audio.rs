@@ -1,0 +1,327 @@
+//! The demo desktop's sound, one thread per session: a click for every key
+//! pressed (and a steady tone when asked), encoded with Opus in 10 ms
+//! packets that each carry a copy of the packet before; and the client's
+//! microphone, received through a jitter buffer and written to a WAV file.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nephele_platform::opus::{Content, OpusDecoder, OpusEncoder};
+use nephele_protocol::audio::{
+    DESKTOP_CHANNELS, FRAME_SAMPLES, FRAME_US, MAX_AUDIO_PAYLOAD, Playout, SAMPLE_RATE,
+};
+use nephele_protocol::{Envelope, Message};
+
+use crate::desktop::DesktopState;
+use crate::host::HostStats;
+
+/// The desktop's Opus bitrate (stereo).
+const DESKTOP_BITRATE: u32 = 96_000;
+
+/// Loudness of the demo's tone and clicks (full scale is 1).
+const TONE_LEVEL: f32 = 0.3;
+const CLICK_LEVEL: f32 = 0.5;
+
+/// A click: a 2 kHz blip fading over 6 ms.
+const CLICK_HZ: f32 = 2_000.0;
+const CLICK_SAMPLES: u32 = 288;
+
+/// Microphone packets waiting for the session's sound thread, at most.
+pub(crate) const MIC_QUEUE: usize = 16;
+
+/// Where the microphone is recorded; shared by every session of a host.
+pub type MicRecorder = Arc<Mutex<Option<hound::WavWriter<BufWriter<File>>>>>;
+
+/// Reads a tone frequency from the command line: 20–20000 Hz.
+pub fn parse_tone(s: &str) -> Result<f32, String> {
+    let hz: f32 = s
+        .trim_end_matches("Hz")
+        .trim_end_matches("hz")
+        .parse()
+        .map_err(|_| format!("`{s}` is not a frequency in hertz, such as 440"))?;
+    if (20.0..=20_000.0).contains(&hz) {
+        Ok(hz)
+    } else {
+        Err(format!("{hz} Hz is outside what people hear (20–20000 Hz)"))
+    }
+}
+
+/// Opens the microphone recording: 48 kHz mono, 16 bits.
+pub(crate) fn mic_recorder(path: &Path) -> Result<MicRecorder, hound::Error> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    Ok(Arc::new(Mutex::new(Some(hound::WavWriter::create(
+        path, spec,
+    )?))))
+}
+
+/// One microphone packet, as received.
+#[derive(Clone, Copy)]
+pub struct MicPacket {
+    pub seq: u32,
+    pub capture_us: u64,
+    pub arrived_us: u64,
+    pub len: usize,
+    pub data: [u8; MAX_AUDIO_PAYLOAD],
+    pub prev_len: usize,
+    pub prev: [u8; MAX_AUDIO_PAYLOAD],
+}
+
+impl MicPacket {
+    /// Copies a packet's parts, which the decoder has already size-checked.
+    pub fn new(
+        seq: u32,
+        capture_us: u64,
+        arrived_us: u64,
+        payload: &[u8],
+        previous: &[u8],
+    ) -> Self {
+        let mut p = Self {
+            seq,
+            capture_us,
+            arrived_us,
+            len: payload.len().min(MAX_AUDIO_PAYLOAD),
+            data: [0; MAX_AUDIO_PAYLOAD],
+            prev_len: previous.len().min(MAX_AUDIO_PAYLOAD),
+            prev: [0; MAX_AUDIO_PAYLOAD],
+        };
+        p.data[..p.len].copy_from_slice(&payload[..p.len]);
+        p.prev[..p.prev_len].copy_from_slice(&previous[..p.prev_len]);
+        p
+    }
+}
+
+/// A session's sound thread.
+pub(crate) struct AudioJob {
+    pub session: u64,
+    pub socket: Arc<UdpSocket>,
+    pub gateway: Arc<Mutex<SocketAddr>>,
+    pub desktop: Arc<Mutex<DesktopState>>,
+    pub tone_hz: Option<f32>,
+    pub mic: Receiver<MicPacket>,
+    pub recorder: Option<MicRecorder>,
+    pub stop: Arc<AtomicBool>,
+    pub epoch: Instant,
+    pub stats: Arc<HostStats>,
+}
+
+/// Counters of the host's sound, all sessions.
+#[derive(Debug, Default)]
+pub struct AudioCounters {
+    /// Sound packets sent.
+    pub packets_sent: AtomicU64,
+    /// Microphone packets received.
+    pub mic_received: AtomicU64,
+    /// Microphone frames written to the recording.
+    pub mic_recorded: AtomicU64,
+    /// Microphone frames concealed (lost on the way).
+    pub mic_concealed: AtomicU64,
+}
+
+impl AudioJob {
+    pub fn run(self) {
+        if let Err(e) = self.run_inner() {
+            tracing::error!(session = self.session, error = %e, "sound stopped");
+        }
+    }
+
+    fn run_inner(&self) -> Result<(), nephele_platform::opus::OpusError> {
+        let mut encoder = OpusEncoder::new(Content::Desktop, DESKTOP_BITRATE)?;
+        let mut mic = Playout::new(OpusDecoder::new(Content::Voice)?, 1);
+        let mut pcm = [0.0f32; FRAME_SAMPLES * DESKTOP_CHANNELS];
+        let mut heard = [0.0f32; FRAME_SAMPLES];
+        let mut packet = [0u8; MAX_AUDIO_PAYLOAD];
+        let mut previous = [0u8; MAX_AUDIO_PAYLOAD];
+        let mut prev_len = 0;
+        let mut out = Vec::with_capacity(nephele_protocol::MAX_DATAGRAM);
+        let mut synth = Synth::new(self.tone_hz);
+        let mut presses_seen = None;
+        let mut mic_started = false;
+        let mut concealed_seen = 0;
+        let mut seq: u32 = 0;
+        let mut next = Instant::now();
+        let mut last_flush = Instant::now();
+        let counters = &self.stats.audio;
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep(next - now);
+            }
+            next += Duration::from_micros(FRAME_US);
+            if Instant::now() > next + Duration::from_millis(50) {
+                // Far behind (a stalled machine): start the cadence afresh.
+                next = Instant::now();
+            }
+            let capture_us = self.epoch.elapsed().as_micros() as u64;
+
+            // A click per key pressed since the last frame.
+            let presses = self.desktop.lock().map(|d| d.key_presses).unwrap_or(0);
+            let new = presses - presses_seen.unwrap_or(presses);
+            presses_seen = Some(presses);
+            synth.click(new);
+            synth.fill(&mut pcm);
+
+            let len = encoder.encode(&pcm, &mut packet)?;
+            out.clear();
+            Envelope {
+                session: self.session,
+                message: Message::Audio {
+                    seq,
+                    capture_us,
+                    payload: &packet[..len],
+                    previous: &previous[..prev_len],
+                },
+            }
+            .encode(&mut out);
+            let to = self.gateway.lock().map(|g| *g).ok();
+            if let Some(to) = to
+                && let Err(e) = self.socket.send_to(&out, to)
+            {
+                tracing::trace!(error = %e, "sound send");
+            }
+            counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+            previous[..len].copy_from_slice(&packet[..len]);
+            prev_len = len;
+            seq = seq.wrapping_add(1);
+
+            // The microphone: what arrived, then the next 10 ms of it.
+            while let Ok(p) = self.mic.try_recv() {
+                mic.push(
+                    p.seq,
+                    p.capture_us,
+                    &p.data[..p.len],
+                    &p.prev[..p.prev_len],
+                    p.arrived_us,
+                );
+                mic_started = true;
+            }
+            if mic_started {
+                mic.render(&mut heard, 1, SAMPLE_RATE);
+                let concealed = mic.stats().concealed;
+                counters
+                    .mic_concealed
+                    .fetch_add(concealed - concealed_seen, Ordering::Relaxed);
+                concealed_seen = concealed;
+                if let Some(rec) = &self.recorder
+                    && let Ok(mut w) = rec.lock()
+                    && let Some(w) = w.as_mut()
+                {
+                    for s in heard {
+                        let v = (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16;
+                        if w.write_sample(v).is_err() {
+                            break;
+                        }
+                    }
+                    counters.mic_recorded.fetch_add(1, Ordering::Relaxed);
+                    // Keep the header current, so the file is whole even if
+                    // the host is killed.
+                    if last_flush.elapsed() >= Duration::from_millis(500) {
+                        last_flush = Instant::now();
+                        let _ = w.flush();
+                    }
+                }
+            }
+        }
+        if let Some(rec) = &self.recorder
+            && let Ok(mut w) = rec.lock()
+            && let Some(w) = w.as_mut()
+        {
+            let _ = w.flush();
+        }
+        Ok(())
+    }
+}
+
+/// The demo's sound generator.
+struct Synth {
+    tone_step: Option<f64>,
+    phase: f64,
+    /// Samples left of the current click, and its phase.
+    click_left: u32,
+    click_phase: f64,
+}
+
+impl Synth {
+    fn new(tone_hz: Option<f32>) -> Self {
+        Self {
+            tone_step: tone_hz.map(|hz| f64::from(hz) / f64::from(SAMPLE_RATE)),
+            phase: 0.0,
+            click_left: 0,
+            click_phase: 0.0,
+        }
+    }
+
+    /// Starts a click if any keys were pressed.
+    fn click(&mut self, presses: u64) {
+        if presses > 0 {
+            self.click_left = CLICK_SAMPLES;
+            self.click_phase = 0.0;
+        }
+    }
+
+    /// The next 10 ms, stereo.
+    fn fill(&mut self, pcm: &mut [f32; FRAME_SAMPLES * DESKTOP_CHANNELS]) {
+        use std::f64::consts::TAU;
+        for frame in pcm.chunks_mut(DESKTOP_CHANNELS) {
+            let mut v = 0.0f32;
+            if let Some(step) = self.tone_step {
+                v += TONE_LEVEL * (TAU * self.phase).sin() as f32;
+                self.phase = (self.phase + step).fract();
+            }
+            if self.click_left > 0 {
+                let fade = self.click_left as f32 / CLICK_SAMPLES as f32;
+                v += CLICK_LEVEL * fade * fade * (TAU * self.click_phase).sin() as f32;
+                self.click_phase += f64::from(CLICK_HZ) / f64::from(SAMPLE_RATE);
+                self.click_left -= 1;
+            }
+            frame.fill(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tone_is_continuous_and_a_key_press_adds_a_click() {
+        let mut s = Synth::new(Some(440.0));
+        let mut a = [0.0; FRAME_SAMPLES * DESKTOP_CHANNELS];
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            s.fill(&mut a);
+            all.extend(a.iter().step_by(2));
+        }
+        // One second of 440 Hz: 880 zero crossings, and no jumps between frames.
+        let crossings = all
+            .windows(2)
+            .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
+            .count();
+        assert!((878..=882).contains(&crossings), "{crossings}");
+        let max_step = all
+            .windows(2)
+            .map(|w: &[f32]| (w[1] - w[0]).abs())
+            .fold(0.0, f32::max);
+        assert!(max_step < 0.02, "{max_step}");
+
+        let mut quiet = Synth::new(None);
+        quiet.fill(&mut a);
+        assert!(a.iter().all(|&v| v == 0.0));
+        quiet.click(1);
+        quiet.fill(&mut a);
+        let peak = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(peak > 0.3, "{peak}");
+        quiet.fill(&mut a);
+        assert!(a.iter().all(|&v| v == 0.0), "the click ends within a frame");
+    }
+}
