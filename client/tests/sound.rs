@@ -51,26 +51,45 @@ impl Pulse {
     fn start(dir: &Path) -> Self {
         need("pulseaudio");
         need("pacat");
-        let script = dir.join("default.pa");
-        std::fs::write(&script, PULSE_SCRIPT).unwrap();
         let mut p = Self {
             dir: dir.to_path_buf(),
-            child: Command::new("pulseaudio")
-                .args([
-                    "-n",
-                    "--daemonize=no",
-                    "--exit-idle-time=-1",
-                    "--use-pid-file=no",
-                    "--log-target=stderr",
-                    "-F",
-                ])
-                .arg(&script)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("pulse.log")).unwrap())
-                .envs(Self::env_of(dir))
-                .spawn()
-                .expect("start pulseaudio"),
+            child: Self::spawn(dir),
         };
+        p.wait_ready();
+        p
+    }
+
+    /// Kills the server outright (as a crash would) and starts it again.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.dir);
+        self.wait_ready();
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        let script = dir.join("default.pa");
+        std::fs::write(&script, PULSE_SCRIPT).unwrap();
+        Command::new("pulseaudio")
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--use-pid-file=no",
+                "--log-target=stderr",
+                "-F",
+            ])
+            .arg(&script)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("pulse.log")).unwrap())
+            .envs(Self::env_of(dir))
+            .spawn()
+            .expect("start pulseaudio")
+    }
+
+    fn wait_ready(&mut self) {
+        let p = self;
+        let dir = p.dir.clone();
         let until = Instant::now() + Duration::from_secs(10);
         loop {
             let ok = p
@@ -90,9 +109,44 @@ impl Pulse {
                 );
             }
             assert!(Instant::now() < until, "pulseaudio did not come up");
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        p
+    }
+
+    fn pactl(&self, args: &[&str]) -> String {
+        let out = self.cmd("pactl").args(args).output().unwrap();
+        assert!(out.status.success(), "pactl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The sinks the server's playback streams go to, by sink index.
+    fn stream_sinks(&self) -> Vec<String> {
+        self.pactl(&["list", "short", "sink-inputs"])
+            .lines()
+            .filter_map(|l| l.split('\t').nth(1).map(str::to_string))
+            .collect()
+    }
+
+    /// Index of the sink called `name`.
+    fn sink_index(&self, name: &str) -> String {
+        self.pactl(&["list", "short", "sinks"])
+            .lines()
+            .find(|l| l.split('\t').nth(1) == Some(name))
+            .and_then(|l| l.split('\t').next())
+            .unwrap_or_else(|| panic!("no sink {name}"))
+            .to_string()
+    }
+
+    /// Waits up to `limit` for `ok`; returns how long it took.
+    fn until(&self, limit: Duration, mut ok: impl FnMut(&Self) -> bool) -> Option<Duration> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if ok(self) {
+                return Some(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 
     /// Where clients find this server (and nothing of the user's own).
@@ -390,5 +444,77 @@ fn sound_rides_out_five_percent_loss() {
         s["audio_latency_ms_p50"],
         s["audio_latency_ms_p99"],
         dip * 100.0
+    );
+}
+
+#[test]
+fn sound_follows_a_new_default_output_and_returns_when_the_sound_server_restarts() {
+    let _turn = exclusive();
+    let dir = scratch("devices");
+    let mut pulse = Pulse::start(&dir);
+    let stats = dir.join("s.json");
+    let mut client = pulse
+        .cmd(env!("CARGO_BIN_EXE_nephele"))
+        .args([
+            "demo",
+            "--headless",
+            "--duration",
+            "9",
+            "--tone",
+            "440",
+            "--no-mic",
+        ])
+        .arg("--stats-json")
+        .arg(&stats)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let playing = pulse.until(Duration::from_secs(15), |p| !p.stream_sinks().is_empty());
+    assert!(playing.is_some(), "the client never played");
+
+    // Headphones plugged in and made the default: the sound moves there.
+    pulse.pactl(&[
+        "load-module",
+        "module-null-sink",
+        "sink_name=headphones",
+        "rate=48000",
+        "channels=2",
+    ]);
+    let headphones = pulse.sink_index("headphones");
+    let recorder = pulse.record("headphones.monitor");
+    pulse.pactl(&["set-default-sink", "headphones"]);
+    let moved = pulse
+        .until(Duration::from_secs(2), |p| {
+            p.stream_sinks() == [headphones.clone()]
+        })
+        .expect("the sound stayed on the old output");
+    std::thread::sleep(Duration::from_millis(1000));
+    let heard = recorder.finish();
+    let tone = sounding(&heard, 0.05, 10);
+    assert!(
+        tone.len() > RATE as usize / 2,
+        "the headphones got {} samples of tone",
+        tone.len()
+    );
+    let hz = frequency(tone);
+    assert!((hz - 440.0).abs() < 3.0, "the headphones played {hz:.1} Hz");
+
+    // The sound server crashes and comes back: the client finds it again.
+    pulse.restart();
+    let back = pulse
+        .until(Duration::from_secs(3), |p| !p.stream_sinks().is_empty())
+        .expect("the sound never came back after the server restarted");
+    assert!(
+        back < Duration::from_millis(1500),
+        "sound back after {back:?}"
+    );
+
+    assert!(client.wait().unwrap().success());
+    let s = json(&stats);
+    assert!(s["audio_device_opened"].as_u64().unwrap() >= 2, "{s}");
+    eprintln!(
+        "moved to the new default in {moved:?}; back {back:?} after the server restarted; {}",
+        s["audio_device_opened"]
     );
 }

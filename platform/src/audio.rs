@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
@@ -22,6 +22,9 @@ const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// so a machine with no sound card is not asked (and its sound library does
 /// not complain) five times a second.
 const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Retries back off only to this once a device has worked.
+const RETRY_AFTER_LOSS: Duration = Duration::from_millis(400);
 
 /// Device buffer asked for first: 10 ms at 48 kHz (devices that refuse it
 /// get their default).
@@ -81,6 +84,7 @@ impl Drop for Device {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -122,7 +126,7 @@ type Opener = dyn FnMut(
         &cpal::Device,
         &StreamConfig,
         SampleFormat,
-        Arc<AtomicBool>,
+        Arc<Alarm>,
     ) -> Result<cpal::Stream, cpal::BuildStreamError>
     + Send;
 
@@ -133,7 +137,7 @@ fn supervise(
         &cpal::Device,
         &StreamConfig,
         SampleFormat,
-        Arc<AtomicBool>,
+        Arc<Alarm>,
     ) -> Result<cpal::Stream, cpal::BuildStreamError>
     + Send
     + 'static,
@@ -160,14 +164,13 @@ fn supervise(
 /// may not move between threads on every platform, so this thread owns it.
 fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open: &mut Opener) {
     let host = cpal::default_host();
-    let mut current: Option<(cpal::Stream, String)> = None;
-    let failed = Arc::new(AtomicBool::new(false));
+    let mut current: Option<(cpal::Stream, String, Arc<Alarm>)> = None;
     let mut last_complaint = String::new();
     let mut retry = CHECK_EVERY;
-    let mut next_try = std::time::Instant::now();
+    let mut next_try = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if current.is_none() && std::time::Instant::now() < next_try {
-            std::thread::sleep(CHECK_EVERY);
+        if current.is_none() && Instant::now() < next_try {
+            std::thread::park_timeout(CHECK_EVERY);
             continue;
         }
         let default = match dir {
@@ -177,21 +180,29 @@ fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open
         let default_name = default.as_ref().and_then(|d| d.name().ok());
         let stale = match &current {
             None => true,
-            Some((_, name)) => {
-                failed.load(Ordering::Relaxed) || default_name.as_deref() != Some(name.as_str())
+            Some((_, name, alarm)) => {
+                alarm.raised() || default_name.as_deref() != Some(name.as_str())
             }
         };
         if stale {
-            if current.take().is_some() {
+            if let Some((_, _, alarm)) = current.take() {
                 status.open.store(false, Ordering::Relaxed);
+                if alarm.raised() {
+                    status.failures.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::info!(?dir, "sound device lost or changed; reopening");
             }
-            failed.store(false, Ordering::Relaxed);
+            // A fresh alarm per stream: a dropped stream's last cries do
+            // not condemn the next.
+            let alarm = Arc::new(Alarm {
+                failed: AtomicBool::new(false),
+                supervisor: std::thread::current(),
+            });
             match default
                 .ok_or_else(|| "no default device".to_string())
-                .and_then(|d| start(&d, dir, open, failed.clone()).map(|(s, desc)| (s, d, desc)))
+                .and_then(|d| start(&d, dir, open, alarm.clone()))
             {
-                Ok((stream, _, desc)) => {
+                Ok((stream, desc)) => {
                     status.opened.fetch_add(1, Ordering::Relaxed);
                     status.open.store(true, Ordering::Relaxed);
                     if let Ok(mut d) = status.device.lock() {
@@ -200,7 +211,7 @@ fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open
                     tracing::info!(?dir, device = %desc, "sound device open");
                     last_complaint.clear();
                     retry = CHECK_EVERY;
-                    current = Some((stream, default_name.unwrap_or_default()));
+                    current = Some((stream, default_name.unwrap_or_default(), alarm));
                 }
                 Err(e) => {
                     if e != last_complaint {
@@ -211,15 +222,21 @@ fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open
                         tracing::warn!(error = %e, "{what}; will keep looking for one");
                         last_complaint = e;
                     }
-                    next_try = std::time::Instant::now() + retry;
-                    retry = (retry * 2).min(MAX_RETRY);
+                    next_try = Instant::now() + retry;
+                    // A device that worked is likely back soon (a sound
+                    // server restarting, a headset replugged): keep looking
+                    // often. One never seen is looked for less and less.
+                    let cap = if status.opened.load(Ordering::Relaxed) > 0 {
+                        RETRY_AFTER_LOSS
+                    } else {
+                        MAX_RETRY
+                    };
+                    retry = (retry * 2).min(cap);
                 }
             }
         }
-        std::thread::sleep(CHECK_EVERY);
-        if failed.load(Ordering::Relaxed) {
-            status.failures.fetch_add(1, Ordering::Relaxed);
-        }
+        // Woken early by a failing stream's alarm.
+        std::thread::park_timeout(CHECK_EVERY);
     }
 }
 
@@ -228,7 +245,7 @@ fn start(
     dev: &cpal::Device,
     dir: Direction,
     open: &mut Opener,
-    failed: Arc<AtomicBool>,
+    failed: Arc<Alarm>,
 ) -> Result<(cpal::Stream, String), String> {
     let want = cpal::SampleRate(48_000);
     let (default, mut ranges) = match dir {
@@ -277,10 +294,27 @@ fn start(
     Ok((stream, desc))
 }
 
-fn on_error(failed: Arc<AtomicBool>) -> impl FnMut(cpal::StreamError) + Send + 'static {
+/// Raised by a stream's error callback; wakes the supervisor at once.
+#[derive(Debug)]
+struct Alarm {
+    failed: AtomicBool,
+    supervisor: std::thread::Thread,
+}
+
+impl Alarm {
+    fn raised(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+fn on_error(alarm: Arc<Alarm>) -> impl FnMut(cpal::StreamError) + Send + 'static {
     move |e| {
-        tracing::debug!(error = %e, "sound stream error");
-        failed.store(true, Ordering::Relaxed);
+        // A dead device may report the same error thousands of times a
+        // second until its stream is dropped: say it once.
+        if !alarm.failed.swap(true, Ordering::Relaxed) {
+            tracing::info!(error = %e, "sound device failed");
+            alarm.supervisor.unpark();
+        }
     }
 }
 
@@ -289,7 +323,7 @@ fn open_output<R: Render>(
     config: &StreamConfig,
     format: SampleFormat,
     render: Arc<Mutex<R>>,
-    failed: Arc<AtomicBool>,
+    failed: Arc<Alarm>,
 ) -> Result<cpal::Stream, cpal::BuildStreamError> {
     let fmt = Format {
         channels: usize::from(config.channels),
@@ -330,7 +364,7 @@ fn output_converted<T, R>(
     config: &StreamConfig,
     fmt: Format,
     render: Arc<Mutex<R>>,
-    failed: Arc<AtomicBool>,
+    failed: Arc<Alarm>,
 ) -> Result<cpal::Stream, cpal::BuildStreamError>
 where
     T: SizedSample + FromSample<f32>,
@@ -357,7 +391,7 @@ fn open_input<C: Capture>(
     config: &StreamConfig,
     format: SampleFormat,
     capture: Arc<Mutex<C>>,
-    failed: Arc<AtomicBool>,
+    failed: Arc<Alarm>,
 ) -> Result<cpal::Stream, cpal::BuildStreamError> {
     let fmt = Format {
         channels: usize::from(config.channels),
@@ -386,7 +420,7 @@ fn input_converted<T, C>(
     config: &StreamConfig,
     fmt: Format,
     capture: Arc<Mutex<C>>,
-    failed: Arc<AtomicBool>,
+    failed: Arc<Alarm>,
 ) -> Result<cpal::Stream, cpal::BuildStreamError>
 where
     T: SizedSample,

@@ -224,8 +224,21 @@ impl<D: FrameDecoder> Playout<D> {
         }
         if let Some(next) = self.next {
             let ahead = seq.wrapping_sub(next);
-            if ahead as i32 <= -1 || ahead >= SLOTS as u32 {
+            if ahead as i32 <= -1 {
                 return false;
+            }
+            if ahead >= SLOTS as u32 {
+                // Playback stood still (the device went away) while the
+                // stream went on: pick it up at the newest, at the target
+                // delay, rather than play what is stale.
+                let start = seq.wrapping_sub(self.target_frames() - 1);
+                self.stats.skipped += u64::from(start.wrapping_sub(next));
+                for s in &mut self.slots {
+                    s.full = false;
+                }
+                self.next = Some(start);
+                self.newest = Some(seq);
+                self.level = f64::from(self.target_frames());
             }
         }
         let slot = &mut self.slots[seq as usize % SLOTS];
@@ -560,6 +573,41 @@ mod tests {
         let s = p.stats();
         assert!(s.skipped > 0 || s.underruns > 0, "{s:?}");
         assert!(p.buffered() <= MAX_TARGET_FRAMES + 1, "{}", p.buffered());
+    }
+
+    #[test]
+    fn playback_that_stood_still_resumes_at_the_newest_not_at_the_stale() {
+        let mut p = Playout::new(Plain, 1);
+        let mut out = [0.0f32; 240];
+        for s in 0..10 {
+            p.push(
+                s,
+                u64::from(s) * FRAME_US,
+                &packet(s),
+                &[],
+                u64::from(s) * FRAME_US,
+            );
+            p.render(&mut out, 1, SAMPLE_RATE);
+            p.render(&mut out, 1, SAMPLE_RATE);
+        }
+        // The device stops pulling for two seconds; the stream goes on.
+        for s in 10..210 {
+            p.push(
+                s,
+                u64::from(s) * FRAME_US,
+                &packet(s),
+                &[],
+                u64::from(s) * FRAME_US,
+            );
+        }
+        // What was decoded before the stop (at most 10 ms) plays out first.
+        for _ in 0..3 {
+            p.render(&mut out, 1, SAMPLE_RATE);
+        }
+        let playing = p.playing_capture_us().unwrap();
+        assert!(playing >= 206 * FRAME_US, "playing {playing} µs, stale");
+        assert!(p.stats().skipped >= 190, "{:?}", p.stats());
+        assert!(out[239] >= 207.0, "{}", out[239]);
     }
 
     #[test]
