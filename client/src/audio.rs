@@ -64,6 +64,8 @@ pub struct AudioStats {
     pub device: String,
     /// Times the output device was opened (1 when it never failed).
     pub device_opened: u64,
+    /// Times the output device failed or went away.
+    pub device_failures: u64,
 }
 
 /// The desktop's sound on its way to the speaker.
@@ -112,6 +114,7 @@ impl Render for Speaker {
                 a.playout = self.playout.stats();
                 if let Some(d) = &self.device {
                     a.device_opened = d.opened.load(Ordering::Relaxed);
+                    a.device_failures = d.failures.load(Ordering::Relaxed);
                     if let Ok(name) = d.device.lock() {
                         a.device.clone_from(&name);
                     }

@@ -298,6 +298,8 @@ pub struct Report {
     pub audio_device: String,
     /// Times the output device was opened: more than 1 after it failed or changed.
     pub audio_device_opened: u64,
+    /// Times the output device failed or went away.
+    pub audio_device_failures: u64,
     /// See [`Stats::mic_sent`].
     pub mic_sent: u64,
     /// See [`Stats::mic_dropped`].
@@ -399,6 +401,7 @@ impl Stats {
             audio_latency_ms_p99: self.audio_latency.quantile_ms(0.99),
             audio_device: audio.device,
             audio_device_opened: audio.device_opened,
+            audio_device_failures: audio.device_failures,
             mic_sent: g(&self.mic_sent),
             mic_dropped: g(&self.mic_dropped),
         }

@@ -397,6 +397,7 @@ fn the_desktop_tone_plays_without_gaps_and_the_microphone_reaches_the_host() {
     // The stats tell the same story.
     assert!(s["audio_packets"].as_u64().unwrap() >= 400, "{s}");
     assert_eq!(s["audio_device_opened"], 1, "{s}");
+    assert_eq!(s["audio_device_failures"], 0, "{s}");
     assert!(
         s["audio_device"].as_str().unwrap().contains("48000 Hz"),
         "{s}"
@@ -513,6 +514,7 @@ fn sound_follows_a_new_default_output_and_returns_when_the_sound_server_restarts
     assert!(client.wait().unwrap().success());
     let s = json(&stats);
     assert!(s["audio_device_opened"].as_u64().unwrap() >= 2, "{s}");
+    assert!(s["audio_device_failures"].as_u64().unwrap() >= 1, "{s}");
     eprintln!(
         "moved to the new default in {moved:?}; back {back:?} after the server restarted; {}",
         s["audio_device_opened"]

@@ -59,8 +59,6 @@ pub struct DeviceStatus {
     pub opened: AtomicU64,
     /// Times the stream failed or the device went away.
     pub failures: AtomicU64,
-    /// Whether a stream is open now.
-    pub open: AtomicBool,
     /// The device's name and format, once open.
     pub device: Mutex<String>,
 }
@@ -186,7 +184,6 @@ fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open
         };
         if stale {
             if let Some((_, _, alarm)) = current.take() {
-                status.open.store(false, Ordering::Relaxed);
                 if alarm.raised() {
                     status.failures.fetch_add(1, Ordering::Relaxed);
                 }
@@ -204,7 +201,6 @@ fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open
             {
                 Ok((stream, desc)) => {
                     status.opened.fetch_add(1, Ordering::Relaxed);
-                    status.open.store(true, Ordering::Relaxed);
                     if let Ok(mut d) = status.device.lock() {
                         d.clone_from(&desc);
                     }
