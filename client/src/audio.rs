@@ -97,10 +97,12 @@ impl Speaker {
 
 impl Render for Speaker {
     fn render(&mut self, out: &mut [f32], format: Format, delay: Duration) {
+        // When the first sample about to be written was captured.
+        let first = self.playout.playing_capture_us();
         self.playout.render(out, format.channels, format.rate);
         // Capture (host clock, mapped) → reaching the speaker.
         let offset = self.stats.host_clock_offset_us.load(Ordering::Relaxed);
-        if let (Some(captured), true) = (self.playout.playing_capture_us(), offset != NO_OFFSET) {
+        if let (Some(captured), true) = (first, offset != NO_OFFSET) {
             let captured = (captured as i64).saturating_sub(offset);
             let heard = local_us(Instant::now()) + delay.as_micros() as i64;
             self.stats
@@ -173,6 +175,8 @@ impl Microphone {
         }
         self.filled = 0;
         if self.muted.load(Ordering::Relaxed) {
+            // Nothing from before the mute may ride along as a copy later.
+            self.packet.len = 0;
             return;
         }
         let p = &mut self.packet;

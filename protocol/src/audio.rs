@@ -165,10 +165,12 @@ impl<D: FrameDecoder> Playout<D> {
         }
     }
 
-    /// The host-clock capture time of the audio playing now (µs), once
-    /// playing; with the clock map this gives the stream's latency.
+    /// When the next sample to be rendered was captured, on the sender's
+    /// clock (µs), once playing; with the clock map, the stream's latency.
     pub fn playing_capture_us(&self) -> Option<u64> {
-        self.next.map(|_| self.playing_capture_us)
+        let into_frame = self.pcm_pos.max(0.0) * 1e6 / f64::from(SAMPLE_RATE);
+        self.next
+            .map(|_| self.playing_capture_us + into_frame as u64)
     }
 
     /// Packets buffered and not yet played.
@@ -273,9 +275,11 @@ impl<D: FrameDecoder> Playout<D> {
         if self.next.is_none() {
             return 0.0;
         }
-        // A quarter packet of dead band each side of the target.
-        let excess = self.level - f64::from(self.target_frames());
-        let excess = excess.signum() * (excess.abs() - 0.25).max(0.0);
+        // Packets are counted as each one starts playing, so a steady stream
+        // shows between target − 1 and target, by the arrivals' phase
+        // against the device's pulls: that band is left alone.
+        let excess = self.level - (f64::from(self.target_frames()) - 0.5);
+        let excess = excess.signum() * (excess.abs() - 0.5).max(0.0);
         (excess * RATE_PER_FRAME).clamp(-MAX_RATE_CORRECTION, MAX_RATE_CORRECTION)
     }
 
@@ -387,7 +391,10 @@ impl<D: FrameDecoder> Playout<D> {
                     // The stream stopped: silence, and buffer afresh. The
                     // run just concealed was the stream's end, not a loss.
                     self.stats.underruns += 1;
-                    self.stats.concealed -= u64::from(MAX_CONCEALED_RUN);
+                    self.stats.concealed = self
+                        .stats
+                        .concealed
+                        .saturating_sub(u64::from(MAX_CONCEALED_RUN));
                     self.next = None;
                     self.newest = None;
                     for s in &mut self.slots {
