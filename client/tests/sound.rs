@@ -377,7 +377,7 @@ fn the_desktop_tone_plays_without_gaps_and_the_microphone_reaches_the_host() {
     let dip = worst_dip(tone);
     assert!(
         dip > 0.5,
-        "the tone drops to {:.0}% somewhere: a gap",
+        "the tone drops to {:.0}% somewhere: a gap; {s}",
         dip * 100.0
     );
 

@@ -26,9 +26,26 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 /// Retries back off only to this once a device has worked.
 const RETRY_AFTER_LOSS: Duration = Duration::from_millis(400);
 
-/// Device buffer asked for first: 10 ms at 48 kHz (devices that refuse it
-/// get their default).
-const PREFERRED_BUFFER: u32 = 480;
+/// Device buffer asked for first: 20 ms at 48 kHz (devices that refuse it
+/// get their default). With 10 ms, a sound server (PulseAudio) ran dry
+/// now and then while the machine was busy: a gap, which is worse than
+/// 10 ms more delay.
+const PREFERRED_BUFFER: u32 = 960;
+
+/// Gives the device's callback thread (the sound library's own, not ours)
+/// the input path's scheduling on its first callback: a callback that
+/// waits behind a decoder is a gap in the sound.
+#[derive(Default)]
+struct Prioritize(bool);
+
+impl Prioritize {
+    fn once(&mut self) {
+        if !self.0 {
+            self.0 = true;
+            crate::sched::latency_critical();
+        }
+    }
+}
 
 /// The device's format, as the callback sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,14 +343,18 @@ fn open_output<R: Render>(
         rate: config.sample_rate.0,
     };
     match format {
-        SampleFormat::F32 => dev.build_output_stream(
-            config,
-            move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
-                fill(&render, out, fmt, info);
-            },
-            on_error(failed),
-            None,
-        ),
+        SampleFormat::F32 => {
+            let mut first = Prioritize::default();
+            dev.build_output_stream(
+                config,
+                move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                    first.once();
+                    fill(&render, out, fmt, info);
+                },
+                on_error(failed),
+                None,
+            )
+        }
         SampleFormat::I16 => output_converted::<i16, R>(dev, config, fmt, render, failed),
         SampleFormat::I32 => output_converted::<i32, R>(dev, config, fmt, render, failed),
         SampleFormat::U16 => output_converted::<u16, R>(dev, config, fmt, render, failed),
@@ -368,9 +389,11 @@ where
 {
     // Grows to the device's buffer on the first callback, then stays.
     let mut scratch: Vec<f32> = Vec::with_capacity(8192);
+    let mut first = Prioritize::default();
     dev.build_output_stream(
         config,
         move |out: &mut [T], info: &cpal::OutputCallbackInfo| {
+            first.once();
             scratch.resize(out.len(), 0.0);
             fill(&render, &mut scratch, fmt, info);
             for (o, s) in out.iter_mut().zip(&scratch) {
@@ -394,16 +417,20 @@ fn open_input<C: Capture>(
         rate: config.sample_rate.0,
     };
     match format {
-        SampleFormat::F32 => dev.build_input_stream(
-            config,
-            move |data: &[f32], _: &cpal::InputCallbackInfo| {
-                if let Ok(mut c) = capture.lock() {
-                    c.capture(data, fmt);
-                }
-            },
-            on_error(failed),
-            None,
-        ),
+        SampleFormat::F32 => {
+            let mut first = Prioritize::default();
+            dev.build_input_stream(
+                config,
+                move |data: &[f32], _: &cpal::InputCallbackInfo| {
+                    first.once();
+                    if let Ok(mut c) = capture.lock() {
+                        c.capture(data, fmt);
+                    }
+                },
+                on_error(failed),
+                None,
+            )
+        }
         SampleFormat::I16 => input_converted::<i16, C>(dev, config, fmt, capture, failed),
         SampleFormat::I32 => input_converted::<i32, C>(dev, config, fmt, capture, failed),
         SampleFormat::U16 => input_converted::<u16, C>(dev, config, fmt, capture, failed),
@@ -424,9 +451,11 @@ where
     C: Capture,
 {
     let mut scratch: Vec<f32> = Vec::with_capacity(8192);
+    let mut first = Prioritize::default();
     dev.build_input_stream(
         config,
         move |data: &[T], _: &cpal::InputCallbackInfo| {
+            first.once();
             scratch.clear();
             scratch.extend(data.iter().map(|s| s.to_sample::<f32>()));
             if let Ok(mut c) = capture.lock() {
