@@ -334,6 +334,13 @@ impl<D: FrameDecoder> Playout<D> {
         Some((a, at(i), t))
     }
 
+    /// The stream went on after a run with nothing arriving: that run was
+    /// concealed loss after all.
+    fn settle_dry_run(&mut self) {
+        self.stats.concealed += u64::from(self.dry_run);
+        self.dry_run = 0;
+    }
+
     /// Decodes the next frame into `pcm`; false while buffering.
     fn next_frame(&mut self) -> bool {
         let target = self.target_frames();
@@ -376,6 +383,8 @@ impl<D: FrameDecoder> Playout<D> {
         slot.full = false;
         self.next = Some(next.wrapping_add(1));
         let n = if have {
+            // settle_dry_run, inlined: `slot` still borrows `self`.
+            self.stats.concealed += u64::from(self.dry_run);
             self.dry_run = 0;
             self.playing_capture_us = slot.capture_us;
             let len = slot.len;
@@ -386,15 +395,13 @@ impl<D: FrameDecoder> Playout<D> {
         } else {
             let nothing_newer = self.newest.is_none_or(|n| n.wrapping_sub(next) as i32 <= 0);
             if nothing_newer {
+                // Counted as concealed only once the stream goes on.
                 self.dry_run += 1;
                 if self.dry_run > MAX_CONCEALED_RUN {
                     // The stream stopped: silence, and buffer afresh. The
                     // run just concealed was the stream's end, not a loss.
                     self.stats.underruns += 1;
-                    self.stats.concealed = self
-                        .stats
-                        .concealed
-                        .saturating_sub(u64::from(MAX_CONCEALED_RUN));
+                    self.dry_run = 0;
                     self.next = None;
                     self.newest = None;
                     for s in &mut self.slots {
@@ -402,8 +409,10 @@ impl<D: FrameDecoder> Playout<D> {
                     }
                     return false;
                 }
+            } else {
+                self.settle_dry_run();
+                self.stats.concealed += 1;
             }
-            self.stats.concealed += 1;
             self.playing_capture_us += FRAME_US;
             self.decoder.decode(None, &mut self.pcm)
         };
@@ -519,6 +528,36 @@ mod tests {
         assert_eq!(s.underruns, 0);
         let tail = &heard[heard.len() / 2..];
         assert!(tail.iter().filter(|&&v| v == 0.0).count() < tail.len() / 20);
+    }
+
+    #[test]
+    fn a_stream_that_pauses_is_an_underrun_not_a_loss_and_counters_only_rise() {
+        // Packets 0..200, nothing for a second (a muted microphone), then
+        // 300..500; the device pulls all along.
+        let (p, _) = run(500, 0.0, |_| 0, |s| (200..300).contains(&s), true);
+        let s = p.stats();
+        assert_eq!(s.underruns, 1, "{s:?}");
+        assert_eq!(s.concealed, 0, "{s:?}");
+        let mut p = Playout::new(Plain, 1);
+        let mut out = [0.0f32; 240];
+        let mut last = PlayoutStats::default();
+        for s in 0..400u32 {
+            if !(100..200).contains(&s) {
+                p.push(
+                    s,
+                    u64::from(s) * FRAME_US,
+                    &packet(s),
+                    &[],
+                    u64::from(s) * FRAME_US,
+                );
+            }
+            for _ in 0..2 {
+                p.render(&mut out, 1, SAMPLE_RATE);
+                let now = p.stats();
+                assert!(now.concealed >= last.concealed && now.underruns >= last.underruns);
+                last = now;
+            }
+        }
     }
 
     #[test]

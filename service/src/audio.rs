@@ -166,7 +166,7 @@ impl AudioJob {
 
             // A click per key pressed since the last frame.
             let presses = self.desktop.lock().map(|d| d.key_presses).unwrap_or(0);
-            let new = presses - presses_seen.unwrap_or(presses);
+            let new = presses.saturating_sub(presses_seen.unwrap_or(presses));
             presses_seen = Some(presses);
             synth.click(new);
             synth.fill(&mut pcm);
@@ -208,9 +208,11 @@ impl AudioJob {
             if mic_started {
                 mic.render(&mut heard, 1, SAMPLE_RATE);
                 let concealed = mic.stats().concealed;
+                // (Monotonic: a run concealed at the stream's end is
+                // dropped before it is ever counted.)
                 counters
                     .mic_concealed
-                    .fetch_add(concealed - concealed_seen, Ordering::Relaxed);
+                    .fetch_add(concealed.saturating_sub(concealed_seen), Ordering::Relaxed);
                 concealed_seen = concealed;
                 if let Some(rec) = &self.recorder
                     && let Ok(mut w) = rec.lock()
