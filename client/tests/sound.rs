@@ -312,6 +312,30 @@ fn worst_dip(s: &[f32]) -> f32 {
     min / env[env.len() / 2]
 }
 
+/// Checks that `played` holds a tone of `hz` for more than 4 s, never
+/// dropping below `min_dip` of its median level; returns the worst dip.
+fn assert_tone(played: &[f32], hz: f32, min_dip: f32, s: &serde_json::Value) -> f32 {
+    let tone = sounding(played, 0.05, 10);
+    let secs = tone.len() as f32 / RATE as f32;
+    assert!(
+        secs > 4.0,
+        "the tone played for {secs:.2} s of a 5 s session; {s}"
+    );
+    // Drift correction may bend the pitch by 0.5 % at most.
+    let got = frequency(tone);
+    assert!(
+        (got - hz).abs() < hz * 0.006,
+        "the speaker played {got:.1} Hz; {s}"
+    );
+    let dip = worst_dip(tone);
+    assert!(
+        dip > min_dip,
+        "the tone drops to {:.0}% somewhere: a gap; {s}",
+        dip * 100.0
+    );
+    dip
+}
+
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -363,23 +387,7 @@ fn the_desktop_tone_plays_without_gaps_and_the_microphone_reaches_the_host() {
     // The speaker: 440 Hz for (nearly) the whole session, with no dropout.
     // The tone's level is 0.3 (RMS 0.21); the session's first and last
     // 50 ms are left out (sound starting and stopping).
-    let tone = sounding(&played, 0.05, 10);
-    let secs = tone.len() as f32 / RATE as f32;
-    assert!(
-        secs > 4.0,
-        "the tone played for {secs:.2} s of a 5 s session; {s}"
-    );
-    let hz = frequency(tone);
-    assert!(
-        (hz - 440.0).abs() < 2.5,
-        "the speaker played {hz:.1} Hz; {s}"
-    );
-    let dip = worst_dip(tone);
-    assert!(
-        dip > 0.5,
-        "the tone drops to {:.0}% somewhere: a gap; {s}",
-        dip * 100.0
-    );
+    assert_tone(&played, 440.0, 0.5, &s);
 
     // The microphone: 660 Hz in the host's recording, without gaps.
     let voice = sounding(&heard, 0.05, 10);
@@ -432,20 +440,7 @@ fn sound_rides_out_five_percent_loss() {
     // on average: a few in a run, so 2 % is far out).
     assert!(repaired >= packets / 50, "{s}");
     assert!(concealed * 50 <= packets, "{s}");
-    let tone = sounding(&played, 0.05, 10);
-    assert!(tone.len() as f32 / RATE as f32 > 4.0, "{s}");
-    let hz = frequency(tone);
-    // Drift correction may bend the pitch by 0.5 % (2.2 Hz) at most.
-    assert!(
-        (hz - 440.0).abs() < 2.5,
-        "the speaker played {hz:.1} Hz; {s}"
-    );
-    let dip = worst_dip(tone);
-    assert!(
-        dip > 0.25,
-        "the tone drops to {:.0}% somewhere; {s}",
-        dip * 100.0
-    );
+    let dip = assert_tone(&played, 440.0, 0.25, &s);
     eprintln!(
         "5% loss: {packets} packets, {repaired} repaired, {concealed} concealed, buffer {} ms, jitter {} ms, latency p50 {} ms p99 {} ms, worst dip {:.0}%",
         s["audio_buffer_ms"],
