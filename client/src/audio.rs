@@ -81,7 +81,10 @@ pub struct Speaker {
 impl Speaker {
     fn new(stats: Arc<Stats>) -> Result<Self, nephele_platform::opus::OpusError> {
         Ok(Self {
-            playout: Playout::new(OpusDecoder::new(Content::Desktop)?, 2),
+            playout: Playout::new(
+                OpusDecoder::new(Content::Desktop)?,
+                Content::Desktop.channels(),
+            ),
             stats,
             device: None,
             since_publish: 0,

@@ -3,7 +3,7 @@
 //! low-delay mode (no voice mode's extra look-ahead), the microphone in mono
 //! tuned for speech.
 
-use nephele_protocol::audio::{FRAME_SAMPLES, FrameDecoder};
+use nephele_protocol::audio::{DESKTOP_CHANNELS, FRAME_SAMPLES, FrameDecoder, MIC_CHANNELS};
 use opusic_c::{Application, Bitrate, Channels, SampleRate};
 
 /// An Opus error, by libopus' own message.
@@ -24,8 +24,8 @@ impl Content {
     /// Interleaved channels.
     pub fn channels(self) -> usize {
         match self {
-            Self::Desktop => 2,
-            Self::Voice => 1,
+            Self::Desktop => DESKTOP_CHANNELS,
+            Self::Voice => MIC_CHANNELS,
         }
     }
 

@@ -378,20 +378,16 @@ impl<D: FrameDecoder> Playout<D> {
             self.level = f64::from(target);
         }
         self.level += (f64::from(self.buffered()) - self.level) * 0.02;
-        let slot = &mut self.slots[next as usize % SLOTS];
-        let have = slot.full && slot.seq == next;
-        slot.full = false;
+        let i = next as usize % SLOTS;
+        let have = self.slots[i].full && self.slots[i].seq == next;
+        self.slots[i].full = false;
         self.next = Some(next.wrapping_add(1));
         let n = if have {
-            // settle_dry_run, inlined: `slot` still borrows `self`.
-            self.stats.concealed += u64::from(self.dry_run);
-            self.dry_run = 0;
+            self.settle_dry_run();
+            let slot = &self.slots[i];
             self.playing_capture_us = slot.capture_us;
-            let len = slot.len;
-            // Copy out: the decoder borrows self mutably.
-            let mut packet = [0u8; MAX_AUDIO_PAYLOAD];
-            packet[..len].copy_from_slice(&slot.data[..len]);
-            self.decoder.decode(Some(&packet[..len]), &mut self.pcm)
+            self.decoder
+                .decode(Some(&slot.data[..slot.len]), &mut self.pcm)
         } else {
             let nothing_newer = self.newest.is_none_or(|n| n.wrapping_sub(next) as i32 <= 0);
             if nothing_newer {

@@ -7,19 +7,19 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nephele_platform::opus::{Content, OpusDecoder, OpusEncoder};
 use nephele_protocol::audio::{
-    DESKTOP_CHANNELS, FRAME_SAMPLES, FRAME_US, MAX_AUDIO_PAYLOAD, Playout, SAMPLE_RATE,
+    DESKTOP_CHANNELS, FRAME_SAMPLES, FRAME_US, MAX_AUDIO_PAYLOAD, MIC_CHANNELS, Playout,
+    SAMPLE_RATE,
 };
 use nephele_protocol::{Envelope, Message};
 
 use crate::desktop::DesktopState;
-use crate::host::HostStats;
 
 /// The desktop's Opus bitrate (stereo).
 const DESKTOP_BITRATE: u32 = 96_000;
@@ -112,20 +112,6 @@ pub(crate) struct AudioJob {
     pub recorder: Option<MicRecorder>,
     pub stop: Arc<AtomicBool>,
     pub epoch: Instant,
-    pub stats: Arc<HostStats>,
-}
-
-/// Counters of the host's sound, all sessions.
-#[derive(Debug, Default)]
-pub struct AudioCounters {
-    /// Sound packets sent.
-    pub packets_sent: AtomicU64,
-    /// Microphone packets received.
-    pub mic_received: AtomicU64,
-    /// Microphone frames written to the recording.
-    pub mic_recorded: AtomicU64,
-    /// Microphone frames concealed (lost on the way).
-    pub mic_concealed: AtomicU64,
 }
 
 impl AudioJob {
@@ -137,7 +123,7 @@ impl AudioJob {
 
     fn run_inner(&self) -> Result<(), nephele_platform::opus::OpusError> {
         let mut encoder = OpusEncoder::new(Content::Desktop, DESKTOP_BITRATE)?;
-        let mut mic = Playout::new(OpusDecoder::new(Content::Voice)?, 1);
+        let mut mic = Playout::new(OpusDecoder::new(Content::Voice)?, Content::Voice.channels());
         let mut pcm = [0.0f32; FRAME_SAMPLES * DESKTOP_CHANNELS];
         let mut heard = [0.0f32; FRAME_SAMPLES];
         let mut packet = [0u8; MAX_AUDIO_PAYLOAD];
@@ -147,11 +133,9 @@ impl AudioJob {
         let mut synth = Synth::new(self.tone_hz);
         let mut presses_seen = None;
         let mut mic_started = false;
-        let mut concealed_seen = 0;
         let mut seq: u32 = 0;
         let mut next = Instant::now();
         let mut last_flush = Instant::now();
-        let counters = &self.stats.audio;
         while !self.stop.load(Ordering::Relaxed) {
             let now = Instant::now();
             if now < next {
@@ -189,7 +173,6 @@ impl AudioJob {
             {
                 tracing::trace!(error = %e, "sound send");
             }
-            counters.packets_sent.fetch_add(1, Ordering::Relaxed);
             previous[..len].copy_from_slice(&packet[..len]);
             prev_len = len;
             seq = seq.wrapping_add(1);
@@ -206,14 +189,7 @@ impl AudioJob {
                 mic_started = true;
             }
             if mic_started {
-                mic.render(&mut heard, 1, SAMPLE_RATE);
-                let concealed = mic.stats().concealed;
-                // (Monotonic: a run concealed at the stream's end is
-                // dropped before it is ever counted.)
-                counters
-                    .mic_concealed
-                    .fetch_add(concealed.saturating_sub(concealed_seen), Ordering::Relaxed);
-                concealed_seen = concealed;
+                mic.render(&mut heard, MIC_CHANNELS, SAMPLE_RATE);
                 if let Some(rec) = &self.recorder
                     && let Ok(mut w) = rec.lock()
                     && let Some(w) = w.as_mut()
@@ -224,7 +200,6 @@ impl AudioJob {
                             break;
                         }
                     }
-                    counters.mic_recorded.fetch_add(1, Ordering::Relaxed);
                     // Keep the header current, so the file is whole even if
                     // the host is killed.
                     if last_flush.elapsed() >= Duration::from_millis(500) {

@@ -33,7 +33,7 @@ use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
 };
 
-use crate::audio::{AudioCounters, AudioJob, MIC_QUEUE, MicPacket, MicRecorder, mic_recorder};
+use crate::audio::{AudioJob, MIC_QUEUE, MicPacket, MicRecorder, mic_recorder};
 use crate::desktop::{DesktopState, I420, Renderer};
 
 /// A session that hears nothing for this long ends.
@@ -126,8 +126,6 @@ pub struct HostStats {
     pub encoder_fps: AtomicU64,
     /// Times congestion control cut a session's rate, all sessions.
     pub rate_decreases: AtomicU64,
-    /// Sound, both ways.
-    pub audio: AudioCounters,
 }
 
 /// A running host; stops when dropped.
@@ -427,10 +425,6 @@ impl Receiver {
                 payload,
                 previous,
             } => {
-                self.stats
-                    .audio
-                    .mic_received
-                    .fetch_add(1, Ordering::Relaxed);
                 let arrived_us = self.epoch.elapsed().as_micros() as u64;
                 // Full: the sound thread is stalled, and this packet would
                 // be too late anyway.
@@ -575,7 +569,6 @@ impl Receiver {
             recorder: self.mic_recorder.clone(),
             stop: stop.clone(),
             epoch: self.epoch,
-            stats: self.stats.clone(),
         };
         let sound = match std::thread::Builder::new()
             .name(format!("nephele-host-audio-{}", self.next_index))
