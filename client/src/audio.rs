@@ -16,6 +16,7 @@ use nephele_protocol::audio::{
     FRAME_SAMPLES, MAX_AUDIO_PAYLOAD, Playout, PlayoutStats, SAMPLE_RATE,
 };
 
+use crate::activity::Activity;
 use crate::stats::{NO_OFFSET, Stats, local_us};
 
 /// The microphone's Opus bitrate: clear speech.
@@ -167,6 +168,7 @@ pub struct Microphone {
     muted: Arc<AtomicBool>,
     tx: tokio::sync::mpsc::Sender<MicPacket>,
     stats: Arc<Stats>,
+    activity: Arc<Activity>,
 }
 
 impl Microphone {
@@ -182,6 +184,8 @@ impl Microphone {
             self.packet.len = 0;
             return;
         }
+        // Speaking is input: it keeps the session from pausing.
+        self.activity.heard(&self.frame);
         let p = &mut self.packet;
         p.prev = p.data;
         p.prev_len = p.len;
@@ -237,6 +241,7 @@ impl Audio {
         cfg: AudioConfig,
         stats: Arc<Stats>,
         mic_tx: tokio::sync::mpsc::Sender<MicPacket>,
+        activity: Arc<Activity>,
     ) -> Self {
         let mut audio = Self {
             speaker: None,
@@ -282,6 +287,7 @@ impl Audio {
                         muted: audio.muted.clone(),
                         tx: mic_tx,
                         stats,
+                        activity,
                     };
                     match nephele_platform::audio::record(Arc::new(Mutex::new(mic))) {
                         Ok(d) => audio._input = Some(d),

@@ -5,12 +5,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nephele_protocol::activity::IdlePolicy;
 
 use nephele_service::embedded::{Embedded, EmbeddedError, EmbeddedOptions, PopSpec};
 use nephele_service::host::{Host, HostConfig};
 use nephele_service::impair::Impairment;
 use rustls::pki_types::CertificateDer;
+
+use crate::stats::Stats;
 
 /// Errors starting the demo service.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +49,53 @@ pub struct DemoOptions {
     pub tone_hz: Option<f32>,
     /// Where the host records the microphone (WAV).
     pub record_mic: Option<PathBuf>,
+    /// The directory's idle policy.
+    pub idle_policy: IdlePolicy,
+}
+
+/// Something the chaos plan does to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChaosAction {
+    /// Kill the gateway the session goes through.
+    KillGateway,
+    /// Kill the host the session runs on.
+    KillHost,
+}
+
+/// `--chaos kill-gateway@3s,kill-host@6s`: components killed (as a crash
+/// would: no goodbyes) at those times after the first picture.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chaos(pub Vec<(Duration, ChaosAction)>);
+
+impl std::str::FromStr for Chaos {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut plan = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (what, at) = item
+                .split_once('@')
+                .ok_or_else(|| format!("`{item}` should be ACTION@TIME, as in kill-gateway@3s"))?;
+            let action = match what {
+                "kill-gateway" => ChaosAction::KillGateway,
+                "kill-host" => ChaosAction::KillHost,
+                other => {
+                    return Err(format!(
+                        "unknown chaos action `{other}`: use kill-gateway or kill-host"
+                    ));
+                }
+            };
+            let secs = at
+                .strip_suffix("ms")
+                .and_then(|v| v.parse::<f64>().ok().map(|v| v / 1000.0))
+                .or_else(|| at.strip_suffix('s').and_then(|v| v.parse::<f64>().ok()))
+                .filter(|s| s.is_finite() && (0.0..=86_400.0).contains(s))
+                .ok_or_else(|| format!("`{at}` in `{item}` is not a time such as 3s or 500ms"))?;
+            plan.push((Duration::from_secs_f64(secs), action));
+        }
+        plan.sort_by_key(|(t, _)| *t);
+        Ok(Self(plan))
+    }
 }
 
 /// The running service; stops when dropped.
@@ -112,6 +164,7 @@ impl DemoService {
                 record_mic: opts.record_mic,
             },
             network: opts.network,
+            idle_policy: opts.idle_policy,
         }));
         let svc = match svc {
             Ok(s) => s,
@@ -172,6 +225,44 @@ impl DemoService {
     /// The embedded service, for tests that reach into its parts.
     pub fn service(&self) -> &Embedded {
         self.svc()
+    }
+
+    /// Carries out a chaos plan against the session whose statistics are
+    /// `stats`, timed from its first picture, until `done` is set.
+    pub fn run_chaos(&self, plan: &Chaos, stats: &Stats, done: &AtomicBool) {
+        let wait = |until: &dyn Fn() -> bool| {
+            while !done.load(Ordering::Relaxed) && !until() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            !done.load(Ordering::Relaxed)
+        };
+        if !wait(&|| stats.frames_presented.load(Ordering::Relaxed) > 0) {
+            return;
+        }
+        let start = Instant::now();
+        for &(at, action) in &plan.0 {
+            if !wait(&|| start.elapsed() >= at) {
+                return;
+            }
+            match action {
+                ChaosAction::KillGateway => {
+                    let id = stats
+                        .route
+                        .lock()
+                        .map(|r| r.gateway_id.clone())
+                        .unwrap_or_default();
+                    if self.svc().kill_gateway(&id) {
+                        tracing::warn!(gateway = %id, "chaos: gateway killed");
+                    } else {
+                        tracing::warn!(gateway = %id, "chaos: no such gateway to kill");
+                    }
+                }
+                ChaosAction::KillHost => match self.svc().kill_host() {
+                    Some(addr) => tracing::warn!(host = %addr, "chaos: host killed"),
+                    None => tracing::warn!("chaos: no host left to kill"),
+                },
+            }
+        }
     }
 
     /// The embedded service, for tests that stop parts of it.

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nephele_platform::gamepad::{ChannelSource, GamepadSource, PadEvent};
-use nephele_protocol::pad::{MAX_PADS, axis_from_f32, axis_to_f32};
+use nephele_protocol::pad::{MAX_PADS, PadKind, axis_from_f32, axis_to_f32};
 use nephele_protocol::wire::InputEvent;
 
 use crate::session::InputHandle;
@@ -21,6 +21,8 @@ use crate::stats::Stats;
 #[derive(Debug, Default)]
 pub struct PadSlots {
     slots: [Option<(usize, usize)>; MAX_PADS as usize],
+    /// What each connected pad announced, to announce it again.
+    kinds: [Option<(PadKind, bool)>; MAX_PADS as usize],
 }
 
 impl PadSlots {
@@ -50,6 +52,7 @@ impl PadSlots {
                     return None;
                 };
                 self.slots[free] = Some((source, device));
+                self.kinds[free] = Some((kind, rumble));
                 tracing::info!(name, slot = free, ?kind, rumble, "gamepad connected");
                 Some(InputEvent::PadConnect {
                     pad: free as u8,
@@ -60,6 +63,7 @@ impl PadSlots {
             PadEvent::Disconnected { device } => {
                 let pad = slot_of(&self.slots, device)?;
                 self.slots[usize::from(pad)] = None;
+                self.kinds[usize::from(pad)] = None;
                 Some(InputEvent::PadDisconnect { pad })
             }
             PadEvent::Button {
@@ -81,6 +85,17 @@ impl PadSlots {
                 value: axis_from_f32(value),
             }),
         }
+    }
+
+    /// A connect event for every pad connected now (for a host that lost
+    /// them: a new host, or one that released everything on a reconnect).
+    pub fn connected(&self) -> Vec<InputEvent> {
+        (0..MAX_PADS)
+            .zip(&self.kinds)
+            .filter_map(|(pad, k)| {
+                k.map(|(kind, rumble)| InputEvent::PadConnect { pad, kind, rumble })
+            })
+            .collect()
     }
 
     /// The source and device in slot `pad`.
@@ -167,6 +182,16 @@ impl Gamepads {
         });
         pads.spawn("nephele-pad", &input, &stats, real_source);
         pads
+    }
+
+    /// Announces every connected pad to the host again.
+    pub fn announce_again(&self, input: &InputHandle) {
+        let events = self.slots.lock().map(|s| s.connected()).unwrap_or_default();
+        for ev in events {
+            if let Err(e) = input.push(ev) {
+                tracing::warn!(error = %e, "gamepad not announced again");
+            }
+        }
     }
 
     /// Feeds scripted device events.
@@ -279,7 +304,7 @@ fn run_source(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nephele_protocol::pad::{PadAxis, PadButton, PadKind};
+    use nephele_protocol::pad::{PadAxis, PadButton};
 
     fn connect(device: usize) -> PadEvent {
         PadEvent::Connected {
@@ -325,6 +350,12 @@ mod tests {
         assert_eq!(slot(s.on_event(1, &connect(5))), 0);
         assert_eq!(s.device(0), Some((1, 5)));
         assert_eq!(s.device(2), Some((0, 3)));
+        let again: Vec<u8> = s.connected().iter().map(|e| slot(Some(*e))).collect();
+        assert_eq!(
+            again,
+            [0, 1, 2],
+            "connected pads are announced again in slot order"
+        );
         // Events of a device that never arrived mean nothing.
         let stray = PadEvent::Button {
             device: 44,

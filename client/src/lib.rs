@@ -11,6 +11,7 @@
 //! session's [`session::InputHandle`]. [`demo`] starts the reference service
 //! in-process for `nephele demo`.
 
+pub mod activity;
 pub mod audio;
 pub mod demo;
 pub mod discovery;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use nephele_client::audio::AudioConfig;
-use nephele_client::demo::{DemoOptions, DemoService};
+use nephele_client::demo::{Chaos, DemoOptions, DemoService};
 use nephele_client::discovery::{self, Choice, Reprober};
 use nephele_client::headless::{HeadlessSink, play_script};
 use nephele_client::input::Script;
@@ -23,6 +23,7 @@ use nephele_client::session::{ConnectConfig, Session};
 use nephele_client::stats::{Route, Stats};
 use nephele_client::video::{self, H264Decoder, Presenter};
 use nephele_client::window::{self, WindowOptions};
+use nephele_protocol::activity::{IdlePolicy, KeepActive};
 use nephele_service::dirclient::DirectoryClient;
 use rustls::pki_types::CertificateDer;
 
@@ -92,6 +93,11 @@ struct StreamArgs {
     /// Start with the microphone muted (Ctrl+Alt+Shift+M toggles it in the window).
     #[arg(long)]
     mic_muted: bool,
+    /// Ask the service to keep the session active without input, and why:
+    /// presentation, video, spectating or recording (Ctrl+Alt+Shift+P
+    /// toggles presentation mode in the window).
+    #[arg(long, value_name = "REASON", default_value = "none")]
+    keep_active: KeepActive,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +177,20 @@ struct DemoArgs {
     /// WAV file (48 kHz, mono, 16-bit).
     #[arg(long, value_name = "PATH")]
     record_mic: Option<PathBuf>,
+    /// When the directory has idle sessions warned, paused (no capture or
+    /// encoding) and suspended (resources released, state kept), as in
+    /// `warn=2s,pause=3s,suspend=6s`; `never` turns pausing off.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "warn=14m,pause=15m,suspend=60m"
+    )]
+    idle_policy: IdlePolicy,
+    /// Kill parts of the service mid-session, as a crash would, to watch the
+    /// session survive: `kill-gateway@3s,kill-host@6s` (times from the
+    /// first picture; the session's own gateway and host).
+    #[arg(long, value_name = "PLAN", default_value = "")]
+    chaos: Chaos,
     #[command(flatten)]
     stream: StreamArgs,
 }
@@ -240,6 +260,7 @@ fn connect(a: ConnectArgs) -> Result<()> {
             &password,
             a.login.desktop.as_deref(),
             &a.stream,
+            Arc::new(Stats::default()),
         );
     };
     let (addr, host_part) = resolve(gateway)?;
@@ -320,6 +341,7 @@ fn via_directory(
     password: &str,
     desktop: Option<&str>,
     stream: &StreamArgs,
+    stats: Arc<Stats>,
 ) -> Result<()> {
     let (opened, choice) = sign_in_and_choose(dir, user, password, desktop)?;
     let best = choice.best().context("no PoP is usable")?.clone();
@@ -341,7 +363,19 @@ fn via_directory(
             fps: stream.fps,
         },
     )?;
-    let stats = Arc::new(Stats::default());
+    if let Some(p) = &opened.grant.idle_policy {
+        let secs = |ms: Option<u64>| {
+            ms.map_or("never".to_string(), |m| {
+                format!("{:.0} s", m as f64 / 1000.0)
+            })
+        };
+        tracing::info!(
+            warn = %secs(p.warn_ms),
+            pause = %secs(p.pause_ms),
+            suspend = %secs(p.suspend_ms),
+            "the directory's idle policy"
+        );
+    }
     stats
         .pop_decision_us
         .store(choice.decision.as_micros() as u64, Ordering::Relaxed);
@@ -410,12 +444,27 @@ fn demo(a: DemoArgs) -> Result<()> {
         motion: a.motion,
         tone_hz: a.tone,
         record_mic: a.record_mic.clone(),
+        idle_policy: a.idle_policy,
     })
     .context("starting the demo service")?;
     let (user, password) = svc.credentials();
     let roots = vec![svc.ca()];
     let dir = DirectoryClient::new(&svc.directory_url(), &roots)?;
-    let res = via_directory(&dir, roots, user, password, None, &a.stream);
+    let stats = Arc::new(Stats::default());
+    let done = AtomicBool::new(false);
+    let res = std::thread::scope(|scope| {
+        if !a.chaos.0.is_empty() {
+            let (svc, stats, done) = (&svc, &stats, &done);
+            let plan = &a.chaos;
+            std::thread::Builder::new()
+                .name("nephele-chaos".into())
+                .spawn_scoped(scope, move || svc.run_chaos(plan, stats, done))
+                .context("starting the chaos thread")?;
+        }
+        let res = via_directory(&dir, roots, user, password, None, &a.stream, stats.clone());
+        done.store(true, Ordering::Relaxed);
+        res
+    });
     drop(svc);
     res
 }
@@ -466,7 +515,7 @@ fn run_stream(mut cfg: ConnectConfig, a: &StreamArgs, stats: Arc<Stats>) -> Resu
         })
         .transpose()?;
     let (stats, streamed) = if a.headless {
-        run_headless(cfg, duration, script, stats)?
+        run_headless(cfg, duration, script, a.keep_active, stats)?
     } else {
         let title = if cfg.token.is_empty() {
             format!("Nephele — {}", cfg.route.gateway_id)
@@ -480,6 +529,7 @@ fn run_stream(mut cfg: ConnectConfig, a: &StreamArgs, stats: Arc<Stats>) -> Resu
                 script,
                 title,
                 display_hz: a.display_hz,
+                keep_active: a.keep_active,
             },
             stats,
         )?
@@ -510,6 +560,7 @@ fn run_headless(
     cfg: ConnectConfig,
     duration: Option<Duration>,
     script: Option<Script>,
+    keep_active: KeepActive,
     stats: Arc<Stats>,
 ) -> Result<(Arc<Stats>, Duration)> {
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -526,6 +577,7 @@ fn run_headless(
         }),
     )
     .with_context(|| format!("connecting to the gateway at {gateway}"))?;
+    session.activity().set_keep_active(keep_active);
     let start = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let player = script.map(|s| {

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nephele_protocol::activity::Phase;
 use nephele_protocol::framing::{FrameReader, Lane, write_frame};
 use nephele_protocol::input::{InputError, InputSender};
 use nephele_protocol::rate::{ClockMap, QueueDelay};
@@ -29,6 +30,7 @@ use nephele_protocol::wire::{GoodbyeReason, InputEvent, Message};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{Notify, watch};
 
+use crate::activity::Activity;
 use crate::audio::{Audio, AudioConfig, MIC_QUEUE, MicPacket, Speaker};
 use crate::gamepad::Gamepads;
 use crate::stats::{Route, Stats, local_us};
@@ -53,6 +55,41 @@ const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// clock map needs one exchange through an empty queue to be right.
 const STARTUP_PINGS: u32 = 8;
 const STARTUP_PING_INTERVAL: Duration = Duration::from_millis(125);
+
+/// The activity heartbeat's period.
+const ACTIVITY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// After losing the connection, the client tries to reconnect this long.
+pub const RECONNECT_FOR: Duration = Duration::from_secs(120);
+
+/// A reconnect attempt's handshake may take this long before the next
+/// gateway is tried (the first connection allows [`HANDSHAKE_TIMEOUT`]).
+const RECONNECT_HANDSHAKE: Duration = Duration::from_secs(1);
+
+/// Whether an error means the path to the service broke (the gateway died
+/// or the network went away), so reconnecting may save the session, rather
+/// than that the service ended or refused it.
+fn lost_link(e: &SessionError) -> bool {
+    let conn = match e {
+        SessionError::Connection(c)
+        | SessionError::Read(quinn::ReadError::ConnectionLost(c))
+        | SessionError::Write(quinn::WriteError::ConnectionLost(c)) => c,
+        // The gateway is shutting down, or the host is (the gateway will
+        // attach the session to its backup).
+        SessionError::Ended(GoodbyeReason::Shutdown) => return true,
+        _ => return false,
+    };
+    match conn {
+        quinn::ConnectionError::TimedOut
+        | quinn::ConnectionError::Reset
+        | quinn::ConnectionError::TransportError(_)
+        | quinn::ConnectionError::ConnectionClosed(_) => true,
+        quinn::ConnectionError::ApplicationClosed(a) => {
+            a.error_code == quinn::VarInt::from_u32(GoodbyeReason::Shutdown as u32)
+        }
+        _ => false,
+    }
+}
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -206,6 +243,7 @@ pub struct StreamInfo {
 struct InputShared {
     sender: Mutex<InputSender>,
     wake: Notify,
+    activity: Arc<Activity>,
 }
 
 /// Pushes input into a session from any thread, without blocking.
@@ -223,6 +261,7 @@ impl std::fmt::Debug for InputHandle {
 impl InputHandle {
     /// Queues an event for the host.
     pub fn push(&self, ev: InputEvent) -> Result<(), InputError> {
+        self.shared.activity.touch();
         let r = match self.shared.sender.lock() {
             Ok(mut s) => s.push(ev),
             Err(_) => Err(InputError::Stalled),
@@ -280,9 +319,11 @@ impl Session {
         if let Ok(mut r) = stats.route.lock() {
             *r = cfg.route.clone();
         }
+        let activity = Arc::new(Activity::default());
         let shared = Arc::new(InputShared {
             sender: Mutex::new(InputSender::new()),
             wake: Notify::new(),
+            activity: activity.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let pads = Arc::new(Gamepads::start(
@@ -298,7 +339,7 @@ impl Session {
         let want_keyframe = Arc::new(AtomicBool::new(false));
         let ended = Arc::new(AtomicBool::new(false));
         let (mic_tx, mic_rx) = tokio::sync::mpsc::channel(MIC_QUEUE);
-        let audio = Audio::start(cfg.audio, stats.clone(), mic_tx);
+        let audio = Audio::start(cfg.audio, stats.clone(), mic_tx, activity.clone());
         let speaker = audio.speaker();
         let saver = match &cfg.save_stream {
             Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
@@ -351,6 +392,7 @@ impl Session {
                             pads: net_pads,
                             speaker,
                             mic: mic_rx,
+                            client_session: random_u64(),
                         };
                         net.run(cfg, ready_tx).await
                     });
@@ -388,6 +430,12 @@ impl Session {
             pads,
             audio,
         })
+    }
+
+    /// What the user is doing, as reported to the host (input marks it by
+    /// itself; the window adds its state and keep-active requests).
+    pub fn activity(&self) -> Arc<Activity> {
+        self.input.shared.activity.clone()
     }
 
     /// Mutes or unmutes the microphone.
@@ -516,6 +564,21 @@ struct Net {
     pads: Arc<Gamepads>,
     speaker: Option<Arc<Mutex<Speaker>>>,
     mic: tokio::sync::mpsc::Receiver<MicPacket>,
+    /// The session's name for direct gateways, the same on every reconnect.
+    client_session: u64,
+}
+
+/// A random session name: std's OS-seeded hasher over the time, as the
+/// gateway does, rather than an RNG crate for one number per session.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish().max(1)
 }
 
 fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -540,7 +603,7 @@ impl Net {
         ready: SyncSender<Result<StreamInfo, SessionError>>,
     ) -> Result<(), SessionError> {
         let opened = self.open_any(&cfg).await;
-        let (conn, endpoint, mut ctl_send, ctl_recv, info) = match opened {
+        let (mut conn, mut endpoint, mut ctl_send, mut ctl_recv, info) = match opened {
             Ok(v) => v,
             Err(e) => {
                 let msg = e.to_string();
@@ -550,7 +613,40 @@ impl Net {
         };
         let _ = ready.send(Ok(info));
         tracing::info!(gateway = %cfg.gateway, width = info.width, height = info.height, fps = info.fps, "streaming");
-        let res = self.stream(&conn, &mut ctl_send, ctl_recv).await;
+        if let Ok(mut c) = self.stats.continuity.lock() {
+            c.account_cpu();
+        }
+        let res = loop {
+            let res = self.stream(&conn, &mut ctl_send, ctl_recv).await;
+            let lost = match &res {
+                Err(e) if lost_link(e) && !*self.stop.borrow() => e.to_string(),
+                _ => break res,
+            };
+            // The link is gone, the session is not: reconnect to it through
+            // the next gateway in the ranking.
+            tracing::warn!(error = %lost, "connection to the gateway lost; reconnecting");
+            let last = self.stats.presentation.lock().ok().and_then(|p| p.last);
+            if let Ok(mut c) = self.stats.continuity.lock() {
+                c.set_reconnecting(true, last);
+            }
+            conn.close(
+                quinn::VarInt::from_u32(GoodbyeReason::Normal as u32),
+                b"lost",
+            );
+            match self.reconnect(&cfg).await {
+                Ok(Some((c, e, s, r, _))) => {
+                    (conn, endpoint, ctl_send, ctl_recv) = (c, e, s, r);
+                    self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut c) = self.stats.continuity.lock() {
+                        c.set_reconnecting(false, None);
+                    }
+                    self.after_new_path();
+                }
+                // Closed while reconnecting.
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        };
         let reason = if res.is_ok() {
             GoodbyeReason::Normal
         } else {
@@ -565,13 +661,75 @@ impl Net {
         res
     }
 
+    /// The session continues on a new path (another gateway, or a backup
+    /// host): what the host may not have gets there again. Input it has not
+    /// acknowledged goes at once (it applies each event once), and the
+    /// gamepads are announced again (the host released them).
+    fn after_new_path(&self) {
+        if let Ok(mut s) = self.shared.sender.lock() {
+            s.resend_unacked(Instant::now());
+        }
+        self.pads.announce_again(&InputHandle {
+            shared: self.shared.clone(),
+        });
+    }
+
+    /// Tries the gateways in ranking order, starting after the one in use,
+    /// until one attaches the session again, for up to [`RECONNECT_FOR`].
+    /// `None` when the session was closed meanwhile.
+    async fn reconnect(&mut self, cfg: &ConnectConfig) -> Result<Option<Opened>, SessionError> {
+        let mut all = vec![Fallback {
+            gateway: cfg.gateway,
+            server_name: cfg.server_name.clone(),
+            route: cfg.route.clone(),
+        }];
+        all.extend(cfg.fallbacks.iter().cloned());
+        let current = self
+            .stats
+            .route
+            .lock()
+            .ok()
+            .and_then(|r| all.iter().position(|f| f.route.gateway_id == r.gateway_id))
+            .unwrap_or(0);
+        let give_up = Instant::now() + RECONNECT_FOR;
+        let mut last_err = None;
+        while Instant::now() < give_up {
+            for k in 1..=all.len() {
+                if *self.stop.borrow() {
+                    return Ok(None);
+                }
+                let next = &all[(current + k) % all.len()];
+                let mut attempt = cfg.clone();
+                attempt.gateway = next.gateway;
+                attempt.server_name = next.server_name.clone();
+                attempt.route = next.route.clone();
+                match self.open(&attempt, RECONNECT_HANDSHAKE).await {
+                    Ok(v) => {
+                        tracing::info!(pop = %next.route.pop, gateway = %next.route.gateway_id, "reconnected");
+                        if let Ok(mut r) = self.stats.route.lock() {
+                            *r = next.route.clone();
+                        }
+                        return Ok(Some(v));
+                    }
+                    Err(e) if lost_link(&e) || matches!(e, SessionError::NoAnswer { .. }) => {
+                        tracing::info!(pop = %next.route.pop, error = %e, "not this gateway");
+                        last_err = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(last_err.unwrap_or_else(|| SessionError::Protocol("no gateway to reconnect to".into())))
+    }
+
     /// Opens the session through the configured gateway, or, when it does
     /// not answer, through each fallback in turn.
     async fn open_any(&mut self, cfg: &ConnectConfig) -> Result<Opened, SessionError> {
         let mut attempt = cfg.clone();
         let mut rest = cfg.fallbacks.iter();
         loop {
-            match self.open(&attempt).await {
+            match self.open(&attempt, HANDSHAKE_TIMEOUT).await {
                 Ok(v) => {
                     if let Ok(mut r) = self.stats.route.lock() {
                         *r = attempt.route.clone();
@@ -597,8 +755,18 @@ impl Net {
         }
     }
 
-    async fn open(&mut self, cfg: &ConnectConfig) -> Result<Opened, SessionError> {
-        let client_cfg = nephele_service::tls::quic_client_config(&cfg.roots)?;
+    async fn open(
+        &mut self,
+        cfg: &ConnectConfig,
+        handshake: Duration,
+    ) -> Result<Opened, SessionError> {
+        let mut client_cfg = nephele_service::tls::quic_client_config(&cfg.roots)?;
+        // The handshake may take `handshake`; once connected the gateway's
+        // shorter idle timeout applies (the smaller side wins), so a dead
+        // gateway is noticed quickly.
+        let mut transport = nephele_service::tls::transport_config();
+        transport.max_idle_timeout(quinn::IdleTimeout::try_from(handshake).ok());
+        client_cfg.transport_config(Arc::new(transport));
         let socket = client_socket(cfg.gateway)?;
         let mut endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -613,8 +781,10 @@ impl Net {
                 addr: cfg.gateway,
                 source,
             })?;
-        let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
-            Err(_) => return Err(SessionError::NoAnswer { addr: cfg.gateway }),
+        let conn = match tokio::time::timeout(handshake, connecting).await {
+            Err(_) | Ok(Err(quinn::ConnectionError::TimedOut)) => {
+                return Err(SessionError::NoAnswer { addr: cfg.gateway });
+            }
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 let text = e.to_string();
@@ -635,6 +805,7 @@ impl Net {
                 height: cfg.height,
                 fps: cfg.fps,
                 token: &cfg.token,
+                client_session: self.client_session,
             }
             .encode(o)
         });
@@ -720,10 +891,15 @@ impl Net {
         let mut draining: Option<Instant> = None;
         let mut mic_buf = bytes::BytesMut::new();
         let mut mic_msg = Vec::with_capacity(nephele_protocol::MAX_DATAGRAM);
+        let mut next_activity = Instant::now();
+        // A fresh path: the host tells the phase if it is not streaming.
+        if let Ok(mut c) = self.stats.continuity.lock() {
+            c.set_phase(Phase::Streaming, 0);
+        }
 
         loop {
             let now = Instant::now();
-            let mut deadline = next_ping.min(next_report);
+            let mut deadline = next_ping.min(next_report).min(next_activity);
             if let Some(t) = reasm.poll_timeout(now) {
                 deadline = deadline.min(t);
             }
@@ -783,6 +959,26 @@ impl Net {
                                     Ok(Message::Rumble { pad, strong, weak, duration_ms }) => {
                                         self.pads.rumble(pad, strong, weak, duration_ms);
                                     }
+                                    Ok(Message::Status { phase, ms }) => self.on_status(phase, ms),
+                                    Ok(Message::Welcome { session_id, .. }) => {
+                                        // A backup host took the session over (the gateway
+                                        // moved it): a new clock, frames numbered afresh.
+                                        tracing::warn!(session_id, "the session moved to a backup host");
+                                        reasm = Reassembler::new(ReassemblerConfig::default(), Instant::now());
+                                        reported = nephele_protocol::video::ReassemblyStats::default();
+                                        queue = QueueDelay::default();
+                                        clock = ClockMap::default();
+                                        pings = 0;
+                                        next_ping = Instant::now();
+                                        self.stats.new_host();
+                                        let last = self.stats.presentation.lock().ok().and_then(|p| p.last);
+                                        if let Ok(mut c) = self.stats.continuity.lock() {
+                                            c.takeovers += 1;
+                                            c.outage_from = Some((last.unwrap_or_else(Instant::now), true));
+                                            c.set_phase(Phase::Streaming, 0);
+                                        }
+                                        self.after_new_path();
+                                    }
                                     Ok(other) => tracing::debug!(?other, "unexpected control message"),
                                     Err(e) => return Err(SessionError::Protocol(e.to_string())),
                                 }
@@ -800,8 +996,12 @@ impl Net {
             if let Ok(mut s) = self.shared.sender.lock() {
                 let rtt = conn.rtt();
                 s.set_rto(rtt * 3 + Duration::from_millis(30));
+                let sent_before = s.stats().sent;
                 while let Some((seq, event)) = s.poll_transmit(now) {
                     write_frame(&mut out, |o| Message::Input { seq, event }.encode(o));
+                }
+                if s.stats().sent > sent_before {
+                    self.input_while_stopped(now);
                 }
                 let st = s.stats();
                 self.stats.input_sent.store(st.sent, Ordering::Relaxed);
@@ -900,6 +1100,26 @@ impl Net {
                 });
                 ctl_send.write_all(&out).await?;
             }
+            // The heartbeat: once a second, and at once when input comes
+            // while the host is not simply streaming (speech into the
+            // microphone resumes a paused session this way).
+            let fresh = self.shared.activity.take_fresh();
+            let phase = self
+                .stats
+                .continuity
+                .lock()
+                .map(|c| c.phase)
+                .unwrap_or_default();
+            if now >= next_activity || (fresh && phase != Phase::Streaming) {
+                next_activity = now + ACTIVITY_INTERVAL;
+                let report = self.shared.activity.report(now);
+                if fresh {
+                    self.input_while_stopped(now);
+                }
+                out.clear();
+                write_frame(&mut out, |o| Message::Activity(report).encode(o));
+                ctl_send.write_all(&out).await?;
+            }
             if now >= next_ping {
                 pings += 1;
                 next_ping = now
@@ -935,6 +1155,28 @@ impl Net {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// The host told the session's phase.
+    fn on_status(&self, phase: Phase, ms: u32) {
+        tracing::info!(phase = phase.name(), ms, "session phase");
+        if phase.is_stopped() {
+            self.stats.stream_stopped();
+        }
+        if let Ok(mut c) = self.stats.continuity.lock() {
+            c.set_phase(phase, ms);
+        }
+    }
+
+    /// Input is leaving while the host has stopped the stream: it resumes
+    /// it; the time to the next picture is the resume time.
+    fn input_while_stopped(&self, now: Instant) {
+        if let Ok(mut c) = self.stats.continuity.lock()
+            && c.phase.is_stopped()
+            && c.resume_started.is_none()
+        {
+            c.resume_started = Some(now);
         }
     }
 

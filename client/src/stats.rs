@@ -7,6 +7,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use nephele_protocol::activity::Phase;
 use nephele_protocol::audio::FRAME_US;
 use serde::Serialize;
 
@@ -140,6 +141,125 @@ pub struct Stats {
     pub frames_sent_by_host: AtomicU64,
     /// When the last picture was presented, and the longest gap so far.
     pub presentation: Mutex<Presentation>,
+    /// Frames earlier hosts of the session sent (before a takeover).
+    pub frames_sent_before: AtomicU64,
+    /// Idle phases, resumes, reconnects and takeovers.
+    pub continuity: Mutex<Continuity>,
+}
+
+/// What the session went through: the host's idle phases, resumes,
+/// reconnects and host takeovers, and the process's CPU in each phase.
+#[derive(Debug, Default)]
+pub struct Continuity {
+    /// The phase the host last told.
+    pub phase: Phase,
+    /// With the phase: milliseconds to the pause (warning) or the
+    /// expected wait (resuming).
+    pub phase_ms: u32,
+    /// When the phase was told.
+    pub phase_at: Option<Instant>,
+    /// Pauses and suspensions the host told.
+    pub pauses: u64,
+    /// See `pauses`.
+    pub suspends: u64,
+    /// Input given while stopped: its time, until the next picture.
+    pub resume_started: Option<Instant>,
+    /// Resumes timed (input while stopped → the next picture).
+    pub resumes: u64,
+    /// The slowest of them.
+    pub resume_max: Duration,
+    /// Reconnecting now (the connection to the gateway is lost).
+    pub reconnecting: bool,
+    /// The last picture before the connection was lost (or the host
+    /// failed), until the first after; whether it was a takeover.
+    pub outage_from: Option<(Instant, bool)>,
+    /// The longest picture gap across a reconnect.
+    pub outage_max: Duration,
+    /// The longest picture gap across a host takeover.
+    pub takeover_max: Duration,
+    /// Sessions taken over by a backup host.
+    pub takeovers: u64,
+    /// CPU and wall time of the process by phase.
+    pub cpu: CpuByPhase,
+}
+
+/// The process's CPU time split by the session's phase.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuByPhase {
+    last: Option<(Instant, Duration)>,
+    /// (wall, CPU) while streaming.
+    pub streaming: (Duration, Duration),
+    /// (wall, CPU) while paused.
+    pub paused: (Duration, Duration),
+    /// (wall, CPU) while suspended.
+    pub suspended: (Duration, Duration),
+}
+
+impl CpuByPhase {
+    /// Charges the time since the last call to `phase`.
+    fn account(&mut self, phase: Option<Phase>) {
+        let now = Instant::now();
+        let Some(cpu) = nephele_platform::process::cpu_time() else {
+            return;
+        };
+        if let (Some((then, cpu_then)), Some(phase)) = (self.last, phase) {
+            let bucket = match phase {
+                Phase::Streaming => &mut self.streaming,
+                Phase::Paused => &mut self.paused,
+                Phase::Suspended => &mut self.suspended,
+                Phase::Warning | Phase::Resuming => return self.last = Some((now, cpu)),
+            };
+            bucket.0 += now.saturating_duration_since(then);
+            bucket.1 += cpu.saturating_sub(cpu_then);
+        }
+        self.last = Some((now, cpu));
+    }
+
+    /// CPU ÷ wall of a bucket, in percent of one core.
+    fn pct((wall, cpu): (Duration, Duration)) -> f64 {
+        if wall.is_zero() {
+            0.0
+        } else {
+            100.0 * cpu.as_secs_f64() / wall.as_secs_f64()
+        }
+    }
+}
+
+impl Continuity {
+    /// The phase CPU is charged to now (none while reconnecting).
+    fn charged(&self) -> Option<Phase> {
+        (!self.reconnecting).then_some(self.phase)
+    }
+
+    /// Charges CPU time up to now to the current phase.
+    pub fn account_cpu(&mut self) {
+        let p = self.charged();
+        self.cpu.account(p);
+    }
+
+    /// The host told a new phase.
+    pub fn set_phase(&mut self, phase: Phase, ms: u32) {
+        self.account_cpu();
+        if phase != self.phase {
+            match phase {
+                Phase::Paused => self.pauses += 1,
+                Phase::Suspended => self.suspends += 1,
+                _ => {}
+            }
+        }
+        self.phase = phase;
+        self.phase_ms = ms;
+        self.phase_at = Some(Instant::now());
+    }
+
+    /// The connection was lost (`true`) or is back (`false`).
+    pub fn set_reconnecting(&mut self, on: bool, last_presented: Option<Instant>) {
+        self.account_cpu();
+        if on && !self.reconnecting {
+            self.outage_from = Some((last_presented.unwrap_or_else(Instant::now), false));
+        }
+        self.reconnecting = on;
+    }
 }
 
 impl Default for Stats {
@@ -179,6 +299,8 @@ impl Default for Stats {
             loss_permille: AtomicU64::default(),
             frames_sent_by_host: AtomicU64::default(),
             presentation: Mutex::default(),
+            frames_sent_before: AtomicU64::default(),
+            continuity: Mutex::default(),
         }
     }
 }
@@ -304,6 +426,29 @@ pub struct Report {
     pub mic_sent: u64,
     /// See [`Stats::mic_dropped`].
     pub mic_dropped: u64,
+    /// The session's phase at the end: streaming, warning, paused, suspended, resuming.
+    pub phase: String,
+    /// Times the host paused the session for want of input.
+    pub pauses: u64,
+    /// Times the host suspended it.
+    pub suspends: u64,
+    /// Resumes timed: input given while paused or suspended → next picture.
+    pub resumes: u64,
+    /// The slowest resume, ms.
+    pub resume_ms_max: f64,
+    /// The longest picture gap across a reconnect, ms: the last picture
+    /// before the connection was lost → the first after.
+    pub reconnect_ms_max: f64,
+    /// The same across a backup host's takeover.
+    pub takeover_ms_max: f64,
+    /// Times a backup host took the session over.
+    pub takeovers: u64,
+    /// The process's CPU while streaming, percent of one core.
+    pub cpu_streaming_pct: f64,
+    /// The same while paused.
+    pub cpu_paused_pct: f64,
+    /// The same while suspended.
+    pub cpu_suspended_pct: f64,
 }
 
 impl Stats {
@@ -323,7 +468,34 @@ impl Stats {
                 .record(Duration::from_micros(e2e.max(0) as u64));
         }
         self.frames_presented.fetch_add(1, Ordering::Relaxed);
+        let mut stopped = false;
+        if let Ok(mut c) = self.continuity.lock() {
+            // A frame that crossed the host's pause notice on the way.
+            stopped = c.phase.is_stopped();
+            if let Some(t) = c.resume_started.take() {
+                let took = now.saturating_duration_since(t);
+                c.resumes += 1;
+                c.resume_max = c.resume_max.max(took);
+                tracing::info!(ms = took.as_secs_f64() * 1000.0, "resumed: first picture");
+            }
+            if !c.reconnecting
+                && let Some((t, takeover)) = c.outage_from.take()
+            {
+                let gap = now.saturating_duration_since(t);
+                if takeover {
+                    c.takeover_max = c.takeover_max.max(gap);
+                } else {
+                    c.outage_max = c.outage_max.max(gap);
+                }
+                tracing::info!(ms = gap.as_secs_f64() * 1000.0, takeover, "streaming again");
+            }
+        }
         if let Ok(mut p) = self.presentation.lock() {
+            if stopped {
+                // The gap until the resume is a pause, not a freeze.
+                p.last = None;
+                return;
+            }
             if let Some(last) = p.last {
                 p.max_gap = p.max_gap.max(now.saturating_duration_since(last));
             }
@@ -337,12 +509,44 @@ impl Stats {
             .fetch_max(u64::from(frame_id) + 1, Ordering::Relaxed);
     }
 
+    /// A new host took the session over: its frame numbers start afresh.
+    pub fn new_host(&self) {
+        let before = self.frames_sent_by_host.swap(0, Ordering::Relaxed);
+        self.frames_sent_before.fetch_add(before, Ordering::Relaxed);
+    }
+
+    /// The host paused or suspended the stream: the gap until it resumes
+    /// is not a freeze.
+    pub fn stream_stopped(&self) {
+        if let Ok(mut p) = self.presentation.lock() {
+            p.last = None;
+        }
+    }
+
     /// A snapshot for the stats JSON.
     pub fn report(&self, duration: Duration) -> Report {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let route = self.route.lock().map(|r| r.clone()).unwrap_or_default();
         let audio = self.audio.lock().map(|a| a.clone()).unwrap_or_default();
         let play = audio.playout;
+        let (phase, pauses, suspends, resumes, resume_max, outages, takeovers, cpu) = self
+            .continuity
+            .lock()
+            .map(|mut c| {
+                c.account_cpu();
+                (
+                    c.phase.name().to_string(),
+                    c.pauses,
+                    c.suspends,
+                    c.resumes,
+                    c.resume_max,
+                    (c.outage_max, c.takeover_max),
+                    c.takeovers,
+                    c.cpu,
+                )
+            })
+            .unwrap_or_default();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Report {
             frames_decoded: g(&self.frames_decoded),
             frames_presented: g(&self.frames_presented),
@@ -376,7 +580,7 @@ impl Stats {
             pop_switch_offers: g(&self.pop_switch_offers),
             fec_recovered: g(&self.fec_recovered),
             frames_presented_pct: {
-                let sent = g(&self.frames_sent_by_host);
+                let sent = g(&self.frames_sent_by_host) + g(&self.frames_sent_before);
                 if sent == 0 {
                     0.0
                 } else {
@@ -404,6 +608,17 @@ impl Stats {
             audio_device_failures: audio.device_failures,
             mic_sent: g(&self.mic_sent),
             mic_dropped: g(&self.mic_dropped),
+            phase,
+            pauses,
+            suspends,
+            resumes,
+            resume_ms_max: ms(resume_max),
+            reconnect_ms_max: ms(outages.0),
+            takeover_ms_max: ms(outages.1),
+            takeovers,
+            cpu_streaming_pct: CpuByPhase::pct(cpu.streaming),
+            cpu_paused_pct: CpuByPhase::pct(cpu.paused),
+            cpu_suspended_pct: CpuByPhase::pct(cpu.suspended),
         }
     }
 }

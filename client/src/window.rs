@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nephele_protocol::activity::{KeepActive, Phase};
 use nephele_protocol::wire::{InputEvent, MouseButton};
 use winit::application::ApplicationHandler;
 use winit::dpi::LogicalSize;
@@ -22,7 +23,7 @@ use winit::window::{Window, WindowId};
 
 use crate::input::{HeldInput, Script};
 use crate::session::{ConnectConfig, FrameMeta, FrameSink, Session};
-use crate::stats::Stats;
+use crate::stats::{Continuity, Stats};
 use crate::video::{Picture, Presenter, Viewport};
 
 /// What other threads tell the window.
@@ -111,7 +112,12 @@ pub struct WindowOptions {
     pub title: String,
     /// Presentations a second at most, instead of the monitor's refresh rate.
     pub display_hz: Option<u16>,
+    /// A keep-active request standing from the start.
+    pub keep_active: KeepActive,
 }
+
+/// How often the title's session status is brought up to date.
+const STATUS_INTERVAL: Duration = Duration::from_millis(250);
 
 struct App {
     cfg: Option<ConnectConfig>,
@@ -139,6 +145,11 @@ struct App {
     redraw_at: Option<Instant>,
     /// Modifier keys held, for the client's own shortcuts.
     modifiers: ModifiersState,
+    /// The title shown now.
+    shown_title: String,
+    next_status: Instant,
+    /// Reconnects and takeovers seen: each new path releases held input.
+    paths_seen: u64,
 }
 
 /// Opens the window, connects, and runs until closed, the duration passes,
@@ -172,6 +183,9 @@ pub fn run(
         last_present: None,
         redraw_at: None,
         modifiers: ModifiersState::empty(),
+        shown_title: String::new(),
+        next_status: Instant::now(),
+        paths_seen: 0,
     };
     // Key presses and presentation start on this thread.
     nephele_platform::sched::latency_critical();
@@ -214,7 +228,26 @@ impl App {
                     let muted = !s.mic_muted();
                     s.set_mic_muted(muted);
                     tracing::info!(muted, "microphone");
-                    self.show_mic_state(muted);
+                    self.refresh_status();
+                }
+                true
+            }
+            // Ctrl+Alt+Shift+P: presentation mode keeps the session active
+            // without input (a talk, a film).
+            PhysicalKey::Code(KeyCode::KeyP) => {
+                if event.state == ElementState::Pressed
+                    && !event.repeat
+                    && let Some(s) = &self.session
+                {
+                    let a = s.activity();
+                    let on = a.keep_active() == KeepActive::No;
+                    a.set_keep_active(if on {
+                        KeepActive::Presentation
+                    } else {
+                        KeepActive::No
+                    });
+                    tracing::info!(on, "presentation mode");
+                    self.refresh_status();
                 }
                 true
             }
@@ -222,15 +255,38 @@ impl App {
         }
     }
 
-    /// A muted microphone shows in the title.
-    fn show_mic_state(&self, muted: bool) {
-        if let Some(w) = &self.window {
-            let title = if muted {
-                format!("{} — microphone muted", self.opts.title)
-            } else {
-                self.opts.title.clone()
-            };
+    /// The title tells what the session is doing: a muted microphone,
+    /// presentation mode, a coming pause, a pause, a resume, a reconnect.
+    /// A new path to the host (reconnect, takeover) releases held input.
+    fn refresh_status(&mut self) {
+        let Some(s) = &self.session else { return };
+        let mut title = self.opts.title.clone();
+        if s.mic_muted() {
+            title.push_str(" — microphone muted");
+        }
+        if s.activity().keep_active() != KeepActive::No {
+            title.push_str(" — presentation mode");
+        }
+        let (status, paths) = self
+            .stats
+            .continuity
+            .lock()
+            .map(|c| (status_text(&c), c.takeovers))
+            .unwrap_or_default();
+        if let Some(st) = status {
+            title.push_str(" — ");
+            title.push_str(&st);
+        }
+        let paths = paths + self.stats.reconnects.load(Ordering::Relaxed);
+        if paths != self.paths_seen {
+            self.paths_seen = paths;
+            self.release_held();
+        }
+        if title != self.shown_title
+            && let Some(w) = &self.window
+        {
             w.set_title(&title);
+            self.shown_title = title;
         }
     }
     fn start_connect(&mut self) {
@@ -412,9 +468,9 @@ impl ApplicationHandler<UserEvent> for App {
         match event {
             UserEvent::Connected(s) => {
                 tracing::info!(info = ?s.info(), "connected");
-                let muted = s.mic_muted();
+                s.activity().set_keep_active(self.opts.keep_active);
                 self.session = Some(*s);
-                self.show_mic_state(muted);
+                self.refresh_status();
                 self.start_script();
             }
             UserEvent::Failed(e) => {
@@ -463,7 +519,19 @@ impl ApplicationHandler<UserEvent> for App {
                     w.request_redraw();
                 }
             }
-            WindowEvent::Focused(false) => self.release_held(),
+            WindowEvent::Focused(focused) => {
+                if !focused {
+                    self.release_held();
+                }
+                if let Some(s) = &self.session {
+                    s.activity().set_background(!focused);
+                }
+            }
+            WindowEvent::Occluded(hidden) => {
+                if let Some(s) = &self.session {
+                    s.activity().set_background(hidden);
+                }
+            }
             WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
             WindowEvent::KeyboardInput { event, .. } => {
                 if self.shortcut(&event) {
@@ -515,6 +583,10 @@ impl ApplicationHandler<UserEvent> for App {
 
     fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
         let now = Instant::now();
+        if now >= self.next_status {
+            self.next_status = now + STATUS_INTERVAL;
+            self.refresh_status();
+        }
         if self.redraw_at.is_some_and(|t| now >= t) {
             self.redraw_at = None;
             if let Some(w) = &self.window {
@@ -525,9 +597,35 @@ impl ApplicationHandler<UserEvent> for App {
             event_loop.exit();
             return;
         }
-        match self.deadline.into_iter().chain(self.redraw_at).min() {
+        let status = self.session.is_some().then_some(self.next_status);
+        match self
+            .deadline
+            .into_iter()
+            .chain(self.redraw_at)
+            .chain(status)
+            .min()
+        {
             Some(t) => event_loop.set_control_flow(ControlFlow::WaitUntil(t)),
             None => event_loop.set_control_flow(ControlFlow::Wait),
         }
     }
+}
+
+/// What the title says about the session, if anything.
+fn status_text(c: &Continuity) -> Option<String> {
+    if c.reconnecting {
+        return Some("reconnecting…".into());
+    }
+    let since = c.phase_at.map(|t| t.elapsed()).unwrap_or_default();
+    let left = |ms: u32| Duration::from_millis(u64::from(ms)).saturating_sub(since);
+    Some(match c.phase {
+        Phase::Streaming => return None,
+        Phase::Warning => format!(
+            "idle: pausing in {} s unless you type or move the mouse",
+            left(c.phase_ms).as_secs_f64().ceil()
+        ),
+        Phase::Paused => "paused while you were away — press a key to resume".into(),
+        Phase::Suspended => "suspended while you were away — press a key to resume".into(),
+        Phase::Resuming => format!("resuming (about {} ms)", left(c.phase_ms).as_millis()),
+    })
 }

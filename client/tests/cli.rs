@@ -631,3 +631,145 @@ fn bad_input_gets_a_clear_message() {
     fails_with(&["decode", "/nonexistent.264"], "reading /nonexistent.264");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `count` letters typed one every 50 ms from `from_ms`, each pressed for
+/// 20 ms: a script line per edge, and the letters in order.
+fn typing(from_ms: u64, count: usize) -> (String, String) {
+    let mut script = String::new();
+    let mut letters = String::new();
+    for i in 0..count {
+        let c = (b'a' + (i % 26) as u8) as char;
+        let t = from_ms + 50 * i as u64;
+        let key = c.to_ascii_uppercase();
+        script.push_str(&format!(
+            "{t} key Key{key} down\n{} key Key{key} up\n",
+            t + 20
+        ));
+        letters.push(c);
+    }
+    (script, letters)
+}
+
+/// The key events hosts recorded (across all their recording files, in
+/// order): each must be there exactly once, with sequence numbers rising
+/// by one, and spell `letters`. Returns the recordings' lines.
+fn assert_exactly_once(files: &[PathBuf], letters: &str) -> Vec<serde_json::Value> {
+    let lines: Vec<serde_json::Value> = files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut keys: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["kind"] == "key" && v.get("seq").is_some())
+        .collect();
+    keys.sort_by_key(|v| v["seq"].as_u64());
+    let seqs: Vec<u64> = keys.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    let expected: Vec<u64> = (1..=2 * letters.len() as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "every key event once, none twice, none lost"
+    );
+    let typed: String = keys
+        .iter()
+        .filter(|v| v["action"] == "down")
+        .map(|v| {
+            v["code"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("Key")
+                .to_ascii_lowercase()
+        })
+        .collect();
+    assert_eq!(typed, letters);
+    lines
+}
+
+#[test]
+fn an_idle_demo_pauses_suspends_and_a_key_brings_it_back_within_300_ms() {
+    let _turn = exclusive();
+    let dir = scratch("idle");
+    let script = dir.join("script.txt");
+    // Untouched for 4.5 s (warned at 2, paused at 3), a key; untouched
+    // again (paused at 7.5, suspended at 10.5), a key at 11.5.
+    std::fs::write(
+        &script,
+        "4500 key KeyA down\n4550 key KeyA up\n11500 key KeyB down\n11550 key KeyB up\n",
+    )
+    .unwrap();
+    let s = headless_demo(
+        &dir,
+        &[
+            "--no-audio",
+            "--duration",
+            "13",
+            "--idle-policy",
+            "warn=2s,pause=3s,suspend=6s",
+            "--input-script",
+            script.to_str().unwrap(),
+        ],
+    );
+    let f = |k: &str| s[k].as_f64().unwrap();
+    assert_eq!(s["pauses"], 2, "{s}");
+    assert_eq!(s["suspends"], 1, "{s}");
+    assert_eq!(s["resumes"], 2, "{s}");
+    assert_eq!(s["phase"], "streaming", "{s}");
+    assert!(
+        f("resume_ms_max") > 0.0 && f("resume_ms_max") <= 300.0,
+        "{s}"
+    );
+    // A pause is no freeze; streaming stayed smooth around the pauses.
+    assert!(f("max_freeze_ms") < 250.0, "{s}");
+    assert!(f("frames_presented_pct") >= 99.0, "{s}");
+    // The whole demo (service and client in one process) while paused or
+    // suspended costs at most a fifth of streaming.
+    let streaming = f("cpu_streaming_pct");
+    assert!(streaming > 5.0, "{s}");
+    for k in ["cpu_paused_pct", "cpu_suspended_pct"] {
+        assert!(f(k) > 0.0 && f(k) <= streaming / 5.0, "{k}: {s}");
+    }
+    assert_eq!(s["input_acked"], 4);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_demo_survives_its_gateway_being_killed_and_delivers_typing_exactly_once() {
+    let _turn = exclusive();
+    let dir = scratch("chaos");
+    let (script, rec) = (dir.join("script.txt"), dir.join("rec.jsonl"));
+    // Typing from 1 s to 5 s after the first picture; the gateway dies at 3 s.
+    let (text, letters) = typing(1000, 80);
+    std::fs::write(&script, text).unwrap();
+    let s = headless_demo(
+        &dir,
+        &[
+            "--no-audio",
+            "--duration",
+            "7",
+            "--chaos",
+            "kill-gateway@3s",
+            "--input-script",
+            script.to_str().unwrap(),
+            "--record-input",
+            rec.to_str().unwrap(),
+        ],
+    );
+    let f = |k: &str| s[k].as_f64().unwrap();
+    assert_eq!(s["reconnects"], 1, "{s}");
+    assert!(
+        f("reconnect_ms_max") > 0.0 && f("reconnect_ms_max") <= 1500.0,
+        "{s}"
+    );
+    assert_ne!(
+        s["gateway_id"], "gw-pop-near",
+        "moved on from the killed gateway: {s}"
+    );
+    assert_eq!(s["input_acked"], 160, "{s}");
+    assert_exactly_once(&[rec], &letters);
+    let _ = std::fs::remove_dir_all(dir);
+}

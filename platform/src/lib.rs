@@ -2,7 +2,8 @@
 //! logic above them stays portable: keyboard mapping from the windowing
 //! layer's physical key codes to USB HID usages, scheduling for the
 //! threads that carry input, gamepads, sound devices, and the Opus codec
-//! (which some systems provide and this crate builds for the others).
+//! (which some systems provide and this crate builds for the others), and
+//! the process's own CPU time.
 
 #[cfg(feature = "audio")]
 pub mod audio;
@@ -11,4 +12,5 @@ pub mod gamepad;
 pub mod keyboard;
 #[cfg(feature = "opus")]
 pub mod opus;
+pub mod process;
 pub mod sched;

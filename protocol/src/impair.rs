@@ -64,7 +64,7 @@ pub struct SpecError {
     pub reason: String,
 }
 
-fn duration(v: &str) -> Option<Duration> {
+pub(crate) fn duration(v: &str) -> Option<Duration> {
     let (num, scale) = if let Some(n) = v.strip_suffix("ms") {
         (n, 1e-3)
     } else if let Some(n) = v.strip_suffix("us") {

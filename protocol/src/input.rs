@@ -145,6 +145,17 @@ impl InputSender {
         Some((p.seq, p.event))
     }
 
+    /// The path changed (a reconnect through another gateway, a new host):
+    /// everything sent and not acknowledged goes again at once, in order.
+    /// The host delivers each sequence number once, so events it already
+    /// had are not applied twice.
+    pub fn resend_unacked(&mut self, now: Instant) {
+        let due = now.checked_sub(self.rto).unwrap_or(now);
+        for p in self.queue.iter_mut().take(self.unsent) {
+            p.last_sent = Some(due);
+        }
+    }
+
     /// When a retransmission will be due, if anything is in flight.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.queue
@@ -201,6 +212,15 @@ impl InputReceiver {
         }
     }
 
+    /// A receiver that has delivered everything up to and including `seq`
+    /// (a backup host taking over from its primary's replicated state).
+    pub fn resuming_after(seq: u32) -> Self {
+        Self {
+            delivered: seq,
+            early: VecDeque::with_capacity(64),
+        }
+    }
+
     /// Cumulative acknowledgement to send back.
     pub fn ack(&self) -> u32 {
         self.delivered
@@ -245,6 +265,37 @@ mod tests {
 
     fn key(usage: u16, down: bool) -> InputEvent {
         InputEvent::Key { usage, down }
+    }
+
+    #[test]
+    fn a_new_path_gets_every_unacknowledged_event_once_more_in_order() {
+        let mut s = InputSender::new();
+        let t = Instant::now();
+        for u in 4..8 {
+            s.push(key(u, true)).unwrap();
+        }
+        let mut first = Vec::new();
+        while let Some((seq, _)) = s.poll_transmit(t) {
+            first.push(seq);
+        }
+        assert_eq!(first, [1, 2, 3, 4]);
+        s.handle_ack(2, |_, _| {});
+        // Not due for an RTO yet: nothing goes.
+        assert_eq!(s.poll_transmit(t + Duration::from_millis(1)), None);
+        s.resend_unacked(t + Duration::from_millis(1));
+        let mut again = Vec::new();
+        while let Some((seq, _)) = s.poll_transmit(t + Duration::from_millis(1)) {
+            again.push(seq);
+        }
+        assert_eq!(again, [3, 4]);
+        // The receiver that took over after 2 delivers 3 and 4 once.
+        let mut r = InputReceiver::resuming_after(2);
+        let mut got = Vec::new();
+        for seq in [3, 4, 3, 4, 2] {
+            r.handle(seq, key(9, true), |s, _| got.push(s));
+        }
+        assert_eq!(got, [3, 4]);
+        assert_eq!(r.ack(), 4);
     }
 
     #[test]

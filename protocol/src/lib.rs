@@ -26,6 +26,9 @@
 //!   estimates, the host's target bitrate from the client's reports.
 //! * [`audio`] is the receiving end of a sound stream: a jitter buffer with
 //!   loss repair and concealment, and drift-following playout.
+//! * [`activity`] is the idle state machine: the client's activity
+//!   reports, the directory's idle policy, and the phases (warned, paused,
+//!   suspended) a host moves a session through.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
 //!   keyboard layout decides the character.
 #![cfg_attr(
@@ -33,6 +36,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod activity;
 pub mod audio;
 pub mod framing;
 pub mod hid;
@@ -48,7 +52,7 @@ pub mod wire;
 pub use wire::{DecodeError, Envelope, InputEvent, Message};
 
 /// Version of the wire format carried in every message header.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// ALPN protocol name negotiated on the QUIC connection between client and gateway.
 pub const ALPN: &[u8] = b"nephele/1";

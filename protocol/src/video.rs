@@ -67,6 +67,12 @@ impl Fragmenter {
         self.next_frame_id
     }
 
+    /// Continues a stream another fragmenter began (an encoder restarted
+    /// after a suspension): the next frame gets id `id`.
+    pub fn continue_at(&mut self, id: u32) {
+        self.next_frame_id = id;
+    }
+
     /// Fragments one access unit, calling `emit` with each encoded message:
     /// the data fragments, then as many parity fragments as a path losing
     /// `fec_loss` (0.0–1.0) of datagrams needs ([`parity_for`]; none at 0).
@@ -388,8 +394,13 @@ impl ReassemblyStats {
     /// Share of fragments lost between `earlier` and these counters (0 when
     /// nothing was expected).
     pub fn loss_since(&self, earlier: &ReassemblyStats) -> f64 {
-        let expected = self.fragments_expected - earlier.fragments_expected;
-        let received = self.fragments_received - earlier.fragments_received;
+        // Saturating: counters of a newer reassembler may start below.
+        let expected = self
+            .fragments_expected
+            .saturating_sub(earlier.fragments_expected);
+        let received = self
+            .fragments_received
+            .saturating_sub(earlier.fragments_received);
         if expected == 0 {
             0.0
         } else {

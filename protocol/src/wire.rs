@@ -5,6 +5,9 @@
 //! bytes present and against the protocol's caps before anything is
 //! allocated, so arbitrary input yields a [`DecodeError`], never a panic.
 
+use std::net::SocketAddr;
+
+use crate::activity::{ActivityReport, IdlePolicy, KeepActive, Phase, Presence};
 use crate::audio::MAX_AUDIO_PAYLOAD;
 use crate::pad::{PadAxis, PadButton, PadKind, check_slot};
 use crate::{MAX_DIMENSION, PROTOCOL_VERSION};
@@ -57,6 +60,8 @@ pub enum GoodbyeReason {
     /// The gateway refused the session token (missing, forged, expired or
     /// meant for another audience); the close reason says which.
     Unauthorized = 5,
+    /// The session was attached through another gateway; this path is stale.
+    Replaced = 6,
 }
 
 impl GoodbyeReason {
@@ -68,6 +73,7 @@ impl GoodbyeReason {
             3 => Self::Timeout,
             4 => Self::Shutdown,
             5 => Self::Unauthorized,
+            6 => Self::Replaced,
             _ => {
                 return Err(DecodeError::InvalidValue {
                     field: "goodbye reason",
@@ -328,6 +334,48 @@ pub enum Message<'a> {
         /// The session token from the directory (empty on direct connections);
         /// at most [`MAX_TOKEN`] bytes. Gateways check it and do not pass it on.
         token: &'a [u8],
+        /// The client's own name for the session, the same on every
+        /// reconnect, so a direct (token-less) session re-attaches; with a
+        /// token the token's session id decides instead.
+        client_session: u64,
+    },
+    /// Gateway → host: attach the session in the envelope to this gateway,
+    /// opening it if the host does not have it (or taking it over from the
+    /// standby state a primary host replicated here).
+    Attach {
+        /// Requested picture width.
+        width: u16,
+        /// Requested picture height.
+        height: u16,
+        /// Requested frames per second.
+        fps: u8,
+        /// The directory's idle policy for the session.
+        policy: IdlePolicy,
+        /// The backup host the session's state is replicated to.
+        backup: Option<SocketAddr>,
+    },
+    /// Gateway → host: the client's connection was lost. The host releases
+    /// held input and keeps the session for the client's return.
+    Detach,
+    /// Client → host, about once a second: the user's activity.
+    Activity(ActivityReport),
+    /// Host → client: what the session is doing.
+    Status {
+        /// The phase.
+        phase: Phase,
+        /// [`Phase::Warning`]: milliseconds until the pause;
+        /// [`Phase::Resuming`]: the expected wait; otherwise 0.
+        ms: u32,
+    },
+    /// Primary host → backup host: the session's state, after every change
+    /// and once a second, latest wins.
+    StateSync {
+        /// Input applied up to and including this sequence number.
+        input_seq: u32,
+        /// Increases with every change.
+        version: u32,
+        /// The desktop's state, opaque to the protocol, at most [`MAX_STATE`].
+        state: &'a [u8],
     },
     /// Host → client: the session is open.
     Welcome {
@@ -433,7 +481,15 @@ mod ty {
     pub const RECEIVER_REPORT: u8 = 10;
     pub const RUMBLE: u8 = 11;
     pub const AUDIO: u8 = 12;
+    pub const ATTACH: u8 = 13;
+    pub const DETACH: u8 = 14;
+    pub const ACTIVITY: u8 = 15;
+    pub const STATUS: u8 = 16;
+    pub const STATE_SYNC: u8 = 17;
 }
+
+/// Largest replicated session state.
+pub const MAX_STATE: usize = 1100;
 
 mod input_kind {
     pub const KEY: u8 = 1;
@@ -460,6 +516,7 @@ impl<'a> Message<'a> {
                 height,
                 fps,
                 token,
+                client_session,
             } => {
                 out.push(ty::HELLO);
                 out.extend_from_slice(&width.to_be_bytes());
@@ -468,6 +525,58 @@ impl<'a> Message<'a> {
                 let token = &token[..token.len().min(MAX_TOKEN)];
                 out.extend_from_slice(&(token.len() as u16).to_be_bytes());
                 out.extend_from_slice(token);
+                out.extend_from_slice(&client_session.to_be_bytes());
+            }
+            Self::Attach {
+                width,
+                height,
+                fps,
+                policy,
+                backup,
+            } => {
+                out.push(ty::ATTACH);
+                out.extend_from_slice(&width.to_be_bytes());
+                out.extend_from_slice(&height.to_be_bytes());
+                out.push(*fps);
+                for ms in policy.to_wire() {
+                    out.extend_from_slice(&ms.to_be_bytes());
+                }
+                match backup {
+                    None => out.push(0),
+                    Some(SocketAddr::V4(a)) => {
+                        out.push(4);
+                        out.extend_from_slice(&a.ip().octets());
+                        out.extend_from_slice(&a.port().to_be_bytes());
+                    }
+                    Some(SocketAddr::V6(a)) => {
+                        out.push(6);
+                        out.extend_from_slice(&a.ip().octets());
+                        out.extend_from_slice(&a.port().to_be_bytes());
+                    }
+                }
+            }
+            Self::Detach => out.push(ty::DETACH),
+            Self::Activity(a) => {
+                out.push(ty::ACTIVITY);
+                out.extend_from_slice(&a.idle_ms.to_be_bytes());
+                out.extend_from_slice(&[a.presence as u8, a.keep_active as u8]);
+                out.extend_from_slice(&a.expected_idle_s.to_be_bytes());
+            }
+            Self::Status { phase, ms } => {
+                out.extend_from_slice(&[ty::STATUS, *phase as u8]);
+                out.extend_from_slice(&ms.to_be_bytes());
+            }
+            Self::StateSync {
+                input_seq,
+                version,
+                state,
+            } => {
+                let state = &state[..state.len().min(MAX_STATE)];
+                out.push(ty::STATE_SYNC);
+                out.extend_from_slice(&input_seq.to_be_bytes());
+                out.extend_from_slice(&version.to_be_bytes());
+                out.extend_from_slice(&(state.len() as u16).to_be_bytes());
+                out.extend_from_slice(state);
             }
             Self::Welcome {
                 session_id,
@@ -623,6 +732,90 @@ impl<'a> Message<'a> {
                     height,
                     fps,
                     token,
+                    client_session: r.u64()?,
+                }
+            }
+            ty::ATTACH => {
+                let width = r.dimension("width")?;
+                let height = r.dimension("height")?;
+                let fps = r.fps()?;
+                let policy =
+                    IdlePolicy::from_wire([r.u32()?, r.u32()?, r.u32()?]).map_err(|_| {
+                        DecodeError::InvalidValue {
+                            field: "idle policy order",
+                            value: 0,
+                        }
+                    })?;
+                let backup = match r.u8()? {
+                    0 => None,
+                    4 => {
+                        let ip = std::net::Ipv4Addr::from(r.array::<4>()?);
+                        Some(SocketAddr::from((ip, r.u16()?)))
+                    }
+                    6 => {
+                        let ip = std::net::Ipv6Addr::from(r.array::<16>()?);
+                        Some(SocketAddr::from((ip, r.u16()?)))
+                    }
+                    other => {
+                        return Err(DecodeError::InvalidValue {
+                            field: "address family",
+                            value: other.into(),
+                        });
+                    }
+                };
+                Self::Attach {
+                    width,
+                    height,
+                    fps,
+                    policy,
+                    backup,
+                }
+            }
+            ty::DETACH => Self::Detach,
+            ty::ACTIVITY => {
+                let idle_ms = r.u32()?;
+                let presence = r.u8()?;
+                let presence = Presence::from_u8(presence).ok_or(DecodeError::InvalidValue {
+                    field: "presence",
+                    value: presence.into(),
+                })?;
+                let keep = r.u8()?;
+                let keep_active = KeepActive::from_u8(keep).ok_or(DecodeError::InvalidValue {
+                    field: "keep-active reason",
+                    value: keep.into(),
+                })?;
+                Self::Activity(ActivityReport {
+                    idle_ms,
+                    presence,
+                    keep_active,
+                    expected_idle_s: r.u32()?,
+                })
+            }
+            ty::STATUS => {
+                let p = r.u8()?;
+                let phase = Phase::from_u8(p).ok_or(DecodeError::InvalidValue {
+                    field: "phase",
+                    value: p.into(),
+                })?;
+                Self::Status {
+                    phase,
+                    ms: r.u32()?,
+                }
+            }
+            ty::STATE_SYNC => {
+                let input_seq = r.u32()?;
+                let version = r.u32()?;
+                let len = usize::from(r.u16()?);
+                if len > MAX_STATE {
+                    return Err(DecodeError::InvalidValue {
+                        field: "state length",
+                        value: len as u64,
+                    });
+                }
+                Self::StateSync {
+                    input_seq,
+                    version,
+                    state: r.take(len)?,
                 }
             }
             ty::WELCOME => Self::Welcome {
@@ -968,7 +1161,7 @@ mod tests {
     /// Owned stand-in for a message, since `Message` borrows its payload.
     fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
         (
-            0u8..12,
+            0u8..17,
             proptest::collection::vec(any::<u8>(), 1..1100),
             [any::<u64>(), any::<u64>(), any::<u64>()],
             arb_event(),
@@ -992,6 +1185,7 @@ mod tests {
                 height: h,
                 fps,
                 token: &payload[..payload.len().min(MAX_TOKEN)],
+                client_session: n[1],
             },
             1 => Message::Welcome {
                 session_id: n[0],
@@ -1049,6 +1243,40 @@ mod tests {
                     previous: &previous[..previous.len().min(MAX_AUDIO_PAYLOAD)],
                 }
             }
+            11 => Message::Attach {
+                width: w,
+                height: h,
+                fps,
+                policy: IdlePolicy {
+                    warn: Some(std::time::Duration::from_millis(n[0] % 1000 + 1)),
+                    pause: Some(std::time::Duration::from_millis(n[0] % 1000 + 1000)),
+                    suspend: None,
+                },
+                backup: match n[1] % 3 {
+                    0 => None,
+                    1 => Some(SocketAddr::from(([127, 0, 0, 1], n[2] as u16))),
+                    _ => Some(SocketAddr::from((
+                        [0xfe80, 0, 0, 0, 0, 0, 0, 1],
+                        n[2] as u16,
+                    ))),
+                },
+            },
+            12 => Message::Detach,
+            13 => Message::Activity(ActivityReport {
+                idle_ms: n[0] as u32,
+                presence: Presence::from_u8((n[1] % 4) as u8).unwrap(),
+                keep_active: KeepActive::from_u8((n[2] % 5) as u8).unwrap(),
+                expected_idle_s: n[2] as u32,
+            }),
+            14 => Message::Status {
+                phase: Phase::from_u8((n[0] % 5) as u8).unwrap(),
+                ms: n[1] as u32,
+            },
+            15 => Message::StateSync {
+                input_seq: n[0] as u32,
+                version: n[1] as u32,
+                state: &payload[..payload.len().min(MAX_STATE)],
+            },
             _ => Message::ReceiverReport {
                 loss_permille: (n[0] % 1001) as u16,
                 queue_delay_ms: n[1] as u16,
@@ -1086,7 +1314,7 @@ mod tests {
         }
 
         #[test]
-        fn versioned_arbitrary_bodies_never_panic(t in 0u8..14, body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        fn versioned_arbitrary_bodies_never_panic(t in 0u8..20, body in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut bytes = vec![PROTOCOL_VERSION, t];
             bytes.extend_from_slice(&body);
             let _ = Message::decode(&bytes);
@@ -1100,6 +1328,7 @@ mod tests {
             height: 720,
             fps: 60,
             token: b"",
+            client_session: 7,
         }
         .to_vec();
         hello[0] = 9;

@@ -110,6 +110,8 @@ pub(crate) struct AudioJob {
     pub tone_hz: Option<f32>,
     pub mic: Receiver<MicPacket>,
     pub recorder: Option<MicRecorder>,
+    /// Set while the session is paused: no sound is made or sent.
+    pub paused: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
     pub epoch: Instant,
 }
@@ -137,6 +139,11 @@ impl AudioJob {
         let mut next = Instant::now();
         let mut last_flush = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            if self.paused.load(Ordering::Relaxed) {
+                std::thread::park_timeout(Duration::from_millis(100));
+                next = Instant::now();
+                continue;
+            }
             let now = Instant::now();
             if now < next {
                 std::thread::sleep(next - now);

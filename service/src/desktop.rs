@@ -89,7 +89,7 @@ const LED_OFF: Yuv = Yuv::rgb(70, 72, 80);
 const LED_ON: Yuv = Yuv::rgb(90, 220, 90);
 
 /// Most characters the notes window keeps.
-pub const MAX_TYPED: usize = 4096;
+pub const MAX_TYPED: usize = 1024;
 
 /// What the desktop shows: the state input changes.
 #[derive(Debug, Clone, Default)]

@@ -1,13 +1,19 @@
 //! The whole service in one process on loopback: a directory, one gateway
 //! per simulated point of presence (each behind an [`ImpairedRelay`] adding
-//! its round-trip delay to both its QUIC and its probe port) and a desktop
-//! host. `nephele-server all` and `nephele demo` are this.
+//! its round-trip delay to both its QUIC and its probe port) and two desktop
+//! hosts, each the other's backup. `nephele-server all` and `nephele demo`
+//! are this.
+//!
+//! [`Embedded::kill_gateway`] and [`Embedded::kill_host`] stop a part the
+//! way a crash would, for chaos demos and tests.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
+
+use nephele_protocol::activity::IdlePolicy;
 
 use crate::dirclient::DirectoryClient;
 use crate::directory::api::GatewayInfo;
@@ -58,8 +64,10 @@ pub struct EmbeddedOptions {
     pub demo_users: Vec<(String, String)>,
     /// Points of presence; one gateway each.
     pub pops: Vec<PopSpec>,
-    /// The desktop host.
+    /// The desktop hosts' settings (both hosts get them).
     pub host: HostConfig,
+    /// When idle sessions are warned, paused and suspended.
+    pub idle_policy: IdlePolicy,
     /// The network between clients and every PoP (on top of each PoP's own
     /// distance), in each direction.
     pub network: Impairment,
@@ -92,7 +100,7 @@ pub struct EmbeddedPop {
     pub info: GatewayInfo,
     /// The gateway itself.
     pub gateway: Gateway,
-    _relays: [ImpairedRelay; 2],
+    relays: [ImpairedRelay; 2],
 }
 
 /// The running service. Dropping it stops everything; call it from outside
@@ -103,7 +111,7 @@ pub struct Embedded {
     pub directory: Directory,
     /// The PoPs in the order given.
     pub pops: Vec<EmbeddedPop>,
-    host: Option<Host>,
+    hosts: Vec<Host>,
     ca: CertificateDer<'static>,
     ca_path: PathBuf,
 }
@@ -112,7 +120,15 @@ impl Embedded {
     /// Starts everything on the current tokio runtime and waits until every
     /// gateway is listed by the directory.
     pub async fn start(opts: EmbeddedOptions) -> Result<Self, EmbeddedError> {
-        let host = Host::start(opts.host.clone())?;
+        // The second host is the first's backup and the other way round:
+        // the directory hands out sessions in turn.
+        // The backup listens on a port of its own and records input to the
+        // same file (appending whole lines); it does not record the
+        // microphone, whose WAV file only one writer can own.
+        let mut backup = opts.host.clone();
+        backup.listen.set_port(0);
+        backup.record_mic = None;
+        let hosts = vec![Host::start(opts.host.clone())?, Host::start(backup)?];
         let identity =
             crate::tls::generate(&["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
         let ca = identity
@@ -129,7 +145,8 @@ impl Embedded {
             opts.state_dir.clone(),
             identity.clone(),
         );
-        dcfg.hosts = vec![host.local_addr()];
+        dcfg.hosts = hosts.iter().map(Host::local_addr).collect();
+        dcfg.idle_policy = opts.idle_policy;
         let directory = Directory::start(dcfg).await?;
         for (user, password) in &opts.demo_users {
             directory
@@ -141,7 +158,7 @@ impl Embedded {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut pops = Vec::with_capacity(opts.pops.len());
         for pop in &opts.pops {
-            let mut cfg = GatewayConfig::direct(loopback, host.local_addr(), identity.clone());
+            let mut cfg = GatewayConfig::direct(loopback, hosts[0].local_addr(), identity.clone());
             cfg.host = None;
             cfg.probe_listen = Some(loopback);
             cfg.tokens = Some(directory.verifier());
@@ -174,7 +191,7 @@ impl Embedded {
             pops.push(EmbeddedPop {
                 info,
                 gateway,
-                _relays: [quic, probe],
+                relays: [quic, probe],
             });
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -189,7 +206,7 @@ impl Embedded {
         Ok(Self {
             directory,
             pops,
-            host: Some(host),
+            hosts,
             ca,
             ca_path,
         })
@@ -210,26 +227,59 @@ impl Embedded {
         self.directory.url()
     }
 
-    /// The desktop host.
+    /// The first desktop host (the one direct sessions go to).
     pub fn host(&self) -> Option<&Host> {
-        self.host.as_ref()
+        self.hosts.first()
+    }
+
+    /// The desktop hosts (including crashed ones).
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// Kills the gateway `id` as a crash would: its relays black out at
+    /// once (clients hear nothing more, not even a close), it stops without
+    /// leaving the directory's lists, which drop it when its heartbeats stop.
+    /// Returns whether there was such a gateway.
+    pub fn kill_gateway(&self, id: &str) -> bool {
+        let Some(pop) = self.pops.iter().find(|p| p.info.id == id) else {
+            return false;
+        };
+        for r in &pop.relays {
+            r.black_out();
+        }
+        pop.gateway.kill();
+        true
+    }
+
+    /// Kills the host serving sessions (the one with the most), as a
+    /// crash would: no goodbyes, its socket closed. Returns its address.
+    pub fn kill_host(&self) -> Option<SocketAddr> {
+        let host = self
+            .hosts
+            .iter()
+            .filter(|h| !h.crashed())
+            .max_by_key(|h| h.sessions())?;
+        host.crash();
+        Some(host.local_addr())
     }
 
     /// A session token for the host, valid for `ttl`, signed by the directory
     /// (for tests and tools that connect to a gateway directly).
     pub fn session_token(&self, ttl: Duration) -> Result<String, TokenError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let now = crate::token::unix_now();
-        let host = self
-            .host
-            .as_ref()
-            .map(|h| h.local_addr().to_string())
-            .unwrap_or_default();
+        // Each token names a session of its own.
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let addr = |i: usize| self.hosts.get(i).map(|h| h.local_addr().to_string());
         self.directory.sign(&SessionClaims {
-            sid: format!("direct-{now}"),
+            sid: format!("direct-{now}-{n}"),
             sub: "direct".into(),
             tenant: crate::directory::DEFAULT_TENANT.into(),
             desktop: crate::directory::DEMO_DESKTOP.into(),
-            host,
+            host: addr(0).unwrap_or_default(),
+            backup: addr(1),
+            idle: None,
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,
@@ -246,7 +296,7 @@ impl Embedded {
         for p in &mut self.pops {
             p.gateway.close();
         }
-        if let Some(h) = self.host.take() {
+        for h in self.hosts.drain(..) {
             h.shutdown();
         }
     }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use nephele_protocol::activity::IdlePolicy;
 use nephele_protocol::framing::{FrameReader, Lane, write_frame};
 use nephele_protocol::wire::{ENVELOPE_PREFIX, Envelope, GoodbyeReason, Message, split_envelope};
 use tokio::net::UdpSocket;
@@ -55,6 +56,8 @@ pub struct GatewayConfig {
     pub tokens: Option<Verifier>,
     /// Sessions at which the gateway reports itself fully loaded.
     pub capacity: u32,
+    /// Idle policy of direct sessions (tokens carry the directory's).
+    pub idle_policy: IdlePolicy,
 }
 
 impl GatewayConfig {
@@ -67,6 +70,7 @@ impl GatewayConfig {
             probe_listen: None,
             tokens: None,
             capacity: 64,
+            idle_policy: IdlePolicy::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct GatewayStats {
     pub audio_relayed: AtomicU64,
     /// Client datagrams dropped as malformed or not allowed.
     pub bad_datagrams: AtomicU64,
+    /// Sessions moved to their backup host after the primary fell silent.
+    pub host_failovers: AtomicU64,
 }
 
 /// A running gateway.
@@ -116,7 +122,7 @@ pub struct Gateway {
     probe_addr: Option<SocketAddr>,
     capacity: u32,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    registration: Option<Registration>,
+    registration: std::sync::Mutex<Option<Registration>>,
 }
 
 impl Gateway {
@@ -160,6 +166,7 @@ impl Gateway {
         let route = Arc::new(Route {
             host: cfg.host,
             tokens: cfg.tokens,
+            idle_policy: cfg.idle_policy,
         });
         tasks.push(tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
@@ -194,7 +201,7 @@ impl Gateway {
             probe_addr,
             capacity: cfg.capacity.max(1),
             tasks,
-            registration: None,
+            registration: std::sync::Mutex::new(None),
         })
     }
 
@@ -213,13 +220,16 @@ impl Gateway {
     /// `region` and the advertised addresses come from the caller, since
     /// a relay or NAT may stand in front of the gateway.
     pub fn register(&mut self, directory: DirectoryClient, service_key: String, info: GatewayInfo) {
-        self.registration = Some(Registration::start(
+        let r = Registration::start(
             directory,
             service_key,
             info,
             self.stats.clone(),
             self.capacity,
-        ));
+        );
+        if let Ok(mut slot) = self.registration.lock() {
+            *slot = Some(r);
+        }
     }
 
     /// The QUIC address clients connect to.
@@ -237,9 +247,24 @@ impl Gateway {
     /// Leaves the directory's lists, closes every connection and stops
     /// accepting and answering probes.
     pub fn close(&mut self) {
-        if let Some(r) = self.registration.take() {
-            r.stop();
+        if let Some(r) = self.registration.lock().ok().and_then(|mut r| r.take()) {
+            r.stop(true);
         }
+        self.halt();
+    }
+
+    /// Stops as a crash would: no goodbye to the directory, which notices
+    /// the missing heartbeats; no goodbye to hosts. For chaos tests and
+    /// demos; callers that want the clients to hear nothing either put the
+    /// gateway behind a relay they black out first.
+    pub fn kill(&self) {
+        if let Some(r) = self.registration.lock().ok().and_then(|mut r| r.take()) {
+            r.stop(false);
+        }
+        self.halt();
+    }
+
+    fn halt(&self) {
         for t in &self.tasks {
             t.abort();
         }
@@ -265,26 +290,69 @@ fn load_of(stats: &GatewayStats, capacity: u32) -> f64 {
 struct Route {
     host: Option<SocketAddr>,
     tokens: Option<Verifier>,
+    idle_policy: IdlePolicy,
+}
+
+/// Where one session goes.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    /// The session's id between gateways and hosts: the same through every
+    /// gateway, so a client that reconnects elsewhere re-attaches.
+    session: u64,
+    host: SocketAddr,
+    backup: Option<SocketAddr>,
+    policy: IdlePolicy,
 }
 
 impl Route {
-    fn host_for(&self, token: &[u8]) -> Result<SocketAddr, TokenError> {
-        match &self.tokens {
-            Some(v) => {
-                let claims = v.session(token)?;
-                claims.host.parse().map_err(|_| {
-                    TokenError::Malformed(format!("host `{}` is not an address", claims.host))
-                })
-            }
-            None => self.host.ok_or(TokenError::Missing),
-        }
+    fn target_for(&self, token: &[u8], client_session: u64) -> Result<Target, TokenError> {
+        let Some(v) = &self.tokens else {
+            let host = self.host.ok_or(TokenError::Missing)?;
+            return Ok(Target {
+                session: if client_session == 0 {
+                    rand_u64()
+                } else {
+                    client_session
+                },
+                host,
+                backup: None,
+                policy: self.idle_policy,
+            });
+        };
+        let claims = v.session(token)?;
+        let addr = |a: &str| {
+            a.parse::<SocketAddr>()
+                .map_err(|_| TokenError::Malformed(format!("host `{a}` is not an address")))
+        };
+        let policy = match claims.idle {
+            Some(ms) => IdlePolicy::from_wire(ms).map_err(TokenError::Malformed)?,
+            None => self.idle_policy,
+        };
+        Ok(Target {
+            session: session_of(&claims.sid),
+            host: addr(&claims.host)?,
+            backup: claims.backup.as_deref().map(addr).transpose()?,
+            policy,
+        })
     }
+}
+
+/// The 64-bit id of a directory session: the same on every gateway.
+fn session_of(sid: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // `DefaultHasher::new()` is keyed the same everywhere, so every gateway
+    // (of one build) maps a session id to the same number; the session id
+    // itself is the directory's 128 random bits.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sid.hash(&mut h);
+    h.finish()
 }
 
 /// The heartbeat thread.
 #[derive(Debug)]
 struct Registration {
     stop: Arc<AtomicBool>,
+    deregister: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -298,6 +366,8 @@ impl Registration {
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let deregister = Arc::new(AtomicBool::new(true));
+        let leave = deregister.clone();
         let thread = std::thread::Builder::new()
             .name("nephele-gw-heartbeat".into())
             .spawn(move || {
@@ -330,16 +400,24 @@ impl Registration {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                 }
-                if registered && let Err(e) = dir.deregister(&key, &info.id) {
+                if registered
+                    && leave.load(Ordering::Relaxed)
+                    && let Err(e) = dir.deregister(&key, &info.id)
+                {
                     tracing::debug!(error = %e, "leaving the directory");
                 }
             })
             .map_err(|e| tracing::error!(error = %e, "cannot start the heartbeat thread"))
             .ok();
-        Self { stop, thread }
+        Self {
+            stop,
+            deregister,
+            thread,
+        }
     }
 
-    fn stop(mut self) {
+    fn stop(mut self, deregister: bool) {
+        self.deregister.store(deregister, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -479,12 +557,13 @@ async fn serve(
         height,
         fps,
         token,
+        client_session,
     } = hello_msg
     else {
         return Err(SessionEnd::Protocol("expected hello".into()));
     };
-    let host = match route.host_for(token) {
-        Ok(h) => h,
+    let target = match route.target_for(token, client_session) {
+        Ok(t) => t,
         Err(e) => {
             stats.refused_tokens.fetch_add(1, Ordering::Relaxed);
             let reason = format!("session refused: {e}");
@@ -496,77 +575,82 @@ async fn serve(
             return Err(SessionEnd::Unauthorized(e));
         }
     };
+    let session = target.session;
     // The host needs no token: the gateway vouches for the session.
-    let hello_msg = Message::Hello {
-        width,
-        height,
-        fps,
-        token: &[],
+    let attach = |backup| {
+        Message::Attach {
+            width,
+            height,
+            fps,
+            policy: target.policy,
+            backup,
+        }
+        .to_vec()
     };
-
-    let bind: SocketAddr = if host.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let udp = UdpSocket::from_std({
-        let s = crate::host::bind_udp(bind)?;
-        s.set_nonblocking(true)?;
-        s
-    })?;
-    udp.connect(host).await?;
-    let udp = Arc::new(udp);
-    let session: u64 = rand_u64();
+    let link = Arc::new(HostLink::bind(target.host)?);
     let span = tracing::info_span!("session", id = session);
     let _enter = span.enter();
 
-    // Open the session: repeat hello until the host welcomes it.
+    // Attach: repeat until the host welcomes the session; a primary that
+    // stays silent is given up for the backup.
     let mut out = Vec::with_capacity(2048);
     let mut dgram = vec![0u8; 2048];
     let welcome = {
         let mut attempt = 0;
+        let mut msg = attach(target.backup);
         loop {
             attempt += 1;
             if attempt > 12 {
                 return Err(SessionEnd::HostSilent);
             }
-            out.clear();
-            Envelope {
-                session,
-                message: hello_msg.clone(),
+            if attempt == 5
+                && let Some(b) = target.backup
+            {
+                tracing::warn!(primary = %target.host, backup = %b, "primary host silent; attaching to the backup");
+                link.set_host(b);
+                msg = attach(None);
             }
-            .encode(&mut out);
-            udp.send(&out).await?;
-            match tokio::time::timeout(Duration::from_millis(250), udp.recv(&mut dgram)).await {
-                Ok(Ok(n)) => match Envelope::decode(&dgram[..n]) {
+            link.send(session, &msg, &mut out).await;
+            let until = Instant::now() + Duration::from_millis(250);
+            let got = loop {
+                let Ok(Ok((n, from))) =
+                    tokio::time::timeout_at(until.into(), link.udp.recv_from(&mut dgram)).await
+                else {
+                    break None;
+                };
+                if from != link.host() {
+                    continue;
+                }
+                match Envelope::decode(&dgram[..n]) {
                     Ok(Envelope {
                         session: s,
                         message: m @ Message::Welcome { .. },
-                    }) if s == session => break m.to_vec(),
+                    }) if s == session => break Some(Ok(m.to_vec())),
                     Ok(Envelope {
+                        session: s,
                         message: Message::Goodbye { reason },
-                        ..
-                    }) => return Err(SessionEnd::HostGoodbye(reason)),
-                    _ => continue,
-                },
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "host unreachable, retrying");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    }) if s == session => break Some(Err(reason)),
+                    _ => {}
                 }
-                Err(_) => {}
+            };
+            match got {
+                Some(Ok(w)) => break w,
+                Some(Err(reason)) => return Err(SessionEnd::HostGoodbye(reason)),
+                None => {}
             }
         }
     };
+    link.heard();
     out.clear();
     write_frame(&mut out, |o| o.extend_from_slice(&welcome));
     ctl_send.write_all(&out).await?;
-    tracing::info!(%host, "session relayed");
+    tracing::info!(host = %link.host(), "session relayed");
 
     let (ctl_tx, mut ctl_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
 
     // Host → client.
     let host_to_client = {
-        let udp = udp.clone();
+        let link = link.clone();
         let conn = conn.clone();
         let stats = stats.clone();
         let ctl_tx = ctl_tx.clone();
@@ -578,14 +662,19 @@ async fn serve(
                 if rx.capacity() < 2048 {
                     rx.reserve(RELAY_BUFFER);
                 }
-                let n = udp.recv_buf(&mut rx).await?;
+                let (n, from) = link.udp.recv_buf_from(&mut rx).await?;
                 let dgram = rx.split_to(n).freeze();
+                // Only the session's host now: not a failed primary coming back.
+                if from != link.host() {
+                    continue;
+                }
                 let Ok((s, msg)) = split_envelope(&dgram) else {
                     continue;
                 };
                 if s != session || msg.len() < 2 {
                     continue;
                 }
+                link.heard();
                 let payload = || dgram.slice(ENVELOPE_PREFIX..);
                 // Video travels untouched; everything else is decoded first.
                 if nephele_protocol::wire::is_video(msg) {
@@ -601,9 +690,15 @@ async fn serve(
                     }
                     // The answer to the gateway's own keepalive stays here.
                     Ok(Message::Pong { stamp_us, .. }) if stamp_us & KEEPALIVE_STAMP != 0 => {}
-                    // Answers to the client's pings and gamepad rumble go on
-                    // the control stream: reliable, and never behind video.
-                    Ok(Message::Pong { .. } | Message::Rumble { .. }) => {
+                    // Answers to the client's pings, gamepad rumble, the
+                    // session's phase and a backup's welcome go on the
+                    // control stream: reliable, and never behind video.
+                    Ok(
+                        Message::Pong { .. }
+                        | Message::Rumble { .. }
+                        | Message::Status { .. }
+                        | Message::Welcome { .. },
+                    ) => {
                         let _ = ctl_tx.try_send(msg.to_vec());
                     }
                     Ok(Message::Goodbye { reason }) => {
@@ -629,21 +724,20 @@ async fn serve(
 
     // Client control messages → host.
     let ctl_reader = {
-        let udp = udp.clone();
+        let link = link.clone();
         async move {
             let mut buf = vec![0u8; 4096];
             let mut out = Vec::with_capacity(64);
             while let Some(m) = read_message(&mut ctl_recv, &mut reader, &mut buf).await? {
                 let msg = Message::decode(&m).map_err(|e| SessionEnd::Protocol(e.to_string()))?;
                 match msg {
-                    Message::Ping { .. } | Message::ReceiverReport { .. } => {}
-                    Message::Goodbye { .. } => {
-                        relay(&udp, session, &m, &mut out).await?;
-                        return Err(SessionEnd::ClientGoodbye);
-                    }
+                    Message::Ping { .. }
+                    | Message::ReceiverReport { .. }
+                    | Message::Activity(_) => {}
+                    Message::Goodbye { .. } => return Err(SessionEnd::ClientGoodbye),
                     _ => return Err(SessionEnd::Protocol("unexpected control message".into())),
                 }
-                relay(&udp, session, &m, &mut out).await?;
+                link.send(session, &m, &mut out).await;
             }
             Err(SessionEnd::ClientGoodbye)
         }
@@ -651,17 +745,17 @@ async fn serve(
 
     // Further client streams: input and recovery lanes.
     let lanes = {
-        let udp = udp.clone();
+        let link = link.clone();
         let conn = conn.clone();
         let stats = stats.clone();
         async move {
             loop {
                 let mut recv = conn.accept_uni().await?;
-                let udp = udp.clone();
+                let link = link.clone();
                 let stats = stats.clone();
                 let conn = conn.clone();
                 tokio::spawn(async move {
-                    match relay_lane(&mut recv, &udp, session, &stats).await {
+                    match relay_lane(&mut recv, &link, session, &stats).await {
                         Err(e @ SessionEnd::Protocol(_)) => {
                             tracing::info!(error = %e, "closing client that broke the protocol");
                             conn.close(
@@ -681,7 +775,7 @@ async fn serve(
 
     // Client datagrams: the microphone's sound, and nothing else.
     let client_datagrams = {
-        let udp = udp.clone();
+        let link = link.clone();
         let conn = conn.clone();
         let stats = stats.clone();
         async move {
@@ -691,7 +785,7 @@ async fn serve(
                 match Message::decode(&d) {
                     Ok(Message::Audio { .. }) => {
                         stats.audio_relayed.fetch_add(1, Ordering::Relaxed);
-                        relay(&udp, session, &d, &mut out).await?;
+                        link.send(session, &d, &mut out).await;
                     }
                     // Datagrams may be lost anyway: a bad one is dropped,
                     // not a reason to end the session.
@@ -705,26 +799,47 @@ async fn serve(
         }
     };
 
-    // Keep the host session alive while the client is connected.
+    // Keep the host session alive while the client is connected, and move
+    // the session to its backup host when the primary falls silent.
     let keepalive = {
-        let udp = udp.clone();
+        let link = link.clone();
+        let stats = stats.clone();
         async move {
-            let mut out = Vec::with_capacity(32);
-            let start = std::time::Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut out = Vec::with_capacity(64);
+            let start = Instant::now();
+            let mut backup = target.backup;
+            let ping = |out: &mut Vec<u8>| {
                 out.clear();
-                Envelope {
-                    session,
-                    message: Message::Ping {
-                        stamp_us: start.elapsed().as_micros() as u64 | KEEPALIVE_STAMP,
-                    },
+                Message::Ping {
+                    stamp_us: start.elapsed().as_micros() as u64 | KEEPALIVE_STAMP,
                 }
-                .encode(&mut out);
-                udp.send(&out).await?;
+                .encode(out);
+            };
+            let mut msg = Vec::with_capacity(64);
+            loop {
+                tokio::time::sleep(KEEPALIVE).await;
+                let silent = link.silent();
+                if silent > HOST_SILENT
+                    && let Some(b) = backup.take()
+                {
+                    tracing::warn!(primary = %link.host(), backup = %b, silent_ms = silent.as_millis() as u64, "host silent; moving the session to its backup");
+                    stats.host_failovers.fetch_add(1, Ordering::Relaxed);
+                    link.set_host(b);
+                    // The backup's welcome reaches the client on the
+                    // control stream: its sign to restart from a keyframe.
+                    let attach = attach(None);
+                    let until = Instant::now() + HOST_GIVE_UP;
+                    while link.silent() > HOST_SILENT && Instant::now() < until {
+                        link.send(session, &attach, &mut out).await;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                if link.silent() > HOST_GIVE_UP {
+                    return Err::<(), _>(SessionEnd::HostSilent);
+                }
+                ping(&mut msg);
+                link.send(session, &msg, &mut out).await;
             }
-            #[allow(unreachable_code)]
-            Ok::<(), SessionEnd>(())
         }
     };
 
@@ -743,16 +858,22 @@ async fn serve(
         conn.close_reason(),
         Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == quinn::VarInt::from_u32(GoodbyeReason::Normal as u32)
     );
-    // Tell the host, so it releases held input at once rather than at timeout.
-    out.clear();
-    Envelope {
-        session,
-        message: Message::Goodbye {
+    let client_left = closed_normally || matches!(result, Ok(()) | Err(SessionEnd::ClientGoodbye));
+    // Tell the host: a goodbye ends the session there; a lost client only
+    // detaches it (held input released at once), to be resumed through
+    // this or another gateway.
+    let farewell = if client_left {
+        Some(Message::Goodbye {
             reason: GoodbyeReason::Normal,
-        },
+        })
+    } else if matches!(result, Err(SessionEnd::HostGoodbye(_))) {
+        None
+    } else {
+        Some(Message::Detach)
+    };
+    if let Some(m) = farewell {
+        link.send(session, &m.to_vec(), &mut out).await;
     }
-    .encode(&mut out);
-    let _ = udp.send(&out).await;
     let code = match &result {
         Err(SessionEnd::HostGoodbye(r)) => *r as u32,
         Err(SessionEnd::Protocol(_)) => GoodbyeReason::ProtocolError as u32,
@@ -766,6 +887,82 @@ async fn serve(
     }
 }
 
+/// The gateway keeps the host session alive this often.
+const KEEPALIVE: Duration = Duration::from_millis(250);
+
+/// A host silent this long (four keepalives unanswered) has failed: the
+/// session moves to its backup.
+const HOST_SILENT: Duration = Duration::from_millis(1000);
+
+/// A host silent this long, with no backup left, ends the session.
+const HOST_GIVE_UP: Duration = Duration::from_secs(10);
+
+/// The gateway's side of one session toward its host: its own UDP socket,
+/// not connected, so a failover only changes where it sends, and datagrams
+/// from anyone but the current host are ignored.
+struct HostLink {
+    udp: UdpSocket,
+    host: std::sync::Mutex<SocketAddr>,
+    start: Instant,
+    heard_ms: AtomicU64,
+}
+
+impl HostLink {
+    fn bind(host: SocketAddr) -> std::io::Result<Self> {
+        let bind: SocketAddr = if host.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let udp = UdpSocket::from_std({
+            let s = crate::host::bind_udp(bind)?;
+            s.set_nonblocking(true)?;
+            s
+        })?;
+        Ok(Self {
+            udp,
+            host: std::sync::Mutex::new(host),
+            start: Instant::now(),
+            heard_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn host(&self) -> SocketAddr {
+        self.host
+            .lock()
+            .map(|h| *h)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    fn set_host(&self, to: SocketAddr) {
+        if let Ok(mut h) = self.host.lock() {
+            *h = to;
+        }
+    }
+
+    fn heard(&self) {
+        self.heard_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long the host has been silent.
+    fn silent(&self) -> Duration {
+        let heard = Duration::from_millis(self.heard_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(heard)
+    }
+
+    /// Sends one message to the host; a failure (a host that is gone) is
+    /// noticed by its silence, not here.
+    async fn send(&self, session: u64, msg: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&session.to_be_bytes());
+        out.extend_from_slice(msg);
+        if let Err(e) = self.udp.send_to(out, self.host()).await {
+            tracing::debug!(error = %e, "sending to the host");
+        }
+    }
+}
+
 /// Receive buffer for host datagrams, refilled when used up.
 const RELAY_BUFFER: usize = 256 * 1024;
 
@@ -774,22 +971,9 @@ const RELAY_BUFFER: usize = 256 * 1024;
 /// in microseconds, far below 2^63) and not passed on to it.
 const KEEPALIVE_STAMP: u64 = 1 << 63;
 
-async fn relay(
-    udp: &UdpSocket,
-    session: u64,
-    msg: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), SessionEnd> {
-    out.clear();
-    out.extend_from_slice(&session.to_be_bytes());
-    out.extend_from_slice(msg);
-    udp.send(out).await?;
-    Ok(())
-}
-
 async fn relay_lane(
     recv: &mut quinn::RecvStream,
-    udp: &UdpSocket,
+    link: &HostLink,
     session: u64,
     stats: &GatewayStats,
 ) -> Result<(), SessionEnd> {
@@ -817,7 +1001,7 @@ async fn relay_lane(
         if lane == Lane::Input {
             stats.input_relayed.fetch_add(1, Ordering::Relaxed);
         }
-        relay(udp, session, &m, &mut out).await?;
+        link.send(session, &m, &mut out).await;
     }
     Ok(())
 }

@@ -3,14 +3,31 @@
 //! and acknowledges input.
 //!
 //! Between gateway and host the protocol is stateless datagrams: each one is
-//! an [`Envelope`] naming its session. A gateway opens a session with
-//! `Hello` (repeated until `Welcome` arrives) and keeps it alive with `Ping`;
-//! a session silent for [`SESSION_TIMEOUT`] ends and releases its input.
+//! an [`Envelope`] naming its session. A gateway attaches a session with
+//! `Attach` (repeated until `Welcome` arrives) and keeps it alive with
+//! `Ping`. The session's id is the directory's, the same through every
+//! gateway, so a client that reconnects elsewhere re-attaches to its
+//! session: the new gateway replaces the old one, held input is released
+//! and the picture restarts from a keyframe. A session lost by its gateway
+//! (`Detach`, or [`DETACHED_AFTER`] of silence) releases held input and
+//! stops sending; one silent for [`SESSION_RETAIN`] ends.
+//!
+//! Idle sessions follow the directory's policy
+//! ([`nephele_protocol::activity`]): warned, then paused (the encoder and
+//! sound threads sleep), then suspended (both threads end, releasing the
+//! encoder; the desktop's state is kept). Input, or a client's report of
+//! input or of a keep-active request, resumes, keyframe first.
+//!
+//! Continuity: when the gateway names a backup host, the session's state
+//! (typed text, pointer, input position) is replicated to it after every
+//! input and once a second, before the input is acknowledged. The backup
+//! keeps it on standby and, when a gateway attaches the session there
+//! after the primary failed, takes the session over from it.
 //!
 //! Threads: one receive thread (`nephele-host-rx`) owns the socket's read
-//! side, the session table and input delivery; each session has an encoder
-//! thread (`nephele-host-enc-N`) that renders, encodes and sends at the
-//! session's frame rate.
+//! side, the session table and input delivery; each streaming session has
+//! an encoder thread (`nephele-host-enc-N`) that renders, encodes and sends
+//! at the session's frame rate, and a sound thread.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nephele_protocol::activity::{IdlePolicy, IdleTracker, Phase, Transition};
 use nephele_protocol::input::InputReceiver;
 use nephele_protocol::pad::MAX_PADS;
 use nephele_protocol::rate::{RateConfig, RateController, Report};
@@ -36,8 +54,22 @@ use openh264::encoder::{
 use crate::audio::{AudioJob, MIC_QUEUE, MicPacket, MicRecorder, mic_recorder};
 use crate::desktop::{DesktopState, I420, Renderer};
 
+/// A session whose gateway is silent this long is detached: held input is
+/// released and nothing more is sent until a gateway attaches it again.
+pub const DETACHED_AFTER: Duration = Duration::from_secs(3);
+
 /// A session that hears nothing for this long ends.
-pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SESSION_RETAIN: Duration = Duration::from_secs(600);
+
+/// Standby states kept for sessions of other hosts, at most.
+const MAX_STANDBY: usize = 256;
+
+/// A standby state not refreshed for this long is forgotten.
+const STANDBY_TTL: Duration = Duration::from_secs(3600);
+
+/// The primary re-sends a session's state this often without changes, so
+/// a lost replication datagram is repaired.
+const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most sessions one host runs at once.
 pub const MAX_SESSIONS: usize = 16;
@@ -126,6 +158,18 @@ pub struct HostStats {
     pub encoder_fps: AtomicU64,
     /// Times congestion control cut a session's rate, all sessions.
     pub rate_decreases: AtomicU64,
+    /// Sessions running now (streaming, paused or suspended).
+    pub sessions: AtomicU64,
+    /// Sessions re-attached through a different gateway.
+    pub reattached: AtomicU64,
+    /// Sessions taken over from a failed primary's replicated state.
+    pub takeovers: AtomicU64,
+    /// Pauses, suspensions and resumptions, all sessions.
+    pub pauses: AtomicU64,
+    /// See `pauses`.
+    pub suspends: AtomicU64,
+    /// See `pauses`.
+    pub resumes: AtomicU64,
 }
 
 /// A running host; stops when dropped.
@@ -133,9 +177,14 @@ pub struct HostStats {
 pub struct Host {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    crash: Arc<AtomicBool>,
     stats: Arc<HostStats>,
+    desktops: Desktops,
     rx: Option<JoinHandle<()>>,
 }
+
+/// The live sessions' desktops, for [`Host::typed`].
+type Desktops = Arc<Mutex<HashMap<u64, Arc<Mutex<DesktopState>>>>>;
 
 impl Host {
     /// Binds and starts the host.
@@ -149,7 +198,7 @@ impl Host {
             source,
         })?;
         socket
-            .set_read_timeout(Some(Duration::from_millis(100)))
+            .set_read_timeout(Some(Duration::from_millis(50)))
             .map_err(|source| HostError::Bind { addr, source })?;
         let recorder = match &cfg.record_input {
             Some(p) => Some(BufWriter::new(
@@ -172,19 +221,25 @@ impl Host {
             None => None,
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let crash = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(HostStats::default());
+        let desktops = Desktops::default();
         let mut rx = Receiver {
             socket: Arc::new(socket),
             sessions: HashMap::new(),
+            standby: HashMap::new(),
             recorder,
             epoch: Instant::now(),
             stop: stop.clone(),
+            crash: crash.clone(),
             stats: stats.clone(),
+            desktops: desktops.clone(),
             bitrate: cfg.bitrate,
             motion: cfg.motion,
             tone_hz: cfg.tone_hz,
             mic_recorder,
             next_index: 0,
+            resume_eta: ResumeEta::default(),
         };
         let rx = std::thread::Builder::new()
             .name("nephele-host-rx".into())
@@ -198,7 +253,9 @@ impl Host {
         Ok(Self {
             addr,
             stop,
+            crash,
             stats,
+            desktops,
             rx: Some(rx),
         })
     }
@@ -213,9 +270,37 @@ impl Host {
         self.stats.clone()
     }
 
+    /// Sessions running now.
+    pub fn sessions(&self) -> u64 {
+        self.stats.sessions.load(Ordering::Relaxed)
+    }
+
+    /// The text typed on each live session's demo desktop, by session id.
+    pub fn typed(&self) -> Vec<(u64, String)> {
+        let Ok(d) = self.desktops.lock() else {
+            return Vec::new();
+        };
+        d.iter()
+            .map(|(&id, s)| (id, s.lock().map(|s| s.typed.clone()).unwrap_or_default()))
+            .collect()
+    }
+
     /// Stops all sessions and waits for the threads.
     pub fn shutdown(mut self) {
         self.stop_and_join();
+    }
+
+    /// Stops as a crash would: every thread ends (within a few tens of
+    /// milliseconds) and the socket closes, with no goodbye to anyone. For
+    /// chaos tests and demos.
+    pub fn crash(&self) {
+        self.crash.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Host::crash`] was called.
+    pub fn crashed(&self) -> bool {
+        self.crash.load(Ordering::Relaxed)
     }
 
     fn stop_and_join(&mut self) {
@@ -243,35 +328,48 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-struct Session {
-    /// The receive thread's own copy of the gateway address, so it compares
-    /// without locking; `gateway_addr` is the encoder thread's view.
-    gateway: SocketAddr,
-    width: u16,
-    height: u16,
-    fps: u8,
+/// What the encoder and sound threads of a session share with the receiver.
+struct Shared {
     desktop: Arc<Mutex<DesktopState>>,
-    input: InputReceiver,
-    last_heard: Instant,
     keyframe: Arc<AtomicBool>,
     loss_permille: Arc<AtomicU32>,
-    rate: RateController,
     /// The rate controller's target (video and parity), for the encoder thread.
     target_bps: Arc<AtomicU32>,
-    /// Video bytes the encoder thread sent, and that count at the last report.
+    /// Video bytes the encoder thread sent.
     sent_bytes: Arc<AtomicU64>,
-    sent_at_report: (Instant, u64),
-    gateway_addr: Arc<Mutex<SocketAddr>>,
-    stop: Arc<AtomicBool>,
-    encoder: Option<JoinHandle<()>>,
-    /// The microphone's packets, to the session's sound thread.
-    mic: SyncSender<MicPacket>,
-    sound: Option<JoinHandle<()>>,
+    /// Where the session's gateway is now.
+    gateway: Arc<Mutex<SocketAddr>>,
+    /// Set while nothing is to be captured or sent (paused, or no gateway).
+    paused: Arc<AtomicBool>,
+    /// Set on resuming: the encoder tells the client it streams again,
+    /// just before the first new frame.
+    announce: Arc<AtomicBool>,
+    /// The next frame's id, kept across encoder restarts so the client's
+    /// reassembler sees one stream.
+    next_frame_id: Arc<AtomicU32>,
 }
 
-impl Drop for Session {
+/// A session's encoder and sound threads; dropped (joined) on suspend.
+struct Media {
+    stop: Arc<AtomicBool>,
+    encoder: Option<JoinHandle<()>>,
+    sound: Option<JoinHandle<()>>,
+    /// The microphone's packets, to the sound thread.
+    mic: Option<SyncSender<MicPacket>>,
+}
+
+impl Media {
+    fn wake(&self) {
+        for h in [&self.encoder, &self.sound].into_iter().flatten() {
+            h.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Media {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.wake();
         for h in [self.encoder.take(), self.sound.take()]
             .into_iter()
             .flatten()
@@ -281,18 +379,123 @@ impl Drop for Session {
     }
 }
 
+struct Session {
+    /// The gateway the session is attached through.
+    gateway: SocketAddr,
+    width: u16,
+    height: u16,
+    fps: u8,
+    shared: Shared,
+    input: InputReceiver,
+    last_heard: Instant,
+    /// No gateway now: held input released, nothing sent.
+    detached: bool,
+    idle: IdleTracker,
+    rate: RateController,
+    sent_at_report: (Instant, u64),
+    /// Where the session's state is replicated, and how far.
+    backup: Option<SocketAddr>,
+    sync_version: u32,
+    last_sync: Instant,
+    /// `None` while suspended.
+    media: Option<Media>,
+    /// When a resume from suspension began, to learn how long one takes.
+    resuming_since: Option<Instant>,
+    index: u64,
+}
+
+/// A session of another host, replicated here in case that host fails.
+struct Standby {
+    input_seq: u32,
+    version: u32,
+    state: Vec<u8>,
+    at: Instant,
+}
+
+/// How long resuming from suspension takes here: a moving average of the
+/// last ones, told to clients as the ETA.
+#[derive(Debug, Clone, Copy)]
+struct ResumeEta {
+    ms: f64,
+}
+
+impl Default for ResumeEta {
+    fn default() -> Self {
+        Self { ms: 150.0 }
+    }
+}
+
+impl ResumeEta {
+    fn learn(&mut self, took: Duration) {
+        self.ms = 0.7 * self.ms + 0.3 * took.as_secs_f64() * 1000.0;
+    }
+}
+
 struct Receiver {
     socket: Arc<UdpSocket>,
     sessions: HashMap<u64, Session>,
+    standby: HashMap<u64, Standby>,
     recorder: Option<BufWriter<File>>,
     epoch: Instant,
     stop: Arc<AtomicBool>,
+    crash: Arc<AtomicBool>,
     stats: Arc<HostStats>,
+    desktops: Desktops,
     bitrate: u32,
     motion: bool,
     tone_hz: Option<f32>,
     mic_recorder: Option<MicRecorder>,
     next_index: u64,
+    resume_eta: ResumeEta,
+}
+
+fn send_on(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    session: u64,
+    message: Message<'_>,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    Envelope { session, message }.encode(out);
+    if let Err(e) = socket.send_to(out, to) {
+        tracing::debug!(error = %e, %to, "host send");
+    }
+}
+
+/// The demo desktop's state as replicated: pointer, wheel, counters and
+/// the typed text. Held keys and buttons are not: a takeover releases them.
+/// Hand-written because it is a few fixed fields and one string, bounded
+/// to fit one datagram.
+fn snapshot(d: &DesktopState, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&d.pointer.0.to_be_bytes());
+    out.extend_from_slice(&d.pointer.1.to_be_bytes());
+    out.extend_from_slice(&d.wheel.0.to_be_bytes());
+    out.extend_from_slice(&d.wheel.1.to_be_bytes());
+    out.extend_from_slice(&d.events.to_be_bytes());
+    out.extend_from_slice(&d.key_presses.to_be_bytes());
+    let room = nephele_protocol::wire::MAX_STATE - out.len();
+    let mut start = d.typed.len().saturating_sub(room);
+    while !d.typed.is_char_boundary(start) {
+        start += 1;
+    }
+    out.extend_from_slice(&d.typed.as_bytes()[start..]);
+}
+
+fn restore(bytes: &[u8]) -> Option<DesktopState> {
+    let (head, text) = bytes.split_at_checked(28)?;
+    let u16_at = |i: usize| u16::from_be_bytes([head[i], head[i + 1]]);
+    let i32_at = |i: usize| i32::from_be_bytes(head[i..i + 4].try_into().unwrap_or_default());
+    let u64_at = |i: usize| u64::from_be_bytes(head[i..i + 8].try_into().unwrap_or_default());
+    Some(DesktopState {
+        pointer: (u16_at(0), u16_at(2)),
+        wheel: (i32_at(4), i32_at(8)),
+        events: u64_at(12),
+        key_presses: u64_at(20),
+        typed: String::from_utf8_lossy(text).into_owned(),
+        ..Default::default()
+    })
 }
 
 impl Receiver {
@@ -313,23 +516,28 @@ impl Receiver {
                     tracing::debug!(error = %e, "host recv");
                 }
             }
-            if last_sweep.elapsed() >= Duration::from_millis(250) {
+            if last_sweep.elapsed() >= Duration::from_millis(50) {
                 last_sweep = Instant::now();
                 self.sweep();
             }
         }
         let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        if self.crash.load(Ordering::Relaxed) {
+            // A crash says nothing to anyone.
+            self.sessions.clear();
+            if let Ok(mut d) = self.desktops.lock() {
+                d.clear();
+            }
+            self.stats.sessions.store(0, Ordering::Relaxed);
+            return;
+        }
         for id in ids {
             self.end_session(id, GoodbyeReason::Shutdown, &mut out);
         }
     }
 
     fn send(&self, to: SocketAddr, session: u64, message: Message<'_>, out: &mut Vec<u8>) {
-        out.clear();
-        Envelope { session, message }.encode(out);
-        if let Err(e) = self.socket.send_to(out, to) {
-            tracing::debug!(error = %e, %to, "host send");
-        }
+        send_on(&self.socket, to, session, message, out);
     }
 
     fn handle(&mut self, dgram: &[u8], from: SocketAddr, out: &mut Vec<u8>) {
@@ -342,17 +550,31 @@ impl Receiver {
             }
         };
         let id = env.session;
-        if let Message::Hello {
-            width, height, fps, ..
-        } = env.message
-        {
-            self.open_session(id, from, width, height, fps, out);
-            return;
+        match env.message {
+            Message::Attach {
+                width,
+                height,
+                fps,
+                policy,
+                backup,
+            } => {
+                self.attach(id, from, (width, height, fps), policy, backup, out);
+                return;
+            }
+            Message::StateSync {
+                input_seq,
+                version,
+                state,
+            } => {
+                self.keep_standby(id, input_seq, version, state);
+                return;
+            }
+            _ => {}
         }
         let now = Instant::now();
         let Some(s) = self.sessions.get_mut(&id) else {
-            // Unknown session (expired or never opened): tell the gateway.
-            if !matches!(env.message, Message::Goodbye { .. }) {
+            // Unknown session (ended, or never opened): tell the gateway.
+            if !matches!(env.message, Message::Goodbye { .. } | Message::Detach) {
                 self.send(
                     from,
                     id,
@@ -364,18 +586,35 @@ impl Receiver {
             }
             return;
         };
-        s.last_heard = now;
         if s.gateway != from {
-            // The gateway's address changed (rebinding); follow it.
-            s.gateway = from;
-            if let Ok(mut g) = s.gateway_addr.lock() {
-                *g = from;
+            // A gateway the session has left (the client re-attached
+            // elsewhere): it is told so and closes its side.
+            if !matches!(env.message, Message::Goodbye { .. } | Message::Detach) {
+                self.send(
+                    from,
+                    id,
+                    Message::Goodbye {
+                        reason: GoodbyeReason::Replaced,
+                    },
+                    out,
+                );
             }
+            return;
         }
+        s.last_heard = now;
+        if s.detached {
+            // Heard from again (a gap longer than DETACHED_AFTER).
+            s.detached = false;
+            s.shared.keyframe.store(true, Ordering::Relaxed);
+            self.refresh_paused(id);
+        }
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
         match env.message {
             Message::Input { seq, event } => {
                 let (w, h) = (s.width, s.height);
-                let desktop = s.desktop.clone();
+                let desktop = s.shared.desktop.clone();
                 let mut applied = Vec::new();
                 s.input
                     .handle(seq, event, |seq, ev| applied.push((seq, ev)));
@@ -404,6 +643,16 @@ impl Receiver {
                 for (seq, ev) in &applied {
                     self.record(id, Some(*seq), ev, false);
                 }
+                if !applied.is_empty() {
+                    // Replicated before acknowledged: what the client
+                    // counts as delivered survives this host.
+                    self.sync(id, out);
+                    let t = self
+                        .sessions
+                        .get_mut(&id)
+                        .and_then(|s| s.idle.on_input(now));
+                    self.transition(id, t, now, out);
+                }
                 for pad in (0..MAX_PADS).filter(|&p| buzz[usize::from(p)]) {
                     let rumble = Message::Rumble {
                         pad,
@@ -417,7 +666,11 @@ impl Receiver {
                 self.send(from, id, Message::InputAck { seq: ack, host_us }, out);
             }
             Message::KeyframeRequest { .. } => {
-                s.keyframe.store(true, Ordering::Relaxed);
+                s.shared.keyframe.store(true, Ordering::Relaxed);
+            }
+            Message::Activity(report) => {
+                let t = s.idle.on_report(now, report);
+                self.transition(id, t, now, out);
             }
             Message::Audio {
                 seq,
@@ -426,21 +679,24 @@ impl Receiver {
                 previous,
             } => {
                 let arrived_us = self.epoch.elapsed().as_micros() as u64;
-                // Full: the sound thread is stalled, and this packet would
-                // be too late anyway.
-                let _ = s.mic.try_send(MicPacket::new(
-                    seq, capture_us, arrived_us, payload, previous,
-                ));
+                // Full: the sound thread is stalled or paused, and this
+                // packet would be too late anyway.
+                if let Some(mic) = s.media.as_ref().and_then(|m| m.mic.as_ref()) {
+                    let _ = mic.try_send(MicPacket::new(
+                        seq, capture_us, arrived_us, payload, previous,
+                    ));
+                }
             }
             Message::ReceiverReport {
                 loss_permille,
                 queue_delay_ms,
                 recv_kbps,
             } => {
-                s.loss_permille
+                s.shared
+                    .loss_permille
                     .store(u32::from(loss_permille), Ordering::Relaxed);
                 let before = s.rate.decreases();
-                let sent = s.sent_bytes.load(Ordering::Relaxed);
+                let sent = s.shared.sent_bytes.load(Ordering::Relaxed);
                 let (then, sent_then) = std::mem::replace(&mut s.sent_at_report, (now, sent));
                 let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
                 let sent_kbps = ((sent - sent_then) as f64 * 8.0 / 1000.0 / secs) as u32;
@@ -453,7 +709,7 @@ impl Receiver {
                         sent_kbps,
                     },
                 );
-                s.target_bps.store(target, Ordering::Relaxed);
+                s.shared.target_bps.store(target, Ordering::Relaxed);
                 tracing::trace!(
                     session = id,
                     target,
@@ -482,41 +738,151 @@ impl Receiver {
             Message::Goodbye { .. } => {
                 self.end_session(id, GoodbyeReason::Normal, out);
             }
+            Message::Detach => {
+                tracing::info!(session = id, "client lost; session detached");
+                self.detach(id);
+            }
             other => {
                 tracing::debug!(?other, "unexpected message from gateway");
             }
         }
     }
 
-    fn open_session(
+    /// Keeps (or refreshes) another host's session state, in case that host fails.
+    fn keep_standby(&mut self, id: u64, input_seq: u32, version: u32, state: &[u8]) {
+        if self.sessions.contains_key(&id) {
+            return; // taken over already: the old primary is stale
+        }
+        let now = Instant::now();
+        if let Some(s) = self.standby.get_mut(&id) {
+            // Versions restart only with a new primary; wrapping compare.
+            if (version.wrapping_sub(s.version) as i32) >= 0 {
+                s.input_seq = input_seq;
+                s.version = version;
+                s.state.clear();
+                s.state.extend_from_slice(state);
+            }
+            s.at = now;
+            return;
+        }
+        if self.standby.len() >= MAX_STANDBY {
+            self.standby
+                .retain(|_, s| now.duration_since(s.at) < STANDBY_TTL);
+            if self.standby.len() >= MAX_STANDBY
+                && let Some(oldest) = self
+                    .standby
+                    .iter()
+                    .min_by_key(|(_, s)| s.at)
+                    .map(|(k, _)| *k)
+            {
+                self.standby.remove(&oldest);
+            }
+        }
+        self.standby.insert(
+            id,
+            Standby {
+                input_seq,
+                version,
+                state: state.to_vec(),
+                at: now,
+            },
+        );
+    }
+
+    /// Sends the session's state to its backup host.
+    fn sync(&mut self, id: u64, out: &mut Vec<u8>) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let Some(backup) = s.backup else { return };
+        let mut state = Vec::with_capacity(nephele_protocol::wire::MAX_STATE);
+        if let Ok(d) = s.shared.desktop.lock() {
+            snapshot(&d, &mut state);
+        }
+        s.sync_version = s.sync_version.wrapping_add(1);
+        s.last_sync = Instant::now();
+        let msg = Message::StateSync {
+            input_seq: s.input.ack(),
+            version: s.sync_version,
+            state: &state,
+        };
+        send_on(&self.socket, backup, id, msg, out);
+    }
+
+    /// Attaches a session to the gateway `from`: opens it, re-attaches it
+    /// (a client back through another gateway) or takes it over from a
+    /// failed primary's replicated state.
+    fn attach(
         &mut self,
         id: u64,
         from: SocketAddr,
-        width: u16,
-        height: u16,
-        fps: u8,
+        (width, height, fps): (u16, u16, u8),
+        policy: IdlePolicy,
+        backup: Option<SocketAddr>,
         out: &mut Vec<u8>,
     ) {
+        let now = Instant::now();
         let host_time_us = self.epoch.elapsed().as_micros() as u64;
         if let Some(s) = self.sessions.get_mut(&id) {
-            // A repeated hello: the welcome was lost. Answer again.
-            s.last_heard = Instant::now();
-            let (width, height, fps) = (s.width, s.height, s.fps);
-            self.send_welcome(from, id, (width, height, fps), host_time_us, out);
+            s.last_heard = now;
+            let moved = s.gateway != from;
+            if moved || s.detached {
+                if moved {
+                    tracing::info!(session = id, old = %s.gateway, new = %from, "session re-attached through another gateway");
+                    self.stats.reattached.fetch_add(1, Ordering::Relaxed);
+                }
+                s.gateway = from;
+                if let Ok(mut g) = s.shared.gateway.lock() {
+                    *g = from;
+                }
+                s.detached = false;
+                s.backup = backup.or(s.backup);
+                s.shared.keyframe.store(true, Ordering::Relaxed);
+                self.release_held(id);
+                self.refresh_paused(id);
+            }
+            // Otherwise a repeated attach: the welcome was lost. Answer again.
+            self.welcome(id, host_time_us, out);
             return;
         }
         if self.sessions.len() >= MAX_SESSIONS {
             self.refuse(from, id, out);
             return;
         }
-        let desktop = Arc::new(Mutex::new(DesktopState {
-            pointer: (width / 2, height / 2),
-            ..Default::default()
-        }));
-        let keyframe = Arc::new(AtomicBool::new(true));
-        let loss_permille = Arc::new(AtomicU32::new(NO_REPORT));
-        let stop = Arc::new(AtomicBool::new(false));
-        let gateway_addr = Arc::new(Mutex::new(from));
+        let (desktop, input) = match self
+            .standby
+            .remove(&id)
+            .and_then(|sb| restore(&sb.state).map(|d| (d, sb.input_seq)))
+        {
+            Some((d, seq)) => {
+                tracing::warn!(
+                    session = id,
+                    input_seq = seq,
+                    typed = d.typed.len(),
+                    "taking the session over from its failed primary"
+                );
+                self.stats.takeovers.fetch_add(1, Ordering::Relaxed);
+                if let Some(w) = self.recorder.as_mut() {
+                    let t_ms = self.epoch.elapsed().as_secs_f64() * 1000.0;
+                    let line = serde_json::json!({
+                        "t_ms": (t_ms * 1000.0).round() / 1000.0,
+                        "session": id,
+                        "kind": "takeover",
+                        "input_seq": seq,
+                        "typed": d.typed,
+                    });
+                    let _ = writeln!(w, "{line}").and_then(|()| w.flush());
+                }
+                (d, InputReceiver::resuming_after(seq))
+            }
+            None => (
+                DesktopState {
+                    pointer: (width / 2, height / 2),
+                    ..Default::default()
+                },
+                InputReceiver::new(),
+            ),
+        };
         self.next_index += 1;
         let bitrate = if self.bitrate > 0 {
             self.bitrate
@@ -524,54 +890,110 @@ impl Receiver {
             default_bitrate(width, height, fps)
         };
         let rate = RateController::new(RateConfig::new(bitrate));
-        let target_bps = Arc::new(AtomicU32::new(rate.target_bps()));
-        let sent_bytes = Arc::new(AtomicU64::new(0));
-        let job = EncodeJob {
-            session: id,
+        let shared = Shared {
+            desktop: Arc::new(Mutex::new(desktop)),
+            keyframe: Arc::new(AtomicBool::new(true)),
+            loss_permille: Arc::new(AtomicU32::new(NO_REPORT)),
+            target_bps: Arc::new(AtomicU32::new(rate.target_bps())),
+            sent_bytes: Arc::new(AtomicU64::new(0)),
+            gateway: Arc::new(Mutex::new(from)),
+            paused: Arc::new(AtomicBool::new(false)),
+            announce: Arc::new(AtomicBool::new(false)),
+            next_frame_id: Arc::new(AtomicU32::new(0)),
+        };
+        let mut idle = IdleTracker::new(policy, now);
+        // A film or game playing on the desktop keeps it active by itself.
+        idle.set_host_keep_active(self.motion, now);
+        let mut session = Session {
+            gateway: from,
             width,
             height,
             fps,
-            bitrate,
+            shared,
+            input,
+            last_heard: now,
+            detached: false,
+            idle,
+            rate,
+            sent_at_report: (now, 0),
+            backup,
+            sync_version: 0,
+            last_sync: now,
+            media: None,
+            resuming_since: None,
+            index: self.next_index,
+        };
+        match self.start_media(id, &session) {
+            Ok(m) => session.media = Some(m),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the encoder thread");
+                self.refuse(from, id, out);
+                return;
+            }
+        }
+        tracing::info!(session = id, %from, width, height, fps, backup = ?backup, "session opened");
+        self.stats.sessions_opened.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut d) = self.desktops.lock() {
+            d.insert(id, session.shared.desktop.clone());
+        }
+        self.sessions.insert(id, session);
+        self.stats
+            .sessions
+            .store(self.sessions.len() as u64, Ordering::Relaxed);
+        self.sync(id, out);
+        self.welcome(id, host_time_us, out);
+    }
+
+    /// Starts a session's encoder and sound threads.
+    fn start_media(&self, id: u64, s: &Session) -> std::io::Result<Media> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let job = EncodeJob {
+            session: id,
+            width: s.width,
+            height: s.height,
+            fps: s.fps,
+            bitrate: if self.bitrate > 0 {
+                self.bitrate
+            } else {
+                default_bitrate(s.width, s.height, s.fps)
+            },
             motion: self.motion,
-            target_bps: target_bps.clone(),
-            sent_bytes: sent_bytes.clone(),
+            target_bps: s.shared.target_bps.clone(),
+            sent_bytes: s.shared.sent_bytes.clone(),
             socket: self.socket.clone(),
-            gateway: gateway_addr.clone(),
-            desktop: desktop.clone(),
-            keyframe: keyframe.clone(),
-            loss_permille: loss_permille.clone(),
+            gateway: s.shared.gateway.clone(),
+            desktop: s.shared.desktop.clone(),
+            keyframe: s.shared.keyframe.clone(),
+            loss_permille: s.shared.loss_permille.clone(),
+            paused: s.shared.paused.clone(),
+            announce: s.shared.announce.clone(),
+            next_frame_id: s.shared.next_frame_id.clone(),
             stop: stop.clone(),
             epoch: self.epoch,
             stats: self.stats.clone(),
         };
-        let encoder = match std::thread::Builder::new()
-            .name(format!("nephele-host-enc-{}", self.next_index))
+        let encoder = std::thread::Builder::new()
+            .name(format!("nephele-host-enc-{}", s.index))
             .spawn(move || {
                 // Started from the input thread; encoding is bulk work.
                 nephele_platform::sched::ordinary();
                 job.run()
-            }) {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start encoder thread");
-                self.refuse(from, id, out);
-                return;
-            }
-        };
+            })?;
         let (mic_tx, mic_rx) = std::sync::mpsc::sync_channel(MIC_QUEUE);
         let sound_job = AudioJob {
             session: id,
             socket: self.socket.clone(),
-            gateway: gateway_addr.clone(),
-            desktop: desktop.clone(),
+            gateway: s.shared.gateway.clone(),
+            desktop: s.shared.desktop.clone(),
             tone_hz: self.tone_hz,
             mic: mic_rx,
             recorder: self.mic_recorder.clone(),
+            paused: s.shared.paused.clone(),
             stop: stop.clone(),
             epoch: self.epoch,
         };
         let sound = match std::thread::Builder::new()
-            .name(format!("nephele-host-audio-{}", self.next_index))
+            .name(format!("nephele-host-audio-{}", s.index))
             .spawn(move || {
                 // Small and periodic: it must not wait behind the encoders.
                 nephele_platform::sched::latency_critical();
@@ -583,32 +1005,135 @@ impl Receiver {
                 None
             }
         };
-        tracing::info!(session = id, %from, width, height, fps, "session opened");
-        self.stats.sessions_opened.fetch_add(1, Ordering::Relaxed);
-        self.sessions.insert(
-            id,
-            Session {
-                gateway: from,
-                width,
-                height,
-                fps,
-                desktop,
-                input: InputReceiver::new(),
-                last_heard: Instant::now(),
-                keyframe,
-                loss_permille,
-                rate,
-                target_bps,
-                sent_bytes,
-                sent_at_report: (Instant::now(), 0),
-                gateway_addr,
-                stop,
-                encoder: Some(encoder),
-                mic: mic_tx,
-                sound,
-            },
-        );
-        self.send_welcome(from, id, (width, height, fps), host_time_us, out);
+        let mic = sound.as_ref().map(|_| mic_tx);
+        Ok(Media {
+            stop,
+            encoder: Some(encoder),
+            sound,
+            mic,
+        })
+    }
+
+    fn welcome(&mut self, id: u64, host_time_us: u64, out: &mut Vec<u8>) {
+        let Some(s) = self.sessions.get(&id) else {
+            return;
+        };
+        let (to, width, height, fps) = (s.gateway, s.width, s.height, s.fps);
+        let phase = s.idle.phase();
+        let welcome = Message::Welcome {
+            session_id: id,
+            width,
+            height,
+            fps,
+            host_time_us,
+        };
+        self.send(to, id, welcome, out);
+        if phase != Phase::Streaming {
+            // A client back while the session is paused learns so at once.
+            self.send(to, id, Message::Status { phase, ms: 0 }, out);
+        }
+    }
+
+    /// Releases every held key and button of a session (its client is
+    /// gone, or came back through another path and will press them anew).
+    fn release_held(&mut self, id: u64) {
+        let Some(s) = self.sessions.get(&id) else {
+            return;
+        };
+        let released = s
+            .shared
+            .desktop
+            .lock()
+            .map(|mut d| d.release_all())
+            .unwrap_or_default();
+        for ev in &released {
+            self.record(id, None, ev, true);
+        }
+    }
+
+    fn detach(&mut self, id: u64) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        s.detached = true;
+        self.release_held(id);
+        self.refresh_paused(id);
+    }
+
+    /// The encoder and sound threads sleep while the session is paused
+    /// or has no gateway, and wake (keyframe first) when neither holds.
+    fn refresh_paused(&mut self, id: u64) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let pause = s.detached || s.idle.phase().is_stopped();
+        let was = s.shared.paused.swap(pause, Ordering::Relaxed);
+        if was && !pause {
+            s.shared.keyframe.store(true, Ordering::Relaxed);
+            if let Some(m) = &s.media {
+                m.wake();
+            }
+        }
+    }
+
+    /// Carries out an idle transition and tells the client.
+    fn transition(&mut self, id: u64, t: Option<Transition>, now: Instant, out: &mut Vec<u8>) {
+        let Some(t) = t else { return };
+        let eta = self.resume_eta.ms.round() as u32;
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let (phase, ms) = match t {
+            Transition::Warn(d) => (
+                Phase::Warning,
+                d.as_millis().min(u128::from(u32::MAX)) as u32,
+            ),
+            Transition::Clear => (Phase::Streaming, 0),
+            Transition::Pause => {
+                self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session = id, "idle: paused");
+                (Phase::Paused, 0)
+            }
+            Transition::Suspend => {
+                self.stats.suspends.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session = id, "idle: suspended, encoder released");
+                // Joins the threads: the encoder and its buffers are freed.
+                s.media = None;
+                (Phase::Suspended, 0)
+            }
+            Transition::Resume(from) => {
+                self.stats.resumes.fetch_add(1, Ordering::Relaxed);
+                s.shared.announce.store(true, Ordering::Relaxed);
+                s.shared.keyframe.store(true, Ordering::Relaxed);
+                let eta = if from == Phase::Suspended {
+                    s.resuming_since = Some(now);
+                    eta
+                } else {
+                    // One frame away.
+                    (1000 / u32::from(s.fps.max(1))).max(1)
+                };
+                tracing::info!(session = id, from = from.name(), eta_ms = eta, "resuming");
+                (Phase::Resuming, eta)
+            }
+        };
+        let restart = matches!(t, Transition::Resume(Phase::Suspended)) && s.media.is_none();
+        if restart && let Some(s) = self.sessions.get(&id) {
+            match self.start_media(id, s) {
+                Ok(m) => {
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.media = Some(m);
+                    }
+                }
+                Err(e) => tracing::error!(session = id, error = %e, "cannot restart the encoder"),
+            }
+        }
+        self.refresh_paused(id);
+        if let Some(s) = self.sessions.get(&id)
+            && !s.detached
+        {
+            let to = s.gateway;
+            self.send(to, id, Message::Status { phase, ms }, out);
+        }
     }
 
     /// Turns a session request away: the host is full.
@@ -619,55 +1144,66 @@ impl Receiver {
         self.send(to, id, no, out);
     }
 
-    fn send_welcome(
-        &self,
-        to: SocketAddr,
-        id: u64,
-        (width, height, fps): (u16, u16, u8),
-        host_time_us: u64,
-        out: &mut Vec<u8>,
-    ) {
-        let welcome = Message::Welcome {
-            session_id: id,
-            width,
-            height,
-            fps,
-            host_time_us,
-        };
-        self.send(to, id, welcome, out);
-    }
-
     fn sweep(&mut self) {
         let now = Instant::now();
-        let expired: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| now.duration_since(s.last_heard) > SESSION_TIMEOUT)
-            .map(|(&id, _)| id)
-            .collect();
         let mut out = Vec::new();
-        for id in expired {
-            tracing::info!(session = id, "session timed out");
-            self.end_session(id, GoodbyeReason::Timeout, &mut out);
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let silent = now.duration_since(s.last_heard);
+            if silent > SESSION_RETAIN {
+                tracing::info!(session = id, "session timed out");
+                self.end_session(id, GoodbyeReason::Timeout, &mut out);
+                continue;
+            }
+            if silent > DETACHED_AFTER && !s.detached {
+                tracing::info!(session = id, "gateway silent; session detached");
+                self.detach(id);
+            }
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            // A resume from suspension is over when the first frame left.
+            if let Some(since) = s.resuming_since
+                && !s.shared.announce.load(Ordering::Relaxed)
+            {
+                s.resuming_since = None;
+                self.resume_eta.learn(now.duration_since(since));
+            }
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let t = s.idle.poll(now);
+            let due_sync = s.backup.is_some() && now.duration_since(s.last_sync) >= SYNC_INTERVAL;
+            self.transition(id, t, now, &mut out);
+            if due_sync {
+                self.sync(id, &mut out);
+            }
         }
+        self.standby
+            .retain(|_, s| now.duration_since(s.at) < STANDBY_TTL);
         if let Some(r) = self.recorder.as_mut() {
             let _ = r.flush();
         }
     }
 
     fn end_session(&mut self, id: u64, reason: GoodbyeReason, out: &mut Vec<u8>) {
+        if !self.sessions.contains_key(&id) {
+            return;
+        }
+        self.release_held(id);
         let Some(s) = self.sessions.remove(&id) else {
             return;
         };
-        let released = s
-            .desktop
-            .lock()
-            .map(|mut d| d.release_all())
-            .unwrap_or_default();
-        for ev in &released {
-            self.record(id, None, ev, true);
+        if let Ok(mut d) = self.desktops.lock() {
+            d.remove(&id);
         }
-        if reason != GoodbyeReason::Normal {
+        self.stats
+            .sessions
+            .store(self.sessions.len() as u64, Ordering::Relaxed);
+        if reason != GoodbyeReason::Normal && !s.detached {
             self.send(s.gateway, id, Message::Goodbye { reason }, out);
         }
         tracing::info!(session = id, ?reason, "session ended");
@@ -763,6 +1299,12 @@ struct EncodeJob {
     sent_bytes: Arc<AtomicU64>,
     /// The client's latest loss report.
     loss_permille: Arc<AtomicU32>,
+    /// Set while the session is paused: no capture, no encoding.
+    paused: Arc<AtomicBool>,
+    /// Set on resuming: say so to the client before the first new frame.
+    announce: Arc<AtomicBool>,
+    /// Where the frame ids continue from, and where they got to.
+    next_frame_id: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
     stats: Arc<HostStats>,
@@ -915,6 +1457,7 @@ impl EncodeJob {
         renderer.motion = self.motion;
         let mut picture = I420::new(w, h);
         let mut fragmenter = Fragmenter::new(nephele_protocol::MAX_DATAGRAM - 64);
+        fragmenter.continue_at(self.next_frame_id.load(Ordering::Relaxed));
         let mut au = Vec::with_capacity(256 * 1024);
         let mut dgram = Vec::with_capacity(nephele_protocol::MAX_DATAGRAM);
         let mut adapt = Adapter::new(
@@ -933,6 +1476,13 @@ impl EncodeJob {
         let mut frame_no: u64 = 0;
         let mut state = DesktopState::default();
         while !self.stop.load(Ordering::Relaxed) {
+            if self.paused.load(Ordering::Relaxed) {
+                // Woken by the receiver on resume (or stop); the timeout
+                // only bounds a missed wake.
+                std::thread::park_timeout(Duration::from_millis(100));
+                next = Instant::now();
+                continue;
+            }
             let now = Instant::now();
             if now < next {
                 std::thread::sleep(next - now);
@@ -983,6 +1533,13 @@ impl EncodeJob {
                 .lock()
                 .map(|g| *g)
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+            if self.announce.swap(false, Ordering::Relaxed) {
+                let msg = Message::Status {
+                    phase: Phase::Streaming,
+                    ms: 0,
+                };
+                send_on(&self.socket, to, self.session, msg, &mut dgram);
+            }
             let session = self.session.to_be_bytes();
             let mut sent = 0;
             fragmenter.fragment(&au, key, capture_us, loss, |msg| {
@@ -996,6 +1553,8 @@ impl EncodeJob {
                 }
             });
             self.sent_bytes.fetch_add(sent, Ordering::Relaxed);
+            self.next_frame_id
+                .store(fragmenter.next_frame_id(), Ordering::Relaxed);
             self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
             if key {
                 self.stats.keyframes_sent.fetch_add(1, Ordering::Relaxed);

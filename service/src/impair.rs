@@ -54,6 +54,12 @@ impl ImpairedRelay {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// Stops relaying at once, dropping whatever is in flight, as a dead
+    /// link or a crashed service behind it would (chaos tests).
+    pub fn black_out(&self) {
+        self.task.abort();
+    }
 }
 
 impl Drop for ImpairedRelay {

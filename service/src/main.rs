@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use nephele_protocol::activity::IdlePolicy;
 use nephele_service::dirclient::DirectoryClient;
 use nephele_service::directory::api::GatewayInfo;
 use nephele_service::directory::{Directory, DirectoryConfig};
@@ -125,6 +126,15 @@ struct DirectoryArgs {
     /// Create or update a user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`).
     #[arg(long, value_name = "NAME:PASSWORD")]
     demo_user: Vec<String>,
+    /// When sessions without input are warned, paused (no capture or
+    /// encoding) and suspended (resources released, state kept), e.g.
+    /// `warn=14m,pause=15m,suspend=60m`; `never` turns pausing off.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "warn=14m,pause=15m,suspend=60m"
+    )]
+    idle_policy: IdlePolicy,
     #[command(flatten)]
     cert: CertArgs,
 }
@@ -138,7 +148,8 @@ enum Role {
     /// Run the directory: sign-in, catalog, gateway registry, sessions.
     Directory(DirectoryArgs),
     /// Run a directory, one gateway per --pop (behind that much added delay)
-    /// and a host on loopback; prints the directory URL on stdout.
+    /// and two hosts (each the other's backup) on loopback; prints the
+    /// directory URL on stdout.
     All {
         #[command(flatten)]
         host: HostArgs,
@@ -152,6 +163,14 @@ enum Role {
         /// A user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`).
         #[arg(long, value_name = "NAME:PASSWORD")]
         demo_user: Vec<String>,
+        /// When sessions without input are warned, paused and suspended
+        /// (`warn=2s,pause=3s,suspend=6s`; `never` turns pausing off).
+        #[arg(
+            long,
+            value_name = "POLICY",
+            default_value = "warn=14m,pause=15m,suspend=60m"
+        )]
+        idle_policy: IdlePolicy,
         /// A point of presence with this round trip added (`NAME:RTT_MS`; repeat).
         #[arg(long = "pop", value_name = "NAME:RTT_MS", default_values = ["pop-local:0"])]
         pops: Vec<PopSpec>,
@@ -196,6 +215,7 @@ fn run() -> Result<()> {
             demo_user,
             pops,
             network,
+            idle_policy,
         } => {
             let rt = runtime(2)?;
             let svc = rt.block_on(Embedded::start(EmbeddedOptions {
@@ -205,6 +225,7 @@ fn run() -> Result<()> {
                 pops,
                 host: host_config(&host),
                 network,
+                idle_policy,
             }))?;
             eprintln!(
                 "CA certificate for clients written to {}",
@@ -291,6 +312,7 @@ fn directory(d: DirectoryArgs) -> Result<()> {
     rt.block_on(async {
         let mut cfg = DirectoryConfig::new(d.listen, d.state_dir.clone(), identity);
         cfg.hosts = d.hosts;
+        cfg.idle_policy = d.idle_policy;
         let dir = Directory::start(cfg)
             .await
             .context("starting the directory")?;

@@ -190,13 +190,20 @@ pub fn quic_server_config(id: &GatewayIdentity) -> Result<quinn::ServerConfig, T
     Ok(cfg)
 }
 
+/// Silence after which either end of a client–gateway connection counts it lost.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(900);
+
 /// Transport settings shared by both ends of the client–gateway connection.
 pub fn transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    // A dead gateway (or client) is noticed within IDLE_TIMEOUT: the client
+    // then reconnects through the next gateway, so a short timeout costs a
+    // cheap reconnect at worst. Keep-alives keep a paused session's quiet
+    // connection from looking dead.
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-        10_000,
+        IDLE_TIMEOUT.as_millis() as u32,
     ))));
-    t.keep_alive_interval(Some(Duration::from_secs(1)));
+    t.keep_alive_interval(Some(Duration::from_millis(200)));
     // Room for a couple of keyframes, no more: older video queued behind a
     // slow link is worth less than dropping it (quinn drops the oldest).
     t.datagram_receive_buffer_size(Some(4 << 20));

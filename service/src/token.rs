@@ -91,6 +91,14 @@ pub struct SessionClaims {
     pub desktop: String,
     /// UDP address of the desktop host assigned to the session.
     pub host: String,
+    /// UDP address of the backup host the session's state is replicated to
+    /// and that takes it over when the primary fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// The directory's idle policy for the session: warn, pause and
+    /// suspend thresholds in milliseconds (0: never). Absent: the gateway's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<[u32; 3]>,
     /// Audience: [`AUD_GATEWAY`].
     pub aud: String,
     /// Issuer.
@@ -264,6 +272,8 @@ mod tests {
                 tenant: "default".into(),
                 desktop: "demo".into(),
                 host: "127.0.0.1:7400".into(),
+                backup: None,
+                idle: None,
                 aud: aud.into(),
                 iss: ISSUER.into(),
                 iat: unix_now(),

@@ -200,6 +200,8 @@ fn claims(aud: &str, exp: u64, host: SocketAddr) -> SessionClaims {
         tenant: "default".into(),
         desktop: "demo".into(),
         host: host.to_string(),
+        backup: None,
+        idle: None,
         aud: aud.into(),
         iss: ISSUER.into(),
         iat: unix_now(),

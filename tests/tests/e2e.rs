@@ -301,6 +301,7 @@ async fn misbehave(svc: &DemoService, lane_bytes: &[u8]) -> quinn::ConnectionErr
             height: 240,
             fps: 10,
             token: &token,
+            client_session: 0,
         }
         .encode(o)
     });

@@ -97,6 +97,32 @@ pub struct SessionGrant {
     pub desktop: String,
     /// Candidate gateways (at least one; all live ones, up to a limit).
     pub gateways: Vec<GatewayInfo>,
+    /// When the session is warned, paused and suspended for want of input.
+    #[serde(default)]
+    pub idle_policy: Option<IdlePolicyInfo>,
+}
+
+/// The idle policy, as the directory tells clients: milliseconds of no
+/// input before each step, absent for never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdlePolicyInfo {
+    /// A warning that the pause is coming.
+    pub warn_ms: Option<u64>,
+    /// Capture and encoding stop.
+    pub pause_ms: Option<u64>,
+    /// The session's resources are released; its state is kept.
+    pub suspend_ms: Option<u64>,
+}
+
+impl From<nephele_protocol::activity::IdlePolicy> for IdlePolicyInfo {
+    fn from(p: nephele_protocol::activity::IdlePolicy) -> Self {
+        let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_millis() as u64);
+        Self {
+            warn_ms: ms(p.warn),
+            pause_ms: ms(p.pause),
+            suspend_ms: ms(p.suspend),
+        }
+    }
 }
 
 /// Answer to a registration.

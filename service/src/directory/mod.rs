@@ -8,6 +8,8 @@ pub mod api;
 pub mod store;
 
 use std::collections::HashMap;
+
+use nephele_protocol::activity::IdlePolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,6 +55,8 @@ pub struct DirectoryConfig {
     pub session_ttl: Duration,
     /// Lifetime of user tokens.
     pub user_ttl: Duration,
+    /// When idle sessions are warned, paused and suspended.
+    pub idle_policy: IdlePolicy,
 }
 
 impl DirectoryConfig {
@@ -66,6 +70,7 @@ impl DirectoryConfig {
             heartbeat: Duration::from_secs(1),
             session_ttl: Duration::from_secs(600),
             user_ttl: Duration::from_secs(3600),
+            idle_policy: IdlePolicy::default(),
         }
     }
 }
@@ -108,6 +113,7 @@ struct Inner {
     heartbeat: Duration,
     session_ttl: Duration,
     user_ttl: Duration,
+    idle_policy: IdlePolicy,
     // Soft state: which registered gateways are alive, and their load.
     live: Mutex<HashMap<String, Live>>,
     // Failed sign-ins per account, to slow down password guessing.
@@ -196,6 +202,7 @@ impl Directory {
             heartbeat: cfg.heartbeat,
             session_ttl: cfg.session_ttl,
             user_ttl: cfg.user_ttl,
+            idle_policy: cfg.idle_policy,
             live: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             store,
@@ -511,7 +518,11 @@ async fn create_session(
             "no desktop host is available right now".into(),
         ));
     }
-    let host = inner.hosts[inner.next_host.fetch_add(1, Ordering::Relaxed) % inner.hosts.len()];
+    // Round robin; the next host in the list is the backup, allocated at
+    // session start so the primary can replicate the session's state to it.
+    let turn = inner.next_host.fetch_add(1, Ordering::Relaxed);
+    let host = inner.hosts[turn % inner.hosts.len()];
+    let backup = (inner.hosts.len() > 1).then(|| inner.hosts[(turn + 1) % inner.hosts.len()]);
     let now = crate::token::unix_now();
     let id = session_id();
     let session = SessionRecord {
@@ -532,6 +543,8 @@ async fn create_session(
             tenant: session.tenant,
             desktop: session.desktop,
             host: session.host,
+            backup: backup.map(|b| b.to_string()),
+            idle: Some(inner.idle_policy.to_wire()),
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,
@@ -545,6 +558,7 @@ async fn create_session(
         expires_in_s: inner.session_ttl.as_secs(),
         desktop: req.desktop,
         gateways,
+        idle_policy: Some(inner.idle_policy.into()),
     }))
 }
 
