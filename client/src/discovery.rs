@@ -312,6 +312,7 @@ pub fn connect_config(
         fallbacks: targets.collect(),
         save_stream: None,
         audio: crate::audio::AudioConfig::default(),
+        renew: None,
     })
 }
 

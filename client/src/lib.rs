@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod gamepad;
 pub mod headless;
 pub mod input;
+pub mod overlay;
 pub mod session;
 pub mod stats;
 pub mod video;

@@ -19,7 +19,7 @@ use nephele_client::demo::{Chaos, DemoOptions, DemoService};
 use nephele_client::discovery::{self, Choice, Reprober};
 use nephele_client::headless::{HeadlessSink, play_script};
 use nephele_client::input::Script;
-use nephele_client::session::{ConnectConfig, Session};
+use nephele_client::session::{ConnectConfig, Renew, Session};
 use nephele_client::stats::{Route, Stats};
 use nephele_client::video::{self, H264Decoder, Presenter};
 use nephele_client::window::{self, WindowOptions};
@@ -280,6 +280,7 @@ fn connect(a: ConnectArgs) -> Result<()> {
         fallbacks: Vec::new(),
         save_stream: None,
         audio: AudioConfig::default(),
+        renew: None,
     };
     run_stream(cfg, &a.stream, Arc::new(Stats::default()))
 }
@@ -353,7 +354,7 @@ fn via_directory(
         best.rtt_median_ms,
         choice.decision.as_secs_f64() * 1000.0
     );
-    let cfg = discovery::connect_config(
+    let mut cfg = discovery::connect_config(
         &choice,
         &opened.grant,
         roots,
@@ -363,6 +364,14 @@ fn via_directory(
             fps: stream.fps,
         },
     )?;
+    if let Some(resume) = opened.grant.resume_token.clone() {
+        let dir = dir.clone();
+        cfg.renew = Some(Renew(Arc::new(move || {
+            dir.resume_session(&resume)
+                .map(|g| g.token.into_bytes())
+                .map_err(|e| e.to_string())
+        })));
+    }
     if let Some(p) = &opened.grant.idle_policy {
         let secs = |ms: Option<u64>| {
             ms.map_or("never".to_string(), |m| {

@@ -47,8 +47,10 @@ const REPORT_INTERVAL: Duration = Duration::from_millis(100);
 const LOSS_WINDOW: Duration = Duration::from_millis(500);
 
 /// Pings (which also map the host's clock) this often after the first
-/// [`STARTUP_PINGS`].
-const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// [`STARTUP_PINGS`]: often enough that a quiet session (paused, or a still
+/// desktop without sound) still hears from the host several times a second,
+/// so silence means trouble.
+const PING_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The first pings go at once and then every [`STARTUP_PING_INTERVAL`]: the
 /// session's first keyframe can hold the first answers in a queue, and the
@@ -118,6 +120,20 @@ pub struct ConnectConfig {
     pub save_stream: Option<std::path::PathBuf>,
     /// Speaker and microphone.
     pub audio: AudioConfig,
+    /// Fetches a fresh session token for the same session, for reconnects
+    /// after the first token expired.
+    pub renew: Option<Renew>,
+}
+
+/// A way to a fresh session token for the same session (the directory's
+/// resume endpoint with the session's resume token). Blocking.
+#[derive(Clone)]
+pub struct Renew(pub Arc<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>);
+
+impl std::fmt::Debug for Renew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Renew")
+    }
 }
 
 /// Another gateway for the same session.
@@ -693,6 +709,8 @@ impl Net {
             .unwrap_or(0);
         let give_up = Instant::now() + RECONNECT_FOR;
         let mut last_err = None;
+        let mut token = cfg.token.clone();
+        let mut renewed = false;
         while Instant::now() < give_up {
             for k in 1..=all.len() {
                 if *self.stop.borrow() {
@@ -703,6 +721,7 @@ impl Net {
                 attempt.gateway = next.gateway;
                 attempt.server_name = next.server_name.clone();
                 attempt.route = next.route.clone();
+                attempt.token.clone_from(&token);
                 match self.open(&attempt, RECONNECT_HANDSHAKE).await {
                     Ok(v) => {
                         tracing::info!(pop = %next.route.pop, gateway = %next.route.gateway_id, "reconnected");
@@ -714,6 +733,22 @@ impl Net {
                     Err(e) if lost_link(&e) || matches!(e, SessionError::NoAnswer { .. }) => {
                         tracing::info!(pop = %next.route.pop, error = %e, "not this gateway");
                         last_err = Some(e);
+                    }
+                    // The session token expired during a long outage: the
+                    // resume token fetches a fresh one for the same session.
+                    Err(SessionError::Refused(why)) if !renewed && cfg.renew.is_some() => {
+                        renewed = true;
+                        tracing::info!(reason = %why, "session token refused; renewing it");
+                        let renew = cfg.renew.clone().map(|r| r.0);
+                        let fresh = tokio::task::spawn_blocking(move || renew.map(|r| r()))
+                            .await
+                            .ok()
+                            .flatten();
+                        match fresh {
+                            Some(Ok(t)) => token = t,
+                            Some(Err(e)) => return Err(SessionError::Refused(e)),
+                            None => return Err(SessionError::Refused(why)),
+                        }
                     }
                     Err(e) => return Err(e),
                 }
@@ -921,6 +956,7 @@ impl Net {
                 }
                 d = conn.read_datagram() => {
                     let d = d?;
+                    self.stats.heard();
                     self.stats.bytes_received.fetch_add(d.len() as u64, Ordering::Relaxed);
                     self.on_datagram(&d, &mut reasm, &clock);
                 }
@@ -947,6 +983,7 @@ impl Net {
                 r = ctl_recv.read(&mut ctl_buf) => {
                     match r? {
                         Some(n) => {
+                            self.stats.heard();
                             self.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                             ctl_reader.push(&ctl_buf[..n]);
                             while let Some(f) = ctl_reader.next_frame().map_err(|e| SessionError::Protocol(e.to_string()))? {

@@ -143,6 +143,8 @@ pub struct Stats {
     pub presentation: Mutex<Presentation>,
     /// Frames earlier hosts of the session sent (before a takeover).
     pub frames_sent_before: AtomicU64,
+    /// When anything last arrived from the gateway ([`local_us`]).
+    pub last_heard_us: AtomicI64,
     /// Idle phases, resumes, reconnects and takeovers.
     pub continuity: Mutex<Continuity>,
 }
@@ -300,6 +302,7 @@ impl Default for Stats {
             frames_sent_by_host: AtomicU64::default(),
             presentation: Mutex::default(),
             frames_sent_before: AtomicU64::default(),
+            last_heard_us: AtomicI64::new(i64::MIN),
             continuity: Mutex::default(),
         }
     }
@@ -507,6 +510,20 @@ impl Stats {
     pub fn saw_frame(&self, frame_id: u32) {
         self.frames_sent_by_host
             .fetch_max(u64::from(frame_id) + 1, Ordering::Relaxed);
+    }
+
+    /// Something arrived from the gateway now.
+    pub fn heard(&self) {
+        self.last_heard_us
+            .store(local_us(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// How long nothing has arrived from the gateway (zero before anything did).
+    pub fn silence(&self) -> Duration {
+        match self.last_heard_us.load(Ordering::Relaxed) {
+            i64::MIN => Duration::ZERO,
+            t => Duration::from_micros((local_us(Instant::now()) - t).max(0) as u64),
+        }
     }
 
     /// A new host took the session over: its frame numbers start afresh.

@@ -147,6 +147,8 @@ struct App {
     modifiers: ModifiersState,
     /// The title shown now.
     shown_title: String,
+    /// The banner drawn over the picture (what the session is doing).
+    banner: Option<String>,
     next_status: Instant,
     /// Reconnects and takeovers seen: each new path releases held input.
     paths_seen: u64,
@@ -184,6 +186,7 @@ pub fn run(
         redraw_at: None,
         modifiers: ModifiersState::empty(),
         shown_title: String::new(),
+        banner: None,
         next_status: Instant::now(),
         paths_seen: 0,
     };
@@ -260,7 +263,18 @@ impl App {
     /// A new path to the host (reconnect, takeover) releases held input.
     fn refresh_status(&mut self) {
         let Some(s) = &self.session else { return };
-        let mut title = self.opts.title.clone();
+        // After a reconnect the session goes through another gateway.
+        let route = self
+            .stats
+            .route
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        let mut title = if route.pop.is_empty() || route.pop == "direct" {
+            self.opts.title.clone()
+        } else {
+            format!("Nephele — {} via {}", route.pop, route.gateway_id)
+        };
         if s.mic_muted() {
             title.push_str(" — microphone muted");
         }
@@ -271,11 +285,18 @@ impl App {
             .stats
             .continuity
             .lock()
-            .map(|c| (status_text(&c), c.takeovers))
+            .map(|c| (status_text(&c, self.stats.silence()), c.takeovers))
             .unwrap_or_default();
-        if let Some(st) = status {
+        if let Some(st) = &status {
             title.push_str(" — ");
-            title.push_str(&st);
+            title.push_str(st);
+        }
+        if status != self.banner {
+            // No picture may come while paused: redraw for the banner.
+            self.banner = status;
+            if let Some(w) = &self.window {
+                w.request_redraw();
+            }
         }
         let paths = paths + self.stats.reconnects.load(Ordering::Relaxed);
         if paths != self.paths_seen {
@@ -384,6 +405,9 @@ impl App {
             self.viewport = Some(self.presenter.blit(&mut buffer, w.get(), h.get()));
         } else {
             buffer.fill(0x0020_2228);
+        }
+        if let Some(text) = &self.banner {
+            crate::overlay::banner(&mut buffer, w.get() as usize, h.get() as usize, text);
         }
         // Lets platforms that pace redraws to the display schedule the next.
         window.pre_present_notify();
@@ -611,10 +635,17 @@ impl ApplicationHandler<UserEvent> for App {
     }
 }
 
-/// What the title says about the session, if anything.
-fn status_text(c: &Continuity) -> Option<String> {
+/// Silence from the gateway longer than this (it pings four times a
+/// second) is shown as an interrupted connection.
+const INTERRUPTED_AFTER: Duration = Duration::from_millis(600);
+
+/// What the title and the banner say about the session, if anything.
+fn status_text(c: &Continuity, silence: Duration) -> Option<String> {
     if c.reconnecting {
-        return Some("reconnecting…".into());
+        return Some("connection lost — reconnecting…".into());
+    }
+    if silence > INTERRUPTED_AFTER {
+        return Some("connection interrupted — waiting for the service…".into());
     }
     let since = c.phase_at.map(|t| t.elapsed()).unwrap_or_default();
     let left = |ms: u32| Duration::from_millis(u64::from(ms)).saturating_sub(since);

@@ -715,6 +715,13 @@ fn an_idle_demo_pauses_suspends_and_a_key_brings_it_back_within_300_ms() {
         ],
     );
     let f = |k: &str| s[k].as_f64().unwrap();
+    eprintln!(
+        "idle: resume_ms_max {:.1}, cpu streaming {:.1} % paused {:.1} % suspended {:.1} %",
+        f("resume_ms_max"),
+        f("cpu_streaming_pct"),
+        f("cpu_paused_pct"),
+        f("cpu_suspended_pct")
+    );
     assert_eq!(s["pauses"], 2, "{s}");
     assert_eq!(s["suspends"], 1, "{s}");
     assert_eq!(s["resumes"], 2, "{s}");
@@ -760,6 +767,7 @@ fn the_demo_survives_its_gateway_being_killed_and_delivers_typing_exactly_once()
         ],
     );
     let f = |k: &str| s[k].as_f64().unwrap();
+    eprintln!("chaos: reconnect_ms_max {:.1}", f("reconnect_ms_max"));
     assert_eq!(s["reconnects"], 1, "{s}");
     assert!(
         f("reconnect_ms_max") > 0.0 && f("reconnect_ms_max") <= 1500.0,
@@ -771,5 +779,231 @@ fn the_demo_survives_its_gateway_being_killed_and_delivers_typing_exactly_once()
     );
     assert_eq!(s["input_acked"], 160, "{s}");
     assert_exactly_once(&[rec], &letters);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A server process whose stderr lines are collected as they come.
+struct Logged {
+    /// Killed (SIGKILL) when dropped.
+    _child: Reap,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Logged {
+    fn start(args: &[&str]) -> (Self, std::process::ChildStdout) {
+        let mut child = Command::new(server_binary())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        (
+            Self {
+                _child: Reap(child),
+                lines,
+            },
+            stdout,
+        )
+    }
+
+    fn said(&self, what: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(what))
+    }
+}
+
+/// A UDP port free now (for a host whose address the directory must know
+/// before it starts).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
+    let _turn = exclusive();
+    let dir = scratch("sigkill");
+    let state = dir.join("state");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let hosts = [free_udp_port(), free_udp_port()].map(|p| format!("127.0.0.1:{p}"));
+    let recs = [dir.join("rec-a.jsonl"), dir.join("rec-b.jsonl")];
+    let mut host_procs: Vec<Logged> = (0..2)
+        .map(|i| {
+            Logged::start(&[
+                "host",
+                "--listen",
+                &hosts[i],
+                "--record-input",
+                &s(&recs[i]),
+                "--bitrate",
+                "4000000",
+            ])
+            .0
+        })
+        .collect();
+    let (_directory, stdout) = Logged::start(&[
+        "directory",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &s(&state),
+        "--host",
+        &hosts[0],
+        "--host",
+        &hosts[1],
+        "--demo-user",
+        "alice:wonderland",
+    ]);
+    let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    let mut gateways: Vec<Logged> = ["a", "b"]
+        .iter()
+        .map(|g| {
+            Logged::start(&[
+                "gateway",
+                "--listen",
+                "127.0.0.1:0",
+                "--probe-listen",
+                "127.0.0.1:0",
+                "--directory",
+                &url,
+                "--directory-ca",
+                &s(&state.join("ca.pem")),
+                "--service-key-file",
+                &s(&state.join("service.key")),
+                "--id",
+                &format!("gw-{g}"),
+                "--pop",
+                &format!("pop-{g}"),
+                "--ca-out",
+                &s(&dir.join(format!("ca-{g}.pem"))),
+            ])
+            .0
+        })
+        .collect();
+    wait_for("the gateways to register", Duration::from_secs(20), || {
+        gateways
+            .iter()
+            .all(|g| g.said("registered with the directory"))
+    });
+    let (text, letters) = typing(500, 80);
+    std::fs::write(dir.join("script.txt"), text).unwrap();
+    let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args([
+            "connect",
+            "--directory",
+            &url,
+            "--user",
+            "alice",
+            "--headless",
+            "--no-audio",
+            "--duration",
+            "8",
+            "--width",
+            "640",
+            "--height",
+            "360",
+        ])
+        .env("NEPHELE_PASSWORD", "wonderland")
+        .args(["--ca", &s(&state.join("ca.pem"))])
+        .args(["--ca", &s(&dir.join("ca-a.pem"))])
+        .args(["--ca", &s(&dir.join("ca-b.pem"))])
+        .args(["--stats-json", &s(&dir.join("s.json"))])
+        .args(["--input-script", &s(&dir.join("script.txt"))])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The gateway the client chose relays the session: SIGKILL it while
+    // typing goes on, then the host the session runs on.
+    let mut serving = None;
+    wait_for(
+        "a gateway to relay the session",
+        Duration::from_secs(20),
+        || {
+            serving = gateways.iter().position(|g| g.said("session relayed"));
+            serving.is_some()
+        },
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = gateways.remove(serving.unwrap());
+    drop(killed); // SIGKILL
+    std::thread::sleep(Duration::from_millis(2000));
+    // The directory hands its first session to the first host.
+    assert!(
+        host_procs[0].said("session opened"),
+        "the primary host has the session"
+    );
+    let primary = host_procs.remove(0);
+    drop(primary); // SIGKILL
+    let out = client.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let st = json(&dir.join("s.json"));
+    let f = |k: &str| st[k].as_f64().unwrap();
+    eprintln!(
+        "sigkill: reconnect_ms_max {:.1}, takeover_ms_max {:.1}",
+        f("reconnect_ms_max"),
+        f("takeover_ms_max")
+    );
+    assert_eq!(st["reconnects"], 1, "{st}");
+    assert!(
+        f("reconnect_ms_max") > 0.0 && f("reconnect_ms_max") <= 1500.0,
+        "{st}"
+    );
+    assert_eq!(st["takeovers"], 1, "{st}");
+    assert!(
+        f("takeover_ms_max") > 0.0 && f("takeover_ms_max") <= 2000.0,
+        "{st}"
+    );
+    assert!(
+        host_procs[0].said("taking the session over"),
+        "the backup took over"
+    );
+    assert_eq!(st["input_acked"], 160, "{st}");
+    // Every keystroke reached a host once; the backup's takeover began from
+    // exactly the text the primary had.
+    let lines = assert_exactly_once(&recs, &letters);
+    let takeover = lines
+        .iter()
+        .find(|v| v["kind"] == "takeover")
+        .expect("the backup recorded its takeover");
+    let before: String = std::fs::read_to_string(&recs[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "key" && v["action"] == "down" && v.get("seq").is_some())
+        .map(|v| {
+            v["code"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("Key")
+                .to_ascii_lowercase()
+        })
+        .collect();
+    assert!(
+        !before.is_empty() && before.len() < letters.len(),
+        "{before}"
+    );
+    assert_eq!(takeover["typed"], before.as_str(), "state intact");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -376,3 +376,71 @@ fn the_window_presents_no_more_often_than_the_display_refreshes() {
     assert!((decoded - 2.0..=decoded).contains(&accounted), "{s}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_idle_window_says_it_is_paused_and_a_key_brings_the_picture_back() {
+    need("xdotool");
+    let (_xvfb, display) = start_xvfb();
+    let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args([
+            "demo",
+            "--duration",
+            "60",
+            "--no-audio",
+            "--idle-policy",
+            "warn=3s,pause=4s,suspend=60s",
+        ])
+        .env("DISPLAY", &display)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nephele demo");
+    let _client = Killed(client);
+    let wid = xdotool(&display, &["search", "--sync", "--name", "Nephele"]);
+    let wid = wid.lines().next().unwrap().to_string();
+    let title = || xdotool(&display, &["getwindowname", &wid]);
+    let wait_title = |what: &str, yes: bool| {
+        let end = Instant::now() + Duration::from_secs(20);
+        while title().contains(what) != yes {
+            assert!(Instant::now() < end, "title {:?} never {what:?}", title());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let white_on_top = || {
+        let (w, _, px) = screenshot(&display, &wid);
+        px[..32 * w]
+            .iter()
+            .filter(|p| **p == [255, 255, 255])
+            .count()
+    };
+    // The streaming desktop's own white in that strip, for comparison.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, _, px) = screenshot(&display, &wid);
+        if px.iter().filter(|p| p[2] > 60 && p[0] < 60).count() > px.len() / 4 {
+            break;
+        }
+        assert!(Instant::now() < end, "the window never showed the desktop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let desktop = white_on_top();
+    // Untouched, the session is warned, then paused: the title and a
+    // banner across the top of the picture say so.
+    wait_title("pausing in", true);
+    wait_title("paused while you were away", true);
+    let end = Instant::now() + Duration::from_secs(5);
+    while white_on_top() < desktop + 200 {
+        assert!(Instant::now() < end, "no banner over the picture");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A key resumes: the banner and the title's notice go.
+    xdotool(&display, &["windowfocus", "--sync", &wid]);
+    xdotool(&display, &["key", "shift"]);
+    wait_title("paused", false);
+    let end = Instant::now() + Duration::from_secs(2);
+    while white_on_top() > desktop + 20 {
+        assert!(Instant::now() < end, "the banner stayed after resuming");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

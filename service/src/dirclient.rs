@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::directory::api::{
-    ApiError, Catalog, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered, SessionGrant,
-    SignIn, SignedIn,
+    ApiError, Catalog, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered, ResumeSession,
+    SessionGrant, SignIn, SignedIn,
 };
 
 /// Why a directory call failed, in words for the person at the client.
@@ -209,6 +209,18 @@ impl DirectoryClient {
             Some(user_token),
             &CreateSession {
                 desktop: desktop.into(),
+            },
+        )?;
+        self.need(r)
+    }
+
+    /// Fresh tokens for the session a resume token names.
+    pub fn resume_session(&self, resume_token: &str) -> Result<SessionGrant, DirClientError> {
+        let r = self.post(
+            "/v1/sessions/resume",
+            None,
+            &ResumeSession {
+                resume_token: resume_token.into(),
             },
         )?;
         self.need(r)

@@ -2,15 +2,25 @@
 //! its desktop host over stateless UDP datagrams.
 //!
 //! Per client connection the gateway opens its own UDP socket toward the host
-//! (so replies need no lookup), picks a random session id, and relays:
+//! (so replies need no lookup) and relays under the session's id (the
+//! directory's session id, the same on every gateway, so a client that
+//! comes back through another gateway re-attaches to its session):
 //!
-//! * control stream → `Hello` to the host (repeated until `Welcome`), then
-//!   `Ping`/`Goodbye` both ways;
+//! * control stream → `Attach` to the host (repeated until `Welcome`), then
+//!   `Ping`, `Activity`, `ReceiverReport` and `Goodbye`;
 //! * input stream → each `Input` message as one datagram;
 //! * recovery stream → `KeyframeRequest` datagrams;
 //! * host video fragments → QUIC datagrams, bytes untouched;
 //! * host `InputAck` → QUIC datagram (cumulative, so a lost one is repaired by the next);
-//! * host `Pong` and `Rumble` → control stream.
+//! * host `Pong`, `Rumble`, `Status` (the idle phase) and a backup's
+//!   `Welcome` → control stream.
+//!
+//! Continuity: the gateway pings the host four times a second; a host
+//! silent for [`HOST_SILENT`] has failed, and the session moves to the
+//! backup host the token names, which takes it over from the state the
+//! primary replicated to it. A client whose connection is lost (rather than
+//! closed with a goodbye) leaves its session detached on the host, to be
+//! resumed.
 //!
 //! Every message from a client is decoded and checked before it is relayed;
 //! a malformed one closes that client's connection with a reason.

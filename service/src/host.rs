@@ -1473,7 +1473,9 @@ impl EncodeJob {
             .encoder_fps
             .store(u64::from(self.fps), Ordering::Relaxed);
         let mut next = Instant::now();
-        let mut frame_no: u64 = 0;
+        // The desktop's frame counter continues across encoder restarts.
+        let mut frame_no = u64::from(self.next_frame_id.load(Ordering::Relaxed));
+        let mut encoded = false;
         let mut state = DesktopState::default();
         while !self.stop.load(Ordering::Relaxed) {
             if self.paused.load(Ordering::Relaxed) {
@@ -1491,7 +1493,7 @@ impl EncodeJob {
                 NO_REPORT => FEC_LOSS_BEFORE_REPORTS,
                 permille => (f64::from(permille) / 1000.0).max(FEC_LOSS_FLOOR),
             };
-            if frame_no > 0 {
+            if encoded {
                 // The encoder exists only after its first frame.
                 adapt.apply(
                     &mut encoder,
@@ -1528,6 +1530,7 @@ impl EncodeJob {
                 continue;
             }
             frame_no += 1;
+            encoded = true;
             let to = self
                 .gateway
                 .lock()
@@ -1567,6 +1570,33 @@ impl EncodeJob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicated_state_round_trips_and_keeps_the_newest_text_when_long() {
+        let mut d = DesktopState {
+            typed: "héllo wörld".into(),
+            pointer: (12, 34),
+            wheel: (-240, 120),
+            events: 99,
+            key_presses: 42,
+            ..Default::default()
+        };
+        d.keys_down.insert(4);
+        let mut buf = Vec::new();
+        snapshot(&d, &mut buf);
+        let back = restore(&buf).unwrap();
+        assert_eq!(back.typed, d.typed);
+        assert_eq!((back.pointer, back.wheel), (d.pointer, d.wheel));
+        assert_eq!((back.events, back.key_presses), (99, 42));
+        assert!(back.keys_down.is_empty(), "held keys are not carried over");
+        // Text beyond a datagram's room: the newest part, cut on a character.
+        d.typed = "ä".repeat(crate::desktop::MAX_TYPED);
+        snapshot(&d, &mut buf);
+        assert!(buf.len() <= nephele_protocol::wire::MAX_STATE);
+        let back = restore(&buf).unwrap();
+        assert!(back.typed.chars().all(|c| c == 'ä') && !back.typed.is_empty());
+        assert!(restore(&buf[..10]).is_none(), "a short state is refused");
+    }
 
     #[test]
     fn the_frame_rate_halves_only_when_bits_per_frame_run_short() {

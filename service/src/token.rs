@@ -4,6 +4,9 @@
 //!
 //! * a **user token** (audience [`AUD_DIRECTORY`]) after sign-in, which the
 //!   client presents to the directory's own API;
+//! * a **resume token** (audience [`AUD_RESUME`]) with each session, long
+//!   lived, with which the client fetches fresh session tokens for the same
+//!   session after a long disconnect;
 //! * a **session token** (audience [`AUD_GATEWAY`]) when a session is
 //!   created, naming the session, the user and the host assigned to it. The
 //!   client presents it in its probes and in its `Hello`; gateways verify it
@@ -22,6 +25,8 @@ use serde::{Deserialize, Serialize};
 pub const AUD_DIRECTORY: &str = "nephele-directory";
 /// Audience of session tokens.
 pub const AUD_GATEWAY: &str = "nephele-gateway";
+/// Audience of resume tokens.
+pub const AUD_RESUME: &str = "nephele-resume";
 /// Issuer of every token.
 pub const ISSUER: &str = "nephele-directory";
 /// Clock difference tolerated between the directory and its verifiers.
@@ -100,6 +105,26 @@ pub struct SessionClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<[u32; 3]>,
     /// Audience: [`AUD_GATEWAY`].
+    pub aud: String,
+    /// Issuer.
+    pub iss: String,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+}
+
+/// The claims of a resume token: the session it may fetch fresh session
+/// tokens for, through the directory, until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeClaims {
+    /// Session id.
+    pub sid: String,
+    /// User name.
+    pub sub: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Audience: [`AUD_RESUME`].
     pub aud: String,
     /// Issuer.
     pub iss: String,
@@ -249,6 +274,14 @@ impl Verifier {
         let claims: serde_json::Value =
             jsonwebtoken::decode(token, &self.key, &Self::validation(audience))?.claims;
         serde_json::from_value(claims).map_err(|e| TokenError::Malformed(e.to_string()))
+    }
+
+    /// Verifies a resume token for the directory's API.
+    pub fn resume(&self, token: &str) -> Result<ResumeClaims, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        self.decode(token, AUD_RESUME)
     }
 
     /// Verifies a user token for the directory's API.

@@ -109,6 +109,49 @@ fn sign_in_catalog_session_and_the_nearest_pop() {
 }
 
 #[test]
+fn a_resume_token_fetches_fresh_tokens_for_the_same_session_and_nothing_else() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let dir = client(&svc);
+    let (user, pw) = svc.credentials();
+    let opened = open_session(&dir, user, pw, None).unwrap();
+    let verifier = svc.service().directory.verifier();
+    let first = verifier.session(opened.grant.token.as_bytes()).unwrap();
+    // Two hosts: the second is the first's backup, named in the token.
+    assert_eq!(
+        first.backup.as_deref(),
+        Some(svc.service().hosts()[1].local_addr().to_string().as_str())
+    );
+    let resume = opened.grant.resume_token.clone().expect("a resume token");
+    let again = dir.resume_session(&resume).unwrap();
+    assert_eq!(again.session_id, opened.grant.session_id);
+    let second = verifier.session(again.token.as_bytes()).unwrap();
+    assert_eq!(
+        (&second.sid, &second.host, &second.backup),
+        (&first.sid, &first.host, &first.backup)
+    );
+    assert_eq!(again.gateways.len(), 3);
+    // Neither a session token nor a forged or mangled resume token resumes.
+    for bad in [
+        opened.grant.token.clone(),
+        format!("{resume}x"),
+        String::new(),
+    ] {
+        match dir.resume_session(&bad) {
+            Err(DirClientError::Refused {
+                status: 401,
+                message,
+            }) => {
+                assert!(
+                    message.starts_with("the session cannot be resumed"),
+                    "{message}"
+                )
+            }
+            other => panic!("resumed with {bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn a_silent_gateway_is_skipped_at_the_timeout() {
     let svc = DemoService::start(DemoOptions::default()).unwrap();
     // A registered gateway whose probe port swallows everything.
@@ -186,6 +229,7 @@ fn connect_trusting(
             fallbacks: Vec::new(),
             save_stream: None,
             audio: nephele_client::audio::AudioConfig::OFF,
+            renew: None,
         },
         stats.clone(),
         Box::new(HeadlessSink::new(stats)),

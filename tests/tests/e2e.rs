@@ -31,6 +31,7 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
         save_stream: None,
         // Sound has its own tests, under a private sound server.
         audio: AudioConfig::OFF,
+        renew: None,
     }
 }
 

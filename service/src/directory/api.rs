@@ -8,6 +8,7 @@
 //! | `POST /v1/signin` | — | [`SignIn`] → [`SignedIn`] |
 //! | `GET /v1/catalog` | user token | → [`Catalog`] |
 //! | `POST /v1/sessions` | user token | [`CreateSession`] → [`SessionGrant`] |
+//! | `POST /v1/sessions/resume` | — (the resume token is the body) | [`ResumeSession`] → [`SessionGrant`] |
 //! | `POST /v1/gateways` | service key | [`GatewayInfo`] → [`Registered`] |
 //! | `POST /v1/gateways/{id}/heartbeat` | service key | [`Heartbeat`] → 204, or 404 (register again) |
 //! | `DELETE /v1/gateways/{id}` | service key | → 204 |
@@ -100,6 +101,18 @@ pub struct SessionGrant {
     /// When the session is warned, paused and suspended for want of input.
     #[serde(default)]
     pub idle_policy: Option<IdlePolicyInfo>,
+    /// Fetches fresh session tokens for this session (`POST
+    /// /v1/sessions/resume`) after a disconnect outlasting the session
+    /// token, without signing in again. Keep it secret.
+    #[serde(default)]
+    pub resume_token: Option<String>,
+}
+
+/// `POST /v1/sessions/resume`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResumeSession {
+    /// The resume token from the session's grant.
+    pub resume_token: String,
 }
 
 /// The idle policy, as the directory tells clients: milliseconds of no

@@ -24,10 +24,10 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 
 use crate::tls::GatewayIdentity;
-use crate::token::{SessionClaims, Signer, TokenError, Verifier};
+use crate::token::{ResumeClaims, SessionClaims, Signer, TokenError, Verifier};
 use api::{
     ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered,
-    SessionGrant, SignIn, SignedIn,
+    ResumeSession, SessionGrant, SignIn, SignedIn,
 };
 use store::{SessionRecord, Store, StoreError};
 
@@ -57,6 +57,8 @@ pub struct DirectoryConfig {
     pub user_ttl: Duration,
     /// When idle sessions are warned, paused and suspended.
     pub idle_policy: IdlePolicy,
+    /// How long a session can be resumed with its resume token.
+    pub resume_ttl: Duration,
 }
 
 impl DirectoryConfig {
@@ -71,6 +73,7 @@ impl DirectoryConfig {
             session_ttl: Duration::from_secs(600),
             user_ttl: Duration::from_secs(3600),
             idle_policy: IdlePolicy::default(),
+            resume_ttl: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -114,6 +117,7 @@ struct Inner {
     session_ttl: Duration,
     user_ttl: Duration,
     idle_policy: IdlePolicy,
+    resume_ttl: Duration,
     // Soft state: which registered gateways are alive, and their load.
     live: Mutex<HashMap<String, Live>>,
     // Failed sign-ins per account, to slow down password guessing.
@@ -203,6 +207,7 @@ impl Directory {
             session_ttl: cfg.session_ttl,
             user_ttl: cfg.user_ttl,
             idle_policy: cfg.idle_policy,
+            resume_ttl: cfg.resume_ttl,
             live: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             store,
@@ -395,6 +400,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/signin", post(sign_in))
         .route("/v1/catalog", get(catalog))
         .route("/v1/sessions", post(create_session))
+        .route("/v1/sessions/resume", post(resume_session))
         .route("/v1/gateways", post(register_gateway))
         .route("/v1/gateways/{id}/heartbeat", post(heartbeat))
         .route("/v1/gateways/{id}", delete(deregister))
@@ -531,35 +537,88 @@ async fn create_session(
         user: claims.sub.clone(),
         desktop: req.desktop.clone(),
         host: host.to_string(),
+        backup: backup.map(|b| b.to_string()),
         created: now,
-        expires: now + inner.session_ttl.as_secs(),
+        // The session outlives its first token: its resume token may
+        // fetch fresh ones until then.
+        expires: now + inner.resume_ttl.as_secs(),
     };
     inner.store.put_session(&session)?;
+    tracing::info!(session = %id, user = %claims.sub, %host, gateways = gateways.len(), "session created");
+    Ok(Json(issue(&inner, &session, gateways)?))
+}
+
+/// A session token (and a resume token) for a recorded session.
+fn issue(inner: &Inner, s: &SessionRecord, gateways: Vec<GatewayInfo>) -> ApiResult<SessionGrant> {
+    let now = crate::token::unix_now();
+    let fail = |e: TokenError| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     let token = inner
         .signer
         .sign(&SessionClaims {
-            sid: id.clone(),
-            sub: session.user,
-            tenant: session.tenant,
-            desktop: session.desktop,
-            host: session.host,
-            backup: backup.map(|b| b.to_string()),
+            sid: s.id.clone(),
+            sub: s.user.clone(),
+            tenant: s.tenant.clone(),
+            desktop: s.desktop.clone(),
+            host: s.host.clone(),
+            backup: s.backup.clone(),
             idle: Some(inner.idle_policy.to_wire()),
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,
-            exp: session.expires,
+            exp: (now + inner.session_ttl.as_secs()).min(s.expires),
         })
-        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    tracing::info!(session = %id, user = %claims.sub, %host, gateways = gateways.len(), "session created");
-    Ok(Json(SessionGrant {
-        session_id: id,
+        .map_err(fail)?;
+    let resume_token = inner
+        .signer
+        .sign(&ResumeClaims {
+            sid: s.id.clone(),
+            sub: s.user.clone(),
+            tenant: s.tenant.clone(),
+            aud: crate::token::AUD_RESUME.into(),
+            iss: crate::token::ISSUER.into(),
+            iat: now,
+            exp: s.expires,
+        })
+        .map_err(fail)?;
+    Ok(SessionGrant {
+        session_id: s.id.clone(),
         token,
         expires_in_s: inner.session_ttl.as_secs(),
-        desktop: req.desktop,
+        desktop: s.desktop.clone(),
         gateways,
         idle_policy: Some(inner.idle_policy.into()),
-    }))
+        resume_token: Some(resume_token),
+    })
+}
+
+/// Fresh tokens for a session the client holds a resume token of: after a
+/// disconnect longer than its session token lived, the same desktop again
+/// without signing in. The session ends only when its resume token expires.
+async fn resume_session(
+    State(inner): State<Arc<Inner>>,
+    Json(req): Json<ResumeSession>,
+) -> ApiResult<Json<SessionGrant>> {
+    let claims = inner.verifier.resume(&req.resume_token).map_err(|e| {
+        Fail(
+            StatusCode::UNAUTHORIZED,
+            format!("the session cannot be resumed: {e}"),
+        )
+    })?;
+    let Some(rec) = inner.store.session(&claims.sid)? else {
+        return Err(Fail(
+            StatusCode::NOT_FOUND,
+            "the session has ended; open a new one".into(),
+        ));
+    };
+    let gateways = inner.live_gateways();
+    if gateways.is_empty() {
+        return Err(Fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no gateway is available right now; try again shortly".into(),
+        ));
+    }
+    tracing::info!(session = %rec.id, user = %rec.user, "session resumed");
+    Ok(Json(issue(&inner, &rec, gateways)?))
 }
 
 async fn register_gateway(

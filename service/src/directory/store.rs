@@ -98,9 +98,12 @@ pub struct SessionRecord {
     pub desktop: String,
     /// Assigned host.
     pub host: String,
+    /// The backup host its state is replicated to.
+    #[serde(default)]
+    pub backup: Option<String>,
     /// Created, Unix seconds.
     pub created: u64,
-    /// Token expiry, Unix seconds.
+    /// Until when it can be resumed, Unix seconds.
     pub expires: u64,
 }
 
@@ -436,6 +439,7 @@ mod tests {
             user: "alice".into(),
             desktop: "demo".into(),
             host: "127.0.0.1:7400".into(),
+            backup: None,
             created: 0,
             expires,
         };
