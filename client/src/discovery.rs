@@ -279,6 +279,39 @@ pub struct Picture {
     pub fps: u8,
 }
 
+/// The grant's gateways as reconnect targets, in the directory's order
+/// (those whose address does not resolve are left out).
+pub fn fallbacks_of(grant: &SessionGrant) -> Vec<Fallback> {
+    grant
+        .gateways
+        .iter()
+        .filter_map(|g| {
+            Some(Fallback {
+                gateway: g.address.to_socket_addrs().ok()?.next()?,
+                server_name: g.server_name.clone(),
+                route: Route {
+                    gateway_id: g.id.clone(),
+                    pop: g.pop.clone(),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Renews a session through the directory with its resume token: a fresh
+/// session token and the gateways live now.
+pub fn renewer(dir: DirectoryClient, resume_token: String) -> crate::session::Renew {
+    crate::session::Renew(std::sync::Arc::new(move || {
+        let g = dir
+            .resume_session(&resume_token)
+            .map_err(|e| e.to_string())?;
+        Ok(crate::session::Renewed {
+            gateways: fallbacks_of(&g),
+            token: g.token.into_bytes(),
+        })
+    }))
+}
+
 /// How to connect: the best PoP, then every other usable one as a fallback.
 pub fn connect_config(
     choice: &Choice,

@@ -19,7 +19,7 @@ use nephele_client::demo::{Chaos, DemoOptions, DemoService};
 use nephele_client::discovery::{self, Choice, Reprober};
 use nephele_client::headless::{HeadlessSink, play_script};
 use nephele_client::input::Script;
-use nephele_client::session::{ConnectConfig, Renew, Session};
+use nephele_client::session::{ConnectConfig, Session};
 use nephele_client::stats::{Route, Stats};
 use nephele_client::video::{self, H264Decoder, Presenter};
 use nephele_client::window::{self, WindowOptions};
@@ -365,12 +365,7 @@ fn via_directory(
         },
     )?;
     if let Some(resume) = opened.grant.resume_token.clone() {
-        let dir = dir.clone();
-        cfg.renew = Some(Renew(Arc::new(move || {
-            dir.resume_session(&resume)
-                .map(|g| g.token.into_bytes())
-                .map_err(|e| e.to_string())
-        })));
+        cfg.renew = Some(discovery::renewer(dir.clone(), resume));
     }
     if let Some(p) = &opened.grant.idle_policy {
         let secs = |ms: Option<u64>| {

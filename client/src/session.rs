@@ -68,6 +68,12 @@ pub const RECONNECT_FOR: Duration = Duration::from_secs(120);
 /// gateway is tried (the first connection allows [`HANDSHAKE_TIMEOUT`]).
 const RECONNECT_HANDSHAKE: Duration = Duration::from_secs(1);
 
+/// Runs the session's [`Renew`] off the network thread's runtime.
+async fn renew(cfg: &ConnectConfig) -> Option<Result<Renewed, String>> {
+    let r = cfg.renew.clone()?;
+    tokio::task::spawn_blocking(move || (r.0)()).await.ok()
+}
+
 /// Whether an error means the path to the service broke (the gateway died
 /// or the network went away), so reconnecting may save the session, rather
 /// than that the service ended or refused it.
@@ -125,10 +131,21 @@ pub struct ConnectConfig {
     pub renew: Option<Renew>,
 }
 
-/// A way to a fresh session token for the same session (the directory's
-/// resume endpoint with the session's resume token). Blocking.
+/// A way to a fresh session token for the same session, and the gateways
+/// live now (the directory's resume endpoint with the session's resume
+/// token). Blocking.
 #[derive(Clone)]
-pub struct Renew(pub Arc<dyn Fn() -> Result<Vec<u8>, String> + Send + Sync>);
+pub struct Renew(pub Arc<dyn Fn() -> Result<Renewed, String> + Send + Sync>);
+
+/// What [`Renew`] brings.
+#[derive(Debug, Clone)]
+pub struct Renewed {
+    /// A fresh session token.
+    pub token: Vec<u8>,
+    /// The gateways the directory lists now (the set changes with load and
+    /// failures), best first where known.
+    pub gateways: Vec<Fallback>,
+}
 
 impl std::fmt::Debug for Renew {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -700,7 +717,7 @@ impl Net {
             route: cfg.route.clone(),
         }];
         all.extend(cfg.fallbacks.iter().cloned());
-        let current = self
+        let mut current = self
             .stats
             .route
             .lock()
@@ -711,6 +728,7 @@ impl Net {
         let mut last_err = None;
         let mut token = cfg.token.clone();
         let mut renewed = false;
+        let mut last_refresh: Option<Instant> = None;
         while Instant::now() < give_up {
             for k in 1..=all.len() {
                 if *self.stop.borrow() {
@@ -739,18 +757,40 @@ impl Net {
                     Err(SessionError::Refused(why)) if !renewed && cfg.renew.is_some() => {
                         renewed = true;
                         tracing::info!(reason = %why, "session token refused; renewing it");
-                        let renew = cfg.renew.clone().map(|r| r.0);
-                        let fresh = tokio::task::spawn_blocking(move || renew.map(|r| r()))
-                            .await
-                            .ok()
-                            .flatten();
-                        match fresh {
-                            Some(Ok(t)) => token = t,
+                        match renew(cfg).await {
+                            Some(Ok(r)) => token = r.token,
                             Some(Err(e)) => return Err(SessionError::Refused(e)),
                             None => return Err(SessionError::Refused(why)),
                         }
                     }
                     Err(e) => return Err(e),
+                }
+            }
+            // No gateway of the list answered: the set may have changed
+            // (gateways leave and join with load and failures). Ask the
+            // directory for the gateways live now.
+            if last_refresh.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(2))
+                && cfg.renew.is_some()
+            {
+                last_refresh = Some(Instant::now());
+                match renew(cfg).await {
+                    Some(Ok(r)) => {
+                        token = r.token;
+                        if !r.gateways.is_empty() {
+                            tracing::info!(
+                                gateways = r.gateways.len(),
+                                "fresh gateway list from the directory"
+                            );
+                            all = r.gateways;
+                            // The next round starts at the list's head.
+                            current = all.len() - 1;
+                            continue;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, "the directory did not renew the session")
+                    }
+                    None => {}
                 }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

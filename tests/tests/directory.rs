@@ -14,6 +14,7 @@ use nephele_client::stats::{Route, Stats};
 use nephele_e2e::wait_until;
 use nephele_service::dirclient::{DirClientError, DirectoryClient};
 use nephele_service::directory::api::GatewayInfo;
+use nephele_service::gateway::{Gateway, GatewayConfig};
 use nephele_service::token::{AUD_DIRECTORY, AUD_GATEWAY, ISSUER, SessionClaims, Signer, unix_now};
 
 fn client(svc: &DemoService) -> DirectoryClient {
@@ -473,4 +474,93 @@ fn background_reprobes_offer_a_clearly_better_pop_and_stay_put_otherwise() {
     assert_eq!(count(&on_far), 1, "the offer is made once, then it stays");
     assert_eq!(count(&on_near), 0);
     drop((near, far));
+}
+
+#[test]
+fn when_every_gateway_it_knew_is_gone_the_client_finds_one_that_joined() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let dir = client(&svc);
+    let (user, pw) = svc.credentials();
+    let opened = open_session(&dir, user, pw, None).unwrap();
+    let choice = choose(&opened.grant, opened.listed_at, |_, _| {}).unwrap();
+    // A gateway that joins later, with a certificate of its own.
+    let identity = nephele_service::tls::generate(&["127.0.0.1".into()]).unwrap();
+    let mut cfg = nephele_client::discovery::connect_config(
+        &choice,
+        &opened.grant,
+        vec![svc.ca(), identity.ca.clone().unwrap()],
+        nephele_client::discovery::Picture {
+            width: 320,
+            height: 240,
+            fps: 30,
+        },
+    )
+    .unwrap();
+    cfg.audio = nephele_client::audio::AudioConfig::OFF;
+    cfg.renew = Some(nephele_client::discovery::renewer(
+        dir.clone(),
+        opened.grant.resume_token.clone().unwrap(),
+    ));
+    let stats = Arc::new(Stats::default());
+    let session = Session::connect(
+        cfg,
+        stats.clone(),
+        Box::new(HeadlessSink::new(stats.clone())),
+        Box::new(|_| {}),
+    )
+    .unwrap();
+    let presented = || {
+        stats
+            .frames_presented
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(wait_until(Duration::from_secs(10), || presented() >= 10));
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut gcfg = GatewayConfig::direct(loopback, loopback, identity);
+    gcfg.host = None;
+    gcfg.probe_listen = Some(loopback);
+    gcfg.tokens = Some(svc.service().directory.verifier());
+    let mut joined = Gateway::start(gcfg).unwrap();
+    let info = GatewayInfo {
+        id: "gw-joined".into(),
+        pop: "pop-joined".into(),
+        region: "test".into(),
+        address: joined.local_addr().to_string(),
+        probe_address: joined.probe_addr().unwrap().to_string(),
+        server_name: "127.0.0.1".into(),
+        load: 0.0,
+    };
+    joined.register(
+        dir.clone(),
+        svc.service().directory.service_key().into(),
+        info,
+    );
+    assert!(wait_until(Duration::from_secs(10), || svc
+        .service()
+        .directory
+        .live_gateways()
+        == 4));
+    // Every gateway of the session's list dies.
+    for pop in &svc.service().pops {
+        assert!(svc.service().kill_gateway(&pop.info.id));
+    }
+    let before = presented();
+    assert!(
+        wait_until(Duration::from_secs(15), || stats
+            .reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+            && presented() > before + 10),
+        "no reconnect through the gateway that joined"
+    );
+    assert_eq!(stats.route.lock().unwrap().gateway_id, "gw-joined");
+    session.close().unwrap();
+    joined.close();
 }

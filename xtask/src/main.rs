@@ -435,6 +435,7 @@ fn bench() -> Result<()> {
     lossy_streams(&nephele, &dir)?;
     blackout(&nephele, &dir)?;
     saturated_link(&nephele, &dir)?;
+    continuity(&nephele, &dir)?;
     sound(&nephele, &dir)?;
     pop_choice(&nephele, &dir)
 }
@@ -690,6 +691,88 @@ fn blackout(nephele: &Path, dir: &Path) -> Result<()> {
         ),
         serde_json::json!({"network": spec, "keyframes_requested": s["keyframes_requested"]}),
     );
+    Ok(())
+}
+
+/// Idle pauses and failures: the first picture after a key press from a
+/// paused and from a suspended session (against the same session's capture
+/// → presented p99), the process's CPU while paused against streaming, and
+/// the picture gap when the session's gateway or host is killed (against
+/// the longest freeze of a session without).
+fn continuity(nephele: &Path, dir: &Path) -> Result<()> {
+    let policy = "warn=2s,pause=3s,suspend=6s";
+    for (from, key_ms, secs) in [("pause", 4500, "6"), ("suspend", 8000, "9.5")] {
+        let script = dir.join(format!("resume-{from}.txt"));
+        std::fs::write(
+            &script,
+            format!("{key_ms} key KeyA down\n{} key KeyA up\n", key_ms + 50),
+        )?;
+        let s = demo_stats(
+            nephele,
+            dir,
+            &format!("resume-{from}"),
+            &[
+                "--no-audio",
+                "--duration",
+                secs,
+                "--idle-policy",
+                policy,
+                "--input-script",
+                script.to_str().unwrap_or_default(),
+            ],
+        )?;
+        emit(
+            &format!("resume_from_{from}_720p60_loopback"),
+            (f(&s, "resume_ms_max"), "ms"),
+            (
+                "e2e latency p99 while streaming",
+                f(&s, "e2e_latency_ms_p99"),
+            ),
+            serde_json::json!({"idle_policy": policy}),
+        );
+        if from == "suspend" {
+            for phase in ["paused", "suspended"] {
+                emit(
+                    &format!("cpu_{phase}_720p60_demo"),
+                    (f(&s, &format!("cpu_{phase}_pct")), "% of a core"),
+                    ("streaming", f(&s, "cpu_streaming_pct")),
+                    serde_json::json!({"process": "nephele demo (service and client)"}),
+                );
+            }
+        }
+    }
+    let clean = demo_stats(
+        nephele,
+        dir,
+        "clean-chaos",
+        &["--no-audio", "--duration", "8"],
+    )?;
+    let s = demo_stats(
+        nephele,
+        dir,
+        "chaos",
+        &[
+            "--no-audio",
+            "--duration",
+            "8",
+            "--chaos",
+            "kill-gateway@2s,kill-host@5s",
+        ],
+    )?;
+    for (bench, key) in [
+        (
+            "gateway_killed_to_streaming_again_720p60",
+            "reconnect_ms_max",
+        ),
+        ("host_killed_to_streaming_again_720p60", "takeover_ms_max"),
+    ] {
+        emit(
+            bench,
+            (f(&s, key), "ms"),
+            ("longest freeze without a kill", f(&clean, "max_freeze_ms")),
+            serde_json::json!({"reconnects": s["reconnects"], "takeovers": s["takeovers"]}),
+        );
+    }
     Ok(())
 }
 
