@@ -425,7 +425,7 @@ impl Session {
                             pads: net_pads,
                             speaker,
                             mic: mic_rx,
-                            client_session: random_u64(),
+                            client_session: nephele_platform::process::random_id(),
                         };
                         net.run(cfg, ready_tx).await
                     });
@@ -599,19 +599,6 @@ struct Net {
     mic: tokio::sync::mpsc::Receiver<MicPacket>,
     /// The session's name for direct gateways, the same on every reconnect.
     client_session: u64,
-}
-
-/// A random session name: std's OS-seeded hasher over the time, as the
-/// gateway does, rather than an RNG crate for one number per session.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish().max(1)
 }
 
 fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {

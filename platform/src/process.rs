@@ -1,6 +1,20 @@
-//! Facts about the running process.
+//! Facts about the running process, and ids nobody else will pick.
 
 use std::time::Duration;
+
+/// A random 64-bit id, never 0: std's OS-seeded hasher over the time.
+/// Hand-rolled because an RNG crate for one number per session or
+/// connection is not worth its weight.
+pub fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish().max(1)
+}
 
 /// CPU time the whole process has used so far (user and system, all
 /// threads), where the platform tells.

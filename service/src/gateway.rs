@@ -320,7 +320,7 @@ impl Route {
             let host = self.host.ok_or(TokenError::Missing)?;
             return Ok(Target {
                 session: if client_session == 0 {
-                    rand_u64()
+                    nephele_platform::process::random_id()
                 } else {
                     client_session
                 },
@@ -1014,17 +1014,4 @@ async fn relay_lane(
         link.send(session, &m, &mut out).await;
     }
     Ok(())
-}
-
-/// A random session id. Hand-rolled from the OS-seeded std hasher so the
-/// gateway needs no RNG crate for one number per connection.
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
