@@ -1167,14 +1167,16 @@ impl Net {
             // The heartbeat: once a second, and at once when input comes
             // while the host is not simply streaming (speech into the
             // microphone resumes a paused session this way).
+            // (The phase is looked up only when input came: this loop runs
+            // per datagram.)
             let fresh = self.shared.activity.take_fresh();
-            let phase = self
-                .stats
-                .continuity
-                .lock()
-                .map(|c| c.phase)
-                .unwrap_or_default();
-            if now >= next_activity || (fresh && phase != Phase::Streaming) {
+            let not_streaming = || {
+                self.stats
+                    .continuity
+                    .lock()
+                    .is_ok_and(|c| c.phase != Phase::Streaming)
+            };
+            if now >= next_activity || (fresh && not_streaming()) {
                 next_activity = now + ACTIVITY_INTERVAL;
                 let report = self.shared.activity.report(now);
                 if fresh {

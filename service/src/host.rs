@@ -240,6 +240,7 @@ impl Host {
             mic_recorder,
             next_index: 0,
             resume_eta: ResumeEta::default(),
+            state_buf: Vec::with_capacity(nephele_protocol::wire::MAX_STATE),
         };
         let rx = std::thread::Builder::new()
             .name("nephele-host-rx".into())
@@ -447,6 +448,8 @@ struct Receiver {
     mic_recorder: Option<MicRecorder>,
     next_index: u64,
     resume_eta: ResumeEta,
+    /// The state snapshot replicated to backups, reused.
+    state_buf: Vec<u8>,
 }
 
 fn send_on(
@@ -795,16 +798,17 @@ impl Receiver {
             return;
         };
         let Some(backup) = s.backup else { return };
-        let mut state = Vec::with_capacity(nephele_protocol::wire::MAX_STATE);
+        // Runs per input event: the snapshot goes into one reused buffer.
+        let state = &mut self.state_buf;
         if let Ok(d) = s.shared.desktop.lock() {
-            snapshot(&d, &mut state);
+            snapshot(&d, state);
         }
         s.sync_version = s.sync_version.wrapping_add(1);
         s.last_sync = Instant::now();
         let msg = Message::StateSync {
             input_seq: s.input.ack(),
             version: s.sync_version,
-            state: &state,
+            state,
         };
         send_on(&self.socket, backup, id, msg, out);
     }
