@@ -27,7 +27,7 @@ const MIC_BITRATE: u32 = 32_000;
 pub const MIC_QUEUE: usize = 32;
 
 /// What the session does with sound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioConfig {
     /// Play the desktop's sound.
     pub speaker: bool,
@@ -35,6 +35,10 @@ pub struct AudioConfig {
     pub microphone: bool,
     /// Start with the microphone muted.
     pub mic_muted: bool,
+    /// Play on the output whose name contains this, if there is one.
+    pub output_device: Option<String>,
+    /// Record from the input whose name contains this, if there is one.
+    pub input_device: Option<String>,
 }
 
 impl AudioConfig {
@@ -43,6 +47,8 @@ impl AudioConfig {
         speaker: false,
         microphone: false,
         mic_muted: false,
+        output_device: None,
+        input_device: None,
     };
 }
 
@@ -52,6 +58,8 @@ impl Default for AudioConfig {
             speaker: true,
             microphone: true,
             mic_muted: false,
+            output_device: None,
+            input_device: None,
         }
     }
 }
@@ -253,7 +261,7 @@ impl Audio {
             match Speaker::new(stats.clone()) {
                 Ok(s) => {
                     let s = Arc::new(Mutex::new(s));
-                    match nephele_platform::audio::play(s.clone()) {
+                    match nephele_platform::audio::play(s.clone(), cfg.output_device.clone()) {
                         Ok(d) => {
                             if let Ok(mut sp) = s.lock() {
                                 sp.device = Some(d.status());
@@ -289,7 +297,10 @@ impl Audio {
                         stats,
                         activity,
                     };
-                    match nephele_platform::audio::record(Arc::new(Mutex::new(mic))) {
+                    match nephele_platform::audio::record(
+                        Arc::new(Mutex::new(mic)),
+                        cfg.input_device.clone(),
+                    ) {
                         Ok(d) => audio._input = Some(d),
                         Err(e) => tracing::warn!(error = %e, "no microphone"),
                     }

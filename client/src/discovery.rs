@@ -144,6 +144,20 @@ impl Choice {
         self.ranked.first().filter(|p| p.score.is_some())
     }
 
+    /// Puts the PoP named `pop` first when it answered (the user's
+    /// preference over the measurement); false when it did not.
+    pub fn prefer(&mut self, pop: &str) -> bool {
+        let Some(i) = self
+            .ranked
+            .iter()
+            .position(|p| p.pop == pop && p.score.is_some())
+        else {
+            return false;
+        };
+        self.ranked[..=i].rotate_right(1);
+        true
+    }
+
     /// Usable PoPs, best first (the failover order).
     pub fn usable(&self) -> impl Iterator<Item = &PopReport> {
         self.ranked.iter().filter(|p| p.score.is_some())

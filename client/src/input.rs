@@ -108,6 +108,13 @@ impl Script {
                     no_more(it, &err)?;
                     events.push((at, InputEvent::Move { x, y }));
                 }
+                "move-by" => {
+                    let mut it = args.split_whitespace();
+                    let dx = parse_num::<i16>(it.next(), "dx", &err)?;
+                    let dy = parse_num::<i16>(it.next(), "dy", &err)?;
+                    no_more(it, &err)?;
+                    events.push((at, InputEvent::MoveBy { dx, dy }));
+                }
                 "button" => {
                     let mut it = args.split_whitespace();
                     let name = it
@@ -142,7 +149,7 @@ impl Script {
                 "" => return Err(err("missing event after the time".into())),
                 other => {
                     return Err(err(format!(
-                        "unknown event `{other}` (expected type, key, move, button, wheel or pad)"
+                        "unknown event `{other}` (expected type, key, move, move-by, button, wheel or pad)"
                     )));
                 }
             }

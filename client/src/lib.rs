@@ -13,12 +13,14 @@
 
 pub mod activity;
 pub mod audio;
+pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod gamepad;
 pub mod headless;
 pub mod input;
 pub mod overlay;
+pub mod secrets;
 pub mod session;
 pub mod stats;
 pub mod video;

@@ -5,47 +5,56 @@
 /// Colour of the banner's text (0RGB, as the surface holds pixels).
 const TEXT: u32 = 0x00ff_ffff;
 
-/// Draws `text` on a darkened strip across the top of a `width × height`
-/// surface (0RGB pixels, row-major). Characters outside ASCII are drawn as
-/// their nearest ASCII ("…" as "...", dashes as "-").
-pub fn banner(surface: &mut [u32], width: usize, height: usize, text: &str) {
-    if width == 0 || height == 0 || surface.len() < width * height {
-        return;
+/// The ASCII bytes a character is drawn as: "…" as "...", dashes as "-",
+/// anything else outside ASCII as "?". No allocation: this runs per redraw.
+fn ascii(c: char) -> impl Iterator<Item = u8> {
+    let (bytes, n) = match c {
+        '…' => ([b'.'; 3], 3),
+        '—' | '–' => ([b'-', 0, 0], 1),
+        '·' => ([b'|', 0, 0], 1),
+        c if c.is_ascii() => ([c as u8, 0, 0], 1),
+        _ => ([b'?', 0, 0], 1),
+    };
+    bytes.into_iter().take(n)
+}
+
+/// Darkens rows `top..bottom`, columns `left..right` to a quarter: the
+/// picture shows through, text over it reads.
+fn darken(
+    surface: &mut [u32],
+    width: usize,
+    (left, top, right, bottom): (usize, usize, usize, usize),
+) {
+    for row in surface.chunks_exact_mut(width).take(bottom).skip(top) {
+        for p in row.iter_mut().take(right).skip(left) {
+            *p = (*p >> 2) & 0x003f_3f3f;
+        }
     }
-    let text: String = text
-        .chars()
-        .flat_map(|c| match c {
-            '…' => "...".chars().collect::<Vec<_>>(),
-            '—' | '–' => vec!['-'],
-            c if c.is_ascii() => vec![c],
-            _ => vec!['?'],
-        })
-        .collect();
-    // Glyphs 8 px square, scaled to stay readable on large windows.
-    let scale = if width >= 1600 { 3 } else { 2 };
+}
+
+/// Draws one line of text from `(x0, y0)`, glyphs 8·`scale` px square,
+/// clipped to the surface and to `max_chars`.
+fn text_line(
+    surface: &mut [u32],
+    width: usize,
+    (x0, y0): (usize, usize),
+    scale: usize,
+    max_chars: usize,
+    text: &str,
+) {
     let glyph = 8 * scale;
-    let pad = glyph / 2;
-    let rows = (glyph + 2 * pad).min(height);
-    for p in &mut surface[..rows * width] {
-        // A quarter of the brightness: the picture shows through, the text reads.
-        *p = (*p >> 2) & 0x003f_3f3f;
-    }
-    let fits = (width.saturating_sub(2 * pad) / glyph).max(1);
-    let shown: Vec<char> = text.chars().take(fits).collect();
-    let x0 = width.saturating_sub(shown.len() * glyph) / 2;
-    for (i, c) in shown.iter().enumerate() {
-        let bitmap = font8x8::legacy::BASIC_LEGACY[(*c as usize) & 0x7f];
+    let height = surface.len() / width.max(1);
+    let bytes = text.chars().flat_map(ascii).take(max_chars);
+    for (i, b) in bytes.enumerate() {
+        let bitmap = font8x8::legacy::BASIC_LEGACY[usize::from(b & 0x7f)];
         for (gy, bits) in bitmap.iter().enumerate() {
-            for gx in 0..8 {
-                if bits & (1 << gx) == 0 {
-                    continue;
-                }
+            for gx in (0..8).filter(|gx| bits & (1 << gx) != 0) {
                 for sy in 0..scale {
-                    let y = pad + gy * scale + sy;
-                    if y >= rows {
+                    let y = y0 + gy * scale + sy;
+                    let x = x0 + i * glyph + gx * scale;
+                    if y >= height || x >= width {
                         continue;
                     }
-                    let x = x0 + i * glyph + gx * scale;
                     let row = &mut surface[y * width..(y + 1) * width];
                     for px in row.iter_mut().skip(x).take(scale) {
                         *px = TEXT;
@@ -53,6 +62,65 @@ pub fn banner(surface: &mut [u32], width: usize, height: usize, text: &str) {
                 }
             }
         }
+    }
+}
+
+/// Glyph scale for a surface this wide: readable on large windows.
+fn scale_for(width: usize) -> usize {
+    if width >= 1600 { 3 } else { 2 }
+}
+
+/// Draws `text` on a darkened strip across the top of a `width × height`
+/// surface (0RGB pixels, row-major), centred; returns the strip's height.
+pub fn banner(surface: &mut [u32], width: usize, height: usize, text: &str) -> usize {
+    if width == 0 || height == 0 || surface.len() < width * height {
+        return 0;
+    }
+    let surface = &mut surface[..width * height];
+    let scale = scale_for(width);
+    let glyph = 8 * scale;
+    let pad = glyph / 2;
+    let rows = (glyph + 2 * pad).min(height);
+    darken(surface, width, (0, 0, width, rows));
+    let fits = (width.saturating_sub(2 * pad) / glyph).max(1);
+    let len = text.chars().flat_map(ascii).count().min(fits);
+    let x0 = width.saturating_sub(len * glyph) / 2;
+    text_line(
+        &mut surface[..rows * width],
+        width,
+        (x0, pad),
+        scale,
+        fits,
+        text,
+    );
+    rows
+}
+
+/// Draws `lines` in a darkened box at the top left, from row `top` (below
+/// a banner): the statistics overlay.
+pub fn panel(surface: &mut [u32], width: usize, height: usize, top: usize, lines: &[String]) {
+    if width == 0 || height == 0 || surface.len() < width * height || lines.is_empty() {
+        return;
+    }
+    let surface = &mut surface[..width * height];
+    let scale = scale_for(width) - 1;
+    let glyph = 8 * scale;
+    let (pad, leading) = (glyph, glyph + glyph / 2);
+    let longest = lines
+        .iter()
+        .map(|l| l.chars().flat_map(ascii).count())
+        .max()
+        .unwrap_or(0);
+    let right = (2 * pad + longest * glyph).min(width);
+    let bottom = (top + 2 * pad + lines.len() * leading).min(height);
+    darken(surface, width, (0, top, right, bottom));
+    let fits = right.saturating_sub(2 * pad) / glyph;
+    for (i, line) in lines.iter().enumerate() {
+        let y = top + pad + i * leading;
+        if y + glyph > bottom {
+            break;
+        }
+        text_line(surface, width, (pad, y), scale, fits, line);
     }
 }
 
@@ -64,7 +132,7 @@ mod tests {
     fn the_banner_darkens_the_top_and_writes_the_text_there_only() {
         let (w, h) = (640, 360);
         let mut s = vec![0x0080_8080u32; w * h];
-        banner(&mut s, w, h, "paused — press a key…");
+        assert_eq!(banner(&mut s, w, h, "paused — press a key…"), 32);
         let white = s.iter().filter(|&&p| p == TEXT).count();
         assert!(white > 200, "{white} text pixels");
         // The strip is 32 rows at scale 2: text and darkened picture there,
@@ -74,5 +142,26 @@ mod tests {
         // Too long a text is cut, not drawn past the edge; a tiny surface is fine.
         banner(&mut s, w, h, &"x".repeat(500));
         banner(&mut [0u32; 4], 2, 2, "hello");
+    }
+
+    #[test]
+    fn the_panel_stays_in_its_box_below_the_banner() {
+        let (w, h) = (640, 360);
+        let mut s = vec![0x0080_8080u32; w * h];
+        let lines = vec!["fps 60.0".to_string(), "rtt 5.1 ms — loss 0.0%".to_string()];
+        panel(&mut s, w, h, 32, &lines);
+        let white = s.iter().filter(|&&p| p == TEXT).count();
+        assert!(white > 100, "{white} text pixels");
+        // Above the box and right of it, the picture is untouched.
+        assert!(s[..32 * w].iter().all(|&p| p == 0x0080_8080));
+        let right_of_box = (32..h).all(|y| {
+            s[y * w + 400..(y + 1) * w]
+                .iter()
+                .all(|&p| p == 0x0080_8080)
+        });
+        assert!(right_of_box);
+        // Nothing to draw, or too small a surface, is fine.
+        panel(&mut s, w, h, 0, &[]);
+        panel(&mut [0u32; 4], 2, 2, 1, &lines);
     }
 }

@@ -372,7 +372,7 @@ impl Session {
         let want_keyframe = Arc::new(AtomicBool::new(false));
         let ended = Arc::new(AtomicBool::new(false));
         let (mic_tx, mic_rx) = tokio::sync::mpsc::channel(MIC_QUEUE);
-        let audio = Audio::start(cfg.audio, stats.clone(), mic_tx, activity.clone());
+        let audio = Audio::start(cfg.audio.clone(), stats.clone(), mic_tx, activity.clone());
         let speaker = audio.speaker();
         let saver = match &cfg.save_stream {
             Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),

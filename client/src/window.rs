@@ -6,6 +6,14 @@
 //! wakes the loop; on redraw the loop converts the picture, scales it into
 //! the surface with black bars, and presents. Keys go out by physical
 //! position; everything held is released when the window loses focus.
+//!
+//! The connect thread also signs in and probes ([`Connector`]), so the
+//! window opens at once and tells each stage as it happens; failures show
+//! as a banner. The client's own shortcuts ([`crate::config::Shortcuts`])
+//! toggle fullscreen, pointer capture (relative mouse for games), the
+//! statistics overlay, the microphone and presentation mode. A kiosk
+//! window is fullscreen without decorations, obeys only its exit chord,
+//! and starts over with backoff whenever the session fails or ends.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,35 +24,52 @@ use nephele_protocol::activity::{KeepActive, Phase};
 use nephele_protocol::wire::{InputEvent, MouseButton};
 use winit::application::ApplicationHandler;
 use winit::dpi::LogicalSize;
-use winit::event::{ElementState, KeyEvent, MouseScrollDelta, WindowEvent};
+use winit::event::{DeviceEvent, DeviceId, ElementState, KeyEvent, MouseScrollDelta, WindowEvent};
 use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop, EventLoopProxy};
-use winit::keyboard::{KeyCode, ModifiersState, PhysicalKey};
-use winit::window::{Window, WindowId};
+use winit::keyboard::ModifiersState;
+use winit::window::{CursorGrabMode, Fullscreen, Window, WindowId};
 
+use crate::config::{Chord, Kiosk, MouseMode, Shortcuts};
 use crate::input::{HeldInput, Script};
 use crate::session::{ConnectConfig, FrameMeta, FrameSink, Session};
 use crate::stats::{Continuity, Stats};
 use crate::video::{Picture, Presenter, Viewport};
 
+/// What the connect thread made ready for a session.
+pub struct Prepared {
+    /// Where and how to connect.
+    pub cfg: ConnectConfig,
+    /// Kept alive as long as the session (background probes).
+    pub keep: Option<Box<dyn Send>>,
+}
+
+/// Signs in, probes and chooses, telling each stage as it starts; runs on
+/// the connect thread, again for every kiosk retry.
+pub type Connector = Arc<dyn Fn(&dyn Fn(String)) -> anyhow::Result<Prepared> + Send + Sync>;
+
 /// What other threads tell the window.
 pub enum UserEvent {
+    /// A connection stage began (signing in, probing, connecting); each
+    /// event but `Frame` carries its connection attempt's number.
+    Stage(u64, String),
     /// The session is up.
-    Connected(Box<Session>),
+    Connected(u64, Box<Session>, Option<Box<dyn Send>>),
     /// Connecting failed.
-    Failed(String),
+    Failed(u64, String),
     /// A new picture is in the slot.
     Frame,
     /// The session ended.
-    Ended(Option<String>),
+    Ended(u64, Option<String>),
 }
 
 impl std::fmt::Debug for UserEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Connected(_) => f.write_str("Connected"),
-            Self::Failed(e) => write!(f, "Failed({e})"),
+            Self::Stage(a, s) => write!(f, "Stage({a}, {s})"),
+            Self::Connected(a, ..) => write!(f, "Connected({a})"),
+            Self::Failed(a, e) => write!(f, "Failed({a}, {e})"),
             Self::Frame => f.write_str("Frame"),
-            Self::Ended(e) => write!(f, "Ended({e:?})"),
+            Self::Ended(a, e) => write!(f, "Ended({a}, {e:?})"),
         }
     }
 }
@@ -114,13 +139,44 @@ pub struct WindowOptions {
     pub display_hz: Option<u16>,
     /// A keep-active request standing from the start.
     pub keep_active: KeepActive,
+    /// Start fullscreen.
+    pub fullscreen: bool,
+    /// Show the statistics overlay from the start.
+    pub stats_overlay: bool,
+    /// Capture the pointer (relative mouse) from the start.
+    pub mouse: MouseMode,
+    /// The client's own key combinations.
+    pub shortcuts: Shortcuts,
+    /// Run as a kiosk: its exit chord and backoff.
+    pub kiosk: Option<Kiosk>,
+}
+
+/// How long a notice (fullscreen, capture) stays on the banner.
+const NOTICE_FOR: Duration = Duration::from_secs(3);
+
+/// How often the statistics overlay's figures are brought up to date.
+const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The client's own actions, each on a key combination.
+#[derive(Debug, Clone, Copy)]
+enum Shortcut {
+    Quit,
+    Fullscreen,
+    Capture,
+    Stats,
+    Microphone,
+    Presentation,
 }
 
 /// How often the title's session status is brought up to date.
 const STATUS_INTERVAL: Duration = Duration::from_millis(250);
 
 struct App {
-    cfg: Option<ConnectConfig>,
+    connector: Connector,
+    /// A connect thread is running or its session is up.
+    connecting: bool,
+    /// The number of the latest connection attempt.
+    attempt: u64,
     opts: WindowOptions,
     proxy: EventLoopProxy<UserEvent>,
     stats: Arc<Stats>,
@@ -152,19 +208,53 @@ struct App {
     next_status: Instant,
     /// Reconnects and takeovers seen: each new path releases held input.
     paths_seen: u64,
+    /// The connection stage under way, until the first picture.
+    stage: Option<String>,
+    /// Why the session could not start or ended, shown until closed (or,
+    /// in a kiosk, until the next attempt).
+    failure: Option<String>,
+    /// A short-lived notice and when it goes.
+    notice: Option<(String, Instant)>,
+    /// Kept alive with the session (background probes).
+    keep: Option<Box<dyn Send>>,
+    /// Kiosk: when to try again, and the wait after the next failure.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    fullscreen: bool,
+    /// The user wants the pointer captured (relative mouse).
+    want_capture: bool,
+    /// The pointer is captured now (the window has focus).
+    captured: bool,
+    /// Sub-pixel relative motion not yet sent.
+    motion_rest: (f64, f64),
+    /// How the pointer is held while captured: locked (motion comes as
+    /// raw device events) or confined (the window measures each move from
+    /// its centre and puts the pointer back there).
+    grab: Option<CursorGrabMode>,
+    show_stats: bool,
+    stats_lines: Vec<String>,
+    next_stats: Instant,
+    /// Presented frames and received bytes at the last overlay update.
+    rates_from: (Instant, u64, u64),
 }
 
 /// Opens the window, connects, and runs until closed, the duration passes,
 /// or the session ends. Returns the session's statistics and how long it streamed.
 pub fn run(
-    cfg: ConnectConfig,
+    connector: Connector,
     opts: WindowOptions,
     stats: Arc<Stats>,
 ) -> anyhow::Result<(Arc<Stats>, Duration)> {
     let event_loop = EventLoop::<UserEvent>::with_user_event().build()?;
     let proxy = event_loop.create_proxy();
+    let now = Instant::now();
     let mut app = App {
-        cfg: Some(cfg),
+        connector,
+        connecting: false,
+        attempt: 0,
+        fullscreen: opts.fullscreen || opts.kiosk.is_some(),
+        want_capture: opts.mouse == MouseMode::Relative,
+        show_stats: opts.stats_overlay,
         opts,
         proxy,
         stats: stats.clone(),
@@ -187,8 +277,20 @@ pub fn run(
         modifiers: ModifiersState::empty(),
         shown_title: String::new(),
         banner: None,
-        next_status: Instant::now(),
+        next_status: now,
         paths_seen: 0,
+        stage: None,
+        failure: None,
+        notice: None,
+        keep: None,
+        retry_at: None,
+        backoff: Duration::from_secs(1),
+        captured: false,
+        motion_rest: (0.0, 0.0),
+        grab: None,
+        stats_lines: Vec::new(),
+        next_stats: now,
+        rates_from: (now, 0, 0),
     };
     // Key presses and presentation start on this thread.
     nephele_platform::sched::latency_critical();
@@ -208,40 +310,100 @@ pub fn run(
     Ok((stats, streamed))
 }
 
-/// The client's own shortcuts hold all three of these (Moonlight's
-/// habit), so they never collide with what the remote desktop uses.
-fn is_shortcut_chord(m: ModifiersState) -> bool {
-    m.control_key() && m.alt_key() && m.shift_key()
-}
-
 impl App {
     /// Handles the client's own shortcuts; true when the key was one (and
-    /// is therefore not sent to the desktop).
-    fn shortcut(&mut self, event: &KeyEvent) -> bool {
-        if !is_shortcut_chord(self.modifiers) {
+    /// is therefore not sent to the desktop). A kiosk obeys only its exit.
+    fn shortcut(&mut self, event_loop: &ActiveEventLoop, event: &KeyEvent) -> bool {
+        let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) else {
             return false;
+        };
+        let m = self.modifiers;
+        let is = |c: &Chord| {
+            c.matches(
+                m.control_key(),
+                m.alt_key(),
+                m.shift_key(),
+                m.super_key(),
+                usage,
+            )
+        };
+        let press = event.state == ElementState::Pressed && !event.repeat;
+        if let Some(k) = &self.opts.kiosk {
+            if !is(&k.exit) {
+                return false;
+            }
+            if press {
+                tracing::info!("kiosk exit by the administrator's key combination");
+                event_loop.exit();
+            }
+            return true;
         }
-        match event.physical_key {
-            // Ctrl+Alt+Shift+M: microphone on or off.
-            PhysicalKey::Code(KeyCode::KeyM) => {
-                if event.state == ElementState::Pressed
-                    && !event.repeat
-                    && let Some(s) = &self.session
-                {
+        let keys = &self.opts.shortcuts;
+        let action = if is(&keys.quit) {
+            Shortcut::Quit
+        } else if is(&keys.fullscreen) {
+            Shortcut::Fullscreen
+        } else if is(&keys.capture) {
+            Shortcut::Capture
+        } else if is(&keys.stats) {
+            Shortcut::Stats
+        } else if is(&keys.microphone) {
+            Shortcut::Microphone
+        } else if is(&keys.presentation) {
+            Shortcut::Presentation
+        } else {
+            return false;
+        };
+        if press {
+            self.act(event_loop, action);
+        }
+        true
+    }
+
+    fn act(&mut self, event_loop: &ActiveEventLoop, action: Shortcut) {
+        match action {
+            Shortcut::Quit => event_loop.exit(),
+            Shortcut::Fullscreen => {
+                self.fullscreen = !self.fullscreen;
+                self.apply_fullscreen();
+                let leave = self.opts.shortcuts.fullscreen;
+                self.notify(if self.fullscreen {
+                    format!("fullscreen — {leave} leaves")
+                } else {
+                    "windowed".into()
+                });
+            }
+            Shortcut::Capture => {
+                self.want_capture = !self.want_capture;
+                self.apply_capture();
+            }
+            Shortcut::Stats => {
+                self.show_stats = !self.show_stats;
+                self.next_stats = Instant::now();
+                self.refresh_status();
+                if let Some(w) = &self.window {
+                    w.request_redraw();
+                }
+            }
+            Shortcut::Microphone => {
+                if let Some(s) = &self.session {
                     let muted = !s.mic_muted();
                     s.set_mic_muted(muted);
                     tracing::info!(muted, "microphone");
-                    self.refresh_status();
+                    self.notify(
+                        if muted {
+                            "microphone muted"
+                        } else {
+                            "microphone on"
+                        }
+                        .into(),
+                    );
                 }
-                true
             }
-            // Ctrl+Alt+Shift+P: presentation mode keeps the session active
-            // without input (a talk, a film).
-            PhysicalKey::Code(KeyCode::KeyP) => {
-                if event.state == ElementState::Pressed
-                    && !event.repeat
-                    && let Some(s) = &self.session
-                {
+            Shortcut::Presentation => {
+                // Presentation mode keeps the session active without input
+                // (a talk, a film).
+                if let Some(s) = &self.session {
                     let a = s.activity();
                     let on = a.keep_active() == KeepActive::No;
                     a.set_keep_active(if on {
@@ -250,19 +412,82 @@ impl App {
                         KeepActive::No
                     });
                     tracing::info!(on, "presentation mode");
-                    self.refresh_status();
+                    self.notify(
+                        if on {
+                            "presentation mode: the session stays active"
+                        } else {
+                            "presentation mode off"
+                        }
+                        .into(),
+                    );
                 }
-                true
             }
-            _ => false,
         }
     }
 
-    /// The title tells what the session is doing: a muted microphone,
-    /// presentation mode, a coming pause, a pause, a resume, a reconnect.
+    /// Shows `text` on the banner for a few seconds.
+    fn notify(&mut self, text: String) {
+        self.notice = Some((text, Instant::now() + NOTICE_FOR));
+        self.refresh_status();
+    }
+
+    fn apply_fullscreen(&self) {
+        if let Some(w) = &self.window {
+            w.set_fullscreen(self.fullscreen.then_some(Fullscreen::Borderless(None)));
+        }
+    }
+
+    /// Grabs or lets go of the pointer as wanted. Locked where the
+    /// platform can (the pointer stays put), else confined to the window
+    /// (X11); hidden either way, and motion goes as relative steps.
+    fn apply_capture(&mut self) {
+        let Some(w) = &self.window else { return };
+        let focused = w.has_focus();
+        if self.want_capture && focused && !self.captured {
+            let grabbed = w
+                .set_cursor_grab(CursorGrabMode::Locked)
+                .map(|()| CursorGrabMode::Locked)
+                .or_else(|_| {
+                    w.set_cursor_grab(CursorGrabMode::Confined)
+                        .map(|()| CursorGrabMode::Confined)
+                });
+            match grabbed {
+                Ok(mode) => {
+                    w.set_cursor_visible(false);
+                    self.captured = true;
+                    self.grab = Some(mode);
+                    self.motion_rest = (0.0, 0.0);
+                    if mode == CursorGrabMode::Confined {
+                        let _ = w.set_cursor_position(centre(w));
+                    }
+                    let key = self.opts.shortcuts.capture;
+                    self.notify(format!("pointer captured — {key} releases it"));
+                }
+                Err(e) => {
+                    self.want_capture = false;
+                    self.notify(format!("cannot capture the pointer here: {e}"));
+                }
+            }
+        } else if self.captured && !(self.want_capture && focused) {
+            let _ = w.set_cursor_grab(CursorGrabMode::None);
+            w.set_cursor_visible(true);
+            self.captured = false;
+            self.grab = None;
+            if !self.want_capture {
+                self.notify("pointer released".into());
+            }
+        }
+    }
+
+    /// The title and the banner tell what the session is doing: a
+    /// failure, a notice, a muted microphone, presentation mode, a coming
+    /// pause, a pause, a resume, a reconnect, or the connection stage.
     /// A new path to the host (reconnect, takeover) releases held input.
     fn refresh_status(&mut self) {
-        let Some(s) = &self.session else { return };
+        let now = Instant::now();
+        if self.notice.as_ref().is_some_and(|(_, until)| now >= *until) {
+            self.notice = None;
+        }
         // After a reconnect the session goes through another gateway.
         let route = self
             .stats
@@ -270,38 +495,57 @@ impl App {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default();
-        let mut title = if route.pop.is_empty() || route.pop == "direct" {
+        let mut title = if route.pop.is_empty() || route.pop == "direct" || self.session.is_none() {
             self.opts.title.clone()
         } else {
             format!("Nephele — {} via {}", route.pop, route.gateway_id)
         };
-        if s.mic_muted() {
-            title.push_str(" — microphone muted");
-        }
-        if s.activity().keep_active() != KeepActive::No {
-            title.push_str(" — presentation mode");
-        }
-        let (status, paths) = self
-            .stats
-            .continuity
-            .lock()
-            .map(|c| (status_text(&c, self.stats.silence()), c.takeovers))
-            .unwrap_or_default();
-        if let Some(st) = &status {
-            title.push_str(" — ");
-            title.push_str(st);
-        }
-        if status != self.banner {
-            // No picture may come while paused: redraw for the banner.
-            self.banner = status;
-            if let Some(w) = &self.window {
-                w.request_redraw();
+        let mut status = None;
+        if let Some(s) = &self.session {
+            if s.mic_muted() {
+                title.push_str(" — microphone muted");
+            }
+            if s.activity().keep_active() != KeepActive::No {
+                title.push_str(" — presentation mode");
+            }
+            let (st, paths) = self
+                .stats
+                .continuity
+                .lock()
+                .map(|c| (status_text(&c, self.stats.silence()), c.takeovers))
+                .unwrap_or_default();
+            status = st;
+            let paths = paths + self.stats.reconnects.load(Ordering::Relaxed);
+            if paths != self.paths_seen {
+                self.paths_seen = paths;
+                self.release_held();
             }
         }
-        let paths = paths + self.stats.reconnects.load(Ordering::Relaxed);
-        if paths != self.paths_seen {
-            self.paths_seen = paths;
-            self.release_held();
+        let failure = self.failure.as_ref().map(|f| match self.retry_at {
+            Some(at) => format!(
+                "{f} — trying again in {} s",
+                at.saturating_duration_since(now).as_secs_f64().ceil()
+            ),
+            None => f.clone(),
+        });
+        let banner = failure
+            .or_else(|| self.notice.as_ref().map(|(n, _)| n.clone()))
+            .or(status)
+            .or_else(|| self.stage.clone());
+        if let Some(b) = &banner {
+            title.push_str(" — ");
+            title.push_str(b);
+        }
+        let mut redraw = banner != self.banner;
+        self.banner = banner;
+        if self.show_stats && now >= self.next_stats {
+            self.next_stats = now + STATS_INTERVAL;
+            self.update_stats_lines(now, &route);
+            redraw = true;
+        }
+        // No picture may come (paused, failed): redraw for the text.
+        if redraw && let Some(w) = &self.window {
+            w.request_redraw();
         }
         if title != self.shown_title
             && let Some(w) = &self.window
@@ -310,8 +554,69 @@ impl App {
             self.shown_title = title;
         }
     }
+
+    /// The statistics overlay's lines: rates since the last update,
+    /// latencies over the session.
+    fn update_stats_lines(&mut self, now: Instant, route: &crate::stats::Route) {
+        let st = &self.stats;
+        let presented = st.frames_presented.load(Ordering::Relaxed);
+        let bytes = st.bytes_received.load(Ordering::Relaxed);
+        let (since, p0, b0) = self.rates_from;
+        let secs = now.duration_since(since).as_secs_f64().max(1e-3);
+        self.rates_from = (now, presented, bytes);
+        let fps = presented.saturating_sub(p0) as f64 / secs;
+        let mbps = bytes.saturating_sub(b0) as f64 * 8.0 / secs / 1e6;
+        let rtt = st.rtt_us.load(Ordering::Relaxed) as f64 / 1000.0;
+        let loss = st.loss_permille.load(Ordering::Relaxed) as f64 / 10.0;
+        let l = &mut self.stats_lines;
+        l.clear();
+        let pop = if route.pop.is_empty() {
+            "—"
+        } else {
+            route.pop.as_str()
+        };
+        l.push(format!(
+            "{pop} via {} — {}x{}",
+            route.gateway_id, self.taken.width, self.taken.height
+        ));
+        l.push(format!("{fps:.1} fps — {mbps:.2} Mbit/s — RTT {rtt:.1} ms"));
+        l.push(format!(
+            "decode {:.2} ms — client-added {:.2} / {:.2} ms (p50/p99)",
+            st.decode.quantile_ms(0.5),
+            st.client_latency.quantile_ms(0.5),
+            st.client_latency.quantile_ms(0.99)
+        ));
+        l.push(format!(
+            "end-to-end {:.1} / {:.1} ms (p50/p99, capture to screen)",
+            st.end_to_end.quantile_ms(0.5),
+            st.end_to_end.quantile_ms(0.99)
+        ));
+        l.push(format!(
+            "loss {loss:.1}% — FEC recovered {} — keyframes asked {} — dropped {}",
+            st.fec_recovered.load(Ordering::Relaxed),
+            st.keyframes_requested.load(Ordering::Relaxed),
+            st.frames_dropped.load(Ordering::Relaxed)
+        ));
+        l.push(format!(
+            "input RTT {:.2} ms p50 — {} of {} acknowledged",
+            st.input_rtt.quantile_ms(0.5),
+            st.input_acked.load(Ordering::Relaxed),
+            st.input_sent.load(Ordering::Relaxed)
+        ));
+    }
+
+    /// Starts attempt number `self.attempt + 1` on the connect thread:
+    /// sign in, probe, connect. Events from older attempts are ignored.
     fn start_connect(&mut self) {
-        let Some(cfg) = self.cfg.take() else { return };
+        if self.connecting {
+            return;
+        }
+        self.attempt += 1;
+        let attempt = self.attempt;
+        self.connecting = true;
+        self.have_picture = false;
+        self.stage = Some("starting…".into());
+        let connector = self.connector.clone();
         let proxy = self.proxy.clone();
         let stats = self.stats.clone();
         let sink = WindowSink {
@@ -320,21 +625,91 @@ impl App {
             pending: self.pending.clone(),
             stats: self.stats.clone(),
         };
-        let end_proxy = self.proxy.clone();
         let spawned = std::thread::Builder::new()
             .name("nephele-connect".into())
             .spawn(move || {
-                let on_end = Box::new(move |e: Option<&crate::session::SessionError>| {
-                    let _ = end_proxy.send_event(UserEvent::Ended(e.map(|e| e.to_string())));
+                let stage_proxy = proxy.clone();
+                let stage = move |s: String| {
+                    tracing::info!(stage = %s, "connecting");
+                    let _ = stage_proxy.send_event(UserEvent::Stage(attempt, s));
+                };
+                let prepared = match connector(&stage) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = proxy.send_event(UserEvent::Failed(attempt, format!("{e:#}")));
+                        return;
+                    }
+                };
+                let route = &prepared.cfg.route;
+                stage(if prepared.cfg.token.is_empty() {
+                    format!("connecting to the gateway {}…", route.gateway_id)
+                } else {
+                    format!("connecting to {} ({})…", route.pop, route.gateway_id)
                 });
-                let ev = match Session::connect(cfg, stats, Box::new(sink), on_end) {
-                    Ok(s) => UserEvent::Connected(Box::new(s)),
-                    Err(e) => UserEvent::Failed(e.to_string()),
+                let end_proxy = proxy.clone();
+                let on_end = Box::new(move |e: Option<&crate::session::SessionError>| {
+                    let _ =
+                        end_proxy.send_event(UserEvent::Ended(attempt, e.map(|e| e.to_string())));
+                });
+                let gateway = prepared.cfg.gateway;
+                let ev = match Session::connect(prepared.cfg, stats, Box::new(sink), on_end) {
+                    Ok(s) => UserEvent::Connected(attempt, Box::new(s), prepared.keep),
+                    Err(e) => UserEvent::Failed(
+                        attempt,
+                        format!("cannot connect to the gateway at {gateway}: {e}"),
+                    ),
                 };
                 let _ = proxy.send_event(ev);
             });
         if let Err(e) = spawned {
+            self.connecting = false;
             self.error = Some(format!("cannot start the connection thread: {e}"));
+        }
+    }
+
+    /// The attempt failed or its session ended: a kiosk tries again after
+    /// a backoff; a window shows why until it is closed.
+    fn lost(&mut self, event_loop: &ActiveEventLoop, why: Option<String>) {
+        self.connecting = false;
+        self.release_held();
+        if let Some(s) = self.session.take()
+            && let Err(e) = s.close()
+        {
+            tracing::debug!(error = %e, "closing the ended session");
+        }
+        self.keep = None;
+        self.stage = None;
+        match (&self.opts.kiosk, why) {
+            (Some(k), why) => {
+                let why = why.unwrap_or_else(|| "the session ended".into());
+                tracing::warn!(error = %why, backoff = ?self.backoff, "kiosk: trying again");
+                self.failure = Some(why);
+                self.retry_at = Some(Instant::now() + self.backoff);
+                let max = Duration::from_secs(u64::from(k.max_backoff_secs.max(1)));
+                self.backoff = (self.backoff * 2).min(max);
+            }
+            (None, None) => event_loop.exit(),
+            (None, Some(why)) => {
+                tracing::error!(error = %why, "no session");
+                self.error = Some(why.clone());
+                self.failure = Some(why);
+            }
+        }
+        self.refresh_status();
+    }
+
+    /// Sends relative pointer motion, carrying sub-pixel remainders.
+    fn relative(&mut self, delta: (f64, f64)) {
+        let (rx, ry) = self.motion_rest;
+        let (x, y) = (rx + delta.0, ry + delta.1);
+        let clamp = |v: f64| v.trunc().clamp(f64::from(i16::MIN), f64::from(i16::MAX));
+        let (dx, dy) = (clamp(x), clamp(y));
+        self.motion_rest = (x - dx, y - dy);
+        if dx != 0.0 || dy != 0.0 {
+            self.send(InputEvent::MoveBy {
+                dx: dx as i16,
+                dy: dy as i16,
+            });
         }
     }
 
@@ -396,6 +771,12 @@ impl App {
             };
             if self.presenter.convert(&pic).is_ok() {
                 self.have_picture = true;
+                if self.stage.take().is_some() {
+                    // The first picture: the stages are over, and a kiosk's
+                    // next failure starts its backoff afresh.
+                    self.backoff = Duration::from_secs(1);
+                    self.next_status = Instant::now();
+                }
             }
         }
         let Ok(mut buffer) = surface.buffer_mut() else {
@@ -406,8 +787,13 @@ impl App {
         } else {
             buffer.fill(0x0020_2228);
         }
-        if let Some(text) = &self.banner {
-            crate::overlay::banner(&mut buffer, w.get() as usize, h.get() as usize, text);
+        let (bw, bh) = (w.get() as usize, h.get() as usize);
+        let top = match &self.banner {
+            Some(text) => crate::overlay::banner(&mut buffer, bw, bh, text),
+            None => 0,
+        };
+        if self.show_stats {
+            crate::overlay::panel(&mut buffer, bw, bh, top, &self.stats_lines);
         }
         // Lets platforms that pace redraws to the display schedule the next.
         window.pre_present_notify();
@@ -462,7 +848,9 @@ impl ApplicationHandler<UserEvent> for App {
         }
         let attrs = Window::default_attributes()
             .with_title(self.opts.title.clone())
-            .with_inner_size(LogicalSize::new(1280.0, 720.0));
+            .with_inner_size(LogicalSize::new(1280.0, 720.0))
+            .with_decorations(self.opts.kiosk.is_none())
+            .with_fullscreen(self.fullscreen.then_some(Fullscreen::Borderless(None)));
         let window = match event_loop.create_window(attrs) {
             Ok(w) => Arc::new(w),
             Err(e) => {
@@ -490,16 +878,30 @@ impl ApplicationHandler<UserEvent> for App {
 
     fn user_event(&mut self, event_loop: &ActiveEventLoop, event: UserEvent) {
         match event {
-            UserEvent::Connected(s) => {
+            UserEvent::Stage(a, s) if a == self.attempt => {
+                self.stage = Some(s);
+                self.refresh_status();
+            }
+            UserEvent::Connected(a, s, keep) if a == self.attempt => {
                 tracing::info!(info = ?s.info(), "connected");
                 s.activity().set_keep_active(self.opts.keep_active);
                 self.session = Some(*s);
+                self.keep = keep;
+                self.failure = None;
+                self.retry_at = None;
+                self.stage = Some("waiting for the first picture…".into());
                 self.refresh_status();
                 self.start_script();
+                self.apply_capture();
             }
-            UserEvent::Failed(e) => {
-                self.error = Some(e);
-                event_loop.exit();
+            UserEvent::Failed(a, e) if a == self.attempt => self.lost(event_loop, Some(e)),
+            UserEvent::Ended(a, e) if a == self.attempt => {
+                self.lost(event_loop, e.map(|e| format!("the session ended: {e}")));
+            }
+            UserEvent::Stage(..) | UserEvent::Failed(..) | UserEvent::Ended(..) => {}
+            UserEvent::Connected(_, s, _) => {
+                // A stale attempt's session: nobody wants it.
+                let _ = s.close();
             }
             UserEvent::Frame => {
                 self.pending.store(false, Ordering::Release);
@@ -518,18 +920,16 @@ impl ApplicationHandler<UserEvent> for App {
                     }
                 }
             }
-            UserEvent::Ended(e) => {
-                if let Some(e) = e {
-                    self.error = Some(format!("session ended: {e}"));
-                }
-                event_loop.exit();
-            }
         }
     }
 
     fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
         match event {
-            WindowEvent::CloseRequested => event_loop.exit(),
+            // A kiosk has no way out but its exit chord.
+            WindowEvent::CloseRequested if self.opts.kiosk.is_none() => event_loop.exit(),
+            WindowEvent::CloseRequested => {
+                tracing::info!("kiosk: close request ignored");
+            }
             WindowEvent::Moved(_) | WindowEvent::ScaleFactorChanged { .. } => {
                 // Perhaps onto another monitor.
                 if let Some(w) = &self.window {
@@ -547,6 +947,9 @@ impl ApplicationHandler<UserEvent> for App {
                 if !focused {
                     self.release_held();
                 }
+                // A captured pointer is let go while another window has
+                // focus, and taken again on return.
+                self.apply_capture();
                 if let Some(s) = &self.session {
                     s.activity().set_background(!focused);
                 }
@@ -558,7 +961,7 @@ impl ApplicationHandler<UserEvent> for App {
             }
             WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
             WindowEvent::KeyboardInput { event, .. } => {
-                if self.shortcut(&event) {
+                if self.shortcut(event_loop, &event) {
                     return;
                 }
                 if let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) {
@@ -567,6 +970,22 @@ impl ApplicationHandler<UserEvent> for App {
                 }
             }
             WindowEvent::CursorMoved { position, .. } => {
+                if self.captured {
+                    // Confined: each move is measured from the centre, and
+                    // the pointer goes back there (the warp's own event
+                    // measures nothing). Locked: device motion instead.
+                    if self.grab == Some(CursorGrabMode::Confined)
+                        && let Some(w) = self.window.clone()
+                    {
+                        let c = centre(&w);
+                        let delta = (position.x - c.x, position.y - c.y);
+                        if delta.0.abs() >= 0.5 || delta.1.abs() >= 0.5 {
+                            self.relative(delta);
+                            let _ = w.set_cursor_position(c);
+                        }
+                    }
+                    return;
+                }
                 if let Some(vp) = self.viewport {
                     let (x, y) = vp.to_stream(position.x, position.y);
                     self.send(InputEvent::Move { x, y });
@@ -605,8 +1024,29 @@ impl ApplicationHandler<UserEvent> for App {
         }
     }
 
+    fn device_event(&mut self, _: &ActiveEventLoop, _: DeviceId, event: DeviceEvent) {
+        // Raw mouse motion: the relative steps of a captured pointer, sent
+        // as counted (as games expect), whatever the window's scale.
+        let DeviceEvent::MouseMotion { delta } = event else {
+            return;
+        };
+        if !self.captured {
+            return;
+        }
+        // Only a locked pointer's motion comes this way: X11 reports a
+        // confined pointer's raw motion twice (winit issue 3773).
+        if self.grab != Some(CursorGrabMode::Locked) {
+            return;
+        }
+        self.relative(delta);
+    }
+
     fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
         let now = Instant::now();
+        if self.retry_at.is_some_and(|t| now >= t) {
+            self.retry_at = None;
+            self.start_connect();
+        }
         if now >= self.next_status {
             self.next_status = now + STATUS_INTERVAL;
             self.refresh_status();
@@ -621,11 +1061,18 @@ impl ApplicationHandler<UserEvent> for App {
             event_loop.exit();
             return;
         }
-        let status = self.session.is_some().then_some(self.next_status);
+        // The title and banner change with the stages, the retry countdown
+        // and notices too, not only during a session.
+        let status = (self.session.is_some()
+            || self.connecting
+            || self.retry_at.is_some()
+            || self.notice.is_some())
+        .then_some(self.next_status);
         match self
             .deadline
             .into_iter()
             .chain(self.redraw_at)
+            .chain(self.retry_at)
             .chain(status)
             .min()
         {
@@ -633,6 +1080,12 @@ impl ApplicationHandler<UserEvent> for App {
             None => event_loop.set_control_flow(ControlFlow::Wait),
         }
     }
+}
+
+/// The middle of the window's inside, where a confined pointer is kept.
+fn centre(w: &Window) -> winit::dpi::PhysicalPosition<f64> {
+    let s = w.inner_size();
+    winit::dpi::PhysicalPosition::new(f64::from(s.width / 2), f64::from(s.height / 2))
 }
 
 /// Silence from the gateway longer than this (it pings four times a

@@ -444,3 +444,216 @@ fn an_idle_window_says_it_is_paused_and_a_key_brings_the_picture_back() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A fresh directory for a test, and settings/state directories inside it
+/// so no developer's own settings or logs are touched.
+fn isolated(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("nephele-window-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config/nephele")).unwrap();
+    dir
+}
+
+fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(Instant::now() < end, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn move_by_total(path: &Path) -> (i64, i64) {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "move-by")
+        .fold((0, 0), |(x, y), v| {
+            (
+                x + v["dx"].as_i64().unwrap_or(0),
+                y + v["dy"].as_i64().unwrap_or(0),
+            )
+        })
+}
+
+#[test]
+fn shortcuts_from_the_settings_show_stats_capture_the_pointer_and_quit() {
+    need("xdotool");
+    let (_xvfb, display) = start_xvfb();
+    let dir = isolated("shortcuts");
+    // The settings file moves the overlay's shortcut and asks for a
+    // smaller picture; the rest are the defaults.
+    std::fs::write(
+        dir.join("config/nephele/config.toml"),
+        "[video]\nwidth = 960\nheight = 540\n[shortcuts]\nstats = \"Ctrl+Alt+K\"\n",
+    )
+    .unwrap();
+    let record = dir.join("input.jsonl");
+    let mut client = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args(["demo", "--duration", "60", "--no-audio", "--record-input"])
+        .arg(&record)
+        .env("DISPLAY", &display)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("NEPHELE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nephele demo");
+    let wid = xdotool(&display, &["search", "--sync", "--name", "Nephele"]);
+    let wid = wid.lines().next().unwrap().to_string();
+    let title = || xdotool(&display, &["getwindowname", &wid]);
+    wait_for("the window never showed the desktop", 20, || {
+        let (_, _, px) = screenshot(&display, &wid);
+        px.iter().filter(|p| p[2] > 60 && p[0] < 60).count() > px.len() / 4
+    });
+    // White text in the overlay's corner (the desktop has little there).
+    let corner_white = || {
+        let (w, _, px) = screenshot(&display, &wid);
+        (0..100)
+            .flat_map(|y| px[y * w..y * w + 480].iter())
+            .filter(|p| **p == [255, 255, 255])
+            .count()
+    };
+    let before = corner_white();
+    xdotool(&display, &["windowfocus", "--sync", &wid]);
+    xdotool(&display, &["key", "--window", &wid, "ctrl+alt+k"]);
+    wait_for("the statistics overlay never appeared", 5, || {
+        corner_white() > before + 500
+    });
+    xdotool(&display, &["key", "--window", &wid, "ctrl+alt+k"]);
+    wait_for("the statistics overlay stayed", 5, || {
+        corner_white() < before + 100
+    });
+    // Pointer capture: relative steps reach the desktop as counted.
+    xdotool(&display, &["key", "--window", &wid, "ctrl+alt+shift+z"]);
+    wait_for("the title never said the pointer is captured", 5, || {
+        title().contains("pointer captured")
+    });
+    for _ in 0..5 {
+        xdotool(&display, &["mousemove_relative", "--", "20", "-10"]);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    wait_for("the relative motion never added up on the host", 5, || {
+        move_by_total(&record) == (100, -50)
+    });
+    xdotool(&display, &["key", "--window", &wid, "ctrl+alt+shift+z"]);
+    wait_for("the pointer was never released", 5, || {
+        title().contains("pointer released")
+    });
+    // Absolute again: a move goes as a position, no more relative steps.
+    xdotool(&display, &["mousemove", "--window", &wid, "100", "100"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(move_by_total(&record), (100, -50));
+    // Quit closes the window and the process, successfully.
+    let _ = Command::new("xdotool")
+        .args(["key", "--window", &wid, "ctrl+alt+shift+q"])
+        .env("DISPLAY", &display)
+        .stderr(Stdio::null())
+        .status();
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = client.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "Ctrl+Alt+Shift+Q did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // None of the shortcuts' keys reached the desktop.
+    let keys = recorded_key_downs(&record);
+    for k in ["KeyK", "KeyZ", "KeyQ"] {
+        assert!(
+            !keys.iter().any(|r| r == k),
+            "{k} reached the desktop: {keys:?}"
+        );
+    }
+    // The log went to the state directory.
+    let log = std::fs::read_to_string(dir.join("state/nephele/nephele.log")).unwrap_or_default();
+    assert!(log.contains("connected"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_kiosk_fills_the_screen_retries_for_ever_and_leaves_only_by_its_exit_chord() {
+    need("xdotool");
+    need("openbox");
+    let (_xvfb, display) = start_xvfb();
+    // A window manager, so fullscreen means what it means on a desktop.
+    let wm = Command::new("openbox")
+        .env("DISPLAY", &display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start openbox");
+    let _wm = Killed(wm);
+    wait_for("the window manager never started", 10, || {
+        Command::new("xdotool")
+            .arg("get_num_desktops")
+            .env("DISPLAY", &display)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let dir = isolated("kiosk");
+    // Everything from the settings: a directory nobody answers at.
+    std::fs::write(
+        dir.join("config/nephele/config.toml"),
+        "directory = \"https://127.0.0.1:9\"\nuser = \"kiosk\"\n[kiosk]\nenabled = true\nmax-backoff-secs = 2\n",
+    )
+    .unwrap();
+    let mut client = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args(["connect", "--no-audio"])
+        .env("DISPLAY", &display)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("NEPHELE_PASSWORD", "not-used")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("NEPHELE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nephele connect --kiosk");
+    let wid = xdotool(&display, &["search", "--sync", "--name", "Nephele"]);
+    let wid = wid.lines().next().unwrap().to_string();
+    let title = || xdotool(&display, &["getwindowname", &wid]);
+    // It says why and when it tries again, and keeps trying.
+    wait_for("the kiosk never said it would try again", 10, || {
+        title().contains("trying again in")
+    });
+    let log = dir.join("state/nephele/nephele.log");
+    let attempts = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("kiosk: trying again")
+            .count()
+    };
+    wait_for("the kiosk stopped trying", 15, || attempts() >= 4);
+    // Fullscreen: the window covers the screen.
+    let geometry = xdotool(&display, &["getwindowgeometry", &wid]);
+    assert!(geometry.contains("1280x800"), "{geometry}");
+    // The everyday shortcuts do nothing; the exit chord leaves.
+    xdotool(&display, &["windowfocus", "--sync", &wid]);
+    xdotool(&display, &["key", "--window", &wid, "ctrl+alt+shift+q"]);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        client.try_wait().unwrap().is_none(),
+        "the kiosk quit on Ctrl+Alt+Shift+Q"
+    );
+    // The window may be gone before xdotool sends the key's release.
+    let _ = Command::new("xdotool")
+        .args(["key", "--window", &wid, "ctrl+alt+shift+End"])
+        .env("DISPLAY", &display)
+        .stderr(Stdio::null())
+        .status();
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = client.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "the exit chord did not end the kiosk");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -119,20 +119,30 @@ enum Direction {
     Input,
 }
 
-/// Plays what `render` produces on the default output, reopening as needed.
-pub fn play<R: Render>(render: Arc<Mutex<R>>) -> Result<Device, AudioError> {
+/// Plays what `render` produces on the output whose name contains
+/// `prefer` (any case), else the default output, reopening as needed.
+pub fn play<R: Render>(
+    render: Arc<Mutex<R>>,
+    prefer: Option<String>,
+) -> Result<Device, AudioError> {
     supervise(
         "nephele-audio-out",
         Direction::Output,
+        prefer,
         move |dev, cfg, fmt, failed| open_output(dev, cfg, fmt, render.clone(), failed),
     )
 }
 
-/// Records the default input into `capture`, reopening as needed.
-pub fn record<C: Capture>(capture: Arc<Mutex<C>>) -> Result<Device, AudioError> {
+/// Records the input whose name contains `prefer` (any case), else the
+/// default input, into `capture`, reopening as needed.
+pub fn record<C: Capture>(
+    capture: Arc<Mutex<C>>,
+    prefer: Option<String>,
+) -> Result<Device, AudioError> {
     supervise(
         "nephele-audio-in",
         Direction::Input,
+        prefer,
         move |dev, cfg, fmt, failed| open_input(dev, cfg, fmt, capture.clone(), failed),
     )
 }
@@ -148,6 +158,7 @@ type Opener = dyn FnMut(
 fn supervise(
     name: &str,
     dir: Direction,
+    prefer: Option<String>,
     open: impl FnMut(
         &cpal::Device,
         &StreamConfig,
@@ -165,7 +176,7 @@ fn supervise(
         let mut open: Box<Opener> = Box::new(open);
         std::thread::Builder::new()
             .name(name.into())
-            .spawn(move || run_supervisor(dir, &stop, &status, &mut *open))
+            .spawn(move || run_supervisor(dir, prefer.as_deref(), &stop, &status, &mut *open))
             .map_err(AudioError::Thread)?
     };
     Ok(Device {
@@ -175,9 +186,48 @@ fn supervise(
     })
 }
 
-/// Keeps one stream open on the default device of `dir`. cpal's streams
-/// may not move between threads on every platform, so this thread owns it.
-fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open: &mut Opener) {
+/// Lists `dir`'s devices and returns the first whose name contains
+/// `want` (lower case), if any.
+fn find_device(host: &cpal::Host, dir: Direction, want: &str) -> Option<cpal::Device> {
+    let devices = match dir {
+        Direction::Output => host.output_devices(),
+        Direction::Input => host.input_devices(),
+    };
+    devices
+        .ok()?
+        .find(|d| d.name().is_ok_and(|n| n.to_lowercase().contains(want)))
+}
+
+/// The names of the machine's sound devices, outputs then inputs, for
+/// choosing one in the settings.
+pub fn device_names() -> (Vec<String>, Vec<String>) {
+    let host = cpal::default_host();
+    let names = |d: Result<Box<dyn Iterator<Item = cpal::Device>>, _>| {
+        d.map(|ds: Box<dyn Iterator<Item = cpal::Device>>| {
+            ds.filter_map(|d| d.name().ok()).collect()
+        })
+        .unwrap_or_default()
+    };
+    let outputs = host
+        .output_devices()
+        .map(|d| Box::new(d) as Box<dyn Iterator<Item = _>>);
+    let inputs = host
+        .input_devices()
+        .map(|d| Box::new(d) as Box<dyn Iterator<Item = _>>);
+    (names(outputs), names(inputs))
+}
+
+/// Keeps one stream open on `dir`'s preferred device (by part of its
+/// name), else its default device. cpal's streams may not move between
+/// threads on every platform, so this thread owns it.
+fn run_supervisor(
+    dir: Direction,
+    prefer: Option<&str>,
+    stop: &AtomicBool,
+    status: &DeviceStatus,
+    open: &mut Opener,
+) {
+    let prefer = prefer.map(str::to_lowercase).filter(|p| !p.is_empty());
     let host = cpal::default_host();
     let mut current: Option<(cpal::Stream, String, Arc<Alarm>)> = None;
     let mut last_complaint = String::new();
@@ -188,17 +238,35 @@ fn run_supervisor(dir: Direction, stop: &AtomicBool, status: &DeviceStatus, open
             std::thread::park_timeout(CHECK_EVERY);
             continue;
         }
-        let default = match dir {
+        let system_default = || match dir {
             Direction::Output => host.default_output_device(),
             Direction::Input => host.default_input_device(),
         };
-        let default_name = default.as_ref().and_then(|d| d.name().ok());
-        let stale = match &current {
-            None => true,
-            Some((_, name, alarm)) => {
-                alarm.raised() || default_name.as_deref() != Some(name.as_str())
+        // The default is followed as it changes; a preferred device is
+        // kept until it fails, and looked for (listing devices is slow on
+        // some systems) only when a stream must be opened.
+        let (stale, mut default) = match (&current, &prefer) {
+            (Some((_, name, alarm)), None) => {
+                let d = system_default();
+                let changed =
+                    d.as_ref().and_then(|d| d.name().ok()).as_deref() != Some(name.as_str());
+                (alarm.raised() || changed, d)
             }
+            (Some((_, _, alarm)), Some(_)) => (alarm.raised(), None),
+            (None, _) => (true, None),
         };
+        if stale && (default.is_none() || prefer.is_some()) {
+            let preferred = prefer
+                .as_deref()
+                .and_then(|want| find_device(&host, dir, want));
+            if let (Some(want), None) = (&prefer, &preferred)
+                && last_complaint.is_empty()
+            {
+                tracing::warn!(?dir, want = %want, "no sound device has that in its name; using the default");
+            }
+            default = preferred.or_else(system_default);
+        }
+        let default_name = default.as_ref().and_then(|d| d.name().ok());
         if stale {
             if let Some((_, _, alarm)) = current.take() {
                 if alarm.raised() {

@@ -106,6 +106,18 @@ impl InputSender {
                 }
             }
         }
+        // Relative motion adds up into relative motion still waiting
+        // right behind it: the host ends where the sum takes it.
+        if let InputEvent::MoveBy { dx, dy } = event
+            && self.unsent < self.queue.len()
+            && let Some(last) = self.queue.back_mut()
+            && let InputEvent::MoveBy { dx: x0, dy: y0 } = &mut last.event
+        {
+            *x0 = x0.saturating_add(dx);
+            *y0 = y0.saturating_add(dy);
+            self.stats.coalesced += 1;
+            return Ok(());
+        }
         if self.queue.len() >= MAX_IN_FLIGHT {
             return Err(InputError::Stalled);
         }
@@ -325,6 +337,31 @@ mod tests {
             s.poll_transmit(t),
             Some((4, InputEvent::Move { x: 5, y: 5 }))
         );
+        assert_eq!(s.stats().coalesced, 2);
+    }
+
+    #[test]
+    fn relative_motion_adds_up_while_waiting_and_never_across_an_edge() {
+        let by = |dx, dy| InputEvent::MoveBy { dx, dy };
+        let mut s = InputSender::new();
+        s.push(by(3, -2)).unwrap();
+        s.push(by(4, -5)).unwrap();
+        s.push(key(4, true)).unwrap();
+        s.push(by(i16::MAX, 1)).unwrap();
+        s.push(by(10, 1)).unwrap();
+        let t = Instant::now();
+        let mut sent = Vec::new();
+        while let Some(x) = s.poll_transmit(t) {
+            sent.push(x);
+        }
+        // Sums saturate rather than wrap around.
+        assert_eq!(
+            sent,
+            vec![(1, by(7, -7)), (2, key(4, true)), (3, by(i16::MAX, 2))]
+        );
+        // Motion after the last step left is a new event.
+        s.push(by(1, 1)).unwrap();
+        assert_eq!(s.poll_transmit(t), Some((4, by(1, 1))));
         assert_eq!(s.stats().coalesced, 2);
     }
 

@@ -170,6 +170,14 @@ pub enum InputEvent {
         /// Row, `0..height`.
         y: u16,
     },
+    /// Relative pointer motion in stream pixels, while the client holds
+    /// the pointer captured (games); the host moves its pointer by it.
+    MoveBy {
+        /// Rightwards.
+        dx: i16,
+        /// Downwards.
+        dy: i16,
+    },
     /// Wheel motion in 1/120ths of a notch (high resolution, as Windows' WHEEL_DELTA).
     Wheel {
         /// Horizontal, positive to the right.
@@ -219,6 +227,7 @@ impl InputEvent {
             Self::Key { .. } => "key",
             Self::Button { .. } => "button",
             Self::Move { .. } => "move",
+            Self::MoveBy { .. } => "move-by",
             Self::Wheel { .. } => "wheel",
             Self::PadConnect { .. }
             | Self::PadDisconnect { .. }
@@ -500,6 +509,7 @@ mod input_kind {
     pub const PAD_DISCONNECT: u8 = 6;
     pub const PAD_BUTTON: u8 = 7;
     pub const PAD_AXIS: u8 = 8;
+    pub const MOVE_BY: u8 = 9;
 }
 
 /// Size of the video fragment header, including the two-byte message header.
@@ -623,6 +633,11 @@ impl<'a> Message<'a> {
                         out.push(input_kind::MOVE);
                         out.extend_from_slice(&x.to_be_bytes());
                         out.extend_from_slice(&y.to_be_bytes());
+                    }
+                    InputEvent::MoveBy { dx, dy } => {
+                        out.push(input_kind::MOVE_BY);
+                        out.extend_from_slice(&dx.to_be_bytes());
+                        out.extend_from_slice(&dy.to_be_bytes());
                     }
                     InputEvent::Wheel { dx, dy } => {
                         out.push(input_kind::WHEEL);
@@ -890,6 +905,10 @@ impl<'a> Message<'a> {
                         x: r.u16()?,
                         y: r.u16()?,
                     },
+                    input_kind::MOVE_BY => InputEvent::MoveBy {
+                        dx: r.u16()? as i16,
+                        dy: r.u16()? as i16,
+                    },
                     input_kind::WHEEL => InputEvent::Wheel {
                         dx: r.u16()? as i16,
                         dy: r.u16()? as i16,
@@ -1109,6 +1128,7 @@ mod tests {
                 .prop_map(|(button, down)| InputEvent::Button { button, down }),
             (any::<u16>(), any::<u16>()).prop_map(|(x, y)| InputEvent::Move { x, y }),
             (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| InputEvent::Wheel { dx, dy }),
+            (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| InputEvent::MoveBy { dx, dy }),
             (
                 0..MAX_PADS,
                 prop::sample::select(PadKind::ALL),

@@ -170,6 +170,15 @@ impl DesktopState {
                     y.min(height.saturating_sub(1)),
                 );
             }
+            InputEvent::MoveBy { dx, dy } => {
+                let step = |p: u16, d: i16, size: u16| {
+                    (i32::from(p) + i32::from(d)).clamp(0, i32::from(size.saturating_sub(1))) as u16
+                };
+                self.pointer = (
+                    step(self.pointer.0, dx, width),
+                    step(self.pointer.1, dy, height),
+                );
+            }
             InputEvent::Wheel { dx, dy } => {
                 self.wheel.0 = self.wheel.0.saturating_add(dx.into());
                 self.wheel.1 = self.wheel.1.saturating_add(dy.into());
@@ -618,6 +627,19 @@ mod tests {
             }]
         );
         assert!(s.keys_down.is_empty());
+    }
+
+    #[test]
+    fn relative_motion_moves_the_pointer_and_stops_at_the_edges() {
+        let mut s = DesktopState::default();
+        let by = |s: &mut DesktopState, dx, dy| s.apply(&InputEvent::MoveBy { dx, dy }, 640, 480);
+        s.apply(&InputEvent::Move { x: 100, y: 100 }, 640, 480);
+        by(&mut s, 20, -30);
+        assert_eq!(s.pointer, (120, 70));
+        by(&mut s, i16::MIN, i16::MAX);
+        assert_eq!(s.pointer, (0, 479));
+        by(&mut s, 700, -5);
+        assert_eq!(s.pointer, (639, 474));
     }
 
     #[test]

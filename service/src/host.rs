@@ -1243,6 +1243,10 @@ impl Receiver {
                 line["x"] = x.into();
                 line["y"] = y.into();
             }
+            InputEvent::MoveBy { dx, dy } => {
+                line["dx"] = dx.into();
+                line["dy"] = dy.into();
+            }
             InputEvent::Wheel { dx, dy } => {
                 line["dx"] = dx.into();
                 line["dy"] = dy.into();

@@ -5,6 +5,8 @@
 //!   openh264 silently loses its assembly.
 //! * `demo` runs setup, builds release and runs `nephele demo`.
 //! * `test` runs setup, then formatting and lint checks and every test.
+//! * `package` builds a `.deb` of the client (see `package.rs`).
+//! * `fuzz [SECS]` runs every fuzz target for SECS seconds (default 60).
 //! * `bench` runs setup (plus the anchors' tools) and prints one JSON object
 //!   per line, each measurement beside its anchor from the same run.
 
@@ -13,6 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+mod package;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,8 +38,28 @@ fn main() -> Result<()> {
             setup(&Extras { bench: true })?;
             bench()
         }
+        "package" => {
+            setup(&Extras::default())?;
+            let deb = package::package(rest)?;
+            if rest.iter().any(|a| a == "--check") {
+                package::verify(&deb)?;
+            }
+            Ok(())
+        }
+        "fuzz" => {
+            setup(&Extras::default())?;
+            let secs = match rest.first() {
+                Some(s) => s
+                    .parse()
+                    .with_context(|| format!("`{s}` is no number of seconds per target"))?,
+                None => 60,
+            };
+            fuzz(FUZZ_TARGETS, secs)
+        }
         _ => {
-            eprintln!("usage: cargo xtask <setup|demo [ARGS…]|test [CARGO TEST ARGS…]|bench>");
+            eprintln!(
+                "usage: cargo xtask <setup|demo [ARGS…]|test [CARGO TEST ARGS…]|bench|package [--debug] [--check] [--out DIR]|fuzz [SECS]>"
+            );
             if cmd == "help" || cmd == "--help" {
                 Ok(())
             } else {
@@ -187,6 +211,25 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "xorg-xwd",
         },
         Need {
+            what: "dpkg-deb, rsvg-convert, desktop-file-validate and appstreamcli (the .deb and its checks)",
+            present: || {
+                has_cmd("dpkg-deb")
+                    && has_cmd("rsvg-convert")
+                    && has_cmd("desktop-file-validate")
+                    && has_cmd("appstreamcli")
+            },
+            apt: "dpkg librsvg2-bin desktop-file-utils appstream",
+            dnf: "dpkg librsvg2-tools desktop-file-utils appstream",
+            pacman: "dpkg librsvg desktop-file-utils appstream",
+        },
+        Need {
+            what: "openbox (a window manager for the fullscreen and kiosk tests)",
+            present: || has_cmd("openbox"),
+            apt: "openbox",
+            dnf: "openbox",
+            pacman: "openbox",
+        },
+        Need {
             what: "libxkbcommon-x11",
             present: || has_lib("libxkbcommon-x11.so.0"),
             apt: "libxkbcommon-x11-0",
@@ -259,6 +302,7 @@ fn setup(extras: &Extras) -> Result<()> {
     let missing: Vec<&Need> = all.iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
         check_nasm()?;
+        ensure_cargo_tools()?;
         return ensure_windows_target();
     }
     let names: Vec<&str> = missing.iter().map(|n| n.what).collect();
@@ -330,7 +374,82 @@ fn setup(extras: &Extras) -> Result<()> {
         );
     }
     check_nasm()?;
+    ensure_cargo_tools()?;
     ensure_windows_target()
+}
+
+/// Cargo tools the project runs, installed by setup when missing:
+/// (command, crate, extra `cargo install` arguments).
+const CARGO_TOOLS: [(&str, &str, &[&str]); 2] = [
+    ("cargo-fuzz", "cargo-fuzz", &[]),
+    // Without default features: no advisory-database fetching over git,
+    // which this project's checks do not use (see deny.toml).
+    ("cargo-deny", "cargo-deny", &["--no-default-features"]),
+];
+
+/// Installs the cargo tools that are missing (a few minutes, once).
+fn ensure_cargo_tools() -> Result<()> {
+    for (cmd, krate, extra) in CARGO_TOOLS {
+        if has_cmd(cmd) {
+            continue;
+        }
+        eprintln!("xtask setup: installing {krate} (once; a few minutes)");
+        run(cargo()
+            .args(["install", "--locked", krate])
+            .args(extra)
+            .stdout(std::io::stderr()))?;
+    }
+    Ok(())
+}
+
+/// Every fuzz target in `fuzz/`, with the cargo feature it needs.
+const FUZZ_TARGETS: &[(&str, Option<&str>)] = &[
+    ("message", None),
+    ("stream_frames", None),
+    ("reassembly", None),
+    ("input_receiver", None),
+    ("probe", None),
+    ("token", Some("service")),
+    ("h264", Some("client")),
+];
+
+/// The fuzz targets `cargo xtask test` runs briefly: every decoder of the
+/// wire protocol (the heavier token and H.264 targets build the service and
+/// client under the sanitizer and run in `cargo xtask fuzz`).
+const FUZZ_IN_TESTS: &[(&str, Option<&str>)] = &[
+    ("message", None),
+    ("stream_frames", None),
+    ("reassembly", None),
+    ("input_receiver", None),
+    ("probe", None),
+];
+
+/// Runs each target for `secs` under libFuzzer with AddressSanitizer; a
+/// crash, a leak or a timeout fails (cargo fuzz keeps the input under
+/// fuzz/artifacts). The machine's stable toolchain is enough with
+/// RUSTC_BOOTSTRAP (the sanitizer flags are unstable options).
+fn fuzz(targets: &[(&str, Option<&str>)], secs: u32) -> Result<()> {
+    for (target, feature) in targets {
+        let corpus = root().join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        let mut cmd = cargo();
+        cmd.args(["fuzz", "run", "--fuzz-dir", "fuzz"]);
+        if let Some(f) = feature {
+            cmd.args(["--features", f]);
+        }
+        cmd.arg(target)
+            .arg(&corpus)
+            .args([
+                "--".to_string(),
+                format!("-max_total_time={secs}"),
+                "-timeout=10".into(),
+                "-rss_limit_mb=2048".into(),
+                "-print_final_stats=1".into(),
+            ])
+            .env("RUSTC_BOOTSTRAP", "1");
+        run(&mut cmd).with_context(|| format!("fuzz target `{target}` found a failure"))?;
+    }
+    Ok(())
 }
 
 /// The Rust target the client cross-builds for.
@@ -417,9 +536,20 @@ fn test(args: &[String]) -> Result<()> {
         "--bin",
         "nephele",
     ]))?;
+    // The dependency policy: licences, bans and sources (deny.toml).
+    run(cargo().args(["deny", "check", "bans", "licenses", "sources"]))?;
     // Every package with a binary has an integration test, so cargo builds
     // the binaries the CLI and window tests start.
-    run(cargo().args(["test", "--workspace"]).args(args))
+    run(cargo().args(["test", "--workspace"]).args(args))?;
+    if !args.is_empty() {
+        // A filtered run is someone looking at particular tests.
+        return Ok(());
+    }
+    // The .deb: built from the dev binary the tests just built, installed
+    // into a scratch root and run.
+    package::verify(&package::package(&["--debug".to_string()])?)?;
+    // Every decoder of network input under the fuzzer, briefly.
+    fuzz(FUZZ_IN_TESTS, 10)
 }
 
 /// The benchmarks. Each prints one JSON object per line: `bench`, `value`,
