@@ -1007,3 +1007,217 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
     assert_eq!(takeover["typed"], before.as_str(), "state intact");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The UDP ports a process has open (its sockets' inodes, found in
+/// /proc/net/udp).
+fn udp_ports_of(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().to_string();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let inode = cols.get(9)?;
+            let port = cols.get(1)?.rsplit(':').next()?;
+            inodes
+                .iter()
+                .any(|i| i == inode)
+                .then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect()
+}
+
+/// A small deterministic generator for junk (xorshift64*).
+struct Junk(u64);
+
+impl Junk {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    /// Random bytes, or a well-formed datagram of the kind the target
+    /// reads cut short at a random point, or left whole.
+    fn datagram(&mut self, valid: &[u8]) -> Vec<u8> {
+        match self.below(3) {
+            0 => (0..self.below(1400)).map(|_| self.next() as u8).collect(),
+            1 => valid[..self.below(valid.len())].to_vec(),
+            _ => valid.to_vec(),
+        }
+    }
+}
+
+#[test]
+fn junk_datagrams_at_client_gateway_and_host_leave_the_session_untouched() {
+    use nephele_protocol::probe::ProbeRequest;
+    use nephele_protocol::wire::{Envelope, InputEvent, Message};
+    let _turn = exclusive();
+    let dir = scratch("junk");
+    let state = dir.join("state");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let host = format!("127.0.0.1:{}", free_udp_port());
+    let (gw_port, probe_port) = (free_udp_port(), free_udp_port());
+    let rec = dir.join("rec.jsonl");
+    let (mut host_proc, _) =
+        Logged::start(&["host", "--listen", &host, "--record-input", &s(&rec)]);
+    let (mut directory, stdout) = Logged::start(&[
+        "directory",
+        "--listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        &s(&state),
+        "--host",
+        &host,
+        "--demo-user",
+        "alice:wonderland",
+    ]);
+    let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let (mut gateway, _) = Logged::start(&[
+        "gateway",
+        "--listen",
+        &format!("127.0.0.1:{gw_port}"),
+        "--probe-listen",
+        &format!("127.0.0.1:{probe_port}"),
+        "--directory",
+        &url,
+        "--directory-ca",
+        &s(&state.join("ca.pem")),
+        "--service-key-file",
+        &s(&state.join("service.key")),
+        "--id",
+        "gw-junk",
+        "--pop",
+        "pop-junk",
+        "--ca-out",
+        &s(&dir.join("ca-gw.pem")),
+    ]);
+    wait_for("the gateway to register", Duration::from_secs(20), || {
+        gateway.said("registered with the directory")
+    });
+    let (text, letters) = typing(1000, 60);
+    std::fs::write(dir.join("script.txt"), text).unwrap();
+    let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args([
+            "connect",
+            "--directory",
+            &url,
+            "--user",
+            "alice",
+            "--headless",
+            "--no-audio",
+        ])
+        .args(["--duration", "7", "--width", "640", "--height", "360"])
+        .env("NEPHELE_PASSWORD", "wonderland")
+        .args([
+            "--ca",
+            &s(&state.join("ca.pem")),
+            "--ca",
+            &s(&dir.join("ca-gw.pem")),
+        ])
+        .args(["--stats-json", &s(&dir.join("s.json"))])
+        .args(["--input-script", &s(&dir.join("script.txt"))])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the session to be relayed", Duration::from_secs(20), || {
+        gateway.said("session relayed")
+    });
+    let client_ports = udp_ports_of(client.id());
+    assert!(
+        !client_ports.is_empty(),
+        "found none of the client's UDP ports"
+    );
+    // Well-formed datagrams of each target's kind, to cut short or send whole.
+    let mut probe = Vec::new();
+    ProbeRequest {
+        seq: 7,
+        stamp_us: 1,
+        token: b"not-a-token",
+    }
+    .encode(&mut probe);
+    let envelope = |session: u64, message: Message<'_>| {
+        let mut b = Vec::new();
+        Envelope { session, message }.encode(&mut b);
+        b
+    };
+    let mut junk = Junk(0x9e37_79b9_7f4a_7c15);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut targets: Vec<String> = vec![
+        format!("127.0.0.1:{gw_port}"),
+        format!("127.0.0.1:{probe_port}"),
+        host.clone(),
+    ];
+    targets.extend(client_ports.iter().map(|p| format!("127.0.0.1:{p}")));
+    let (mut sent, start) = (0u64, Instant::now());
+    // Four seconds of junk, ~500 datagrams a second at each target, while
+    // the script types.
+    while start.elapsed() < Duration::from_secs(4) {
+        for t in &targets {
+            let valid = if t.ends_with(&format!(":{probe_port}")) {
+                probe.clone()
+            } else if *t == host {
+                // Messages a gateway would send, for sessions that do not
+                // exist (input, activity, a detach).
+                let session = junk.next();
+                match junk.below(3) {
+                    0 => envelope(
+                        session,
+                        Message::Input {
+                            seq: junk.next() as u32,
+                            event: InputEvent::Key {
+                                usage: 4,
+                                down: true,
+                            },
+                        },
+                    ),
+                    1 => envelope(session, Message::Activity(Default::default())),
+                    _ => envelope(session, Message::Detach),
+                }
+            } else {
+                // A QUIC long-header packet's first bytes, then noise.
+                let mut q = vec![0xc0, 0, 0, 0, 1, 8];
+                q.extend((0..1200).map(|_| junk.next() as u8));
+                q
+            };
+            let d = junk.datagram(&valid);
+            if sock.send_to(&d, t.as_str()).is_ok() {
+                sent += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!("junk: {sent} datagrams at {} targets", targets.len());
+    let out = client.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // Nobody fell over, and the session did not notice.
+    for (name, p) in [
+        ("host", &mut host_proc),
+        ("directory", &mut directory),
+        ("gateway", &mut gateway),
+    ] {
+        assert!(p._child.0.try_wait().unwrap().is_none(), "the {name} died");
+    }
+    let st = json(&dir.join("s.json"));
+    let f = |k: &str| st[k].as_f64().unwrap();
+    assert_eq!(st["input_acked"], 120, "{st}");
+    assert_eq!(st["reconnects"], 0, "{st}");
+    assert!(f("frames_presented_pct") >= 95.0, "{st}");
+    assert!(f("max_freeze_ms") < 400.0, "{st}");
+    assert_exactly_once(&[rec], &letters);
+}
