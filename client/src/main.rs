@@ -506,10 +506,22 @@ impl Login {
 fn connect(a: ConnectArgs, s: &Settings) -> Result<()> {
     let prefs = a.stream.prefs(s)?;
     let Some(gateway) = &a.gateway else {
-        let url = directory_url(a.directory.as_ref(), s)?;
-        let login = Login::new(&url, &a.login, s, prefs.kiosk.is_none())?;
         let stats = Arc::new(Stats::default());
-        let connector = directory_connector(login, &prefs, stats.clone());
+        let login = directory_url(a.directory.as_ref(), s)
+            .and_then(|url| Login::new(&url, &a.login, s, prefs.kiosk.is_none()));
+        let connector = match login {
+            Ok(login) => directory_connector(login, &prefs, stats.clone()),
+            // Started from a menu or at login there is no terminal to read
+            // an error on: the window shows it instead (a kiosk keeps
+            // showing it and trying, in case the settings are fixed).
+            Err(e)
+                if !a.stream.headless && !std::io::IsTerminal::is_terminal(&std::io::stderr()) =>
+            {
+                let why = format!("{e:#}");
+                Arc::new(move |_: &dyn Fn(String)| -> Result<Prepared> { bail!("{why}") })
+            }
+            Err(e) => return Err(e),
+        };
         return run_stream(connector, &a.stream, prefs, stats);
     };
     let (addr, host_part) = resolve(gateway)?;

@@ -70,8 +70,37 @@ fn scale_for(width: usize) -> usize {
     if width >= 1600 { 3 } else { 2 }
 }
 
+/// The most lines a banner wraps onto.
+const BANNER_LINES: usize = 4;
+
+/// Splits `text` at spaces into at most [`BANNER_LINES`] lines of at most
+/// `fits` drawn characters: byte ranges into `text`, and how many.
+fn wrap(text: &str, fits: usize) -> ([(usize, usize); BANNER_LINES], usize) {
+    let mut lines = [(0, 0); BANNER_LINES];
+    let mut n = 0;
+    let (mut start, mut width, mut end) = (0, 0, 0);
+    let mut at = 0;
+    for word in text.split(' ') {
+        let w = word.chars().flat_map(ascii).count();
+        if width > 0 && width + 1 + w > fits {
+            if n + 1 == BANNER_LINES {
+                break;
+            }
+            lines[n] = (start, end);
+            n += 1;
+            (start, width) = (at, 0);
+        }
+        width += usize::from(width > 0) + w;
+        end = at + word.len();
+        at = end + 1;
+    }
+    lines[n] = (start, end.max(start));
+    (lines, n + 1)
+}
+
 /// Draws `text` on a darkened strip across the top of a `width × height`
-/// surface (0RGB pixels, row-major), centred; returns the strip's height.
+/// surface (0RGB pixels, row-major), centred and wrapped at spaces onto up
+/// to four lines; returns the strip's height.
 pub fn banner(surface: &mut [u32], width: usize, height: usize, text: &str) -> usize {
     if width == 0 || height == 0 || surface.len() < width * height {
         return 0;
@@ -80,19 +109,25 @@ pub fn banner(surface: &mut [u32], width: usize, height: usize, text: &str) -> u
     let scale = scale_for(width);
     let glyph = 8 * scale;
     let pad = glyph / 2;
-    let rows = (glyph + 2 * pad).min(height);
-    darken(surface, width, (0, 0, width, rows));
     let fits = (width.saturating_sub(2 * pad) / glyph).max(1);
-    let len = text.chars().flat_map(ascii).count().min(fits);
-    let x0 = width.saturating_sub(len * glyph) / 2;
-    text_line(
-        &mut surface[..rows * width],
-        width,
-        (x0, pad),
-        scale,
-        fits,
-        text,
-    );
+    let (lines, n) = wrap(text, fits);
+    let leading = glyph + pad;
+    let rows = (n * leading + pad).min(height);
+    darken(surface, width, (0, 0, width, rows));
+    for (i, &(a, b)) in lines.iter().take(n).enumerate() {
+        let line = text.get(a..b).unwrap_or_default();
+        let len = line.chars().flat_map(ascii).count().min(fits);
+        let x0 = width.saturating_sub(len * glyph) / 2;
+        let y = pad + i * leading;
+        text_line(
+            &mut surface[..rows * width],
+            width,
+            (x0, y),
+            scale,
+            fits,
+            line,
+        );
+    }
     rows
 }
 
@@ -139,8 +174,20 @@ mod tests {
         // the picture untouched below.
         assert!(s[..32 * w].iter().all(|&p| p == TEXT || p == 0x0020_2020));
         assert!(s[32 * w..].iter().all(|&p| p == 0x0080_8080));
-        // Too long a text is cut, not drawn past the edge; a tiny surface is fine.
+        // Long texts wrap at spaces onto at most four lines, cut beyond;
+        // a word longer than a line is cut, not drawn past the edge.
+        let mut t = vec![0x0080_8080u32; w * h];
+        let rows = banner(&mut t, w, h, &"word ".repeat(200));
+        assert_eq!(rows, 4 * 24 + 8);
+        assert!(t[rows * w..].iter().all(|&p| p == 0x0080_8080));
         banner(&mut s, w, h, &"x".repeat(500));
+        let text = "ab cd ef";
+        let (lines, n) = wrap(text, 5);
+        assert_eq!(n, 2);
+        assert_eq!(
+            (&text[lines[0].0..lines[0].1], &text[lines[1].0..lines[1].1]),
+            ("ab cd", "ef")
+        );
         banner(&mut [0u32; 4], 2, 2, "hello");
     }
 

@@ -217,6 +217,8 @@ struct App {
     notice: Option<(String, Instant)>,
     /// Kept alive with the session (background probes).
     keep: Option<Box<dyn Send>>,
+    /// Holds the local screen saver off while a session is up.
+    awake: Option<nephele_platform::screensaver::Inhibitor>,
     /// Kiosk: when to try again, and the wait after the next failure.
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -283,6 +285,7 @@ pub fn run(
         failure: None,
         notice: None,
         keep: None,
+        awake: None,
         retry_at: None,
         backoff: Duration::from_secs(1),
         captured: false,
@@ -678,6 +681,7 @@ impl App {
             tracing::debug!(error = %e, "closing the ended session");
         }
         self.keep = None;
+        self.awake = None;
         self.stage = None;
         match (&self.opts.kiosk, why) {
             (Some(k), why) => {
@@ -887,6 +891,9 @@ impl ApplicationHandler<UserEvent> for App {
                 s.activity().set_keep_active(self.opts.keep_active);
                 self.session = Some(*s);
                 self.keep = keep;
+                self.awake = nephele_platform::screensaver::Inhibitor::start(
+                    nephele_platform::screensaver::RESET_EVERY,
+                );
                 self.failure = None;
                 self.retry_at = None;
                 self.stage = Some("waiting for the first picture…".into());

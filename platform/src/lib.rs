@@ -14,3 +14,5 @@ pub mod keyboard;
 pub mod opus;
 pub mod process;
 pub mod sched;
+#[cfg(feature = "window")]
+pub mod screensaver;

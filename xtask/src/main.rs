@@ -223,6 +223,13 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "dpkg librsvg desktop-file-utils appstream",
         },
         Need {
+            what: "xprintidle (the screen-saver test reads the X server's idle time)",
+            present: || has_cmd("xprintidle"),
+            apt: "xprintidle",
+            dnf: "xprintidle",
+            pacman: "xprintidle",
+        },
+        Need {
             what: "openbox (a window manager for the fullscreen and kiosk tests)",
             present: || has_cmd("openbox"),
             apt: "openbox",
