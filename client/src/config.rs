@@ -184,6 +184,8 @@ pub struct Input {
     /// `video`, `spectating` or `recording`.
     #[serde(with = "keep_active")]
     pub keep_active: KeepActive,
+    /// Share the clipboard's text with the desktop, both ways.
+    pub clipboard: bool,
 }
 
 impl Default for Input {
@@ -191,6 +193,7 @@ impl Default for Input {
         Self {
             mouse: MouseMode::Absolute,
             keep_active: KeepActive::No,
+            clipboard: false,
         }
     }
 }

@@ -360,6 +360,7 @@ pub fn connect_config(
         save_stream: None,
         audio: crate::audio::AudioConfig::default(),
         renew: None,
+        clipboard: false,
     })
 }
 

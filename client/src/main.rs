@@ -41,7 +41,9 @@ SETTINGS FILE
   with its default: directory, user, ca, desktop, pop (auto or a PoP's name),
   [video] width, height, fps, display-hz, fullscreen, stats-overlay,
   [audio] speaker, microphone, mic-muted, output-device, input-device,
-  [input] mouse (absolute or relative), keep-active, [shortcuts] and [kiosk].
+  [input] mouse (absolute or relative), keep-active, clipboard (share its
+  text with the desktop both ways, up to 1 KiB; off unless set or
+  --clipboard), [shortcuts] and [kiosk].
   Unknown keys are warned about; a bad value stops with its key and line.
   Passwords and tokens are never kept there: the password comes from
   $NEPHELE_PASSWORD, a systemd credential named nephele-password, or a prompt.
@@ -162,6 +164,10 @@ struct StreamArgs {
     /// toggles presentation mode in the window) [settings: input.keep-active].
     #[arg(long, value_name = "REASON")]
     keep_active: Option<KeepActive>,
+    /// Share the clipboard's text with the desktop, both ways (up to 1 KiB)
+    /// [settings: input.clipboard].
+    #[arg(long)]
+    clipboard: bool,
     /// Kiosk mode: fullscreen and borderless, no questions, reconnects for
     /// ever with backoff, no way out but the administrator's combination
     /// (see KIOSK MODE in --help) [settings: kiosk.enabled].
@@ -182,6 +188,7 @@ struct Prefs {
     mouse: MouseMode,
     shortcuts: Shortcuts,
     kiosk: Option<Kiosk>,
+    clipboard: bool,
 }
 
 impl StreamArgs {
@@ -210,6 +217,7 @@ impl StreamArgs {
             mouse: self.mouse.unwrap_or(s.input.mouse),
             shortcuts: s.shortcuts.clone(),
             kiosk,
+            clipboard: self.clipboard || s.input.clipboard,
         })
     }
 }
@@ -542,6 +550,7 @@ fn connect(a: ConnectArgs, s: &Settings) -> Result<()> {
         save_stream: None,
         audio: AudioConfig::default(),
         renew: None,
+        clipboard: false,
     };
     let connector: Connector = Arc::new(move |_: &dyn Fn(String)| {
         Ok(Prepared {
@@ -797,11 +806,13 @@ fn run_stream(connector: Connector, a: &StreamArgs, prefs: Prefs, stats: Arc<Sta
         .transpose()?;
     let save_stream = a.save_stream.clone();
     let audio = prefs.audio.clone();
+    let clipboard = prefs.clipboard;
     // Every attempt connects with the stream's own options.
     let connector: Connector = Arc::new(move |stage: &dyn Fn(String)| {
         let mut p = connector(stage)?;
         p.cfg.save_stream.clone_from(&save_stream);
         p.cfg.audio = audio.clone();
+        p.cfg.clipboard = clipboard;
         Ok(p)
     });
     let (stats, streamed) = if a.headless {

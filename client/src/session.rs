@@ -129,6 +129,8 @@ pub struct ConnectConfig {
     /// Fetches a fresh session token for the same session, for reconnects
     /// after the first token expired.
     pub renew: Option<Renew>,
+    /// Share the clipboard's text with the desktop, both ways.
+    pub clipboard: bool,
 }
 
 /// A way to a fresh session token for the same session, and the gateways
@@ -277,6 +279,8 @@ struct InputShared {
     sender: Mutex<InputSender>,
     wake: Notify,
     activity: Arc<Activity>,
+    /// Local clipboard text for the desktop.
+    clipboard_out: Arc<crate::clipboard::Outbox>,
 }
 
 /// Pushes input into a session from any thread, without blocking.
@@ -325,6 +329,8 @@ pub struct Session {
     ended: Arc<AtomicBool>,
     pads: Arc<Gamepads>,
     audio: Audio,
+    /// The clipboard thread, when the clipboard is shared.
+    _clipboard: Option<crate::clipboard::ClipboardLink>,
 }
 
 impl std::fmt::Debug for Session {
@@ -357,6 +363,7 @@ impl Session {
             sender: Mutex::new(InputSender::new()),
             wake: Notify::new(),
             activity: activity.clone(),
+            clipboard_out: Arc::default(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let pads = Arc::new(Gamepads::start(
@@ -374,6 +381,18 @@ impl Session {
         let (mic_tx, mic_rx) = tokio::sync::mpsc::channel(MIC_QUEUE);
         let audio = Audio::start(cfg.audio.clone(), stats.clone(), mic_tx, activity.clone());
         let speaker = audio.speaker();
+        let (clipboard, clipboard_in) = if cfg.clipboard {
+            let (tx, rx) = std::sync::mpsc::sync_channel(crate::clipboard::INBOUND);
+            let w = shared.clone();
+            let link = crate::clipboard::ClipboardLink::start(
+                shared.clipboard_out.clone(),
+                Arc::new(move || w.wake.notify_one()),
+                rx,
+            )?;
+            (Some(link), Some(tx))
+        } else {
+            (None, None)
+        };
         let saver = match &cfg.save_stream {
             Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
             None => None,
@@ -426,6 +445,7 @@ impl Session {
                             speaker,
                             mic: mic_rx,
                             client_session: nephele_platform::process::random_id(),
+                            clipboard_in,
                         };
                         net.run(cfg, ready_tx).await
                     });
@@ -462,6 +482,7 @@ impl Session {
             ended,
             pads,
             audio,
+            _clipboard: clipboard,
         })
     }
 
@@ -599,6 +620,9 @@ struct Net {
     mic: tokio::sync::mpsc::Receiver<MicPacket>,
     /// The session's name for direct gateways, the same on every reconnect.
     client_session: u64,
+    /// Clipboard text from the desktop, for the clipboard thread (when the
+    /// user shares the clipboard).
+    clipboard_in: Option<SyncSender<String>>,
 }
 
 fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
@@ -1024,6 +1048,11 @@ impl Net {
                                         self.pads.rumble(pad, strong, weak, duration_ms);
                                     }
                                     Ok(Message::Status { phase, ms }) => self.on_status(phase, ms),
+                                    Ok(Message::Clipboard { text }) => {
+                                        if let (Some(tx), Ok(text)) = (&self.clipboard_in, std::str::from_utf8(text)) {
+                                            let _ = tx.try_send(text.to_string());
+                                        }
+                                    }
                                     Ok(Message::Welcome { session_id, .. }) => {
                                         // A backup host took the session over (the gateway
                                         // moved it): a new clock, frames numbered afresh.
@@ -1184,6 +1213,16 @@ impl Net {
                 }
                 out.clear();
                 write_frame(&mut out, |o| Message::Activity(report).encode(o));
+                ctl_send.write_all(&out).await?;
+            }
+            if let Some(text) = self.shared.clipboard_out.take() {
+                out.clear();
+                write_frame(&mut out, |o| {
+                    Message::Clipboard {
+                        text: text.as_bytes(),
+                    }
+                    .encode(o)
+                });
                 ctl_send.write_all(&out).await?;
             }
             if now >= next_ping {

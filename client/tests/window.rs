@@ -657,3 +657,144 @@ fn a_kiosk_fills_the_screen_retries_for_ever_and_leaves_only_by_its_exit_chord()
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_shared_clipboard_goes_to_the_desktop_and_comes_back() {
+    need("xclip");
+    let (_xvfb, display) = start_xvfb();
+    let dir = isolated("clipboard");
+    let xclip = |args: &[&str], input: Option<&str>| {
+        // xclip -i leaves a process serving the selection: it must not
+        // hold our end of a pipe.
+        let mut c = Command::new("xclip")
+            .args(["-selection", "clipboard"])
+            .args(args)
+            .env("DISPLAY", &display)
+            .stdin(Stdio::piped())
+            .stdout(if input.is_some() {
+                Stdio::null()
+            } else {
+                Stdio::piped()
+            })
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run xclip");
+        if let Some(text) = input {
+            std::io::Write::write_all(&mut c.stdin.take().unwrap(), text.as_bytes()).unwrap();
+        }
+        drop(c.stdin.take());
+        let out = c.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // Another program on this display copied some text.
+    xclip(&["-i"], Some("shared from here"));
+    assert_eq!(xclip(&["-o"], None), "shared from here");
+    // On the desktop: paste it into the note, add to it, copy the note.
+    std::fs::write(
+        dir.join("script.txt"),
+        "2500 key ControlLeft down\n2520 key KeyV down\n2540 key KeyV up\n2560 key ControlLeft up\n\
+         2700 type !\n\
+         3200 key ControlLeft down\n3220 key KeyC down\n3240 key KeyC up\n3260 key ControlLeft up\n",
+    )
+    .unwrap();
+    let record = dir.join("input.jsonl");
+    let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args([
+            "demo",
+            "--headless",
+            "--clipboard",
+            "--no-audio",
+            "--duration",
+            "8",
+        ])
+        .arg("--record-input")
+        .arg(&record)
+        .arg("--input-script")
+        .arg(dir.join("script.txt"))
+        .env("DISPLAY", &display)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env_remove("NEPHELE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nephele demo");
+    let _client = Killed(client);
+    // The note, copied on the desktop, is this display's clipboard now
+    // (read while the client, which serves it, still runs).
+    wait_for("the desktop's copy never reached this clipboard", 7, || {
+        xclip(&["-o"], None) == "shared from here!"
+    });
+    let kinds: Vec<(String, u64)> = std::fs::read_to_string(&record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["kind"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("clipboard"))
+        })
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap().to_string(),
+                v["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![("clipboard-in".into(), 16), ("clipboard-out".into(), 17)],
+        "the host heard the local text once and sent the note once"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unshared_clipboard_stays_local() {
+    need("xclip");
+    let (_xvfb, display) = start_xvfb();
+    let dir = isolated("clipboard-off");
+    let mut c = Command::new("xclip")
+        .args(["-selection", "clipboard", "-i"])
+        .env("DISPLAY", &display)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run xclip");
+    std::io::Write::write_all(&mut c.stdin.take().unwrap(), b"private").unwrap();
+    c.wait().unwrap();
+    std::fs::write(
+        dir.join("script.txt"),
+        "2000 key ControlLeft down\n2020 key KeyC down\n2040 key KeyC up\n2060 key ControlLeft up\n",
+    )
+    .unwrap();
+    let record = dir.join("input.jsonl");
+    let status = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args(["demo", "--headless", "--no-audio", "--duration", "3"])
+        .arg("--record-input")
+        .arg(&record)
+        .arg("--input-script")
+        .arg(dir.join("script.txt"))
+        .env("DISPLAY", &display)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env_remove("NEPHELE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&record).unwrap();
+    // The desktop copied (it always offers), but nothing came in, and the
+    // local clipboard still holds what it held.
+    assert!(!text.contains("clipboard-in"), "{text}");
+    assert!(text.contains("clipboard-out"), "{text}");
+    let out = Command::new("xclip")
+        .args(["-selection", "clipboard", "-o"])
+        .env("DISPLAY", &display)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "private");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,8 @@
 
 #[cfg(feature = "audio")]
 pub mod audio;
+#[cfg(feature = "clipboard")]
+pub mod clipboard;
 pub mod gamepad;
 #[cfg(feature = "window")]
 pub mod keyboard;

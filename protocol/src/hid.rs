@@ -9,6 +9,14 @@
 
 /// Left Shift's usage.
 pub const LEFT_SHIFT: u16 = 0xE1;
+/// Left Control.
+pub const LEFT_CTRL: u16 = 0xE0;
+/// Right Control.
+pub const RIGHT_CTRL: u16 = 0xE4;
+/// The C key.
+pub const KEY_C: u16 = 0x06;
+/// The V key.
+pub const KEY_V: u16 = 0x19;
 /// Right Shift's usage.
 pub const RIGHT_SHIFT: u16 = 0xE5;
 /// Enter's usage.

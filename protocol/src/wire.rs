@@ -386,6 +386,13 @@ pub enum Message<'a> {
         /// The desktop's state, opaque to the protocol, at most [`MAX_STATE`].
         state: &'a [u8],
     },
+    /// Either way, when the user allows sharing the clipboard: its text
+    /// (UTF-8, at most [`MAX_CLIPBOARD`] bytes; receivers drop anything
+    /// else). It crosses the gateway ↔ host link in one datagram.
+    Clipboard {
+        /// The text.
+        text: &'a [u8],
+    },
     /// Host → client: the session is open.
     Welcome {
         /// The host's id for the session.
@@ -495,10 +502,14 @@ mod ty {
     pub const ACTIVITY: u8 = 15;
     pub const STATUS: u8 = 16;
     pub const STATE_SYNC: u8 = 17;
+    pub const CLIPBOARD: u8 = 18;
 }
 
 /// Largest replicated session state.
 pub const MAX_STATE: usize = 1100;
+
+/// Largest clipboard text shared, in bytes.
+pub const MAX_CLIPBOARD: usize = 1024;
 
 mod input_kind {
     pub const KEY: u8 = 1;
@@ -587,6 +598,12 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&version.to_be_bytes());
                 out.extend_from_slice(&(state.len() as u16).to_be_bytes());
                 out.extend_from_slice(state);
+            }
+            Self::Clipboard { text } => {
+                let text = &text[..text.len().min(MAX_CLIPBOARD)];
+                out.push(ty::CLIPBOARD);
+                out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+                out.extend_from_slice(text);
             }
             Self::Welcome {
                 session_id,
@@ -832,6 +849,16 @@ impl<'a> Message<'a> {
                     version,
                     state: r.take(len)?,
                 }
+            }
+            ty::CLIPBOARD => {
+                let len = usize::from(r.u16()?);
+                if len > MAX_CLIPBOARD {
+                    return Err(DecodeError::InvalidValue {
+                        field: "clipboard length",
+                        value: len as u64,
+                    });
+                }
+                Self::Clipboard { text: r.take(len)? }
             }
             ty::WELCOME => Self::Welcome {
                 session_id: r.u64()?,
@@ -1181,7 +1208,7 @@ mod tests {
     /// Owned stand-in for a message, since `Message` borrows its payload.
     fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
         (
-            0u8..17,
+            0u8..18,
             proptest::collection::vec(any::<u8>(), 1..1100),
             [any::<u64>(), any::<u64>(), any::<u64>()],
             arb_event(),
@@ -1291,6 +1318,9 @@ mod tests {
             14 => Message::Status {
                 phase: Phase::from_u8((n[0] % 5) as u8).unwrap(),
                 ms: n[1] as u32,
+            },
+            16 => Message::Clipboard {
+                text: &payload[..payload.len().min(MAX_CLIPBOARD)],
             },
             15 => Message::StateSync {
                 input_seq: n[0] as u32,

@@ -110,6 +110,11 @@ pub struct DesktopState {
     pub key_presses: u64,
     /// Gamepads by slot.
     pub pads: [Option<PadState>; MAX_PADS as usize],
+    /// The client's clipboard text, as last shared: Ctrl+V types it.
+    pub clipboard: String,
+    /// Text Ctrl+C copied (the whole note), for the host to send to the
+    /// client's clipboard.
+    pub copied: Option<String>,
 }
 
 /// One connected gamepad's live state.
@@ -219,6 +224,28 @@ impl DesktopState {
     fn type_key(&mut self, usage: u16) {
         let shift =
             self.keys_down.contains(&hid::LEFT_SHIFT) || self.keys_down.contains(&hid::RIGHT_SHIFT);
+        if self.keys_down.contains(&hid::LEFT_CTRL) || self.keys_down.contains(&hid::RIGHT_CTRL) {
+            // The note's clipboard: Ctrl+C copies it all, Ctrl+V pastes
+            // what the client shared (its printable ASCII, as typing would).
+            match usage {
+                hid::KEY_C => self.copied = Some(self.typed.clone()),
+                hid::KEY_V => {
+                    let text: Vec<char> = self
+                        .clipboard
+                        .chars()
+                        .filter(|c| c.is_ascii() && !c.is_ascii_control())
+                        .collect();
+                    for c in text {
+                        if self.typed.len() >= MAX_TYPED {
+                            self.typed.remove(0);
+                        }
+                        self.typed.push(c);
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
         if usage == hid::BACKSPACE {
             self.typed.pop();
             return;

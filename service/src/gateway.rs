@@ -707,6 +707,7 @@ async fn serve(
                         Message::Pong { .. }
                         | Message::Rumble { .. }
                         | Message::Status { .. }
+                        | Message::Clipboard { .. }
                         | Message::Welcome { .. },
                     ) => {
                         let _ = ctl_tx.try_send(msg.to_vec());
@@ -743,6 +744,7 @@ async fn serve(
                 match msg {
                     Message::Ping { .. }
                     | Message::ReceiverReport { .. }
+                    | Message::Clipboard { .. }
                     | Message::Activity(_) => {}
                     Message::Goodbye { .. } => return Err(SessionEnd::ClientGoodbye),
                     _ => return Err(SessionEnd::Protocol("unexpected control message".into())),

@@ -45,7 +45,7 @@ use nephele_protocol::input::InputReceiver;
 use nephele_protocol::pad::MAX_PADS;
 use nephele_protocol::rate::{RateConfig, RateController, Report};
 use nephele_protocol::video::Fragmenter;
-use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message};
+use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, MAX_CLIPBOARD, Message};
 use openh264::OpenH264API;
 use openh264::encoder::{
     BitRate, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
@@ -625,6 +625,7 @@ impl Receiver {
                 // The demo's force feedback: a short buzz for the pads
                 // whose face button went down, if they can rumble.
                 let mut buzz = [false; MAX_PADS as usize];
+                let mut copied = None;
                 if let Ok(mut d) = desktop.lock() {
                     for (_, ev) in &applied {
                         d.apply(ev, w, h);
@@ -639,6 +640,20 @@ impl Receiver {
                             buzz[usize::from(pad)] = true;
                         }
                     }
+                    copied = d.copied.take();
+                }
+                if let Some(text) = copied {
+                    // To the client's clipboard (it drops it unless its
+                    // user allows sharing), cut to a whole character.
+                    let mut end = text.len().min(MAX_CLIPBOARD);
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    let msg = Message::Clipboard {
+                        text: &text.as_bytes()[..end],
+                    };
+                    self.send(from, id, msg, out);
+                    self.record_note(id, "clipboard-out", end);
                 }
                 self.stats
                     .inputs_applied
@@ -674,6 +689,16 @@ impl Receiver {
             Message::Activity(report) => {
                 let t = s.idle.on_report(now, report);
                 self.transition(id, t, now, out);
+            }
+            Message::Clipboard { text } => {
+                let Ok(text) = std::str::from_utf8(text) else {
+                    return;
+                };
+                let desktop = s.shared.desktop.clone();
+                if let Ok(mut d) = desktop.lock() {
+                    d.clipboard = text.to_string();
+                }
+                self.record_note(id, "clipboard-in", text.len());
             }
             Message::Audio {
                 seq,
@@ -1212,6 +1237,22 @@ impl Receiver {
         }
         tracing::info!(session = id, ?reason, "session ended");
         drop(s);
+    }
+
+    /// Records that clipboard text of `bytes` went `kind` (in or out);
+    /// never the text itself.
+    fn record_note(&mut self, session: u64, kind: &str, bytes: usize) {
+        let Some(w) = self.recorder.as_mut() else {
+            return;
+        };
+        let t_ms = self.epoch.elapsed().as_secs_f64() * 1000.0;
+        let line = serde_json::json!({
+            "t_ms": (t_ms * 1000.0).round() / 1000.0,
+            "session": session,
+            "kind": kind,
+            "bytes": bytes,
+        });
+        let _ = writeln!(w, "{line}").and_then(|()| w.flush());
     }
 
     fn record(&mut self, session: u64, seq: Option<u32>, ev: &InputEvent, released: bool) {

@@ -231,6 +231,7 @@ fn connect_trusting(
             save_stream: None,
             audio: nephele_client::audio::AudioConfig::OFF,
             renew: None,
+            clipboard: false,
         },
         stats.clone(),
         Box::new(HeadlessSink::new(stats)),

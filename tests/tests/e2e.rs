@@ -32,6 +32,7 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
         // Sound has its own tests, under a private sound server.
         audio: AudioConfig::OFF,
         renew: None,
+        clipboard: false,
     }
 }
 

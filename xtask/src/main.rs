@@ -223,6 +223,13 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "dpkg librsvg desktop-file-utils appstream",
         },
         Need {
+            what: "xclip (the clipboard test's other program)",
+            present: || has_cmd("xclip"),
+            apt: "xclip",
+            dnf: "xclip",
+            pacman: "xclip",
+        },
+        Need {
             what: "xprintidle (the screen-saver test reads the X server's idle time)",
             present: || has_cmd("xprintidle"),
             apt: "xprintidle",
