@@ -820,6 +820,68 @@ impl Logged {
     }
 }
 
+/// Starts gateway `gw-NAME` at PoP `pop-NAME`, registering with the
+/// directory at `url` (its state in `state`), its CA written to
+/// `dir/ca-NAME.pem`.
+fn start_gateway(
+    url: &str,
+    state: &Path,
+    dir: &Path,
+    name: &str,
+    listen: &str,
+    probe: &str,
+) -> Logged {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    Logged::start(&[
+        "gateway",
+        "--listen",
+        listen,
+        "--probe-listen",
+        probe,
+        "--directory",
+        url,
+        "--directory-ca",
+        &s(&state.join("ca.pem")),
+        "--service-key-file",
+        &s(&state.join("service.key")),
+        "--id",
+        &format!("gw-{name}"),
+        "--pop",
+        &format!("pop-{name}"),
+        "--ca-out",
+        &s(&dir.join(format!("ca-{name}.pem"))),
+    ])
+    .0
+}
+
+/// `nephele connect --headless` as alice through the directory at `url`,
+/// trusting its CA and the named gateways' (`dir/ca-NAME.pem`), playing
+/// `dir/script.txt` for `secs` seconds at 640×360, stats to `dir/s.json`.
+fn headless_connect(
+    url: &str,
+    state: &Path,
+    dir: &Path,
+    gateways: &[&str],
+    secs: &str,
+) -> std::process::Child {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nephele"));
+    cmd.args(["connect", "--directory", url, "--user", "alice"])
+        .args(["--headless", "--no-audio", "--duration", secs])
+        .args(["--width", "640", "--height", "360"])
+        .env("NEPHELE_PASSWORD", "wonderland")
+        .args(["--ca", &s(&state.join("ca.pem"))]);
+    for g in gateways {
+        cmd.args(["--ca", &s(&dir.join(format!("ca-{g}.pem")))]);
+    }
+    cmd.args(["--stats-json", &s(&dir.join("s.json"))])
+        .args(["--input-script", &s(&dir.join("script.txt"))])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A UDP port free now (for a host whose address the directory must know
 /// before it starts).
 fn free_udp_port() -> u16 {
@@ -877,28 +939,7 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
     assert!(url.starts_with("https://"), "{url}");
     let mut gateways: Vec<Logged> = ["a", "b"]
         .iter()
-        .map(|g| {
-            Logged::start(&[
-                "gateway",
-                "--listen",
-                "127.0.0.1:0",
-                "--probe-listen",
-                "127.0.0.1:0",
-                "--directory",
-                &url,
-                "--directory-ca",
-                &s(&state.join("ca.pem")),
-                "--service-key-file",
-                &s(&state.join("service.key")),
-                "--id",
-                &format!("gw-{g}"),
-                "--pop",
-                &format!("pop-{g}"),
-                "--ca-out",
-                &s(&dir.join(format!("ca-{g}.pem"))),
-            ])
-            .0
-        })
+        .map(|g| start_gateway(&url, &state, &dir, g, "127.0.0.1:0", "127.0.0.1:0"))
         .collect();
     wait_for("the gateways to register", Duration::from_secs(20), || {
         gateways
@@ -907,32 +948,7 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
     });
     let (text, letters) = typing(500, 80);
     std::fs::write(dir.join("script.txt"), text).unwrap();
-    let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
-        .args([
-            "connect",
-            "--directory",
-            &url,
-            "--user",
-            "alice",
-            "--headless",
-            "--no-audio",
-            "--duration",
-            "8",
-            "--width",
-            "640",
-            "--height",
-            "360",
-        ])
-        .env("NEPHELE_PASSWORD", "wonderland")
-        .args(["--ca", &s(&state.join("ca.pem"))])
-        .args(["--ca", &s(&dir.join("ca-a.pem"))])
-        .args(["--ca", &s(&dir.join("ca-b.pem"))])
-        .args(["--stats-json", &s(&dir.join("s.json"))])
-        .args(["--input-script", &s(&dir.join("script.txt"))])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = headless_connect(&url, &state, &dir, &["a", "b"], "8");
     // The gateway the client chose relays the session: SIGKILL it while
     // typing goes on, then the host the session runs on.
     let mut serving = None;
@@ -1086,54 +1102,20 @@ fn junk_datagrams_at_client_gateway_and_host_leave_the_session_untouched() {
         "alice:wonderland",
     ]);
     let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    let (mut gateway, _) = Logged::start(&[
-        "gateway",
-        "--listen",
-        &format!("127.0.0.1:{gw_port}"),
-        "--probe-listen",
-        &format!("127.0.0.1:{probe_port}"),
-        "--directory",
+    let mut gateway = start_gateway(
         &url,
-        "--directory-ca",
-        &s(&state.join("ca.pem")),
-        "--service-key-file",
-        &s(&state.join("service.key")),
-        "--id",
-        "gw-junk",
-        "--pop",
-        "pop-junk",
-        "--ca-out",
-        &s(&dir.join("ca-gw.pem")),
-    ]);
+        &state,
+        &dir,
+        "junk",
+        &format!("127.0.0.1:{gw_port}"),
+        &format!("127.0.0.1:{probe_port}"),
+    );
     wait_for("the gateway to register", Duration::from_secs(20), || {
         gateway.said("registered with the directory")
     });
     let (text, letters) = typing(1000, 60);
     std::fs::write(dir.join("script.txt"), text).unwrap();
-    let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
-        .args([
-            "connect",
-            "--directory",
-            &url,
-            "--user",
-            "alice",
-            "--headless",
-            "--no-audio",
-        ])
-        .args(["--duration", "7", "--width", "640", "--height", "360"])
-        .env("NEPHELE_PASSWORD", "wonderland")
-        .args([
-            "--ca",
-            &s(&state.join("ca.pem")),
-            "--ca",
-            &s(&dir.join("ca-gw.pem")),
-        ])
-        .args(["--stats-json", &s(&dir.join("s.json"))])
-        .args(["--input-script", &s(&dir.join("script.txt"))])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = headless_connect(&url, &state, &dir, &["junk"], "7");
     wait_for("the session to be relayed", Duration::from_secs(20), || {
         gateway.said("session relayed")
     });

@@ -476,6 +476,26 @@ fn move_by_total(path: &Path) -> (i64, i64) {
         })
 }
 
+/// Presses `keys` in the window and expects the client to end, successfully,
+/// within ten seconds.
+fn quit_with(display: &str, wid: &str, keys: &str, client: &mut std::process::Child) {
+    // The window may be gone before xdotool sends the keys' release.
+    let _ = Command::new("xdotool")
+        .args(["key", "--window", wid, keys])
+        .env("DISPLAY", display)
+        .stderr(Stdio::null())
+        .status();
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = client.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "{keys} did not end the client");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{keys}: {status}");
+}
+
 #[test]
 fn shortcuts_from_the_settings_show_stats_capture_the_pointer_and_quit() {
     need("xdotool");
@@ -547,20 +567,7 @@ fn shortcuts_from_the_settings_show_stats_capture_the_pointer_and_quit() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(move_by_total(&record), (100, -50));
     // Quit closes the window and the process, successfully.
-    let _ = Command::new("xdotool")
-        .args(["key", "--window", &wid, "ctrl+alt+shift+q"])
-        .env("DISPLAY", &display)
-        .stderr(Stdio::null())
-        .status();
-    let end = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = client.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < end, "Ctrl+Alt+Shift+Q did not quit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status}");
+    quit_with(&display, &wid, "ctrl+alt+shift+q", &mut client);
     // None of the shortcuts' keys reached the desktop.
     let keys = recorded_key_downs(&record);
     for k in ["KeyK", "KeyZ", "KeyQ"] {
@@ -640,21 +647,7 @@ fn a_kiosk_fills_the_screen_retries_for_ever_and_leaves_only_by_its_exit_chord()
         client.try_wait().unwrap().is_none(),
         "the kiosk quit on Ctrl+Alt+Shift+Q"
     );
-    // The window may be gone before xdotool sends the key's release.
-    let _ = Command::new("xdotool")
-        .args(["key", "--window", &wid, "ctrl+alt+shift+End"])
-        .env("DISPLAY", &display)
-        .stderr(Stdio::null())
-        .status();
-    let end = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = client.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < end, "the exit chord did not end the kiosk");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status}");
+    quit_with(&display, &wid, "ctrl+alt+shift+End", &mut client);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,10 +1,13 @@
-//! `cargo xtask setup|demo|test|bench`: the project's automation.
+//! `cargo xtask setup|demo|test|bench|package|fuzz`: the project's automation.
 //!
 //! * `setup` installs what the machine lacks to build and test (system
-//!   packages through apt, dnf or pacman) and checks NASM, without which
-//!   openh264 silently loses its assembly.
+//!   packages through apt, dnf or pacman; cargo-fuzz and cargo-deny through
+//!   cargo install) and checks NASM, without which openh264 silently loses
+//!   its assembly.
 //! * `demo` runs setup, builds release and runs `nephele demo`.
-//! * `test` runs setup, then formatting and lint checks and every test.
+//! * `test` runs setup, then formatting, lint and dependency-policy checks,
+//!   the Windows cross-build, every test, the `.deb` installed into a
+//!   scratch root, and the protocol's fuzz targets for 10 s each.
 //! * `package` builds a `.deb` of the client (see `package.rs`).
 //! * `fuzz [SECS]` runs every fuzz target for SECS seconds (default 60).
 //! * `bench` runs setup (plus the anchors' tools) and prints one JSON object
