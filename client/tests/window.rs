@@ -651,6 +651,25 @@ fn a_kiosk_fills_the_screen_retries_for_ever_and_leaves_only_by_its_exit_chord()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `nephele demo --headless` on `display` with settings and state in
+/// `dir`, recording input to `dir/input.jsonl` and playing `dir/script.txt`.
+fn headless_demo(display: &str, dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nephele"));
+    c.args(["demo", "--headless", "--no-audio"])
+        .args(args)
+        .arg("--record-input")
+        .arg(dir.join("input.jsonl"))
+        .arg("--input-script")
+        .arg(dir.join("script.txt"))
+        .env("DISPLAY", display)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env_remove("NEPHELE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    c
+}
+
 #[test]
 fn a_shared_clipboard_goes_to_the_desktop_and_comes_back() {
     need("xclip");
@@ -691,25 +710,7 @@ fn a_shared_clipboard_goes_to_the_desktop_and_comes_back() {
     )
     .unwrap();
     let record = dir.join("input.jsonl");
-    let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
-        .args([
-            "demo",
-            "--headless",
-            "--clipboard",
-            "--no-audio",
-            "--duration",
-            "8",
-        ])
-        .arg("--record-input")
-        .arg(&record)
-        .arg("--input-script")
-        .arg(dir.join("script.txt"))
-        .env("DISPLAY", &display)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env_remove("NEPHELE_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+    let client = headless_demo(&display, &dir, &["--clipboard", "--duration", "8"])
         .spawn()
         .expect("start nephele demo");
     let _client = Killed(client);
@@ -763,18 +764,7 @@ fn an_unshared_clipboard_stays_local() {
     )
     .unwrap();
     let record = dir.join("input.jsonl");
-    let status = Command::new(env!("CARGO_BIN_EXE_nephele"))
-        .args(["demo", "--headless", "--no-audio", "--duration", "3"])
-        .arg("--record-input")
-        .arg(&record)
-        .arg("--input-script")
-        .arg(dir.join("script.txt"))
-        .env("DISPLAY", &display)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_STATE_HOME", dir.join("state"))
-        .env_remove("NEPHELE_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+    let status = headless_demo(&display, &dir, &["--duration", "3"])
         .status()
         .unwrap();
     assert!(status.success());
