@@ -1215,7 +1215,10 @@ impl Net {
                 write_frame(&mut out, |o| Message::Activity(report).encode(o));
                 ctl_send.write_all(&out).await?;
             }
-            if let Some(text) = self.shared.clipboard_out.take() {
+            // (Only a shared clipboard has an outbox worth a lock per loop.)
+            if self.clipboard_in.is_some()
+                && let Some(text) = self.shared.clipboard_out.take()
+            {
                 out.clear();
                 write_frame(&mut out, |o| {
                     Message::Clipboard {
