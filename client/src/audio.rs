@@ -26,8 +26,9 @@ const MIC_BITRATE: u32 = 32_000;
 /// some devices deliver a tenth of a second at a time.
 pub const MIC_QUEUE: usize = 32;
 
-/// What the session does with sound.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the session does with sound; also the settings file's `[audio]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct AudioConfig {
     /// Play the desktop's sound.
     pub speaker: bool,

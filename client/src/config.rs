@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use nephele_protocol::activity::KeepActive;
+
+use crate::audio::AudioConfig;
 use serde::{Deserialize, Serialize};
 
 /// What can go wrong with the settings file.
@@ -64,8 +66,8 @@ pub struct Settings {
     pub pop: String,
     /// Picture and window.
     pub video: Video,
-    /// Speaker and microphone.
-    pub audio: Audio,
+    /// Speaker and microphone (`[audio]`).
+    pub audio: AudioConfig,
     /// Mouse, keyboard and clipboard.
     pub input: Input,
     /// The client's own key combinations.
@@ -83,7 +85,7 @@ impl Default for Settings {
             desktop: None,
             pop: "auto".into(),
             video: Video::default(),
-            audio: Audio::default(),
+            audio: AudioConfig::default(),
             input: Input::default(),
             shortcuts: Shortcuts::default(),
             kiosk: Kiosk::default(),
@@ -118,34 +120,6 @@ impl Default for Video {
             display_hz: None,
             fullscreen: false,
             stats_overlay: false,
-        }
-    }
-}
-
-/// `[audio]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "kebab-case")]
-pub struct Audio {
-    /// Play the desktop's sound.
-    pub speaker: bool,
-    /// Send the microphone.
-    pub microphone: bool,
-    /// Start with the microphone muted.
-    pub mic_muted: bool,
-    /// The output device whose name contains this (default: the system's).
-    pub output_device: Option<String>,
-    /// The input device whose name contains this (default: the system's).
-    pub input_device: Option<String>,
-}
-
-impl Default for Audio {
-    fn default() -> Self {
-        Self {
-            speaker: true,
-            microphone: true,
-            mic_muted: false,
-            output_device: None,
-            input_device: None,
         }
     }
 }

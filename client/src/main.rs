@@ -102,6 +102,8 @@ enum Command {
     /// Show which settings file is read and what it sets, or print an example.
     #[command(after_long_help = MORE_HELP)]
     Config(ConfigArgs),
+    /// List the sound devices, for `[audio] output-device` and `input-device`.
+    Devices,
 }
 
 #[derive(Debug, Args)]
@@ -428,6 +430,16 @@ fn run() -> Result<()> {
         Command::Demo(a) => demo(a, &loaded.settings),
         Command::Decode(a) => decode(a),
         Command::Config(a) => show_config(&a, path.as_deref(), &loaded),
+        Command::Devices => {
+            let (outputs, inputs) = nephele_platform::audio::device_names();
+            for (what, names) in [("outputs", outputs), ("inputs", inputs)] {
+                println!("{what}:");
+                for n in names {
+                    println!("  {n}");
+                }
+            }
+            Ok(())
+        }
     }
 }
 
