@@ -162,6 +162,7 @@ impl DemoService {
                 motion: opts.motion,
                 tone_hz: opts.tone_hz,
                 record_mic: opts.record_mic,
+                ..HostConfig::default()
             },
             network: opts.network,
             idle_policy: opts.idle_policy,

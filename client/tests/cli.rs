@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{server_binary, start_all};
+
 fn nephele() -> Command {
     Command::new(env!("CARGO_BIN_EXE_nephele"))
 }
@@ -15,17 +18,6 @@ fn scratch(name: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("nephele-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&p);
     std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-fn server_binary() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_nephele"))
-        .with_file_name(format!("nephele-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        p.exists(),
-        "{} not built: run the tests with `cargo xtask test` (or cargo test --workspace)",
-        p.display()
-    );
     p
 }
 
@@ -190,40 +182,6 @@ fn demo_headless_streams_and_acknowledges_every_input() {
     // the client handed that to the pad's source.
     assert_eq!(s["pad_rumbles"], 1, "{s}");
     let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Starts `nephele-server all` with these extra arguments and reads the
-/// directory URL it prints on stdout.
-fn start_all(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
-    let mut child = Command::new(server_binary())
-        .args([
-            "all",
-            "--listen",
-            "127.0.0.1:0",
-            "--directory-listen",
-            "127.0.0.1:0",
-            "--demo-user",
-            "alice:wonderland",
-            "--state-dir",
-        ])
-        .arg(dir.join("state"))
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("nephele-server all printed the directory URL");
-    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    (child, url)
 }
 
 /// Kills the server even when an assertion fails.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 const RATE: u32 = 48_000;
 
+mod common;
+
 fn need(tool: &str) {
     let found = std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
@@ -43,6 +45,7 @@ const PULSE_SCRIPT: &str = "\
 load-module module-native-protocol-unix
 load-module module-null-sink sink_name=speaker rate=48000 channels=2
 load-module module-null-sink sink_name=mic rate=48000 channels=1
+load-module module-null-sink sink_name=desktop rate=48000 channels=2
 set-default-sink speaker
 set-default-source mic.monitor
 ";
@@ -547,5 +550,61 @@ fn sound_follows_a_new_default_output_and_returns_when_the_sound_server_restarts
     eprintln!(
         "moved to the new default in {moved:?}; back {back:?} after the server restarted; {}",
         s["audio_device_opened"]
+    );
+}
+
+#[test]
+fn a_real_desktops_sound_reaches_the_speaker() {
+    let _turn = exclusive();
+    let dir = scratch("x11");
+    let pulse = Pulse::start(&dir);
+    let (_xvfb, display) = common::start_xvfb("640x360x24");
+    // The desktop session plays to the sink `desktop`; the host records
+    // its monitor, as it would the monitor of a real session's speakers.
+    let desktop = format!("x11:{display}");
+    let (server, url) = common::start_all_with(
+        &dir,
+        &["--desktop", &desktop, "--sound-source", "desktop.monitor"],
+        pulse.cmd(common::server_binary().to_str().unwrap()),
+    );
+    let _server = common::Killed(server);
+    let mut tone = pulse.play_tone("desktop", 440.0, 12.0);
+    let speaker = pulse.record("speaker.monitor");
+    let stats = dir.join("s.json");
+    let out = pulse
+        .cmd(env!("CARGO_BIN_EXE_nephele"))
+        .args(["connect", "--directory", &url, "--user", "alice"])
+        .args(["--headless", "--duration", "5"])
+        .env("NEPHELE_PASSWORD", "wonderland")
+        .arg("--ca")
+        .arg(dir.join("state/ca.pem"))
+        .arg("--stats-json")
+        .arg(&stats)
+        .output()
+        .unwrap();
+    let played = speaker.finish();
+    let _ = tone.kill();
+    let _ = tone.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = json(&stats);
+    // The desktop's 440 Hz at the client's speaker, nearly without a gap
+    // (two servers' worth of scheduling on two cores: 2 % of 5 ms windows
+    // may dip below half the level).
+    let dropouts = assert_tone(&played, 440.0, 0.5, &s);
+    assert!(
+        dropouts <= 0.02,
+        "{:.1}% of the tone dropped out; {s}",
+        dropouts * 100.0
+    );
+    assert!(s["audio_packets"].as_u64().unwrap() >= 400, "{s}");
+    eprintln!(
+        "desktop sound: latency p50 {} ms p99 {} ms, dropouts {:.2}%",
+        s["audio_latency_ms_p50"],
+        s["audio_latency_ms_p99"],
+        dropouts * 100.0
     );
 }

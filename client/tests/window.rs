@@ -3,66 +3,15 @@
 //! shows the demo desktop rather than a black or empty frame.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-struct Killed(Child);
+mod common;
+use common::{Killed, need, xdotool};
 
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn need(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
-        .unwrap_or(false);
-    assert!(found, "`{tool}` is not installed: run `cargo xtask setup`");
-}
-
-/// Starts Xvfb on a display it picks itself (`-displayfd`: no race with
-/// other tests or servers for a number) and waits until it is ready.
 fn start_xvfb() -> (Killed, String) {
-    need("Xvfb");
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1280x800x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start Xvfb");
-    let stdout = child.stdout.take().expect("Xvfb's stdout");
-    let child = Killed(child);
-    // Xvfb writes the display number once it accepts connections.
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-        .expect("read Xvfb's display number");
-    let n: u32 = line.trim().parse().expect("Xvfb printed no display number");
-    (child, format!(":{n}"))
+    common::start_xvfb("1280x800x24")
 }
-
-fn xdotool(display: &str, args: &[&str]) -> String {
-    let out = Command::new("xdotool")
-        .args(args)
-        .env("DISPLAY", display)
-        .output()
-        .expect("run xdotool");
-    assert!(
-        out.status.success(),
-        "xdotool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use std::time::{Duration, Instant};
 
 /// A window screenshot from `xwd`, as (width, height, RGB pixels).
 fn screenshot(display: &str, window: &str) -> (usize, usize, Vec<[u8; 3]>) {

@@ -15,6 +15,10 @@ pub mod keyboard;
 #[cfg(feature = "opus")]
 pub mod opus;
 pub mod process;
+#[cfg(all(feature = "pulse", unix, not(target_os = "macos")))]
+pub mod pulse;
 pub mod sched;
 #[cfg(feature = "window")]
 pub mod screensaver;
+#[cfg(all(feature = "x11-desktop", unix, not(target_os = "macos")))]
+pub mod x11desktop;

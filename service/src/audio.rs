@@ -1,7 +1,9 @@
-//! The demo desktop's sound, one thread per session: a click for every key
-//! pressed (and a steady tone when asked), encoded with Opus in 10 ms
-//! packets that each carry a copy of the packet before; and the client's
-//! microphone, received through a jitter buffer and written to a WAV file.
+//! A session's sound, one thread per session: the demo desktop's click for
+//! every key pressed (and a steady tone when asked), or what a real
+//! desktop's PulseAudio plays (recorded from a sink's monitor), encoded
+//! with Opus in 10 ms packets that each carry a copy of the packet before;
+//! and the client's microphone, received through a jitter buffer and
+//! written to a WAV file.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -108,6 +110,9 @@ pub(crate) struct AudioJob {
     pub gateway: Arc<Mutex<SocketAddr>>,
     pub desktop: Arc<Mutex<DesktopState>>,
     pub tone_hz: Option<f32>,
+    /// Record the desktop's sound from this PulseAudio source instead of
+    /// making the demo's.
+    pub pulse_source: Option<String>,
     pub mic: Receiver<MicPacket>,
     pub recorder: Option<MicRecorder>,
     /// Set while the session is paused: no sound is made or sent.
@@ -133,6 +138,24 @@ impl AudioJob {
         let mut prev_len = 0;
         let mut out = Vec::with_capacity(nephele_protocol::MAX_DATAGRAM);
         let mut synth = Synth::new(self.tone_hz);
+        let mut monitor = match &self.pulse_source {
+            None => None,
+            Some(source) => match monitor::open(source) {
+                Ok(m) => {
+                    tracing::info!(
+                        session = self.session,
+                        source,
+                        "streaming the desktop's sound"
+                    );
+                    Some(m)
+                }
+                Err(e) => {
+                    tracing::warn!(session = self.session, error = %e, "the desktop streams without sound");
+                    None
+                }
+            },
+        };
+        let mut was_paused = false;
         let mut presses_seen = None;
         let mut mic_started = false;
         let mut seq: u32 = 0;
@@ -142,10 +165,18 @@ impl AudioJob {
             if self.paused.load(Ordering::Relaxed) {
                 std::thread::park_timeout(Duration::from_millis(100));
                 next = Instant::now();
+                was_paused = true;
                 continue;
             }
+            if std::mem::take(&mut was_paused)
+                && let Some(m) = &monitor
+            {
+                // What played while paused is not worth hearing late.
+                let _ = m.discard();
+            }
             let now = Instant::now();
-            if now < next {
+            if monitor.is_none() && now < next {
+                // The monitor's reads keep time by themselves.
                 std::thread::sleep(next - now);
             }
             next += Duration::from_micros(FRAME_US);
@@ -153,14 +184,27 @@ impl AudioJob {
                 // Far behind (a stalled machine): start the cadence afresh.
                 next = Instant::now();
             }
+            if let Some(m) = monitor.as_mut() {
+                if let Err(e) = m.read(&mut pcm) {
+                    tracing::warn!(session = self.session, error = %e, "the desktop's sound stopped");
+                    monitor = None;
+                    continue;
+                }
+            } else if self.pulse_source.is_none() {
+                // A click per key pressed since the last frame.
+                let presses = self.desktop.lock().map(|d| d.key_presses).unwrap_or(0);
+                let new = presses.saturating_sub(presses_seen.unwrap_or(presses));
+                presses_seen = Some(presses);
+                synth.click(new);
+                synth.fill(&mut pcm);
+            }
+            // Stamped when the last sample was captured.
             let capture_us = self.epoch.elapsed().as_micros() as u64;
-
-            // A click per key pressed since the last frame.
-            let presses = self.desktop.lock().map(|d| d.key_presses).unwrap_or(0);
-            let new = presses.saturating_sub(presses_seen.unwrap_or(presses));
-            presses_seen = Some(presses);
-            synth.click(new);
-            synth.fill(&mut pcm);
+            if self.pulse_source.is_some() && monitor.is_none() {
+                // A real desktop without a sound server sends no sound.
+                self.hear_mic(&mut mic, &mut mic_started, &mut heard, &mut last_flush);
+                continue;
+            }
 
             let len = encoder.encode(&pcm, &mut packet)?;
             out.clear();
@@ -184,37 +228,7 @@ impl AudioJob {
             prev_len = len;
             seq = seq.wrapping_add(1);
 
-            // The microphone: what arrived, then the next 10 ms of it.
-            while let Ok(p) = self.mic.try_recv() {
-                mic.push(
-                    p.seq,
-                    p.capture_us,
-                    &p.data[..p.len],
-                    &p.prev[..p.prev_len],
-                    p.arrived_us,
-                );
-                mic_started = true;
-            }
-            if mic_started {
-                mic.render(&mut heard, MIC_CHANNELS, SAMPLE_RATE);
-                if let Some(rec) = &self.recorder
-                    && let Ok(mut w) = rec.lock()
-                    && let Some(w) = w.as_mut()
-                {
-                    for s in heard {
-                        let v = (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16;
-                        if w.write_sample(v).is_err() {
-                            break;
-                        }
-                    }
-                    // Keep the header current, so the file is whole even if
-                    // the host is killed.
-                    if last_flush.elapsed() >= Duration::from_millis(500) {
-                        last_flush = Instant::now();
-                        let _ = w.flush();
-                    }
-                }
-            }
+            self.hear_mic(&mut mic, &mut mic_started, &mut heard, &mut last_flush);
         }
         if let Some(rec) = &self.recorder
             && let Ok(mut w) = rec.lock()
@@ -223,6 +237,46 @@ impl AudioJob {
             let _ = w.flush();
         }
         Ok(())
+    }
+
+    /// The microphone: what arrived, then the next 10 ms of it.
+    fn hear_mic(
+        &self,
+        mic: &mut Playout<OpusDecoder>,
+        started: &mut bool,
+        heard: &mut [f32; FRAME_SAMPLES],
+        last_flush: &mut Instant,
+    ) {
+        while let Ok(p) = self.mic.try_recv() {
+            mic.push(
+                p.seq,
+                p.capture_us,
+                &p.data[..p.len],
+                &p.prev[..p.prev_len],
+                p.arrived_us,
+            );
+            *started = true;
+        }
+        if *started {
+            mic.render(heard, MIC_CHANNELS, SAMPLE_RATE);
+            if let Some(rec) = &self.recorder
+                && let Ok(mut w) = rec.lock()
+                && let Some(w) = w.as_mut()
+            {
+                for &s in heard.iter() {
+                    let v = (s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16;
+                    if w.write_sample(v).is_err() {
+                        break;
+                    }
+                }
+                // Keep the header current, so the file is whole even if
+                // the host is killed.
+                if last_flush.elapsed() >= Duration::from_millis(500) {
+                    *last_flush = Instant::now();
+                    let _ = w.flush();
+                }
+            }
+        }
     }
 }
 
@@ -307,5 +361,42 @@ mod tests {
         assert!(peak > 0.3, "{peak}");
         quiet.fill(&mut a);
         assert!(a.iter().all(|&v| v == 0.0), "the click ends within a frame");
+    }
+}
+
+/// The desktop's sound server, where the platform has one.
+mod monitor {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    pub use nephele_platform::pulse::MonitorRecorder as Monitor;
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    pub fn open(source: &str) -> Result<Monitor, nephele_platform::pulse::PulseError> {
+        use nephele_protocol::audio::{DESKTOP_CHANNELS, FRAME_SAMPLES, SAMPLE_RATE};
+        Monitor::open(
+            "Nephele host",
+            source,
+            SAMPLE_RATE,
+            DESKTOP_CHANNELS as u8,
+            FRAME_SAMPLES,
+        )
+    }
+
+    /// No sound server here.
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    pub struct Monitor;
+
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    impl Monitor {
+        pub fn read(&mut self, _pcm: &mut [f32]) -> Result<(), String> {
+            Err("no sound server".into())
+        }
+        pub fn discard(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    pub fn open(_source: &str) -> Result<Monitor, String> {
+        Err("desktop sound is recorded through PulseAudio, which this system lacks".into())
     }
 }

@@ -53,6 +53,16 @@ use openh264::encoder::{
 
 use crate::audio::{AudioJob, MIC_QUEUE, MicPacket, MicRecorder, mic_recorder};
 use crate::desktop::{DesktopState, I420, Renderer};
+use crate::screen::{DesktopSource, Grab, Grabber, Injector, ScreenError};
+
+/// Why an encoder thread stopped.
+#[derive(Debug, thiserror::Error)]
+enum EncodeError {
+    #[error(transparent)]
+    Codec(#[from] openh264::Error),
+    #[error(transparent)]
+    Screen(#[from] ScreenError),
+}
 
 /// A session whose gateway is silent this long is detached: held input is
 /// released and nothing more is sent until a gateway attaches it again.
@@ -70,6 +80,9 @@ const STANDBY_TTL: Duration = Duration::from_secs(3600);
 /// The primary re-sends a session's state this often without changes, so
 /// a lost replication datagram is repaired.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The monitor of the sound server's default sink (PulseAudio's name).
+pub const DEFAULT_SOUND_SOURCE: &str = "@DEFAULT_MONITOR@";
 
 /// Most sessions one host runs at once.
 pub const MAX_SESSIONS: usize = 16;
@@ -92,6 +105,11 @@ pub struct HostConfig {
     pub tone_hz: Option<f32>,
     /// Write the microphone sound received to this WAV file.
     pub record_mic: Option<PathBuf>,
+    /// The desktop served: the demo, or a running X display.
+    pub desktop: DesktopSource,
+    /// Where a real desktop's sound is recorded: a PulseAudio source,
+    /// normally the monitor of the sink the session plays to.
+    pub sound_source: String,
 }
 
 impl Default for HostConfig {
@@ -103,6 +121,8 @@ impl Default for HostConfig {
             motion: false,
             tone_hz: None,
             record_mic: None,
+            desktop: DesktopSource::Demo,
+            sound_source: DEFAULT_SOUND_SOURCE.into(),
         }
     }
 }
@@ -137,6 +157,14 @@ pub enum HostError {
     /// Spawning a thread failed.
     #[error("starting host thread: {0}")]
     Thread(std::io::Error),
+    /// The desktop to serve cannot be reached.
+    #[error("serving {desktop}: {source}")]
+    Desktop {
+        /// The desktop.
+        desktop: DesktopSource,
+        /// Why.
+        source: ScreenError,
+    },
 }
 
 /// Counters of a running host, shared with tests.
@@ -164,6 +192,17 @@ pub struct HostStats {
     pub reattached: AtomicU64,
     /// Sessions taken over from a failed primary's replicated state.
     pub takeovers: AtomicU64,
+    /// Frames timed from the start of their capture (or drawing) to their
+    /// last datagram handed to the socket, all sessions, and the sum and
+    /// largest of those times in microseconds.
+    pub frames_timed: AtomicU64,
+    /// See `frames_timed`.
+    pub capture_to_send_us: AtomicU64,
+    /// See `frames_timed`.
+    pub capture_to_send_max_us: AtomicU64,
+    /// Ticks of an X display's encoders that found nothing changed and
+    /// captured nothing.
+    pub unchanged_ticks: AtomicU64,
     /// Pauses, suspensions and resumptions, all sessions.
     pub pauses: AtomicU64,
     /// See `pauses`.
@@ -189,6 +228,16 @@ type Desktops = Arc<Mutex<HashMap<u64, Arc<Mutex<DesktopState>>>>>;
 impl Host {
     /// Binds and starts the host.
     pub fn start(cfg: HostConfig) -> Result<Self, HostError> {
+        if let DesktopSource::X11 { display } = &cfg.desktop {
+            // Now rather than at the first session: a wrong display name
+            // is the operator's to hear about.
+            let size =
+                crate::screen::screen_size(display).map_err(|source| HostError::Desktop {
+                    desktop: cfg.desktop.clone(),
+                    source,
+                })?;
+            tracing::info!(desktop = %cfg.desktop, ?size, "serving an X display");
+        }
         let socket = bind_udp(cfg.listen).map_err(|source| HostError::Bind {
             addr: cfg.listen,
             source,
@@ -238,6 +287,8 @@ impl Host {
             motion: cfg.motion,
             tone_hz: cfg.tone_hz,
             mic_recorder,
+            source: cfg.desktop.clone(),
+            sound_source: cfg.sound_source.clone(),
             next_index: 0,
             resume_eta: ResumeEta::default(),
             state_buf: Vec::with_capacity(nephele_protocol::wire::MAX_STATE),
@@ -403,6 +454,8 @@ struct Session {
     /// When a resume from suspension began, to learn how long one takes.
     resuming_since: Option<Instant>,
     index: u64,
+    /// Where input goes on an X display (`None` on the demo desktop).
+    injector: Option<Injector>,
 }
 
 /// A session of another host, replicated here in case that host fails.
@@ -446,6 +499,8 @@ struct Receiver {
     motion: bool,
     tone_hz: Option<f32>,
     mic_recorder: Option<MicRecorder>,
+    source: DesktopSource,
+    sound_source: String,
     next_index: u64,
     resume_eta: ResumeEta,
     /// The state snapshot replicated to backups, reused.
@@ -641,6 +696,16 @@ impl Receiver {
                         }
                     }
                     copied = d.copied.take();
+                }
+                if let Some(injector) = s.injector.as_mut() {
+                    // The demo's note has no clipboard on a real desktop.
+                    copied = None;
+                    for (_, ev) in &applied {
+                        if let Err(e) = injector.inject(ev) {
+                            tracing::warn!(session = id, error = %e, "injecting input into the X display");
+                            break;
+                        }
+                    }
                 }
                 if let Some(text) = copied {
                     // To the client's clipboard (it drops it unless its
@@ -878,6 +943,22 @@ impl Receiver {
             self.refuse(from, id, out);
             return;
         }
+        // An X display streams at its own size, whatever the client asked.
+        let (width, height, injector) = match &self.source {
+            DesktopSource::Demo => (width, height, None),
+            DesktopSource::X11 { display } => {
+                let opened = crate::screen::screen_size(display)
+                    .and_then(|size| Ok((size, Injector::open(display)?)));
+                match opened {
+                    Ok(((w, h), injector)) => (w, h, Some(injector)),
+                    Err(e) => {
+                        tracing::error!(session = id, desktop = %self.source, error = %e, "cannot reach the X display; session refused");
+                        self.refuse(from, id, out);
+                        return;
+                    }
+                }
+            }
+        };
         let (desktop, input) = match self
             .standby
             .remove(&id)
@@ -951,6 +1032,7 @@ impl Receiver {
             media: None,
             resuming_since: None,
             index: self.next_index,
+            injector,
         };
         match self.start_media(id, &session) {
             Ok(m) => session.media = Some(m),
@@ -1000,6 +1082,7 @@ impl Receiver {
             stop: stop.clone(),
             epoch: self.epoch,
             stats: self.stats.clone(),
+            source: self.source.clone(),
         };
         let encoder = std::thread::Builder::new()
             .name(format!("nephele-host-enc-{}", s.index))
@@ -1015,6 +1098,10 @@ impl Receiver {
             gateway: s.shared.gateway.clone(),
             desktop: s.shared.desktop.clone(),
             tone_hz: self.tone_hz,
+            pulse_source: match self.source {
+                DesktopSource::Demo => None,
+                DesktopSource::X11 { .. } => Some(self.sound_source.clone()),
+            },
             mic: mic_rx,
             recorder: self.mic_recorder.clone(),
             paused: s.shared.paused.clone(),
@@ -1066,7 +1153,7 @@ impl Receiver {
     /// Releases every held key and button of a session (its client is
     /// gone, or came back through another path and will press them anew).
     fn release_held(&mut self, id: u64) {
-        let Some(s) = self.sessions.get(&id) else {
+        let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
         let released = s
@@ -1075,6 +1162,19 @@ impl Receiver {
             .lock()
             .map(|mut d| d.release_all())
             .unwrap_or_default();
+        if let Some(injector) = s.injector.as_mut() {
+            for ev in &released {
+                let _ = injector.inject(ev);
+            }
+            // Whatever the record missed (an event that failed halfway).
+            match injector.release_all() {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(session = id, n, "released on the X display"),
+                Err(e) => {
+                    tracing::warn!(session = id, error = %e, "releasing input on the X display")
+                }
+            }
+        }
         for ev in &released {
             self.record(id, None, ev, true);
         }
@@ -1357,6 +1457,7 @@ struct EncodeJob {
     stop: Arc<AtomicBool>,
     epoch: Instant,
     stats: Arc<HostStats>,
+    source: DesktopSource,
 }
 
 /// Until the client's first loss report (half a second in), parity is sized
@@ -1489,8 +1590,12 @@ impl EncodeJob {
         }
     }
 
-    fn run_inner(&self) -> Result<(), openh264::Error> {
+    fn run_inner(&self) -> Result<(), EncodeError> {
         let (w, h) = (usize::from(self.width), usize::from(self.height));
+        let mut grabber = match &self.source {
+            DesktopSource::Demo => None,
+            DesktopSource::X11 { display } => Some(Grabber::open(display)?),
+        };
         let config = EncoderConfig::new()
             .bitrate(BitRate::from_bps(self.bitrate))
             .max_frame_rate(FrameRate::from_hz(f32::from(self.fps)))
@@ -1559,15 +1664,46 @@ impl EncodeJob {
             }
             let capture = Instant::now();
             let capture_us = capture.duration_since(self.epoch).as_micros() as u64;
-            if let Ok(d) = self.desktop.lock() {
-                state.clone_from(&d);
+            match grabber.as_mut() {
+                None => {
+                    if let Ok(d) = self.desktop.lock() {
+                        state.clone_from(&d);
+                    }
+                    renderer.render(
+                        &state,
+                        capture.duration_since(self.epoch),
+                        frame_no,
+                        &mut picture,
+                    );
+                }
+                Some(g) => {
+                    // A still screen costs a poll: nothing is captured or
+                    // encoded unless it changed or a keyframe is due.
+                    let force = !encoded || self.keyframe.load(Ordering::Relaxed);
+                    match g.grab(force, &mut picture)? {
+                        Grab::Unchanged => {
+                            self.stats.unchanged_ticks.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Grab::Resized => {
+                            let size = (picture.width as u16, picture.height as u16);
+                            tracing::info!(
+                                session = self.session,
+                                ?size,
+                                "streaming the new screen size"
+                            );
+                            adapt = Adapter::new(
+                                self.bitrate,
+                                size,
+                                self.fps,
+                                fragmenter.payload_size(),
+                            );
+                            self.keyframe.store(true, Ordering::Relaxed);
+                        }
+                        Grab::Captured => {}
+                    }
+                }
             }
-            renderer.render(
-                &state,
-                capture.duration_since(self.epoch),
-                frame_no,
-                &mut picture,
-            );
             if self.keyframe.swap(false, Ordering::Relaxed) {
                 encoder.force_intra_frame();
             }
@@ -1605,6 +1741,14 @@ impl EncodeJob {
                 }
             });
             self.sent_bytes.fetch_add(sent, Ordering::Relaxed);
+            let took = capture.elapsed().as_micros() as u64;
+            self.stats.frames_timed.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .capture_to_send_us
+                .fetch_add(took, Ordering::Relaxed);
+            self.stats
+                .capture_to_send_max_us
+                .fetch_max(took, Ordering::Relaxed);
             self.next_frame_id
                 .store(fragmenter.next_frame_id(), Ordering::Relaxed);
             self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);

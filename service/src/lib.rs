@@ -2,7 +2,8 @@
 //!
 //! A client connects to a [`gateway::Gateway`] over QUIC; the gateway relays
 //! the session to a [`host::Host`] over stateless UDP datagrams; the host
-//! renders the [`desktop`], encodes it with openh264 and streams it back.
+//! renders the [`desktop`] (or captures a running X display, [`screen`]),
+//! encodes it with openh264 and streams it back.
 //! [`tls`] makes and loads the certificates the gateway presents.
 //!
 //! The [`directory`] signs users in and creates sessions: it answers with a
@@ -19,5 +20,6 @@ pub mod embedded;
 pub mod gateway;
 pub mod host;
 pub mod impair;
+pub mod screen;
 pub mod tls;
 pub mod token;

@@ -13,6 +13,7 @@ use nephele_service::directory::{Directory, DirectoryConfig};
 use nephele_service::embedded::{Embedded, EmbeddedOptions, PopSpec};
 use nephele_service::gateway::{Gateway, GatewayConfig};
 use nephele_service::host::{Host, HostConfig};
+use nephele_service::screen::DesktopSource;
 use nephele_service::tls;
 use nephele_service::token::Verifier;
 
@@ -51,6 +52,16 @@ struct HostArgs {
     /// (48 kHz, mono, 16-bit).
     #[arg(long, value_name = "PATH")]
     record_mic: Option<PathBuf>,
+    /// The desktop to serve: `demo` (drawn by the host), or `x11:DISPLAY`
+    /// for a running X display (Xorg or Xvfb), such as `x11::1`, captured
+    /// when it changes, with input injected through XTEST.
+    #[arg(long, value_name = "DESKTOP", default_value = "demo")]
+    desktop: DesktopSource,
+    /// With an X display: the PulseAudio source its sound is recorded
+    /// from (the server is found as PulseAudio clients find it, or from
+    /// $PULSE_SERVER). Default: the monitor of the default sink.
+    #[arg(long, value_name = "SOURCE", default_value = nephele_service::host::DEFAULT_SOUND_SOURCE)]
+    sound_source: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,8 +152,9 @@ struct DirectoryArgs {
 
 #[derive(Debug, Subcommand)]
 enum Role {
-    /// Run a desktop host (the built-in demo desktop).
-    Host(HostArgs),
+    /// Run a desktop host (the built-in demo desktop, or a running X
+    /// display with --desktop x11:DISPLAY).
+    Host(Box<HostArgs>),
     /// Run a gateway relaying QUIC clients to hosts.
     Gateway(Box<GatewayArgs>),
     /// Run the directory: sign-in, catalog, gateway registry, sessions.
@@ -152,7 +164,7 @@ enum Role {
     /// directory URL on stdout.
     All {
         #[command(flatten)]
-        host: HostArgs,
+        host: Box<HostArgs>,
         /// The directory's HTTPS address.
         #[arg(long, default_value = "127.0.0.1:7480")]
         directory_listen: SocketAddr,
@@ -254,6 +266,8 @@ fn host_config(h: &HostArgs) -> HostConfig {
         motion: h.motion,
         tone_hz: h.tone,
         record_mic: h.record_mic.clone(),
+        desktop: h.desktop.clone(),
+        sound_source: h.sound_source.clone(),
     }
 }
 

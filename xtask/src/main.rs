@@ -186,6 +186,13 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "alsa-plugins",
         },
         Need {
+            what: "PulseAudio client headers (the host records a real desktop's sound)",
+            present: || has_pkg_config("libpulse-simple"),
+            apt: "libpulse-dev",
+            dnf: "pulseaudio-libs-devel",
+            pacman: "libpulse",
+        },
+        Need {
             what: "udev headers",
             present: || has_pkg_config("libudev"),
             apt: "libudev-dev",
@@ -238,6 +245,13 @@ fn needs(extras: &Extras) -> Vec<Need> {
             apt: "xprintidle",
             dnf: "xprintidle",
             pacman: "xprintidle",
+        },
+        Need {
+            what: "xterm (the real program the X11 desktop tests type into)",
+            present: || has_cmd("xterm"),
+            apt: "xterm",
+            dnf: "xterm",
+            pacman: "xterm",
         },
         Need {
             what: "openbox (a window manager for the fullscreen and kiosk tests)",

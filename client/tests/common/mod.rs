@@ -1,0 +1,113 @@
+//! Helpers shared by the tests that run real X programs under Xvfb.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A child process killed (and reaped) when dropped, even when a test fails.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Fails with the way out when `tool` is not on the PATH.
+pub fn need(tool: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+        .unwrap_or(false);
+    assert!(found, "`{tool}` is not installed: run `cargo xtask setup`");
+}
+
+/// Starts Xvfb with one screen of `size` (`WxHxDEPTH`) on a display it
+/// picks itself (`-displayfd`: no race with other tests or servers for a
+/// number) and waits until it is ready.
+pub fn start_xvfb(size: &str) -> (Killed, String) {
+    need("Xvfb");
+    let mut child = Command::new("Xvfb")
+        .args(["-displayfd", "1", "-screen", "0", size, "-nolisten", "tcp"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start Xvfb");
+    let stdout = child.stdout.take().expect("Xvfb's stdout");
+    let child = Killed(child);
+    // Xvfb writes the display number once it accepts connections.
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("read Xvfb's display number");
+    let n: u32 = line.trim().parse().expect("Xvfb printed no display number");
+    (child, format!(":{n}"))
+}
+
+/// Runs xdotool on `display`; its output, trimmed.
+pub fn xdotool(display: &str, args: &[&str]) -> String {
+    let out = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .output()
+        .expect("run xdotool");
+    assert!(
+        out.status.success(),
+        "xdotool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The `nephele-server` built beside the client.
+pub fn server_binary() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_nephele"))
+        .with_file_name(format!("nephele-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        p.exists(),
+        "{} not built: run the tests with `cargo xtask test` (or cargo test --workspace)",
+        p.display()
+    );
+    p
+}
+
+/// Starts `nephele-server all` with these extra arguments and reads the
+/// directory URL it prints on stdout.
+pub fn start_all(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    start_all_with(dir, extra, Command::new(server_binary()))
+}
+
+/// As [`start_all`], with `cmd` (the server binary, with whatever
+/// environment the test gives it).
+pub fn start_all_with(dir: &Path, extra: &[&str], mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
+        .args([
+            "all",
+            "--listen",
+            "127.0.0.1:0",
+            "--directory-listen",
+            "127.0.0.1:0",
+            "--demo-user",
+            "alice:wonderland",
+            "--state-dir",
+        ])
+        .arg(dir.join("state"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("nephele-server all printed the directory URL");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    (child, url)
+}

@@ -1,0 +1,237 @@
+//! A real X display behind the host: Xvfb with an xterm (and `ico` for a
+//! moving picture), served by `nephele-server all --desktop x11:DISPLAY`,
+//! reached by a headless `nephele connect` whose input script types into
+//! the xterm. What the typed command did shows on the file system; the
+//! X server's own key state shows what is held and what was released.
+#![cfg(all(unix, not(target_os = "macos")))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nephele_platform::x11desktop::X11Input;
+
+mod common;
+use common::{Killed, need, start_all, start_xvfb};
+
+/// The tests stream and measure CPU: one at a time.
+static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("nephele-x11-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < end, "waited {limit:?} for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An X program on `display`, started in `dir`, once a window `xdotool
+/// search` finds by `by` (`["--class", "xterm"]`) shows.
+fn x_program(display: &str, dir: &Path, program: &str, by: [&str; 2], args: &[&str]) -> Killed {
+    need(program);
+    let child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("DISPLAY", display)
+        .env("HOME", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Killed(child);
+    wait_for(
+        &format!("{program}'s window"),
+        Duration::from_secs(20),
+        || {
+            Command::new("xdotool")
+                .args(["search", "--onlyvisible", by[0], by[1]])
+                .env("DISPLAY", display)
+                .output()
+                .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+        },
+    );
+    child
+}
+
+/// An xterm filling most of the screen, running a plain bash in `dir`.
+fn xterm(display: &str, dir: &Path) -> Killed {
+    x_program(
+        display,
+        dir,
+        "xterm",
+        ["--class", "xterm"],
+        &[
+            "-geometry",
+            "160x40+0+0",
+            "-e",
+            "bash",
+            "--norc",
+            "--noprofile",
+        ],
+    )
+}
+
+/// `nephele connect --headless` as alice for `secs` seconds at `fps`,
+/// with `dir/script.txt` when there is one; stats to `dir/s.json`.
+fn connect(url: &str, dir: &Path, secs: u32, fps: u32) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nephele"));
+    cmd.args(["connect", "--directory", url, "--user", "alice"])
+        .args(["--headless", "--no-audio"])
+        .args(["--duration", &secs.to_string(), "--fps", &fps.to_string()])
+        .env("NEPHELE_PASSWORD", "wonderland")
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_STATE_HOME", dir.join("log"))
+        .env_remove("NEPHELE_CONFIG")
+        .arg("--ca")
+        .arg(dir.join("state/ca.pem"))
+        .arg("--stats-json")
+        .arg(dir.join("s.json"));
+    if dir.join("script.txt").exists() {
+        cmd.arg("--input-script").arg(dir.join("script.txt"));
+    }
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for the client to end well; its stats.
+fn finish(mut client: Child, dir: &Path) -> serde_json::Value {
+    let status = client.wait().unwrap();
+    assert!(status.success(), "the client failed: {status}");
+    serde_json::from_str(&std::fs::read_to_string(dir.join("s.json")).unwrap()).unwrap()
+}
+
+/// The server's CPU time so far, in clock ticks (user and system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name may hold spaces: fields count from after its ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_headless_client_types_into_an_xterm_and_its_held_keys_are_released_when_it_leaves() {
+    let _turn = turn();
+    let dir = scratch("xterm");
+    let (_xvfb, display) = start_xvfb("1280x720x24");
+    let _xterm = xterm(&display, &dir);
+    let desktop = format!("x11:{display}");
+    let rec = dir.join("input.jsonl");
+    let (server, url) = start_all(
+        &dir,
+        &[
+            "--desktop",
+            &desktop,
+            "--record-input",
+            rec.to_str().unwrap(),
+        ],
+    );
+    let _server = Killed(server);
+    let file = dir.join("out.txt");
+    std::fs::write(
+        dir.join("script.txt"),
+        format!(
+            "# the pointer over the xterm (focus follows it without a window manager)\n\
+             100 move 300 200\n\
+             300 type echo nephele-ok > {}\n\
+             700 key Enter down\n\
+             720 key Enter up\n\
+             # held when the session ends\n\
+             900 key ShiftLeft down\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let client = connect(&url, &dir, 4, 30);
+    wait_for("the typed command's file", Duration::from_secs(15), || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t == "nephele-ok\n")
+    });
+    // Left Shift (X keycode 50) is down on the X server while the client
+    // holds it...
+    let probe = X11Input::open(&display).unwrap();
+    wait_for(
+        "Left Shift held on the X display",
+        Duration::from_secs(10),
+        || probe.server_keys_down().unwrap().contains(&50),
+    );
+    let stats = finish(client, &dir);
+    // ...and released once it is gone.
+    wait_for(
+        "Left Shift released on the X display",
+        Duration::from_secs(10),
+        || probe.server_keys_down().unwrap().is_empty(),
+    );
+    let text = std::fs::read_to_string(&rec).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"released_on_disconnect\":true") && l.contains("\"ShiftLeft\"")),
+        "the host's record shows no release of Left Shift:\n{text}"
+    );
+    assert_eq!(stats["input_sent"], stats["input_acked"], "{stats}");
+    assert!(stats["frames_presented"].as_u64().unwrap() >= 1, "{stats}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_still_x_desktop_costs_a_tenth_of_a_moving_one_which_streams_at_the_full_rate() {
+    let _turn = turn();
+    let dir = scratch("motion");
+    let (_xvfb, display) = start_xvfb("1280x720x24");
+    let _xterm = xterm(&display, &dir);
+    let desktop = format!("x11:{display}");
+    let (server, url) = start_all(&dir, &["--desktop", &desktop]);
+    let pid = server.id();
+    let _server = Killed(server);
+    // The server's CPU over three seconds in the middle of a six-second
+    // session (sign-in and the first keyframe left out).
+    let session = |dir: &Path| {
+        let client = connect(&url, dir, 6, 60);
+        std::thread::sleep(Duration::from_secs(2));
+        let before = cpu_ticks(pid);
+        std::thread::sleep(Duration::from_secs(3));
+        let ticks = cpu_ticks(pid) - before;
+        (ticks, finish(client, dir))
+    };
+    let (still_ticks, still) = session(&dir);
+    let still_frames = still["frames_presented"].as_u64().unwrap();
+    assert!(
+        (1..=10).contains(&still_frames),
+        "a still desktop sent {still_frames} frames in 6 s: {still}"
+    );
+    // ico spins a polyhedron as fast as the server draws it.
+    let _ico = x_program(
+        &display,
+        &dir,
+        "ico",
+        ["--name", "^Ico"],
+        &["-geometry", "600x600+340+60"],
+    );
+    let (moving_ticks, moving) = session(&dir);
+    let fps = moving["frames_presented"].as_f64().unwrap() / moving["duration_s"].as_f64().unwrap();
+    assert!(
+        fps >= 54.0,
+        "a moving desktop streamed {fps:.1} fps of 60: {moving}"
+    );
+    assert!(
+        still_ticks * 10 < moving_ticks,
+        "still {still_ticks} ticks, moving {moving_ticks} ticks in 3 s"
+    );
+    eprintln!(
+        "server CPU in 3 s: still {still_ticks} ticks, moving {moving_ticks}; {fps:.1} fps; {still_frames} still frames"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,306 @@
+//! What a host serves: its built-in demo desktop, or a running X display
+//! (`x11:DISPLAY`), whose screen is captured, converted to I420 and
+//! encoded only when something on it changed, and into which the
+//! session's input is injected.
+
+use std::fmt;
+use std::str::FromStr;
+
+use nephele_protocol::wire::InputEvent;
+
+use crate::desktop::I420;
+
+/// The desktop a host serves.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DesktopSource {
+    /// The built-in demo desktop, drawn per session.
+    #[default]
+    Demo,
+    /// A running X display (Xorg or Xvfb), shared by every session.
+    X11 {
+        /// The display's name, as in `$DISPLAY` (`:1`, `host:0`).
+        display: String,
+    },
+}
+
+impl FromStr for DesktopSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            _ if s == "demo" => Ok(Self::Demo),
+            Some(("x11", display)) if !display.is_empty() => Ok(Self::X11 {
+                display: display.to_string(),
+            }),
+            _ => Err(format!(
+                "`{s}` is not a desktop: expected `demo` or `x11:DISPLAY` (for example `x11::1`)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DesktopSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Demo => f.write_str("demo"),
+            Self::X11 { display } => write!(f, "x11:{display}"),
+        }
+    }
+}
+
+/// Errors of an X display.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScreenError(String);
+
+#[cfg(all(unix, not(target_os = "macos")))]
+mod imp {
+    use nephele_platform::x11desktop::{X11Capture, X11Error, X11Input};
+
+    use super::*;
+
+    impl From<X11Error> for ScreenError {
+        fn from(e: X11Error) -> Self {
+            Self(e.to_string())
+        }
+    }
+
+    /// Captures an X display into I420 pictures.
+    #[derive(Debug)]
+    pub struct Grabber {
+        capture: X11Capture,
+    }
+
+    /// What [`Grabber::grab`] did.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Grab {
+        /// Nothing changed and no picture was asked for: nothing captured.
+        Unchanged,
+        /// A new picture is in the buffer.
+        Captured,
+        /// A new picture is in the buffer, at a new size.
+        Resized,
+    }
+
+    impl Grabber {
+        /// Opens `display` for capture.
+        pub fn open(display: &str) -> Result<Self, ScreenError> {
+            Ok(Self {
+                capture: X11Capture::open(display)?,
+            })
+        }
+
+        /// The screen's size now, cut to even numbers (I420 needs them).
+        pub fn size(&self) -> (u16, u16) {
+            let (w, h) = self.capture.size();
+            (w & !1, h & !1)
+        }
+
+        /// Captures the screen into `picture` if it changed since the last
+        /// grab, or if `force` (a keyframe is due); resizes `picture` to
+        /// the screen's size when that changed.
+        pub fn grab(&mut self, force: bool, picture: &mut I420) -> Result<Grab, ScreenError> {
+            let changes = self.capture.poll()?;
+            if !changes.pixels && !force {
+                return Ok(Grab::Unchanged);
+            }
+            let (w, h) = self.size();
+            let resized = (picture.width, picture.height) != (usize::from(w), usize::from(h));
+            if resized {
+                *picture = I420::new(usize::from(w), usize::from(h));
+            }
+            let frame = self.capture.capture()?;
+            to_i420(frame.data, frame.stride, picture)?;
+            Ok(if resized {
+                Grab::Resized
+            } else {
+                Grab::Captured
+            })
+        }
+    }
+
+    /// Injects a session's input into an X display; everything it holds is
+    /// released when it is dropped.
+    #[derive(Debug)]
+    pub struct Injector {
+        input: X11Input,
+    }
+
+    impl Injector {
+        /// Opens `display` for input.
+        pub fn open(display: &str) -> Result<Self, ScreenError> {
+            Ok(Self {
+                input: X11Input::open(display)?,
+            })
+        }
+
+        /// Injects one event; gamepad events are not taken (an X display
+        /// has no gamepads to give them to).
+        pub fn inject(&mut self, ev: &InputEvent) -> Result<bool, ScreenError> {
+            Ok(self.input.inject(ev)?)
+        }
+
+        /// Releases every key and button held; returns how many.
+        pub fn release_all(&mut self) -> Result<usize, ScreenError> {
+            Ok(self.input.release_all()?)
+        }
+    }
+
+    /// The size of `display`'s screen (opens a connection; for session
+    /// set-up, not per frame).
+    pub fn screen_size(display: &str) -> Result<(u16, u16), ScreenError> {
+        Ok(Grabber::open(display)?.size())
+    }
+}
+
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+mod imp {
+    use super::*;
+
+    const UNSUPPORTED: &str = "X11 desktops are served on Linux and the BSDs only";
+
+    /// Captures an X display (not on this system).
+    #[derive(Debug)]
+    pub struct Grabber;
+
+    /// What [`Grabber::grab`] did.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Grab {
+        /// Nothing captured.
+        Unchanged,
+        /// A new picture.
+        Captured,
+        /// A new picture at a new size.
+        Resized,
+    }
+
+    impl Grabber {
+        /// Fails: no X here.
+        pub fn open(_display: &str) -> Result<Self, ScreenError> {
+            Err(ScreenError(UNSUPPORTED.into()))
+        }
+        /// Never reached.
+        pub fn size(&self) -> (u16, u16) {
+            (0, 0)
+        }
+        /// Never reached.
+        pub fn grab(&mut self, _force: bool, _picture: &mut I420) -> Result<Grab, ScreenError> {
+            Err(ScreenError(UNSUPPORTED.into()))
+        }
+    }
+
+    /// Injects input into an X display (not on this system).
+    #[derive(Debug)]
+    pub struct Injector;
+
+    impl Injector {
+        /// Fails: no X here.
+        pub fn open(_display: &str) -> Result<Self, ScreenError> {
+            Err(ScreenError(UNSUPPORTED.into()))
+        }
+        /// Never reached.
+        pub fn inject(&mut self, _ev: &InputEvent) -> Result<bool, ScreenError> {
+            Ok(false)
+        }
+        /// Never reached.
+        pub fn release_all(&mut self) -> Result<usize, ScreenError> {
+            Ok(0)
+        }
+    }
+
+    /// Fails: no X here.
+    pub fn screen_size(_display: &str) -> Result<(u16, u16), ScreenError> {
+        Err(ScreenError(UNSUPPORTED.into()))
+    }
+}
+
+pub use imp::{Grab, Grabber, Injector, screen_size};
+
+/// Converts 32-bit blue-first pixels (`stride` bytes a row) into `picture`,
+/// BT.601 limited range as the client's decoder path expects; the extra
+/// column or row of an odd-sized screen is left out.
+pub fn to_i420(bgrx: &[u8], stride: usize, picture: &mut I420) -> Result<(), ScreenError> {
+    let (w, h) = (picture.width, picture.height);
+    let cw = w / 2;
+    let mut planar = yuv::YuvPlanarImageMut {
+        y_plane: yuv::BufferStoreMut::Borrowed(&mut picture.y),
+        y_stride: w as u32,
+        u_plane: yuv::BufferStoreMut::Borrowed(&mut picture.u),
+        u_stride: cw as u32,
+        v_plane: yuv::BufferStoreMut::Borrowed(&mut picture.v),
+        v_stride: cw as u32,
+        width: w as u32,
+        height: h as u32,
+    };
+    let need = stride * h.saturating_sub(1) + w * 4;
+    if bgrx.len() < need {
+        return Err(ScreenError(format!(
+            "captured {} bytes, a {w}x{h} picture needs {need}",
+            bgrx.len()
+        )));
+    }
+    yuv::bgra_to_yuv420(
+        &mut planar,
+        bgrx,
+        stride as u32,
+        yuv::YuvRange::Limited,
+        yuv::YuvStandardMatrix::Bt601,
+        yuv::YuvConversionMode::Balanced,
+    )
+    .map_err(|e| ScreenError(format!("converting the capture: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desktops_parse_and_print_back() {
+        assert_eq!("demo".parse::<DesktopSource>(), Ok(DesktopSource::Demo));
+        let x = "x11::1".parse::<DesktopSource>().unwrap();
+        assert_eq!(
+            x,
+            DesktopSource::X11 {
+                display: ":1".into()
+            }
+        );
+        assert_eq!(x.to_string(), "x11::1");
+        for bad in ["", "x11:", "x11", "wayland:0", "demo:1"] {
+            let e = bad.parse::<DesktopSource>().unwrap_err();
+            assert!(e.contains("x11:DISPLAY"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn captured_colours_become_the_same_yuv_the_demo_draws() {
+        use crate::desktop::Yuv;
+        // A 4x2 picture from a 5-pixel-wide capture (an odd screen):
+        // white, black, then the demo's own colours.
+        let (w, h, stride) = (4usize, 2usize, 5 * 4);
+        let mut bgrx = vec![0u8; stride * h];
+        for y in 0..h {
+            for x in 0..w {
+                let px = if x < 2 {
+                    [255, 255, 255, 0]
+                } else {
+                    [0, 0, 0, 0]
+                };
+                bgrx[y * stride + x * 4..][..4].copy_from_slice(&px);
+            }
+        }
+        let mut p = I420::new(w, h);
+        to_i420(&bgrx, stride, &mut p).unwrap();
+        let white = Yuv::rgb(255, 255, 255);
+        let black = Yuv::rgb(0, 0, 0);
+        let near = |a: u8, b: u8| a.abs_diff(b) <= 2;
+        assert!(near(p.y[0], white.0) && near(p.y[3], black.0), "{:?}", p.y);
+        assert!(
+            near(p.u[0], 128) && near(p.v[1], 128),
+            "{:?} {:?}",
+            p.u,
+            p.v
+        );
+        // A short capture is an error, not a panic.
+        assert!(to_i420(&bgrx[..10], stride, &mut p).is_err());
+    }
+}
