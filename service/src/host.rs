@@ -200,6 +200,10 @@ pub struct HostStats {
     pub capture_to_send_us: AtomicU64,
     /// See `frames_timed`.
     pub capture_to_send_max_us: AtomicU64,
+    /// Of `capture_to_send_us`: capturing (or drawing) and converting.
+    pub grab_us: AtomicU64,
+    /// Of `capture_to_send_us`: encoding.
+    pub encode_us: AtomicU64,
     /// Ticks of an X display's encoders that found nothing changed and
     /// captured nothing.
     pub unchanged_ticks: AtomicU64,
@@ -209,6 +213,35 @@ pub struct HostStats {
     pub suspends: AtomicU64,
     /// See `pauses`.
     pub resumes: AtomicU64,
+}
+
+impl HostStats {
+    /// The counters as JSON, with the per-frame means in milliseconds.
+    pub fn summary(&self) -> serde_json::Value {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let frames = get(&self.frames_timed);
+        let mean_ms = |a: &AtomicU64| {
+            if frames == 0 {
+                serde_json::Value::Null
+            } else {
+                let ms = get(a) as f64 / frames as f64 / 1000.0;
+                ((ms * 1000.0).round() / 1000.0).into()
+            }
+        };
+        serde_json::json!({
+            "frames_sent": get(&self.frames_sent),
+            "keyframes_sent": get(&self.keyframes_sent),
+            "unchanged_ticks": get(&self.unchanged_ticks),
+            "inputs_applied": get(&self.inputs_applied),
+            "bad_datagrams": get(&self.bad_datagrams),
+            "sessions_opened": get(&self.sessions_opened),
+            "rate_decreases": get(&self.rate_decreases),
+            "capture_to_send_ms_mean": mean_ms(&self.capture_to_send_us),
+            "capture_to_send_ms_max": get(&self.capture_to_send_max_us) as f64 / 1000.0,
+            "grab_ms_mean": mean_ms(&self.grab_us),
+            "encode_ms_mean": mean_ms(&self.encode_us),
+        })
+    }
 }
 
 /// A running host; stops when dropped.
@@ -1707,7 +1740,9 @@ impl EncodeJob {
             if self.keyframe.swap(false, Ordering::Relaxed) {
                 encoder.force_intra_frame();
             }
+            let grabbed = Instant::now();
             let bs = encoder.encode(&picture)?;
+            let encoded_at = Instant::now();
             let key = matches!(bs.frame_type(), FrameType::IDR | FrameType::I);
             au.clear();
             bs.write_vec(&mut au);
@@ -1749,6 +1784,14 @@ impl EncodeJob {
             self.stats
                 .capture_to_send_max_us
                 .fetch_max(took, Ordering::Relaxed);
+            self.stats.grab_us.fetch_add(
+                grabbed.duration_since(capture).as_micros() as u64,
+                Ordering::Relaxed,
+            );
+            self.stats.encode_us.fetch_add(
+                encoded_at.duration_since(grabbed).as_micros() as u64,
+                Ordering::Relaxed,
+            );
             self.next_frame_id
                 .store(fragmenter.next_frame_id(), Ordering::Relaxed);
             self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);

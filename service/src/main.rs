@@ -62,6 +62,10 @@ struct HostArgs {
     /// $PULSE_SERVER). Default: the monitor of the default sink.
     #[arg(long, value_name = "SOURCE", default_value = nephele_service::host::DEFAULT_SOUND_SOURCE)]
     sound_source: String,
+    /// On exit (Ctrl-C), write the host's counters as JSON here: frames
+    /// sent, still ticks skipped, and per-frame capture-to-send time.
+    #[arg(long, value_name = "PATH")]
+    stats_json: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -215,8 +219,10 @@ fn run() -> Result<()> {
         .init();
     match Cli::parse().role {
         Role::Host(h) => {
-            let _host = Host::start(host_config(&h)).context("starting the host")?;
-            runtime(1)?.block_on(ctrl_c())
+            let host = Host::start(host_config(&h)).context("starting the host")?;
+            let res = runtime(1)?.block_on(ctrl_c());
+            write_stats(h.stats_json.as_deref(), std::slice::from_ref(&host))?;
+            res
         }
         Role::Gateway(g) => gateway(*g),
         Role::Directory(d) => directory(d),
@@ -252,6 +258,7 @@ fn run() -> Result<()> {
             // The one line on stdout: what scripts pass to `--directory`.
             println!("{}", svc.url());
             let res = rt.block_on(ctrl_c());
+            write_stats(host.stats_json.as_deref(), svc.hosts())?;
             svc.shutdown();
             res
         }
@@ -311,6 +318,14 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// Writes the hosts' counters (`{"hosts": [...]}`) to `path`, if given.
+fn write_stats(path: Option<&Path>, hosts: &[Host]) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let all: Vec<serde_json::Value> = hosts.iter().map(|h| h.stats().summary()).collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "hosts": all }))?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
 async fn ctrl_c() -> Result<()> {

@@ -39,7 +39,7 @@ fn main() -> Result<()> {
         }
         "bench" => {
             setup(&Extras { bench: true })?;
-            bench()
+            bench(rest)
         }
         "package" => {
             setup(&Extras::default())?;
@@ -586,19 +586,155 @@ fn test(args: &[String]) -> Result<()> {
 /// The benchmarks. Each prints one JSON object per line: `bench`, `value`,
 /// `unit`, the `anchor` it is measured against in the same run,
 /// `anchor_value`, their `ratio`, and the brief's `target` where it has one.
-fn bench() -> Result<()> {
+/// A group of bench lines.
+type BenchGroup = fn(&Path, &Path) -> Result<()>;
+
+/// `cargo xtask bench [GROUP...]`: every group, or the ones named.
+fn bench(only: &[String]) -> Result<()> {
+    let groups: [(&str, BenchGroup); 9] = [
+        ("decode", decode_benches),
+        ("loopback", loopback_stream),
+        ("loss", lossy_streams),
+        ("blackout", blackout),
+        ("saturated", saturated_link),
+        ("continuity", continuity),
+        ("sound", sound),
+        ("pop", pop_choice),
+        ("x11", x11_capture),
+    ];
+    if let Some(bad) = only.iter().find(|o| !groups.iter().any(|(n, _)| n == o)) {
+        let names: Vec<&str> = groups.iter().map(|(n, _)| *n).collect();
+        bail!(
+            "no bench group `{bad}`; the groups are {}",
+            names.join(", ")
+        );
+    }
     let nephele = build_release_client()?;
     run(cargo().args(["build", "--release", "-p", "nephele-service"]))?;
     let dir = root().join("target/bench");
     std::fs::create_dir_all(&dir)?;
-    decode_benches(&nephele, &dir)?;
-    loopback_stream(&nephele, &dir)?;
-    lossy_streams(&nephele, &dir)?;
-    blackout(&nephele, &dir)?;
-    saturated_link(&nephele, &dir)?;
-    continuity(&nephele, &dir)?;
-    sound(&nephele, &dir)?;
-    pop_choice(&nephele, &dir)
+    for (name, group) in groups {
+        if only.is_empty() || only.iter().any(|o| o == name) {
+            group(&nephele, &dir)?;
+        }
+    }
+    Ok(())
+}
+
+/// A real X display's capture-to-send time per frame (capture through
+/// MIT-SHM, conversion, encoding, the last datagram handed to the socket)
+/// at 720p and 1080p, with `ico` spinning across the whole screen so every
+/// frame changes. Anchor: ffmpeg grabbing the same display with x11grab
+/// and encoding with libx264 (Baseline, ultrafast, zerolatency, one
+/// thread), CPU time per frame — the well-known tool's cost for the same
+/// job. A second line puts the whole server's CPU per frame sent (gateway
+/// and directory included) beside the same anchor.
+fn x11_capture(nephele: &Path, dir: &Path) -> Result<()> {
+    for (label, w, h) in [("720p", 1280, 720), ("1080p", 1920, 1080)] {
+        let size = format!("{w}x{h}");
+        let mut xvfb = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", &format!("{size}x24")])
+            .args(["-nolisten", "tcp"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting Xvfb (cargo xtask setup installs it)")?;
+        let mut n = String::new();
+        if let Some(out) = xvfb.stdout.as_mut() {
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut n)?;
+        }
+        let display = format!(":{}", n.trim());
+        let result = x11_capture_at(nephele, dir, label, &display, &size);
+        let _ = xvfb.kill();
+        let _ = xvfb.wait();
+        result?;
+    }
+    Ok(())
+}
+
+fn x11_capture_at(
+    nephele: &Path,
+    dir: &Path,
+    label: &str,
+    display: &str,
+    size: &str,
+) -> Result<()> {
+    let mut ico = Command::new("ico")
+        .args(["-geometry", &format!("{size}+0+0")])
+        .env("DISPLAY", display)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting ico (x11-apps)")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let frames = 480;
+    let anchor = timed(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-f", "x11grab", "-framerate", "60"])
+            .args(["-video_size", size, "-i", display])
+            .args(["-frames:v", &frames.to_string(), "-pix_fmt", "yuv420p"])
+            .args(["-c:v", "libx264"])
+            .args(["-preset", "ultrafast", "-tune", "zerolatency"])
+            .args(["-profile:v", "baseline", "-threads", "1", "-f", "null", "-"]),
+    );
+    let host_stats = dir.join(format!("x11-{label}-host.json"));
+    let cpu_before = children_cpu_s();
+    let mut server = Server::start(
+        nephele,
+        dir,
+        &format!("x11-{label}-state"),
+        &[
+            "--desktop".into(),
+            format!("x11:{display}"),
+            "--stats-json".into(),
+            host_stats.display().to_string(),
+        ],
+    )?;
+    let client_stats = dir.join(format!("x11-{label}-client.json"));
+    let client = run(server
+        .client(nephele, "connect")
+        .args(["--headless", "--no-audio", "--duration", "8", "--fps", "60"])
+        .arg("--stats-json")
+        .arg(&client_stats)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null()));
+    // Asked to stop, the server writes its counters.
+    let _ = Command::new("kill")
+        .args(["-INT", &server.child.id().to_string()])
+        .status();
+    let _ = server.child.wait();
+    let server_cpu = children_cpu_s() - cpu_before;
+    let _ = ico.kill();
+    let _ = ico.wait();
+    client?;
+    let (anchor_cpu, _, _) = anchor?;
+    let host: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&host_stats)?)?;
+    let host = &host["hosts"][0];
+    let seen: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&client_stats)?)?;
+    let sent = f(host, "frames_sent");
+    let anchor_ms = anchor_cpu * 1000.0 / f64::from(frames);
+    let extra = serde_json::json!({
+        "grab_ms_mean": host["grab_ms_mean"],
+        "encode_ms_mean": host["encode_ms_mean"],
+        "capture_to_send_ms_max": host["capture_to_send_ms_max"],
+        "frames_sent": sent,
+        "fps_presented": round3(f(&seen, "frames_presented") / f(&seen, "duration_s")),
+    });
+    emit(
+        &format!("x11_capture_to_send_{label}"),
+        (f(host, "capture_to_send_ms_mean"), "ms"),
+        ("ffmpeg x11grab+libx264 ultrafast CPU per frame", anchor_ms),
+        extra,
+    );
+    emit(
+        &format!("x11_server_cpu_per_frame_{label}"),
+        (server_cpu * 1000.0 / sent.max(1.0), "ms"),
+        ("ffmpeg x11grab+libx264 ultrafast CPU per frame", anchor_ms),
+        serde_json::json!({ "server_cpu_s": round3(server_cpu) }),
+    );
+    Ok(())
 }
 
 /// Prints one bench line.
@@ -1017,9 +1153,9 @@ fn saturated_link(nephele: &Path, dir: &Path) -> Result<()> {
 /// reply needs one round trip (its measured minimum) after that.
 fn pop_choice(nephele: &Path, dir: &Path) -> Result<()> {
     let pops: Vec<String> = (0..20u32)
-        .map(|i| {
+        .flat_map(|i| {
             let ms = if i == 13 { 20 } else { 23 + (i * 37 % 20) * 3 };
-            format!("pop-{i:02}:{ms}")
+            ["--pop".to_string(), format!("pop-{i:02}:{ms}")]
         })
         .collect();
     let server = Server::start(nephele, dir, "pop-state", &pops)?;
@@ -1193,18 +1329,16 @@ struct Server {
 }
 
 impl Server {
-    /// Starts it with these `--pop NAME:RTT_MS` (none: one PoP without delay).
-    fn start(nephele: &Path, dir: &Path, name: &str, pops: &[String]) -> Result<Self> {
+    /// Starts it with these extra arguments (no `--pop`: one PoP without delay).
+    fn start(nephele: &Path, dir: &Path, name: &str, args: &[String]) -> Result<Self> {
         let state = dir.join(name);
         let _ = std::fs::remove_dir_all(&state);
         let mut cmd = Command::new(nephele.with_file_name("nephele-server"));
         cmd.args(["all", "--listen", "127.0.0.1:0"])
             .args(["--directory-listen", "127.0.0.1:0"])
             .args(["--demo-user", "bench:bench", "--state-dir"])
-            .arg(&state);
-        for p in pops {
-            cmd.arg("--pop").arg(p);
-        }
+            .arg(&state)
+            .args(args);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
