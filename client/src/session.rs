@@ -593,6 +593,7 @@ fn decode_loop(
         let corrupt = decoder.decode(&frame.data, |pic| {
             stats.decode.record(t0.elapsed());
             stats.frames_decoded.fetch_add(1, Ordering::Relaxed);
+            stats.picture(pic.width, pic.height);
             got = true;
             sink.present(&pic, meta);
         });

@@ -75,6 +75,11 @@ impl Latency {
 pub struct Stats {
     /// Pictures out of the decoder.
     pub frames_decoded: AtomicU64,
+    /// The last picture's size, `width << 32 | height` (the desktop's
+    /// size, which may change while streaming).
+    pub picture_size: AtomicU64,
+    /// Times the picture's size changed after the first.
+    pub picture_size_changes: AtomicU64,
     /// Pictures shown (window) or converted for showing (headless).
     pub frames_presented: AtomicU64,
     /// Frames lost in reassembly, dropped because a queue was full, or
@@ -270,6 +275,8 @@ impl Default for Stats {
         LazyLock::force(&EPOCH);
         Self {
             frames_decoded: AtomicU64::default(),
+            picture_size: AtomicU64::default(),
+            picture_size_changes: AtomicU64::default(),
             frames_presented: AtomicU64::default(),
             frames_dropped: AtomicU64::default(),
             frames_received: AtomicU64::default(),
@@ -331,6 +338,12 @@ pub struct Route {
 pub struct Report {
     /// See [`Stats::frames_decoded`].
     pub frames_decoded: u64,
+    /// The last picture's width and height.
+    pub picture_width: u64,
+    /// See `picture_width`.
+    pub picture_height: u64,
+    /// See [`Stats::picture_size_changes`].
+    pub picture_size_changes: u64,
     /// See [`Stats::frames_presented`].
     pub frames_presented: u64,
     /// See [`Stats::frames_dropped`].
@@ -455,6 +468,16 @@ pub struct Report {
 }
 
 impl Stats {
+    /// Notes a decoded picture's size.
+    pub fn picture(&self, width: usize, height: usize) {
+        let size = (width as u64) << 32 | height as u64;
+        let before = self.picture_size.swap(size, Ordering::Relaxed);
+        if before != 0 && before != size {
+            self.picture_size_changes.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(width, height, "the desktop's size changed");
+        }
+    }
+
     /// Counts a picture shown now: client-added latency from its last
     /// fragment's arrival, end-to-end latency from its capture on the host
     /// (once the host's clock is mapped), and the gap since the previous one.
@@ -566,6 +589,9 @@ impl Stats {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Report {
             frames_decoded: g(&self.frames_decoded),
+            picture_width: g(&self.picture_size) >> 32,
+            picture_height: g(&self.picture_size) & 0xffff_ffff,
+            picture_size_changes: g(&self.picture_size_changes),
             frames_presented: g(&self.frames_presented),
             frames_dropped: g(&self.frames_dropped),
             frames_received: g(&self.frames_received),

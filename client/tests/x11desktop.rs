@@ -41,20 +41,25 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 /// search` finds by `by` (`["--class", "xterm"]`) shows.
 fn x_program(display: &str, dir: &Path, program: &str, by: [&str; 2], args: &[&str]) -> Killed {
     need(program);
+    let log = dir.join(format!("{program}.log"));
     let child = Command::new(program)
         .args(args)
         .current_dir(dir)
         .env("DISPLAY", display)
         .env("HOME", dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let child = Killed(child);
+    let mut child = Killed(child);
     wait_for(
         &format!("{program}'s window"),
         Duration::from_secs(20),
         || {
+            if let Ok(Some(status)) = child.0.try_wait() {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("{program} on {display} ended ({status}): {said}");
+            }
             Command::new("xdotool")
                 .args(["search", "--onlyvisible", by[0], by[1]])
                 .env("DISPLAY", display)
@@ -233,5 +238,43 @@ fn a_still_x_desktop_costs_a_tenth_of_a_moving_one_which_streams_at_the_full_rat
     eprintln!(
         "server CPU in 3 s: still {still_ticks} ticks, moving {moving_ticks}; {fps:.1} fps; {still_frames} still frames"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_stream_follows_the_x_screen_when_it_changes_size() {
+    let _turn = turn();
+    need("xrandr");
+    let dir = scratch("resize");
+    let (_xvfb, display) = start_xvfb("1280x720x24");
+    let _xterm = xterm(&display, &dir);
+    let desktop = format!("x11:{display}");
+    let (server, url) = start_all(&dir, &["--desktop", &desktop]);
+    let _server = Killed(server);
+    let client = connect(&url, &dir, 5, 30);
+    std::thread::sleep(Duration::from_secs(2));
+    // Xvfb cannot shrink its one output, and says so, but the screen (the
+    // root window) does change size, which is what a desktop's
+    // resolution change looks like to a capturer.
+    let _ = Command::new("xrandr")
+        .args(["--fb", "1024x576"])
+        .env("DISPLAY", &display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let stats = finish(client, &dir);
+    assert_eq!(
+        (
+            stats["picture_width"].as_u64(),
+            stats["picture_height"].as_u64()
+        ),
+        (Some(1024), Some(576)),
+        "{stats}"
+    );
+    assert!(
+        stats["picture_size_changes"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert_eq!(stats["decode_errors"], 0, "{stats}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -247,6 +247,13 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "xprintidle",
         },
         Need {
+            what: "xrandr (the X11 desktop test changes the screen's size)",
+            present: || has_cmd("xrandr"),
+            apt: "x11-xserver-utils",
+            dnf: "xrandr",
+            pacman: "xorg-xrandr",
+        },
+        Need {
             what: "xterm (the real program the X11 desktop tests type into)",
             present: || has_cmd("xterm"),
             apt: "xterm",
