@@ -15,6 +15,7 @@ pub mod activity;
 pub mod audio;
 pub mod clipboard;
 pub mod config;
+pub mod cursor;
 pub mod demo;
 pub mod discovery;
 pub mod gamepad;

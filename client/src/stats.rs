@@ -80,6 +80,8 @@ pub struct Stats {
     pub picture_size: AtomicU64,
     /// Times the picture's size changed after the first.
     pub picture_size_changes: AtomicU64,
+    /// The remote pointer, as the host reports it beside the video.
+    pub cursor: crate::cursor::RemoteCursor,
     /// Pictures shown (window) or converted for showing (headless).
     pub frames_presented: AtomicU64,
     /// Frames lost in reassembly, dropped because a queue was full, or
@@ -277,6 +279,7 @@ impl Default for Stats {
             frames_decoded: AtomicU64::default(),
             picture_size: AtomicU64::default(),
             picture_size_changes: AtomicU64::default(),
+            cursor: crate::cursor::RemoteCursor::default(),
             frames_presented: AtomicU64::default(),
             frames_dropped: AtomicU64::default(),
             frames_received: AtomicU64::default(),
@@ -344,6 +347,12 @@ pub struct Report {
     pub picture_height: u64,
     /// See [`Stats::picture_size_changes`].
     pub picture_size_changes: u64,
+    /// Pointer shapes received whole.
+    pub cursor_shapes: u64,
+    /// The pointer's last reported position (`null` before the first).
+    pub cursor_x: Option<u16>,
+    /// See `cursor_x`.
+    pub cursor_y: Option<u16>,
     /// See [`Stats::frames_presented`].
     pub frames_presented: u64,
     /// See [`Stats::frames_dropped`].
@@ -592,6 +601,9 @@ impl Stats {
             picture_width: g(&self.picture_size) >> 32,
             picture_height: g(&self.picture_size) & 0xffff_ffff,
             picture_size_changes: g(&self.picture_size_changes),
+            cursor_shapes: self.cursor.shape().0,
+            cursor_x: self.cursor.position().map(|p| p.0),
+            cursor_y: self.cursor.position().map(|p| p.1),
             frames_presented: g(&self.frames_presented),
             frames_dropped: g(&self.frames_dropped),
             frames_received: g(&self.frames_received),

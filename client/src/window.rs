@@ -182,6 +182,9 @@ struct App {
     stats: Arc<Stats>,
     slot: Arc<Mutex<Slot>>,
     pending: Arc<AtomicBool>,
+    /// The remote pointer shape the window wears (its count), and whether
+    /// the remote pointer is hidden.
+    cursor_worn: (u64, bool),
     window: Option<Arc<Window>>,
     surface: Option<softbuffer::Surface<Arc<Window>, Arc<Window>>>,
     presenter: Presenter,
@@ -262,6 +265,7 @@ pub fn run(
         stats: stats.clone(),
         slot: Arc::new(Mutex::new(Slot::default())),
         pending: Arc::new(AtomicBool::new(false)),
+        cursor_worn: (0, false),
         window: None,
         surface: None,
         presenter: Presenter::default(),
@@ -438,6 +442,41 @@ impl App {
         if let Some(w) = &self.window {
             w.set_fullscreen(self.fullscreen.then_some(Fullscreen::Borderless(None)));
         }
+    }
+
+    /// Wears the remote pointer's shape as the window's cursor (a real
+    /// desktop reports it beside the video), and hides it while the
+    /// remote pointer is hidden: the pointer then moves at the local
+    /// pointer's speed, in the remote shape.
+    fn wear_remote_cursor(&mut self, event_loop: &ActiveEventLoop) {
+        let Some(w) = &self.window else { return };
+        let (count, shape) = self.stats.cursor.shape();
+        let hidden = self
+            .stats
+            .cursor
+            .position()
+            .is_some_and(|(_, _, visible)| !visible);
+        if (count, hidden) == self.cursor_worn {
+            return;
+        }
+        if count != self.cursor_worn.0
+            && let Some(s) = shape
+        {
+            match winit::window::CustomCursor::from_rgba(
+                s.rgba.clone(),
+                s.width,
+                s.height,
+                s.hot_x,
+                s.hot_y,
+            ) {
+                Ok(source) => w.set_cursor(event_loop.create_custom_cursor(source)),
+                Err(e) => tracing::debug!(error = %e, "the remote pointer shape"),
+            }
+        }
+        if hidden != self.cursor_worn.1 && !self.captured {
+            w.set_cursor_visible(!hidden);
+        }
+        self.cursor_worn = (count, hidden);
     }
 
     /// Grabs or lets go of the pointer as wanted. Locked where the
@@ -1050,6 +1089,7 @@ impl ApplicationHandler<UserEvent> for App {
 
     fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
         let now = Instant::now();
+        self.wear_remote_cursor(event_loop);
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
             self.start_connect();

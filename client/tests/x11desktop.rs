@@ -187,6 +187,14 @@ fn a_headless_client_types_into_an_xterm_and_its_held_keys_are_released_when_it_
         "the host's record shows no release of Left Shift:\n{text}"
     );
     assert_eq!(stats["input_sent"], stats["input_acked"], "{stats}");
+    // The pointer came beside the video: xterm's shape, and where the
+    // script put it.
+    assert!(stats["cursor_shapes"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(
+        (stats["cursor_x"].as_u64(), stats["cursor_y"].as_u64()),
+        (Some(300), Some(200)),
+        "{stats}"
+    );
     assert!(stats["frames_presented"].as_u64().unwrap() >= 1, "{stats}");
     let _ = std::fs::remove_dir_all(&dir);
 }

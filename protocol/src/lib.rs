@@ -52,7 +52,7 @@ pub mod wire;
 pub use wire::{DecodeError, Envelope, InputEvent, Message};
 
 /// Version of the wire format carried in every message header.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// ALPN protocol name negotiated on the QUIC connection between client and gateway.
 pub const ALPN: &[u8] = b"nephele/1";

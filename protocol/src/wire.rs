@@ -393,6 +393,36 @@ pub enum Message<'a> {
         /// The text.
         text: &'a [u8],
     },
+    /// Host → client: the pointer's shape, drawn by the client itself so it
+    /// moves without waiting for video. Sent in parts of whole rows (a
+    /// shape is up to [`MAX_CURSOR`] pixels square, more than a datagram);
+    /// a part of a newer `serial` replaces an unfinished older shape.
+    CursorShape {
+        /// The host's number for this shape.
+        serial: u32,
+        /// Pixels, `1..=MAX_CURSOR`.
+        width: u16,
+        /// Rows, `1..=MAX_CURSOR`.
+        height: u16,
+        /// The hot spot, inside the shape.
+        hot_x: u16,
+        /// See `hot_x`.
+        hot_y: u16,
+        /// The first row this part carries.
+        first_row: u16,
+        /// Whole rows of straight (not premultiplied) RGBA, 4 bytes a pixel.
+        rgba: &'a [u8],
+    },
+    /// Host → client: where the pointer is on the desktop, in picture
+    /// pixels, and whether it shows.
+    CursorPosition {
+        /// Column.
+        x: u16,
+        /// Row.
+        y: u16,
+        /// Hidden (a game or a video player hid it) when false.
+        visible: bool,
+    },
     /// Host → client: the session is open.
     Welcome {
         /// The host's id for the session.
@@ -503,7 +533,15 @@ mod ty {
     pub const STATUS: u8 = 16;
     pub const STATE_SYNC: u8 = 17;
     pub const CLIPBOARD: u8 = 18;
+    pub const CURSOR_SHAPE: u8 = 19;
+    pub const CURSOR_POSITION: u8 = 20;
 }
+
+/// Largest pointer shape carried, in pixels each way (larger ones are cut).
+pub const MAX_CURSOR: u16 = 64;
+
+/// Bytes of a [`Message::CursorShape`] besides its pixels.
+pub const CURSOR_SHAPE_HEADER_LEN: usize = 2 + 4 + 2 * 5 + 2;
 
 /// Largest replicated session state.
 pub const MAX_STATE: usize = 1100;
@@ -604,6 +642,31 @@ impl<'a> Message<'a> {
                 out.push(ty::CLIPBOARD);
                 out.extend_from_slice(&(text.len() as u16).to_be_bytes());
                 out.extend_from_slice(text);
+            }
+            Self::CursorShape {
+                serial,
+                width,
+                height,
+                hot_x,
+                hot_y,
+                first_row,
+                rgba,
+            } => {
+                out.push(ty::CURSOR_SHAPE);
+                out.extend_from_slice(&serial.to_be_bytes());
+                for v in [*width, *height, *hot_x, *hot_y, *first_row] {
+                    out.extend_from_slice(&v.to_be_bytes());
+                }
+                let row = usize::from(*width) * 4;
+                let rows = (rgba.len() / row.max(1)).min(usize::from(MAX_CURSOR));
+                out.extend_from_slice(&(rows as u16).to_be_bytes());
+                out.extend_from_slice(&rgba[..rows * row]);
+            }
+            Self::CursorPosition { x, y, visible } => {
+                out.push(ty::CURSOR_POSITION);
+                out.extend_from_slice(&x.to_be_bytes());
+                out.extend_from_slice(&y.to_be_bytes());
+                out.push(u8::from(*visible));
             }
             Self::Welcome {
                 session_id,
@@ -860,6 +923,48 @@ impl<'a> Message<'a> {
                 }
                 Self::Clipboard { text: r.take(len)? }
             }
+            ty::CURSOR_SHAPE => {
+                let serial = r.u32()?;
+                let mut size = |field| {
+                    let v = r.u16()?;
+                    if v == 0 || v > MAX_CURSOR {
+                        return Err(DecodeError::InvalidValue {
+                            field,
+                            value: v.into(),
+                        });
+                    }
+                    Ok(v)
+                };
+                let (width, height) = (size("cursor width")?, size("cursor height")?);
+                let (hot_x, hot_y, first_row, rows) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?);
+                for (field, v, limit) in [
+                    ("cursor hot x", hot_x, width),
+                    ("cursor hot y", hot_y, height),
+                    ("cursor rows", first_row.saturating_add(rows), height + 1),
+                ] {
+                    if v >= limit {
+                        return Err(DecodeError::InvalidValue {
+                            field,
+                            value: v.into(),
+                        });
+                    }
+                }
+                let rgba = r.take(usize::from(rows) * usize::from(width) * 4)?;
+                Self::CursorShape {
+                    serial,
+                    width,
+                    height,
+                    hot_x,
+                    hot_y,
+                    first_row,
+                    rgba,
+                }
+            }
+            ty::CURSOR_POSITION => Self::CursorPosition {
+                x: r.u16()?,
+                y: r.u16()?,
+                visible: r.u8()? != 0,
+            },
             ty::WELCOME => Self::Welcome {
                 session_id: r.u64()?,
                 width: r.dimension("width")?,
@@ -1208,7 +1313,7 @@ mod tests {
     /// Owned stand-in for a message, since `Message` borrows its payload.
     fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
         (
-            0u8..18,
+            0u8..20,
             proptest::collection::vec(any::<u8>(), 1..1100),
             [any::<u64>(), any::<u64>(), any::<u64>()],
             arb_event(),
@@ -1327,12 +1432,60 @@ mod tests {
                 version: n[1] as u32,
                 state: &payload[..payload.len().min(MAX_STATE)],
             },
+            17 => {
+                let width = (n[0] % u64::from(MAX_CURSOR)) as u16 + 1;
+                let height = (n[1] % u64::from(MAX_CURSOR)) as u16 + 1;
+                let first_row = (n[2] % u64::from(height)) as u16;
+                let row = usize::from(width) * 4;
+                let rows = (payload.len() / row).min(usize::from(height - first_row));
+                Message::CursorShape {
+                    serial: n[0] as u32,
+                    width,
+                    height,
+                    hot_x: width - 1,
+                    hot_y: (n[2] % u64::from(height)) as u16,
+                    first_row,
+                    rgba: &payload[..rows * row],
+                }
+            }
+            18 => Message::CursorPosition {
+                x: n[0] as u16,
+                y: n[1] as u16,
+                visible: n[2] % 2 == 0,
+            },
             _ => Message::ReceiverReport {
                 loss_permille: (n[0] % 1001) as u16,
                 queue_delay_ms: n[1] as u16,
                 recv_kbps: n[2] as u32,
             },
         }
+    }
+
+    #[test]
+    fn cursor_shapes_outside_their_limits_are_refused() {
+        let shape = |width, height, hot_x, first_row, rgba: &'static [u8]| Message::CursorShape {
+            serial: 9,
+            width,
+            height,
+            hot_x,
+            hot_y: 0,
+            first_row,
+            rgba,
+        };
+        static PIXELS: [u8; 65 * 4 * 2] = [7; 65 * 4 * 2];
+        let good = shape(2, 2, 1, 1, &PIXELS[..8]);
+        assert_eq!(Message::decode(&good.to_vec()), Ok(good.clone()));
+        for bad in [
+            shape(MAX_CURSOR + 1, 1, 0, 0, &PIXELS[..65 * 4]),
+            shape(2, 2, 2, 0, &PIXELS[..8]),
+            shape(2, 2, 0, 1, &PIXELS[..16]),
+            shape(0, 2, 0, 0, &[]),
+        ] {
+            assert!(Message::decode(&bad.to_vec()).is_err(), "{bad:?}");
+        }
+        // A part cut short is an error too.
+        let bytes = good.to_vec();
+        assert!(Message::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
     proptest! {

@@ -708,6 +708,8 @@ async fn serve(
                         | Message::Rumble { .. }
                         | Message::Status { .. }
                         | Message::Clipboard { .. }
+                        | Message::CursorShape { .. }
+                        | Message::CursorPosition { .. }
                         | Message::Welcome { .. },
                     ) => {
                         let _ = ctl_tx.try_send(msg.to_vec());

@@ -1617,6 +1617,42 @@ impl Adapter {
 }
 
 impl EncodeJob {
+    fn gateway(&self) -> SocketAddr {
+        self.gateway
+            .lock()
+            .map(|g| *g)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Sends the pointer's news: its shape in parts of whole rows, then
+    /// its position.
+    fn send_cursor(&self, update: crate::screen::CursorUpdate, out: &mut Vec<u8>) {
+        let to = self.gateway();
+        if let Some(s) = &update.shape {
+            let row = usize::from(s.width) * 4;
+            let room = nephele_protocol::MAX_DATAGRAM
+                - 8
+                - nephele_protocol::wire::CURSOR_SHAPE_HEADER_LEN;
+            let rows_per_part = (room / row).max(1);
+            for (i, part) in s.rgba.chunks(rows_per_part * row).enumerate() {
+                let msg = Message::CursorShape {
+                    serial: s.serial,
+                    width: s.width,
+                    height: s.height,
+                    hot_x: s.hot_x,
+                    hot_y: s.hot_y,
+                    first_row: (i * rows_per_part) as u16,
+                    rgba: part,
+                };
+                send_on(&self.socket, to, self.session, msg, out);
+            }
+        }
+        if let Some((x, y, visible)) = update.position {
+            let msg = Message::CursorPosition { x, y, visible };
+            send_on(&self.socket, to, self.session, msg, out);
+        }
+    }
+
     fn run(self) {
         if let Err(e) = self.run_inner() {
             tracing::error!(session = self.session, error = %e, "encoder stopped");
@@ -1713,7 +1749,12 @@ impl EncodeJob {
                     // A still screen costs a poll: nothing is captured or
                     // encoded unless it changed or a keyframe is due.
                     let force = !encoded || self.keyframe.load(Ordering::Relaxed);
-                    match g.grab(force, &mut picture)? {
+                    let grab = g.grab(force, &mut picture)?;
+                    // The pointer goes on its own, before the picture:
+                    // the client draws it without waiting for video.
+                    let pointer = g.cursor(force)?;
+                    self.send_cursor(pointer, &mut dgram);
+                    match grab {
                         Grab::Unchanged => {
                             self.stats.unchanged_ticks.fetch_add(1, Ordering::Relaxed);
                             continue;
@@ -1751,11 +1792,7 @@ impl EncodeJob {
             }
             frame_no += 1;
             encoded = true;
-            let to = self
-                .gateway
-                .lock()
-                .map(|g| *g)
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+            let to = self.gateway();
             if self.announce.swap(false, Ordering::Relaxed) {
                 let msg = Message::Status {
                     phase: Phase::Streaming,

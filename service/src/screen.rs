@@ -48,6 +48,34 @@ impl fmt::Display for DesktopSource {
     }
 }
 
+/// The pointer's shape, straight RGBA, cut to [`MAX_CURSOR`] each way.
+///
+/// [`MAX_CURSOR`]: nephele_protocol::wire::MAX_CURSOR
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorShape {
+    /// The X server's serial for it.
+    pub serial: u32,
+    /// Pixels.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
+    /// The hot spot.
+    pub hot_x: u16,
+    /// See `hot_x`.
+    pub hot_y: u16,
+    /// `width * height * 4` bytes.
+    pub rgba: Vec<u8>,
+}
+
+/// What the pointer did since the last [`Grabber::cursor`].
+#[derive(Debug, Default)]
+pub struct CursorUpdate {
+    /// A new shape (or the current one again, when asked for).
+    pub shape: Option<CursorShape>,
+    /// Where it is now and whether it is on the screen, when that changed.
+    pub position: Option<(u16, u16, bool)>,
+}
+
 /// Errors of an X display.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -69,6 +97,10 @@ mod imp {
     #[derive(Debug)]
     pub struct Grabber {
         capture: X11Capture,
+        /// The shape changed and was not yet read.
+        cursor_changed: bool,
+        shape: Option<CursorShape>,
+        position: Option<(u16, u16, bool)>,
     }
 
     /// What [`Grabber::grab`] did.
@@ -87,7 +119,39 @@ mod imp {
         pub fn open(display: &str) -> Result<Self, ScreenError> {
             Ok(Self {
                 capture: X11Capture::open(display)?,
+                cursor_changed: true,
+                shape: None,
+                position: None,
             })
+        }
+
+        /// The pointer's news since the last call: its shape when that
+        /// changed (or when `again`, for a client that needs it anew),
+        /// and its position when that changed (or when `again`).
+        pub fn cursor(&mut self, again: bool) -> Result<CursorUpdate, ScreenError> {
+            let mut update = CursorUpdate::default();
+            if std::mem::take(&mut self.cursor_changed) {
+                let image = self.capture.cursor()?;
+                if self.shape.as_ref().is_none_or(|s| s.serial != image.serial) {
+                    self.shape = Some(straight_rgba(&image));
+                    update.shape = self.shape.clone();
+                }
+            }
+            if again && update.shape.is_none() {
+                update.shape = self.shape.clone();
+            }
+            let (w, h) = self.size();
+            let now = match self.capture.pointer()? {
+                Some((x, y)) if x >= 0 && y >= 0 && (x as u16) < w && (y as u16) < h => {
+                    (x as u16, y as u16, true)
+                }
+                _ => (0, 0, false),
+            };
+            if again || self.position != Some(now) {
+                self.position = Some(now);
+                update.position = Some(now);
+            }
+            Ok(update)
         }
 
         /// The screen's size now, cut to even numbers (I420 needs them).
@@ -101,6 +165,7 @@ mod imp {
         /// the screen's size when that changed.
         pub fn grab(&mut self, force: bool, picture: &mut I420) -> Result<Grab, ScreenError> {
             let changes = self.capture.poll()?;
+            self.cursor_changed |= changes.cursor;
             if !changes.pixels && !force {
                 return Ok(Grab::Unchanged);
             }
@@ -151,6 +216,43 @@ mod imp {
     pub fn screen_size(display: &str) -> Result<(u16, u16), ScreenError> {
         Ok(Grabber::open(display)?.size())
     }
+
+    /// XFIXES' premultiplied ARGB words as straight RGBA bytes, cut to
+    /// the largest shape the protocol carries.
+    fn straight_rgba(image: &nephele_platform::x11desktop::CursorImage) -> CursorShape {
+        use nephele_protocol::wire::MAX_CURSOR;
+        let (w, h) = (
+            image.width.clamp(1, MAX_CURSOR),
+            image.height.clamp(1, MAX_CURSOR),
+        );
+        let mut rgba = Vec::with_capacity(usize::from(w) * usize::from(h) * 4);
+        for y in 0..usize::from(h) {
+            for x in 0..usize::from(w) {
+                let p = image
+                    .argb
+                    .get(y * usize::from(image.width) + x)
+                    .copied()
+                    .unwrap_or(0);
+                let [a, r, g, b] = p.to_be_bytes();
+                let un = |c: u8| {
+                    if a == 0 {
+                        0
+                    } else {
+                        (u16::from(c) * 255 / u16::from(a)).min(255) as u8
+                    }
+                };
+                rgba.extend_from_slice(&[un(r), un(g), un(b), a]);
+            }
+        }
+        CursorShape {
+            serial: image.serial,
+            width: w,
+            height: h,
+            hot_x: image.hot_x.min(w - 1),
+            hot_y: image.hot_y.min(h - 1),
+            rgba,
+        }
+    }
 }
 
 #[cfg(not(all(unix, not(target_os = "macos"))))]
@@ -185,6 +287,10 @@ mod imp {
         }
         /// Never reached.
         pub fn grab(&mut self, _force: bool, _picture: &mut I420) -> Result<Grab, ScreenError> {
+            Err(ScreenError(UNSUPPORTED.into()))
+        }
+        /// Never reached.
+        pub fn cursor(&mut self, _again: bool) -> Result<CursorUpdate, ScreenError> {
             Err(ScreenError(UNSUPPORTED.into()))
         }
     }
