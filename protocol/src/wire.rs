@@ -1451,7 +1451,7 @@ mod tests {
             18 => Message::CursorPosition {
                 x: n[0] as u16,
                 y: n[1] as u16,
-                visible: n[2] % 2 == 0,
+                visible: n[2].is_multiple_of(2),
             },
             _ => Message::ReceiverReport {
                 loss_permille: (n[0] % 1001) as u16,
