@@ -624,29 +624,7 @@ fn a_shared_clipboard_goes_to_the_desktop_and_comes_back() {
     need("xclip");
     let (_xvfb, display) = start_xvfb();
     let dir = isolated("clipboard");
-    let xclip = |args: &[&str], input: Option<&str>| {
-        // xclip -i leaves a process serving the selection: it must not
-        // hold our end of a pipe.
-        let mut c = Command::new("xclip")
-            .args(["-selection", "clipboard"])
-            .args(args)
-            .env("DISPLAY", &display)
-            .stdin(Stdio::piped())
-            .stdout(if input.is_some() {
-                Stdio::null()
-            } else {
-                Stdio::piped()
-            })
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run xclip");
-        if let Some(text) = input {
-            std::io::Write::write_all(&mut c.stdin.take().unwrap(), text.as_bytes()).unwrap();
-        }
-        drop(c.stdin.take());
-        let out = c.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let xclip = |args: &[&str], input: Option<&str>| common::xclip(&display, args, input);
     // Another program on this display copied some text.
     xclip(&["-i"], Some("shared from here"));
     assert_eq!(xclip(&["-o"], None), "shared from here");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nephele_platform::x11desktop::X11Input;
 
 mod common;
-use common::{Killed, need, start_all, start_xvfb};
+use common::{Killed, need, start_all, start_xvfb, xclip};
 
 /// The tests stream and measure CPU: one at a time.
 static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -91,6 +91,18 @@ fn xterm(display: &str, dir: &Path) -> Killed {
 /// `nephele connect --headless` as alice for `secs` seconds at `fps`,
 /// with `dir/script.txt` when there is one; stats to `dir/s.json`.
 fn connect(url: &str, dir: &Path, secs: u32, fps: u32) -> Child {
+    connect_with(url, dir, secs, fps, &[], None)
+}
+
+/// As [`connect`], with `extra` arguments and the client's own X display.
+fn connect_with(
+    url: &str,
+    dir: &Path,
+    secs: u32,
+    fps: u32,
+    extra: &[&str],
+    local_display: Option<&str>,
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nephele"));
     cmd.args(["connect", "--directory", url, "--user", "alice"])
         .args(["--headless", "--no-audio"])
@@ -106,6 +118,11 @@ fn connect(url: &str, dir: &Path, secs: u32, fps: u32) -> Child {
     if dir.join("script.txt").exists() {
         cmd.arg("--input-script").arg(dir.join("script.txt"));
     }
+    cmd.args(extra);
+    match local_display {
+        Some(d) => cmd.env("DISPLAY", d),
+        None => cmd.env_remove("DISPLAY"),
+    };
     cmd.stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -284,5 +301,33 @@ fn the_stream_follows_the_x_screen_when_it_changes_size() {
         "{stats}"
     );
     assert_eq!(stats["decode_errors"], 0, "{stats}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_clipboard_crosses_between_the_local_display_and_the_x_desktop() {
+    let _turn = turn();
+    let dir = scratch("clipboard");
+    let (_remote_x, remote) = start_xvfb("1280x720x24");
+    let (_local_x, local) = start_xvfb("640x480x24");
+    let desktop = format!("x11:{remote}");
+    let (server, url) = start_all(&dir, &["--desktop", &desktop]);
+    let _server = Killed(server);
+    // Copied locally before the session: the desktop can paste it.
+    xclip(&local, &["-i"], Some("copied here, pasted there"));
+    let client = connect_with(&url, &dir, 8, 30, &["--clipboard"], Some(&local));
+    wait_for(
+        "the local text on the desktop's clipboard",
+        Duration::from_secs(7),
+        || xclip(&remote, &["-o"], None) == "copied here, pasted there",
+    );
+    // Copied by a program on the desktop: the local display can paste it.
+    xclip(&remote, &["-i"], Some("copied on the desktop"));
+    wait_for(
+        "the desktop's text on the local clipboard",
+        Duration::from_secs(7),
+        || xclip(&local, &["-o"], None) == "copied on the desktop",
+    );
+    let _ = finish(client, &dir);
     let _ = std::fs::remove_dir_all(&dir);
 }

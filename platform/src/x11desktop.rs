@@ -28,6 +28,7 @@ use x11rb::protocol::xfixes::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use x11rb::protocol::xtest::{self, ConnectionExt as _};
 use x11rb::rust_connection::RustConnection;
+use x11rb::wrapper::ConnectionExt as _;
 
 /// Errors of the X display.
 #[derive(Debug, thiserror::Error)]
@@ -650,6 +651,206 @@ impl Drop for X11Input {
         if let Err(e) = self.release_all() {
             tracing::debug!(error = %e, "releasing held input on the X display");
         }
+    }
+}
+
+/// The display's CLIPBOARD selection, as text: offered on the display's
+/// behalf of someone else (owning the selection and answering requests),
+/// and read when another program takes it. ICCCM's simple case: no INCR
+/// transfers, which text up to `max` bytes never needs.
+pub struct X11Clipboard {
+    conn: RustConnection,
+    window: xproto::Window,
+    clipboard: xproto::Atom,
+    utf8: xproto::Atom,
+    targets: xproto::Atom,
+    text: xproto::Atom,
+    property: xproto::Atom,
+    offered: Option<Vec<u8>>,
+    max: usize,
+}
+
+impl std::fmt::Debug for X11Clipboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("X11Clipboard")
+            .field("offering", &self.offered.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl X11Clipboard {
+    /// Opens `display`'s clipboard for text of at most `max` bytes.
+    pub fn open(display: &str, max: usize) -> Result<Self, X11Error> {
+        let (conn, root) = connect(display)?;
+        require(&conn, display, xfixes::X11_EXTENSION_NAME, "the clipboard")?;
+        conn.xfixes_query_version(5, 0)?.reply()?;
+        let window = conn.generate_id()?;
+        conn.create_window(
+            0,
+            window,
+            root,
+            0,
+            0,
+            1,
+            1,
+            0,
+            xproto::WindowClass::INPUT_ONLY,
+            0,
+            &xproto::CreateWindowAux::new(),
+        )?;
+        let atom = |name: &[u8]| -> Result<xproto::Atom, X11Error> {
+            Ok(conn.intern_atom(false, name)?.reply()?.atom)
+        };
+        let (clipboard, utf8, targets, text, property) = (
+            atom(b"CLIPBOARD")?,
+            atom(b"UTF8_STRING")?,
+            atom(b"TARGETS")?,
+            atom(b"TEXT")?,
+            atom(b"NEPHELE_CLIPBOARD")?,
+        );
+        conn.xfixes_select_selection_input(
+            window,
+            clipboard,
+            xfixes::SelectionEventMask::SET_SELECTION_OWNER,
+        )?;
+        conn.flush()?;
+        Ok(Self {
+            conn,
+            window,
+            clipboard,
+            utf8,
+            targets,
+            text,
+            property,
+            offered: None,
+            max,
+        })
+    }
+
+    /// Puts `text` on the display's clipboard (cut to `max` bytes).
+    pub fn offer(&mut self, text: &str) -> Result<(), X11Error> {
+        let mut end = text.len().min(self.max);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.offered = Some(text.as_bytes()[..end].to_vec());
+        self.conn
+            .set_selection_owner(self.window, self.clipboard, x11rb::CURRENT_TIME)?;
+        self.conn.flush()?;
+        Ok(())
+    }
+
+    /// Answers other programs' requests for what is offered, and returns
+    /// the text another program put on the clipboard, once it arrived.
+    /// Does not wait.
+    pub fn poll(&mut self) -> Result<Option<String>, X11Error> {
+        let mut got = None;
+        while let Some(ev) = self.conn.poll_for_event()? {
+            match ev {
+                Event::SelectionRequest(e) => self.answer(&e)?,
+                Event::SelectionClear(e) if e.selection == self.clipboard => self.offered = None,
+                Event::XfixesSelectionNotify(e)
+                    if e.selection == self.clipboard
+                        && e.owner != self.window
+                        && e.owner != x11rb::NONE =>
+                {
+                    self.conn.convert_selection(
+                        self.window,
+                        self.clipboard,
+                        self.utf8,
+                        self.property,
+                        e.selection_timestamp,
+                    )?;
+                }
+                Event::SelectionNotify(e)
+                    if e.requestor == self.window && e.property != x11rb::NONE =>
+                {
+                    let words = (self.max as u32).div_ceil(4);
+                    let reply = self
+                        .conn
+                        .get_property(
+                            true,
+                            self.window,
+                            self.property,
+                            xproto::AtomEnum::ANY,
+                            0,
+                            words,
+                        )?
+                        .reply()?;
+                    let mut bytes = reply.value;
+                    bytes.truncate(self.max);
+                    got = Some(String::from_utf8_lossy(&bytes).into_owned());
+                }
+                _ => {}
+            }
+        }
+        self.conn.flush()?;
+        Ok(got)
+    }
+
+    fn answer(&self, e: &xproto::SelectionRequestEvent) -> Result<(), X11Error> {
+        let property = if e.property == x11rb::NONE {
+            e.target // an obsolete requestor
+        } else {
+            e.property
+        };
+        let given = match &self.offered {
+            Some(_) if e.target == self.targets => {
+                let list = [
+                    self.targets,
+                    self.utf8,
+                    self.text,
+                    xproto::AtomEnum::STRING.into(),
+                ];
+                self.conn.change_property32(
+                    xproto::PropMode::REPLACE,
+                    e.requestor,
+                    property,
+                    xproto::AtomEnum::ATOM,
+                    &list,
+                )?;
+                true
+            }
+            Some(text)
+                if e.target == self.utf8
+                    || e.target == self.text
+                    || e.target == u32::from(xproto::AtomEnum::STRING) =>
+            {
+                let kind = if e.target == self.text {
+                    self.utf8
+                } else {
+                    e.target
+                };
+                self.conn.change_property8(
+                    xproto::PropMode::REPLACE,
+                    e.requestor,
+                    property,
+                    kind,
+                    text,
+                )?;
+                true
+            }
+            _ => false,
+        };
+        let notify = xproto::SelectionNotifyEvent {
+            response_type: xproto::SELECTION_NOTIFY_EVENT,
+            sequence: 0,
+            time: e.time,
+            requestor: e.requestor,
+            selection: e.selection,
+            target: e.target,
+            property: if given { property } else { x11rb::NONE },
+        };
+        self.conn
+            .send_event(false, e.requestor, xproto::EventMask::NO_EVENT, notify)?;
+        Ok(())
+    }
+}
+
+impl Drop for X11Clipboard {
+    fn drop(&mut self) {
+        let _ = self.conn.destroy_window(self.window);
+        let _ = self.conn.flush();
     }
 }
 

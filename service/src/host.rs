@@ -53,7 +53,7 @@ use openh264::encoder::{
 
 use crate::audio::{AudioJob, MIC_QUEUE, MicPacket, MicRecorder, mic_recorder};
 use crate::desktop::{DesktopState, I420, Renderer};
-use crate::screen::{DesktopSource, Grab, Grabber, Injector, ScreenError};
+use crate::screen::{ClipboardBridge, DesktopSource, Grab, Grabber, Injector, ScreenError};
 
 /// Why an encoder thread stopped.
 #[derive(Debug, thiserror::Error)]
@@ -489,6 +489,8 @@ struct Session {
     index: u64,
     /// Where input goes on an X display (`None` on the demo desktop).
     injector: Option<Injector>,
+    /// The X display's clipboard (`None` on the demo desktop).
+    clipboard: Option<ClipboardBridge>,
 }
 
 /// A session of another host, replicated here in case that host fails.
@@ -792,6 +794,11 @@ impl Receiver {
                 let Ok(text) = std::str::from_utf8(text) else {
                     return;
                 };
+                if let Some(bridge) = &s.clipboard {
+                    bridge.offer(text.to_string());
+                    self.record_note(id, "clipboard-in", text.len());
+                    return;
+                }
                 let desktop = s.shared.desktop.clone();
                 if let Ok(mut d) = desktop.lock() {
                     d.clipboard = text.to_string();
@@ -1044,6 +1051,36 @@ impl Receiver {
             announce: Arc::new(AtomicBool::new(false)),
             next_frame_id: Arc::new(AtomicU32::new(0)),
         };
+        let clipboard = match &self.source {
+            DesktopSource::Demo => None,
+            DesktopSource::X11 { display } => {
+                let socket = self.socket.clone();
+                let gateway = shared.gateway.clone();
+                let to_client = move |text: &str| {
+                    // Cut to a whole character; the client drops it
+                    // unless its user shares the clipboard.
+                    let mut end = text.len().min(MAX_CLIPBOARD);
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    let Ok(to) = gateway.lock().map(|g| *g) else {
+                        return;
+                    };
+                    let msg = Message::Clipboard {
+                        text: &text.as_bytes()[..end],
+                    };
+                    send_on(&socket, to, id, msg, &mut Vec::with_capacity(64));
+                };
+                let name = format!("nephele-host-clip-{}", self.next_index);
+                match ClipboardBridge::start(display, name, MAX_CLIPBOARD, to_client) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        tracing::warn!(session = id, error = %e, "no clipboard on the X display");
+                        None
+                    }
+                }
+            }
+        };
         let mut idle = IdleTracker::new(policy, now);
         // A film or game playing on the desktop keeps it active by itself.
         idle.set_host_keep_active(self.motion, now);
@@ -1066,6 +1103,7 @@ impl Receiver {
             resuming_since: None,
             index: self.next_index,
             injector,
+            clipboard,
         };
         match self.start_media(id, &session) {
             Ok(m) => session.media = Some(m),

@@ -83,9 +83,90 @@ pub struct ScreenError(String);
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod imp {
-    use nephele_platform::x11desktop::{X11Capture, X11Error, X11Input};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::{Receiver, SyncSender};
+    use std::time::Duration;
+
+    use nephele_platform::x11desktop::{X11Capture, X11Clipboard, X11Error, X11Input};
 
     use super::*;
+
+    /// How often the clipboard thread answers the display and looks for
+    /// text from the client: a paste waits at most this long.
+    const CLIPBOARD_TICK: Duration = Duration::from_millis(50);
+
+    /// A session's clipboard on an X display: text from the client goes
+    /// onto the display's CLIPBOARD selection; text another program copies
+    /// there goes to the client. Stops when dropped.
+    #[derive(Debug)]
+    pub struct ClipboardBridge {
+        to_display: SyncSender<String>,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl ClipboardBridge {
+        /// Starts the bridge's thread (`name`); `to_client` gets what
+        /// programs on the display copy.
+        pub fn start(
+            display: &str,
+            name: String,
+            max: usize,
+            mut to_client: impl FnMut(&str) + Send + 'static,
+        ) -> Result<Self, ScreenError> {
+            let mut clipboard = X11Clipboard::open(display, max)?;
+            let (to_display, from_client): (SyncSender<String>, Receiver<String>) =
+                std::sync::mpsc::sync_channel(4);
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopping = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    while !stopping.load(Ordering::Relaxed) {
+                        let mut step = || -> Result<(), X11Error> {
+                            while let Ok(text) = from_client.try_recv() {
+                                clipboard.offer(&text)?;
+                            }
+                            if let Some(text) = clipboard.poll()? {
+                                to_client(&text);
+                            }
+                            Ok(())
+                        };
+                        if let Err(e) = step() {
+                            tracing::warn!(error = %e, "the X clipboard stopped");
+                            return;
+                        }
+                        std::thread::park_timeout(CLIPBOARD_TICK);
+                    }
+                })
+                .map_err(|e| ScreenError(format!("starting the clipboard thread: {e}")))?;
+            Ok(Self {
+                to_display,
+                stop,
+                thread: Some(thread),
+            })
+        }
+
+        /// Puts the client's `text` on the display's clipboard (dropped if
+        /// three are already waiting).
+        pub fn offer(&self, text: String) {
+            let _ = self.to_display.try_send(text);
+            if let Some(t) = &self.thread {
+                t.thread().unpark();
+            }
+        }
+    }
+
+    impl Drop for ClipboardBridge {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                t.thread().unpark();
+                let _ = t.join();
+            }
+        }
+    }
 
     impl From<X11Error> for ScreenError {
         fn from(e: X11Error) -> Self {
@@ -259,6 +340,24 @@ mod imp {
 mod imp {
     use super::*;
 
+    /// A session's clipboard on an X display (not on this system).
+    #[derive(Debug)]
+    pub struct ClipboardBridge;
+
+    impl ClipboardBridge {
+        /// Fails: no X here.
+        pub fn start(
+            _display: &str,
+            _name: String,
+            _max: usize,
+            _to_client: impl FnMut(&str) + Send + 'static,
+        ) -> Result<Self, ScreenError> {
+            Err(ScreenError(UNSUPPORTED.into()))
+        }
+        /// Never reached.
+        pub fn offer(&self, _text: String) {}
+    }
+
     const UNSUPPORTED: &str = "X11 desktops are served on Linux and the BSDs only";
 
     /// Captures an X display (not on this system).
@@ -320,7 +419,7 @@ mod imp {
     }
 }
 
-pub use imp::{Grab, Grabber, Injector, screen_size};
+pub use imp::{ClipboardBridge, Grab, Grabber, Injector, screen_size};
 
 /// Converts 32-bit blue-first pixels (`stride` bytes a row) into `picture`,
 /// BT.601 limited range as the client's decoder path expects; the extra

@@ -60,6 +60,33 @@ pub fn xdotool(display: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Runs `xclip -selection clipboard ARGS` on `display`, feeding it
+/// `input` (to copy) or returning what it printed (to paste).
+pub fn xclip(display: &str, args: &[&str], input: Option<&str>) -> String {
+    need("xclip");
+    // xclip -i leaves a process serving the selection: it must not hold
+    // our end of a pipe.
+    let mut c = Command::new("xclip")
+        .args(["-selection", "clipboard"])
+        .args(args)
+        .env("DISPLAY", display)
+        .stdin(Stdio::piped())
+        .stdout(if input.is_some() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run xclip");
+    if let Some(text) = input {
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    }
+    drop(c.stdin.take());
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// The `nephele-server` built beside the client.
 pub fn server_binary() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_nephele"))
