@@ -569,9 +569,10 @@ fn a_real_desktops_sound_reaches_the_speaker() {
     );
     let _server = common::Killed(server);
     let mut tone = pulse.play_tone("desktop", 440.0, 12.0);
+    let mut voice = pulse.play_tone("mic", 660.0, 12.0);
     let speaker = pulse.record("speaker.monitor");
     let stats = dir.join("s.json");
-    let out = pulse
+    let client = pulse
         .cmd(env!("CARGO_BIN_EXE_nephele"))
         .args(["connect", "--directory", &url, "--user", "alice"])
         .args(["--headless", "--duration", "5"])
@@ -580,11 +581,33 @@ fn a_real_desktops_sound_reaches_the_speaker() {
         .arg(dir.join("state/ca.pem"))
         .arg("--stats-json")
         .arg(&stats)
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // The client's microphone, offered to the desktop as an input.
+    let mut mic_source = None;
+    pulse.until(Duration::from_secs(5), |p| {
+        mic_source = p
+            .pactl(&["list", "short", "sources"])
+            .lines()
+            .filter_map(|l| l.split('\t').nth(1))
+            .find(|n| n.starts_with("nephele-mic-"))
+            .map(str::to_string);
+        mic_source.is_some()
+    });
+    let mic_source = mic_source.unwrap_or_else(|| {
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        panic!("the host offered no microphone source:\n{log}")
+    });
+    let desktop_mic = pulse.record(&mic_source);
+    let out = client.wait_with_output().unwrap();
     let played = speaker.finish();
-    let _ = tone.kill();
-    let _ = tone.wait();
+    let heard = desktop_mic.finish();
+    for c in [&mut tone, &mut voice] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     assert!(
         out.status.success(),
         "{}",
@@ -601,6 +624,18 @@ fn a_real_desktops_sound_reaches_the_speaker() {
         dropouts * 100.0
     );
     assert!(s["audio_packets"].as_u64().unwrap() >= 400, "{s}");
+    // And the voice reached the desktop's programs.
+    let voice = sounding(&heard, 0.05, 10);
+    let secs = voice.len() as f32 / RATE as f32;
+    assert!(
+        secs > 2.0,
+        "the desktop's microphone gave {secs:.2} s of voice; {s}"
+    );
+    let hz = frequency(voice);
+    assert!(
+        (hz - 660.0).abs() < 3.5,
+        "the desktop heard {hz:.1} Hz; {s}"
+    );
     eprintln!(
         "desktop sound: latency p50 {} ms p99 {} ms, dropouts {:.2}%",
         s["audio_latency_ms_p50"],

@@ -113,6 +113,9 @@ pub(crate) struct AudioJob {
     /// Record the desktop's sound from this PulseAudio source instead of
     /// making the demo's.
     pub pulse_source: Option<String>,
+    /// With `pulse_source`: offer the client's microphone to the desktop
+    /// as a PulseAudio source of this name.
+    pub mic_source: String,
     pub mic: Receiver<MicPacket>,
     pub recorder: Option<MicRecorder>,
     /// Set while the session is paused: no sound is made or sent.
@@ -154,6 +157,12 @@ impl AudioJob {
                     None
                 }
             },
+        };
+        // The client's microphone, as an input the desktop's programs
+        // can record from (only where the desktop's sound server runs).
+        let microphone = match monitor {
+            None => None,
+            Some(_) => MicFeed::start(self.session, &self.mic_source),
         };
         let mut was_paused = false;
         let mut presses_seen = None;
@@ -203,6 +212,9 @@ impl AudioJob {
             if self.pulse_source.is_some() && monitor.is_none() {
                 // A real desktop without a sound server sends no sound.
                 self.hear_mic(&mut mic, &mut mic_started, &mut heard, &mut last_flush);
+                if mic_started && let Some(m) = &microphone {
+                    m.feed(&heard);
+                }
                 continue;
             }
 
@@ -229,6 +241,9 @@ impl AudioJob {
             seq = seq.wrapping_add(1);
 
             self.hear_mic(&mut mic, &mut mic_started, &mut heard, &mut last_flush);
+            if mic_started && let Some(m) = &microphone {
+                m.feed(&heard);
+            }
         }
         if let Some(rec) = &self.recorder
             && let Ok(mut w) = rec.lock()
@@ -276,6 +291,64 @@ impl AudioJob {
                     let _ = w.flush();
                 }
             }
+        }
+    }
+}
+
+/// The client's microphone played into a source on the desktop, on a
+/// thread of its own (`nephele-host-mic`): the sound server's buffer may
+/// make a write wait, and the desktop's sound must not wait behind it.
+struct MicFeed {
+    tx: std::sync::mpsc::SyncSender<[f32; FRAME_SAMPLES]>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MicFeed {
+    /// Starts the thread that creates the source `name` and feeds it.
+    fn start(session: u64, name: &str) -> Option<Self> {
+        // Four packets (40 ms) waiting at most: a stalled server costs
+        // dropped voice, never a growing delay.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<[f32; FRAME_SAMPLES]>(4);
+        let name = name.to_string();
+        let thread = std::thread::Builder::new()
+            .name("nephele-host-mic".into())
+            .spawn(move || {
+                let mut mic = match monitor::microphone(&name) {
+                    Ok(m) => {
+                        tracing::info!(session, source = %name, "the client's microphone is a source on the desktop");
+                        m
+                    }
+                    Err(e) => {
+                        tracing::warn!(session, error = %e, "no microphone source on the desktop");
+                        return;
+                    }
+                };
+                while let Ok(pcm) = rx.recv() {
+                    if let Err(e) = mic.play(&pcm) {
+                        tracing::warn!(session, error = %e, "the microphone source stopped");
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Self {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    fn feed(&self, pcm: &[f32; FRAME_SAMPLES]) {
+        let _ = self.tx.try_send(*pcm);
+    }
+}
+
+impl Drop for MicFeed {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread, which removes the source.
+        let (dead, _) = std::sync::mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.tx, dead));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -368,6 +441,29 @@ mod tests {
 mod monitor {
     #[cfg(all(unix, not(target_os = "macos")))]
     pub use nephele_platform::pulse::MonitorRecorder as Monitor;
+    #[cfg(all(unix, not(target_os = "macos")))]
+    pub use nephele_platform::pulse::VirtualMicrophone as Microphone;
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    pub fn microphone(name: &str) -> Result<Microphone, nephele_platform::pulse::PulseError> {
+        Microphone::create(name, nephele_protocol::audio::SAMPLE_RATE)
+    }
+
+    /// No sound server here.
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    pub struct Microphone;
+
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    impl Microphone {
+        pub fn play(&mut self, _pcm: &[f32]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[cfg(not(all(unix, not(target_os = "macos"))))]
+    pub fn microphone(_name: &str) -> Result<Microphone, String> {
+        Err("no sound server".into())
+    }
 
     #[cfg(all(unix, not(target_os = "macos")))]
     pub fn open(source: &str) -> Result<Monitor, nephele_platform::pulse::PulseError> {

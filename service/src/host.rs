@@ -1173,6 +1173,7 @@ impl Receiver {
                 DesktopSource::Demo => None,
                 DesktopSource::X11 { .. } => Some(self.sound_source.clone()),
             },
+            mic_source: format!("nephele-mic-{}", s.index),
             mic: mic_rx,
             recorder: self.mic_recorder.clone(),
             paused: s.shared.paused.clone(),

@@ -122,7 +122,8 @@ pub fn start_all_with(dir: &Path, extra: &[&str], mut cmd: Command) -> (Child, S
         .arg(dir.join("state"))
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Kept for a failing test's reader.
+        .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
