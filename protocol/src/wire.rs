@@ -963,7 +963,16 @@ impl<'a> Message<'a> {
             ty::CURSOR_POSITION => Self::CursorPosition {
                 x: r.u16()?,
                 y: r.u16()?,
-                visible: r.u8()? != 0,
+                visible: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    v => {
+                        return Err(DecodeError::InvalidValue {
+                            field: "cursor visible",
+                            value: v.into(),
+                        });
+                    }
+                },
             },
             ty::WELCOME => Self::Welcome {
                 session_id: r.u64()?,
@@ -1486,6 +1495,15 @@ mod tests {
         // A part cut short is an error too.
         let bytes = good.to_vec();
         assert!(Message::decode(&bytes[..bytes.len() - 1]).is_err());
+        // Visibility is 0 or 1, nothing else (one encoding per message).
+        let mut seen = Message::CursorPosition {
+            x: 5,
+            y: 10,
+            visible: true,
+        }
+        .to_vec();
+        *seen.last_mut().unwrap() = 48;
+        assert!(Message::decode(&seen).is_err());
     }
 
     proptest! {

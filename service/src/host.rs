@@ -733,8 +733,13 @@ impl Receiver {
                     copied = d.copied.take();
                 }
                 if let Some(injector) = s.injector.as_mut() {
-                    // The demo's note has no clipboard on a real desktop.
+                    // The demo's note has no place on a real desktop: what
+                    // is typed there is not kept (nor replicated), and it
+                    // has no clipboard.
                     copied = None;
+                    if let Ok(mut d) = desktop.lock() {
+                        d.typed.clear();
+                    }
                     for (_, ev) in &applied {
                         if let Err(e) = injector.inject(ev) {
                             tracing::warn!(session = id, error = %e, "injecting input into the X display");
