@@ -1049,11 +1049,8 @@ impl Net {
                                         self.pads.rumble(pad, strong, weak, duration_ms);
                                     }
                                     Ok(Message::Status { phase, ms }) => self.on_status(phase, ms),
-                                    Ok(Message::CursorShape { serial, width, height, hot_x, hot_y, first_row, rgba }) => {
-                                        self.stats.cursor.part(serial, (width, height), (hot_x, hot_y), first_row, rgba);
-                                    }
-                                    Ok(Message::CursorPosition { x, y, visible }) => {
-                                        self.stats.cursor.moved(x, y, visible);
+                                    Ok(m @ (Message::CursorShape { .. } | Message::CursorPosition { .. })) => {
+                                        self.stats.cursor.take(&m);
                                     }
                                     Ok(Message::Clipboard { text }) => {
                                         if let (Some(tx), Ok(text)) = (&self.clipboard_in, std::str::from_utf8(text)) {

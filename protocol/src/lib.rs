@@ -38,6 +38,7 @@
 
 pub mod activity;
 pub mod audio;
+pub mod cursor;
 pub mod framing;
 pub mod hid;
 pub mod impair;

@@ -1673,21 +1673,8 @@ impl EncodeJob {
     fn send_cursor(&self, update: crate::screen::CursorUpdate, out: &mut Vec<u8>) {
         let to = self.gateway();
         if let Some(s) = &update.shape {
-            let row = usize::from(s.width) * 4;
-            let room = nephele_protocol::MAX_DATAGRAM
-                - 8
-                - nephele_protocol::wire::CURSOR_SHAPE_HEADER_LEN;
-            let rows_per_part = (room / row).max(1);
-            for (i, part) in s.rgba.chunks(rows_per_part * row).enumerate() {
-                let msg = Message::CursorShape {
-                    serial: s.serial,
-                    width: s.width,
-                    height: s.height,
-                    hot_x: s.hot_x,
-                    hot_y: s.hot_y,
-                    first_row: (i * rows_per_part) as u16,
-                    rgba: part,
-                };
+            // Each part in one datagram, after the session's id.
+            for msg in s.parts(nephele_protocol::MAX_DATAGRAM - 8) {
                 send_on(&self.socket, to, self.session, msg, out);
             }
         }

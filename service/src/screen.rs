@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use nephele_protocol::cursor::Shape;
 use nephele_protocol::wire::InputEvent;
 
 use crate::desktop::I420;
@@ -48,30 +49,22 @@ impl fmt::Display for DesktopSource {
     }
 }
 
-/// The pointer's shape, straight RGBA, cut to [`MAX_CURSOR`] each way.
-///
-/// [`MAX_CURSOR`]: nephele_protocol::wire::MAX_CURSOR
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CursorShape {
-    /// The X server's serial for it.
-    pub serial: u32,
-    /// Pixels.
-    pub width: u16,
-    /// Rows.
-    pub height: u16,
-    /// The hot spot.
-    pub hot_x: u16,
-    /// See `hot_x`.
-    pub hot_y: u16,
-    /// `width * height * 4` bytes.
-    pub rgba: Vec<u8>,
+/// What [`Grabber::grab`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grab {
+    /// Nothing changed and no picture was asked for: nothing captured.
+    Unchanged,
+    /// A new picture is in the buffer.
+    Captured,
+    /// A new picture is in the buffer, at a new size.
+    Resized,
 }
 
 /// What the pointer did since the last [`Grabber::cursor`].
 #[derive(Debug, Default)]
 pub struct CursorUpdate {
     /// A new shape (or the current one again, when asked for).
-    pub shape: Option<CursorShape>,
+    pub shape: Option<Shape>,
     /// Where it is now and whether it is on the screen, when that changed.
     pub position: Option<(u16, u16, bool)>,
 }
@@ -180,19 +173,8 @@ mod imp {
         capture: X11Capture,
         /// The shape changed and was not yet read.
         cursor_changed: bool,
-        shape: Option<CursorShape>,
+        shape: Option<Shape>,
         position: Option<(u16, u16, bool)>,
-    }
-
-    /// What [`Grabber::grab`] did.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Grab {
-        /// Nothing changed and no picture was asked for: nothing captured.
-        Unchanged,
-        /// A new picture is in the buffer.
-        Captured,
-        /// A new picture is in the buffer, at a new size.
-        Resized,
     }
 
     impl Grabber {
@@ -300,7 +282,7 @@ mod imp {
 
     /// XFIXES' premultiplied ARGB words as straight RGBA bytes, cut to
     /// the largest shape the protocol carries.
-    fn straight_rgba(image: &nephele_platform::x11desktop::CursorImage) -> CursorShape {
+    fn straight_rgba(image: &nephele_platform::x11desktop::CursorImage) -> Shape {
         use nephele_protocol::wire::MAX_CURSOR;
         let (w, h) = (
             image.width.clamp(1, MAX_CURSOR),
@@ -325,7 +307,7 @@ mod imp {
                 rgba.extend_from_slice(&[un(r), un(g), un(b), a]);
             }
         }
-        CursorShape {
+        Shape {
             serial: image.serial,
             width: w,
             height: h,
@@ -363,17 +345,6 @@ mod imp {
     /// Captures an X display (not on this system).
     #[derive(Debug)]
     pub struct Grabber;
-
-    /// What [`Grabber::grab`] did.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Grab {
-        /// Nothing captured.
-        Unchanged,
-        /// A new picture.
-        Captured,
-        /// A new picture at a new size.
-        Resized,
-    }
 
     impl Grabber {
         /// Fails: no X here.
@@ -419,7 +390,7 @@ mod imp {
     }
 }
 
-pub use imp::{ClipboardBridge, Grab, Grabber, Injector, screen_size};
+pub use imp::{ClipboardBridge, Grabber, Injector, screen_size};
 
 /// Converts 32-bit blue-first pixels (`stride` bytes a row) into `picture`,
 /// BT.601 limited range as the client's decoder path expects; the extra
