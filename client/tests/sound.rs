@@ -12,12 +12,7 @@ use std::time::{Duration, Instant};
 const RATE: u32 = 48_000;
 
 mod common;
-
-fn need(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    assert!(found, "{tool} not found: run `cargo xtask setup`");
-}
+use common::need;
 
 fn scratch(name: &str) -> PathBuf {
     let p = std::env::temp_dir().join(format!("nephele-sound-{name}-{}", std::process::id()));
