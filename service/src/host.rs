@@ -1508,6 +1508,14 @@ fn default_bitrate(w: u16, h: u16, fps: u8) -> u32 {
     (px / 10).clamp(1_000_000, 40_000_000) as u32
 }
 
+/// Where an encoder's pictures come from.
+enum Pictures {
+    /// The demo desktop, drawn every frame.
+    Drawn(Renderer),
+    /// An X display, captured when it changed (its connection is large).
+    Captured(Box<Grabber>),
+}
+
 struct EncodeJob {
     session: u64,
     width: u16,
@@ -1692,9 +1700,14 @@ impl EncodeJob {
 
     fn run_inner(&self) -> Result<(), EncodeError> {
         let (w, h) = (usize::from(self.width), usize::from(self.height));
-        let mut grabber = match &self.source {
-            DesktopSource::Demo => None,
-            DesktopSource::X11 { display } => Some(Grabber::open(display)?),
+        // The demo is drawn (its wallpaper cached), an X display captured.
+        let mut source = match &self.source {
+            DesktopSource::Demo => {
+                let mut renderer = Renderer::new(w, h);
+                renderer.motion = self.motion;
+                Pictures::Drawn(renderer)
+            }
+            DesktopSource::X11 { display } => Pictures::Captured(Box::new(Grabber::open(display)?)),
         };
         let config = EncoderConfig::new()
             .bitrate(BitRate::from_bps(self.bitrate))
@@ -1707,8 +1720,6 @@ impl EncodeJob {
             // openh264 only holds a bitrate when it may skip frames.
             .skip_frames(true);
         let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
-        let mut renderer = Renderer::new(w, h);
-        renderer.motion = self.motion;
         let mut picture = I420::new(w, h);
         let mut fragmenter = Fragmenter::new(nephele_protocol::MAX_DATAGRAM - 64);
         fragmenter.continue_at(self.next_frame_id.load(Ordering::Relaxed));
@@ -1764,8 +1775,8 @@ impl EncodeJob {
             }
             let capture = Instant::now();
             let capture_us = capture.duration_since(self.epoch).as_micros() as u64;
-            match grabber.as_mut() {
-                None => {
+            match &mut source {
+                Pictures::Drawn(renderer) => {
                     if let Ok(d) = self.desktop.lock() {
                         state.clone_from(&d);
                     }
@@ -1776,7 +1787,7 @@ impl EncodeJob {
                         &mut picture,
                     );
                 }
-                Some(g) => {
+                Pictures::Captured(g) => {
                     // A still screen costs a poll: nothing is captured or
                     // encoded unless it changed or a keyframe is due.
                     let force = !encoded || self.keyframe.load(Ordering::Relaxed);
