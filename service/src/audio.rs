@@ -160,6 +160,11 @@ impl AudioJob {
         };
         // The client's microphone, as an input the desktop's programs
         // can record from (only where the desktop's sound server runs).
+        if self.pulse_source.is_some() && monitor.is_none() && self.recorder.is_none() {
+            // A real desktop without a sound server, and nobody recording
+            // the microphone: nothing for this thread to do.
+            return Ok(());
+        }
         let microphone = match monitor {
             None => None,
             Some(_) => MicFeed::start(self.session, &self.mic_source),
