@@ -185,6 +185,9 @@ struct App {
     /// The remote pointer shape the window wears (its count), and whether
     /// the remote pointer is hidden.
     cursor_worn: (u64, bool),
+    /// Where the remote pointer was last drawn into the picture (while
+    /// the pointer is captured).
+    cursor_drawn_at: Option<(u16, u16, bool)>,
     window: Option<Arc<Window>>,
     surface: Option<softbuffer::Surface<Arc<Window>, Arc<Window>>>,
     presenter: Presenter,
@@ -266,6 +269,7 @@ pub fn run(
         slot: Arc::new(Mutex::new(Slot::default())),
         pending: Arc::new(AtomicBool::new(false)),
         cursor_worn: (0, false),
+        cursor_drawn_at: None,
         window: None,
         surface: None,
         presenter: Presenter::default(),
@@ -451,11 +455,13 @@ impl App {
     fn wear_remote_cursor(&mut self, event_loop: &ActiveEventLoop) {
         let Some(w) = &self.window else { return };
         let (count, shape) = self.stats.cursor.shape();
-        let hidden = self
-            .stats
-            .cursor
-            .position()
-            .is_some_and(|(_, _, visible)| !visible);
+        let position = self.stats.cursor.position();
+        if self.captured && position != self.cursor_drawn_at {
+            // Drawn into the picture while captured: a move redraws.
+            self.cursor_drawn_at = position;
+            w.request_redraw();
+        }
+        let hidden = position.is_some_and(|(_, _, visible)| !visible);
         if (count, hidden) == self.cursor_worn {
             return;
         }
@@ -835,6 +841,23 @@ impl App {
             Some(text) => crate::overlay::banner(&mut buffer, bw, bh, text),
             None => 0,
         };
+        if self.captured
+            && let (Some(vp), Some((x, y, true)), (_, Some(shape))) = (
+                self.viewport,
+                self.stats.cursor.position(),
+                self.stats.cursor.shape(),
+            )
+        {
+            // Captured, the local cursor is hidden: the remote pointer is
+            // drawn where the desktop has it, over the latest picture.
+            let at = |p: u16, origin: u32, shown: u32, stream: u32, hot: u16| {
+                i64::from(origin) + i64::from(p) * i64::from(shown) / i64::from(stream.max(1))
+                    - i64::from(hot)
+            };
+            let wx = at(x, vp.x, vp.w, vp.stream.0, shape.hot_x);
+            let wy = at(y, vp.y, vp.h, vp.stream.1, shape.hot_y);
+            crate::overlay::pointer(&mut buffer, bw, bh, (wx, wy), &shape);
+        }
         if self.show_stats {
             crate::overlay::panel(&mut buffer, bw, bh, top, &self.stats_lines);
         }
