@@ -88,6 +88,18 @@ fn xterm(display: &str, dir: &Path) -> Killed {
     )
 }
 
+/// `nephele-server all` serving the X display `display`, with `extra`
+/// arguments; killed when dropped. Its directory URL.
+fn serve(dir: &Path, display: &str, extra: &[&str]) -> (Killed, String) {
+    let desktop = format!("x11:{display}");
+    let args: Vec<&str> = ["--desktop", desktop.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    let (server, url) = start_all(dir, &args);
+    (Killed(server), url)
+}
+
 /// `nephele connect --headless` as alice for `secs` seconds at `fps`,
 /// with `dir/script.txt` when there is one; stats to `dir/s.json`.
 fn connect(url: &str, dir: &Path, secs: u32, fps: u32) -> Child {
@@ -151,18 +163,8 @@ fn a_headless_client_types_into_an_xterm_and_its_held_keys_are_released_when_it_
     let dir = scratch("xterm");
     let (_xvfb, display) = start_xvfb("1280x720x24");
     let _xterm = xterm(&display, &dir);
-    let desktop = format!("x11:{display}");
     let rec = dir.join("input.jsonl");
-    let (server, url) = start_all(
-        &dir,
-        &[
-            "--desktop",
-            &desktop,
-            "--record-input",
-            rec.to_str().unwrap(),
-        ],
-    );
-    let _server = Killed(server);
+    let (_server, url) = serve(&dir, &display, &["--record-input", rec.to_str().unwrap()]);
     let file = dir.join("out.txt");
     std::fs::write(
         dir.join("script.txt"),
@@ -222,10 +224,8 @@ fn a_still_x_desktop_costs_a_tenth_of_a_moving_one_which_streams_at_the_full_rat
     let dir = scratch("motion");
     let (_xvfb, display) = start_xvfb("1280x720x24");
     let _xterm = xterm(&display, &dir);
-    let desktop = format!("x11:{display}");
-    let (server, url) = start_all(&dir, &["--desktop", &desktop]);
-    let pid = server.id();
-    let _server = Killed(server);
+    let (server, url) = serve(&dir, &display, &[]);
+    let pid = server.0.id();
     // The server's CPU over three seconds in the middle of a six-second
     // session (sign-in and the first keyframe left out).
     let session = |dir: &Path| {
@@ -273,9 +273,7 @@ fn the_stream_follows_the_x_screen_when_it_changes_size() {
     let dir = scratch("resize");
     let (_xvfb, display) = start_xvfb("1280x720x24");
     let _xterm = xterm(&display, &dir);
-    let desktop = format!("x11:{display}");
-    let (server, url) = start_all(&dir, &["--desktop", &desktop]);
-    let _server = Killed(server);
+    let (_server, url) = serve(&dir, &display, &[]);
     let client = connect(&url, &dir, 5, 30);
     std::thread::sleep(Duration::from_secs(2));
     // Xvfb cannot shrink its one output, and says so, but the screen (the
@@ -310,9 +308,7 @@ fn the_clipboard_crosses_between_the_local_display_and_the_x_desktop() {
     let dir = scratch("clipboard");
     let (_remote_x, remote) = start_xvfb("1280x720x24");
     let (_local_x, local) = start_xvfb("640x480x24");
-    let desktop = format!("x11:{remote}");
-    let (server, url) = start_all(&dir, &["--desktop", &desktop]);
-    let _server = Killed(server);
+    let (_server, url) = serve(&dir, &remote, &[]);
     // Copied locally before the session: the desktop can paste it.
     xclip(&local, &["-i"], Some("copied here, pasted there"));
     let client = connect_with(&url, &dir, 8, 30, &["--clipboard"], Some(&local));

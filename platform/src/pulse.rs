@@ -33,7 +33,6 @@ pub enum PulseError {
 /// Records what a sink plays, as interleaved 32-bit float frames.
 pub struct MonitorRecorder {
     stream: Simple,
-    channels: usize,
     /// One read's bytes, reused.
     bytes: Vec<u8>,
 }
@@ -41,7 +40,7 @@ pub struct MonitorRecorder {
 impl std::fmt::Debug for MonitorRecorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MonitorRecorder")
-            .field("channels", &self.channels)
+            .field("read_bytes", &self.bytes.capacity())
             .finish()
     }
 }
@@ -98,14 +97,8 @@ impl MonitorRecorder {
         .map_err(|e| open_err(format!("{e}")))?;
         Ok(Self {
             stream,
-            channels: usize::from(channels),
             bytes: Vec::with_capacity(bytes as usize),
         })
-    }
-
-    /// Channels per frame.
-    pub fn channels(&self) -> usize {
-        self.channels
     }
 
     /// Fills `pcm` (interleaved frames), waiting until the sink has played
@@ -263,11 +256,6 @@ impl VirtualMicrophone {
             }
             _ => Err(format!("the server refused {module} {args}")),
         }
-    }
-
-    /// The source's name, as programs in the session see it.
-    pub fn source(&self) -> &str {
-        &self.source
     }
 
     /// Plays mono samples into the source (waits only while its short

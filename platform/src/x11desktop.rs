@@ -337,17 +337,6 @@ impl X11Capture {
         self.size
     }
 
-    /// Whether captures use shared memory.
-    pub fn shared_memory(&self) -> bool {
-        self.segment.is_some()
-    }
-
-    /// Whether changes are tracked (without DAMAGE, every poll reports
-    /// changed pixels).
-    pub fn tracks_damage(&self) -> bool {
-        self.damage.is_some()
-    }
-
     /// Reads what the server reported since the last call, without waiting.
     /// Changed pixels are marked as seen, so what changes from here on is
     /// reported by the next call.
@@ -381,12 +370,6 @@ impl X11Capture {
             self.conn.flush()?;
         }
         Ok(out)
-    }
-
-    /// Marks the whole screen as changed, so the next [`poll`](Self::poll)
-    /// reports it (a keyframe is wanted).
-    pub fn invalidate(&mut self) {
-        self.pending.pixels = true;
     }
 
     /// Captures the whole screen.
@@ -614,21 +597,18 @@ impl X11Input {
         Ok(taken)
     }
 
+    /// The screen's size now.
+    pub fn screen_size(&self) -> Result<(u16, u16), X11Error> {
+        let g = self.conn.get_geometry(self.root)?.reply()?;
+        Ok((g.width, g.height))
+    }
+
     /// The keycodes the X server has down now, whoever pressed them.
     pub fn server_keys_down(&self) -> Result<Vec<u8>, X11Error> {
         let map = self.conn.query_keymap()?.reply()?.keys;
         Ok((0..=255u8)
             .filter(|&k| map[usize::from(k / 8)] & (1 << (k % 8)) != 0)
             .collect())
-    }
-
-    /// Keys and buttons this has pressed and not released (X keycodes, X
-    /// button numbers).
-    pub fn held(&self) -> (Vec<u8>, Vec<u8>) {
-        (
-            self.keys.iter().copied().collect(),
-            self.buttons.iter().copied().collect(),
-        )
     }
 
     /// Releases every key and button this has pressed and not released.

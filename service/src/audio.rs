@@ -214,36 +214,30 @@ impl AudioJob {
             }
             // Stamped when the last sample was captured.
             let capture_us = self.epoch.elapsed().as_micros() as u64;
-            if self.pulse_source.is_some() && monitor.is_none() {
-                // A real desktop without a sound server sends no sound.
-                self.hear_mic(&mut mic, &mut mic_started, &mut heard, &mut last_flush);
-                if mic_started && let Some(m) = &microphone {
-                    m.feed(&heard);
+            // A real desktop without a sound server sends no sound.
+            if self.pulse_source.is_none() || monitor.is_some() {
+                let len = encoder.encode(&pcm, &mut packet)?;
+                out.clear();
+                Envelope {
+                    session: self.session,
+                    message: Message::Audio {
+                        seq,
+                        capture_us,
+                        payload: &packet[..len],
+                        previous: &previous[..prev_len],
+                    },
                 }
-                continue;
+                .encode(&mut out);
+                let to = self.gateway.lock().map(|g| *g).ok();
+                if let Some(to) = to
+                    && let Err(e) = self.socket.send_to(&out, to)
+                {
+                    tracing::trace!(error = %e, "sound send");
+                }
+                previous[..len].copy_from_slice(&packet[..len]);
+                prev_len = len;
+                seq = seq.wrapping_add(1);
             }
-
-            let len = encoder.encode(&pcm, &mut packet)?;
-            out.clear();
-            Envelope {
-                session: self.session,
-                message: Message::Audio {
-                    seq,
-                    capture_us,
-                    payload: &packet[..len],
-                    previous: &previous[..prev_len],
-                },
-            }
-            .encode(&mut out);
-            let to = self.gateway.lock().map(|g| *g).ok();
-            if let Some(to) = to
-                && let Err(e) = self.socket.send_to(&out, to)
-            {
-                tracing::trace!(error = %e, "sound send");
-            }
-            previous[..len].copy_from_slice(&packet[..len]);
-            prev_len = len;
-            seq = seq.wrapping_add(1);
 
             self.hear_mic(&mut mic, &mut mic_started, &mut heard, &mut last_flush);
             if mic_started && let Some(m) = &microphone {

@@ -992,8 +992,10 @@ impl Receiver {
         let (width, height, injector) = match &self.source {
             DesktopSource::Demo => (width, height, None),
             DesktopSource::X11 { display } => {
-                let opened = crate::screen::screen_size(display)
-                    .and_then(|size| Ok((size, Injector::open(display)?)));
+                // The input connection tells the size: no capture is set
+                // up here (the encoder thread opens its own).
+                let opened = Injector::open(display)
+                    .and_then(|injector| Ok((injector.screen_size()?, injector)));
                 match opened {
                     Ok(((w, h), injector)) => (w, h, Some(injector)),
                     Err(e) => {

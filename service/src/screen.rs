@@ -262,6 +262,12 @@ mod imp {
             })
         }
 
+        /// The screen's size now, cut to even numbers (I420 needs them).
+        pub fn screen_size(&self) -> Result<(u16, u16), ScreenError> {
+            let (w, h) = self.input.screen_size()?;
+            Ok((w & !1, h & !1))
+        }
+
         /// Injects one event; gamepad events are not taken (an X display
         /// has no gamepads to give them to).
         pub fn inject(&mut self, ev: &InputEvent) -> Result<bool, ScreenError> {
@@ -372,6 +378,10 @@ mod imp {
     impl Injector {
         /// Fails: no X here.
         pub fn open(_display: &str) -> Result<Self, ScreenError> {
+            Err(ScreenError(UNSUPPORTED.into()))
+        }
+        /// Never reached.
+        pub fn screen_size(&self) -> Result<(u16, u16), ScreenError> {
             Err(ScreenError(UNSUPPORTED.into()))
         }
         /// Never reached.
