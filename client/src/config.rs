@@ -109,6 +109,9 @@ pub struct Video {
     pub fullscreen: bool,
     /// Show the statistics overlay from the start.
     pub stats_overlay: bool,
+    /// The H.264 decoder: auto (FFmpeg's where the system has it, else
+    /// openh264), ffmpeg or openh264.
+    pub decoder: crate::video::DecoderChoice,
 }
 
 impl Default for Video {
@@ -120,6 +123,7 @@ impl Default for Video {
             display_hz: None,
             fullscreen: false,
             stats_overlay: false,
+            decoder: crate::video::DecoderChoice::Auto,
         }
     }
 }
@@ -468,7 +472,7 @@ pub fn example() -> String {
          # ca = [\"/etc/nephele/ca.pem\"]\n\
          # desktop = \"engineering\"\n\
          # pop = \"auto\" or a PoP's name, e.g. \"pop-frankfurt\"\n\
-         # [video] display-hz = 60\n\
+         # [video] display-hz = 60; decoder = \"auto\", \"ffmpeg\" or \"openh264\"\n\
          # [audio] output-device = \"USB\", input-device = \"Headset\" (parts of names\n\
          #         that `nephele devices` lists)\n\
          # [input] mouse = \"absolute\" (desktops) or \"relative\" (games)\n\

@@ -361,6 +361,7 @@ pub fn connect_config(
         audio: crate::audio::AudioConfig::default(),
         renew: None,
         clipboard: false,
+        decoder: crate::video::DecoderChoice::default(),
     })
 }
 

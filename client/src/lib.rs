@@ -13,6 +13,7 @@
 
 pub mod activity;
 pub mod audio;
+pub mod avcodec;
 pub mod clipboard;
 pub mod config;
 pub mod cursor;

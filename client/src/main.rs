@@ -22,7 +22,7 @@ use nephele_client::headless::{HeadlessSink, play_script};
 use nephele_client::input::Script;
 use nephele_client::session::{ConnectConfig, Session};
 use nephele_client::stats::{Route, Stats};
-use nephele_client::video::{self, H264Decoder, Presenter};
+use nephele_client::video::{self, DecoderChoice, H264Decoder, Presenter};
 use nephele_client::window::{self, Connector, Prepared, WindowOptions};
 use nephele_protocol::activity::{IdlePolicy, KeepActive};
 use nephele_service::dirclient::DirectoryClient;
@@ -39,7 +39,7 @@ SETTINGS FILE
   or where --config or $NEPHELE_CONFIG says. `nephele config` shows which
   file is read and what it sets; `nephele config --example` prints every key
   with its default: directory, user, ca, desktop, pop (auto or a PoP's name),
-  [video] width, height, fps, display-hz, fullscreen, stats-overlay,
+  [video] width, height, fps, display-hz, fullscreen, stats-overlay, decoder,
   [audio] speaker, microphone, mic-muted, output-device, input-device,
   [input] mouse (absolute or relative), keep-active, clipboard (share its
   text with the desktop both ways, up to 1 KiB; off unless set or
@@ -136,6 +136,10 @@ struct StreamArgs {
     /// `nephele decode` or any player.
     #[arg(long, value_name = "PATH")]
     save_stream: Option<PathBuf>,
+    /// The H.264 decoder [settings: video.decoder; default auto: FFmpeg's
+    /// where the system has libavcodec, else the built-in openh264].
+    #[arg(long, value_enum)]
+    decoder: Option<DecoderChoice>,
     /// Present at most this many pictures a second in the window (default:
     /// the monitor's refresh rate, where the platform reports one)
     /// [settings: video.display-hz].
@@ -183,6 +187,7 @@ struct Prefs {
     height: u16,
     fps: u8,
     display_hz: Option<u16>,
+    decoder: DecoderChoice,
     audio: AudioConfig,
     keep_active: KeepActive,
     fullscreen: bool,
@@ -206,6 +211,7 @@ impl StreamArgs {
             height: self.height.unwrap_or(s.video.height),
             fps: self.fps.unwrap_or(s.video.fps),
             display_hz: self.display_hz.or(s.video.display_hz),
+            decoder: self.decoder.unwrap_or(s.video.decoder),
             audio: AudioConfig {
                 speaker: !self.no_audio && s.audio.speaker,
                 microphone: !self.no_audio && !self.no_mic && s.audio.microphone,
@@ -345,6 +351,10 @@ struct DecodeArgs {
     /// Time decoding and conversion to the window's pixel format per picture.
     #[arg(long)]
     bench: bool,
+    /// The H.264 decoder (auto: FFmpeg's where the system has libavcodec,
+    /// else the built-in openh264).
+    #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
+    decoder: DecoderChoice,
 }
 
 /// Prints failures as one readable chain ("what we tried: why it failed"),
@@ -560,6 +570,7 @@ fn connect(a: ConnectArgs, s: &Settings) -> Result<()> {
         },
         fallbacks: Vec::new(),
         save_stream: None,
+        decoder: prefs.decoder,
         audio: AudioConfig::default(),
         renew: None,
         clipboard: false,
@@ -819,12 +830,14 @@ fn run_stream(connector: Connector, a: &StreamArgs, prefs: Prefs, stats: Arc<Sta
     let save_stream = a.save_stream.clone();
     let audio = prefs.audio.clone();
     let clipboard = prefs.clipboard;
+    let decoder = prefs.decoder;
     // Every attempt connects with the stream's own options.
     let connector: Connector = Arc::new(move |stage: &dyn Fn(String)| {
         let mut p = connector(stage)?;
         p.cfg.save_stream.clone_from(&save_stream);
         p.cfg.audio = audio.clone();
         p.cfg.clipboard = clipboard;
+        p.cfg.decoder = decoder;
         Ok(p)
     });
     let (stats, streamed) = if a.headless {
@@ -923,19 +936,19 @@ fn run_headless(
 fn decode(a: DecodeArgs) -> Result<()> {
     let data = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     if a.sha1 && !a.bench {
-        let digest = video::digest_stream(&data)?;
+        let digest = video::digest_stream(&data, a.decoder)?;
         let pictures = digest.pictures;
         let (w, h) = digest.size;
         println!("{}  {}", digest.finish(), a.file.display());
         eprintln!("{pictures} pictures, {w}x{h}");
         return Ok(());
     }
-    if !video::openh264_has_simd() {
+    let mut dec = H264Decoder::with(a.decoder)?;
+    if dec.backend() == "openh264" && !video::openh264_has_simd() {
         eprintln!(
             "warning: openh264 in this binary was built without its x86 assembly (NASM was missing); run `cargo clean -p openh264-sys2` and rebuild"
         );
     }
-    let mut dec = H264Decoder::new()?;
     let mut presenter = Presenter::default();
     let mut digest = video::PictureDigest::default();
     let mut decode_ms: Vec<f64> = Vec::new();
@@ -964,10 +977,11 @@ fn decode(a: DecodeArgs) -> Result<()> {
         decode_ms.push(d);
         convert_ms.push(c);
     };
-    // One NAL unit per call, so each picture's decode time is its own.
-    for nal in openh264::nal_units(&data) {
+    // One access unit per call (what the network delivers), so each
+    // picture's decode time is its own.
+    for au in video::access_units(&data) {
         let t0 = Instant::now();
-        dec.decode(nal, |p| on_picture(p, t0));
+        dec.decode(au, |p| on_picture(p, t0));
     }
     let t0 = Instant::now();
     dec.flush(|p| on_picture(p, t0));
@@ -975,12 +989,13 @@ fn decode(a: DecodeArgs) -> Result<()> {
     let total_d: f64 = decode_ms.iter().sum();
     let total_c: f64 = convert_ms.iter().sum();
     println!(
-        "{{\"summary\":true,\"pictures\":{},\"decode_ms_mean\":{:.3},\"convert_ms_mean\":{:.3},\"total_ms_mean\":{:.3},\"converted_pct\":{:.1},\"openh264_simd\":{},\"errors\":{}}}",
+        "{{\"summary\":true,\"pictures\":{},\"decode_ms_mean\":{:.3},\"convert_ms_mean\":{:.3},\"total_ms_mean\":{:.3},\"converted_pct\":{:.1},\"decoder\":\"{}\",\"openh264_simd\":{},\"errors\":{}}}",
         decode_ms.len(),
         total_d / n,
         total_c / n,
         (total_d + total_c) / n,
         100.0 * converted_px / total_px.max(1.0),
+        dec.backend(),
         video::openh264_has_simd(),
         dec.stats().errors
     );

@@ -131,6 +131,8 @@ pub struct ConnectConfig {
     pub renew: Option<Renew>,
     /// Share the clipboard's text with the desktop, both ways.
     pub clipboard: bool,
+    /// The H.264 decoder.
+    pub decoder: crate::video::DecoderChoice,
 }
 
 /// A way to a fresh session token for the same session, and the gateways
@@ -181,6 +183,9 @@ pub enum SessionError {
     /// The TLS configuration was refused (bad CA file contents).
     #[error("TLS setup: {0}")]
     Tls(#[from] nephele_service::tls::TlsError),
+    /// The chosen H.264 decoder cannot start.
+    #[error(transparent)]
+    Decoder(#[from] crate::video::VideoError),
     /// The gateway address or name cannot be used.
     #[error("cannot connect to {addr}: {source}")]
     Connect {
@@ -398,6 +403,10 @@ impl Session {
             None => None,
         };
 
+        // Made here so a decoder that cannot start fails the session with
+        // its reason.
+        let decoder = H264Decoder::with(cfg.decoder)?;
+        tracing::info!(decoder = decoder.backend(), "H.264 decoder");
         let decode = {
             let stats = stats.clone();
             let want_keyframe = want_keyframe.clone();
@@ -408,6 +417,7 @@ impl Session {
                     // Bulk work, though the window's thread may have started it.
                     nephele_platform::sched::ordinary();
                     decode_loop(
+                        decoder,
                         frame_rx,
                         recycle_tx,
                         sink,
@@ -560,7 +570,9 @@ impl Drop for Session {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn decode_loop(
+    mut decoder: H264Decoder,
     frames: Receiver<CompleteFrame>,
     recycle: SyncSender<Vec<u8>>,
     mut sink: Box<dyn FrameSink>,
@@ -569,13 +581,6 @@ fn decode_loop(
     wake: Arc<InputShared>,
     mut saver: Option<std::io::BufWriter<std::fs::File>>,
 ) {
-    let mut decoder = match H264Decoder::new() {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "no decoder");
-            return;
-        }
-    };
     while let Ok(frame) = frames.recv() {
         if let Some(w) = saver.as_mut()
             && let Err(e) = std::io::Write::write_all(w, &frame.data)

@@ -1,5 +1,6 @@
-//! The client's decode path: H.264 access units → openh264 → I420 pictures →
-//! the window's pixel format, scaled to fit.
+//! The client's decode path: H.264 access units → FFmpeg's decoder where the
+//! system has one (else openh264) → I420 pictures → the window's pixel
+//! format, scaled to fit.
 //!
 //! The same [`H264Decoder`] serves the network session and `nephele decode`,
 //! so the conformance digests check the path frames really take.
@@ -71,9 +72,37 @@ impl<'a> Picture<'a> {
 /// Error from the decoder.
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
-    /// openh264 failed to start.
+    /// The decoder failed to start.
     #[error("starting the H.264 decoder: {0}")]
     Init(String),
+}
+
+/// Which H.264 decoder to use.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderChoice {
+    /// FFmpeg's (libavcodec) when the system has it, else openh264.
+    #[default]
+    Auto,
+    /// FFmpeg's libavcodec, loaded from the system; an error without it.
+    Ffmpeg,
+    /// openh264, built into the client.
+    Openh264,
+}
+
+enum Backend {
+    OpenH264(Box<Decoder>),
+    Ffmpeg(crate::avcodec::AvDecoder),
 }
 
 /// Counters of an [`H264Decoder`].
@@ -81,34 +110,66 @@ pub enum VideoError {
 pub struct DecoderStats {
     /// Pictures produced.
     pub pictures: u64,
-    /// Calls openh264 reported as corrupt.
+    /// Calls the decoder reported as corrupt.
     pub errors: u64,
 }
 
-/// openh264 behind the interface the client needs.
+/// FFmpeg's or openh264's decoder behind the interface the client needs.
 pub struct H264Decoder {
-    inner: Decoder,
+    inner: Backend,
     stats: DecoderStats,
 }
 
 impl std::fmt::Debug for H264Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H264Decoder")
+            .field("backend", &self.backend())
             .field("stats", &self.stats)
             .finish()
     }
 }
 
 impl H264Decoder {
-    /// A decoder using the openh264 built into this binary.
+    /// The default decoder: FFmpeg's where the system has it, else openh264.
     pub fn new() -> Result<Self, VideoError> {
-        let cfg = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-        let inner = Decoder::with_api_config(OpenH264API::from_source(), cfg)
-            .map_err(|e| VideoError::Init(e.to_string()))?;
+        Self::with(DecoderChoice::Auto)
+    }
+
+    /// The decoder chosen.
+    pub fn with(choice: DecoderChoice) -> Result<Self, VideoError> {
+        let inner = match choice {
+            DecoderChoice::Openh264 => Self::openh264()?,
+            DecoderChoice::Ffmpeg => Backend::Ffmpeg(
+                crate::avcodec::AvDecoder::new()
+                    .map_err(|e| VideoError::Init(format!("FFmpeg: {e}")))?,
+            ),
+            DecoderChoice::Auto => match crate::avcodec::AvDecoder::new() {
+                Ok(d) => Backend::Ffmpeg(d),
+                Err(e) => {
+                    tracing::debug!(reason = %e, "FFmpeg's decoder unavailable; using openh264");
+                    Self::openh264()?
+                }
+            },
+        };
         Ok(Self {
             inner,
             stats: DecoderStats::default(),
         })
+    }
+
+    fn openh264() -> Result<Backend, VideoError> {
+        let cfg = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
+        let d = Decoder::with_api_config(OpenH264API::from_source(), cfg)
+            .map_err(|e| VideoError::Init(e.to_string()))?;
+        Ok(Backend::OpenH264(Box::new(d)))
+    }
+
+    /// `"ffmpeg"` or `"openh264"`.
+    pub fn backend(&self) -> &'static str {
+        match self.inner {
+            Backend::OpenH264(_) => "openh264",
+            Backend::Ffmpeg(_) => "ffmpeg",
+        }
     }
 
     /// Counters so far.
@@ -116,14 +177,30 @@ impl H264Decoder {
         self.stats
     }
 
-    /// Decodes a run of Annex-B NAL units (one access unit from the network,
-    /// or a whole file), one NAL unit per decoder call in stream order, and
-    /// calls `out` with each picture. Returns whether any call reported
-    /// corruption (the caller then asks for a keyframe).
+    /// Decodes a run of Annex-B access units (one from the network, or a
+    /// whole file) in stream order and calls `out` with each picture.
+    /// Returns whether the decoder reported corruption (the caller then asks
+    /// for a keyframe).
     pub fn decode(&mut self, data: &[u8], mut out: impl FnMut(Picture<'_>)) -> bool {
+        let dec = match &mut self.inner {
+            Backend::OpenH264(d) => d,
+            Backend::Ffmpeg(d) => {
+                let mut corrupt = false;
+                for au in access_units(data) {
+                    let got = d.decode(au, &mut out);
+                    self.stats.pictures += got.pictures;
+                    if got.corrupt {
+                        corrupt = true;
+                        self.stats.errors += 1;
+                    }
+                }
+                return corrupt;
+            }
+        };
+        // openh264 takes one NAL unit per call.
         let mut corrupt = false;
         for nal in openh264::nal_units(data) {
-            match self.inner.decode(nal) {
+            match dec.decode(nal) {
                 Ok(Some(pic)) => {
                     self.stats.pictures += 1;
                     out(Picture::from_decoded(&pic));
@@ -141,7 +218,16 @@ impl H264Decoder {
 
     /// Outputs the pictures still held in the decoder (end of stream).
     pub fn flush(&mut self, mut out: impl FnMut(Picture<'_>)) {
-        match self.inner.flush_remaining() {
+        let dec = match &mut self.inner {
+            Backend::OpenH264(d) => d,
+            Backend::Ffmpeg(d) => {
+                let got = d.flush(&mut out);
+                self.stats.pictures += got.pictures;
+                self.stats.errors += u64::from(got.corrupt);
+                return;
+            }
+        };
+        match dec.flush_remaining() {
             Ok(pics) => {
                 for p in &pics {
                     self.stats.pictures += 1;
@@ -153,6 +239,59 @@ impl H264Decoder {
                 tracing::debug!(error = %e, "flushing the decoder");
             }
         }
+    }
+}
+
+/// Splits an Annex-B stream into access units (H.264 7.4.1.2.3): a new one
+/// starts at an access unit delimiter, SEI, SPS, PPS or prefix NAL unit, or
+/// at a slice whose `first_mb_in_slice` is 0, once the current one holds a
+/// slice. Each unit is a contiguous part of `data`, start codes included.
+pub fn access_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut nals = openh264::nal_units(data).peekable();
+    std::iter::from_fn(move || {
+        let first = nals.next()?;
+        let start = offset_in(data, first);
+        let mut end = start + first.len();
+        let mut has_slice = is_slice(first).is_some();
+        while let Some(next) = nals.peek() {
+            let starts_new = match is_slice(next) {
+                Some(first_mb_zero) => has_slice && first_mb_zero,
+                None => has_slice && matches!(nal_type(next), Some(6..=9 | 14..=18)),
+            };
+            if starts_new {
+                break;
+            }
+            has_slice |= is_slice(next).is_some();
+            end = offset_in(data, next) + next.len();
+            nals.next();
+        }
+        data.get(start..end)
+    })
+}
+
+fn offset_in(data: &[u8], part: &[u8]) -> usize {
+    part.as_ptr() as usize - data.as_ptr() as usize
+}
+
+/// The NAL unit's header byte and the byte after it, past the start code.
+fn nal_bytes(nal: &[u8]) -> Option<(u8, Option<u8>)> {
+    let zeros = nal.iter().take_while(|&&b| b == 0).count();
+    if nal.get(zeros) != Some(&1) {
+        return None;
+    }
+    Some((*nal.get(zeros + 1)?, nal.get(zeros + 2).copied()))
+}
+
+fn nal_type(nal: &[u8]) -> Option<u8> {
+    nal_bytes(nal).map(|(h, _)| h & 0x1f)
+}
+
+/// For a slice NAL unit (types 1 and 5), whether its `first_mb_in_slice` is
+/// 0 (the Exp-Golomb code `1`); `None` for other units.
+fn is_slice(nal: &[u8]) -> Option<bool> {
+    match nal_bytes(nal)? {
+        (h, Some(b)) if matches!(h & 0x1f, 1 | 5) => Some(b & 0x80 != 0),
+        _ => None,
     }
 }
 
@@ -210,8 +349,8 @@ impl PictureDigest {
 }
 
 /// Decodes a whole Annex-B file and returns its digest and picture count.
-pub fn digest_stream(data: &[u8]) -> Result<PictureDigest, VideoError> {
-    let mut dec = H264Decoder::new()?;
+pub fn digest_stream(data: &[u8], choice: DecoderChoice) -> Result<PictureDigest, VideoError> {
+    let mut dec = H264Decoder::with(choice)?;
     let mut digest = PictureDigest::default();
     dec.decode(data, |p| digest.add(&p));
     dec.flush(|p| digest.add(&p));
@@ -354,30 +493,21 @@ impl Presenter {
         let (py, rest) = self.prev.split_at(w * h);
         let (pu, pv) = rest.split_at(cw * ch);
         let mut mask = 0u128;
-        let mut scan = |cur: &[u8], old: &[u8], unit: usize| {
-            // Equal rows compare with one memcmp: the common case is cheap.
-            if cur == old {
-                return;
-            }
-            for (i, (c, o)) in cur.chunks(unit).zip(old.chunks(unit)).enumerate().take(128) {
-                if c != o {
-                    mask |= 1 << i;
-                }
-            }
-            if cur.len() != old.len() {
-                mask = u128::MAX;
-            }
-        };
+        // One pass, each byte read once.
         for r in y0..y0 + rows {
-            let cur = p.y.get(r * p.y_stride..r * p.y_stride + w).unwrap_or(&[]);
-            scan(cur, &py[r * w..(r + 1) * w], SPAN);
+            match p.y.get(r * p.y_stride..r * p.y_stride + w) {
+                Some(cur) => mask |= span_mask::<SPAN>(cur, &py[r * w..(r + 1) * w]),
+                None => return u128::MAX,
+            }
         }
         for r in y0 / 2..(y0 + rows).div_ceil(2).min(ch) {
             for (plane, old) in [(p.u, pu), (p.v, pv)] {
-                let cur = plane
-                    .get(r * p.uv_stride..r * p.uv_stride + cw)
-                    .unwrap_or(&[]);
-                scan(cur, &old[r * cw..(r + 1) * cw], SPAN / 2);
+                match plane.get(r * p.uv_stride..r * p.uv_stride + cw) {
+                    Some(cur) => {
+                        mask |= span_mask::<{ SPAN / 2 }>(cur, &old[r * cw..(r + 1) * cw]);
+                    }
+                    None => return u128::MAX,
+                }
             }
         }
         mask
@@ -494,6 +624,33 @@ impl Presenter {
 
 /// `plane` from `at` on (empty when `at` is past its end: the converter then
 /// reports the size mismatch instead of this code panicking).
+/// Which `N`-byte spans of two equally long rows differ, one bit each (the
+/// last bit also covers a shorter tail). Whole spans compare as XOR-OR over
+/// 16-byte words, which the compiler unrolls into a few SIMD instructions
+/// (a memcmp call per span cost more than the conversion it saved).
+#[inline(always)]
+fn span_mask<const N: usize>(cur: &[u8], old: &[u8]) -> u128 {
+    let differs = |a: &[u8; N], b: &[u8; N]| {
+        let (aw, _) = a.as_chunks::<16>();
+        let (bw, _) = b.as_chunks::<16>();
+        aw.iter().zip(bw).fold(0u128, |acc, (x, y)| {
+            acc | (u128::from_ne_bytes(*x) ^ u128::from_ne_bytes(*y))
+        }) != 0
+    };
+    let (c, ct) = cur.as_chunks::<N>();
+    let (o, ot) = old.as_chunks::<N>();
+    let mut mask = 0u128;
+    for (i, (a, b)) in c.iter().zip(o).enumerate() {
+        if differs(a, b) {
+            mask |= 1 << i.min(127);
+        }
+    }
+    if ct != ot {
+        mask |= 1 << c.len().min(127);
+    }
+    mask
+}
+
 fn from(plane: &[u8], at: usize) -> &[u8] {
     plane.get(at..).unwrap_or(&[])
 }

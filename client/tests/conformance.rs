@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nephele_client::video::{self, H264Decoder, PictureDigest};
+use nephele_client::video::{self, DecoderChoice, H264Decoder, PictureDigest};
 use nephele_protocol::video::{Fragmenter, Reassembler, ReassemblerConfig, ReassemblyEvent};
 use nephele_protocol::wire::Message;
 
@@ -37,21 +37,23 @@ fn every_conformance_digest_matches_through_nephele_decode() {
     let cases = expected();
     assert_eq!(cases.len(), 27, "the suite has 27 streams with digests");
     let mut failures = Vec::new();
-    for (sum, file) in &cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_nephele"))
-            .args(["decode", "--sha1"])
-            .arg(data_dir().join(file))
-            .output()
-            .expect("run nephele decode");
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let got = stdout.split_whitespace().next().unwrap_or("");
-        if got != sum {
-            failures.push(format!("{file}: expected {sum}, got {got}"));
+    for decoder in ["ffmpeg", "openh264"] {
+        for (sum, file) in &cases {
+            let out = Command::new(env!("CARGO_BIN_EXE_nephele"))
+                .args(["decode", "--sha1", "--decoder", decoder])
+                .arg(data_dir().join(file))
+                .output()
+                .expect("run nephele decode");
+            assert!(
+                out.status.success(),
+                "{file} ({decoder}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let got = stdout.split_whitespace().next().unwrap_or("");
+            if got != sum {
+                failures.push(format!("{file} ({decoder}): expected {sum}, got {got}"));
+            }
         }
     }
     assert!(
@@ -61,15 +63,16 @@ fn every_conformance_digest_matches_through_nephele_decode() {
     );
 }
 
-/// Each NAL unit travels as one frame: fragmented into small datagrams,
-/// shuffled within a window of frames, reassembled, then decoded.
-fn digest_over_network(data: &[u8], seed: u64) -> String {
+/// Each access unit travels as one frame, as a host sends them: fragmented
+/// into small datagrams, shuffled within a window of frames, reassembled,
+/// then decoded.
+fn digest_over_network(data: &[u8], seed: u64, choice: DecoderChoice) -> String {
     let mut frag = Fragmenter::new(200);
     let t0 = Instant::now();
     let mut reasm = Reassembler::new(ReassemblerConfig::default(), t0);
-    let mut dec = H264Decoder::new().unwrap();
+    let mut dec = H264Decoder::with(choice).unwrap();
     let mut digest = PictureDigest::default();
-    let nals: Vec<&[u8]> = openh264::nal_units(data).collect();
+    let nals: Vec<&[u8]> = video::access_units(data).collect();
     let mut rng = seed | 1;
     for window in nals.chunks(4) {
         let mut dgrams = Vec::new();
@@ -105,10 +108,16 @@ fn digest_over_network(data: &[u8], seed: u64) -> String {
 }
 
 #[test]
-fn reassembled_streams_give_the_same_digests() {
-    for (i, (sum, file)) in expected().iter().enumerate() {
-        let data = std::fs::read(data_dir().join(file)).unwrap();
-        assert_eq!(&digest_over_network(&data, i as u64 + 7), sum, "{file}");
+fn reassembled_streams_give_the_same_digests_with_either_decoder() {
+    for choice in [DecoderChoice::Ffmpeg, DecoderChoice::Openh264] {
+        for (i, (sum, file)) in expected().iter().enumerate() {
+            let data = std::fs::read(data_dir().join(file)).unwrap();
+            assert_eq!(
+                &digest_over_network(&data, i as u64 + 7, choice),
+                sum,
+                "{file} through {choice:?}"
+            );
+        }
     }
 }
 
@@ -116,11 +125,17 @@ fn reassembled_streams_give_the_same_digests() {
 fn damaged_streams_decode_without_crash_or_hang() {
     let dir = data_dir().join("damaged");
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+    let runs = std::fs::read_dir(&dir)
+        .unwrap()
+        .flat_map(|e| {
+            let path = e.unwrap().path();
+            ["ffmpeg", "openh264"].map(|d| (path.clone(), d))
+        })
+        .collect::<Vec<_>>();
+    for (path, decoder) in runs {
         n += 1;
         let mut child = Command::new(env!("CARGO_BIN_EXE_nephele"))
-            .args(["decode", "--sha1"])
+            .args(["decode", "--sha1", "--decoder", decoder])
             .arg(&path)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -133,11 +148,61 @@ fn damaged_streams_decode_without_crash_or_hang() {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{} hung", path.display());
+                panic!("{} hung ({decoder})", path.display());
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        assert!(status.success(), "{} crashed: {status}", path.display());
+        assert!(
+            status.success(),
+            "{} crashed ({decoder}): {status}",
+            path.display()
+        );
     }
-    assert_eq!(n, 3);
+    assert_eq!(n, 6, "three damaged streams, two decoders");
+}
+
+/// Setup installs FFmpeg's libavcodec; the client must then find and use it
+/// by default (and say which decoder it used).
+#[test]
+fn the_default_decoder_is_ffmpegs_where_the_system_has_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args(["decode", "--bench"])
+        .arg(data_dir().join("BA_MW_D.264"))
+        .output()
+        .expect("run nephele decode");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .find(|l| l.contains("\"summary\""))
+        .expect("a summary line");
+    assert!(
+        summary.contains("\"decoder\":\"ffmpeg\""),
+        "libavcodec not found or not usable ({:?}); summary: {summary}",
+        nephele_client::avcodec::available()
+    );
+    assert!(summary.contains("\"errors\":0"), "{summary}");
+}
+
+/// Access units as a host sends them: parameter sets with the picture that
+/// follows, every slice of a picture together.
+#[test]
+fn streams_split_into_access_units_one_per_picture() {
+    for (file, pictures) in [
+        ("BA_MW_D.264", 100),
+        ("SVA_BA2_D.264", 17),
+        ("CI1_FT_B.264", 291),
+    ] {
+        let data = std::fs::read(data_dir().join(file)).unwrap();
+        let units: Vec<&[u8]> = video::access_units(&data).collect();
+        assert_eq!(units.len(), pictures, "{file}");
+        // Contiguous, in order, to the end of the stream.
+        let at = |u: &[u8]| u.as_ptr() as usize - data.as_ptr() as usize;
+        for pair in units.windows(2) {
+            assert_eq!(at(pair[0]) + pair[0].len(), at(pair[1]), "{file}");
+        }
+        let last = units.last().unwrap();
+        assert_eq!(at(last) + last.len(), data.len(), "{file}");
+        assert!(at(units[0]) <= 1, "{file}: starts at the first start code");
+    }
 }

@@ -232,6 +232,7 @@ fn connect_trusting(
             audio: nephele_client::audio::AudioConfig::OFF,
             renew: None,
             clipboard: false,
+            decoder: Default::default(),
         },
         stats.clone(),
         Box::new(HeadlessSink::new(stats)),

@@ -33,6 +33,7 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
         audio: AudioConfig::OFF,
         renew: None,
         clipboard: false,
+        decoder: Default::default(),
     }
 }
 

@@ -303,6 +303,18 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "libx11",
         },
         Need {
+            what: "FFmpeg's libavcodec (the client's default H.264 decoder)",
+            present: || {
+                (58..=62).any(|v| {
+                    has_lib(&format!("libavcodec.so.{v}"))
+                        && has_lib(&format!("libavutil.so.{}", v - 2))
+                })
+            },
+            apt: "libavcodec-dev",
+            dnf: "libavcodec-free-devel",
+            pacman: "ffmpeg",
+        },
+        Need {
             what: "MinGW-w64 (Windows cross-build)",
             present: || has_cmd("x86_64-w64-mingw32-g++"),
             apt: "g++-mingw-w64-x86-64",
