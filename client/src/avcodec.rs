@@ -77,28 +77,36 @@ struct Api {
     _avutil: Library,
 }
 
-/// The file names libavcodec and its libavutil go by for each major version.
-fn library_names(major: u32) -> (String, String) {
+/// The names libavcodec and its libavutil go by for each major version
+/// (Homebrew's prefix on Apple silicon is not on the loader's path).
+fn library_names(major: u32) -> Vec<(String, String)> {
     let util = major - 2;
     if cfg!(windows) {
-        (format!("avcodec-{major}.dll"), format!("avutil-{util}.dll"))
+        vec![(format!("avcodec-{major}.dll"), format!("avutil-{util}.dll"))]
     } else if cfg!(target_os = "macos") {
-        (
-            format!("libavcodec.{major}.dylib"),
-            format!("libavutil.{util}.dylib"),
-        )
+        ["", "/opt/homebrew/lib/"]
+            .iter()
+            .map(|dir| {
+                (
+                    format!("{dir}libavcodec.{major}.dylib"),
+                    format!("{dir}libavutil.{util}.dylib"),
+                )
+            })
+            .collect()
     } else {
-        (
+        vec![(
             format!("libavcodec.so.{major}"),
             format!("libavutil.so.{util}"),
-        )
+        )]
     }
 }
 
 fn load() -> Result<Api, String> {
     let mut tried = Vec::new();
-    for major in MAJORS.rev() {
-        let (codec_name, util_name) = library_names(major);
+    for (major, (codec_name, util_name)) in MAJORS
+        .rev()
+        .flat_map(|m| library_names(m).into_iter().map(move |n| (m, n)))
+    {
         // SAFETY: loading FFmpeg runs only its libraries' initialisers,
         // which have no preconditions.
         let Ok(avutil) = (unsafe { Library::new(&util_name) }) else {
@@ -341,5 +349,31 @@ impl Drop for AvDecoder {
             (self.api.packet_free)(&mut self.packet);
         }
         self.ctx_free();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_ffmpegs() {
+        // libavutil/error.h: AVERROR_EOF is FFERRTAG('E','O','F',' ').
+        assert_eq!(AVERROR_EOF, -0x2046_4F45);
+        assert_eq!(AVERROR_EOF, -541_478_725);
+    }
+
+    #[test]
+    fn the_struct_heads_have_ffmpegs_offsets() {
+        // AVPacket: buf, pts, dts, data, size; AVFrame: data[8], linesize[8],
+        // extended_data, width, height, nb_samples, format (64-bit targets).
+        #[cfg(target_pointer_width = "64")]
+        {
+            assert_eq!(std::mem::offset_of!(PacketHead, data), 24);
+            assert_eq!(std::mem::offset_of!(PacketHead, size), 32);
+            assert_eq!(std::mem::offset_of!(FrameHead, linesize), 64);
+            assert_eq!(std::mem::offset_of!(FrameHead, width), 104);
+            assert_eq!(std::mem::offset_of!(FrameHead, format), 116);
+        }
     }
 }

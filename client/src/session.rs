@@ -407,6 +407,7 @@ impl Session {
         // its reason.
         let decoder = H264Decoder::with(cfg.decoder)?;
         tracing::info!(decoder = decoder.backend(), "H.264 decoder");
+        let _ = stats.decoder.set(decoder.backend());
         let decode = {
             let stats = stats.clone();
             let want_keyframe = want_keyframe.clone();

@@ -93,6 +93,8 @@ pub struct Stats {
     pub keyframes_requested: AtomicU64,
     /// Decoder errors (corrupt bitstream).
     pub decode_errors: AtomicU64,
+    /// The H.264 decoder in use (`ffmpeg` or `openh264`), once chosen.
+    pub decoder: std::sync::OnceLock<&'static str>,
     /// Input events sent (a coalesced run of moves counts once).
     pub input_sent: AtomicU64,
     /// Input events the host acknowledged.
@@ -285,6 +287,7 @@ impl Default for Stats {
             frames_received: AtomicU64::default(),
             keyframes_requested: AtomicU64::default(),
             decode_errors: AtomicU64::default(),
+            decoder: std::sync::OnceLock::new(),
             input_sent: AtomicU64::default(),
             input_acked: AtomicU64::default(),
             bytes_received: AtomicU64::default(),
@@ -407,6 +410,8 @@ pub struct Report {
     pub keyframes_requested: u64,
     /// Decoder errors.
     pub decode_errors: u64,
+    /// The H.264 decoder used (`ffmpeg` or `openh264`).
+    pub decoder: String,
     /// Seconds the session streamed.
     pub duration_s: f64,
     /// From the gateway list's arrival to the PoP decision (0 when connected directly).
@@ -630,6 +635,7 @@ impl Stats {
             bytes_received: g(&self.bytes_received),
             keyframes_requested: g(&self.keyframes_requested),
             decode_errors: g(&self.decode_errors),
+            decoder: self.decoder.get().copied().unwrap_or_default().to_string(),
             duration_s: duration.as_secs_f64(),
             pop_decision_ms: g(&self.pop_decision_us) as f64 / 1000.0,
             pop_switch_offers: g(&self.pop_switch_offers),

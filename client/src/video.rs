@@ -199,7 +199,7 @@ impl H264Decoder {
         };
         // openh264 takes one NAL unit per call.
         let mut corrupt = false;
-        for nal in openh264::nal_units(data) {
+        for nal in nal_units(data) {
             match dec.decode(nal) {
                 Ok(Some(pic)) => {
                     self.stats.pictures += 1;
@@ -247,7 +247,7 @@ impl H264Decoder {
 /// at a slice whose `first_mb_in_slice` is 0, once the current one holds a
 /// slice. Each unit is a contiguous part of `data`, start codes included.
 pub fn access_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut nals = openh264::nal_units(data).peekable();
+    let mut nals = nal_units(data).peekable();
     std::iter::from_fn(move || {
         let first = nals.next()?;
         let start = offset_in(data, first);
@@ -265,6 +265,20 @@ pub fn access_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
             end = offset_in(data, next) + next.len();
             nals.next();
         }
+        data.get(start..end)
+    })
+}
+
+/// The Annex-B NAL units of `data`, each with its start code (a zero byte
+/// before `00 00 01` counts as the start code's), found with memchr's SIMD
+/// substring search: a file is scanned once, not once per unit.
+pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut starts = memchr::memmem::find_iter(data, &[0, 0, 1])
+        .map(move |i| if i > 0 && data[i - 1] == 0 { i - 1 } else { i })
+        .peekable();
+    std::iter::from_fn(move || {
+        let start = starts.next()?;
+        let end = starts.peek().copied().unwrap_or(data.len());
         data.get(start..end)
     })
 }

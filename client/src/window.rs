@@ -629,8 +629,9 @@ impl App {
         ));
         l.push(format!("{fps:.1} fps — {mbps:.2} Mbit/s — RTT {rtt:.1} ms"));
         l.push(format!(
-            "decode {:.2} ms — client-added {:.2} / {:.2} ms (p50/p99)",
+            "decode {:.2} ms ({}) — client-added {:.2} / {:.2} ms (p50/p99)",
             st.decode.quantile_ms(0.5),
+            st.decoder.get().copied().unwrap_or("—"),
             st.client_latency.quantile_ms(0.5),
             st.client_latency.quantile_ms(0.99)
         ));

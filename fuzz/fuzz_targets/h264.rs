@@ -1,18 +1,27 @@
-//! The client's H.264 access-unit path: arbitrary bytes split into NAL units
-//! and decoded by the same decoder and picture conversion the window uses.
-//! Corrupt video must cost a picture, never the process.
+//! The client's H.264 access-unit path: arbitrary bytes split into access
+//! units and decoded by the same decoders (the first byte picks FFmpeg's or
+//! openh264) and picture conversion the window uses. Corrupt video must cost
+//! a picture, never the process.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nephele_client::video::{H264Decoder, Presenter};
+use nephele_client::video::{self, DecoderChoice, H264Decoder, Presenter};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(mut dec) = H264Decoder::new() else {
+    let Some((pick, data)) = data.split_first() else {
+        return;
+    };
+    let choice = if pick & 1 == 0 {
+        DecoderChoice::Openh264
+    } else {
+        DecoderChoice::Ffmpeg
+    };
+    let Ok(mut dec) = H264Decoder::with(choice) else {
         return;
     };
     let mut presenter = Presenter::default();
-    for nal in openh264::nal_units(data) {
-        dec.decode(nal, |p| {
+    for au in video::access_units(data) {
+        dec.decode(au, |p| {
             let _ = presenter.convert(&p);
         });
     }

@@ -809,8 +809,11 @@ fn f(v: &serde_json::Value, key: &str) -> f64 {
 
 /// Decode + conversion CPU per frame against ffmpeg on the same clips:
 /// libx264 Baseline from ffmpeg's `testsrc2`, and the demo desktop's own
-/// stream as the host encodes it, at 720p and 1080p. Three runs each,
-/// alternating, medians.
+/// stream as the host encodes it, at 720p and 1080p. Five runs each,
+/// alternating, medians. `nephele decode` uses its default decoder (FFmpeg's
+/// libavcodec where installed); a second line gives the built-in openh264.
+const DECODE_RUNS: usize = 5;
+
 fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
     for (label, w, h, kbps) in [("720p", 1280, 720, "4M"), ("1080p", 1920, 1080, "8M")] {
         let testsrc = dir.join(format!("testsrc2-{label}-baseline.264"));
@@ -840,35 +843,51 @@ fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
                 .stderr(Stdio::null()))?;
         }
         for (kind, clip) in [("testsrc2", &testsrc), ("desktop", &desktop)] {
-            let (mut ours, mut theirs, mut pictures) = (Vec::new(), Vec::new(), 0.0);
-            for _ in 0..3 {
+            let (mut ours, mut builtin, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut pictures, mut decoder) = (0.0, String::new());
+            for _ in 0..DECODE_RUNS {
                 let mut anchor = Command::new("ffmpeg");
                 anchor
-                    .args(["-v", "error", "-threads", "1", "-i"])
+                    .args(["-nostdin", "-v", "error", "-threads", "1", "-i"])
                     .arg(clip)
                     .args(["-pix_fmt", "bgra", "-f", "null", "-"]);
                 theirs.push(timed(&mut anchor)?.0);
-                let mut cmd = Command::new(nephele);
-                cmd.arg("decode").arg(clip).arg("--bench");
-                let (cpu, _, stdout) = timed(&mut cmd)?;
-                ours.push(cpu);
-                let summary: serde_json::Value = stdout
-                    .lines()
-                    .find(|l| l.contains("\"summary\""))
-                    .map(serde_json::from_str)
-                    .transpose()?
-                    .unwrap_or_default();
-                pictures = summary["pictures"].as_f64().unwrap_or(0.0);
+                for (extra, into) in [(None, &mut ours), (Some("openh264"), &mut builtin)] {
+                    let mut cmd = Command::new(nephele);
+                    cmd.arg("decode").arg(clip).arg("--bench");
+                    if let Some(d) = extra {
+                        cmd.args(["--decoder", d]);
+                    }
+                    let (cpu, _, stdout) = timed(&mut cmd)?;
+                    into.push(cpu);
+                    let summary: serde_json::Value = stdout
+                        .lines()
+                        .find(|l| l.contains("\"summary\""))
+                        .map(serde_json::from_str)
+                        .transpose()?
+                        .unwrap_or_default();
+                    pictures = summary["pictures"].as_f64().unwrap_or(0.0);
+                    if extra.is_none() {
+                        decoder = summary["decoder"].as_str().unwrap_or("").to_string();
+                    }
+                }
             }
             let per = |s: f64| s * 1000.0 / pictures.max(1.0);
+            let anchor = (
+                "ffmpeg -threads 1 -i CLIP -pix_fmt bgra -f null -",
+                per(median(theirs)),
+            );
             emit(
                 &format!("decode_convert_{label}_{kind}"),
                 (per(median(ours)), "cpu_ms_per_frame"),
-                (
-                    "ffmpeg -threads 1 -i CLIP -pix_fmt bgra -f null -",
-                    per(median(theirs)),
-                ),
-                serde_json::json!({"frames": pictures, "runs": 3, "target_ratio": 0.8}),
+                anchor,
+                serde_json::json!({"frames": pictures, "runs": DECODE_RUNS, "decoder": decoder, "target_ratio": 0.8}),
+            );
+            emit(
+                &format!("decode_convert_{label}_{kind}_openh264"),
+                (per(median(builtin)), "cpu_ms_per_frame"),
+                anchor,
+                serde_json::json!({"frames": pictures, "runs": DECODE_RUNS, "decoder": "openh264"}),
             );
         }
     }

@@ -116,7 +116,7 @@ pub fn package(args: &[String]) -> Result<PathBuf> {
              Maintainer: The Nephele developers <nephele@example.invalid>\n\
              Installed-Size: {size_kib}\n\
              Depends: {}\n\
-             Recommends: pulseaudio | pipewire-pulse\n\
+             Recommends: pulseaudio | pipewire-pulse, libavcodec62 | libavcodec61 | libavcodec60 | libavcodec59 | libavcodec58\n\
              Section: net\n\
              Priority: optional\n\
              Homepage: https://example.invalid/nephele\n\
