@@ -1163,7 +1163,7 @@ impl Net {
 
             if now >= next_loss {
                 next_loss = now + LOSS_WINDOW;
-                let counters = reasm.stats();
+                let counters = reasm.settle(now);
                 // Quick to rise, slow to fall (a tenth per window, so 1 %
                 // takes about 14 s of silence to read as none): a few quiet
                 // half seconds on a lossy path must not switch parity off.

@@ -412,6 +412,9 @@ pub struct Report {
     pub decode_errors: u64,
     /// The H.264 decoder used (`ffmpeg` or `openh264`).
     pub decoder: String,
+    /// The video loss the client last reported to the host (filtered: quick
+    /// to rise, slow to fall), percent.
+    pub loss_reported_pct: f64,
     /// Seconds the session streamed.
     pub duration_s: f64,
     /// From the gateway list's arrival to the PoP decision (0 when connected directly).
@@ -636,6 +639,7 @@ impl Stats {
             keyframes_requested: g(&self.keyframes_requested),
             decode_errors: g(&self.decode_errors),
             decoder: self.decoder.get().copied().unwrap_or_default().to_string(),
+            loss_reported_pct: g(&self.loss_permille) as f64 / 10.0,
             duration_s: duration.as_secs_f64(),
             pop_decision_ms: g(&self.pop_decision_us) as f64 / 1000.0,
             pop_switch_offers: g(&self.pop_switch_offers),

@@ -172,7 +172,10 @@ fn run(down: LinkConfig, up: LinkConfig, seconds: u64, fec_loss: f64) -> Outcome
         frames_sent,
         last_delivered,
         keyframe_requests: reasm.stats().keyframe_requests,
-        measured_loss: reasm.stats().loss_since(&Default::default()),
+        // Every frame's fragments judged (the last ones a settle time on).
+        measured_loss: reasm
+            .settle(now + nephele_protocol::video::SETTLE)
+            .loss_since(&Default::default()),
         fec_recovered: reasm.stats().fec_recovered,
         max_freeze_ms: max_freeze.as_millis() as u64,
     }
