@@ -644,6 +644,7 @@ impl Presenter {
 /// (a memcmp call per span cost more than the conversion it saved).
 #[inline(always)]
 fn span_mask<const N: usize>(cur: &[u8], old: &[u8]) -> u128 {
+    const { assert!(N.is_multiple_of(16), "spans are whole 16-byte words") };
     let differs = |a: &[u8; N], b: &[u8; N]| {
         let (aw, _) = a.as_chunks::<16>();
         let (bw, _) = b.as_chunks::<16>();
