@@ -944,7 +944,7 @@ fn decode(a: DecodeArgs) -> Result<()> {
         return Ok(());
     }
     let mut dec = H264Decoder::with(a.decoder)?;
-    if dec.backend() == "openh264" && !video::openh264_has_simd() {
+    if dec.backend() == DecoderChoice::Openh264 && !video::openh264_has_simd() {
         eprintln!(
             "warning: openh264 in this binary was built without its x86 assembly (NASM was missing); run `cargo clean -p openh264-sys2` and rebuild"
         );
@@ -995,7 +995,7 @@ fn decode(a: DecodeArgs) -> Result<()> {
         total_c / n,
         (total_d + total_c) / n,
         100.0 * converted_px / total_px.max(1.0),
-        dec.backend(),
+        dec.backend().name(),
         video::openh264_has_simd(),
         dec.stats().errors
     );

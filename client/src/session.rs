@@ -406,8 +406,9 @@ impl Session {
         // Made here so a decoder that cannot start fails the session with
         // its reason.
         let decoder = H264Decoder::with(cfg.decoder)?;
-        tracing::info!(decoder = decoder.backend(), "H.264 decoder");
-        let _ = stats.decoder.set(decoder.backend());
+        let name = decoder.backend().name();
+        tracing::info!(decoder = name, "H.264 decoder");
+        let _ = stats.decoder.set(name);
         let decode = {
             let stats = stats.clone();
             let want_keyframe = want_keyframe.clone();

@@ -100,6 +100,17 @@ pub enum DecoderChoice {
     Openh264,
 }
 
+impl DecoderChoice {
+    /// The name the command line and the settings use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Ffmpeg => "ffmpeg",
+            Self::Openh264 => "openh264",
+        }
+    }
+}
+
 enum Backend {
     OpenH264(Box<Decoder>),
     Ffmpeg(crate::avcodec::AvDecoder),
@@ -164,11 +175,12 @@ impl H264Decoder {
         Ok(Backend::OpenH264(Box::new(d)))
     }
 
-    /// `"ffmpeg"` or `"openh264"`.
-    pub fn backend(&self) -> &'static str {
+    /// The decoder in use: [`DecoderChoice::Ffmpeg`] or
+    /// [`DecoderChoice::Openh264`].
+    pub fn backend(&self) -> DecoderChoice {
         match self.inner {
-            Backend::OpenH264(_) => "openh264",
-            Backend::Ffmpeg(_) => "ffmpeg",
+            Backend::OpenH264(_) => DecoderChoice::Openh264,
+            Backend::Ffmpeg(_) => DecoderChoice::Ffmpeg,
         }
     }
 

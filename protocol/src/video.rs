@@ -480,6 +480,9 @@ pub const SETTLE: Duration = Duration::from_millis(150);
 #[derive(Debug, Clone, Copy)]
 struct LedgerEntry {
     used: bool,
+    /// Counted into the stats already; later fragments of the frame are
+    /// counted as they come.
+    settled: bool,
     id: u32,
     first: Instant,
     expected: u32,
@@ -512,6 +515,7 @@ impl Reassembler {
             stats: ReassemblyStats::default(),
             ledger: [LedgerEntry {
                 used: false,
+                settled: false,
                 id: 0,
                 first: now,
                 expected: 0,
@@ -526,15 +530,16 @@ impl Reassembler {
         self.stats
     }
 
-    /// Moves the fragment counts of frames first seen [`SETTLE`] or more
-    /// before `now` into [`Self::stats`]. A frame's fragments are judged
-    /// together, whenever they arrive: counted when its first fragment
-    /// arrived, a frame whose parity trails its data across a measuring
-    /// window read as loss in one window and as an unseen surplus in the
-    /// next (about 2 % of phantom loss on loopback).
+    /// Counts the fragments of frames first seen [`SETTLE`] or more before
+    /// `now` into [`Self::stats`], and returns them. Each frame is judged as
+    /// a whole: when its fragments were counted as "expected" on the first
+    /// one's arrival, parity trailing its data across a measuring window
+    /// read as loss in one window and as an unseen surplus in the next
+    /// (about 2 % of phantom loss on loopback).
     pub fn settle(&mut self, now: Instant) -> ReassemblyStats {
         for i in 0..self.ledger.len() {
-            if self.ledger[i].used && now >= self.ledger[i].first + SETTLE {
+            let e = &self.ledger[i];
+            if e.used && !e.settled && now >= e.first + SETTLE {
                 self.settle_entry(i);
             }
         }
@@ -545,25 +550,34 @@ impl Reassembler {
         let e = &mut self.ledger[i];
         self.stats.fragments_expected += u64::from(e.expected);
         self.stats.fragments_received += u64::from(e.received.min(e.expected));
-        e.used = false;
+        e.settled = true;
     }
 
     /// Counts a fragment against its frame's ledger entry.
     fn account(&mut self, f: &VideoFragment<'_>, now: Instant) {
         let i = f.frame_id as usize % LEDGER;
-        let e = &self.ledger[i];
+        let e = &mut self.ledger[i];
+        if e.used && e.id == f.frame_id && e.settled {
+            // Late for a frame already judged: it still crossed the path.
+            if e.received < e.expected {
+                self.stats.fragments_received += 1;
+            }
+            e.received = e.received.saturating_add(1);
+            return;
+        }
         if !(e.used && e.id == f.frame_id) {
             if e.used && before(f.frame_id, e.id) {
-                // Its frame was settled long ago (the entry has been
+                // Its frame was judged long ago (the entry has been
                 // reused): it still crossed the path.
                 self.stats.fragments_received += 1;
                 return;
             }
-            if e.used {
+            if e.used && !e.settled {
                 self.settle_entry(i);
             }
             self.ledger[i] = LedgerEntry {
                 used: true,
+                settled: false,
                 id: f.frame_id,
                 first: now,
                 expected: u32::from(f.count) + u32::from(f.parity),
@@ -946,6 +960,7 @@ mod tests {
         let mut f = Fragmenter::new(1200);
         let mut window = r.settle(t0);
         let mut losses = Vec::new();
+        let mut late = Vec::new();
         for frame in 0..20u64 {
             let at = t0 + Duration::from_millis(frame * 16);
             let mut dgrams = Vec::new();
@@ -973,8 +988,17 @@ mod tests {
             }
             drain(&mut r, at + Duration::from_millis(10), &mut got, &mut lost);
             assert!(lost.is_empty(), "frame {frame}");
+            if frame == 15 {
+                late = dgrams[1].clone();
+            }
         }
         let end = r.settle(t0 + Duration::from_secs(2));
+        // The fragment frame 15 lost arrives after all: it counts as
+        // received and does not start a new frame's count.
+        let _ = feed(&mut r, &late, t0 + Duration::from_secs(3));
+        let after = r.settle(t0 + Duration::from_secs(4));
+        assert_eq!(after.fragments_expected, 100);
+        assert_eq!(after.fragments_received, 100);
         assert!(
             losses[..15].iter().all(|&l| l == 0.0),
             "no phantom loss: {losses:?}"
