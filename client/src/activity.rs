@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nephele_protocol::activity::{ActivityReport, IDLE_AFTER, KeepActive, Presence};
 
-use crate::stats::local_us;
+use crate::clock::local_us;
 
 /// Shared between the threads that see input and the network thread.
 #[derive(Debug)]

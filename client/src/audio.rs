@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use nephele_platform::audio::{Capture, Device, DeviceStatus, Format, Render};
 use nephele_platform::opus::{Content, OpusDecoder, OpusEncoder};
-use nephele_protocol::audio::{
-    FRAME_SAMPLES, MAX_AUDIO_PAYLOAD, Playout, PlayoutStats, SAMPLE_RATE,
-};
+use nephele_protocol::audio::{FRAME_SAMPLES, MAX_AUDIO_PAYLOAD, Playout, SAMPLE_RATE};
+use tokio::sync::watch;
 
 use crate::activity::Activity;
-use crate::stats::{NO_OFFSET, Stats, local_us};
+use crate::clock::local_us;
+use crate::stats::Stats;
+use crate::status::HostClock;
 
 /// The microphone's Opus bitrate: clear speech.
 const MIC_BITRATE: u32 = 32_000;
@@ -65,23 +66,12 @@ impl Default for AudioConfig {
     }
 }
 
-/// Sound counters for the stats.
-#[derive(Debug, Default, Clone)]
-pub struct AudioStats {
-    /// The desktop stream's playout.
-    pub playout: PlayoutStats,
-    /// The output device, as opened.
-    pub device: String,
-    /// Times the output device was opened (1 when it never failed).
-    pub device_opened: u64,
-    /// Times the output device failed or went away.
-    pub device_failures: u64,
-}
-
 /// The desktop's sound on its way to the speaker.
 pub struct Speaker {
     playout: Playout<OpusDecoder>,
     stats: Arc<Stats>,
+    /// The host's clock on this one's, for the sound's latency.
+    clock: watch::Receiver<Option<HostClock>>,
     /// The output device's supervisor, once started.
     device: Option<Arc<DeviceStatus>>,
     /// Callbacks since the counters were last published.
@@ -89,13 +79,17 @@ pub struct Speaker {
 }
 
 impl Speaker {
-    fn new(stats: Arc<Stats>) -> Result<Self, nephele_platform::opus::OpusError> {
+    fn new(
+        stats: Arc<Stats>,
+        clock: watch::Receiver<Option<HostClock>>,
+    ) -> Result<Self, nephele_platform::opus::OpusError> {
         Ok(Self {
             playout: Playout::new(
                 OpusDecoder::new(Content::Desktop)?,
                 Content::Desktop.channels(),
             ),
             stats,
+            clock,
             device: None,
             since_publish: 0,
         })
@@ -114,9 +108,9 @@ impl Render for Speaker {
         let first = self.playout.playing_capture_us();
         self.playout.render(out, format.channels, format.rate);
         // Capture (host clock, mapped) → reaching the speaker.
-        let offset = self.stats.host_clock_offset_us.load(Ordering::Relaxed);
-        if let (Some(captured), true) = (first, offset != NO_OFFSET) {
-            let captured = (captured as i64).saturating_sub(offset);
+        let clock = *self.clock.borrow();
+        if let (Some(captured), Some(clock)) = (first, clock) {
+            let captured = clock.to_local_us(captured);
             let heard = local_us(Instant::now()) + delay.as_micros() as i64;
             self.stats
                 .audio_latency
@@ -249,6 +243,7 @@ impl Audio {
     pub fn start(
         cfg: AudioConfig,
         stats: Arc<Stats>,
+        clock: watch::Receiver<Option<HostClock>>,
         mic_tx: tokio::sync::mpsc::Sender<MicPacket>,
         activity: Arc<Activity>,
     ) -> Self {
@@ -259,7 +254,7 @@ impl Audio {
             _input: None,
         };
         if cfg.speaker {
-            match Speaker::new(stats.clone()) {
+            match Speaker::new(stats.clone(), clock) {
                 Ok(s) => {
                     let s = Arc::new(Mutex::new(s));
                     match nephele_platform::audio::play(s.clone(), cfg.output_device.clone()) {

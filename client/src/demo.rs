@@ -1,32 +1,22 @@
-//! `nephele demo`: the whole reference service started in-process on
-//! loopback — a directory with a demo account, three gateways posing as
-//! three PoPs at different distances, and a desktop host — so the client
-//! goes through sign-in, probing and QUIC exactly as against a real service.
+//! `nephele demo`: the reference service started beside the client as its
+//! own process (`nephele-server all` on loopback: a directory with a demo
+//! account, three gateways posing as three PoPs at different distances,
+//! and two desktop hosts), so the client signs in, probes and connects
+//! exactly as against a real service, and links none of it.
+//!
+//! The server is looked for beside this executable, then on the PATH
+//! (`$NEPHELE_SERVER` names it outright). It gets a pipe as its standard
+//! input and stops when that closes, so it never outlives the client, and
+//! its log lines pass through to this process's standard error.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nephele_protocol::activity::IdlePolicy;
-
-use nephele_service::embedded::{Embedded, EmbeddedError, EmbeddedOptions, PopSpec};
-use nephele_service::host::{Host, HostConfig};
-use nephele_service::impair::Impairment;
 use rustls::pki_types::CertificateDer;
-
-use crate::stats::Stats;
-
-/// Errors starting the demo service.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    /// A component failed to start.
-    #[error(transparent)]
-    Service(#[from] EmbeddedError),
-    /// The runtime or the state directory could not be made.
-    #[error("starting the demo service: {0}")]
-    Io(std::io::Error),
-}
 
 /// The PoPs of the demo: name and round trip.
 pub const DEMO_POPS: [(&str, u64); 3] = [("pop-near", 5), ("pop-mid", 25), ("pop-far", 60)];
@@ -34,164 +24,265 @@ pub const DEMO_POPS: [(&str, u64); 3] = [("pop-near", 5), ("pop-mid", 25), ("pop
 /// The demo account's name.
 pub const DEMO_USER: &str = "demo";
 
-/// Demo service settings.
+/// How long the server may take to start before the demo gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Server log lines kept to explain a failed start.
+const KEPT_LINES: usize = 8;
+
+/// Errors starting the demo service.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// No `nephele-server` to run.
+    #[error(
+        "`nephele demo` runs the reference service, nephele-server, which is neither beside this program ({beside}) nor on the PATH: build it (`cargo build -p nephele-service`) or install it, or name it with $NEPHELE_SERVER"
+    )]
+    NoServer {
+        /// Where it was looked for first.
+        beside: String,
+    },
+    /// The server could not be started, or its state directory made.
+    #[error("starting {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The server stopped, or said nothing in time, before it was ready.
+    #[error("the demo service (nephele-server) did not start: {0}")]
+    NotReady(String),
+    /// The CA the server wrote cannot be read.
+    #[error(transparent)]
+    Trust(#[from] nephele_api::trust::TrustError),
+}
+
+/// What the demo service is started with: `nephele-server all` flags,
+/// each already checked by the client's command line where it can be.
 #[derive(Debug, Clone, Default)]
 pub struct DemoOptions {
-    /// Passed to the host's `--record-input`.
+    /// Passed to the hosts' `--record-input`.
     pub record_input: Option<PathBuf>,
-    /// The network between the client and the PoPs.
-    pub network: Impairment,
-    /// The host's most bits per second per session (0: from the picture size).
+    /// `--network`: the network between the client and the PoPs.
+    pub network: String,
+    /// `--bitrate`: the hosts' most bits per second per session (0: from
+    /// the picture size).
     pub bitrate: u32,
-    /// The demo desktop plays a video panel that changes every frame.
+    /// `--motion`: a video panel that changes every frame.
     pub motion: bool,
-    /// The demo desktop plays a steady tone of this many hertz.
-    pub tone_hz: Option<f32>,
-    /// Where the host records the microphone (WAV).
+    /// `--tone`: a steady tone of this many hertz.
+    pub tone: Option<String>,
+    /// `--record-mic`: where the host records the microphone (WAV).
     pub record_mic: Option<PathBuf>,
-    /// The directory's idle policy.
-    pub idle_policy: IdlePolicy,
+    /// `--idle-policy`: the directory's idle policy.
+    pub idle_policy: String,
+    /// `--chaos`: parts of the service killed mid-session.
+    pub chaos: String,
 }
 
-/// Something the chaos plan does to the service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChaosAction {
-    /// Kill the gateway the session goes through.
-    KillGateway,
-    /// Kill the host the session runs on.
-    KillHost,
-}
-
-/// `--chaos kill-gateway@3s,kill-host@6s`: components killed (as a crash
-/// would: no goodbyes) at those times after the first picture.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Chaos(pub Vec<(Duration, ChaosAction)>);
-
-impl std::str::FromStr for Chaos {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut plan = Vec::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (what, at) = item
-                .split_once('@')
-                .ok_or_else(|| format!("`{item}` should be ACTION@TIME, as in kill-gateway@3s"))?;
-            let action = match what {
-                "kill-gateway" => ChaosAction::KillGateway,
-                "kill-host" => ChaosAction::KillHost,
-                other => {
-                    return Err(format!(
-                        "unknown chaos action `{other}`: use kill-gateway or kill-host"
-                    ));
-                }
-            };
-            let secs = at
-                .strip_suffix("ms")
-                .and_then(|v| v.parse::<f64>().ok().map(|v| v / 1000.0))
-                .or_else(|| at.strip_suffix('s').and_then(|v| v.parse::<f64>().ok()))
-                .filter(|s| s.is_finite() && (0.0..=86_400.0).contains(s))
-                .ok_or_else(|| format!("`{at}` in `{item}` is not a time such as 3s or 500ms"))?;
-            plan.push((Duration::from_secs_f64(secs), action));
-        }
-        plan.sort_by_key(|(t, _)| *t);
-        Ok(Self(plan))
-    }
-}
-
-/// The running service; stops when dropped.
-pub struct DemoService {
-    svc: Option<Embedded>,
+/// The running demo service; stops when dropped.
+#[derive(Debug)]
+pub struct DemoServer {
+    child: Child,
+    /// Closed to tell the server to stop.
+    stdin: Option<ChildStdin>,
+    url: String,
+    ca: CertificateDer<'static>,
     password: String,
     state_dir: PathBuf,
-    // Dropped last: the service's tasks run on it.
-    rt: tokio::runtime::Runtime,
-}
-
-impl std::fmt::Debug for DemoService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DemoService")
-            .field("directory", &self.svc.as_ref().map(Embedded::url))
-            .finish()
-    }
 }
 
 /// A password for the demo account, fresh per run.
 fn random_password() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    // Hand-rolled from std's OS-seeded hasher: a throwaway password for a
-    // loopback-only account does not justify an RNG dependency.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id().into());
-    format!("{:016x}", h.finish())
+    format!("{:016x}", nephele_platform::process::random_id())
 }
 
-impl DemoService {
-    /// Starts the directory, the three PoPs and the host on 127.0.0.1 with
-    /// ephemeral ports; the directory's state lives in a temporary directory.
-    pub fn start(opts: DemoOptions) -> Result<Self, DemoError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("nephele-demo-svc")
-            .on_thread_start(|| {
-                nephele_platform::sched::latency_critical();
-            })
-            .enable_all()
-            .build()
-            .map_err(DemoError::Io)?;
+/// `nephele-server` beside this executable, else from `$NEPHELE_SERVER`,
+/// else on the PATH.
+fn server_program() -> Result<PathBuf, DemoError> {
+    let name = format!("nephele-server{}", std::env::consts::EXE_SUFFIX);
+    if let Some(p) = std::env::var_os("NEPHELE_SERVER") {
+        return Ok(PathBuf::from(p));
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name(&name))
+        .unwrap_or_else(|| PathBuf::from(&name));
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(&name))
+                .find(|c| c.is_file())
+        })
+        .ok_or_else(|| DemoError::NoServer {
+            beside: beside.display().to_string(),
+        })
+}
+
+impl DemoServer {
+    /// Starts `nephele-server all` on 127.0.0.1 with ephemeral ports and a
+    /// temporary state directory, and waits until it prints its
+    /// directory's URL.
+    pub fn start(opts: &DemoOptions) -> Result<Self, DemoError> {
+        let program = server_program()?;
         let state_dir = std::env::temp_dir().join(format!(
             "nephele-demo-{}-{}",
             std::process::id(),
             random_password()
         ));
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| DemoError::Io { what, source }
+        };
+        std::fs::create_dir_all(&state_dir).map_err(io("the demo's state directory"))?;
         let password = random_password();
-        let svc = rt.block_on(Embedded::start(EmbeddedOptions {
-            state_dir: state_dir.clone(),
-            directory_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            demo_users: vec![(DEMO_USER.into(), password.clone())],
-            pops: DEMO_POPS
-                .iter()
-                .map(|(name, ms)| PopSpec {
-                    name: (*name).into(),
-                    rtt: Duration::from_millis(*ms),
-                })
-                .collect(),
-            host: HostConfig {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                record_input: opts.record_input,
-                bitrate: opts.bitrate,
-                motion: opts.motion,
-                tone_hz: opts.tone_hz,
-                record_mic: opts.record_mic,
-                ..HostConfig::default()
-            },
-            network: opts.network,
-            idle_policy: opts.idle_policy,
-        }));
-        let svc = match svc {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&state_dir);
-                return Err(e.into());
+        let mut cmd = Command::new(&program);
+        cmd.args([
+            "all",
+            "--quit-on-eof",
+            "--listen",
+            "127.0.0.1:0",
+            "--directory-listen",
+            "127.0.0.1:0",
+            "--state-dir",
+        ])
+        .arg(&state_dir);
+        for (name, ms) in DEMO_POPS {
+            cmd.arg("--pop").arg(format!("{name}:{ms}"));
+        }
+        let flag = |cmd: &mut Command, name: &str, value: Option<&std::ffi::OsStr>| {
+            if let Some(v) = value {
+                cmd.arg(name).arg(v);
             }
         };
-        Ok(Self {
-            svc: Some(svc),
+        let nonempty = |s: &str| (!s.is_empty()).then(|| std::ffi::OsStr::new(s).to_owned());
+        flag(&mut cmd, "--network", nonempty(&opts.network).as_deref());
+        flag(
+            &mut cmd,
+            "--idle-policy",
+            nonempty(&opts.idle_policy).as_deref(),
+        );
+        flag(&mut cmd, "--chaos", nonempty(&opts.chaos).as_deref());
+        flag(
+            &mut cmd,
+            "--tone",
+            opts.tone.as_deref().map(std::ffi::OsStr::new),
+        );
+        flag(
+            &mut cmd,
+            "--record-input",
+            opts.record_input.as_deref().map(Path::as_os_str),
+        );
+        flag(
+            &mut cmd,
+            "--record-mic",
+            opts.record_mic.as_deref().map(Path::as_os_str),
+        );
+        if opts.bitrate > 0 {
+            cmd.arg("--bitrate").arg(opts.bitrate.to_string());
+        }
+        if opts.motion {
+            cmd.arg("--motion");
+        }
+        // The account travels in the environment, which other users cannot
+        // read, rather than on the command line, which they can.
+        cmd.env("NEPHELE_DEMO_USER", format!("{DEMO_USER}:{password}"));
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(&program.display().to_string()))?;
+        let kept = Arc::new(Mutex::new(VecDeque::with_capacity(KEPT_LINES)));
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        pass_stderr(stderr, kept.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        if let Some(out) = stdout {
+            let spawned = std::thread::Builder::new()
+                .name("nephele-demo-out".into())
+                .spawn(move || {
+                    for line in BufReader::new(out).lines().map_while(Result::ok) {
+                        let _ = tx.send(line);
+                    }
+                });
+            if let Err(e) = spawned {
+                let _ = child.kill();
+                return Err(io("a thread")(e));
+            }
+        }
+        let server = Self {
+            stdin: child.stdin.take(),
+            child,
+            url: String::new(),
+            ca: CertificateDer::from(Vec::new()),
             password,
             state_dir,
-            rt,
-        })
+        };
+        server.ready(rx, &kept)
     }
 
-    fn svc(&self) -> &Embedded {
-        // Only taken in Drop.
-        self.svc
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("service taken before drop"))
+    /// Waits for the directory's URL (the server's one line on stdout), then
+    /// reads the CA it wrote.
+    fn ready(
+        mut self,
+        lines: std::sync::mpsc::Receiver<String>,
+        kept: &Mutex<VecDeque<String>>,
+    ) -> Result<Self, DemoError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let why = |status: String| {
+            let said = kept
+                .lock()
+                .map(|k| k.iter().cloned().collect::<Vec<_>>().join(" / "))
+                .unwrap_or_default();
+            if said.is_empty() {
+                status
+            } else {
+                format!("{status}: {said}")
+            }
+        };
+        loop {
+            match lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(url) if url.starts_with("https://") => {
+                    self.url = url;
+                    break;
+                }
+                Ok(_) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    // Its stderr may still be arriving.
+                    let status = self.child.wait().map_err(|source| DemoError::Io {
+                        what: "waiting for nephele-server".into(),
+                        source,
+                    })?;
+                    std::thread::sleep(Duration::from_millis(50));
+                    return Err(DemoError::NotReady(why(format!("it stopped ({status})"))));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if Instant::now() > deadline {
+                        return Err(DemoError::NotReady(why(format!(
+                            "no answer within {} s",
+                            START_TIMEOUT.as_secs()
+                        ))));
+                    }
+                }
+            }
+        }
+        let ca = nephele_api::trust::read_cert_pem(&self.state_dir.join("ca.pem"))?;
+        // (The reader refuses a file without a certificate.)
+        if let Some(ca) = ca.into_iter().next() {
+            self.ca = ca;
+        }
+        Ok(self)
     }
 
     /// The directory's URL.
-    pub fn directory_url(&self) -> String {
-        self.svc().url()
+    pub fn directory_url(&self) -> &str {
+        &self.url
     }
 
     /// The demo account: user name and password.
@@ -199,87 +290,58 @@ impl DemoService {
         (DEMO_USER, &self.password)
     }
 
-    /// The QUIC address of the nearest PoP's gateway itself (no added delay),
-    /// for tests that connect directly.
-    pub fn gateway_addr(&self) -> SocketAddr {
-        self.svc().pops[0].gateway.local_addr()
-    }
-
-    /// A session token the gateways accept, for direct connections.
-    pub fn token(&self) -> Vec<u8> {
-        self.svc()
-            .session_token(Duration::from_secs(600))
-            .map(String::into_bytes)
-            .unwrap_or_default()
-    }
-
     /// The CA the directory's and gateways' certificates are signed by.
     pub fn ca(&self) -> CertificateDer<'static> {
-        self.svc().ca()
+        self.ca.clone()
     }
 
-    /// The host, for tests that watch its counters.
-    pub fn host(&self) -> Option<&Host> {
-        self.svc.as_ref().and_then(Embedded::host)
-    }
-
-    /// The embedded service, for tests that reach into its parts.
-    pub fn service(&self) -> &Embedded {
-        self.svc()
-    }
-
-    /// Carries out a chaos plan against the session whose statistics are
-    /// `stats`, timed from its first picture, until `done` is set.
-    pub fn run_chaos(&self, plan: &Chaos, stats: &Stats, done: &AtomicBool) {
-        let wait = |until: &dyn Fn() -> bool| {
-            while !done.load(Ordering::Relaxed) && !until() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            !done.load(Ordering::Relaxed)
-        };
-        if !wait(&|| stats.frames_presented.load(Ordering::Relaxed) > 0) {
-            return;
-        }
-        let start = Instant::now();
-        for &(at, action) in &plan.0 {
-            if !wait(&|| start.elapsed() >= at) {
-                return;
-            }
-            match action {
-                ChaosAction::KillGateway => {
-                    let id = stats
-                        .route
-                        .lock()
-                        .map(|r| r.gateway_id.clone())
-                        .unwrap_or_default();
-                    if self.svc().kill_gateway(&id) {
-                        tracing::warn!(gateway = %id, "chaos: gateway killed");
-                    } else {
-                        tracing::warn!(gateway = %id, "chaos: no such gateway to kill");
-                    }
-                }
-                ChaosAction::KillHost => match self.svc().kill_host() {
-                    Some(addr) => tracing::warn!(host = %addr, "chaos: host killed"),
-                    None => tracing::warn!("chaos: no host left to kill"),
-                },
-            }
-        }
-    }
-
-    /// The embedded service, for tests that stop parts of it.
-    pub fn service_mut(&mut self) -> &mut Embedded {
-        self.svc
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("service taken before drop"))
+    /// The server's process id (its CPU time counts as the demo's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
-impl Drop for DemoService {
+/// Passes the server's log lines to this process's stderr, keeping the
+/// last few to explain a failed start.
+fn pass_stderr(stderr: Option<std::process::ChildStderr>, kept: Arc<Mutex<VecDeque<String>>>) {
+    let Some(err) = stderr else { return };
+    let spawned = std::thread::Builder::new()
+        .name("nephele-demo-log".into())
+        .spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if let Ok(mut k) = kept.lock() {
+                    if k.len() == KEPT_LINES {
+                        k.pop_front();
+                    }
+                    k.push_back(line);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "the demo service's log is not shown");
+    }
+}
+
+impl Drop for DemoServer {
     fn drop(&mut self) {
-        if let Some(s) = self.svc.take() {
-            s.shutdown();
+        // Closing its input stops the server, which says goodbye to its
+        // sessions and leaves; a server that does not is killed.
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break;
+                }
+            }
         }
-        let _ = &self.rt;
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }
 }

@@ -13,16 +13,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nephele_api::directory::{CatalogEntry, GatewayInfo, SessionGrant};
+use nephele_api::{DirClientError, DirectoryClient};
 use nephele_protocol::probe::{
     CandidateState, ProbePlan, ProbeResult, Prober, RankWeights, SwitchPolicy, Switcher, rank,
     score,
 };
-use nephele_service::dirclient::{DirClientError, DirectoryClient};
-use nephele_service::directory::api::{CatalogEntry, GatewayInfo, SessionGrant};
 use serde::Serialize;
 
 use crate::session::{ConnectConfig, Fallback};
-use crate::stats::{Route, Stats};
+use crate::stats::Stats;
+use crate::status::Route;
 
 /// Errors finding a gateway.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use nephele_platform::gamepad::{ChannelSource, GamepadSource, PadEvent};
 use nephele_protocol::pad::{MAX_PADS, PadKind, axis_from_f32, axis_to_f32};
 use nephele_protocol::wire::InputEvent;
 
-use crate::session::InputHandle;
+use crate::handle::InputHandle;
 use crate::stats::Stats;
 
 /// Which source and device hold each slot.

@@ -1,41 +1,79 @@
 //! Running a session without a window: the same network and decode path,
-//! with pictures converted to the window's pixel format as presenting would,
-//! and an input script played on time.
+//! and a presenter thread standing in for the window — it takes pictures
+//! from the same kind of slot and converts them to the window's pixel
+//! format as presenting would, so pictures it could not keep up with are
+//! dropped and counted as the window's would be — and an input script
+//! played on time.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::handle::InputHandle;
 use crate::input::Script;
-use crate::session::{FrameMeta, FrameSink, InputHandle};
+use crate::slot::{Slot, SlotSink};
 use crate::stats::Stats;
-use crate::video::{Picture, Presenter};
+use crate::video::Presenter;
 
-/// Converts every picture to BGRA and counts it as presented.
-pub struct HeadlessSink {
-    stats: Arc<Stats>,
-    presenter: Presenter,
+/// The headless presenter: a thread converting the slot's pictures.
+pub struct HeadlessPresenter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
-impl HeadlessSink {
-    /// A sink recording into `stats`.
-    pub fn new(stats: Arc<Stats>) -> Self {
-        Self {
-            stats,
-            presenter: Presenter::default(),
+impl HeadlessPresenter {
+    /// Starts `nephele-present`; the sink it returns feeds it.
+    pub fn start(stats: Arc<Stats>) -> std::io::Result<(Self, SlotSink)> {
+        let slot = Arc::new(Mutex::new(Slot::default()));
+        let pending = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (slot, pending, stop, stats) =
+                (slot.clone(), pending.clone(), stop.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("nephele-present".into())
+                .spawn(move || present(&slot, &pending, &stop, &stats))?
+        };
+        let t = thread.thread().clone();
+        let sink = SlotSink::new(slot, stats, pending, Box::new(move || t.unpark()));
+        Ok((
+            Self {
+                stop,
+                thread: Some(thread),
+            },
+            sink,
+        ))
+    }
+}
+
+impl Drop for HeadlessPresenter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
         }
     }
 }
 
-impl FrameSink for HeadlessSink {
-    fn present(&mut self, pic: &Picture<'_>, meta: FrameMeta) {
-        if let Err(e) = self.presenter.convert(pic) {
-            tracing::warn!(error = ?e, "colour conversion failed");
-            self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+fn present(slot: &Mutex<Slot>, pending: &AtomicBool, stop: &AtomicBool, stats: &Stats) {
+    let mut presenter = Presenter::default();
+    let mut taken = Slot::default();
+    while !stop.load(Ordering::Relaxed) {
+        if !pending.swap(false, Ordering::AcqRel) {
+            // Woken by the decoder; the timeout only bounds a missed wake.
+            std::thread::park_timeout(Duration::from_millis(50));
+            continue;
         }
-        self.stats
-            .record_presented(meta.completed_at, meta.capture_us);
+        let meta = slot.lock().ok().and_then(|mut s| s.take(&mut taken));
+        let Some(meta) = meta else { continue };
+        if let Err(e) = presenter.convert(&taken.picture()) {
+            tracing::warn!(error = ?e, "colour conversion failed");
+            stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        stats.record_presented(meta.completed_at, meta.captured_us);
     }
 }
 

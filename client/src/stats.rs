@@ -1,33 +1,19 @@
 //! Session statistics: counters and latency distributions, shared between
 //! the network, decode and presentation threads, and written as the stats
-//! JSON of headless runs.
+//! JSON of headless runs. Only counters, gauges and distributions live
+//! here; what a session *is* doing (its phase, route, the pointer, the
+//! clock map) reaches its readers through [`crate::status`].
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nephele_protocol::activity::Phase;
-use nephele_protocol::audio::FRAME_US;
+use nephele_protocol::audio::{FRAME_US, PlayoutStats};
 use serde::Serialize;
 
-use crate::audio::AudioStats;
-
-/// The client's clock for stamps exchanged with the host: microseconds
-/// since the process's first use of it.
-pub fn local_us(t: Instant) -> i64 {
-    let epoch = *EPOCH;
-    if t >= epoch {
-        t.duration_since(epoch).as_micros() as i64
-    } else {
-        -(epoch.duration_since(t).as_micros() as i64)
-    }
-}
-
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// `Stats::host_clock_offset_us` before the first clock exchange.
-pub const NO_OFFSET: i64 = i64::MIN;
+use crate::status::Observed;
 
 /// A latency distribution in microseconds (1 µs … 60 s, 3 significant digits).
 #[derive(Debug)]
@@ -80,9 +66,8 @@ pub struct Stats {
     pub picture_size: AtomicU64,
     /// Times the picture's size changed after the first.
     pub picture_size_changes: AtomicU64,
-    /// The remote pointer, as the host reports it beside the video.
-    pub cursor: crate::cursor::RemoteCursor,
-    /// Pictures shown (window) or converted for showing (headless).
+    /// Pictures that reached the screen (window) or the sink standing in
+    /// for it (headless).
     pub frames_presented: AtomicU64,
     /// Frames lost in reassembly, dropped because a queue was full, or
     /// replaced by a newer picture before they could be shown.
@@ -111,11 +96,6 @@ pub struct Stats {
     pub client_latency: Latency,
     /// Host capture → frame presented, through the clock map.
     pub end_to_end: Latency,
-    /// Host clock minus client clock ([`local_us`]), microseconds;
-    /// [`NO_OFFSET`] until the first ping exchange.
-    pub host_clock_offset_us: AtomicI64,
-    /// Half the round trip of the exchange the clock map rests on, µs.
-    pub clock_uncertainty_us: AtomicU64,
     /// The queueing delay last reported to the host, microseconds.
     pub queue_delay_us: AtomicU64,
     /// The highest queueing delay reported, microseconds.
@@ -135,8 +115,6 @@ pub struct Stats {
     pub mic_sent: AtomicU64,
     /// Microphone packets dropped because the network thread was behind.
     pub mic_dropped: AtomicU64,
-    /// Which gateway and PoP carry the session.
-    pub route: Mutex<Route>,
     /// Time from the gateway list's arrival to the PoP decision, microseconds.
     pub pop_decision_us: AtomicU64,
     /// Times a background re-probe found another PoP clearly better.
@@ -148,42 +126,53 @@ pub struct Stats {
     /// Frame numbers the host used so far: one past the newest frame
     /// delivered or given up.
     pub frames_sent_by_host: AtomicU64,
-    /// When the last picture was presented, and the longest gap so far.
-    pub presentation: Mutex<Presentation>,
     /// Frames earlier hosts of the session sent (before a takeover).
     pub frames_sent_before: AtomicU64,
-    /// When anything last arrived from the gateway ([`local_us`]).
-    pub last_heard_us: AtomicI64,
-    /// Idle phases, resumes, reconnects and takeovers.
-    pub continuity: Mutex<Continuity>,
+    /// Freezes, resumes, outages and CPU by phase, from the session's
+    /// events and its presented pictures.
+    pub timeline: Mutex<Timeline>,
 }
 
-/// What the session went through: the host's idle phases, resumes,
-/// reconnects and host takeovers, and the process's CPU in each phase.
+/// Sound counters for the stats.
+#[derive(Debug, Default, Clone)]
+pub struct AudioStats {
+    /// The desktop stream's playout.
+    pub playout: PlayoutStats,
+    /// The output device, as opened.
+    pub device: String,
+    /// Times the output device was opened (1 when it never failed).
+    pub device_opened: u64,
+    /// Times the output device failed or went away.
+    pub device_failures: u64,
+}
+
+/// What the session went through, accumulated from its events (the host's
+/// phases, lost and restored connections, takeovers, input given while
+/// stopped) and from each presented picture: the longest freeze, resume
+/// times, outage gaps, and the process's CPU in each phase.
 #[derive(Debug, Default)]
-pub struct Continuity {
+pub struct Timeline {
     /// The phase the host last told.
-    pub phase: Phase,
-    /// With the phase: milliseconds to the pause (warning) or the
-    /// expected wait (resuming).
-    pub phase_ms: u32,
-    /// When the phase was told.
-    pub phase_at: Option<Instant>,
+    phase: Phase,
+    /// A reconnect is under way.
+    reconnecting: bool,
+    /// Input given while stopped: its time, until the next picture.
+    resume_started: Option<Instant>,
+    /// The last picture before the connection was lost (or the host
+    /// failed), until the first after; whether it was a takeover.
+    outage_from: Option<(Instant, bool)>,
+    /// The last picture presented (none across a pause).
+    last_presented: Option<Instant>,
+    /// Longest gap between two presented pictures.
+    pub max_gap: Duration,
     /// Pauses and suspensions the host told.
     pub pauses: u64,
     /// See `pauses`.
     pub suspends: u64,
-    /// Input given while stopped: its time, until the next picture.
-    pub resume_started: Option<Instant>,
     /// Resumes timed (input while stopped → the next picture).
     pub resumes: u64,
     /// The slowest of them.
     pub resume_max: Duration,
-    /// Reconnecting now (the connection to the gateway is lost).
-    pub reconnecting: bool,
-    /// The last picture before the connection was lost (or the host
-    /// failed), until the first after; whether it was a takeover.
-    pub outage_from: Option<(Instant, bool)>,
     /// The longest picture gap across a reconnect.
     pub outage_max: Duration,
     /// The longest picture gap across a host takeover.
@@ -192,6 +181,26 @@ pub struct Continuity {
     pub takeovers: u64,
     /// CPU and wall time of the process by phase.
     pub cpu: CpuByPhase,
+}
+
+/// Another process whose CPU time counts as this one's (the service
+/// `nephele demo` starts beside the client); 0 for none.
+static ALSO_COUNTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Counts process `pid`'s CPU time with this process's in the figures by
+/// phase, from the next accounting on.
+pub fn count_cpu_of(pid: u32) {
+    ALSO_COUNTED.store(pid, Ordering::Relaxed);
+}
+
+/// This process's CPU time, and that of the one [`count_cpu_of`] named.
+fn cpu_now() -> Option<Duration> {
+    let own = nephele_platform::process::cpu_time()?;
+    let other = match ALSO_COUNTED.load(Ordering::Relaxed) {
+        0 => Duration::ZERO,
+        pid => nephele_platform::process::cpu_time_of(pid).unwrap_or_default(),
+    };
+    Some(own + other)
 }
 
 /// The process's CPU time split by the session's phase.
@@ -207,10 +216,10 @@ pub struct CpuByPhase {
 }
 
 impl CpuByPhase {
-    /// Charges the time since the last call to `phase`.
+    /// Charges the time since the last call to `phase` (none: nothing).
     fn account(&mut self, phase: Option<Phase>) {
         let now = Instant::now();
-        let Some(cpu) = nephele_platform::process::cpu_time() else {
+        let Some(cpu) = cpu_now() else {
             return;
         };
         if let (Some((then, cpu_then)), Some(phase)) = (self.last, phase) {
@@ -236,7 +245,7 @@ impl CpuByPhase {
     }
 }
 
-impl Continuity {
+impl Timeline {
     /// The phase CPU is charged to now (none while reconnecting).
     fn charged(&self) -> Option<Phase> {
         (!self.reconnecting).then_some(self.phase)
@@ -249,7 +258,7 @@ impl Continuity {
     }
 
     /// The host told a new phase.
-    pub fn set_phase(&mut self, phase: Phase, ms: u32) {
+    pub fn phase(&mut self, phase: Phase) {
         self.account_cpu();
         if phase != self.phase {
             match phase {
@@ -258,30 +267,84 @@ impl Continuity {
                 _ => {}
             }
         }
+        if phase.is_stopped() {
+            // The gap until the resume is a pause, not a freeze.
+            self.last_presented = None;
+        }
         self.phase = phase;
-        self.phase_ms = ms;
-        self.phase_at = Some(Instant::now());
     }
 
-    /// The connection was lost (`true`) or is back (`false`).
-    pub fn set_reconnecting(&mut self, on: bool, last_presented: Option<Instant>) {
+    /// The connection was lost at `now`.
+    pub fn lost(&mut self, now: Instant) {
         self.account_cpu();
-        if on && !self.reconnecting {
-            self.outage_from = Some((last_presented.unwrap_or_else(Instant::now), false));
+        if !self.reconnecting {
+            self.outage_from = Some((self.last_presented.unwrap_or(now), false));
         }
-        self.reconnecting = on;
+        self.reconnecting = true;
+    }
+
+    /// A new path carries the session (it streams until the host says
+    /// otherwise).
+    pub fn back(&mut self) {
+        self.account_cpu();
+        self.reconnecting = false;
+        self.phase = Phase::Streaming;
+    }
+
+    /// A backup host took the session over at `now`.
+    pub fn taken_over(&mut self, now: Instant) {
+        self.takeovers += 1;
+        self.outage_from = Some((self.last_presented.unwrap_or(now), true));
+        self.phase(Phase::Streaming);
+    }
+
+    /// Input left at `now` while the host had stopped the stream: the
+    /// time to the next picture is a resume's.
+    pub fn resume_asked(&mut self, now: Instant) {
+        if self.phase.is_stopped() && self.resume_started.is_none() {
+            self.resume_started = Some(now);
+        }
+    }
+
+    /// A picture reached the screen at `now`.
+    fn presented(&mut self, now: Instant) {
+        if let Some(t) = self.resume_started.take() {
+            let took = now.saturating_duration_since(t);
+            self.resumes += 1;
+            self.resume_max = self.resume_max.max(took);
+            tracing::info!(ms = took.as_secs_f64() * 1000.0, "resumed: first picture");
+        }
+        if !self.reconnecting
+            && let Some((t, takeover)) = self.outage_from.take()
+        {
+            let gap = now.saturating_duration_since(t);
+            if takeover {
+                self.takeover_max = self.takeover_max.max(gap);
+            } else {
+                self.outage_max = self.outage_max.max(gap);
+            }
+            tracing::info!(ms = gap.as_secs_f64() * 1000.0, takeover, "streaming again");
+        }
+        if self.phase.is_stopped() {
+            // A frame that crossed the host's pause notice on the way.
+            self.last_presented = None;
+            return;
+        }
+        if let Some(last) = self.last_presented {
+            self.max_gap = self.max_gap.max(now.saturating_duration_since(last));
+        }
+        self.last_presented = Some(now);
     }
 }
 
 impl Default for Stats {
     fn default() -> Self {
         // Stamps taken from now on are positive.
-        LazyLock::force(&EPOCH);
+        let _ = crate::clock::epoch();
         Self {
             frames_decoded: AtomicU64::default(),
             picture_size: AtomicU64::default(),
             picture_size_changes: AtomicU64::default(),
-            cursor: crate::cursor::RemoteCursor::default(),
             frames_presented: AtomicU64::default(),
             frames_dropped: AtomicU64::default(),
             frames_received: AtomicU64::default(),
@@ -296,8 +359,6 @@ impl Default for Stats {
             decode: Latency::default(),
             client_latency: Latency::default(),
             end_to_end: Latency::default(),
-            host_clock_offset_us: AtomicI64::new(NO_OFFSET),
-            clock_uncertainty_us: AtomicU64::default(),
             queue_delay_us: AtomicU64::default(),
             queue_delay_max_us: AtomicU64::default(),
             input_rtt: Latency::default(),
@@ -307,36 +368,15 @@ impl Default for Stats {
             audio_latency: Latency::default(),
             mic_sent: AtomicU64::default(),
             mic_dropped: AtomicU64::default(),
-            route: Mutex::default(),
             pop_decision_us: AtomicU64::default(),
             pop_switch_offers: AtomicU64::default(),
             fec_recovered: AtomicU64::default(),
             loss_permille: AtomicU64::default(),
             frames_sent_by_host: AtomicU64::default(),
-            presentation: Mutex::default(),
             frames_sent_before: AtomicU64::default(),
-            last_heard_us: AtomicI64::new(i64::MIN),
-            continuity: Mutex::default(),
+            timeline: Mutex::default(),
         }
     }
-}
-
-/// Presentation timing, for the longest freeze.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Presentation {
-    /// The last picture's presentation.
-    pub last: Option<std::time::Instant>,
-    /// Longest gap between two presented pictures.
-    pub max_gap: Duration,
-}
-
-/// The gateway a session goes through.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Route {
-    /// Gateway identifier (its address when connected directly).
-    pub gateway_id: String,
-    /// Point of presence.
-    pub pop: String,
 }
 
 /// The stats JSON of a headless run.
@@ -497,52 +537,21 @@ impl Stats {
 
     /// Counts a picture shown now: client-added latency from its last
     /// fragment's arrival, end-to-end latency from its capture on the host
-    /// (once the host's clock is mapped), and the gap since the previous one.
-    pub fn record_presented(&self, completed_at: Instant, capture_us: u64) {
+    /// (`captured_us` on this client's clock, once the host's clock is
+    /// mapped), and the gap since the previous one.
+    pub fn record_presented(&self, completed_at: Instant, captured_us: Option<i64>) {
         let now = Instant::now();
         self.client_latency
             .record(now.saturating_duration_since(completed_at));
-        let offset = self.host_clock_offset_us.load(Ordering::Relaxed);
-        if offset != NO_OFFSET {
-            let captured = (capture_us as i64).saturating_sub(offset);
-            let e2e = local_us(now).saturating_sub(captured);
+        if let Some(captured) = captured_us {
+            let e2e = crate::clock::local_us(now).saturating_sub(captured);
             // A negative figure is inside the map's uncertainty: count it as 0.
             self.end_to_end
                 .record(Duration::from_micros(e2e.max(0) as u64));
         }
         self.frames_presented.fetch_add(1, Ordering::Relaxed);
-        let mut stopped = false;
-        if let Ok(mut c) = self.continuity.lock() {
-            // A frame that crossed the host's pause notice on the way.
-            stopped = c.phase.is_stopped();
-            if let Some(t) = c.resume_started.take() {
-                let took = now.saturating_duration_since(t);
-                c.resumes += 1;
-                c.resume_max = c.resume_max.max(took);
-                tracing::info!(ms = took.as_secs_f64() * 1000.0, "resumed: first picture");
-            }
-            if !c.reconnecting
-                && let Some((t, takeover)) = c.outage_from.take()
-            {
-                let gap = now.saturating_duration_since(t);
-                if takeover {
-                    c.takeover_max = c.takeover_max.max(gap);
-                } else {
-                    c.outage_max = c.outage_max.max(gap);
-                }
-                tracing::info!(ms = gap.as_secs_f64() * 1000.0, takeover, "streaming again");
-            }
-        }
-        if let Ok(mut p) = self.presentation.lock() {
-            if stopped {
-                // The gap until the resume is a pause, not a freeze.
-                p.last = None;
-                return;
-            }
-            if let Some(last) = p.last {
-                p.max_gap = p.max_gap.max(now.saturating_duration_since(last));
-            }
-            p.last = Some(now);
+        if let Ok(mut t) = self.timeline.lock() {
+            t.presented(now);
         }
     }
 
@@ -552,66 +561,54 @@ impl Stats {
             .fetch_max(u64::from(frame_id) + 1, Ordering::Relaxed);
     }
 
-    /// Something arrived from the gateway now.
-    pub fn heard(&self) {
-        self.last_heard_us
-            .store(local_us(Instant::now()), Ordering::Relaxed);
-    }
-
-    /// How long nothing has arrived from the gateway (zero before anything did).
-    pub fn silence(&self) -> Duration {
-        match self.last_heard_us.load(Ordering::Relaxed) {
-            i64::MIN => Duration::ZERO,
-            t => Duration::from_micros((local_us(Instant::now()) - t).max(0) as u64),
-        }
-    }
-
     /// A new host took the session over: its frame numbers start afresh.
     pub fn new_host(&self) {
         let before = self.frames_sent_by_host.swap(0, Ordering::Relaxed);
         self.frames_sent_before.fetch_add(before, Ordering::Relaxed);
     }
 
-    /// The host paused or suspended the stream: the gap until it resumes
-    /// is not a freeze.
-    pub fn stream_stopped(&self) {
-        if let Ok(mut p) = self.presentation.lock() {
-            p.last = None;
+    /// Runs `f` on the timeline.
+    pub fn timeline(&self, f: impl FnOnce(&mut Timeline)) {
+        if let Ok(mut t) = self.timeline.lock() {
+            f(&mut t);
         }
     }
 
-    /// A snapshot for the stats JSON.
-    pub fn report(&self, duration: Duration) -> Report {
+    /// A snapshot for the stats JSON; the session's state from `observed`.
+    pub fn report(&self, duration: Duration, observed: &Observed) -> Report {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let route = self.route.lock().map(|r| r.clone()).unwrap_or_default();
+        let status = observed.status();
+        let cursor = observed.cursor();
+        let clock = observed.clock();
         let audio = self.audio.lock().map(|a| a.clone()).unwrap_or_default();
         let play = audio.playout;
-        let (phase, pauses, suspends, resumes, resume_max, outages, takeovers, cpu) = self
-            .continuity
+        let t = self
+            .timeline
             .lock()
-            .map(|mut c| {
-                c.account_cpu();
+            .map(|mut t| {
+                t.account_cpu();
                 (
-                    c.phase.name().to_string(),
-                    c.pauses,
-                    c.suspends,
-                    c.resumes,
-                    c.resume_max,
-                    (c.outage_max, c.takeover_max),
-                    c.takeovers,
-                    c.cpu,
+                    t.max_gap,
+                    t.pauses,
+                    t.suspends,
+                    t.resumes,
+                    t.resume_max,
+                    (t.outage_max, t.takeover_max),
+                    t.takeovers,
+                    t.cpu,
                 )
             })
             .unwrap_or_default();
+        let (max_gap, pauses, suspends, resumes, resume_max, outages, takeovers, cpu) = t;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Report {
             frames_decoded: g(&self.frames_decoded),
             picture_width: g(&self.picture_size) >> 32,
             picture_height: g(&self.picture_size) & 0xffff_ffff,
             picture_size_changes: g(&self.picture_size_changes),
-            cursor_shapes: self.cursor.shape().0,
-            cursor_x: self.cursor.position().map(|p| p.0),
-            cursor_y: self.cursor.position().map(|p| p.1),
+            cursor_shapes: cursor.shapes,
+            cursor_x: cursor.position.map(|p| p.0),
+            cursor_y: cursor.position.map(|p| p.1),
             frames_presented: g(&self.frames_presented),
             frames_dropped: g(&self.frames_dropped),
             frames_received: g(&self.frames_received),
@@ -621,7 +618,7 @@ impl Stats {
             client_latency_ms_p99: self.client_latency.quantile_ms(0.99),
             e2e_latency_ms_p50: self.end_to_end.quantile_ms(0.5),
             e2e_latency_ms_p99: self.end_to_end.quantile_ms(0.99),
-            clock_uncertainty_ms: g(&self.clock_uncertainty_us) as f64 / 1000.0,
+            clock_uncertainty_ms: clock.map_or(0.0, |c| c.uncertainty.as_secs_f64() * 1000.0),
             queue_delay_ms: g(&self.queue_delay_us) as f64 / 1000.0,
             queue_delay_ms_max: g(&self.queue_delay_max_us) as f64 / 1000.0,
             input_sent: g(&self.input_sent),
@@ -631,8 +628,8 @@ impl Stats {
             input_one_way_ms_p50: self.input_one_way.quantile_ms(0.5),
             input_one_way_ms_p99: self.input_one_way.quantile_ms(0.99),
             pad_rumbles: g(&self.pad_rumbles),
-            gateway_id: route.gateway_id,
-            pop: route.pop,
+            gateway_id: status.route.gateway_id,
+            pop: status.route.pop,
             rtt_ms: g(&self.rtt_us) as f64 / 1000.0,
             reconnects: g(&self.reconnects),
             bytes_received: g(&self.bytes_received),
@@ -652,11 +649,7 @@ impl Stats {
                     100.0 * g(&self.frames_presented).min(sent) as f64 / sent as f64
                 }
             },
-            max_freeze_ms: self
-                .presentation
-                .lock()
-                .map(|p| p.max_gap.as_secs_f64() * 1000.0)
-                .unwrap_or(0.0),
+            max_freeze_ms: ms(max_gap),
             audio_packets: play.received,
             audio_repaired: play.repaired,
             audio_concealed: play.concealed,
@@ -673,7 +666,7 @@ impl Stats {
             audio_device_failures: audio.device_failures,
             mic_sent: g(&self.mic_sent),
             mic_dropped: g(&self.mic_dropped),
-            phase,
+            phase: status.phase.name().to_string(),
             pauses,
             suspends,
             resumes,
@@ -704,5 +697,38 @@ mod tests {
         let p99 = l.quantile_ms(0.99);
         assert!((49.0..=51.0).contains(&p50), "{p50}");
         assert!((98.0..=100.5).contains(&p99), "{p99}");
+    }
+
+    #[test]
+    fn the_timeline_times_freezes_resumes_and_outages_but_not_pauses() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut t = Timeline::default();
+        t.presented(ms(0));
+        t.presented(ms(20));
+        t.presented(ms(70));
+        assert_eq!(t.max_gap, Duration::from_millis(50));
+        // Paused for a minute: no freeze; a key at 60 s, a picture 30 ms on.
+        t.phase(Phase::Paused);
+        t.presented(ms(80));
+        t.resume_asked(ms(60_000));
+        t.phase(Phase::Resuming);
+        t.presented(ms(60_030));
+        assert_eq!((t.resumes, t.resume_max), (1, Duration::from_millis(30)));
+        assert_eq!(t.max_gap, Duration::from_millis(50), "a pause is no freeze");
+        assert_eq!(t.pauses, 1);
+        // Lost at 61 s, back at 62 s, a picture at 62.1 s: a 1.07 s outage.
+        t.phase(Phase::Streaming);
+        t.presented(ms(61_000));
+        t.lost(ms(61_500));
+        t.back();
+        t.presented(ms(62_070));
+        assert_eq!(t.outage_max, Duration::from_millis(1070));
+        t.taken_over(ms(63_000));
+        t.presented(ms(63_300));
+        assert_eq!(
+            (t.takeovers, t.takeover_max),
+            (1, Duration::from_millis(1230))
+        );
     }
 }

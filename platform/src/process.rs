@@ -22,6 +22,12 @@ pub fn cpu_time() -> Option<Duration> {
     imp::cpu_time()
 }
 
+/// CPU time another running process of this user has used so far (a
+/// child this one started), where the platform tells.
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    imp::cpu_time_of(pid)
+}
+
 #[cfg(unix)]
 mod imp {
     use std::time::Duration;
@@ -41,31 +47,65 @@ mod imp {
         };
         Some(tv(ru.ru_utime) + tv(ru.ru_stime))
     }
+
+    #[cfg(target_os = "linux")]
+    pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+        // Fields 14 and 15 of /proc/PID/stat, in clock ticks; the command
+        // name (field 2) is in parentheses and may hold spaces.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let mut fields = rest.split_whitespace().skip(11);
+        let utime: u64 = fields.next()?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+        Some(Duration::from_nanos(
+            (utime + stime).saturating_mul(1_000_000_000) / hz,
+        ))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn cpu_time_of(_pid: u32) -> Option<Duration> {
+        None
+    }
 }
 
 #[cfg(windows)]
 mod imp {
     use std::time::Duration;
-    use windows_sys::Win32::Foundation::FILETIME;
-    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    use windows_sys::Win32::Foundation::{CloseHandle, FILETIME, HANDLE};
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
 
     pub fn cpu_time() -> Option<Duration> {
+        // SAFETY: the pseudo-handle needs no closing.
+        times(unsafe { GetCurrentProcess() })
+    }
+
+    pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+        // SAFETY: a plain query; the handle is checked and closed below.
+        let h = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+        if h.is_null() {
+            return None;
+        }
+        let t = times(h);
+        // SAFETY: `h` is the valid handle opened above, closed once.
+        unsafe { CloseHandle(h) };
+        t
+    }
+
+    fn times(process: HANDLE) -> Option<Duration> {
         let zero = FILETIME {
             dwLowDateTime: 0,
             dwHighDateTime: 0,
         };
         let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-        // SAFETY: the pseudo-handle needs no closing; the four pointers are
-        // valid FILETIMEs for the call.
-        let ok = unsafe {
-            GetProcessTimes(
-                GetCurrentProcess(),
-                &mut created,
-                &mut exited,
-                &mut kernel,
-                &mut user,
-            )
-        };
+        // SAFETY: `process` is a valid handle; the four pointers are valid
+        // FILETIMEs for the call.
+        let ok =
+            unsafe { GetProcessTimes(process, &mut created, &mut exited, &mut kernel, &mut user) };
         if ok == 0 {
             return None;
         }
@@ -78,6 +118,10 @@ mod imp {
 #[cfg(not(any(unix, windows)))]
 mod imp {
     pub fn cpu_time() -> Option<std::time::Duration> {
+        None
+    }
+
+    pub fn cpu_time_of(_pid: u32) -> Option<std::time::Duration> {
         None
     }
 }
@@ -94,5 +138,32 @@ mod tests {
         }
         let after = super::cpu_time().unwrap();
         assert!(after > before, "{before:?} → {after:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_child_process_cpu_time_is_read() {
+        // A shell spinning for a while: its CPU time shows up while it runs.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .expect("sh");
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut seen = std::time::Duration::ZERO;
+        while std::time::Instant::now() < deadline {
+            seen = super::cpu_time_of(pid).expect("a running child's CPU time");
+            if seen >= std::time::Duration::from_millis(50) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(seen >= std::time::Duration::from_millis(50), "{seen:?}");
+        assert!(super::cpu_time_of(u32::MAX).is_none(), "no such process");
     }
 }

@@ -31,6 +31,20 @@
 //!   suspended) a host moves a session through.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
 //!   keyboard layout decides the character.
+//!
+//! On these parts stand the three session cores, one per role, each a
+//! state machine its IO loop drives (`handle_*` with bytes and an
+//! `Instant`, `poll_*` for transmits, timers and events), as quinn-proto
+//! is to quinn:
+//!
+//! * [`client`]: a client's paths to its gateways, video, reports, pings
+//!   and activity; [`client::reconnect`] picks the gateway to try next;
+//! * [`gateway`]: one client connection at a gateway, relayed to its host,
+//!   with failover to the backup host;
+//! * [`host`]: every session of a desktop host: attach, input exactly
+//!   once, replication, idle phases, congestion control, takeover.
+//!
+//! [`outq`] is the transmit queue they share.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
@@ -38,11 +52,15 @@
 
 pub mod activity;
 pub mod audio;
+pub mod client;
 pub mod cursor;
 pub mod framing;
+pub mod gateway;
 pub mod hid;
+pub mod host;
 pub mod impair;
 pub mod input;
+pub mod outq;
 pub mod pad;
 pub mod probe;
 pub mod rate;

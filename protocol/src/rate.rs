@@ -270,6 +270,104 @@ impl ClockMap {
     }
 }
 
+/// A bitrate that gives the demo desktop crisp text: about 0.1 bit per
+/// pixel per frame, between 1 and 40 Mbit/s.
+pub fn default_bitrate(width: u16, height: u16, fps: u8) -> u32 {
+    let px = u64::from(width) * u64::from(height) * u64::from(fps);
+    (px / 10).clamp(1_000_000, 40_000_000) as u32
+}
+
+/// Until the client's first loss report (half a second in), parity is sized
+/// for this much loss, so the session's first keyframe survives a lossy
+/// path. After that the reports decide.
+pub const FEC_LOSS_BEFORE_REPORTS: f64 = 0.05;
+
+/// Parity is never sized for less: the first loss on a path that looked
+/// clean is repaired too, instead of costing a keyframe round trip. A small
+/// frame then carries two full-size parity datagrams, about 1.2 Mbit/s at
+/// 60 frames a second.
+pub const FEC_LOSS_FLOOR: f64 = 0.005;
+
+/// The loss a frame's parity is sized for, from the client's last report
+/// (per thousand; `None` before the first).
+pub fn parity_loss(reported_permille: Option<u16>) -> f64 {
+    match reported_permille {
+        None => FEC_LOSS_BEFORE_REPORTS,
+        Some(p) => (f64::from(p) / 1000.0).max(FEC_LOSS_FLOOR),
+    }
+}
+
+/// Below this many bits per pixel per frame at the full frame rate, the
+/// frame rate halves: 1.7 Mbit/s at 720p60, 3.7 Mbit/s at 1080p60.
+pub const LOW_BITS_PER_PIXEL: f64 = 0.03;
+
+/// How an encoder follows congestion control's target: its bitrate is the
+/// target less the parity's share, and when that leaves fewer than
+/// [`LOW_BITS_PER_PIXEL`] per pixel per frame the frame rate halves, so each
+/// frame keeps enough bits to stay legible (text on a remote desktop
+/// matters more than motion). Full rate returns above 1.5 times that.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderPlan {
+    /// The most the encoder is given, bits per second.
+    pub max_bps: u32,
+    /// Pixels per second at the full frame rate.
+    pub pixel_rate: f64,
+    /// The session's frame rate.
+    pub full_fps: u8,
+    /// The frame rate now.
+    pub fps: u8,
+    /// Payload bytes per video datagram.
+    pub payload: usize,
+}
+
+impl EncoderPlan {
+    /// A plan for `width`×`height` at `fps`, given at most `max_bps`, sent
+    /// in datagrams carrying `payload` bytes.
+    pub fn new(max_bps: u32, (width, height): (u16, u16), fps: u8, payload: usize) -> Self {
+        Self {
+            max_bps,
+            pixel_rate: f64::from(width) * f64::from(height) * f64::from(fps),
+            full_fps: fps,
+            fps,
+            payload,
+        }
+    }
+
+    /// The time between frames now.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / f64::from(self.fps.max(1)))
+    }
+
+    /// Bytes sent per byte encoded for a frame that uses its share of
+    /// `target` on a path losing `loss`: headers and parity. Computed for a
+    /// frame of the budgeted size rather than measured, because a still
+    /// desktop's tiny frames carry far more parity per byte (one full-size
+    /// parity datagram each) without being what uses the bitrate.
+    pub fn overhead(&self, target: u32, loss: f64) -> f64 {
+        let frame = (f64::from(target) / 8.0 / f64::from(self.fps.max(1))).max(1.0);
+        let count = (frame / self.payload.max(1) as f64).ceil().max(1.0);
+        let parity = f64::from(crate::video::parity_for(count as u16, loss));
+        let header = crate::wire::VIDEO_HEADER_LEN as f64;
+        let sent = frame + count * header + parity * (self.payload as f64 + header);
+        sent / frame
+    }
+
+    /// The encoder's bitrate and frame rate for a `target` (video and
+    /// parity together) on a path losing `loss`.
+    pub fn plan(&self, target: u32, loss: f64) -> (u32, u8) {
+        let video = ((f64::from(target) / self.overhead(target, loss)) as u32).min(self.max_bps);
+        let bpp = f64::from(video) / self.pixel_rate.max(1.0);
+        let fps = if bpp < LOW_BITS_PER_PIXEL {
+            (self.full_fps / 2).max(1)
+        } else if bpp > LOW_BITS_PER_PIXEL * 1.5 {
+            self.full_fps
+        } else {
+            self.fps
+        };
+        (video, fps)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,5 +550,41 @@ mod tests {
         assert_eq!(m.to_client(1_201_500), Some(201_000));
         m.on_pong(5, 1, 0);
         assert_eq!(m.uncertainty(), Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn the_frame_rate_halves_only_when_bits_per_frame_run_short() {
+        let payload = crate::video::Fragmenter::new(crate::MAX_DATAGRAM - 64).payload_size();
+        let a = EncoderPlan::new(default_bitrate(1280, 720, 60), (1280, 720), 60, payload);
+        // At its own default bitrate, with parity for the floor loss, a
+        // session keeps its full frame rate and most of the bits go to video.
+        let (video, fps) = a.plan(a.max_bps, FEC_LOSS_FLOOR);
+        assert_eq!(fps, 60);
+        assert!(video > a.max_bps * 3 / 4, "{video} of {}", a.max_bps);
+        // Parity for heavy loss takes a larger share.
+        let (lossy, _) = a.plan(a.max_bps, 0.1);
+        assert!(lossy < video, "{lossy} vs {video}");
+        // 1.2 Mbit/s at 720p60 is under 0.03 bits per pixel: half rate.
+        assert_eq!(a.plan(1_200_000, FEC_LOSS_FLOOR).1, 30);
+        // Between the two thresholds the current rate holds either way.
+        let mid = 3_000_000;
+        let (video, fps) = a.plan(mid, FEC_LOSS_FLOOR);
+        let bpp = f64::from(video) / a.pixel_rate;
+        assert!(
+            (LOW_BITS_PER_PIXEL..LOW_BITS_PER_PIXEL * 1.5).contains(&bpp),
+            "{bpp}"
+        );
+        assert_eq!(fps, 60);
+        let halved = EncoderPlan { fps: 30, ..a };
+        assert_eq!(halved.plan(mid, FEC_LOSS_FLOOR).1, 30);
+    }
+
+    #[test]
+    fn parity_is_sized_for_five_percent_until_the_first_report_then_never_below_the_floor() {
+        assert_eq!(parity_loss(None), FEC_LOSS_BEFORE_REPORTS);
+        assert_eq!(parity_loss(Some(0)), FEC_LOSS_FLOOR);
+        assert_eq!(parity_loss(Some(50)), 0.05);
+        assert_eq!(default_bitrate(1280, 720, 60), 5_529_600);
+        assert_eq!(default_bitrate(64, 64, 1), 1_000_000);
     }
 }

@@ -15,13 +15,13 @@ use rustls::pki_types::CertificateDer;
 
 use nephele_protocol::activity::IdlePolicy;
 
-use crate::dirclient::DirectoryClient;
-use crate::directory::api::GatewayInfo;
 use crate::directory::{Directory, DirectoryConfig};
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::host::{Host, HostConfig};
 use crate::impair::{ImpairedRelay, Impairment};
 use crate::token::{SessionClaims, TokenError};
+use nephele_api::DirectoryClient;
+use nephele_api::directory::GatewayInfo;
 
 /// A simulated point of presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +250,20 @@ impl Embedded {
         }
         pop.gateway.kill();
         true
+    }
+
+    /// The id of a gateway relaying a session now, if any.
+    pub fn busy_gateway(&self) -> Option<String> {
+        self.pops
+            .iter()
+            .find(|p| {
+                p.gateway
+                    .stats()
+                    .active
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    > 0
+            })
+            .map(|p| p.info.id.clone())
     }
 
     /// Kills the host serving sessions (the one with the most), as a

@@ -9,12 +9,11 @@
 //! The [`directory`] signs users in and creates sessions: it answers with a
 //! session token ([`token`]) and the live gateways, which the client probes
 //! to choose the nearest; gateways register and heartbeat through
-//! [`dirclient`] and verify tokens offline. [`impair`] adds user-space delay
+//! [`nephele_api::DirectoryClient`] and verify tokens offline. [`impair`] adds user-space delay
 //! in front of a gateway, so one machine can pose as many PoPs.
 
-pub mod audio;
-pub mod desktop;
-pub mod dirclient;
+pub mod chaos;
+pub mod demo;
 pub mod directory;
 pub mod embedded;
 pub mod gateway;

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use nephele_api::DirectoryClient;
+use nephele_api::directory::GatewayInfo;
 use nephele_protocol::activity::IdlePolicy;
-use nephele_service::dirclient::DirectoryClient;
-use nephele_service::directory::api::GatewayInfo;
+use nephele_service::chaos::Chaos;
 use nephele_service::directory::{Directory, DirectoryConfig};
 use nephele_service::embedded::{Embedded, EmbeddedOptions, PopSpec};
 use nephele_service::gateway::{Gateway, GatewayConfig};
@@ -46,7 +47,7 @@ struct HostArgs {
     motion: bool,
     /// Play a steady tone of this many hertz (20–20000) on the demo
     /// desktop, besides its click on every key press.
-    #[arg(long, value_name = "HZ", value_parser = nephele_service::audio::parse_tone)]
+    #[arg(long, value_name = "HZ", value_parser = nephele_service::host::parse_tone)]
     tone: Option<f32>,
     /// Write the microphone sound the host receives to this WAV file
     /// (48 kHz, mono, 16-bit).
@@ -176,7 +177,8 @@ enum Role {
         /// written to `DIR/ca.pem`.
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
-        /// A user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`).
+        /// A user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`;
+        /// also $NEPHELE_DEMO_USER, which other users cannot read).
         #[arg(long, value_name = "NAME:PASSWORD")]
         demo_user: Vec<String>,
         /// When sessions without input are warned, paused and suspended
@@ -195,6 +197,16 @@ enum Role {
         /// then changes over time as `; @5s bw=5mbit; @10s bw=20mbit`.
         #[arg(long, value_name = "SPEC", default_value = "")]
         network: nephele_service::impair::Impairment,
+        /// Kill parts of the service mid-session, as a crash would:
+        /// `kill-gateway@3s,kill-host@6s` (times from the first picture a
+        /// host sends; the gateway relaying a session, the host serving it).
+        #[arg(long, value_name = "PLAN", default_value = "")]
+        chaos: Chaos,
+        /// Stop when standard input closes, as well as on Ctrl-C: for a
+        /// program that starts this server beside itself (`nephele demo`)
+        /// and holds its input, so the server never outlives it.
+        #[arg(long)]
+        quit_on_eof: bool,
     },
 }
 
@@ -234,12 +246,18 @@ fn run() -> Result<()> {
             pops,
             network,
             idle_policy,
+            chaos,
+            quit_on_eof,
         } => {
+            let mut users = parse_users(&demo_user)?;
+            if let Ok(u) = std::env::var("NEPHELE_DEMO_USER") {
+                users.extend(parse_users(&[u]).context("in $NEPHELE_DEMO_USER")?);
+            }
             let rt = runtime(2)?;
             let svc = rt.block_on(Embedded::start(EmbeddedOptions {
                 state_dir,
                 directory_listen,
-                demo_users: parse_users(&demo_user)?,
+                demo_users: users,
                 pops,
                 host: host_config(&host),
                 network,
@@ -257,7 +275,19 @@ fn run() -> Result<()> {
             }
             // The one line on stdout: what scripts pass to `--directory`.
             println!("{}", svc.url());
-            let res = rt.block_on(ctrl_c());
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let res = std::thread::scope(|scope| {
+                if !chaos.is_empty() {
+                    let (svc, chaos, done) = (&svc, &chaos, &done);
+                    std::thread::Builder::new()
+                        .name("nephele-chaos".into())
+                        .spawn_scoped(scope, move || chaos.run(svc, done))
+                        .context("starting the chaos thread")?;
+                }
+                let res = rt.block_on(until_stopped(quit_on_eof));
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                res
+            });
             write_stats(host.stats_json.as_deref(), svc.hosts())?;
             svc.shutdown();
             res
@@ -332,6 +362,29 @@ async fn ctrl_c() -> Result<()> {
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
 }
 
+/// Ctrl-C, or with `quit_on_eof` the end of standard input too.
+async fn until_stopped(quit_on_eof: bool) -> Result<()> {
+    if !quit_on_eof {
+        return ctrl_c().await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("nephele-stdin".into())
+        .spawn(move || {
+            // Whatever arrives is ignored; the end of it is the signal.
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = tx.send(());
+        })
+        .context("starting the thread watching standard input")?;
+    tokio::select! {
+        r = ctrl_c() => r,
+        _ = rx => {
+            tracing::info!("standard input closed: stopping");
+            Ok(())
+        }
+    }
+}
+
 fn directory(d: DirectoryArgs) -> Result<()> {
     std::fs::create_dir_all(&d.state_dir)
         .with_context(|| format!("creating the state directory {}", d.state_dir.display()))?;
@@ -378,7 +431,7 @@ fn gateway(g: GatewayArgs) -> Result<()> {
     let registration = match &g.directory {
         Some(url) => {
             let roots = match &g.directory_ca {
-                Some(p) => tls::read_cert_pem(p)
+                Some(p) => nephele_api::trust::read_cert_pem(p)
                     .with_context(|| format!("loading the directory CA {}", p.display()))?,
                 None => Vec::new(),
             };

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use nephele_protocol::cursor::Shape;
 use nephele_protocol::wire::InputEvent;
 
-use crate::desktop::I420;
+use crate::demo::I420;
 
 /// The desktop a host serves.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -459,7 +459,7 @@ mod tests {
 
     #[test]
     fn captured_colours_become_the_same_yuv_the_demo_draws() {
-        use crate::desktop::Yuv;
+        use crate::demo::Yuv;
         // A 4x2 picture from a 5-pixel-wide capture (an odd screen):
         // white, black, then the demo's own colours.
         let (w, h, stride) = (4usize, 2usize, 5 * 4);

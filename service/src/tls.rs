@@ -1,12 +1,12 @@
-//! TLS material for gateways: a generated certificate authority and a
-//! gateway certificate signed by it (for demos and self-hosted setups), or
-//! PEM files supplied by the operator. Clients trust the CA explicitly; there
-//! is no "accept any certificate" mode.
+//! TLS material for gateways and the directory: a generated certificate
+//! authority and a certificate signed by it (for demos and self-hosted
+//! setups), or PEM files supplied by the operator. Clients trust the CA
+//! explicitly (see [`nephele_api::trust`]); there is no "accept any
+//! certificate" mode.
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -128,27 +128,6 @@ pub fn write_cert_pem(path: &Path, der: &CertificateDer<'_>) -> Result<(), TlsEr
     })
 }
 
-/// Reads every certificate in a PEM file (a CA bundle for clients).
-pub fn read_cert_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| TlsError::Pem {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.display().to_string(),
-            reason: "no certificate in file".into(),
-        });
-    }
-    Ok(certs)
-}
-
 fn pem_encode(label: &str, der: &[u8]) -> String {
     // rcgen's own PEM writer works on its types only; this is the ten-line
     // RFC 7468 encoding for a DER blob we already hold.
@@ -186,65 +165,7 @@ pub fn quic_server_config(id: &GatewayIdentity) -> Result<quinn::ServerConfig, T
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config()));
-    Ok(cfg)
-}
-
-/// Silence after which either end of a client–gateway connection counts it lost.
-pub const IDLE_TIMEOUT: Duration = Duration::from_millis(900);
-
-/// Transport settings shared by both ends of the client–gateway connection.
-pub fn transport_config() -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    // A dead gateway (or client) is noticed within IDLE_TIMEOUT: the client
-    // then reconnects through the next gateway, so a short timeout costs a
-    // cheap reconnect at worst. Keep-alives keep a paused session's quiet
-    // connection from looking dead.
-    t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-        IDLE_TIMEOUT.as_millis() as u32,
-    ))));
-    t.keep_alive_interval(Some(Duration::from_millis(200)));
-    // Room for a couple of keyframes, no more: older video queued behind a
-    // slow link is worth less than dropping it (quinn drops the oldest).
-    t.datagram_receive_buffer_size(Some(4 << 20));
-    t.datagram_send_buffer_size(1 << 20);
-    // The protocol uses one bidirectional stream (control) and two
-    // unidirectional ones (input, recovery) per direction; refuse more, so a
-    // peer cannot make the other side track streams without bound.
-    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(2));
-    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(4));
-    // A keyframe is a burst of ~100 datagrams; start with a window that lets
-    // it leave at once instead of trickling out over several round trips.
-    // Every Nephele datagram fits the 1200-byte initial MTU. Growing it
-    // would only let QUIC pack several small datagrams into one packet, so
-    // that one loss takes a frame's data and its parity together.
-    t.mtu_discovery_config(None);
-    // BBR, not Cubic: random loss on Wi-Fi or a tether is not congestion,
-    // and a loss-driven window would starve the video exactly when parity
-    // is repairing it.
-    let mut bbr = quinn::congestion::BbrConfig::default();
-    bbr.initial_window(512 * 1024);
-    t.congestion_controller_factory(Arc::new(bbr));
-    t
-}
-
-/// The QUIC client configuration trusting exactly `roots`.
-pub fn quic_client_config(
-    roots: &[CertificateDer<'static>],
-) -> Result<quinn::ClientConfig, TlsError> {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.clone())?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(store)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![nephele_protocol::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config()));
+    cfg.transport_config(Arc::new(nephele_api::trust::transport_config()));
     Ok(cfg)
 }
 
@@ -260,9 +181,9 @@ mod tests {
         let p = dir.join("ca.pem");
         let ca = id.ca.clone().unwrap();
         write_cert_pem(&p, &ca).unwrap();
-        assert_eq!(read_cert_pem(&p).unwrap(), vec![ca]);
+        assert_eq!(nephele_api::trust::read_cert_pem(&p).unwrap(), vec![ca]);
         std::fs::write(&p, "not a certificate").unwrap();
-        assert!(read_cert_pem(&p).is_err());
+        assert!(nephele_api::trust::read_cert_pem(&p).is_err());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -6,14 +6,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nephele_client::demo::{DemoOptions, DemoService};
+use nephele_api::directory::GatewayInfo;
+use nephele_api::{DirClientError, DirectoryClient};
 use nephele_client::discovery::{choose, open_session};
-use nephele_client::headless::HeadlessSink;
-use nephele_client::session::{ConnectConfig, Session, SessionError};
-use nephele_client::stats::{Route, Stats};
-use nephele_e2e::wait_until;
-use nephele_service::dirclient::{DirClientError, DirectoryClient};
-use nephele_service::directory::api::GatewayInfo;
+use nephele_client::session::{ConnectConfig, SessionError};
+use nephele_client::stats::Stats;
+use nephele_client::status::Route;
+use nephele_e2e::{DemoOptions, DemoService};
+use nephele_e2e::{Headless, connect_headless, wait_until};
 use nephele_service::gateway::{Gateway, GatewayConfig};
 use nephele_service::token::{AUD_DIRECTORY, AUD_GATEWAY, ISSUER, SessionClaims, Signer, unix_now};
 
@@ -207,7 +207,7 @@ fn gateways_leave_and_join_the_lists() {
     ));
 }
 
-fn connect_with(svc: &DemoService, token: Vec<u8>) -> Result<Session, SessionError> {
+fn connect_with(svc: &DemoService, token: Vec<u8>) -> Result<Headless, SessionError> {
     connect_trusting(svc, token, svc.ca())
 }
 
@@ -215,29 +215,23 @@ fn connect_trusting(
     svc: &DemoService,
     token: Vec<u8>,
     ca: rustls::pki_types::CertificateDer<'static>,
-) -> Result<Session, SessionError> {
-    let stats = Arc::new(Stats::default());
-    Session::connect(
-        ConnectConfig {
-            gateway: svc.gateway_addr(),
-            server_name: "127.0.0.1".into(),
-            roots: vec![ca],
-            width: 320,
-            height: 240,
-            fps: 30,
-            token,
-            route: Route::default(),
-            fallbacks: Vec::new(),
-            save_stream: None,
-            audio: nephele_client::audio::AudioConfig::OFF,
-            renew: None,
-            clipboard: false,
-            decoder: Default::default(),
-        },
-        stats.clone(),
-        Box::new(HeadlessSink::new(stats)),
-        Box::new(|_| {}),
-    )
+) -> Result<Headless, SessionError> {
+    connect_headless(ConnectConfig {
+        gateway: svc.gateway_addr(),
+        server_name: "127.0.0.1".into(),
+        roots: vec![ca],
+        width: 320,
+        height: 240,
+        fps: 30,
+        token,
+        route: Route::default(),
+        fallbacks: Vec::new(),
+        save_stream: None,
+        audio: nephele_client::audio::AudioConfig::OFF,
+        renew: None,
+        clipboard: false,
+        decoder: Default::default(),
+    })
 }
 
 fn claims(aud: &str, exp: u64, host: SocketAddr) -> SessionClaims {
@@ -416,19 +410,13 @@ fn a_chosen_gateway_that_does_not_answer_fails_over_to_the_next_pop() {
     .unwrap();
     assert_eq!(cfg.fallbacks.len(), 3);
     assert_eq!(cfg.fallbacks[0].route.pop, "pop-near");
-    let stats = Arc::new(Stats::default());
-    let session = Session::connect(
-        cfg,
-        stats.clone(),
-        Box::new(HeadlessSink::new(stats.clone())),
-        Box::new(|_| {}),
-    )
-    .expect("the next PoP took the session");
+    let session = connect_headless(cfg).expect("the next PoP took the session");
+    let stats = session.stats.clone();
     assert!(wait_until(Duration::from_secs(5), || stats
         .frames_presented
         .load(std::sync::atomic::Ordering::Relaxed)
         > 5));
-    assert_eq!(stats.route.lock().unwrap().pop, "pop-near");
+    assert_eq!(session.observed.status().route.pop, "pop-near");
     session.close().unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     responder.join().unwrap();
@@ -503,14 +491,8 @@ fn when_every_gateway_it_knew_is_gone_the_client_finds_one_that_joined() {
         dir.clone(),
         opened.grant.resume_token.clone().unwrap(),
     ));
-    let stats = Arc::new(Stats::default());
-    let session = Session::connect(
-        cfg,
-        stats.clone(),
-        Box::new(HeadlessSink::new(stats.clone())),
-        Box::new(|_| {}),
-    )
-    .unwrap();
+    let session = connect_headless(cfg).unwrap();
+    let stats = session.stats.clone();
     let presented = || {
         stats
             .frames_presented
@@ -562,7 +544,7 @@ fn when_every_gateway_it_knew_is_gone_the_client_finds_one_that_joined() {
             && presented() > before + 10),
         "no reconnect through the gateway that joined"
     );
-    assert_eq!(stats.route.lock().unwrap().gateway_id, "gw-joined");
+    assert_eq!(session.observed.status().route.gateway_id, "gw-joined");
     session.close().unwrap();
     joined.close();
 }

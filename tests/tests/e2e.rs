@@ -5,12 +5,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nephele_client::audio::AudioConfig;
-use nephele_client::demo::{DemoOptions, DemoService};
-use nephele_client::headless::{HeadlessSink, play_script};
+use nephele_client::headless::play_script;
 use nephele_client::input::Script;
-use nephele_client::session::{ConnectConfig, Session, SessionError};
-use nephele_client::stats::{Route, Stats};
-use nephele_e2e::{Scratch, recorded_events, wait_until};
+use nephele_client::session::{ConnectConfig, SessionError};
+use nephele_client::stats::Stats;
+use nephele_client::status::Route;
+use nephele_e2e::{DemoOptions, DemoService};
+use nephele_e2e::{Headless, Scratch, connect_headless, recorded_events, wait_until};
 use nephele_protocol::hid;
 use nephele_protocol::wire::InputEvent;
 
@@ -37,14 +38,9 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
     }
 }
 
-fn connect(cfg: ConnectConfig) -> Result<(Session, Arc<Stats>), SessionError> {
-    let stats = Arc::new(Stats::default());
-    let s = Session::connect(
-        cfg,
-        stats.clone(),
-        Box::new(HeadlessSink::new(stats.clone())),
-        Box::new(|_| {}),
-    )?;
+fn connect(cfg: ConnectConfig) -> Result<(Headless, Arc<Stats>), SessionError> {
+    let s = connect_headless(cfg)?;
+    let stats = s.stats.clone();
     Ok((s, stats))
 }
 
@@ -137,8 +133,9 @@ fn frames_arrive_and_scripted_input_is_applied_in_order_exactly_once() {
         input.in_flight(),
         stats.frames_presented.load(Ordering::Relaxed)
     );
+    let observed = session.observed.clone();
     session.close().unwrap();
-    let report = stats.report(Duration::from_secs(1));
+    let report = stats.report(Duration::from_secs(1), &observed);
     assert_eq!(report.input_sent, script.events.len() as u64);
     assert_eq!(report.input_acked, report.input_sent);
     assert!(
@@ -290,7 +287,7 @@ async fn misbehave(svc: &DemoService, lane_bytes: &[u8]) -> quinn::ConnectionErr
     use nephele_protocol::framing::{Lane, write_frame};
     use nephele_protocol::wire::Message;
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(nephele_service::tls::quic_client_config(&[svc.ca()]).unwrap());
+    ep.set_default_client_config(nephele_api::trust::quic_client_config(&[svc.ca()]).unwrap());
     let conn = ep
         .connect(svc.gateway_addr(), "localhost")
         .unwrap()

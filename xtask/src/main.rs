@@ -538,6 +538,8 @@ fn check_nasm() -> Result<()> {
 }
 
 /// Builds the client in release and returns the binary's path.
+/// Builds the release client and, beside it, the reference service that
+/// `nephele demo` starts.
 fn build_release_client() -> Result<PathBuf> {
     run(cargo().args([
         "build",
@@ -546,6 +548,10 @@ fn build_release_client() -> Result<PathBuf> {
         "nephele-client",
         "--bin",
         "nephele",
+        "-p",
+        "nephele-service",
+        "--bin",
+        "nephele-server",
     ]))?;
     Ok(root().join("target/release/nephele"))
 }

@@ -1,10 +1,9 @@
 //! The directory: signs users in, lists what they may open, keeps the
 //! registry of gateways and creates sessions with signed tokens.
 //!
-//! It serves the JSON API in [`api`] over HTTPS (axum on hyper, TLS by
-//! rustls) and keeps its state in the embedded [`store`].
+//! It serves the JSON API of [`nephele_api::directory`] over HTTPS (axum
+//! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
 
-pub mod api;
 pub mod store;
 
 use std::collections::HashMap;
@@ -25,7 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::tls::GatewayIdentity;
 use crate::token::{ResumeClaims, SessionClaims, Signer, TokenError, Verifier};
-use api::{
+use nephele_api::directory::{
     ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered,
     ResumeSession, SessionGrant, SignIn, SignedIn,
 };

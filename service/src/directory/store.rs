@@ -22,7 +22,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::api::{CatalogEntry, GatewayInfo};
+use nephele_api::directory::{CatalogEntry, GatewayInfo};
 
 const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users");
 const CATALOG: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("catalog");

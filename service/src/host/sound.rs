@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -21,7 +21,8 @@ use nephele_protocol::audio::{
 };
 use nephele_protocol::{Envelope, Message};
 
-use crate::desktop::DesktopState;
+use super::control::MediaControl;
+use crate::demo::DesktopState;
 
 /// The desktop's Opus bitrate (stereo).
 const DESKTOP_BITRATE: u32 = 96_000;
@@ -107,8 +108,10 @@ impl MicPacket {
 pub(crate) struct AudioJob {
     pub session: u64,
     pub socket: Arc<UdpSocket>,
-    pub gateway: Arc<Mutex<SocketAddr>>,
-    pub desktop: Arc<Mutex<DesktopState>>,
+    pub control: Arc<MediaControl>,
+    /// The demo desktop's state (its key presses click); `None` for a real
+    /// desktop.
+    pub desktop: Option<Arc<Mutex<DesktopState>>>,
     pub tone_hz: Option<f32>,
     /// Record the desktop's sound from this PulseAudio source instead of
     /// making the demo's.
@@ -118,8 +121,6 @@ pub(crate) struct AudioJob {
     pub mic_source: String,
     pub mic: Receiver<MicPacket>,
     pub recorder: Option<MicRecorder>,
-    /// Set while the session is paused: no sound is made or sent.
-    pub paused: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
     pub epoch: Instant,
 }
@@ -176,7 +177,7 @@ impl AudioJob {
         let mut next = Instant::now();
         let mut last_flush = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
-            if self.paused.load(Ordering::Relaxed) {
+            if self.control.paused.load(Ordering::Relaxed) {
                 std::thread::park_timeout(Duration::from_millis(100));
                 next = Instant::now();
                 was_paused = true;
@@ -206,7 +207,11 @@ impl AudioJob {
                 }
             } else if self.pulse_source.is_none() {
                 // A click per key pressed since the last frame.
-                let presses = self.desktop.lock().map(|d| d.key_presses).unwrap_or(0);
+                let presses = self
+                    .desktop
+                    .as_ref()
+                    .and_then(|d| d.lock().ok().map(|d| d.key_presses))
+                    .unwrap_or(0);
                 let new = presses.saturating_sub(presses_seen.unwrap_or(presses));
                 presses_seen = Some(presses);
                 synth.click(new);
@@ -228,12 +233,7 @@ impl AudioJob {
                     },
                 }
                 .encode(&mut out);
-                let to = self.gateway.lock().map(|g| *g).ok();
-                if let Some(to) = to
-                    && let Err(e) = self.socket.send_to(&out, to)
-                {
-                    tracing::trace!(error = %e, "sound send");
-                }
+                super::send_to(&self.socket, self.control.gateway(), &out);
                 previous[..len].copy_from_slice(&packet[..len]);
                 prev_len = len;
                 seq = seq.wrapping_add(1);

@@ -10,7 +10,7 @@ use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::directory::api::{
+use crate::directory::{
     ApiError, Catalog, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered, ResumeSession,
     SessionGrant, SignIn, SignedIn,
 };

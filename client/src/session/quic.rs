@@ -1,0 +1,121 @@
+//! Opening a QUIC connection to a gateway: a UDP socket sized for keyframe
+//! bursts, TLS trusting exactly the session's authorities, the handshake
+//! bounded in time, and its failures told apart (no answer, a certificate
+//! not trusted, anything else).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::SessionError;
+
+/// An open connection and the endpoint it lives on.
+pub(super) struct Connected {
+    pub conn: quinn::Connection,
+    pub endpoint: quinn::Endpoint,
+}
+
+fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind: SocketAddr = if gateway.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let s = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    // A keyframe arrives as a burst of ~100 datagrams; the default receive
+    // buffer can overflow before the network thread runs. Best effort.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.bind(&bind.into())?;
+    Ok(s.into())
+}
+
+/// Connects to `gateway`, whose certificate must name `server_name` and
+/// be signed by one of `roots`; the handshake may take `handshake`.
+pub(super) async fn connect(
+    gateway: SocketAddr,
+    server_name: &str,
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+    handshake: Duration,
+) -> Result<Connected, SessionError> {
+    let mut client_cfg = nephele_api::trust::quic_client_config(roots)?;
+    // The handshake may take `handshake`; once connected the gateway's
+    // shorter idle timeout applies (the smaller side wins), so a dead
+    // gateway is noticed quickly.
+    let mut transport = nephele_api::trust::transport_config();
+    transport.max_idle_timeout(quinn::IdleTimeout::try_from(handshake).ok());
+    client_cfg.transport_config(Arc::new(transport));
+    let socket = client_socket(gateway)?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    endpoint.set_default_client_config(client_cfg);
+    let connecting =
+        endpoint
+            .connect(gateway, server_name)
+            .map_err(|source| SessionError::Connect {
+                addr: gateway,
+                source,
+            })?;
+    let conn = match tokio::time::timeout(handshake, connecting).await {
+        Err(_) | Ok(Err(quinn::ConnectionError::TimedOut)) => {
+            return Err(SessionError::NoAnswer { addr: gateway });
+        }
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            return Err(match text.split_once("invalid peer certificate: ") {
+                Some((_, detail)) => SessionError::Certificate {
+                    addr: gateway,
+                    detail: detail.to_string(),
+                },
+                None => e.into(),
+            });
+        }
+    };
+    Ok(Connected { conn, endpoint })
+}
+
+/// A read error on the control stream, as the session tells it: a gateway
+/// that closed the connection because it refused the session token says
+/// why in the close reason.
+pub(super) fn read_error(e: quinn::ReadError) -> SessionError {
+    use nephele_protocol::wire::GoodbyeReason;
+    if let quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)) = &e
+        && c.error_code == quinn::VarInt::from_u32(GoodbyeReason::Unauthorized as u32)
+    {
+        let reason = String::from_utf8_lossy(&c.reason);
+        let reason = reason.strip_prefix("session refused: ").unwrap_or(&reason);
+        return SessionError::Refused(reason.to_string());
+    }
+    e.into()
+}
+
+/// Whether an error means the path to the service broke (the gateway died
+/// or the network went away), so reconnecting may save the session, rather
+/// than that the service ended or refused it.
+pub(super) fn lost_link(e: &SessionError) -> bool {
+    use nephele_protocol::wire::GoodbyeReason;
+    let conn = match e {
+        SessionError::Connection(c)
+        | SessionError::Read(quinn::ReadError::ConnectionLost(c))
+        | SessionError::Write(quinn::WriteError::ConnectionLost(c)) => c,
+        // The gateway is shutting down, or the host is (the gateway will
+        // attach the session to its backup).
+        SessionError::Ended(GoodbyeReason::Shutdown) => return true,
+        _ => return false,
+    };
+    match conn {
+        quinn::ConnectionError::TimedOut
+        | quinn::ConnectionError::Reset
+        | quinn::ConnectionError::TransportError(_)
+        | quinn::ConnectionError::ConnectionClosed(_) => true,
+        quinn::ConnectionError::ApplicationClosed(a) => {
+            a.error_code == quinn::VarInt::from_u32(GoodbyeReason::Shutdown as u32)
+        }
+        _ => false,
+    }
+}

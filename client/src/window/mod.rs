@@ -1,0 +1,619 @@
+//! The window: winit for events, softbuffer for pixels.
+//!
+//! One event loop on the main thread; the connect, decode and script threads
+//! talk to it only through [`UserEvent`]s sent with an `EventLoopProxy`. The
+//! decode thread copies each picture into a shared slot (latest wins) and
+//! wakes the loop; on redraw the loop converts the picture, scales it into
+//! the surface with black bars, and presents ([`present`]). Keys go out by
+//! physical position; everything held is released when the window loses
+//! focus. The pointer, absolute or captured, is [`pointer`]'s.
+//!
+//! The connect thread also signs in and probes ([`Connector`], [`connect`]),
+//! so the window opens at once and tells each stage as it happens; the
+//! title and a banner say what happens ([`banner`]). The client's own
+//! shortcuts ([`shortcuts`]) toggle fullscreen, pointer capture, the
+//! statistics overlay, the microphone and presentation mode. A kiosk window
+//! is fullscreen without decorations, obeys only its exit chord, and
+//! starts over with backoff whenever the session fails or ends.
+
+mod banner;
+mod connect;
+mod pointer;
+mod present;
+mod shortcuts;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nephele_protocol::activity::KeepActive;
+use nephele_protocol::wire::InputEvent;
+use winit::application::ApplicationHandler;
+use winit::dpi::LogicalSize;
+use winit::event::{DeviceEvent, DeviceId, ElementState, KeyEvent, WindowEvent};
+use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop, EventLoopProxy};
+use winit::keyboard::ModifiersState;
+use winit::window::{Fullscreen, Window, WindowId};
+
+use crate::config::{Kiosk, MouseMode, Shortcuts};
+use crate::input::{HeldInput, Script};
+use crate::session::{ConnectConfig, Session};
+use crate::slot::SlotSink;
+use crate::stats::Stats;
+use crate::status::Observed;
+use banner::Banner;
+use connect::Connection;
+use pointer::{Capture, Pointer};
+use present::{Overlays, Screen};
+use shortcuts::{Held, Shortcut, shortcut_for};
+
+/// What the connect thread made ready for a session.
+pub struct Prepared {
+    /// Where and how to connect.
+    pub cfg: ConnectConfig,
+    /// Kept alive as long as the session (background probes).
+    pub keep: Option<Box<dyn Send>>,
+}
+
+/// Signs in, probes and chooses, telling each stage as it starts; runs on
+/// the connect thread, again for every kiosk retry.
+pub type Connector = Arc<dyn Fn(&dyn Fn(String)) -> anyhow::Result<Prepared> + Send + Sync>;
+
+/// What other threads tell the window.
+pub enum UserEvent {
+    /// A connection stage began (signing in, probing, connecting); each
+    /// event but `Frame` carries its connection attempt's number.
+    Stage(u64, String),
+    /// The session is up.
+    Connected(u64, Box<Session>, Option<Box<dyn Send>>),
+    /// Connecting failed.
+    Failed(u64, String),
+    /// A new picture is in the slot.
+    Frame,
+    /// The session ended.
+    Ended(u64, Option<String>),
+}
+
+impl std::fmt::Debug for UserEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stage(a, s) => write!(f, "Stage({a}, {s})"),
+            Self::Connected(a, ..) => write!(f, "Connected({a})"),
+            Self::Failed(a, e) => write!(f, "Failed({a}, {e})"),
+            Self::Frame => f.write_str("Frame"),
+            Self::Ended(a, e) => write!(f, "Ended({a}, {e:?})"),
+        }
+    }
+}
+
+/// Window options.
+#[derive(Debug, Clone, Default)]
+pub struct WindowOptions {
+    /// Close after this long.
+    pub duration: Option<Duration>,
+    /// Input to play once connected.
+    pub script: Option<Script>,
+    /// Window title.
+    pub title: String,
+    /// Presentations a second at most, instead of the monitor's refresh rate.
+    pub display_hz: Option<u16>,
+    /// A keep-active request standing from the start.
+    pub keep_active: KeepActive,
+    /// Start fullscreen.
+    pub fullscreen: bool,
+    /// Show the statistics overlay from the start.
+    pub stats_overlay: bool,
+    /// Capture the pointer (relative mouse) from the start.
+    pub mouse: MouseMode,
+    /// The client's own key combinations.
+    pub shortcuts: Shortcuts,
+    /// Run as a kiosk: its exit chord and backoff.
+    pub kiosk: Option<Kiosk>,
+}
+
+/// How often the title's session status is brought up to date.
+const STATUS_INTERVAL: Duration = Duration::from_millis(250);
+
+struct App {
+    opts: WindowOptions,
+    proxy: EventLoopProxy<UserEvent>,
+    stats: Arc<Stats>,
+    observed: Arc<Observed>,
+    screen: Screen,
+    pointer: Pointer,
+    banner: Banner,
+    conn: Connection,
+    held: HeldInput,
+    /// Modifier keys held, for the client's own shortcuts.
+    modifiers: ModifiersState,
+    deadline: Option<Instant>,
+    error: Option<String>,
+    stop_script: Arc<AtomicBool>,
+    fullscreen: bool,
+    next_status: Instant,
+    /// Reconnects and takeovers seen: each new path releases held input.
+    paths_seen: u64,
+}
+
+/// Opens the window, connects, and runs until closed, the duration passes,
+/// or the session ends. Returns the session's statistics and how long it
+/// streamed.
+pub fn run(
+    connector: Connector,
+    opts: WindowOptions,
+    stats: Arc<Stats>,
+    observed: Arc<Observed>,
+) -> anyhow::Result<(Arc<Stats>, Duration)> {
+    let event_loop = EventLoop::<UserEvent>::with_user_event().build()?;
+    let proxy = event_loop.create_proxy();
+    let now = Instant::now();
+    let mut app = App {
+        fullscreen: opts.fullscreen || opts.kiosk.is_some(),
+        pointer: Pointer::new(opts.mouse == MouseMode::Relative),
+        banner: Banner::new(opts.stats_overlay, now),
+        opts,
+        proxy,
+        stats: stats.clone(),
+        observed,
+        screen: Screen::new(),
+        conn: Connection::new(connector),
+        held: HeldInput::default(),
+        modifiers: ModifiersState::empty(),
+        deadline: None,
+        error: None,
+        stop_script: Arc::new(AtomicBool::new(false)),
+        next_status: now,
+        paths_seen: 0,
+    };
+    // Key presses and presentation start on this thread.
+    nephele_platform::sched::latency_critical();
+    event_loop.run_app(&mut app)?;
+    app.stop_script.store(true, Ordering::Relaxed);
+    let streamed = app
+        .conn
+        .session
+        .as_ref()
+        .map(|s| s.started().elapsed())
+        .unwrap_or_default();
+    if let Some(s) = app.conn.session.take() {
+        s.close()?;
+    }
+    if let Some(e) = app.error {
+        anyhow::bail!(e);
+    }
+    Ok((stats, streamed))
+}
+
+impl App {
+    /// Handles the client's own shortcuts; true when the key was one (and
+    /// is therefore not sent to the desktop).
+    fn shortcut(&mut self, event_loop: &ActiveEventLoop, event: &KeyEvent) -> bool {
+        let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) else {
+            return false;
+        };
+        let m = self.modifiers;
+        let held = Held {
+            ctrl: m.control_key(),
+            alt: m.alt_key(),
+            shift: m.shift_key(),
+            meta: m.super_key(),
+        };
+        let kiosk = self.opts.kiosk.as_ref();
+        let Some(action) = shortcut_for(&self.opts.shortcuts, kiosk, held, usage) else {
+            return false;
+        };
+        if event.state == ElementState::Pressed && !event.repeat {
+            if kiosk.is_some() {
+                tracing::info!("kiosk exit by the administrator's key combination");
+            }
+            self.act(event_loop, action);
+        }
+        true
+    }
+
+    fn act(&mut self, event_loop: &ActiveEventLoop, action: Shortcut) {
+        match action {
+            Shortcut::Quit => event_loop.exit(),
+            Shortcut::Fullscreen => {
+                self.fullscreen = !self.fullscreen;
+                self.apply_fullscreen();
+                let leave = self.opts.shortcuts.fullscreen;
+                self.notify(if self.fullscreen {
+                    format!("fullscreen — {leave} leaves")
+                } else {
+                    "windowed".into()
+                });
+            }
+            Shortcut::Capture => {
+                self.pointer.want_capture = !self.pointer.want_capture;
+                self.apply_capture();
+            }
+            Shortcut::Stats => {
+                self.banner.show_stats = !self.banner.show_stats;
+                self.banner.stats_now();
+                self.refresh_status();
+                self.screen.request_redraw();
+            }
+            Shortcut::Microphone => {
+                if let Some(s) = &self.conn.session {
+                    let muted = !s.mic_muted();
+                    s.set_mic_muted(muted);
+                    tracing::info!(muted, "microphone");
+                    self.notify(
+                        if muted {
+                            "microphone muted"
+                        } else {
+                            "microphone on"
+                        }
+                        .into(),
+                    );
+                }
+            }
+            Shortcut::Presentation => {
+                // Presentation mode keeps the session active without input
+                // (a talk, a film).
+                if let Some(s) = &self.conn.session {
+                    let a = s.activity();
+                    let on = a.keep_active() == KeepActive::No;
+                    a.set_keep_active(if on {
+                        KeepActive::Presentation
+                    } else {
+                        KeepActive::No
+                    });
+                    tracing::info!(on, "presentation mode");
+                    self.notify(
+                        if on {
+                            "presentation mode: the session stays active"
+                        } else {
+                            "presentation mode off"
+                        }
+                        .into(),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Shows `text` on the banner for a few seconds.
+    fn notify(&mut self, text: String) {
+        self.banner.notify(text);
+        self.refresh_status();
+    }
+
+    fn apply_fullscreen(&self) {
+        if let Some(w) = &self.screen.window {
+            w.set_fullscreen(self.fullscreen.then_some(Fullscreen::Borderless(None)));
+        }
+    }
+
+    fn apply_capture(&mut self) {
+        let Some(w) = self.screen.window.clone() else {
+            return;
+        };
+        match self.pointer.apply_capture(&w) {
+            Capture::Same | Capture::Suspended => {}
+            Capture::Captured => {
+                let key = self.opts.shortcuts.capture;
+                self.notify(format!("pointer captured — {key} releases it"));
+            }
+            Capture::Released => self.notify("pointer released".into()),
+            Capture::Failed(why) => self.notify(why),
+        }
+    }
+
+    /// The title and the banner tell what the session is doing. A new
+    /// path to the host (reconnect, takeover) releases held input.
+    fn refresh_status(&mut self) {
+        let status = self.conn.session.as_ref().map(|_| self.observed.status());
+        let (mic_muted, presentation) = self.conn.session.as_ref().map_or((false, false), |s| {
+            (s.mic_muted(), s.activity().keep_active() != KeepActive::No)
+        });
+        if self.conn.session.is_some() {
+            let takeovers = self.stats.timeline.lock().map_or(0, |t| t.takeovers);
+            let paths = takeovers + self.stats.reconnects.load(Ordering::Relaxed);
+            if paths != self.paths_seen {
+                self.paths_seen = paths;
+                self.release_held();
+            }
+        }
+        let session = banner::Session {
+            status: status.as_ref(),
+            mic_muted,
+            presentation,
+        };
+        let (title, redraw) = self.banner.refresh(
+            &self.opts.title,
+            &session,
+            self.conn.retry_at,
+            &self.stats,
+            self.screen.picture_size(),
+        );
+        // No picture may come (paused, failed): redraw for the text.
+        if redraw {
+            self.screen.request_redraw();
+        }
+        if let (Some(t), Some(w)) = (title, &self.screen.window) {
+            w.set_title(&t);
+        }
+    }
+
+    fn start_connect(&mut self) {
+        if self.conn.connecting {
+            return;
+        }
+        self.screen.have_picture = false;
+        self.banner.stage = Some("starting…".into());
+        let proxy = self.proxy.clone();
+        let sink = SlotSink::new(
+            self.screen.slot.clone(),
+            self.stats.clone(),
+            self.screen.pending.clone(),
+            Box::new(move || {
+                let _ = proxy.send_event(UserEvent::Frame);
+            }),
+        );
+        if let Err(e) = self.conn.start(
+            &self.proxy,
+            self.stats.clone(),
+            self.observed.clone(),
+            Box::new(sink),
+        ) {
+            self.error = Some(e);
+        }
+    }
+
+    /// The attempt failed or its session ended: a kiosk tries again after
+    /// a backoff; a window shows why until it is closed.
+    fn lost(&mut self, event_loop: &ActiveEventLoop, why: Option<String>) {
+        self.release_held();
+        self.conn.end();
+        self.banner.stage = None;
+        match (&self.opts.kiosk, why) {
+            (Some(k), why) => {
+                let why = why.unwrap_or_else(|| "the session ended".into());
+                let max = Duration::from_secs(u64::from(k.max_backoff_secs.max(1)));
+                let wait = self.conn.retry_later(max);
+                tracing::warn!(error = %why, backoff = ?wait, "kiosk: trying again");
+                self.banner.failure = Some(why);
+            }
+            (None, None) => event_loop.exit(),
+            (None, Some(why)) => {
+                tracing::error!(error = %why, "no session");
+                self.error = Some(why.clone());
+                self.banner.failure = Some(why);
+            }
+        }
+        self.refresh_status();
+    }
+
+    fn send(&mut self, ev: InputEvent) {
+        let Some(s) = &self.conn.session else { return };
+        if !self.held.track(&ev) {
+            return;
+        }
+        if let Err(e) = s.input().push(ev) {
+            tracing::warn!(error = %e, "input not sent");
+        }
+    }
+
+    fn release_held(&mut self) {
+        let releases = self.held.release_all();
+        if let Some(s) = &self.conn.session {
+            for ev in releases {
+                let _ = s.input().push(ev);
+            }
+        }
+    }
+
+    fn redraw(&mut self) {
+        let cursor = self.pointer.captured.then(|| self.observed.cursor());
+        let overlays = Overlays {
+            banner: self.banner.text.as_deref(),
+            stats: self
+                .banner
+                .show_stats
+                .then_some(self.banner.stats_lines.as_slice()),
+            pointer: cursor.as_ref(),
+        };
+        if self.screen.redraw(&self.stats, &overlays) && self.banner.stage.take().is_some() {
+            // The first picture: the stages are over, and a kiosk's next
+            // failure starts its backoff afresh.
+            self.conn.backoff = Duration::from_secs(1);
+            self.next_status = Instant::now();
+        }
+    }
+
+    fn start_script(&mut self) {
+        let (Some(script), Some(session)) = (self.opts.script.take(), self.conn.session.as_ref())
+        else {
+            return;
+        };
+        let (input, pads) = (session.input(), session.pad_script());
+        let start = Instant::now();
+        let stop = self.stop_script.clone();
+        let _ = std::thread::Builder::new()
+            .name("nephele-script".into())
+            .spawn(move || {
+                let stopped = || stop.load(Ordering::Relaxed);
+                if let Err(e) = crate::headless::play_script(&script, &input, &pads, start, stopped)
+                {
+                    tracing::warn!(error = %e, "input script stopped");
+                }
+            });
+    }
+}
+
+impl ApplicationHandler<UserEvent> for App {
+    fn resumed(&mut self, event_loop: &ActiveEventLoop) {
+        if self.screen.window.is_some() {
+            return;
+        }
+        let attrs = Window::default_attributes()
+            .with_title(self.opts.title.clone())
+            .with_inner_size(LogicalSize::new(1280.0, 720.0))
+            .with_decorations(self.opts.kiosk.is_none())
+            .with_fullscreen(self.fullscreen.then_some(Fullscreen::Borderless(None)));
+        let opened = event_loop
+            .create_window(attrs)
+            .map_err(|e| format!("cannot open a window: {e}"))
+            .and_then(|w| self.screen.open(Arc::new(w)));
+        if let Err(e) = opened {
+            self.error = Some(e);
+            event_loop.exit();
+            return;
+        }
+        self.screen.refresh = self.screen.refresh_interval(self.opts.display_hz);
+        tracing::info!(refresh = ?self.screen.refresh, "window open");
+        self.deadline = self.opts.duration.map(|d| Instant::now() + d);
+        self.start_connect();
+    }
+
+    fn user_event(&mut self, event_loop: &ActiveEventLoop, event: UserEvent) {
+        let current = self.conn.attempt;
+        match event {
+            UserEvent::Stage(a, s) if a == current => {
+                self.banner.stage = Some(s);
+                self.refresh_status();
+            }
+            UserEvent::Connected(a, s, keep) if a == current => {
+                tracing::info!(info = ?s.info(), "connected");
+                s.activity().set_keep_active(self.opts.keep_active);
+                self.conn.session = Some(*s);
+                self.conn.keep = keep;
+                self.conn.awake = nephele_platform::screensaver::Inhibitor::start(
+                    nephele_platform::screensaver::RESET_EVERY,
+                );
+                self.banner.failure = None;
+                self.conn.retry_at = None;
+                self.banner.stage = Some("waiting for the first picture…".into());
+                self.refresh_status();
+                self.start_script();
+                self.apply_capture();
+            }
+            UserEvent::Failed(a, e) if a == current => self.lost(event_loop, Some(e)),
+            UserEvent::Ended(a, e) if a == current => {
+                self.lost(event_loop, e.map(|e| format!("the session ended: {e}")));
+            }
+            UserEvent::Stage(..) | UserEvent::Failed(..) | UserEvent::Ended(..) => {}
+            UserEvent::Connected(_, s, _) => {
+                // A stale attempt's session: nobody wants it.
+                let _ = s.close();
+            }
+            UserEvent::Frame => {
+                self.screen.pending.store(false, Ordering::Release);
+                self.screen.picture_arrived();
+            }
+        }
+    }
+
+    fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        match event {
+            // A kiosk has no way out but its exit chord.
+            WindowEvent::CloseRequested if self.opts.kiosk.is_none() => event_loop.exit(),
+            WindowEvent::CloseRequested => {
+                tracing::info!("kiosk: close request ignored");
+            }
+            WindowEvent::Moved(_) | WindowEvent::ScaleFactorChanged { .. } => {
+                // Perhaps onto another monitor.
+                self.screen.refresh = self.screen.refresh_interval(self.opts.display_hz);
+            }
+            WindowEvent::RedrawRequested => self.redraw(),
+            // The next blit sees the new size and refits the picture.
+            WindowEvent::Resized(_) => self.screen.request_redraw(),
+            WindowEvent::Focused(focused) => {
+                if !focused {
+                    self.release_held();
+                }
+                // A captured pointer is let go while another window has
+                // focus, and taken again on return.
+                self.apply_capture();
+                if let Some(s) = &self.conn.session {
+                    s.activity().set_background(!focused);
+                }
+            }
+            WindowEvent::Occluded(hidden) => {
+                if let Some(s) = &self.conn.session {
+                    s.activity().set_background(hidden);
+                }
+            }
+            WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
+            WindowEvent::KeyboardInput { event, .. } => {
+                if self.shortcut(event_loop, &event) {
+                    return;
+                }
+                if let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) {
+                    let down = event.state == ElementState::Pressed;
+                    self.send(InputEvent::Key { usage, down });
+                }
+            }
+            WindowEvent::CursorMoved { position, .. } => {
+                let Some(w) = self.screen.window.clone() else {
+                    return;
+                };
+                if let Some(ev) = self.pointer.moved(&w, position, self.screen.viewport) {
+                    self.send(ev);
+                }
+            }
+            WindowEvent::MouseInput { state, button, .. } => {
+                if let Some(button) = pointer::button(button) {
+                    let down = state == ElementState::Pressed;
+                    self.send(InputEvent::Button { button, down });
+                }
+            }
+            WindowEvent::MouseWheel { delta, .. } => self.send(pointer::wheel(delta)),
+            _ => {}
+        }
+    }
+
+    fn device_event(&mut self, _: &ActiveEventLoop, _: DeviceId, event: DeviceEvent) {
+        if let DeviceEvent::MouseMotion { delta } = event
+            && let Some(ev) = self.pointer.device_motion(delta)
+        {
+            self.send(ev);
+        }
+    }
+
+    fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
+        let now = Instant::now();
+        if let Some(w) = self.screen.window.clone() {
+            let remote = self.observed.cursor.borrow().clone();
+            if self.pointer.wear(&w, event_loop, &remote) {
+                w.request_redraw();
+            }
+        }
+        if self.conn.retry_at.is_some_and(|t| now >= t) {
+            self.conn.retry_at = None;
+            self.start_connect();
+        }
+        if now >= self.next_status {
+            self.next_status = now + STATUS_INTERVAL;
+            self.refresh_status();
+        }
+        if self.screen.redraw_at.is_some_and(|t| now >= t) {
+            self.screen.redraw_at = None;
+            self.screen.request_redraw();
+        }
+        if self.deadline.is_some_and(|d| now >= d) {
+            event_loop.exit();
+            return;
+        }
+        // The title and banner change with the stages, the retry countdown
+        // and notices too, not only during a session.
+        let status = (self.conn.session.is_some()
+            || self.conn.connecting
+            || self.conn.retry_at.is_some()
+            || self.banner.has_notice())
+        .then_some(self.next_status);
+        match self
+            .deadline
+            .into_iter()
+            .chain(self.screen.redraw_at)
+            .chain(self.conn.retry_at)
+            .chain(status)
+            .min()
+        {
+            Some(t) => event_loop.set_control_flow(ControlFlow::WaitUntil(t)),
+            None => event_loop.set_control_flow(ControlFlow::Wait),
+        }
+    }
+}

@@ -1,0 +1,854 @@
+//! The desktop host's session logic, sans-IO: what a host does with the
+//! datagrams its gateways send and with the passing of time, for every
+//! session it runs. The host's driver (the service's UDP loop) feeds it
+//! datagrams and an [`Instant`], and carries out what it asks: transmits
+//! to gateways and backup hosts ([`HostCore::poll_transmit`]), and
+//! [`HostEvent`]s for the parts it owns — the desktop (input to apply,
+//! state to replicate, held input to release) and the media threads
+//! (start, sleep, wake, stop; the keyframe and the rate to encode at).
+//!
+//! The decisions made here:
+//!
+//! * **Sessions and paths.** A gateway attaches a session with `Attach`;
+//!   the session id is the directory's, the same through every gateway,
+//!   so a client back through another gateway re-attaches: the new gateway
+//!   replaces the old one, held input is released and the picture restarts
+//!   from a keyframe. A gateway silent for [`DETACHED_AFTER`] detaches the
+//!   session (held input released, nothing sent); one silent for
+//!   [`SESSION_RETAIN`] ends it. At most [`MAX_SESSIONS`] run at once.
+//! * **Input, exactly once.** Input is delivered once and in order
+//!   ([`crate::input::InputReceiver`]); with a backup host the desktop's
+//!   state is replicated after every input, before it is acknowledged, so
+//!   what the client counts as delivered survives this host.
+//! * **Idle sessions** follow the directory's policy
+//!   ([`crate::activity::IdleTracker`]): warned, paused (media asleep),
+//!   suspended (media stopped, state kept), resumed with an ETA and a
+//!   keyframe.
+//! * **Congestion.** Receiver reports drive the session's target bitrate
+//!   ([`crate::rate::RateController`]) and the loss its parity is sized for.
+//! * **Takeover.** States other hosts replicate here are kept on standby
+//!   ([`standby`]); a session attached here that has one is taken over from
+//!   it, continuing the primary's input numbering.
+
+mod session;
+pub mod standby;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::activity::{IdlePolicy, Phase, Transition};
+use crate::input::InputReceiver;
+use crate::outq::OutQueue;
+use crate::rate::{RateConfig, RateController, Report, default_bitrate};
+use crate::wire::{Envelope, GoodbyeReason, InputEvent, Message};
+
+use session::Session;
+use standby::Standby;
+
+/// A session whose gateway is silent this long is detached: held input is
+/// released and nothing more is sent until a gateway attaches it again.
+pub const DETACHED_AFTER: Duration = Duration::from_secs(3);
+
+/// A session that hears nothing for this long ends.
+pub const SESSION_RETAIN: Duration = Duration::from_secs(600);
+
+/// Most sessions one host runs at once.
+pub const MAX_SESSIONS: usize = 16;
+
+/// The primary re-sends a session's state this often without changes, so
+/// a lost replication datagram is repaired.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Host settings the session logic needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostCoreConfig {
+    /// Most bits per second a session sends; 0 picks a figure from the
+    /// picture size ([`default_bitrate`]).
+    pub bitrate: u32,
+}
+
+/// A state replicated here by a failed primary, handed to the driver to
+/// take the session over from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    /// Input applied up to and including this sequence number.
+    pub input_seq: u32,
+    /// The desktop's state, as the primary's driver wrote it.
+    pub state: Vec<u8>,
+}
+
+/// What the driver decided about a session [`HostEvent::Open`] asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    /// The picture it streams (an X display streams its own size,
+    /// whatever the client asked).
+    pub width: u16,
+    /// See `width`.
+    pub height: u16,
+    /// The desktop keeps itself active (a film playing).
+    pub keep_active: bool,
+    /// The [`Restore`] offered was used (the state parsed).
+    pub restored: bool,
+}
+
+/// What the driver is to do; see the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A gateway asks for a session this host does not have: make its
+    /// desktop (from `restore` when taking it over) and answer with
+    /// [`HostCore::accept`] or [`HostCore::refuse`].
+    Open {
+        /// The session.
+        session: u64,
+        /// The picture the client asked for.
+        width: u16,
+        /// See `width`.
+        height: u16,
+        /// Frames a second asked for.
+        fps: u8,
+        /// The state a failed primary replicated here, if any.
+        restore: Option<Restore>,
+    },
+    /// The session's media goes to this gateway now.
+    Route {
+        /// The session.
+        session: u64,
+        /// Its gateway.
+        gateway: SocketAddr,
+    },
+    /// Apply this input to the session's desktop (in order, once each).
+    Input {
+        /// The session.
+        session: u64,
+        /// Its sequence number.
+        seq: u32,
+        /// The event.
+        event: InputEvent,
+    },
+    /// Send the session's state to its backup now: answer with
+    /// [`HostCore::replicate`] (input is acknowledged after it).
+    Replicate {
+        /// The session.
+        session: u64,
+    },
+    /// The next picture is to be a keyframe.
+    Keyframe {
+        /// The session.
+        session: u64,
+    },
+    /// Release every key and button held on the session's desktop.
+    Release {
+        /// The session.
+        session: u64,
+    },
+    /// Start the session's media (encoder and sound).
+    MediaStart {
+        /// The session.
+        session: u64,
+    },
+    /// Put the session's media to sleep (`true`: nothing captured or
+    /// sent) or wake it (`false`).
+    MediaSleep {
+        /// The session.
+        session: u64,
+        /// Asleep or awake.
+        asleep: bool,
+    },
+    /// Stop the session's media, releasing the encoder (suspended or ended).
+    MediaStop {
+        /// The session.
+        session: u64,
+    },
+    /// Tell the client it streams again just before the next picture
+    /// (a resume), then report [`HostCore::resumed`].
+    Announce {
+        /// The session.
+        session: u64,
+    },
+    /// Encode at this target (video and parity together), with parity
+    /// for this loss (`None` before the client's first report).
+    Rate {
+        /// The session.
+        session: u64,
+        /// Bits a second.
+        target_bps: u32,
+        /// The client's loss report, per thousand.
+        loss_permille: Option<u16>,
+    },
+    /// The session ended; its desktop can go.
+    Ended {
+        /// The session.
+        session: u64,
+        /// Why.
+        reason: GoodbyeReason,
+    },
+}
+
+/// A message the core does not handle itself, borrowed from the datagram:
+/// the driver passes it to the session's media or desktop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passed<'a> {
+    /// Microphone sound for the session.
+    Audio {
+        /// The session.
+        session: u64,
+        /// Sequence number.
+        seq: u32,
+        /// The client's capture stamp.
+        capture_us: u64,
+        /// The Opus packet.
+        payload: &'a [u8],
+        /// A copy of the packet before.
+        previous: &'a [u8],
+    },
+    /// The client's clipboard text (UTF-8 unchecked).
+    Clipboard {
+        /// The session.
+        session: u64,
+        /// The text's bytes.
+        text: &'a [u8],
+    },
+}
+
+/// What the host counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCounters {
+    /// Sessions opened (taken over included).
+    pub sessions_opened: u64,
+    /// Sessions re-attached through a different gateway.
+    pub reattached: u64,
+    /// Sessions taken over from a failed primary's replicated state.
+    pub takeovers: u64,
+    /// Input events delivered to desktops.
+    pub inputs_applied: u64,
+    /// Datagrams that did not decode.
+    pub bad_datagrams: u64,
+    /// Times congestion control cut a session's rate.
+    pub rate_decreases: u64,
+    /// Pauses, suspensions and resumptions.
+    pub pauses: u64,
+    /// See `pauses`.
+    pub suspends: u64,
+    /// See `pauses`.
+    pub resumes: u64,
+}
+
+/// How long resuming from suspension takes here: a moving average of the
+/// last ones, told to clients as the ETA.
+#[derive(Debug, Clone, Copy)]
+struct ResumeEta {
+    ms: f64,
+}
+
+impl Default for ResumeEta {
+    fn default() -> Self {
+        Self { ms: 150.0 }
+    }
+}
+
+impl ResumeEta {
+    fn learn(&mut self, took: Duration) {
+        self.ms = 0.7 * self.ms + 0.3 * took.as_secs_f64() * 1000.0;
+    }
+}
+
+/// An `Open` waiting for the driver's answer.
+#[derive(Debug)]
+struct Opening {
+    gateway: SocketAddr,
+    fps: u8,
+    policy: IdlePolicy,
+    backup: Option<SocketAddr>,
+    restore_seq: Option<u32>,
+}
+
+/// Every session of one host; see the module documentation.
+#[derive(Debug)]
+pub struct HostCore {
+    cfg: HostCoreConfig,
+    /// The host's clock's zero: stamps are microseconds since.
+    epoch: Instant,
+    sessions: HashMap<u64, Session>,
+    opening: HashMap<u64, Opening>,
+    standby: Standby,
+    out: OutQueue<SocketAddr>,
+    events: VecDeque<HostEvent>,
+    counters: HostCounters,
+    resume_eta: ResumeEta,
+}
+
+impl HostCore {
+    /// A host with no sessions, whose clock starts at `now`.
+    pub fn new(cfg: HostCoreConfig, now: Instant) -> Self {
+        Self {
+            cfg,
+            epoch: now,
+            sessions: HashMap::new(),
+            opening: HashMap::new(),
+            standby: Standby::default(),
+            out: OutQueue::default(),
+            events: VecDeque::new(),
+            counters: HostCounters::default(),
+            resume_eta: ResumeEta::default(),
+        }
+    }
+
+    /// Microseconds of the host's clock at `now` (the clock of capture
+    /// stamps, pongs and acknowledgements).
+    pub fn host_us(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// The clock's zero.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// What was counted so far.
+    pub fn counters(&self) -> HostCounters {
+        self.counters
+    }
+
+    /// Sessions running now (streaming, paused or suspended).
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The session's idle phase, if it runs here.
+    pub fn phase(&self, session: u64) -> Option<Phase> {
+        self.sessions.get(&session).map(|s| s.idle.phase())
+    }
+
+    /// The session's gateway now, if it runs here.
+    pub fn gateway_of(&self, session: u64) -> Option<SocketAddr> {
+        self.sessions.get(&session).map(|s| s.gateway)
+    }
+
+    /// The next thing to send and where, its bytes in `out`.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<SocketAddr> {
+        self.out.pop(out)
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_event(&mut self) -> Option<HostEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`HostCore::handle_timeout`] should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions.values().filter_map(Session::next_timer).min()
+    }
+
+    fn send(&mut self, to: SocketAddr, session: u64, message: Message<'_>) {
+        self.out
+            .push(to, |b| Envelope { session, message }.encode(b));
+    }
+
+    /// Queues `message` for the session's client, through its gateway
+    /// (the desktop's own messages: rumble, its clipboard).
+    pub fn send_to_client(&mut self, session: u64, message: Message<'_>) {
+        if let Some(to) = self.gateway_of(session) {
+            self.send(to, session, message);
+        }
+    }
+
+    /// The driver's count of video bytes sent for `session` so far: what
+    /// congestion control compares with what the client receives.
+    pub fn video_sent(&mut self, session: u64, total_bytes: u64) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.video_sent = total_bytes;
+        }
+    }
+
+    /// A datagram from `from`. Messages for the driver's own parts come
+    /// back borrowed.
+    pub fn handle_datagram<'a>(
+        &mut self,
+        from: SocketAddr,
+        datagram: &'a [u8],
+        now: Instant,
+    ) -> Option<Passed<'a>> {
+        let Ok(env) = Envelope::decode(datagram) else {
+            self.counters.bad_datagrams += 1;
+            return None;
+        };
+        let id = env.session;
+        match env.message {
+            Message::Attach {
+                width,
+                height,
+                fps,
+                policy,
+                backup,
+            } => {
+                self.attach(id, from, (width, height, fps), policy, backup, now);
+                return None;
+            }
+            Message::StateSync {
+                input_seq,
+                version,
+                state,
+            } => {
+                // Taken over already: the old primary is stale.
+                if !self.sessions.contains_key(&id) {
+                    self.standby.keep(id, input_seq, version, state, now);
+                }
+                return None;
+            }
+            _ => {}
+        }
+        let quiet = matches!(env.message, Message::Goodbye { .. } | Message::Detach);
+        let Some(s) = self.sessions.get_mut(&id) else {
+            // Unknown session (ended, or never opened): tell the gateway.
+            if !quiet {
+                let reason = GoodbyeReason::Timeout;
+                self.send(from, id, Message::Goodbye { reason });
+            }
+            return None;
+        };
+        if s.gateway != from {
+            // A gateway the session has left (the client re-attached
+            // elsewhere): it is told so and closes its side.
+            if !quiet {
+                let reason = GoodbyeReason::Replaced;
+                self.send(from, id, Message::Goodbye { reason });
+            }
+            return None;
+        }
+        s.last_heard = now;
+        if s.detached {
+            // Heard from again (a gap longer than DETACHED_AFTER).
+            s.detached = false;
+            self.events.push_back(HostEvent::Keyframe { session: id });
+            self.refresh_sleep(id);
+        }
+        match env.message {
+            Message::Input { seq, event } => self.input(id, seq, event, now),
+            Message::KeyframeRequest { .. } => {
+                self.events.push_back(HostEvent::Keyframe { session: id });
+            }
+            Message::Activity(report) => {
+                let t = self
+                    .sessions
+                    .get_mut(&id)
+                    .and_then(|s| s.idle.on_report(now, report));
+                self.transition(id, t, now);
+            }
+            Message::ReceiverReport {
+                loss_permille,
+                queue_delay_ms,
+                recv_kbps,
+            } => self.report(id, loss_permille, queue_delay_ms, recv_kbps, now),
+            Message::Ping { stamp_us } => {
+                let host_us = self.host_us(now);
+                self.send(from, id, Message::Pong { stamp_us, host_us });
+            }
+            Message::Goodbye { .. } => self.end(id, GoodbyeReason::Normal),
+            Message::Detach => self.detach(id),
+            Message::Clipboard { text } => {
+                return Some(Passed::Clipboard { session: id, text });
+            }
+            Message::Audio {
+                seq,
+                capture_us,
+                payload,
+                previous,
+            } => {
+                return Some(Passed::Audio {
+                    session: id,
+                    seq,
+                    capture_us,
+                    payload,
+                    previous,
+                });
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn input(&mut self, id: u64, seq: u32, event: InputEvent, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let mut applied = 0u64;
+        let events = &mut self.events;
+        s.input.handle(seq, event, |seq, event| {
+            applied += 1;
+            events.push_back(HostEvent::Input {
+                session: id,
+                seq,
+                event,
+            });
+        });
+        self.counters.inputs_applied += applied;
+        if applied > 0 {
+            let t = s.idle.on_input(now);
+            // Replicated before acknowledged: what the client counts as
+            // delivered survives this host.
+            if s.backup.is_some() {
+                s.ack_after_sync = true;
+                self.events.push_back(HostEvent::Replicate { session: id });
+            }
+            self.transition(id, t, now);
+        }
+        // A duplicate is acknowledged again (its first ack was lost),
+        // unless an acknowledgement already waits for the replication.
+        if self.sessions.get(&id).is_some_and(|s| !s.ack_after_sync) {
+            self.ack(id, now);
+        }
+    }
+
+    fn ack(&mut self, id: u64, now: Instant) {
+        let host_us = self.host_us(now);
+        if let Some(s) = self.sessions.get(&id) {
+            let (to, seq) = (s.gateway, s.input.ack());
+            self.send(to, id, Message::InputAck { seq, host_us });
+        }
+    }
+
+    fn report(&mut self, id: u64, loss: u16, queue_delay_ms: u16, recv_kbps: u32, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let (then, sent_then) = std::mem::replace(&mut s.sent_at_report, (now, s.video_sent));
+        let secs = now.saturating_duration_since(then).as_secs_f64().max(1e-3);
+        let sent_kbps =
+            (s.video_sent.saturating_sub(sent_then) as f64 * 8.0 / 1000.0 / secs) as u32;
+        let before = s.rate.decreases();
+        let (target, _) = s.rate.on_report(
+            now,
+            Report {
+                loss_permille: loss,
+                queue_delay_ms,
+                recv_kbps,
+                sent_kbps,
+            },
+        );
+        if s.rate.decreases() > before {
+            self.counters.rate_decreases += 1;
+        }
+        self.events.push_back(HostEvent::Rate {
+            session: id,
+            target_bps: target,
+            loss_permille: Some(loss),
+        });
+    }
+
+    /// The driver's answer to [`HostEvent::Replicate`]: the session's
+    /// state, sent to its backup, then the acknowledgement of the input
+    /// it holds.
+    pub fn replicate(&mut self, session: u64, state: &[u8], now: Instant) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if let Some(backup) = s.backup {
+            s.sync_version = s.sync_version.wrapping_add(1);
+            s.last_sync = now;
+            let msg = Message::StateSync {
+                input_seq: s.input.ack(),
+                version: s.sync_version,
+                state,
+            };
+            self.send(backup, session, msg);
+        }
+        let s = self.sessions.get_mut(&session);
+        if s.is_some_and(|s| std::mem::take(&mut s.ack_after_sync)) {
+            self.ack(session, now);
+        }
+    }
+
+    /// Attaches a session to the gateway `from`: opens it (asking the
+    /// driver), re-attaches it, or answers a repeated attach.
+    fn attach(
+        &mut self,
+        id: u64,
+        from: SocketAddr,
+        (width, height, fps): (u16, u16, u8),
+        policy: IdlePolicy,
+        backup: Option<SocketAddr>,
+        now: Instant,
+    ) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            s.last_heard = now;
+            let moved = s.gateway != from;
+            if moved || s.detached {
+                if moved {
+                    self.counters.reattached += 1;
+                }
+                s.gateway = from;
+                s.detached = false;
+                s.backup = backup.or(s.backup);
+                let session = id;
+                self.events.extend([
+                    HostEvent::Route {
+                        session,
+                        gateway: from,
+                    },
+                    HostEvent::Keyframe { session },
+                    HostEvent::Release { session },
+                ]);
+                self.refresh_sleep(id);
+            }
+            // Otherwise a repeated attach: the welcome was lost. Answer again.
+            self.welcome(id, now);
+            return;
+        }
+        if let Some(o) = self.opening.get_mut(&id) {
+            // The driver has not answered yet; the welcome goes here.
+            o.gateway = from;
+            return;
+        }
+        if self.sessions.len() + self.opening.len() >= MAX_SESSIONS {
+            let reason = GoodbyeReason::NoCapacity;
+            self.send(from, id, Message::Goodbye { reason });
+            return;
+        }
+        let restore = self.standby.take(id);
+        self.opening.insert(
+            id,
+            Opening {
+                gateway: from,
+                fps,
+                policy,
+                backup,
+                restore_seq: restore.as_ref().map(|r| r.input_seq),
+            },
+        );
+        self.events.push_back(HostEvent::Open {
+            session: id,
+            width,
+            height,
+            fps,
+            restore,
+        });
+    }
+
+    /// The driver opened the session [`HostEvent::Open`] asked for.
+    pub fn accept(&mut self, session: u64, a: Accept, now: Instant) {
+        let Some(o) = self.opening.remove(&session) else {
+            return;
+        };
+        let input = match o.restore_seq {
+            Some(seq) if a.restored => {
+                self.counters.takeovers += 1;
+                InputReceiver::resuming_after(seq)
+            }
+            _ => InputReceiver::new(),
+        };
+        let bitrate = match self.cfg.bitrate {
+            0 => default_bitrate(a.width, a.height, o.fps),
+            b => b,
+        };
+        let rate = RateController::new(RateConfig::new(bitrate));
+        let target_bps = rate.target_bps();
+        let mut s = Session::new(o.gateway, (a.width, a.height, o.fps), o.policy, rate, now);
+        s.input = input;
+        s.backup = o.backup;
+        // A film or game playing on the desktop keeps it active by itself.
+        s.idle.set_host_keep_active(a.keep_active, now);
+        let replicate = s.backup.is_some();
+        self.sessions.insert(session, s);
+        self.counters.sessions_opened += 1;
+        self.events.extend([
+            HostEvent::Route {
+                session,
+                gateway: o.gateway,
+            },
+            HostEvent::Rate {
+                session,
+                target_bps,
+                loss_permille: None,
+            },
+            HostEvent::MediaStart { session },
+        ]);
+        if replicate {
+            self.events.push_back(HostEvent::Replicate { session });
+        }
+        self.welcome(session, now);
+    }
+
+    /// The driver could not open the session (its desktop is unreachable).
+    pub fn refuse(&mut self, session: u64) {
+        if let Some(o) = self.opening.remove(&session) {
+            let reason = GoodbyeReason::NoCapacity;
+            self.send(o.gateway, session, Message::Goodbye { reason });
+        }
+    }
+
+    fn welcome(&mut self, id: u64, now: Instant) {
+        let host_time_us = self.host_us(now);
+        let Some(s) = self.sessions.get(&id) else {
+            return;
+        };
+        let (to, phase) = (s.gateway, s.idle.phase());
+        let welcome = Message::Welcome {
+            session_id: id,
+            width: s.width,
+            height: s.height,
+            fps: s.fps,
+            host_time_us,
+        };
+        self.send(to, id, welcome);
+        if phase != Phase::Streaming {
+            // A client back while the session is paused learns so at once.
+            self.send(to, id, Message::Status { phase, ms: 0 });
+        }
+    }
+
+    fn detach(&mut self, id: u64) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        s.detached = true;
+        self.events.push_back(HostEvent::Release { session: id });
+        self.refresh_sleep(id);
+    }
+
+    /// Media sleeps while the session is paused or has no gateway, and
+    /// wakes (keyframe first) when neither holds.
+    fn refresh_sleep(&mut self, id: u64) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let asleep = s.detached || s.idle.phase().is_stopped();
+        if asleep == s.asleep {
+            return;
+        }
+        s.asleep = asleep;
+        self.events.push_back(HostEvent::MediaSleep {
+            session: id,
+            asleep,
+        });
+        if !asleep {
+            self.events.push_back(HostEvent::Keyframe { session: id });
+        }
+    }
+
+    /// Carries out an idle transition and tells the client.
+    fn transition(&mut self, id: u64, t: Option<Transition>, now: Instant) {
+        let Some(t) = t else { return };
+        let eta = self.resume_eta.ms.round() as u32;
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let session = id;
+        let (phase, ms) = match t {
+            Transition::Warn(d) => (
+                Phase::Warning,
+                d.as_millis().min(u128::from(u32::MAX)) as u32,
+            ),
+            Transition::Clear => (Phase::Streaming, 0),
+            Transition::Pause => {
+                self.counters.pauses += 1;
+                (Phase::Paused, 0)
+            }
+            Transition::Suspend => {
+                self.counters.suspends += 1;
+                s.media_running = false;
+                self.events.push_back(HostEvent::MediaStop { session });
+                (Phase::Suspended, 0)
+            }
+            Transition::Resume(from) => {
+                self.counters.resumes += 1;
+                self.events.extend([
+                    HostEvent::Announce { session },
+                    HostEvent::Keyframe { session },
+                ]);
+                let eta = if from == Phase::Suspended {
+                    s.resuming_since = Some(now);
+                    eta
+                } else {
+                    // One frame away.
+                    (1000 / u32::from(s.fps.max(1))).max(1)
+                };
+                if !s.media_running {
+                    s.media_running = true;
+                    self.events.push_back(HostEvent::MediaStart { session });
+                }
+                (Phase::Resuming, eta)
+            }
+        };
+        self.refresh_sleep(id);
+        if let Some(s) = self.sessions.get(&id)
+            && !s.detached
+        {
+            let to = s.gateway;
+            self.send(to, id, Message::Status { phase, ms });
+        }
+    }
+
+    /// The driver's media announced the resume with its first picture:
+    /// how long a resume from suspension took is learned for the next ETA.
+    pub fn resumed(&mut self, session: u64, now: Instant) {
+        if let Some(since) = self
+            .sessions
+            .get_mut(&session)
+            .and_then(|s| s.resuming_since.take())
+        {
+            self.resume_eta.learn(now.saturating_duration_since(since));
+        }
+    }
+
+    /// Moves every session on with time: silence detaches and ends, the
+    /// idle policy warns, pauses and suspends, states are re-replicated.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let silent = now.saturating_duration_since(s.last_heard);
+            if silent > SESSION_RETAIN {
+                self.end(id, GoodbyeReason::Timeout);
+                continue;
+            }
+            if silent > DETACHED_AFTER && !s.detached {
+                self.detach(id);
+            }
+            let Some(s) = self.sessions.get_mut(&id) else {
+                continue;
+            };
+            let t = s.idle.poll(now);
+            let due_sync =
+                s.backup.is_some() && now.saturating_duration_since(s.last_sync) >= SYNC_INTERVAL;
+            if due_sync {
+                // Marked now so the timer moves on even before the driver answers.
+                s.last_sync = now;
+            }
+            self.transition(id, t, now);
+            if due_sync {
+                self.events.push_back(HostEvent::Replicate { session: id });
+            }
+        }
+        self.standby.expire(now);
+    }
+
+    /// Ends a session: held input released, media stopped, the gateway
+    /// told why unless the client ended it or is gone.
+    pub fn end(&mut self, id: u64, reason: GoodbyeReason) {
+        let Some(s) = self.sessions.remove(&id) else {
+            return;
+        };
+        self.events.extend([
+            HostEvent::Release { session: id },
+            HostEvent::MediaStop { session: id },
+            HostEvent::Ended {
+                session: id,
+                reason,
+            },
+        ]);
+        if reason != GoodbyeReason::Normal && !s.detached {
+            self.send(s.gateway, id, Message::Goodbye { reason });
+        }
+    }
+
+    /// Ends every session, telling their gateways the host shuts down.
+    pub fn shutdown(&mut self) {
+        let ids: Vec<u64> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.end(id, GoodbyeReason::Shutdown);
+        }
+    }
+}
