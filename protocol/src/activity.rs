@@ -15,87 +15,42 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-/// Where the user is, as the client sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(u8)]
-pub enum Presence {
-    /// Input lately, window in front.
-    #[default]
-    Active = 0,
-    /// No input for [`IDLE_AFTER`].
-    Idle = 1,
-    /// The window is minimised, hidden or not focused.
-    Background = 2,
-    /// The user cannot see the stream: screen locked, display off, system
-    /// asleep (where the platform tells).
-    Away = 3,
-}
-
-impl Presence {
-    /// From its wire code.
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0 => Self::Active,
-            1 => Self::Idle,
-            2 => Self::Background,
-            3 => Self::Away,
-            _ => return None,
-        })
-    }
-
-    /// Lower-case name, for logs and stats.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Idle => "idle",
-            Self::Background => "background",
-            Self::Away => "away",
-        }
+wire_enum! {
+    /// Where the user is, as the client sees it.
+    #[derive(Default)]
+    pub enum Presence {
+        /// Input lately, window in front.
+        #[default]
+        Active = 0 => "active",
+        /// No input for [`IDLE_AFTER`].
+        Idle = 1 => "idle",
+        /// The window is minimised, hidden or not focused.
+        Background = 2 => "background",
+        /// The user cannot see the stream: screen locked, display off,
+        /// system asleep (where the platform tells).
+        Away = 3 => "away",
     }
 }
 
 /// Without input for this long a client counts as [`Presence::Idle`].
 pub const IDLE_AFTER: Duration = Duration::from_secs(60);
 
-/// Why the session should stay active without input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(u8)]
-pub enum KeepActive {
-    /// Nothing: idle time counts.
-    #[default]
-    No = 0,
-    /// The user turned on presentation mode.
-    Presentation = 1,
-    /// Watching a video.
-    Video = 2,
-    /// Spectating a game.
-    Spectating = 3,
-    /// Recording the session.
-    Recording = 4,
-}
-
-impl KeepActive {
-    /// From its wire code.
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0 => Self::No,
-            1 => Self::Presentation,
-            2 => Self::Video,
-            3 => Self::Spectating,
-            4 => Self::Recording,
-            _ => return None,
-        })
-    }
-
-    /// Lower-case name, as `--keep-active` takes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::No => "none",
-            Self::Presentation => "presentation",
-            Self::Video => "video",
-            Self::Spectating => "spectating",
-            Self::Recording => "recording",
-        }
+wire_enum! {
+    /// Why the session should stay active without input (named as
+    /// `--keep-active` takes it).
+    #[derive(Default)]
+    pub enum KeepActive {
+        /// Nothing: idle time counts.
+        #[default]
+        No = 0 => "none",
+        /// The user turned on presentation mode.
+        Presentation = 1 => "presentation",
+        /// Watching a video.
+        Video = 2 => "video",
+        /// Spectating a game.
+        Spectating = 3 => "spectating",
+        /// Recording the session.
+        Recording = 4 => "recording",
     }
 }
 
@@ -103,12 +58,9 @@ impl FromStr for KeepActive {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        (0..=4)
-            .filter_map(Self::from_u8)
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                format!("`{s}` is not a reason: none, presentation, video, spectating or recording")
-            })
+        Self::from_name(s).ok_or_else(|| {
+            format!("`{s}` is not a reason: none, presentation, video, spectating or recording")
+        })
     }
 }
 
@@ -125,47 +77,25 @@ pub struct ActivityReport {
     pub expected_idle_s: u32,
 }
 
-/// What the session is doing, as the host tells the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(u8)]
-pub enum Phase {
-    /// Capturing, encoding and sending.
-    #[default]
-    Streaming = 0,
-    /// Streaming, but idle long enough that a pause is coming.
-    Warning = 1,
-    /// Neither capturing nor encoding; input resumes at once.
-    Paused = 2,
-    /// The session's resources are released; its state is kept.
-    Suspended = 3,
-    /// Coming back; the first frame is a keyframe.
-    Resuming = 4,
+wire_enum! {
+    /// What the session is doing, as the host tells the client.
+    #[derive(Default)]
+    pub enum Phase {
+        /// Capturing, encoding and sending.
+        #[default]
+        Streaming = 0 => "streaming",
+        /// Streaming, but idle long enough that a pause is coming.
+        Warning = 1 => "warning",
+        /// Neither capturing nor encoding; input resumes at once.
+        Paused = 2 => "paused",
+        /// The session's resources are released; its state is kept.
+        Suspended = 3 => "suspended",
+        /// Coming back; the first frame is a keyframe.
+        Resuming = 4 => "resuming",
+    }
 }
 
 impl Phase {
-    /// From its wire code.
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            0 => Self::Streaming,
-            1 => Self::Warning,
-            2 => Self::Paused,
-            3 => Self::Suspended,
-            4 => Self::Resuming,
-            _ => return None,
-        })
-    }
-
-    /// Lower-case name, for logs and stats.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Streaming => "streaming",
-            Self::Warning => "warning",
-            Self::Paused => "paused",
-            Self::Suspended => "suspended",
-            Self::Resuming => "resuming",
-        }
-    }
-
     /// Whether the host sends no video in this phase.
     pub fn is_stopped(self) -> bool {
         matches!(self, Self::Paused | Self::Suspended)

@@ -8,28 +8,16 @@
 
 use crate::MAX_STREAM_MESSAGE;
 
-/// The first byte a client writes on each stream it opens, naming the lane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Lane {
-    /// Bidirectional: hello/welcome, ping/pong, goodbye.
-    Control = 1,
-    /// Client → gateway: keys, buttons, pointer, wheel; reliable and ordered.
-    Input = 2,
-    /// Client → gateway: keyframe requests, on their own stream so they never
-    /// queue behind input or control traffic.
-    Recovery = 3,
-}
-
-impl Lane {
-    /// Parses the lane byte.
-    pub fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            1 => Some(Self::Control),
-            2 => Some(Self::Input),
-            3 => Some(Self::Recovery),
-            _ => None,
-        }
+wire_enum! {
+    /// The first byte a client writes on each stream it opens, naming the lane.
+    pub enum Lane {
+        /// Bidirectional: hello/welcome, ping/pong, goodbye.
+        Control = 1 => "control",
+        /// Client → gateway: keys, buttons, pointer, wheel; reliable and ordered.
+        Input = 2 => "input",
+        /// Client → gateway: keyframe requests, on their own stream so they
+        /// never queue behind input or control traffic.
+        Recovery = 3 => "recovery",
     }
 }
 

@@ -50,6 +50,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+#[macro_use]
+mod codes;
+
 pub mod activity;
 pub mod audio;
 pub mod client;

@@ -115,26 +115,15 @@ impl<'a> ProbeRequest<'a> {
     }
 }
 
-/// How a gateway answered a probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ProbeStatus {
-    /// Accepting sessions.
-    Ok = 0,
-    /// The token was missing, forged or expired.
-    Unauthorized = 1,
-    /// Shutting down: answer, but do not connect here.
-    Draining = 2,
-}
-
-impl ProbeStatus {
-    fn from_u8(v: u8) -> Result<Self, ProbeError> {
-        Ok(match v {
-            0 => Self::Ok,
-            1 => Self::Unauthorized,
-            2 => Self::Draining,
-            other => return Err(ProbeError::Status(other)),
-        })
+wire_enum! {
+    /// How a gateway answered a probe.
+    pub enum ProbeStatus {
+        /// Accepting sessions.
+        Ok = 0 => "ok",
+        /// The token was missing, forged or expired.
+        Unauthorized = 1 => "unauthorized",
+        /// Shutting down: answer, but do not connect here.
+        Draining = 2 => "draining",
     }
 }
 
@@ -185,7 +174,7 @@ impl ProbeReply {
         let mut stamp = [0u8; 8];
         stamp.copy_from_slice(&buf[8..16]);
         Ok(Self {
-            status: ProbeStatus::from_u8(buf[5])?,
+            status: ProbeStatus::from_u8(buf[5]).ok_or(ProbeError::Status(buf[5]))?,
             seq: u16::from_be_bytes([buf[6], buf[7]]),
             stamp_us: u64::from_be_bytes(stamp),
             load_permille: u16::from_be_bytes([buf[16], buf[17]]).min(1000),

@@ -1,0 +1,300 @@
+//! Opening and attaching sessions, liveness, the idle phases and state
+//! replication on the wire.
+
+use std::net::SocketAddr;
+
+use super::reader::Reader;
+use super::{DecodeError, GoodbyeReason, MAX_STATE, MAX_TOKEN, Message, ty};
+use crate::activity::{ActivityReport, IdlePolicy, KeepActive, Phase, Presence};
+
+/// `Message::Hello`: its bytes, both ways.
+pub(super) mod hello {
+    use super::*;
+
+    pub(in crate::wire) fn put(
+        out: &mut Vec<u8>,
+        width: &u16,
+        height: &u16,
+        fps: &u8,
+        token: &&[u8],
+        client_session: &u64,
+    ) {
+        out.push(ty::HELLO);
+        out.extend_from_slice(&width.to_be_bytes());
+        out.extend_from_slice(&height.to_be_bytes());
+        out.push(*fps);
+        let token = &token[..token.len().min(MAX_TOKEN)];
+        out.extend_from_slice(&(token.len() as u16).to_be_bytes());
+        out.extend_from_slice(token);
+        out.extend_from_slice(&client_session.to_be_bytes());
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        let width = r.dimension("width")?;
+        let height = r.dimension("height")?;
+        let fps = r.fps()?;
+        let len = usize::from(r.u16()?);
+        if len > MAX_TOKEN {
+            return Err(DecodeError::InvalidValue {
+                field: "token length",
+                value: len as u64,
+            });
+        }
+        let token = r.take(len)?;
+        Ok(Message::Hello {
+            width,
+            height,
+            fps,
+            token,
+            client_session: r.u64()?,
+        })
+    }
+}
+
+/// `Message::Welcome`: its bytes, both ways.
+pub(super) mod welcome {
+    use super::*;
+
+    pub(in crate::wire) fn put(
+        out: &mut Vec<u8>,
+        session_id: &u64,
+        width: &u16,
+        height: &u16,
+        fps: &u8,
+        host_time_us: &u64,
+    ) {
+        out.push(ty::WELCOME);
+        out.extend_from_slice(&session_id.to_be_bytes());
+        out.extend_from_slice(&width.to_be_bytes());
+        out.extend_from_slice(&height.to_be_bytes());
+        out.push(*fps);
+        out.extend_from_slice(&host_time_us.to_be_bytes());
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        Ok(Message::Welcome {
+            session_id: r.u64()?,
+            width: r.dimension("width")?,
+            height: r.dimension("height")?,
+            fps: r.fps()?,
+            host_time_us: r.u64()?,
+        })
+    }
+}
+
+/// `Message::Attach`: its bytes, both ways.
+pub(super) mod attach {
+    use super::*;
+
+    pub(in crate::wire) fn put(
+        out: &mut Vec<u8>,
+        width: &u16,
+        height: &u16,
+        fps: &u8,
+        policy: &IdlePolicy,
+        backup: &Option<SocketAddr>,
+    ) {
+        out.push(ty::ATTACH);
+        out.extend_from_slice(&width.to_be_bytes());
+        out.extend_from_slice(&height.to_be_bytes());
+        out.push(*fps);
+        for ms in policy.to_wire() {
+            out.extend_from_slice(&ms.to_be_bytes());
+        }
+        match backup {
+            None => out.push(0),
+            Some(SocketAddr::V4(a)) => {
+                out.push(4);
+                out.extend_from_slice(&a.ip().octets());
+                out.extend_from_slice(&a.port().to_be_bytes());
+            }
+            Some(SocketAddr::V6(a)) => {
+                out.push(6);
+                out.extend_from_slice(&a.ip().octets());
+                out.extend_from_slice(&a.port().to_be_bytes());
+            }
+        }
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        let width = r.dimension("width")?;
+        let height = r.dimension("height")?;
+        let fps = r.fps()?;
+        let policy = IdlePolicy::from_wire([r.u32()?, r.u32()?, r.u32()?]).map_err(|_| {
+            DecodeError::InvalidValue {
+                field: "idle policy order",
+                value: 0,
+            }
+        })?;
+        let backup = match r.u8()? {
+            0 => None,
+            4 => {
+                let ip = std::net::Ipv4Addr::from(r.array::<4>()?);
+                Some(SocketAddr::from((ip, r.u16()?)))
+            }
+            6 => {
+                let ip = std::net::Ipv6Addr::from(r.array::<16>()?);
+                Some(SocketAddr::from((ip, r.u16()?)))
+            }
+            other => {
+                return Err(DecodeError::InvalidValue {
+                    field: "address family",
+                    value: other.into(),
+                });
+            }
+        };
+        Ok(Message::Attach {
+            width,
+            height,
+            fps,
+            policy,
+            backup,
+        })
+    }
+}
+
+/// `Message::Detach`: its bytes, both ways.
+pub(super) mod detach {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>) {
+        out.push(ty::DETACH);
+    }
+
+    pub(in crate::wire) fn get<'a>(_: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        Ok(Message::Detach)
+    }
+}
+
+/// `Message::Goodbye`: its bytes, both ways.
+pub(super) mod goodbye {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, reason: &GoodbyeReason) {
+        out.push(ty::GOODBYE);
+        out.push(*reason as u8);
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        Ok(Message::Goodbye {
+            reason: r.code("goodbye reason", GoodbyeReason::from_u8)?,
+        })
+    }
+}
+
+/// `Message::Ping`: its bytes, both ways.
+pub(super) mod ping {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, stamp_us: &u64) {
+        out.push(ty::PING);
+        out.extend_from_slice(&stamp_us.to_be_bytes());
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        Ok(Message::Ping { stamp_us: r.u64()? })
+    }
+}
+
+/// `Message::Pong`: its bytes, both ways.
+pub(super) mod pong {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, stamp_us: &u64, host_us: &u64) {
+        out.push(ty::PONG);
+        out.extend_from_slice(&stamp_us.to_be_bytes());
+        out.extend_from_slice(&host_us.to_be_bytes());
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        Ok(Message::Pong {
+            stamp_us: r.u64()?,
+            host_us: r.u64()?,
+        })
+    }
+}
+
+/// `Message::Status`: its bytes, both ways.
+pub(super) mod status {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, phase: &Phase, ms: &u32) {
+        out.extend_from_slice(&[ty::STATUS, *phase as u8]);
+        out.extend_from_slice(&ms.to_be_bytes());
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        let p = r.u8()?;
+        let phase = Phase::from_u8(p).ok_or(DecodeError::InvalidValue {
+            field: "phase",
+            value: p.into(),
+        })?;
+        Ok(Message::Status {
+            phase,
+            ms: r.u32()?,
+        })
+    }
+}
+
+/// `Message::Activity`: its bytes, both ways.
+pub(super) mod activity {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, a: &ActivityReport) {
+        out.push(ty::ACTIVITY);
+        out.extend_from_slice(&a.idle_ms.to_be_bytes());
+        out.extend_from_slice(&[a.presence as u8, a.keep_active as u8]);
+        out.extend_from_slice(&a.expected_idle_s.to_be_bytes());
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        let idle_ms = r.u32()?;
+        let presence = r.u8()?;
+        let presence = Presence::from_u8(presence).ok_or(DecodeError::InvalidValue {
+            field: "presence",
+            value: presence.into(),
+        })?;
+        let keep = r.u8()?;
+        let keep_active = KeepActive::from_u8(keep).ok_or(DecodeError::InvalidValue {
+            field: "keep-active reason",
+            value: keep.into(),
+        })?;
+        Ok(Message::Activity(ActivityReport {
+            idle_ms,
+            presence,
+            keep_active,
+            expected_idle_s: r.u32()?,
+        }))
+    }
+}
+
+/// `Message::StateSync`: its bytes, both ways.
+pub(super) mod state_sync {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, input_seq: &u32, version: &u32, state: &&[u8]) {
+        let state = &state[..state.len().min(MAX_STATE)];
+        out.push(ty::STATE_SYNC);
+        out.extend_from_slice(&input_seq.to_be_bytes());
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(&(state.len() as u16).to_be_bytes());
+        out.extend_from_slice(state);
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        let input_seq = r.u32()?;
+        let version = r.u32()?;
+        let len = usize::from(r.u16()?);
+        if len > MAX_STATE {
+            return Err(DecodeError::InvalidValue {
+                field: "state length",
+                value: len as u64,
+            });
+        }
+        Ok(Message::StateSync {
+            input_seq,
+            version,
+            state: r.take(len)?,
+        })
+    }
+}
