@@ -13,7 +13,6 @@
 
 pub mod activity;
 pub mod audio;
-pub mod avcodec;
 pub mod clipboard;
 pub mod clock;
 pub mod config;

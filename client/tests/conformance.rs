@@ -179,7 +179,7 @@ fn the_default_decoder_is_ffmpegs_where_the_system_has_it() {
     assert!(
         summary.contains("\"decoder\":\"ffmpeg\""),
         "libavcodec not found or not usable ({:?}); summary: {summary}",
-        nephele_client::avcodec::available()
+        nephele_client::video::ffmpeg_available()
     );
     assert!(summary.contains("\"errors\":0"), "{summary}");
 }

@@ -9,16 +9,18 @@
 pub mod audio;
 #[cfg(feature = "clipboard")]
 pub mod clipboard;
+pub mod dylib;
+pub mod fs;
 pub mod gamepad;
 #[cfg(feature = "window")]
 pub mod keyboard;
 #[cfg(feature = "opus")]
 pub mod opus;
 pub mod process;
-#[cfg(all(feature = "pulse", unix, not(target_os = "macos")))]
+#[cfg(feature = "pulse")]
 pub mod pulse;
 pub mod sched;
 #[cfg(feature = "window")]
 pub mod screensaver;
-#[cfg(all(feature = "x11-desktop", unix, not(target_os = "macos")))]
+#[cfg(feature = "x11-desktop")]
 pub mod x11desktop;

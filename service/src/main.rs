@@ -413,16 +413,9 @@ fn directory(d: DirectoryArgs) -> Result<()> {
     })
 }
 
-/// Writes a secret readable by the owner only (where the platform has modes).
+/// Writes a secret readable by the owner only.
 fn write_secret(path: &Path, secret: &str) -> Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    std::io::Write::write_all(&mut f, secret.as_bytes())
+    nephele_platform::fs::write_private(path, secret.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 

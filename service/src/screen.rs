@@ -1,10 +1,18 @@
 //! What a host serves: its built-in demo desktop, or a running X display
 //! (`x11:DISPLAY`), whose screen is captured, converted to I420 and
 //! encoded only when something on it changed, and into which the
-//! session's input is injected.
+//! session's input is injected. The X display itself is the platform
+//! crate's ([`nephele_platform::x11desktop`]); where there is no X, opening
+//! one fails with the reason.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::Duration;
+
+use nephele_platform::x11desktop::{X11Capture, X11Clipboard, X11Error, X11Input};
 
 use nephele_protocol::cursor::Shape;
 use nephele_protocol::wire::InputEvent;
@@ -74,333 +82,243 @@ pub struct CursorUpdate {
 #[error("{0}")]
 pub struct ScreenError(String);
 
-#[cfg(all(unix, not(target_os = "macos")))]
-mod imp {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc::{Receiver, SyncSender};
-    use std::time::Duration;
+/// How often the clipboard thread answers the display and looks for
+/// text from the client: a paste waits at most this long.
+const CLIPBOARD_TICK: Duration = Duration::from_millis(50);
 
-    use nephele_platform::x11desktop::{X11Capture, X11Clipboard, X11Error, X11Input};
+/// A session's clipboard on an X display: text from the client goes
+/// onto the display's CLIPBOARD selection; text another program copies
+/// there goes to the client. Stops when dropped.
+#[derive(Debug)]
+pub struct ClipboardBridge {
+    to_display: SyncSender<String>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
 
-    use super::*;
-
-    /// How often the clipboard thread answers the display and looks for
-    /// text from the client: a paste waits at most this long.
-    const CLIPBOARD_TICK: Duration = Duration::from_millis(50);
-
-    /// A session's clipboard on an X display: text from the client goes
-    /// onto the display's CLIPBOARD selection; text another program copies
-    /// there goes to the client. Stops when dropped.
-    #[derive(Debug)]
-    pub struct ClipboardBridge {
-        to_display: SyncSender<String>,
-        stop: Arc<AtomicBool>,
-        thread: Option<std::thread::JoinHandle<()>>,
-    }
-
-    impl ClipboardBridge {
-        /// Starts the bridge's thread (`name`); `to_client` gets what
-        /// programs on the display copy.
-        pub fn start(
-            display: &str,
-            name: String,
-            max: usize,
-            mut to_client: impl FnMut(&str) + Send + 'static,
-        ) -> Result<Self, ScreenError> {
-            let mut clipboard = X11Clipboard::open(display, max)?;
-            let (to_display, from_client): (SyncSender<String>, Receiver<String>) =
-                std::sync::mpsc::sync_channel(4);
-            let stop = Arc::new(AtomicBool::new(false));
-            let stopping = stop.clone();
-            let thread = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || {
-                    while !stopping.load(Ordering::Relaxed) {
-                        let mut step = || -> Result<(), X11Error> {
-                            while let Ok(text) = from_client.try_recv() {
-                                clipboard.offer(&text)?;
-                            }
-                            if let Some(text) = clipboard.poll()? {
-                                to_client(&text);
-                            }
-                            Ok(())
-                        };
-                        if let Err(e) = step() {
-                            tracing::warn!(error = %e, "the X clipboard stopped");
-                            return;
+impl ClipboardBridge {
+    /// Starts the bridge's thread (`name`); `to_client` gets what
+    /// programs on the display copy.
+    pub fn start(
+        display: &str,
+        name: String,
+        max: usize,
+        mut to_client: impl FnMut(&str) + Send + 'static,
+    ) -> Result<Self, ScreenError> {
+        let mut clipboard = X11Clipboard::open(display, max)?;
+        let (to_display, from_client): (SyncSender<String>, Receiver<String>) =
+            std::sync::mpsc::sync_channel(4);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    let mut step = || -> Result<(), X11Error> {
+                        while let Ok(text) = from_client.try_recv() {
+                            clipboard.offer(&text)?;
                         }
-                        std::thread::park_timeout(CLIPBOARD_TICK);
+                        if let Some(text) = clipboard.poll()? {
+                            to_client(&text);
+                        }
+                        Ok(())
+                    };
+                    if let Err(e) = step() {
+                        tracing::warn!(error = %e, "the X clipboard stopped");
+                        return;
                     }
-                })
-                .map_err(|e| ScreenError(format!("starting the clipboard thread: {e}")))?;
-            Ok(Self {
-                to_display,
-                stop,
-                thread: Some(thread),
-            })
-        }
-
-        /// Puts the client's `text` on the display's clipboard (dropped if
-        /// three are already waiting).
-        pub fn offer(&self, text: String) {
-            let _ = self.to_display.try_send(text);
-            if let Some(t) = &self.thread {
-                t.thread().unpark();
-            }
-        }
-    }
-
-    impl Drop for ClipboardBridge {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::Relaxed);
-            if let Some(t) = self.thread.take() {
-                t.thread().unpark();
-                let _ = t.join();
-            }
-        }
-    }
-
-    impl From<X11Error> for ScreenError {
-        fn from(e: X11Error) -> Self {
-            Self(e.to_string())
-        }
-    }
-
-    /// Captures an X display into I420 pictures.
-    #[derive(Debug)]
-    pub struct Grabber {
-        capture: X11Capture,
-        /// The shape changed and was not yet read.
-        cursor_changed: bool,
-        shape: Option<Shape>,
-        position: Option<(u16, u16, bool)>,
-    }
-
-    impl Grabber {
-        /// Opens `display` for capture.
-        pub fn open(display: &str) -> Result<Self, ScreenError> {
-            Ok(Self {
-                capture: X11Capture::open(display)?,
-                cursor_changed: true,
-                shape: None,
-                position: None,
-            })
-        }
-
-        /// The pointer's news since the last call: its shape when that
-        /// changed (or when `again`, for a client that needs it anew),
-        /// and its position when that changed (or when `again`).
-        pub fn cursor(&mut self, again: bool) -> Result<CursorUpdate, ScreenError> {
-            let mut update = CursorUpdate::default();
-            if std::mem::take(&mut self.cursor_changed) {
-                let image = self.capture.cursor()?;
-                if self.shape.as_ref().is_none_or(|s| s.serial != image.serial) {
-                    self.shape = Some(straight_rgba(&image));
-                    update.shape = self.shape.clone();
+                    std::thread::park_timeout(CLIPBOARD_TICK);
                 }
-            }
-            if again && update.shape.is_none() {
+            })
+            .map_err(|e| ScreenError(format!("starting the clipboard thread: {e}")))?;
+        Ok(Self {
+            to_display,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Puts the client's `text` on the display's clipboard (dropped if
+    /// three are already waiting).
+    pub fn offer(&self, text: String) {
+        let _ = self.to_display.try_send(text);
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+}
+
+impl Drop for ClipboardBridge {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl From<X11Error> for ScreenError {
+    fn from(e: X11Error) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// Captures an X display into I420 pictures.
+#[derive(Debug)]
+pub struct Grabber {
+    capture: X11Capture,
+    /// The shape changed and was not yet read.
+    cursor_changed: bool,
+    shape: Option<Shape>,
+    position: Option<(u16, u16, bool)>,
+}
+
+impl Grabber {
+    /// Opens `display` for capture.
+    pub fn open(display: &str) -> Result<Self, ScreenError> {
+        Ok(Self {
+            capture: X11Capture::open(display)?,
+            cursor_changed: true,
+            shape: None,
+            position: None,
+        })
+    }
+
+    /// The pointer's news since the last call: its shape when that
+    /// changed (or when `again`, for a client that needs it anew),
+    /// and its position when that changed (or when `again`).
+    pub fn cursor(&mut self, again: bool) -> Result<CursorUpdate, ScreenError> {
+        let mut update = CursorUpdate::default();
+        if std::mem::take(&mut self.cursor_changed) {
+            let image = self.capture.cursor()?;
+            if self.shape.as_ref().is_none_or(|s| s.serial != image.serial) {
+                self.shape = Some(straight_rgba(&image));
                 update.shape = self.shape.clone();
             }
-            let (w, h) = self.size();
-            let now = match self.capture.pointer()? {
-                Some((x, y)) if x >= 0 && y >= 0 && (x as u16) < w && (y as u16) < h => {
-                    (x as u16, y as u16, true)
+        }
+        if again && update.shape.is_none() {
+            update.shape = self.shape.clone();
+        }
+        let (w, h) = self.size();
+        let now = match self.capture.pointer()? {
+            Some((x, y)) if x >= 0 && y >= 0 && (x as u16) < w && (y as u16) < h => {
+                (x as u16, y as u16, true)
+            }
+            _ => (0, 0, false),
+        };
+        if again || self.position != Some(now) {
+            self.position = Some(now);
+            update.position = Some(now);
+        }
+        Ok(update)
+    }
+
+    /// The screen's size now, cut to even numbers (I420 needs them).
+    pub fn size(&self) -> (u16, u16) {
+        let (w, h) = self.capture.size();
+        (w & !1, h & !1)
+    }
+
+    /// Captures the screen into `picture` if it changed since the last
+    /// grab, or if `force` (a keyframe is due); resizes `picture` to
+    /// the screen's size when that changed.
+    pub fn grab(&mut self, force: bool, picture: &mut I420) -> Result<Grab, ScreenError> {
+        let changes = self.capture.poll()?;
+        self.cursor_changed |= changes.cursor;
+        if !changes.pixels && !force {
+            return Ok(Grab::Unchanged);
+        }
+        let (w, h) = self.size();
+        let resized = (picture.width, picture.height) != (usize::from(w), usize::from(h));
+        if resized {
+            *picture = I420::new(usize::from(w), usize::from(h));
+        }
+        let frame = self.capture.capture()?;
+        to_i420(frame.data, frame.stride, picture)?;
+        Ok(if resized {
+            Grab::Resized
+        } else {
+            Grab::Captured
+        })
+    }
+}
+
+/// Injects a session's input into an X display; everything it holds is
+/// released when it is dropped.
+#[derive(Debug)]
+pub struct Injector {
+    input: X11Input,
+}
+
+impl Injector {
+    /// Opens `display` for input.
+    pub fn open(display: &str) -> Result<Self, ScreenError> {
+        Ok(Self {
+            input: X11Input::open(display)?,
+        })
+    }
+
+    /// The screen's size now, cut to even numbers (I420 needs them).
+    pub fn screen_size(&self) -> Result<(u16, u16), ScreenError> {
+        let (w, h) = self.input.screen_size()?;
+        Ok((w & !1, h & !1))
+    }
+
+    /// Injects one event; gamepad events are not taken (an X display
+    /// has no gamepads to give them to).
+    pub fn inject(&mut self, ev: &InputEvent) -> Result<bool, ScreenError> {
+        Ok(self.input.inject(ev)?)
+    }
+
+    /// Releases every key and button held; returns how many.
+    pub fn release_all(&mut self) -> Result<usize, ScreenError> {
+        Ok(self.input.release_all()?)
+    }
+}
+
+/// The size of `display`'s screen (opens a connection; for session
+/// set-up, not per frame).
+pub fn screen_size(display: &str) -> Result<(u16, u16), ScreenError> {
+    Ok(Grabber::open(display)?.size())
+}
+
+/// XFIXES' premultiplied ARGB words as straight RGBA bytes, cut to
+/// the largest shape the protocol carries.
+fn straight_rgba(image: &nephele_platform::x11desktop::CursorImage) -> Shape {
+    use nephele_protocol::wire::MAX_CURSOR;
+    let (w, h) = (
+        image.width.clamp(1, MAX_CURSOR),
+        image.height.clamp(1, MAX_CURSOR),
+    );
+    let mut rgba = Vec::with_capacity(usize::from(w) * usize::from(h) * 4);
+    for y in 0..usize::from(h) {
+        for x in 0..usize::from(w) {
+            let p = image
+                .argb
+                .get(y * usize::from(image.width) + x)
+                .copied()
+                .unwrap_or(0);
+            let [a, r, g, b] = p.to_be_bytes();
+            let un = |c: u8| {
+                if a == 0 {
+                    0
+                } else {
+                    (u16::from(c) * 255 / u16::from(a)).min(255) as u8
                 }
-                _ => (0, 0, false),
             };
-            if again || self.position != Some(now) {
-                self.position = Some(now);
-                update.position = Some(now);
-            }
-            Ok(update)
-        }
-
-        /// The screen's size now, cut to even numbers (I420 needs them).
-        pub fn size(&self) -> (u16, u16) {
-            let (w, h) = self.capture.size();
-            (w & !1, h & !1)
-        }
-
-        /// Captures the screen into `picture` if it changed since the last
-        /// grab, or if `force` (a keyframe is due); resizes `picture` to
-        /// the screen's size when that changed.
-        pub fn grab(&mut self, force: bool, picture: &mut I420) -> Result<Grab, ScreenError> {
-            let changes = self.capture.poll()?;
-            self.cursor_changed |= changes.cursor;
-            if !changes.pixels && !force {
-                return Ok(Grab::Unchanged);
-            }
-            let (w, h) = self.size();
-            let resized = (picture.width, picture.height) != (usize::from(w), usize::from(h));
-            if resized {
-                *picture = I420::new(usize::from(w), usize::from(h));
-            }
-            let frame = self.capture.capture()?;
-            to_i420(frame.data, frame.stride, picture)?;
-            Ok(if resized {
-                Grab::Resized
-            } else {
-                Grab::Captured
-            })
+            rgba.extend_from_slice(&[un(r), un(g), un(b), a]);
         }
     }
-
-    /// Injects a session's input into an X display; everything it holds is
-    /// released when it is dropped.
-    #[derive(Debug)]
-    pub struct Injector {
-        input: X11Input,
-    }
-
-    impl Injector {
-        /// Opens `display` for input.
-        pub fn open(display: &str) -> Result<Self, ScreenError> {
-            Ok(Self {
-                input: X11Input::open(display)?,
-            })
-        }
-
-        /// The screen's size now, cut to even numbers (I420 needs them).
-        pub fn screen_size(&self) -> Result<(u16, u16), ScreenError> {
-            let (w, h) = self.input.screen_size()?;
-            Ok((w & !1, h & !1))
-        }
-
-        /// Injects one event; gamepad events are not taken (an X display
-        /// has no gamepads to give them to).
-        pub fn inject(&mut self, ev: &InputEvent) -> Result<bool, ScreenError> {
-            Ok(self.input.inject(ev)?)
-        }
-
-        /// Releases every key and button held; returns how many.
-        pub fn release_all(&mut self) -> Result<usize, ScreenError> {
-            Ok(self.input.release_all()?)
-        }
-    }
-
-    /// The size of `display`'s screen (opens a connection; for session
-    /// set-up, not per frame).
-    pub fn screen_size(display: &str) -> Result<(u16, u16), ScreenError> {
-        Ok(Grabber::open(display)?.size())
-    }
-
-    /// XFIXES' premultiplied ARGB words as straight RGBA bytes, cut to
-    /// the largest shape the protocol carries.
-    fn straight_rgba(image: &nephele_platform::x11desktop::CursorImage) -> Shape {
-        use nephele_protocol::wire::MAX_CURSOR;
-        let (w, h) = (
-            image.width.clamp(1, MAX_CURSOR),
-            image.height.clamp(1, MAX_CURSOR),
-        );
-        let mut rgba = Vec::with_capacity(usize::from(w) * usize::from(h) * 4);
-        for y in 0..usize::from(h) {
-            for x in 0..usize::from(w) {
-                let p = image
-                    .argb
-                    .get(y * usize::from(image.width) + x)
-                    .copied()
-                    .unwrap_or(0);
-                let [a, r, g, b] = p.to_be_bytes();
-                let un = |c: u8| {
-                    if a == 0 {
-                        0
-                    } else {
-                        (u16::from(c) * 255 / u16::from(a)).min(255) as u8
-                    }
-                };
-                rgba.extend_from_slice(&[un(r), un(g), un(b), a]);
-            }
-        }
-        Shape {
-            serial: image.serial,
-            width: w,
-            height: h,
-            hot_x: image.hot_x.min(w - 1),
-            hot_y: image.hot_y.min(h - 1),
-            rgba,
-        }
+    Shape {
+        serial: image.serial,
+        width: w,
+        height: h,
+        hot_x: image.hot_x.min(w - 1),
+        hot_y: image.hot_y.min(h - 1),
+        rgba,
     }
 }
-
-#[cfg(not(all(unix, not(target_os = "macos"))))]
-mod imp {
-    use super::*;
-
-    /// A session's clipboard on an X display (not on this system).
-    #[derive(Debug)]
-    pub struct ClipboardBridge;
-
-    impl ClipboardBridge {
-        /// Fails: no X here.
-        pub fn start(
-            _display: &str,
-            _name: String,
-            _max: usize,
-            _to_client: impl FnMut(&str) + Send + 'static,
-        ) -> Result<Self, ScreenError> {
-            Err(ScreenError(UNSUPPORTED.into()))
-        }
-        /// Never reached.
-        pub fn offer(&self, _text: String) {}
-    }
-
-    const UNSUPPORTED: &str = "X11 desktops are served on Linux and the BSDs only";
-
-    /// Captures an X display (not on this system).
-    #[derive(Debug)]
-    pub struct Grabber;
-
-    impl Grabber {
-        /// Fails: no X here.
-        pub fn open(_display: &str) -> Result<Self, ScreenError> {
-            Err(ScreenError(UNSUPPORTED.into()))
-        }
-        /// Never reached.
-        pub fn size(&self) -> (u16, u16) {
-            (0, 0)
-        }
-        /// Never reached.
-        pub fn grab(&mut self, _force: bool, _picture: &mut I420) -> Result<Grab, ScreenError> {
-            Err(ScreenError(UNSUPPORTED.into()))
-        }
-        /// Never reached.
-        pub fn cursor(&mut self, _again: bool) -> Result<CursorUpdate, ScreenError> {
-            Err(ScreenError(UNSUPPORTED.into()))
-        }
-    }
-
-    /// Injects input into an X display (not on this system).
-    #[derive(Debug)]
-    pub struct Injector;
-
-    impl Injector {
-        /// Fails: no X here.
-        pub fn open(_display: &str) -> Result<Self, ScreenError> {
-            Err(ScreenError(UNSUPPORTED.into()))
-        }
-        /// Never reached.
-        pub fn screen_size(&self) -> Result<(u16, u16), ScreenError> {
-            Err(ScreenError(UNSUPPORTED.into()))
-        }
-        /// Never reached.
-        pub fn inject(&mut self, _ev: &InputEvent) -> Result<bool, ScreenError> {
-            Ok(false)
-        }
-        /// Never reached.
-        pub fn release_all(&mut self) -> Result<usize, ScreenError> {
-            Ok(0)
-        }
-    }
-
-    /// Fails: no X here.
-    pub fn screen_size(_display: &str) -> Result<(u16, u16), ScreenError> {
-        Err(ScreenError(UNSUPPORTED.into()))
-    }
-}
-
-pub use imp::{ClipboardBridge, Grabber, Injector, screen_size};
 
 /// Converts 32-bit blue-first pixels (`stride` bytes a row) into `picture`,
 /// BT.601 limited range as the client's decoder path expects; the extra

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+mod layout;
 mod package;
 
 fn main() -> Result<()> {
@@ -29,6 +30,13 @@ fn main() -> Result<()> {
         .unwrap_or(("help", &[]));
     match cmd {
         "setup" => setup(&Extras::default()),
+        "layout" => {
+            // Another checkout's shape when given one.
+            let at = rest.first().map_or_else(root, PathBuf::from);
+            let sizes = layout::check_sizes(&at);
+            layout::check_loops(&at)?;
+            sizes
+        }
         "demo" => {
             setup(&Extras::default())?;
             demo(rest)
@@ -61,7 +69,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|demo [ARGS…]|test [CARGO TEST ARGS…]|bench|package [--debug] [--check] [--out DIR]|fuzz [SECS]>"
+                "usage: cargo xtask <setup|demo [ARGS…]|test [CARGO TEST ARGS…]|bench [GROUP…]|layout|package [--debug] [--check] [--out DIR]|fuzz [SECS]>"
             );
             if cmd == "help" || cmd == "--help" {
                 Ok(())
@@ -573,6 +581,20 @@ fn demo(args: &[String]) -> Result<()> {
 
 fn test(args: &[String]) -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    // The workspace's shape: no import loops, no oversized files, and a
+    // client that links none of the service.
+    layout::check_loops(&root())?;
+    layout::check_sizes(&root())?;
+    let tree = package::output(cargo().args([
+        "tree",
+        "-p",
+        "nephele-client",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+    ]))?;
+    layout::check_client_tree(&tree)?;
     run(cargo().args([
         "clippy",
         "--workspace",

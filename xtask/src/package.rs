@@ -148,7 +148,7 @@ fn workspace_version() -> Result<String> {
         .context("no version in the workspace's Cargo.toml")
 }
 
-fn output(cmd: &mut Command) -> Result<String> {
+pub fn output(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
     let o = cmd.output().with_context(|| format!("running {shown}"))?;
     if !o.status.success() {

@@ -436,62 +436,25 @@ mod tests {
     }
 }
 
-/// The desktop's sound server, where the platform has one.
+/// The desktop's sound server (where the platform has none, opening fails
+/// with the reason).
 mod monitor {
-    #[cfg(all(unix, not(target_os = "macos")))]
-    pub use nephele_platform::pulse::MonitorRecorder as Monitor;
-    #[cfg(all(unix, not(target_os = "macos")))]
-    pub use nephele_platform::pulse::VirtualMicrophone as Microphone;
+    use nephele_platform::pulse::{MonitorRecorder, PulseError, VirtualMicrophone};
+    use nephele_protocol::audio::{DESKTOP_CHANNELS, FRAME_SAMPLES, SAMPLE_RATE};
 
-    #[cfg(all(unix, not(target_os = "macos")))]
-    pub fn microphone(name: &str) -> Result<Microphone, nephele_platform::pulse::PulseError> {
-        Microphone::create(name, nephele_protocol::audio::SAMPLE_RATE)
+    /// The client's microphone as a source `name` on the desktop.
+    pub fn microphone(name: &str) -> Result<VirtualMicrophone, PulseError> {
+        VirtualMicrophone::create(name, SAMPLE_RATE)
     }
 
-    /// No sound server here.
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    pub struct Microphone;
-
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    impl Microphone {
-        pub fn play(&mut self, _pcm: &[f32]) -> Result<(), String> {
-            Ok(())
-        }
-    }
-
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    pub fn microphone(_name: &str) -> Result<Microphone, String> {
-        Err("no sound server".into())
-    }
-
-    #[cfg(all(unix, not(target_os = "macos")))]
-    pub fn open(source: &str) -> Result<Monitor, nephele_platform::pulse::PulseError> {
-        use nephele_protocol::audio::{DESKTOP_CHANNELS, FRAME_SAMPLES, SAMPLE_RATE};
-        Monitor::open(
+    /// What the desktop plays, recorded from `source`.
+    pub fn open(source: &str) -> Result<MonitorRecorder, PulseError> {
+        MonitorRecorder::open(
             "Nephele host",
             source,
             SAMPLE_RATE,
             DESKTOP_CHANNELS as u8,
             FRAME_SAMPLES,
         )
-    }
-
-    /// No sound server here.
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    pub struct Monitor;
-
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    impl Monitor {
-        pub fn read(&mut self, _pcm: &mut [f32]) -> Result<(), String> {
-            Err("no sound server".into())
-        }
-        pub fn discard(&self) -> Result<(), String> {
-            Ok(())
-        }
-    }
-
-    #[cfg(not(all(unix, not(target_os = "macos"))))]
-    pub fn open(_source: &str) -> Result<Monitor, String> {
-        Err("desktop sound is recorded through PulseAudio, which this system lacks".into())
     }
 }

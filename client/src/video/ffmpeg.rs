@@ -14,16 +14,13 @@ use std::sync::OnceLock;
 
 use libloading::Library;
 
-use crate::video::Picture;
+use super::Picture;
 
 const AV_CODEC_ID_H264: c_int = 27;
 const AV_PIX_FMT_YUV420P: c_int = 0;
 const AV_PIX_FMT_YUVJ420P: c_int = 12;
 const AV_LOG_QUIET: c_int = -8;
-#[cfg(target_os = "macos")]
-const EAGAIN: c_int = 35;
-#[cfg(not(target_os = "macos"))]
-const EAGAIN: c_int = 11;
+const EAGAIN: c_int = nephele_platform::dylib::EAGAIN;
 
 const fn fferrtag(t: &[u8; 4]) -> c_int {
     -((t[0] as c_int) | (t[1] as c_int) << 8 | (t[2] as c_int) << 16 | (t[3] as c_int) << 24)
@@ -77,28 +74,14 @@ struct Api {
     _avutil: Library,
 }
 
-/// The names libavcodec and its libavutil go by for each major version
-/// (Homebrew's prefix on Apple silicon is not on the loader's path).
+/// The names libavcodec and its libavutil (two majors behind) go by for
+/// each major version, as the platform names shared libraries.
 fn library_names(major: u32) -> Vec<(String, String)> {
-    let util = major - 2;
-    if cfg!(windows) {
-        vec![(format!("avcodec-{major}.dll"), format!("avutil-{util}.dll"))]
-    } else if cfg!(target_os = "macos") {
-        ["", "/opt/homebrew/lib/"]
-            .iter()
-            .map(|dir| {
-                (
-                    format!("{dir}libavcodec.{major}.dylib"),
-                    format!("{dir}libavutil.{util}.dylib"),
-                )
-            })
-            .collect()
-    } else {
-        vec![(
-            format!("libavcodec.so.{major}"),
-            format!("libavutil.so.{util}"),
-        )]
-    }
+    use nephele_platform::dylib::file_names;
+    file_names("avcodec", major)
+        .into_iter()
+        .zip(file_names("avutil", major - 2))
+        .collect()
 }
 
 fn load() -> Result<Api, String> {

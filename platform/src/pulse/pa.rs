@@ -1,18 +1,12 @@
-//! A desktop session's sound through its PulseAudio server (or PipeWire's
-//! PulseAudio service): what the session plays, recorded from a sink's
-//! monitor, for a host serving a real desktop.
-//!
-//! libpulse-simple's blocking streams suit a thread that encodes one 10 ms
-//! packet per read; the server is found as every PulseAudio client finds
-//! it (`$PULSE_SERVER`, the runtime directory, the X root window).
+//! The sound server through libpulse (see the module above).
 
 use libpulse_binding::def::BufferAttr;
 use libpulse_binding::sample::{Format, Spec};
 use libpulse_binding::stream::Direction;
 use libpulse_simple_binding::Simple;
 
-/// The monitor of whatever sink is the server's default.
-pub const DEFAULT_MONITOR: &str = "@DEFAULT_MONITOR@";
+#[cfg(doc)]
+use super::DEFAULT_MONITOR;
 
 /// Errors of the sound server.
 #[derive(Debug, thiserror::Error)]
