@@ -294,3 +294,64 @@ fn a_queue_on_a_narrow_link_brings_the_bitrate_under_the_link() {
     );
     assert!(w.frames_between(10_000, 15_000) > 250);
 }
+
+#[test]
+fn a_link_that_narrows_mid_session_costs_a_moment_not_the_stream() {
+    // 20 Mbit/s, then 5 from 4 s to 8 s: the host must fall to what
+    // arrives in a step or two, not slide down while the queue overflows,
+    // and climb back once the link widens.
+    // (A phase is the whole path from then on.)
+    let narrow = |bw: u64| Impairment {
+        delay: Duration::from_millis(20),
+        bandwidth_bps: Some(bw),
+        queue: Duration::from_millis(200),
+        ..Impairment::default()
+    };
+    let mut p = PathSpec::clean(Duration::from_millis(20));
+    p.down = Impairment {
+        delay: Duration::from_millis(20),
+        bandwidth_bps: Some(20_000_000),
+        queue: Duration::from_millis(200),
+        phases: vec![
+            (Duration::from_secs(4), narrow(5_000_000)),
+            (Duration::from_secs(8), narrow(20_000_000)),
+        ],
+        ..Impairment::default()
+    };
+    let mut w = World::new(Setup {
+        path: p,
+        bitrate: 20_000_000,
+        ..Setup::default()
+    });
+    w.run_until(14_000, |_| {});
+    let mean_target = |w: &World, from: u64, to: u64| {
+        let t: Vec<f64> = w.hosts[0].media[&42]
+            .targets
+            .iter()
+            .filter(|(t, _)| *t >= w.at(from) && *t < w.at(to))
+            .map(|(_, b)| f64::from(*b))
+            .collect();
+        t.iter().sum::<f64>() / t.len().max(1) as f64
+    };
+    let narrowed = mean_target(&w, 5000, 8000);
+    assert!(
+        narrowed < 5_000_000.0,
+        "{narrowed:.0} bit/s through 5 Mbit/s"
+    );
+    // The climb back is cautious (a tenth a second, once congestion was
+    // seen), but it climbs.
+    let widened = mean_target(&w, 12_000, 14_000);
+    assert!(
+        widened > narrowed * 1.3,
+        "{widened:.0} bit/s back at 20 Mbit/s, from {narrowed:.0}"
+    );
+    // A moment, not the stream: no long freeze, and frames throughout.
+    let gap = w.longest_gap(1000, 14_000);
+    assert!(gap < Duration::from_millis(1500), "froze {gap:?}");
+    for second in 1..14 {
+        assert!(
+            w.frames_between(second * 1000, second * 1000 + 1000) > 0,
+            "no frame in second {second}"
+        );
+    }
+}

@@ -1,5 +1,9 @@
-//! Helpers shared by the tests that run real X programs under Xvfb.
+//! Helpers shared by the client's tests: real X programs under Xvfb, the
+//! reference service started beside the client, and ([`session`]) running
+//! both from the command line.
 #![allow(dead_code)] // each test binary uses its own part
+
+pub mod session;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
