@@ -529,7 +529,9 @@ impl Stats {
     pub fn picture(&self, width: usize, height: usize) {
         let size = (width as u64) << 32 | height as u64;
         let before = self.picture_size.swap(size, Ordering::Relaxed);
-        if before != 0 && before != size {
+        if before == 0 {
+            tracing::info!(width, height, "first picture");
+        } else if before != size {
             self.picture_size_changes.fetch_add(1, Ordering::Relaxed);
             tracing::info!(width, height, "the desktop's size changed");
         }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use nephele_platform::x11desktop::X11Input;
 
 mod common;
+use common::session::Heard;
 use common::{Killed, need, start_all, start_xvfb, xclip};
 
 /// The tests stream and measure CPU: one at a time.
@@ -102,7 +103,7 @@ fn serve(dir: &Path, display: &str, extra: &[&str]) -> (Killed, String) {
 
 /// `nephele connect --headless` as alice for `secs` seconds at `fps`,
 /// with `dir/script.txt` when there is one; stats to `dir/s.json`.
-fn connect(url: &str, dir: &Path, secs: u32, fps: u32) -> Child {
+fn connect(url: &str, dir: &Path, secs: u32, fps: u32) -> Client {
     connect_with(url, dir, secs, fps, &[], None)
 }
 
@@ -114,7 +115,7 @@ fn connect_with(
     fps: u32,
     extra: &[&str],
     local_display: Option<&str>,
-) -> Child {
+) -> Client {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nephele"));
     cmd.args(["connect", "--directory", url, "--user", "alice"])
         .args(["--headless", "--no-audio"])
@@ -135,26 +136,30 @@ fn connect_with(
         Some(d) => cmd.env("DISPLAY", d),
         None => cmd.env_remove("DISPLAY"),
     };
-    cmd.stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    let heard = Heard::listen(child.stderr.take().unwrap());
+    Client { child, heard }
+}
+
+/// A running `nephele connect` and what it has logged.
+struct Client {
+    child: Child,
+    heard: Heard,
 }
 
 /// Waits for the client to end well; its stats.
-fn finish(mut client: Child, dir: &Path) -> serde_json::Value {
-    let status = client.wait().unwrap();
-    assert!(status.success(), "the client failed: {status}");
+fn finish(mut client: Client, dir: &Path) -> serde_json::Value {
+    let status = client.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the client failed: {status}\n{}",
+        client.heard.all()
+    );
     serde_json::from_str(&std::fs::read_to_string(dir.join("s.json")).unwrap()).unwrap()
-}
-
-/// The server's CPU time so far, in clock ticks (user and system).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The command name may hold spaces: fields count from after its ')'.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
 #[test]
@@ -219,24 +224,15 @@ fn a_headless_client_types_into_an_xterm_and_its_held_keys_are_released_when_it_
 }
 
 #[test]
-fn a_still_x_desktop_costs_a_tenth_of_a_moving_one_which_streams_at_the_full_rate() {
+fn a_still_x_desktop_sends_a_few_frames_and_a_moving_one_streams() {
+    // What each costs the server, and the moving one's rate, are bench
+    // lines (`cargo xtask bench x11`); here, what is sent.
     let _turn = turn();
     let dir = scratch("motion");
     let (_xvfb, display) = start_xvfb("1280x720x24");
     let _xterm = xterm(&display, &dir);
-    let (server, url) = serve(&dir, &display, &[]);
-    let pid = server.0.id();
-    // The server's CPU over three seconds in the middle of a six-second
-    // session (sign-in and the first keyframe left out).
-    let session = |dir: &Path| {
-        let client = connect(&url, dir, 6, 60);
-        std::thread::sleep(Duration::from_secs(2));
-        let before = cpu_ticks(pid);
-        std::thread::sleep(Duration::from_secs(3));
-        let ticks = cpu_ticks(pid) - before;
-        (ticks, finish(client, dir))
-    };
-    let (still_ticks, still) = session(&dir);
+    let (_server, url) = serve(&dir, &display, &[]);
+    let still = finish(connect(&url, &dir, 6, 60), &dir);
     let still_frames = still["frames_presented"].as_u64().unwrap();
     assert!(
         (1..=10).contains(&still_frames),
@@ -250,19 +246,13 @@ fn a_still_x_desktop_costs_a_tenth_of_a_moving_one_which_streams_at_the_full_rat
         ["--name", "^Ico"],
         &["-geometry", "600x600+340+60"],
     );
-    let (moving_ticks, moving) = session(&dir);
-    let fps = moving["frames_presented"].as_f64().unwrap() / moving["duration_s"].as_f64().unwrap();
+    let moving = finish(connect(&url, &dir, 6, 60), &dir);
+    let moving_frames = moving["frames_presented"].as_u64().unwrap();
     assert!(
-        fps >= 54.0,
-        "a moving desktop streamed {fps:.1} fps of 60: {moving}"
+        moving_frames > 10 * still_frames.max(6),
+        "a moving desktop sent {moving_frames} frames in 6 s, a still one {still_frames}: {moving}"
     );
-    assert!(
-        still_ticks * 10 < moving_ticks,
-        "still {still_ticks} ticks, moving {moving_ticks} ticks in 3 s"
-    );
-    eprintln!(
-        "server CPU in 3 s: still {still_ticks} ticks, moving {moving_ticks}; {fps:.1} fps; {still_frames} still frames"
-    );
+    assert_eq!(moving["decode_errors"], 0, "{moving}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -275,7 +265,9 @@ fn the_stream_follows_the_x_screen_when_it_changes_size() {
     let _xterm = xterm(&display, &dir);
     let (_server, url) = serve(&dir, &display, &[]);
     let client = connect(&url, &dir, 5, 30);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for("the first picture", Duration::from_secs(20), || {
+        client.heard.said("first picture")
+    });
     // Xvfb cannot shrink its one output, and says so, but the screen (the
     // root window) does change size, which is what a desktop's
     // resolution change looks like to a capturer.

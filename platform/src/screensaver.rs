@@ -159,6 +159,7 @@ mod tests {
                 "320x240x24",
                 "-nolisten",
                 "tcp",
+                "-noreset",
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -35,6 +35,9 @@ pub fn start_xvfb(size: &str) -> (Killed, String) {
     need("Xvfb");
     let mut child = Command::new("Xvfb")
         .args(["-displayfd", "1", "-screen", "0", size, "-nolisten", "tcp"])
+        // Without -noreset the server resets when its last client leaves,
+        // and a client connecting meanwhile is turned away.
+        .arg("-noreset")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
