@@ -309,18 +309,30 @@ pub fn check_sizes(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Fails when `tree` (`cargo tree -p nephele-client -e normal --prefix
-/// none`'s output) names a crate the client must not link.
+/// What of x11rb only capturing a desktop needs: the window (winit,
+/// softbuffer, the clipboard) draws through x11rb but never watches for
+/// damage or injects input.
+pub const X11_CAPTURE_FEATURES: [&str; 2] = ["x11rb feature \"damage\"", "x11rb feature \"xtest\""];
+
+/// Fails when `tree` (`cargo tree -p nephele-client -e normal,features
+/// --prefix none`'s output) names a crate the client must not link, or
+/// x11rb's capture features.
 pub fn check_client_tree(tree: &str) -> Result<()> {
     let names: BTreeSet<&str> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    let bad: Vec<&str> = NOT_IN_THE_CLIENT
+    let mut bad: Vec<&str> = NOT_IN_THE_CLIENT
         .iter()
         .copied()
         .filter(|c| names.contains(c))
         .collect();
+    bad.extend(
+        X11_CAPTURE_FEATURES
+            .iter()
+            .copied()
+            .filter(|f| tree.lines().any(|l| l.starts_with(f))),
+    );
     if !bad.is_empty() {
         bail!("the client links {}: only the service may", bad.join(", "));
     }
@@ -393,5 +405,10 @@ mod tests {
         assert!(check_client_tree("nephele-client v0.1.0\nquinn v0.11.9\n").is_ok());
         let e = check_client_tree("nephele-client v0.1.0\naxum v0.8.0\n").unwrap_err();
         assert!(e.to_string().contains("axum"), "{e}");
+        let window = "x11rb v0.13.2\nx11rb feature \"shm\"\n";
+        assert!(check_client_tree(window).is_ok());
+        let capture = format!("{window}x11rb feature \"xtest\"\n");
+        let e = check_client_tree(&capture).unwrap_err();
+        assert!(e.to_string().contains("xtest"), "{e}");
     }
 }

@@ -1,0 +1,401 @@
+//! `cargo xtask setup`: what the machine lacks, installed (system packages,
+//! cargo tools, the Windows target).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, run};
+
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Tools the benchmarks' anchors need (ffmpeg).
+    pub bench: bool,
+}
+
+/// A system requirement: a command or file that proves it is present, and
+/// the package providing it per package manager.
+struct Need {
+    what: &'static str,
+    present: fn() -> bool,
+    apt: &'static str,
+    dnf: &'static str,
+    pacman: &'static str,
+}
+
+fn has_cmd(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
+
+fn has_pkg_config(lib: &str) -> bool {
+    Command::new("pkg-config")
+        .args(["--exists", lib])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn has_lib(file: &str) -> bool {
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/usr/lib/aarch64-linux-gnu",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join(file).exists())
+}
+
+fn needs(extras: &Extras) -> Vec<Need> {
+    let mut v = vec![
+        Need {
+            what: "pkg-config",
+            present: || has_cmd("pkg-config"),
+            apt: "pkg-config",
+            dnf: "pkgconf-pkg-config",
+            pacman: "pkgconf",
+        },
+        Need {
+            what: "C/C++ compiler",
+            present: || has_cmd("c++"),
+            apt: "g++",
+            dnf: "gcc-c++",
+            pacman: "gcc",
+        },
+        Need {
+            what: "NASM (openh264's x86 assembly)",
+            present: || has_cmd("nasm"),
+            apt: "nasm",
+            dnf: "nasm",
+            pacman: "nasm",
+        },
+        Need {
+            what: "ALSA headers",
+            present: || has_pkg_config("alsa"),
+            apt: "libasound2-dev",
+            dnf: "alsa-lib-devel",
+            pacman: "alsa-lib",
+        },
+        Need {
+            what: "CMake (builds the bundled libopus)",
+            present: || has_cmd("cmake"),
+            apt: "cmake",
+            dnf: "cmake",
+            pacman: "cmake",
+        },
+        Need {
+            what: "PulseAudio server and tools (sound tests)",
+            present: || has_cmd("pulseaudio") && has_cmd("pactl") && has_cmd("parecord"),
+            apt: "pulseaudio pulseaudio-utils",
+            dnf: "pulseaudio pulseaudio-utils",
+            pacman: "pulseaudio",
+        },
+        Need {
+            what: "ALSA's PulseAudio plugin (cpal's ALSA output reaches the sound server)",
+            present: || has_lib("alsa-lib/libasound_module_pcm_pulse.so"),
+            apt: "libasound2-plugins",
+            dnf: "alsa-plugins-pulseaudio",
+            pacman: "alsa-plugins",
+        },
+        Need {
+            what: "PulseAudio client headers (the host records a real desktop's sound)",
+            present: || has_pkg_config("libpulse-simple"),
+            apt: "libpulse-dev",
+            dnf: "pulseaudio-libs-devel",
+            pacman: "libpulse",
+        },
+        Need {
+            what: "udev headers",
+            present: || has_pkg_config("libudev"),
+            apt: "libudev-dev",
+            dnf: "systemd-devel",
+            pacman: "systemd-libs",
+        },
+        Need {
+            what: "Xvfb",
+            present: || has_cmd("Xvfb"),
+            apt: "xvfb",
+            dnf: "xorg-x11-server-Xvfb",
+            pacman: "xorg-server-xvfb",
+        },
+        Need {
+            what: "xdotool",
+            present: || has_cmd("xdotool"),
+            apt: "xdotool",
+            dnf: "xdotool",
+            pacman: "xdotool",
+        },
+        Need {
+            what: "xwd and xlogo (window screenshots, a second window for focus tests)",
+            present: || has_cmd("xwd") && has_cmd("xlogo"),
+            apt: "x11-apps",
+            dnf: "xwd",
+            pacman: "xorg-xwd",
+        },
+        Need {
+            what: "dpkg-deb, rsvg-convert, desktop-file-validate and appstreamcli (the .deb and its checks)",
+            present: || {
+                has_cmd("dpkg-deb")
+                    && has_cmd("rsvg-convert")
+                    && has_cmd("desktop-file-validate")
+                    && has_cmd("appstreamcli")
+            },
+            apt: "dpkg librsvg2-bin desktop-file-utils appstream",
+            dnf: "dpkg librsvg2-tools desktop-file-utils appstream",
+            pacman: "dpkg librsvg desktop-file-utils appstream",
+        },
+        Need {
+            what: "xclip (the clipboard test's other program)",
+            present: || has_cmd("xclip"),
+            apt: "xclip",
+            dnf: "xclip",
+            pacman: "xclip",
+        },
+        Need {
+            what: "xprintidle (the screen-saver test reads the X server's idle time)",
+            present: || has_cmd("xprintidle"),
+            apt: "xprintidle",
+            dnf: "xprintidle",
+            pacman: "xprintidle",
+        },
+        Need {
+            what: "xrandr (the X11 desktop test changes the screen's size)",
+            present: || has_cmd("xrandr"),
+            apt: "x11-xserver-utils",
+            dnf: "xrandr",
+            pacman: "xorg-xrandr",
+        },
+        Need {
+            what: "xterm (the real program the X11 desktop tests type into)",
+            present: || has_cmd("xterm"),
+            apt: "xterm",
+            dnf: "xterm",
+            pacman: "xterm",
+        },
+        Need {
+            what: "openbox (a window manager for the fullscreen and kiosk tests)",
+            present: || has_cmd("openbox"),
+            apt: "openbox",
+            dnf: "openbox",
+            pacman: "openbox",
+        },
+        Need {
+            what: "libxkbcommon-x11",
+            present: || has_lib("libxkbcommon-x11.so.0"),
+            apt: "libxkbcommon-x11-0",
+            dnf: "libxkbcommon-x11",
+            pacman: "libxkbcommon-x11",
+        },
+        Need {
+            what: "libXcursor",
+            present: || has_lib("libXcursor.so.1"),
+            apt: "libxcursor1",
+            dnf: "libXcursor",
+            pacman: "libxcursor",
+        },
+        Need {
+            what: "libXrandr",
+            present: || has_lib("libXrandr.so.2"),
+            apt: "libxrandr2",
+            dnf: "libXrandr",
+            pacman: "libxrandr",
+        },
+        Need {
+            what: "libXi",
+            present: || has_lib("libXi.so.6"),
+            apt: "libxi6",
+            dnf: "libXi",
+            pacman: "libxi",
+        },
+        Need {
+            what: "libX11-xcb",
+            present: || has_lib("libX11-xcb.so.1"),
+            apt: "libx11-xcb1",
+            dnf: "libX11-xcb",
+            pacman: "libx11",
+        },
+        Need {
+            what: "FFmpeg's libavcodec (the client's default H.264 decoder)",
+            present: || {
+                (58..=62).any(|v| {
+                    has_lib(&format!("libavcodec.so.{v}"))
+                        && has_lib(&format!("libavutil.so.{}", v - 2))
+                })
+            },
+            apt: "libavcodec-dev",
+            dnf: "libavcodec-free-devel",
+            pacman: "ffmpeg",
+        },
+        Need {
+            what: "MinGW-w64 (Windows cross-build)",
+            present: || has_cmd("x86_64-w64-mingw32-g++"),
+            apt: "g++-mingw-w64-x86-64",
+            dnf: "mingw64-gcc-c++",
+            pacman: "mingw-w64-gcc",
+        },
+    ];
+    if extras.bench {
+        v.push(Need {
+            what: "ffmpeg (benchmark anchor)",
+            present: || has_cmd("ffmpeg"),
+            apt: "ffmpeg",
+            dnf: "ffmpeg-free",
+            pacman: "ffmpeg",
+        });
+    }
+    v
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+pub fn setup(extras: &Extras) -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        eprintln!(
+            "xtask setup: only Linux packages are automated; see README.md for other systems"
+        );
+        return Ok(());
+    }
+    let all = needs(extras);
+    let missing: Vec<&Need> = all.iter().filter(|n| !(n.present)()).collect();
+    if missing.is_empty() {
+        check_nasm()?;
+        ensure_cargo_tools()?;
+        return ensure_windows_target();
+    }
+    let names: Vec<&str> = missing.iter().map(|n| n.what).collect();
+    eprintln!("xtask setup: missing {}", names.join(", "));
+    let (manager, pkgs): (&str, Vec<&str>) = if has_cmd("apt-get") {
+        ("apt-get", missing.iter().map(|n| n.apt).collect())
+    } else if has_cmd("dnf") {
+        ("dnf", missing.iter().map(|n| n.dnf).collect())
+    } else if has_cmd("pacman") {
+        ("pacman", missing.iter().map(|n| n.pacman).collect())
+    } else {
+        bail!(
+            "no supported package manager (apt-get, dnf, pacman); install by hand: {}",
+            names.join(", ")
+        );
+    };
+    // An entry may name several packages.
+    let mut pkgs: Vec<&str> = pkgs.iter().flat_map(|p| p.split_whitespace()).collect();
+    pkgs.sort_unstable();
+    pkgs.dedup();
+    let install: Vec<String> = match manager {
+        "apt-get" => ["apt-get", "install", "-y", "--no-install-recommends"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(pkgs.iter().map(|s| s.to_string()))
+            .collect(),
+        "dnf" => ["dnf", "install", "-y"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(pkgs.iter().map(|s| s.to_string()))
+            .collect(),
+        _ => ["pacman", "-S", "--needed", "--noconfirm"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(pkgs.iter().map(|s| s.to_string()))
+            .collect(),
+    };
+    if !is_root() {
+        bail!(
+            "xtask setup: run this as root, then retry:\n  sudo {}{}",
+            if manager == "apt-get" {
+                "apt-get update && sudo "
+            } else {
+                ""
+            },
+            install.join(" ")
+        );
+    }
+    if manager == "apt-get" {
+        run(Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::io::stderr()))?;
+    }
+    // Package managers talk on stdout; keep stdout for results (bench's JSON lines).
+    run(Command::new(&install[0])
+        .args(&install[1..])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(std::io::stderr()))?;
+    let still: Vec<&str> = needs(extras)
+        .iter()
+        .filter(|n| !(n.present)())
+        .map(|n| n.what)
+        .collect();
+    if !still.is_empty() {
+        bail!(
+            "xtask setup: still missing after installing: {}",
+            still.join(", ")
+        );
+    }
+    check_nasm()?;
+    ensure_cargo_tools()?;
+    ensure_windows_target()
+}
+
+/// Cargo tools the project runs, installed by setup when missing:
+/// (command, crate, extra `cargo install` arguments).
+const CARGO_TOOLS: [(&str, &str, &[&str]); 2] = [
+    ("cargo-fuzz", "cargo-fuzz", &[]),
+    // Without default features: no advisory-database fetching over git,
+    // which this project's checks do not use (see deny.toml).
+    ("cargo-deny", "cargo-deny", &["--no-default-features"]),
+];
+
+/// Installs the cargo tools that are missing (a few minutes, once).
+fn ensure_cargo_tools() -> Result<()> {
+    for (cmd, krate, extra) in CARGO_TOOLS {
+        if has_cmd(cmd) {
+            continue;
+        }
+        eprintln!("xtask setup: installing {krate} (once; a few minutes)");
+        run(cargo()
+            .args(["install", "--locked", krate])
+            .args(extra)
+            .stdout(std::io::stderr()))?;
+    }
+    Ok(())
+}
+
+/// The Rust target the client cross-builds for.
+pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// Adds the Windows target to the Rust toolchain if it lacks it.
+fn ensure_windows_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("running rustup (the Windows cross-build needs a rustup toolchain)")?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|l| l.trim() == WINDOWS_TARGET)
+    {
+        return Ok(());
+    }
+    run(Command::new("rustup")
+        .args(["target", "add", WINDOWS_TARGET])
+        .stdout(std::io::stderr()))
+}
+
+/// NASM must actually run: openh264 falls back to plain C without it.
+fn check_nasm() -> Result<()> {
+    if !cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+        return Ok(());
+    }
+    let out = Command::new("nasm")
+        .arg("-v")
+        .output()
+        .context("running nasm -v")?;
+    if !out.status.success() {
+        bail!("nasm is installed but does not run; openh264 would build without its assembly");
+    }
+    Ok(())
+}
