@@ -46,14 +46,22 @@ const LOG_ROTATE_AT: u64 = 8 << 20;
 /// platform's state directory (the client at info level), so a kiosk's
 /// history survives. A log file that cannot be opened costs a warning.
 fn init_logging() {
+    use tracing::level_filters::LevelFilter;
     use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "warn,nephele_client=info".into());
-    if let Ok(d) = format!("{LOG_ONLY}=off").parse() {
-        filter = filter.add_directive(d);
-    }
+    // RUST_LOG as `target=level` directives (no span filters: the lighter
+    // Targets filter keeps a regex engine out of the client).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| {
+            Targets::new()
+                .with_default(LevelFilter::WARN)
+                .with_target("nephele_client", LevelFilter::INFO)
+        })
+        .with_target(LOG_ONLY, LevelFilter::OFF);
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter);
@@ -77,9 +85,13 @@ fn init_logging() {
         tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_writer(std::sync::Mutex::new(f))
-            .with_filter(tracing_subscriber::EnvFilter::new(
-                "warn,nephele_client=info,nephele=info,nephele_log_only=info",
-            ))
+            .with_filter(
+                Targets::new()
+                    .with_default(LevelFilter::WARN)
+                    .with_target("nephele_client", LevelFilter::INFO)
+                    .with_target("nephele", LevelFilter::INFO)
+                    .with_target(LOG_ONLY, LevelFilter::INFO),
+            )
     });
     tracing_subscriber::registry()
         .with(stderr)
