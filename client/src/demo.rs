@@ -41,13 +41,23 @@ pub enum DemoError {
         /// Where it was looked for first.
         beside: String,
     },
+    /// `$NEPHELE_SERVER` names no file.
+    #[error(
+        "$NEPHELE_SERVER names {path}, which does not exist: point it at nephele-server, or unset it to use the one beside this program"
+    )]
+    BadServerVar {
+        /// What it names.
+        path: String,
+    },
     /// The server could not be started, or its state directory made.
-    #[error("starting {what}: {source}")]
+    /// (The reason is in the message, not a source, so a chain prints it
+    /// once.)
+    #[error("starting {what}: {why}")]
     Io {
         /// What was being done.
         what: String,
         /// Why it failed.
-        source: std::io::Error,
+        why: std::io::Error,
     },
     /// The server stopped, or said nothing in time, before it was ready.
     #[error("the demo service (nephele-server) did not start: {0}")]
@@ -97,12 +107,18 @@ fn random_password() -> String {
     format!("{:016x}", nephele_platform::process::random_id())
 }
 
-/// `nephele-server` beside this executable, else from `$NEPHELE_SERVER`,
-/// else on the PATH.
+/// `$NEPHELE_SERVER` when set, else `nephele-server` beside this
+/// executable, else on the PATH.
 fn server_program() -> Result<PathBuf, DemoError> {
     let name = format!("nephele-server{}", std::env::consts::EXE_SUFFIX);
     if let Some(p) = std::env::var_os("NEPHELE_SERVER") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(DemoError::BadServerVar {
+                path: p.display().to_string(),
+            });
+        }
+        return Ok(p);
     }
     let beside = std::env::current_exe()
         .ok()
@@ -135,7 +151,7 @@ impl DemoServer {
         ));
         let io = |what: &str| {
             let what = what.to_string();
-            move |source| DemoError::Io { what, source }
+            move |why| DemoError::Io { what, why }
         };
         std::fs::create_dir_all(&state_dir).map_err(io("the demo's state directory"))?;
         let password = random_password();
@@ -255,9 +271,9 @@ impl DemoServer {
                 Ok(_) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     // Its stderr may still be arriving.
-                    let status = self.child.wait().map_err(|source| DemoError::Io {
+                    let status = self.child.wait().map_err(|why| DemoError::Io {
                         what: "waiting for nephele-server".into(),
-                        source,
+                        why,
                     })?;
                     std::thread::sleep(Duration::from_millis(50));
                     return Err(DemoError::NotReady(why(format!("it stopped ({status})"))));

@@ -436,6 +436,26 @@ fn bad_input_gets_a_clear_message() {
         "network spec `loss=5`: expected a percentage such as 5%",
     );
     fails_with(&["decode", "/nonexistent.264"], "reading /nonexistent.264");
+    // The demo's server missing, or dying before it is ready.
+    let demo = |server: &str| {
+        let out = nephele()
+            .args(["demo", "--headless", "--duration", "1"])
+            .env("NEPHELE_SERVER", server)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{server}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = demo("/nonexistent/nephele-server");
+    assert!(
+        err.contains("$NEPHELE_SERVER names /nonexistent/nephele-server, which does not exist"),
+        "{err}"
+    );
+    let err = demo("/bin/false");
+    assert!(
+        err.contains("the demo service (nephele-server) did not start"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

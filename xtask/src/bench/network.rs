@@ -156,7 +156,8 @@ pub fn continuity(nephele: &Path, dir: &Path) -> Result<()> {
 
 /// The motion panel at up to 20 Mbit/s through a 10 Mbit/s link with a
 /// 40 ms round trip, keys typed throughout, against the same path without
-/// the cap: what congestion control keeps of the delay and of input.
+/// the cap: what congestion control keeps of the delay and of input; and
+/// through a link that narrows for a while.
 pub fn saturated_link(nephele: &Path, dir: &Path) -> Result<()> {
     let keys = key_script(dir, 180)?;
     let common = [
@@ -223,6 +224,27 @@ pub fn saturated_link(nephele: &Path, dir: &Path) -> Result<()> {
             "p50": f(&capped, "input_one_way_ms_p50"),
             "clock_uncertainty_ms": capped["clock_uncertainty_ms"],
             "target_ms": round3(free_one_way + 5.0),
+        }),
+    );
+    // The link narrows to 5 Mbit/s from 4 s to 8 s: the host must fall to
+    // what arrives in a step or two, not slide down while the queue
+    // overflows. The longest freeze against the unnarrowed path's.
+    let spec = "rtt=40ms,bw=20mbit; @4s bw=5mbit; @8s bw=20mbit";
+    let narrowed = demo_stats(
+        nephele,
+        dir,
+        "motion-narrows",
+        &[&common[..], &["--network", spec]].concat(),
+    )?;
+    emit(
+        "max_freeze_720p60_link_narrows_20_to_5mbit",
+        (f(&narrowed, "max_freeze_ms"), "ms"),
+        ("same path without the cap", f(&free, "max_freeze_ms")),
+        serde_json::json!({
+            "network": spec,
+            "frames_presented_pct": narrowed["frames_presented_pct"],
+            "keyframes_requested": narrowed["keyframes_requested"],
+            "e2e_latency_ms_p50": narrowed["e2e_latency_ms_p50"],
         }),
     );
     Ok(())
