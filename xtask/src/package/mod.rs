@@ -51,9 +51,9 @@ struct Control {
     description: &'static str,
 }
 
-/// Options: `--debug` packages the dev build (what the tests use, since
-/// it is built already), `--out DIR` where the `.deb`s go; `--check` is
-/// the caller's ([`verify`]).
+/// Options: `--debug` packages the dev binaries as they are (what the
+/// tests built; built first when missing), `--out DIR` where the `.deb`s
+/// go; `--check` is the caller's ([`verify`]).
 pub fn package(args: &[String]) -> Result<Built> {
     let mut debug = false;
     let mut out = root().join("target/package");
@@ -67,12 +67,22 @@ pub fn package(args: &[String]) -> Result<Built> {
             other => bail!("xtask package: unknown option `{other}` (--debug, --check, --out DIR)"),
         }
     }
-    // Apart: one build would unify the service's features of shared
-    // crates into the client.
+    let target = root().join(if debug {
+        "target/debug"
+    } else {
+        "target/release"
+    });
     for (package, bin) in [
         ("nephele-client", "nephele"),
         ("nephele-service", "nephele-server"),
     ] {
+        // The dev binaries are packaged as the tests built them (to check
+        // the packaging, not what ships).
+        if debug && target.join(bin).is_file() {
+            continue;
+        }
+        // Apart: one build would unify the service's features of shared
+        // crates into the client.
         let mut build = cargo();
         build.args(["build", "-p", package, "--bin", bin]);
         if !debug {
@@ -80,11 +90,6 @@ pub fn package(args: &[String]) -> Result<Built> {
         }
         run(&mut build)?;
     }
-    let target = root().join(if debug {
-        "target/debug"
-    } else {
-        "target/release"
-    });
     let version = workspace_version()?;
     let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
     let deb = |stage: &Path, c: &Control| write_deb(stage, c, &version, &arch, &out);
