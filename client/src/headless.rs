@@ -58,6 +58,8 @@ impl Drop for HeadlessPresenter {
 }
 
 fn present(slot: &Mutex<Slot>, pending: &AtomicBool, stop: &AtomicBool, stats: &Stats) {
+    // It stands in for the window's thread, which runs as soon as it wakes.
+    nephele_platform::sched::latency_critical();
     let mut presenter = Presenter::default();
     let mut taken = Slot::default();
     while !stop.load(Ordering::Relaxed) {

@@ -445,7 +445,10 @@ impl HostCore {
                 self.send(from, id, Message::Pong { stamp_us, host_us });
             }
             Message::Goodbye { .. } => self.end(id, GoodbyeReason::Normal),
-            Message::Detach => self.detach(id),
+            Message::Detach => {
+                tracing::info!(session = id, "client lost; session detached");
+                self.detach(id);
+            }
             Message::Clipboard { text } => {
                 return Some(Passed::Clipboard { session: id, text });
             }
@@ -576,6 +579,7 @@ impl HostCore {
             if moved || s.detached {
                 if moved {
                     self.counters.reattached += 1;
+                    tracing::info!(session = id, old = %s.gateway, new = %from, "session re-attached through another gateway");
                 }
                 s.gateway = from;
                 s.detached = false;
@@ -742,10 +746,12 @@ impl HostCore {
             Transition::Clear => (Phase::Streaming, 0),
             Transition::Pause => {
                 self.counters.pauses += 1;
+                tracing::info!(session, "idle: paused");
                 (Phase::Paused, 0)
             }
             Transition::Suspend => {
                 self.counters.suspends += 1;
+                tracing::info!(session, "idle: suspended, encoder released");
                 s.media_running = false;
                 self.events.push_back(HostEvent::MediaStop { session });
                 (Phase::Suspended, 0)
@@ -763,6 +769,7 @@ impl HostCore {
                     // One frame away.
                     (1000 / u32::from(s.fps.max(1))).max(1)
                 };
+                tracing::info!(session, from = from.name(), eta_ms = eta, "resuming");
                 if !s.media_running {
                     s.media_running = true;
                     self.events.push_back(HostEvent::MediaStart { session });
@@ -801,10 +808,12 @@ impl HostCore {
             };
             let silent = now.saturating_duration_since(s.last_heard);
             if silent > SESSION_RETAIN {
+                tracing::info!(session = id, "session timed out");
                 self.end(id, GoodbyeReason::Timeout);
                 continue;
             }
             if silent > DETACHED_AFTER && !s.detached {
+                tracing::info!(session = id, "gateway silent; session detached");
                 self.detach(id);
             }
             let Some(s) = self.sessions.get_mut(&id) else {

@@ -221,3 +221,37 @@ fn cpu_s_of(pid: u32) -> f64 {
     // utime and stime, fields 14 and 15.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// An X server of its own; stopped when dropped.
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start(size: &str) -> Result<Self> {
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", &format!("{size}x24")])
+            .args(["-nolisten", "tcp", "-noreset"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting Xvfb (cargo xtask setup installs it)")?;
+        let mut n = String::new();
+        if let Some(out) = child.stdout.as_mut() {
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut n)?;
+        }
+        Ok(Self {
+            child,
+            display: format!(":{}", n.trim()),
+        })
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

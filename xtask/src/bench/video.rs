@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Result;
 
-use super::{Server, emit, f, key_script, median, timed};
+use super::{Server, Xvfb, emit, f, key_script, median, timed};
 use crate::run;
 
 /// Decode + conversion CPU per frame against ffmpeg on the same clips:
@@ -97,7 +97,8 @@ pub fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
 
 /// 1080p60 on loopback (`nephele-server all` with one PoP and no added
 /// delay) with keys typed throughout: client-added latency against the
-/// decode time it contains, and the input round trip against QUIC's own.
+/// decode time it contains, headless and through a window, and the input
+/// round trip against QUIC's own.
 pub fn loopback_stream(nephele: &Path, dir: &Path) -> Result<()> {
     let keys = key_script(dir, 180)?;
     let server = Server::start(nephele, dir, "loopback-state", &[])?;
@@ -117,7 +118,31 @@ pub fn loopback_stream(nephele: &Path, dir: &Path) -> Result<()> {
         .arg(&stats)
         .stdin(Stdio::null())
         .stderr(Stdio::null()))?;
+    // The same through a window (under Xvfb, which presents each picture
+    // on arrival): the slot, the window's conversion and scaling, and
+    // presenting on top of decoding.
+    let xvfb = Xvfb::start("1920x1200")?;
+    let window_stats = dir.join("loopback-1080p-window.json");
+    run(server
+        .client(nephele, "connect")
+        .args(["--duration", "10", "--width", "1920", "--height", "1080"])
+        .args(["--no-audio", "--stats-json"])
+        .arg(&window_stats)
+        .env("DISPLAY", &xvfb.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null()))?;
+    drop(xvfb);
     drop(server);
+    let w: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&window_stats)?)?;
+    for q in ["p50", "p99"] {
+        emit(
+            &format!("client_latency_1080p60_window_{q}"),
+            (f(&w, &format!("client_latency_ms_{q}")), "ms"),
+            ("decode_ms_p50 (same run)", f(&w, "decode_ms_p50")),
+            serde_json::json!({"target_ms": if q == "p50" { 4 } else { 8 }, "frames_presented": w["frames_presented"], "frames_dropped": w["frames_dropped"]}),
+        );
+    }
     let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
     let decode = f(&s, "decode_ms_p50");
     for q in ["p50", "p99"] {

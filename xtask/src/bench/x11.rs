@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Server, children_cpu_s, cpu_s_of, emit, f, round3, timed};
+use super::{Server, Xvfb, children_cpu_s, cpu_s_of, emit, f, round3, timed};
 use crate::run;
 
 /// A real X display's capture-to-send time per frame (capture through
@@ -24,40 +24,6 @@ pub fn x11_capture(nephele: &Path, dir: &Path) -> Result<()> {
         x11_capture_at(nephele, dir, label, &xvfb.display, &size)?;
     }
     still_and_moving(nephele, dir)
-}
-
-/// An X server of its own; stopped when dropped.
-struct Xvfb {
-    child: std::process::Child,
-    display: String,
-}
-
-impl Xvfb {
-    fn start(size: &str) -> Result<Self> {
-        let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", &format!("{size}x24")])
-            .args(["-nolisten", "tcp", "-noreset"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting Xvfb (cargo xtask setup installs it)")?;
-        let mut n = String::new();
-        if let Some(out) = child.stdout.as_mut() {
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut n)?;
-        }
-        Ok(Self {
-            child,
-            display: format!(":{}", n.trim()),
-        })
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// `ico` spinning a polyhedron as fast as the X server draws it, in a
