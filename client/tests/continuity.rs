@@ -1,5 +1,6 @@
 //! Sessions that go on: an idle session paused and resumed, a gateway
-//! killed by the demo's chaos, gateway and host processes SIGKILLed, and
+//! killed by the demo's chaos, gateway and host processes SIGKILLed, a
+//! directory and gateway SIGKILLed and restarted as the same service, and
 //! junk datagrams at every port; every keystroke arrives exactly once.
 
 use std::io::{BufRead, BufReader};
@@ -352,6 +353,103 @@ fn junk_datagrams_at_client_gateway_and_host_leave_the_session_untouched() {
     assert_eq!(st["reconnects"], 0, "{st}");
     assert!(f("frames_presented") > 0.0, "{st}");
     assert_exactly_once(&[rec], &letters);
+}
+
+#[test]
+fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
+    let _turn = exclusive();
+    let dir = scratch("restart");
+    let state = dir.join("state");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let host = format!("127.0.0.1:{}", free_udp_port());
+    let (gw, probe) = (
+        format!("127.0.0.1:{}", free_udp_port()),
+        format!("127.0.0.1:{}", free_udp_port()),
+    );
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let rec = dir.join("rec.jsonl");
+    let (_host, _) = Logged::start(&["host", "--listen", &host, "--record-input", &s(&rec)]);
+    let start_directory = || {
+        let (d, stdout) = Logged::start(&[
+            "directory",
+            "--listen",
+            &listen,
+            "--state-dir",
+            &s(&state),
+            "--host",
+            &host,
+            "--demo-user",
+            "alice:wonderland",
+        ]);
+        let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
+        (d, url)
+    };
+    let (directory, url) = start_directory();
+    let gateway = start_gateway(&url, &state, &dir, "r", &gw, &probe);
+    wait_for("the gateway to register", Duration::from_secs(20), || {
+        gateway.said("registered with the directory")
+    });
+    // What clients and gateways were given to trust, and the key gateways
+    // register with.
+    let given = ["state/ca.pem", "ca-r.pem", "state/service.key"]
+        .map(|f| std::fs::read(dir.join(f)).unwrap());
+    drop(directory); // SIGKILL
+    let (directory, url_again) = start_directory();
+    assert_eq!(url_again, url);
+    // The running gateway's heartbeats reach the new process: it still
+    // trusts the directory's certificate and holds its service key.
+    wait_for(
+        "the running gateway to reach the restarted directory",
+        Duration::from_secs(20),
+        || directory.said("gateway known from an earlier run is back"),
+    );
+    assert!(
+        !gateway.said("BadSignature") && !gateway.said("UnknownIssuer"),
+        "the gateway stopped trusting the directory"
+    );
+    drop(gateway); // SIGKILL
+    let gateway = start_gateway(&url, &state, &dir, "r", &gw, &probe);
+    wait_for(
+        "the gateway to register again",
+        Duration::from_secs(20),
+        || gateway.said("registered with the directory"),
+    );
+    let now = ["state/ca.pem", "ca-r.pem", "state/service.key"]
+        .map(|f| std::fs::read(dir.join(f)).unwrap());
+    assert!(
+        given == now,
+        "a restart changed what clients or gateways hold"
+    );
+    #[cfg(unix)]
+    for secret in [
+        "state/ca.key",
+        "state/service.key",
+        "state/directory.redb",
+        "ca-r.key",
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(secret))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{secret} is open to others: {mode:o}");
+    }
+    // A client given the files before the restarts signs in, is sent to
+    // the restarted gateway and types.
+    let (text, letters) = typing(300, 20);
+    std::fs::write(dir.join("script.txt"), text).unwrap();
+    let (mut client, heard) = headless_connect(&url, &state, &dir, &["r"], "3");
+    let status = client.wait().unwrap();
+    assert!(status.success(), "{}", heard.all());
+    let st = json(&dir.join("s.json"));
+    assert_eq!(st["input_acked"], 40, "{st}");
+    assert_exactly_once(&[rec], &letters);
+    drop(gateway);
+    drop(directory);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// How many key presses `rec` holds so far.

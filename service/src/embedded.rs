@@ -129,17 +129,15 @@ impl Embedded {
         backup.listen.set_port(0);
         backup.record_mic = None;
         let hosts = vec![Host::start(opts.host.clone())?, Host::start(backup)?];
-        let identity =
-            crate::tls::generate(&["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
-        let ca = identity
-            .ca
-            .clone()
-            .ok_or_else(|| EmbeddedError::Other("no CA was generated".into()))?;
         std::fs::create_dir_all(&opts.state_dir).map_err(|e| {
             EmbeddedError::Other(format!("creating {}: {e}", opts.state_dir.display()))
         })?;
+        // The CA is kept in the state directory, so a restart with it is
+        // the same service to its clients.
         let ca_path = opts.state_dir.join("ca.pem");
-        crate::tls::write_cert_pem(&ca_path, &ca)?;
+        let (issuer, _) = crate::tls::Ca::open(&ca_path)?;
+        let identity = issuer.issue(&["localhost".into(), "127.0.0.1".into(), "::1".into()])?;
+        let ca = issuer.cert().clone();
         let mut dcfg = DirectoryConfig::new(
             opts.directory_listen,
             opts.state_dir.clone(),

@@ -208,6 +208,16 @@ enum Role {
         #[arg(long)]
         quit_on_eof: bool,
     },
+    /// Make a new certificate authority at PATH, its key beside it
+    /// (`ca.pem` → `ca.key`), replacing the one there. Roles keep their CA
+    /// across restarts; this is how it changes. Restart the roles using it
+    /// and give clients (`--ca`) and gateways (`--directory-ca`) the new file.
+    NewCa {
+        /// The CA certificate (`STATE_DIR/ca.pem` for a directory, the
+        /// `--ca-out` file for a gateway).
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
 }
 
 /// Prints failures as one readable chain ("what we tried: why it failed"),
@@ -247,6 +257,16 @@ fn run() -> Result<()> {
         }
         Role::Gateway(g) => gateway(*g),
         Role::Directory(d) => directory(d),
+        Role::NewCa { path } => {
+            tls::Ca::rotate(&path)
+                .with_context(|| format!("making a new CA at {}", path.display()))?;
+            eprintln!(
+                "a new CA is in {} (key {}): restart the roles using it and give clients and gateways the new certificate",
+                path.display(),
+                tls::Ca::key_path(&path).display()
+            );
+            Ok(())
+        }
         Role::All {
             host,
             directory_listen,
@@ -272,10 +292,7 @@ fn run() -> Result<()> {
                 network,
                 idle_policy,
             }))?;
-            eprintln!(
-                "CA certificate for clients written to {}",
-                svc.ca_path().display()
-            );
+            eprintln!("CA certificate for clients in {}", svc.ca_path().display());
             for p in &svc.pops {
                 eprintln!(
                     "gateway {} at {} (probe {}) for {}",
@@ -335,15 +352,36 @@ fn identity(c: &CertArgs, ca_out: &Path) -> Result<tls::GatewayIdentity> {
     if let (Some(cert), Some(key)) = (&c.cert, &c.key) {
         return Ok(tls::load(cert, key)?);
     }
-    let id = tls::generate(&c.names).context("generating a certificate")?;
-    if let Some(ca) = &id.ca {
-        tls::write_cert_pem(ca_out, ca)?;
-        eprintln!(
-            "CA certificate for clients written to {} (pass it to `nephele … --ca`)",
-            ca_out.display()
-        );
+    let ca = open_ca(ca_out)?;
+    ca.issue(&c.names).context("issuing a certificate")
+}
+
+/// The CA kept at `pem` (its key beside it), made there the first time;
+/// says what a person must know about it.
+fn open_ca(pem: &Path) -> Result<tls::Ca> {
+    let had_cert = pem.exists();
+    let (ca, opened) = tls::Ca::open(pem).context("opening the certificate authority")?;
+    let key = tls::Ca::key_path(pem);
+    match opened {
+        tls::Opened::Created if had_cert => eprintln!(
+            "{} had no key beside it ({}): a new CA replaces it; give clients (`nephele … --ca`) and gateways the new file",
+            pem.display(),
+            key.display()
+        ),
+        tls::Opened::Created => eprintln!(
+            "CA certificate for clients written to {} (pass it to `nephele … --ca`); its key, kept for restarts, is {}",
+            pem.display(),
+            key.display()
+        ),
+        tls::Opened::Kept => {
+            tracing::info!(ca = %pem.display(), "certificate authority kept from an earlier start");
+        }
+        tls::Opened::KeptKeyWasOpen => tracing::warn!(
+            key = %key.display(),
+            "the CA's key was readable by other users; it is the owner's alone now, but if it may have been copied, make a new CA with `nephele-server new-ca`"
+        ),
     }
-    Ok(id)
+    Ok(ca)
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {

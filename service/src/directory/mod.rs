@@ -671,6 +671,7 @@ async fn heartbeat(
     // Known from an earlier run of the directory: alive again.
     if let Some(mut info) = inner.store.gateways()?.into_iter().find(|g| g.id == id) {
         info.load = load;
+        tracing::info!(id = %info.id, pop = %info.pop, "gateway known from an earlier run is back");
         if let Ok(mut live) = inner.live.lock() {
             live.insert(
                 id,

@@ -141,7 +141,15 @@ impl Store {
                 dir.display()
             ))
         })?;
-        let db = Database::create(dir.join(DB_FILE))?;
+        let path = dir.join(DB_FILE);
+        let existed = path.exists();
+        let db = Database::create(&path)?;
+        // Signing key, service key and password hashes: the owner's alone.
+        let was_open = nephele_platform::fs::make_private(&path)
+            .map_err(|e| StoreError::Invalid(format!("cannot restrict {}: {e}", path.display())))?;
+        if was_open && existed {
+            tracing::warn!(path = %path.display(), "the database was readable by other users; it is the owner's alone now");
+        }
         // Create every table, so reads never meet a missing one.
         let tx = db.begin_write()?;
         for t in [USERS, CATALOG, SESSIONS, GATEWAYS, META] {
