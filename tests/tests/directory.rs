@@ -548,3 +548,64 @@ fn when_every_gateway_it_knew_is_gone_the_client_finds_one_that_joined() {
     session.close().unwrap();
     joined.close();
 }
+
+fn status_of<T: std::fmt::Debug>(r: Result<T, DirClientError>) -> u16 {
+    match r {
+        Err(DirClientError::Refused { status, .. }) => status,
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn a_huge_or_impossible_user_name_costs_nothing() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let dir = client(&svc);
+    let (_, pw) = svc.credentials();
+    // 1.9 MB of name is not read: 413, or the connection is closed on a
+    // sender still writing.
+    let huge = "a".repeat(1_900_000);
+    match dir.sign_in(&huge, pw) {
+        Err(DirClientError::Refused { status: 413, .. } | DirClientError::Unreachable { .. }) => {}
+        other => panic!("a 1.9 MB name was taken: {other:?}"),
+    }
+    // A name no account can have is refused like a wrong password, as
+    // often as it is sent, and counted nowhere.
+    let odd = "b".repeat(2000);
+    for _ in 0..10 {
+        assert_eq!(status_of(dir.sign_in(&odd, "guess")), 401);
+    }
+    assert_eq!(status_of(dir.sign_in("a b\n<script>", "guess")), 401);
+    assert_eq!(svc.service().directory.sign_in_counts(), 0);
+    // The owner is untouched.
+    let (user, pw) = svc.credentials();
+    dir.sign_in(user, pw).unwrap();
+}
+
+#[test]
+fn simultaneous_guesses_are_counted_exactly() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let (user, _) = svc.credentials();
+    let user = user.to_string();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..50)
+            .map(|_| {
+                let dir = client(&svc);
+                let user = &user;
+                s.spawn(move || {
+                    (0..4)
+                        .map(|_| status_of(dir.sign_in(user, "a guess")))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    let held = statuses.iter().filter(|&&s| s == 429).count();
+    // Five guesses were checked against the password; the other 195 were
+    // held back without a hash.
+    assert_eq!((checked, held), (5, 195), "{statuses:?}");
+}

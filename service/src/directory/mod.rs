@@ -4,6 +4,7 @@
 //! It serves the JSON API of [`nephele_api::directory`] over HTTPS (axum
 //! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
 
+mod signin;
 pub mod store;
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -119,36 +120,8 @@ struct Inner {
     resume_ttl: Duration,
     // Soft state: which registered gateways are alive, and their load.
     live: Mutex<HashMap<String, Live>>,
-    // Failed sign-ins per account, to slow down password guessing.
-    failures: Mutex<HashMap<String, Failures>>,
-}
-
-/// Failed sign-ins of one account.
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Instant,
-}
-
-/// Failures allowed before an account is throttled.
-const FREE_FAILURES: u32 = 5;
-/// Accounts tracked at most (oldest entries are dropped beyond).
-const MAX_TRACKED: usize = 10_000;
-
-impl Failures {
-    /// How long sign-in stays closed: 30 s after the fifth failure,
-    /// doubling with each further one, at most 15 minutes.
-    fn lockout(&self) -> Duration {
-        if self.count < FREE_FAILURES {
-            return Duration::ZERO;
-        }
-        let doublings = (self.count - FREE_FAILURES).min(5);
-        Duration::from_secs(30 << doublings).min(Duration::from_secs(900))
-    }
-
-    fn remaining(&self) -> Duration {
-        self.lockout().saturating_sub(self.last.elapsed())
-    }
+    // Failed sign-ins counted, and the password hashing gated.
+    guard: signin::Guard,
 }
 
 impl Inner {
@@ -208,7 +181,12 @@ impl Directory {
             idle_policy: cfg.idle_policy,
             resume_ttl: cfg.resume_ttl,
             live: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            // Argon2 (19 MiB, tens of ms) as wide as the machine, and a
+            // queue of a few rounds behind it.
+            guard: {
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                signin::Guard::new(cores, cores * 4)
+            },
             store,
         });
         let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -246,6 +224,7 @@ impl Directory {
         let app = router(inner.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<Peer>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = rx.await;
             });
@@ -275,6 +254,12 @@ impl Directory {
     /// The secret gateways register with.
     pub fn service_key(&self) -> &str {
         &self.inner.service_key
+    }
+
+    /// Accounts, addresses and account-address pairs with failed sign-ins
+    /// or attempts in flight.
+    pub fn sign_in_counts(&self) -> usize {
+        self.inner.guard.tracked()
     }
 
     /// Gateways listed to clients right now.
@@ -336,9 +321,23 @@ pub fn split_user(s: &str) -> (&str, &str) {
 /// An error answer.
 struct Fail(StatusCode, String);
 
+/// An error answer that says when to come back (`Retry-After`).
+struct Later(Fail, Duration);
+
 impl IntoResponse for Fail {
     fn into_response(self) -> Response {
         (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+impl IntoResponse for Later {
+    fn into_response(self) -> Response {
+        let secs = self.1.as_secs().max(1).to_string();
+        let mut r = self.0.into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&secs) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
     }
 }
 
@@ -396,7 +395,10 @@ fn router(inner: Arc<Inner>) -> Router {
             get(|| async { Json(serde_json::json!({"ok": true})) }),
         )
         .route("/v1/public-key", get(public_key))
-        .route("/v1/signin", post(sign_in))
+        .route(
+            "/v1/signin",
+            post(sign_in).layer(DefaultBodyLimit::max(signin::MAX_BODY)),
+        )
         .route("/v1/catalog", get(catalog))
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/resume", post(resume_session))
@@ -415,67 +417,93 @@ async fn public_key(State(inner): State<Arc<Inner>>) -> Json<PublicKey> {
 
 async fn sign_in(
     State(inner): State<Arc<Inner>>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Json(req): Json<SignIn>,
-) -> ApiResult<Json<SignedIn>> {
-    let (user, tenant) = split_user(&req.user);
-    let (user, tenant) = (user.to_string(), tenant.to_string());
-    let account = format!("{tenant}/{user}");
-    let locked = inner
-        .failures
-        .lock()
-        .ok()
-        .and_then(|f| f.get(&account).map(Failures::remaining))
-        .filter(|d| !d.is_zero());
-    if let Some(wait) = locked {
-        return Err(Fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many failed sign-ins for this account; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        ));
-    }
-    // Argon2 takes tens of milliseconds of CPU: keep it off the I/O threads.
-    let inner2 = inner.clone();
-    let (u, t) = (user.clone(), tenant.clone());
-    let rec = tokio::task::spawn_blocking(move || inner2.store.verify_user(&t, &u, &req.password))
-        .await
-        .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "sign-in failed".into()))??;
-    if let Ok(mut f) = inner.failures.lock() {
-        if rec.is_some() {
-            f.remove(&account);
-        } else {
-            if f.len() >= MAX_TRACKED {
-                let cutoff = Duration::from_secs(900);
-                f.retain(|_, v| v.last.elapsed() < cutoff);
-            }
-            if f.len() < MAX_TRACKED {
-                let e = f.entry(account).or_insert(Failures {
-                    count: 0,
-                    last: Instant::now(),
-                });
-                e.count += 1;
-                e.last = Instant::now();
-            }
-        }
-    }
-    if rec.is_none() {
-        tracing::info!(%user, %tenant, "sign-in refused");
-        return Err(Fail(
+) -> Result<Json<SignedIn>, Response> {
+    let refused = || {
+        Fail(
             StatusCode::UNAUTHORIZED,
             "wrong user name or password".into(),
-        ));
+        )
+    };
+    let (user, tenant) = split_user(&req.user);
+    // A name no account can have is refused before it keys a count or
+    // reaches the log, with the answer a wrong password gets.
+    if store::check_name("user name", user).is_err() || store::check_name("tenant", tenant).is_err()
+    {
+        tracing::info!(%peer, name_bytes = req.user.len(), "sign-in with an impossible name refused");
+        return Err(refused().into_response());
+    }
+    let (user, tenant) = (user.to_string(), tenant.to_string());
+    let account = format!("{tenant}/{user}");
+    let attempt = inner
+        .guard
+        .begin(&account, peer.ip(), Instant::now())
+        .map_err(|r| refusal(r).into_response())?;
+    let checked = check_password(&inner, &tenant, &user, req.password).await;
+    let ok = matches!(checked, Ok(Some(_)));
+    inner.guard.settle(attempt, ok, Instant::now());
+    if checked.map_err(IntoResponse::into_response)?.is_none() {
+        tracing::info!(%user, %tenant, %peer, "sign-in refused");
+        return Err(refused().into_response());
     }
     let token = inner
         .signer
         .user_token(&tenant, &user, inner.user_ttl)
-        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())?;
     Ok(Json(SignedIn {
         token,
         user,
         tenant,
         expires_in_s: inner.user_ttl.as_secs(),
     }))
+}
+
+/// The account's record if `password` is its password; Argon2 runs on a
+/// blocking thread (tens of milliseconds of CPU) when the gate lets it.
+async fn check_password(
+    inner: &Arc<Inner>,
+    tenant: &str,
+    user: &str,
+    password: String,
+) -> Result<Option<store::UserRecord>, Response> {
+    let turn = inner
+        .guard
+        .hash_turn()
+        .await
+        .map_err(|r| refusal(r).into_response())?;
+    let inner2 = inner.clone();
+    let (u, t) = (user.to_string(), tenant.to_string());
+    let rec = tokio::task::spawn_blocking(move || inner2.store.verify_user(&t, &u, &password))
+        .await
+        .map_err(|_| {
+            Fail(StatusCode::INTERNAL_SERVER_ERROR, "sign-in failed".into()).into_response()
+        })?
+        .map_err(|e| Fail::from(e).into_response())?;
+    drop(turn);
+    Ok(rec)
+}
+
+fn refusal(r: signin::Refusal) -> Later {
+    match r {
+        signin::Refusal::Throttled(wait) => Later(
+            Fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many failed sign-ins; try again in {} s",
+                    wait.as_secs().max(1)
+                ),
+            ),
+            wait,
+        ),
+        signin::Refusal::Busy => Later(
+            Fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the directory is busy; try again in a few seconds".into(),
+            ),
+            Duration::from_secs(2),
+        ),
+    }
 }
 
 fn user_record(inner: &Inner, claims: &crate::token::UserClaims) -> ApiResult<store::UserRecord> {
@@ -759,6 +787,16 @@ impl TlsListener {
             }
         });
         Self { rx, addr }
+    }
+}
+
+/// The address a request came from, for per-source limits.
+#[derive(Debug, Clone, Copy)]
+struct Peer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
     }
 }
 
