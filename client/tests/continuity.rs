@@ -3,14 +3,13 @@
 //! directory and gateway SIGKILLed and restarted as the same service, and
 //! junk datagrams at every port; every keystroke arrives exactly once.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 mod common;
 use common::session::{
     Junk, Logged, assert_exactly_once, exclusive, free_udp_port, headless_connect, headless_demo,
-    json, scratch, start_gateway, typing, udp_ports_of, wait_for,
+    json, scratch, start_directory, start_gateway, typing, udp_ports_of, wait_for,
 };
 
 #[test]
@@ -121,21 +120,7 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
             .0
         })
         .collect();
-    let (_directory, stdout) = Logged::start(&[
-        "directory",
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &s(&state),
-        "--host",
-        &hosts[0],
-        "--host",
-        &hosts[1],
-        "--demo-user",
-        "alice:wonderland",
-    ]);
-    let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    assert!(url.starts_with("https://"), "{url}");
+    let (_directory, url) = start_directory("127.0.0.1:0", &state, &[&hosts[0], &hosts[1]]);
     let mut gateways: Vec<Logged> = ["a", "b"]
         .iter()
         .map(|g| start_gateway(&url, &state, &dir, g, "127.0.0.1:0", "127.0.0.1:0"))
@@ -243,18 +228,7 @@ fn junk_datagrams_at_client_gateway_and_host_leave_the_session_untouched() {
     let rec = dir.join("rec.jsonl");
     let (mut host_proc, _) =
         Logged::start(&["host", "--listen", &host, "--record-input", &s(&rec)]);
-    let (mut directory, stdout) = Logged::start(&[
-        "directory",
-        "--listen",
-        "127.0.0.1:0",
-        "--state-dir",
-        &s(&state),
-        "--host",
-        &host,
-        "--demo-user",
-        "alice:wonderland",
-    ]);
-    let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let (mut directory, url) = start_directory("127.0.0.1:0", &state, &[&host]);
     let mut gateway = start_gateway(
         &url,
         &state,
@@ -372,22 +346,7 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
     };
     let rec = dir.join("rec.jsonl");
     let (_host, _) = Logged::start(&["host", "--listen", &host, "--record-input", &s(&rec)]);
-    let start_directory = || {
-        let (d, stdout) = Logged::start(&[
-            "directory",
-            "--listen",
-            &listen,
-            "--state-dir",
-            &s(&state),
-            "--host",
-            &host,
-            "--demo-user",
-            "alice:wonderland",
-        ]);
-        let url = BufReader::new(stdout).lines().next().unwrap().unwrap();
-        (d, url)
-    };
-    let (directory, url) = start_directory();
+    let (directory, url) = start_directory(&listen, &state, &[&host]);
     let gateway = start_gateway(&url, &state, &dir, "r", &gw, &probe);
     wait_for("the gateway to register", Duration::from_secs(20), || {
         gateway.said("registered with the directory")
@@ -397,7 +356,7 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
     let given = ["state/ca.pem", "ca-r.pem", "state/service.key"]
         .map(|f| std::fs::read(dir.join(f)).unwrap());
     drop(directory); // SIGKILL
-    let (directory, url_again) = start_directory();
+    let (directory, url_again) = start_directory(&listen, &state, &[&host]);
     assert_eq!(url_again, url);
     // The running gateway's heartbeats reach the new process: it still
     // trusts the directory's certificate and holds its service key.

@@ -188,6 +188,25 @@ impl Logged {
     }
 }
 
+/// Starts a directory listening on `listen`, its state in `state`,
+/// assigning sessions to `hosts`, with alice as its user; returns it and
+/// the URL it prints.
+pub fn start_directory(listen: &str, state: &Path, hosts: &[&str]) -> (Logged, String) {
+    let state = state.to_str().unwrap();
+    let mut args = vec!["directory", "--listen", listen, "--state-dir", state];
+    for h in hosts {
+        args.extend(["--host", h]);
+    }
+    args.extend(["--demo-user", "alice:wonderland"]);
+    let (d, stdout) = Logged::start(&args);
+    let url = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(url.starts_with("https://"), "{url}");
+    (d, url)
+}
+
 /// Starts gateway `gw-NAME` at PoP `pop-NAME`, registering with the
 /// directory at `url` (its state in `state`), its CA written to
 /// `dir/ca-NAME.pem`.
