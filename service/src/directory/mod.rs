@@ -441,8 +441,13 @@ async fn sign_in(
         .begin(&account, peer.ip(), Instant::now())
         .map_err(|r| refusal(r).into_response())?;
     let checked = check_password(&inner, &tenant, &user, req.password).await;
-    let ok = matches!(checked, Ok(Some(_)));
-    inner.guard.settle(attempt, ok, Instant::now());
+    let outcome = match &checked {
+        Ok(Some(_)) => signin::Outcome::Right,
+        Ok(None) => signin::Outcome::Wrong,
+        // Busy or broken: the password was not judged.
+        Err(_) => signin::Outcome::Unchecked,
+    };
+    attempt.settle(outcome, Instant::now());
     if checked.map_err(IntoResponse::into_response)?.is_none() {
         tracing::info!(%user, %tenant, %peer, "sign-in refused");
         return Err(refused().into_response());

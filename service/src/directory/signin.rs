@@ -90,6 +90,7 @@ pub enum Refusal {
 }
 
 /// Counts failed sign-ins and gates the password hashing.
+#[derive(Debug)]
 pub struct Guard {
     counts: Mutex<HashMap<String, Count>>,
     hashing: Semaphore,
@@ -97,10 +98,44 @@ pub struct Guard {
     queue: usize,
 }
 
-/// An attempt that passed the throttle; settle it with [`Guard::settle`].
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The password was right.
+    Right,
+    /// The password was wrong (or the account unknown).
+    Wrong,
+    /// The password was never checked (busy, or an internal failure):
+    /// neither a failure nor a success.
+    Unchecked,
+}
+
+/// An attempt that passed the throttle, pending until settled; one
+/// dropped unsettled (the request was abandoned) counts for nothing.
 #[derive(Debug)]
-pub struct Attempt {
+pub struct Attempt<'a> {
+    guard: &'a Guard,
     keys: [String; 3],
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// Records how the attempt ended. A success clears the account's
+    /// count from that address; the address's and the account's totals
+    /// stay.
+    pub fn settle(mut self, outcome: Outcome, now: Instant) {
+        self.settled = true;
+        self.guard.record(&self.keys, outcome, now);
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.guard
+                .record(&self.keys, Outcome::Unchecked, Instant::now());
+        }
+    }
 }
 
 impl Guard {
@@ -125,7 +160,12 @@ impl Guard {
 
     /// Checks `account` from `source` against every limit and, in the same
     /// step, counts the attempt as pending.
-    pub fn begin(&self, account: &str, source: IpAddr, now: Instant) -> Result<Attempt, Refusal> {
+    pub fn begin(
+        &self,
+        account: &str,
+        source: IpAddr,
+        now: Instant,
+    ) -> Result<Attempt<'_>, Refusal> {
         let keys = Self::keys(account, source);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let wait = keys
@@ -153,21 +193,25 @@ impl Guard {
             });
             c.pending += 1;
         }
-        Ok(Attempt { keys })
+        Ok(Attempt {
+            guard: self,
+            keys,
+            settled: false,
+        })
     }
 
-    /// Records how `attempt` ended. A success clears the account's count
-    /// from that address; the address's and the account's totals stay.
-    pub fn settle(&self, attempt: Attempt, ok: bool, now: Instant) {
+    fn record(&self, keys: &[String; 3], outcome: Outcome, now: Instant) {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, k) in attempt.keys.iter().enumerate() {
+        for (i, k) in keys.iter().enumerate() {
             let Some(c) = counts.get_mut(k) else { continue };
             c.pending = c.pending.saturating_sub(1);
-            if !ok {
-                c.failures += 1;
-                c.last = now;
-            } else if i == 0 {
-                c.failures = 0;
+            match outcome {
+                Outcome::Wrong => {
+                    c.failures += 1;
+                    c.last = now;
+                }
+                Outcome::Right if i == 0 => c.failures = 0,
+                Outcome::Right | Outcome::Unchecked => {}
             }
             if c.failures == 0 && c.pending == 0 {
                 counts.remove(k);
@@ -213,7 +257,7 @@ mod tests {
         let passed = attempts.iter().filter(|a| a.is_ok()).count();
         assert_eq!(passed, PAIR.free as usize);
         for a in attempts.into_iter().flatten() {
-            g.settle(a, false, now);
+            a.settle(Outcome::Wrong, now);
         }
         // Held 30 s; the owner from another address is not.
         assert_eq!(
@@ -222,12 +266,12 @@ mod tests {
             Some(Refusal::Throttled(Duration::from_secs(1)))
         );
         let own = g.begin("default/alice", HOME, now).unwrap();
-        g.settle(own, true, now);
+        own.settle(Outcome::Right, now);
         // After the wait, one more guess, then 60 s.
         let later = now + Duration::from_secs(30);
         let a = g.begin("default/alice", AWAY, later).unwrap();
         assert!(g.begin("default/alice", AWAY, later).is_err());
-        g.settle(a, false, later);
+        a.settle(Outcome::Wrong, later);
         assert_eq!(
             g.begin("default/alice", AWAY, later).err(),
             Some(Refusal::Throttled(Duration::from_secs(60)))
@@ -240,7 +284,7 @@ mod tests {
         let now = Instant::now();
         for i in 0..SOURCE.free {
             let a = g.begin(&format!("default/user{i}"), AWAY, now).unwrap();
-            g.settle(a, false, now);
+            a.settle(Outcome::Wrong, now);
         }
         assert!(matches!(
             g.begin("default/someone-else", AWAY, now),
@@ -256,7 +300,7 @@ mod tests {
         for i in 0..200u32 {
             let from = IpAddr::V4(std::net::Ipv4Addr::from(0x0b00_0000 + i));
             if let Ok(a) = g.begin("default/alice", from, now) {
-                g.settle(a, false, now);
+                a.settle(Outcome::Wrong, now);
             }
         }
         let wait = match g.begin("default/alice", HOME, now) {
@@ -273,13 +317,22 @@ mod tests {
         let g = Guard::new(2, 8);
         let now = Instant::now();
         let a = g.begin("default/alice", HOME, now).unwrap();
-        g.settle(a, true, now);
+        a.settle(Outcome::Right, now);
+        assert_eq!(g.tracked(), 0);
+        // A try the directory was too busy to judge counts for nothing,
+        // nor does one abandoned on the way.
+        let a = g.begin("default/alice", HOME, now).unwrap();
+        a.settle(Outcome::Unchecked, now);
         assert_eq!(g.tracked(), 0);
         let a = g.begin("default/alice", HOME, now).unwrap();
-        g.settle(a, false, now);
+        assert_eq!(g.tracked(), 3);
+        drop(a);
+        assert_eq!(g.tracked(), 0);
+        let a = g.begin("default/alice", HOME, now).unwrap();
+        a.settle(Outcome::Wrong, now);
         assert_eq!(g.tracked(), 3);
         let a = g.begin("default/alice", HOME, now).unwrap();
-        g.settle(a, true, now);
+        a.settle(Outcome::Right, now);
         // The address's and the account's failures stay counted.
         assert_eq!(g.tracked(), 2);
     }
