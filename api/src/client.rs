@@ -47,6 +47,24 @@ pub enum DirClientError {
     },
 }
 
+/// Most gateways a client takes from one answer: a directory listing more
+/// (by a fault, or a hostile one) would have it probe without end.
+pub const MAX_GATEWAYS: usize = 256;
+
+/// `grant` with at most [`MAX_GATEWAYS`] gateways, the first listed; says
+/// so in the log when it cuts.
+fn capped(mut grant: SessionGrant) -> SessionGrant {
+    if grant.gateways.len() > MAX_GATEWAYS {
+        tracing::warn!(
+            listed = grant.gateways.len(),
+            kept = MAX_GATEWAYS,
+            "the directory listed more gateways than a client probes; keeping the first"
+        );
+        grant.gateways.truncate(MAX_GATEWAYS);
+    }
+    grant
+}
+
 /// A directory to talk to.
 #[derive(Debug, Clone)]
 pub struct DirectoryClient {
@@ -211,7 +229,7 @@ impl DirectoryClient {
                 desktop: desktop.into(),
             },
         )?;
-        self.need(r)
+        self.need(r).map(capped)
     }
 
     /// Fresh tokens for the session a resume token names.
@@ -223,7 +241,7 @@ impl DirectoryClient {
                 resume_token: resume_token.into(),
             },
         )?;
-        self.need(r)
+        self.need(r).map(capped)
     }
 
     /// The key session tokens are signed with.
@@ -267,5 +285,37 @@ impl DirectoryClient {
             .delete(format!("{}/v1/gateways/{id}", self.base))
             .header("Authorization", format!("Bearer {service_key}"));
         self.answer::<serde_json::Value>(req.call()).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::GatewayInfo;
+
+    #[test]
+    fn a_gateway_list_of_any_length_is_cut_to_what_a_client_probes() {
+        let gateway = |i: usize| GatewayInfo {
+            id: format!("gw-{i}"),
+            pop: format!("pop-{i}"),
+            region: String::new(),
+            address: "192.0.2.1:4433".into(),
+            probe_address: "192.0.2.1:4434".into(),
+            server_name: "gw.example".into(),
+            load: 0.0,
+        };
+        let grant = |n: usize| SessionGrant {
+            session_id: "s".into(),
+            token: "t".into(),
+            expires_in_s: 60,
+            desktop: "demo".into(),
+            gateways: (0..n).map(gateway).collect(),
+            idle_policy: None,
+            resume_token: None,
+        };
+        let cut = capped(grant(40_000));
+        assert_eq!(cut.gateways.len(), MAX_GATEWAYS);
+        assert_eq!(cut.gateways[0].id, "gw-0");
+        assert_eq!(capped(grant(3)).gateways.len(), 3);
     }
 }
