@@ -144,13 +144,9 @@ impl Ca {
         })?;
         let mut ca = Self::from_key(key)?;
         match nephele_api::trust::read_cert_pem(pem) {
-            Ok(certs) => {
-                let Some(cert) = certs.into_iter().next() else {
-                    return Err(TlsError::Pem {
-                        path: pem.display().to_string(),
-                        reason: "no certificate in file".into(),
-                    });
-                };
+            // read_cert_pem refuses a file without a certificate.
+            Ok(mut certs) => {
+                let cert = certs.swap_remove(0);
                 if !contains(cert.as_ref(), &ca.public_key()) {
                     return Err(TlsError::Pem {
                         path: pem.display().to_string(),

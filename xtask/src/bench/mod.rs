@@ -141,11 +141,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .context("starting nephele-server all")?;
-        let mut url = String::new();
-        if let Some(out) = child.stdout.as_mut() {
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut url)?;
-        }
-        let url = url.trim().to_string();
+        let url = first_line(&mut child)?;
         let server = Self { child, url, state };
         if server.url.is_empty() {
             bail!("nephele-server all printed no directory URL");
@@ -222,6 +218,16 @@ fn cpu_s_of(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The first line `child` prints on standard output (what it chose: an
+/// address, a display number), trimmed.
+fn first_line(child: &mut std::process::Child) -> Result<String> {
+    let mut line = String::new();
+    if let Some(out) = child.stdout.as_mut() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
+    }
+    Ok(line.trim().to_string())
+}
+
 /// An X server of its own; stopped when dropped.
 struct Xvfb {
     child: std::process::Child,
@@ -238,13 +244,10 @@ impl Xvfb {
             .stderr(Stdio::null())
             .spawn()
             .context("starting Xvfb (cargo xtask setup installs it)")?;
-        let mut n = String::new();
-        if let Some(out) = child.stdout.as_mut() {
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut n)?;
-        }
+        let n = first_line(&mut child)?;
         Ok(Self {
             child,
-            display: format!(":{}", n.trim()),
+            display: format!(":{n}"),
         })
     }
 }
