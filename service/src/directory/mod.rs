@@ -4,6 +4,7 @@
 //! It serves the JSON API of [`nephele_api::directory`] over HTTPS (axum
 //! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
 
+mod front;
 mod signin;
 pub mod store;
 
@@ -25,6 +26,8 @@ use tokio::net::TcpListener;
 
 use crate::tls::GatewayIdentity;
 use crate::token::{ResumeClaims, SessionClaims, Signer, TokenError, Verifier};
+pub use front::Limits;
+use front::Peer;
 use nephele_api::directory::{
     ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered,
     ResumeSession, SessionGrant, SignIn, SignedIn,
@@ -59,6 +62,8 @@ pub struct DirectoryConfig {
     pub idle_policy: IdlePolicy,
     /// How long a session can be resumed with its resume token.
     pub resume_ttl: Duration,
+    /// Connections and their timeouts.
+    pub limits: Limits,
 }
 
 impl DirectoryConfig {
@@ -74,6 +79,7 @@ impl DirectoryConfig {
             user_ttl: Duration::from_secs(3600),
             idle_policy: IdlePolicy::default(),
             resume_ttl: Duration::from_secs(12 * 3600),
+            limits: Limits::default(),
         }
     }
 }
@@ -220,18 +226,8 @@ impl Directory {
                 tokio::time::sleep(Duration::from_secs(600)).await;
             }
         });
-        let listener = TlsListener::new(tcp, Arc::new(tls));
-        let app = router(inner.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let app = app.into_make_service_with_connect_info::<Peer>();
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "directory server stopped");
-            }
-        });
+        front::serve(tcp, Arc::new(tls), router(inner.clone()), cfg.limits, rx);
         tracing::info!(%addr, "directory listening");
         Ok(Self {
             addr,
@@ -741,84 +737,4 @@ fn session_id() -> String {
     let mut b = [0u8; 16];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Accepts TCP connections and completes TLS handshakes off the accept path
-/// (each in its own task, with a time limit), so one slow client cannot
-/// stall the others.
-struct TlsListener {
-    rx: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
-    addr: SocketAddr,
-}
-
-impl TlsListener {
-    fn new(tcp: TcpListener, tls: Arc<rustls::ServerConfig>) -> Self {
-        let addr = tcp
-            .local_addr()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        tokio::spawn(async move {
-            loop {
-                // Stop accepting once the server is gone.
-                let accepted = tokio::select! {
-                    () = tx.closed() => break,
-                    a = tcp.accept() => a,
-                };
-                let (sock, peer) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "directory accept");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = sock.set_nodelay(true);
-                let acceptor = acceptor.clone();
-                let conns = tx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await
-                    {
-                        Ok(Ok(s)) => {
-                            let _ = conns.send((s, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Self { rx, addr }
-    }
-}
-
-/// The address a request came from, for per-source limits.
-#[derive(Debug, Clone, Copy)]
-struct Peer(SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            // The accept task ended (runtime shutting down): wait forever,
-            // graceful shutdown ends the server.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
-    }
 }
