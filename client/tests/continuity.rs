@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::session::{
     Junk, Logged, assert_exactly_once, exclusive, free_udp_port, headless_connect, headless_demo,
-    json, scratch, start_directory, start_gateway, typing, udp_ports_of, wait_for,
+    json, link_key, scratch, start_directory, start_gateway, typing, udp_ports_of, wait_for,
 };
 
 #[test]
@@ -116,6 +116,8 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
                 &s(&recs[i]),
                 "--bitrate",
                 "4000000",
+                "--link-key-file",
+                &s(&link_key(&dir)),
             ])
             .0
         })
@@ -226,8 +228,15 @@ fn junk_datagrams_at_client_gateway_and_host_leave_the_session_untouched() {
     let host = format!("127.0.0.1:{}", free_udp_port());
     let (gw_port, probe_port) = (free_udp_port(), free_udp_port());
     let rec = dir.join("rec.jsonl");
-    let (mut host_proc, _) =
-        Logged::start(&["host", "--listen", &host, "--record-input", &s(&rec)]);
+    let (mut host_proc, _) = Logged::start(&[
+        "host",
+        "--listen",
+        &host,
+        "--record-input",
+        &s(&rec),
+        "--link-key-file",
+        &s(&link_key(&dir)),
+    ]);
     let (mut directory, url) = start_directory("127.0.0.1:0", &state, &[&host]);
     let mut gateway = start_gateway(
         &url,
@@ -345,7 +354,15 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
         l.local_addr().unwrap().to_string()
     };
     let rec = dir.join("rec.jsonl");
-    let (_host, _) = Logged::start(&["host", "--listen", &host, "--record-input", &s(&rec)]);
+    let (_host, _) = Logged::start(&[
+        "host",
+        "--listen",
+        &host,
+        "--record-input",
+        &s(&rec),
+        "--link-key-file",
+        &s(&link_key(&dir)),
+    ]);
     let (directory, url) = start_directory(&listen, &state, &[&host]);
     let gateway = start_gateway(&url, &state, &dir, "r", &gw, &probe);
     wait_for("the gateway to register", Duration::from_secs(20), || {

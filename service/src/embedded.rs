@@ -19,6 +19,7 @@ use crate::directory::{Directory, DirectoryConfig};
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::host::{Host, HostConfig};
 use crate::impair::{ImpairedRelay, Impairment};
+use crate::link::LinkKey;
 use crate::token::{SessionClaims, TokenError};
 use nephele_api::DirectoryClient;
 use nephele_api::directory::GatewayInfo;
@@ -114,6 +115,7 @@ pub struct Embedded {
     hosts: Vec<Host>,
     ca: CertificateDer<'static>,
     ca_path: PathBuf,
+    link: LinkKey,
 }
 
 impl Embedded {
@@ -125,13 +127,19 @@ impl Embedded {
         // The backup listens on a port of its own and records input to the
         // same file (appending whole lines); it does not record the
         // microphone, whose WAV file only one writer can own.
-        let mut backup = opts.host.clone();
-        backup.listen.set_port(0);
-        backup.record_mic = None;
-        let hosts = vec![Host::start(opts.host.clone())?, Host::start(backup)?];
         std::fs::create_dir_all(&opts.state_dir).map_err(|e| {
             EmbeddedError::Other(format!("creating {}: {e}", opts.state_dir.display()))
         })?;
+        // The hosts and gateways seal their datagrams with the key kept
+        // beside the CA.
+        let link = LinkKey::open_or_create(&opts.state_dir.join("link.key"))
+            .map_err(|e| EmbeddedError::Other(e.to_string()))?;
+        let mut primary = opts.host.clone();
+        primary.link = link.clone();
+        let mut backup = primary.clone();
+        backup.listen.set_port(0);
+        backup.record_mic = None;
+        let hosts = vec![Host::start(primary)?, Host::start(backup)?];
         // The CA is kept in the state directory, so a restart with it is
         // the same service to its clients.
         let ca_path = opts.state_dir.join("ca.pem");
@@ -156,7 +164,12 @@ impl Embedded {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut pops = Vec::with_capacity(opts.pops.len());
         for pop in &opts.pops {
-            let mut cfg = GatewayConfig::direct(loopback, hosts[0].local_addr(), identity.clone());
+            let mut cfg = GatewayConfig::direct(
+                loopback,
+                hosts[0].local_addr(),
+                identity.clone(),
+                link.clone(),
+            );
             cfg.host = None;
             cfg.probe_listen = Some(loopback);
             cfg.tokens = Some(directory.verifier());
@@ -207,7 +220,14 @@ impl Embedded {
             hosts,
             ca,
             ca_path,
+            link,
         })
+    }
+
+    /// The key the hosts and gateways seal their datagrams with
+    /// (`STATE_DIR/link.key`), for a gateway joining them.
+    pub fn link_key(&self) -> &LinkKey {
+        &self.link
     }
 
     /// The CA every certificate here is signed by.

@@ -19,6 +19,7 @@ pub mod embedded;
 pub mod gateway;
 pub mod host;
 pub mod impair;
+pub mod link;
 pub mod screen;
 pub mod tls;
 pub mod token;

@@ -14,6 +14,7 @@ use nephele_service::directory::{Directory, DirectoryConfig};
 use nephele_service::embedded::{Embedded, EmbeddedOptions, PopSpec};
 use nephele_service::gateway::{Gateway, GatewayConfig};
 use nephele_service::host::{Host, HostConfig};
+use nephele_service::link::LinkKey;
 use nephele_service::screen::DesktopSource;
 use nephele_service::tls;
 use nephele_service::token::Verifier;
@@ -67,6 +68,12 @@ struct HostArgs {
     /// sent, still ticks skipped, and per-frame capture-to-send time.
     #[arg(long, value_name = "PATH")]
     stats_json: Option<PathBuf>,
+    /// The deployment's link key (made with `nephele-server new-link-key`):
+    /// gateways and backup hosts seal their datagrams with it, and the host
+    /// drops everything else unanswered. Needed by `host`; `all` keeps its
+    /// own in `STATE_DIR/link.key`.
+    #[arg(long, value_name = "PATH")]
+    link_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -102,6 +109,10 @@ struct GatewayArgs {
     /// File holding the directory's service key (`STATE_DIR/service.key`).
     #[arg(long, value_name = "PATH")]
     service_key_file: Option<PathBuf>,
+    /// The deployment's link key (the file given to its hosts), which
+    /// datagrams to and from hosts are sealed with.
+    #[arg(long, value_name = "PATH")]
+    link_key_file: PathBuf,
     /// Gateway id in the directory.
     #[arg(long, default_value = "gw-1")]
     id: String,
@@ -218,6 +229,14 @@ enum Role {
         #[arg(value_name = "PATH")]
         path: PathBuf,
     },
+    /// Make a new link key at PATH (readable by its owner only), replacing
+    /// any there. Give the file to every host (`--link-key-file`) and
+    /// gateway (`--link-key-file`) of the deployment, then restart them.
+    NewLinkKey {
+        /// Where to write it.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
 }
 
 /// Prints failures as one readable chain ("what we tried: why it failed"),
@@ -250,7 +269,12 @@ fn run() -> Result<()> {
         .init();
     match Cli::parse().role {
         Role::Host(h) => {
-            let host = Host::start(host_config(&h)).context("starting the host")?;
+            let path = h.link_key_file.as_deref().context(
+                "a host needs the deployment's link key: make one with `nephele-server new-link-key PATH` and pass it with --link-key-file PATH (to the gateways too)",
+            )?;
+            let mut cfg = host_config(&h);
+            cfg.link = LinkKey::read(path).context("reading the link key")?;
+            let host = Host::start(cfg).context("starting the host")?;
             let res = runtime(1)?.block_on(ctrl_c());
             write_stats(h.stats_json.as_deref(), std::slice::from_ref(&host))?;
             res
@@ -264,6 +288,14 @@ fn run() -> Result<()> {
                 "a new CA is in {} (key {}): restart the roles using it and give clients and gateways the new certificate",
                 path.display(),
                 tls::Ca::key_path(&path).display()
+            );
+            Ok(())
+        }
+        Role::NewLinkKey { path } => {
+            LinkKey::create(&path).context("making a new link key")?;
+            eprintln!(
+                "a new link key is in {}: give it to every host and gateway (--link-key-file) and restart them",
+                path.display()
             );
             Ok(())
         }
@@ -331,6 +363,7 @@ fn host_config(h: &HostArgs) -> HostConfig {
         record_mic: h.record_mic.clone(),
         desktop: h.desktop.clone(),
         sound_source: h.sound_source.clone(),
+        ..HostConfig::default()
     }
 }
 
@@ -492,7 +525,8 @@ fn gateway(g: GatewayArgs) -> Result<()> {
     };
     let rt = runtime(2)?;
     let (gw, res) = rt.block_on(async {
-        let mut cfg = GatewayConfig::direct(g.listen, g.host, identity);
+        let link = LinkKey::read(&g.link_key_file).context("reading the link key")?;
+        let mut cfg = GatewayConfig::direct(g.listen, g.host, identity, link);
         cfg.probe_listen = Some(g.probe_listen);
         cfg.capacity = g.capacity;
         let gw = if let Some((client, key, verifier)) = registration {

@@ -507,7 +507,12 @@ fn when_every_gateway_it_knew_is_gone_the_client_finds_one_that_joined() {
         .unwrap();
     let _guard = rt.enter();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut gcfg = GatewayConfig::direct(loopback, loopback, identity);
+    let mut gcfg = GatewayConfig::direct(
+        loopback,
+        loopback,
+        identity,
+        svc.service().link_key().clone(),
+    );
     gcfg.host = None;
     gcfg.probe_listen = Some(loopback);
     gcfg.tokens = Some(svc.service().directory.verifier());

@@ -207,6 +207,21 @@ pub fn start_directory(listen: &str, state: &Path, hosts: &[&str]) -> (Logged, S
     (d, url)
 }
 
+/// The deployment's link key for the standalone roles of a test in `dir`
+/// (`dir/link.key`), made with `nephele-server new-link-key` the first time.
+pub fn link_key(dir: &Path) -> PathBuf {
+    let key = dir.join("link.key");
+    if !key.exists() {
+        let out = Command::new(server_binary())
+            .arg("new-link-key")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "new-link-key: {out:?}");
+    }
+    key
+}
+
 /// Starts gateway `gw-NAME` at PoP `pop-NAME`, registering with the
 /// directory at `url` (its state in `state`), its CA written to
 /// `dir/ca-NAME.pem`.
@@ -231,6 +246,8 @@ pub fn start_gateway(
         &s(&state.join("ca.pem")),
         "--service-key-file",
         &s(&state.join("service.key")),
+        "--link-key-file",
+        &s(&link_key(dir)),
         "--id",
         &format!("gw-{name}"),
         "--pop",

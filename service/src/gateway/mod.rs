@@ -23,6 +23,7 @@ mod registration;
 mod relay;
 mod routing;
 
+use crate::link::LinkKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,11 +58,18 @@ pub struct GatewayConfig {
     pub capacity: u32,
     /// Idle policy of direct sessions (tokens carry the directory's).
     pub idle_policy: IdlePolicy,
+    /// The key datagrams to and from hosts are sealed with.
+    pub link: LinkKey,
 }
 
 impl GatewayConfig {
     /// A direct gateway: every client goes to `host`, no tokens, no probes.
-    pub fn direct(listen: SocketAddr, host: SocketAddr, identity: GatewayIdentity) -> Self {
+    pub fn direct(
+        listen: SocketAddr,
+        host: SocketAddr,
+        identity: GatewayIdentity,
+        link: LinkKey,
+    ) -> Self {
         Self {
             listen,
             host: Some(host),
@@ -70,6 +78,7 @@ impl GatewayConfig {
             tokens: None,
             capacity: 64,
             idle_policy: IdlePolicy::default(),
+            link,
         }
     }
 }
@@ -103,6 +112,9 @@ pub struct GatewayStats {
     pub active: AtomicU64,
     /// Sessions refused for their token.
     pub refused_tokens: AtomicU64,
+    /// Datagrams from a host's address dropped: not sealed with the link
+    /// key, tampered with, or replayed.
+    pub link_refused: AtomicU64,
     /// Probes answered.
     pub probes_answered: AtomicU64,
     /// Microphone datagrams relayed to hosts.
@@ -166,6 +178,7 @@ impl Gateway {
             host: cfg.host,
             tokens: cfg.tokens,
             idle_policy: cfg.idle_policy,
+            link: cfg.link,
         });
         tasks.push(tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {

@@ -6,6 +6,7 @@
 //! messages go on the control stream through a writer task, so a slow
 //! client's stream never holds up its video.
 
+use crate::link::{MAX_SEALED, Opener, Sealer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -107,6 +108,11 @@ struct Relay {
     control: mpsc::Sender<Vec<u8>>,
     stats: Arc<GatewayStats>,
     out: Vec<u8>,
+    /// Seals what goes to the host, into `sealed`.
+    sealer: Sealer,
+    sealed: Vec<u8>,
+    /// Opens what the host sends.
+    opener: Opener,
 }
 
 /// Relays one client connection until either side ends it. The end, for
@@ -130,6 +136,9 @@ pub(super) async fn serve(
         control,
         stats,
         out: Vec::with_capacity(2048),
+        sealer: Sealer::new(&route.link),
+        sealed: vec![0; MAX_SEALED],
+        opener: Opener::new(&route.link),
     };
     let mut cbuf = vec![0u8; 4096];
     let mut rx = bytes::BytesMut::with_capacity(RELAY_BUFFER);
@@ -196,8 +205,16 @@ pub(super) async fn serve(
             },
             got = recv_host(r.udp.as_ref(), &mut rx) => {
                 if let Some((n, from)) = got {
-                    let dgram = rx.split_to(n).freeze();
-                    r.host_datagram(&dgram, from).await;
+                    let mut sealed = rx.split_to(n);
+                    match r.opener.open(&mut sealed) {
+                        Some(plain) => {
+                            let dgram = sealed.freeze().slice(plain);
+                            r.host_datagram(&dgram, from).await;
+                        }
+                        None => {
+                            r.stats.link_refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                 }
             }
             () = tokio::time::sleep_until(deadline.into()) => {}
@@ -312,7 +329,8 @@ impl Relay {
             match dest {
                 Dest::Host(to) => {
                     if let Some(u) = &self.udp
-                        && let Err(e) = u.send_to(&self.out, to).await
+                        && let Some(sealed) = self.sealer.seal(&self.out, &mut self.sealed)
+                        && let Err(e) = u.send_to(sealed, to).await
                     {
                         tracing::debug!(error = %e, "sending to the host");
                     }

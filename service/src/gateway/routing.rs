@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use nephele_protocol::activity::IdlePolicy;
 use nephele_protocol::gateway::Target;
 
+use crate::link::LinkKey;
 use crate::token::{TokenError, Verifier};
 
 /// Where sessions go: the host a token names, or the direct host.
@@ -15,6 +16,7 @@ pub(super) struct Route {
     pub host: Option<SocketAddr>,
     pub tokens: Option<Verifier>,
     pub idle_policy: IdlePolicy,
+    pub link: LinkKey,
 }
 
 impl Route {

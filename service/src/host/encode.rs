@@ -4,7 +4,7 @@
 //! into datagrams with parity for the reported loss, and sends them to the
 //! session's gateway.
 
-use std::net::UdpSocket;
+use crate::link::LinkSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -50,7 +50,7 @@ pub(super) struct EncodeJob {
     /// The most the encoder is given, bits per second.
     pub bitrate: u32,
     pub motion: bool,
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<LinkSocket>,
     pub control: Arc<MediaControl>,
     pub pictures: Pictures,
     pub stop: Arc<AtomicBool>,

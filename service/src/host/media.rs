@@ -2,7 +2,7 @@
 //! thread ([`super::sound`]), started and stopped as the session core says,
 //! and steered through their [`MediaControl`].
 
-use std::net::UdpSocket;
+use crate::link::LinkSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -52,7 +52,7 @@ impl Media {
     pub fn start(
         spec: &MediaSpec<'_>,
         opts: &MediaOptions,
-        socket: &Arc<UdpSocket>,
+        socket: &Arc<LinkSocket>,
         stats: &Arc<HostStats>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));

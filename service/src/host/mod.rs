@@ -29,6 +29,8 @@ mod sound;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+
+use crate::link::{LinkKey, LinkSocket, Opener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,6 +72,9 @@ pub struct HostConfig {
     /// Where a real desktop's sound is recorded: a PulseAudio source,
     /// normally the monitor of the sink the session plays to.
     pub sound_source: String,
+    /// The key the deployment's gateways and hosts seal their datagrams
+    /// with; nothing else reaches the sessions.
+    pub link: LinkKey,
 }
 
 impl Default for HostConfig {
@@ -83,6 +88,9 @@ impl Default for HostConfig {
             record_mic: None,
             desktop: DesktopSource::Demo,
             sound_source: DEFAULT_SOUND_SOURCE.into(),
+            // A key nobody else holds: such a host talks to no one until
+            // given the deployment's.
+            link: LinkKey::random(),
         }
     }
 }
@@ -138,6 +146,9 @@ pub struct HostStats {
     pub inputs_applied: AtomicU64,
     /// Datagrams that failed to decode.
     pub bad_datagrams: AtomicU64,
+    /// Datagrams dropped unanswered: not sealed with the link key,
+    /// tampered with, or replayed.
+    pub link_refused: AtomicU64,
     /// Sessions opened.
     pub sessions_opened: AtomicU64,
     /// The bitrate the newest session's encoder was last set to.
@@ -194,6 +205,7 @@ impl HostStats {
             "unchanged_ticks": get(&self.unchanged_ticks),
             "inputs_applied": get(&self.inputs_applied),
             "bad_datagrams": get(&self.bad_datagrams),
+            "link_refused": get(&self.link_refused),
             "sessions_opened": get(&self.sessions_opened),
             "rate_decreases": get(&self.rate_decreases),
             "capture_to_send_ms_mean": mean_ms(&self.capture_to_send_us),
@@ -277,7 +289,8 @@ impl Host {
         let desktops = Desktops::default();
         let now = Instant::now();
         let rx = rx::Rx {
-            socket: Arc::new(socket),
+            socket: Arc::new(LinkSocket::new(socket, &cfg.link)),
+            opener: Opener::new(&cfg.link),
             core: HostCore::new(
                 HostCoreConfig {
                     bitrate: cfg.bitrate,
@@ -390,10 +403,8 @@ pub fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-/// Sends one already-encoded datagram; a failure (a gateway that is gone)
-/// is noticed by its silence, not here.
-pub(crate) fn send_to(socket: &UdpSocket, to: SocketAddr, datagram: &[u8]) {
-    if let Err(e) = socket.send_to(datagram, to) {
-        tracing::trace!(error = %e, %to, "host send");
-    }
+/// Sends one already-encoded datagram, sealed; a failure (a gateway that
+/// is gone) is noticed by its silence, not here.
+pub(crate) fn send_to(socket: &LinkSocket, to: SocketAddr, datagram: &[u8]) {
+    socket.send_to(datagram, to);
 }

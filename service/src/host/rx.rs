@@ -3,7 +3,9 @@
 //! on the sessions' desktops and media, its transmits sent.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
+
+use crate::link::{LinkSocket, Opener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,7 +41,10 @@ pub(super) struct SessionIo {
 
 /// The receive thread's state.
 pub(super) struct Rx {
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<LinkSocket>,
+    /// Opens what gateways and other hosts send; the rest is dropped
+    /// unanswered.
+    pub opener: Opener,
     pub core: HostCore,
     pub sessions: HashMap<u64, SessionIo>,
     pub media: MediaOptions,
@@ -59,8 +64,16 @@ impl Rx {
     pub fn run(mut self) {
         let mut buf = vec![0u8; 2048];
         while !self.stop.load(Ordering::Relaxed) {
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, from)) => self.datagram(&buf[..n], from),
+            match self.socket.socket.recv_from(&mut buf) {
+                Ok((n, from)) => match self.opener.open(&mut buf[..n]) {
+                    Some(plain) => self.datagram(&buf[plain], from),
+                    None => {
+                        self.stats
+                            .link_refused
+                            .store(self.opener.refused, Ordering::Relaxed);
+                        tracing::trace!(%from, "datagram without the link's seal dropped");
+                    }
+                },
                 Err(e)
                     if matches!(
                         e.kind(),

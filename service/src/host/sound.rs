@@ -5,9 +5,9 @@
 //! and the client's microphone, received through a jitter buffer and
 //! written to a WAV file.
 
+use crate::link::LinkSocket;
 use std::fs::File;
 use std::io::BufWriter;
-use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -107,7 +107,7 @@ impl MicPacket {
 /// A session's sound thread.
 pub(crate) struct AudioJob {
     pub session: u64,
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<LinkSocket>,
     pub control: Arc<MediaControl>,
     /// The demo desktop's state (its key presses click); `None` for a real
     /// desktop.
