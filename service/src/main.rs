@@ -42,6 +42,11 @@ struct HostArgs {
     /// adapts below it (default: from the picture size).
     #[arg(long, default_value_t = 0)]
     bitrate: u32,
+    /// Most picture pixels a second one session may have (width × height ×
+    /// frames a second); a session asking more gets a lower frame rate
+    /// (down to 30), then a smaller picture. 0: 1920×1080 at 120 fps.
+    #[arg(long, value_name = "PIXELS", default_value_t = 0)]
+    max_pixel_rate: u64,
     /// Play a video panel on the demo desktop that changes completely every
     /// frame (as a game or a film would), so sessions use their full bitrate.
     #[arg(long)]
@@ -358,6 +363,7 @@ fn host_config(h: &HostArgs) -> HostConfig {
         listen: h.listen,
         record_input: h.record_input.clone(),
         bitrate: h.bitrate,
+        max_pixel_rate: h.max_pixel_rate,
         motion: h.motion,
         tone_hz: h.tone,
         record_mic: h.record_mic.clone(),

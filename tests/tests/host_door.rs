@@ -55,7 +55,10 @@ fn only_datagrams_sealed_with_the_link_key_reach_a_host() {
     attacker
         .send_to(stranger.seal(&attach(99), &mut out).unwrap(), to)
         .unwrap();
-    assert!(!answered(&attacker, Duration::from_secs(1)), "the host answered a stranger");
+    assert!(
+        !answered(&attacker, Duration::from_secs(1)),
+        "the host answered a stranger"
+    );
     assert_eq!(host.sessions(), 0);
     let refused = host.stats().summary()["link_refused"].as_u64().unwrap();
     assert_eq!(refused, 33, "{}", host.stats().summary());
@@ -66,13 +69,19 @@ fn only_datagrams_sealed_with_the_link_key_reach_a_host() {
     let sealer = Sealer::new(&key);
     let sealed = sealer.seal(&attach(7), &mut out).unwrap().to_vec();
     gateway.send_to(&sealed, to).unwrap();
-    assert!(answered(&gateway, Duration::from_secs(5)), "the host ignored its gateway");
+    assert!(
+        answered(&gateway, Duration::from_secs(5)),
+        "the host ignored its gateway"
+    );
     assert_eq!(host.sessions(), 1);
 
     // That sealed datagram, seen on the wire and sent again from elsewhere,
     // is a replay: dropped, and nothing goes to the sender it claims.
     attacker.send_to(&sealed, to).unwrap();
-    assert!(!answered(&attacker, Duration::from_millis(500)), "a replay was answered");
+    assert!(
+        !answered(&attacker, Duration::from_millis(500)),
+        "a replay was answered"
+    );
     let refused = host.stats().summary()["link_refused"].as_u64().unwrap();
     assert_eq!(refused, 34);
     assert_eq!(host.sessions(), 1);

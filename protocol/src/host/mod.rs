@@ -32,6 +32,8 @@
 
 mod session;
 pub mod standby;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -53,6 +55,20 @@ pub const DETACHED_AFTER: Duration = Duration::from_secs(3);
 /// A session that hears nothing for this long ends.
 pub const SESSION_RETAIN: Duration = Duration::from_secs(600);
 
+/// A session that has heard nothing from a client (no input, activity or
+/// receiver report: only its gateway's attach) ends this long after it
+/// opened, so attaches alone cannot hold the host's slots.
+pub const NEVER_STREAMED: Duration = Duration::from_secs(30);
+
+/// Picture pixels a second one session may ask for, unless the host is
+/// configured otherwise: 1920×1080 at 120 fps, 2560×1440 at 60, 3840×2160
+/// at 30. Asked for more, the session gets a lower frame rate (down to
+/// [`MIN_CAPPED_FPS`]), then a smaller picture of the same shape.
+pub const DEFAULT_MAX_PIXEL_RATE: u64 = 1920 * 1080 * 120;
+
+/// The frame rate a capped session keeps before its picture shrinks.
+pub const MIN_CAPPED_FPS: u8 = 30;
+
 /// Most sessions one host runs at once.
 pub const MAX_SESSIONS: usize = 16;
 
@@ -66,6 +82,30 @@ pub struct HostCoreConfig {
     /// Most bits per second a session sends; 0 picks a figure from the
     /// picture size ([`default_bitrate`]).
     pub bitrate: u32,
+    /// Most picture pixels a second per session; 0 for
+    /// [`DEFAULT_MAX_PIXEL_RATE`].
+    pub max_pixel_rate: u64,
+}
+
+/// The picture a session gets for what it asked: within `max_pixel_rate`
+/// pixels a second, lowering the frame rate first (to [`MIN_CAPPED_FPS`]),
+/// then the size, keeping its shape and even dimensions.
+pub fn capped_picture(width: u16, height: u16, fps: u8, max_pixel_rate: u64) -> (u16, u16, u8) {
+    let (w, h, fps) = (width.max(2), height.max(2), fps.max(1));
+    let rate = |w: u16, h: u16, f: u8| u64::from(w) * u64::from(h) * u64::from(f);
+    if rate(w, h, fps) <= max_pixel_rate {
+        return (w, h, fps);
+    }
+    let per_frame = max_pixel_rate / u64::from(w) / u64::from(h);
+    let fps = u8::try_from(per_frame)
+        .unwrap_or(u8::MAX)
+        .clamp(MIN_CAPPED_FPS.min(fps), fps);
+    if rate(w, h, fps) <= max_pixel_rate {
+        return (w, h, fps);
+    }
+    let scale = (max_pixel_rate as f64 / rate(w, h, fps) as f64).sqrt();
+    let even = |v: u16| (((f64::from(v) * scale) as u16) & !1).max(2);
+    (even(w), even(h), fps)
 }
 
 /// A state replicated here by a failed primary, handed to the driver to
@@ -417,6 +457,10 @@ impl HostCore {
             return None;
         }
         s.last_heard = now;
+        s.streamed |= matches!(
+            env.message,
+            Message::Input { .. } | Message::Activity(_) | Message::ReceiverReport { .. }
+        );
         if s.detached {
             // Heard from again (a gap longer than DETACHED_AFTER).
             s.detached = false;
@@ -609,6 +653,15 @@ impl HostCore {
             self.send(from, id, Message::Goodbye { reason });
             return;
         }
+        let max = match self.cfg.max_pixel_rate {
+            0 => DEFAULT_MAX_PIXEL_RATE,
+            m => m,
+        };
+        let (w, h, f) = capped_picture(width, height, fps, max);
+        if (w, h, f) != (width, height, fps) {
+            tracing::info!(session = id, asked = ?(width, height, fps), given = ?(w, h, f), "picture capped");
+        }
+        let (width, height, fps) = (w, h, f);
         let restore = self.standby.take(id);
         self.opening.insert(
             id,
@@ -807,6 +860,11 @@ impl HostCore {
                 continue;
             };
             let silent = now.saturating_duration_since(s.last_heard);
+            if !s.streamed && now.saturating_duration_since(s.opened) > NEVER_STREAMED {
+                tracing::info!(session = id, "no client was ever heard; session ended");
+                self.end(id, GoodbyeReason::Timeout);
+                continue;
+            }
             if silent > SESSION_RETAIN {
                 tracing::info!(session = id, "session timed out");
                 self.end(id, GoodbyeReason::Timeout);

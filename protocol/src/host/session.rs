@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{DETACHED_AFTER, SESSION_RETAIN, SYNC_INTERVAL};
+use super::{DETACHED_AFTER, NEVER_STREAMED, SESSION_RETAIN, SYNC_INTERVAL};
 use crate::activity::{IdlePolicy, IdleTracker};
 use crate::input::InputReceiver;
 use crate::rate::RateController;
@@ -38,6 +38,11 @@ pub(super) struct Session {
     pub asleep: bool,
     /// When a resume from suspension began, to learn how long one takes.
     pub resuming_since: Option<Instant>,
+    /// When the session opened here.
+    pub opened: Instant,
+    /// A client was heard (input, activity or a receiver report), not only
+    /// its gateway.
+    pub streamed: bool,
 }
 
 impl Session {
@@ -67,6 +72,8 @@ impl Session {
             media_running: true,
             asleep: false,
             resuming_since: None,
+            opened: now,
+            streamed: false,
         }
     }
 
@@ -79,7 +86,8 @@ impl Session {
             self.last_heard + DETACHED_AFTER
         };
         let sync = self.backup.map(|_| self.last_sync + SYNC_INTERVAL);
-        [Some(silence), self.idle.poll_at(), sync]
+        let unheard = (!self.streamed).then_some(self.opened + NEVER_STREAMED);
+        [Some(silence), self.idle.poll_at(), sync, unheard]
             .into_iter()
             .flatten()
             .min()

@@ -258,6 +258,7 @@ impl World {
                     core: HostCore::new(
                         HostCoreConfig {
                             bitrate: setup.bitrate,
+                            ..HostCoreConfig::default()
                         },
                         t0,
                     ),

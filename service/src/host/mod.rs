@@ -59,6 +59,10 @@ pub struct HostConfig {
     /// Most bits per second a session sends (congestion control may choose
     /// less); 0 picks a figure from the picture size.
     pub bitrate: u32,
+    /// Most picture pixels a second one session may ask for (0: the
+    /// protocol's default, 1920×1080 at 120 fps); more gets a lower frame
+    /// rate, then a smaller picture.
+    pub max_pixel_rate: u64,
     /// The demo desktop plays a video panel that changes completely every
     /// frame, as a game or a film would, so the encoder uses all its bitrate.
     pub motion: bool,
@@ -83,6 +87,7 @@ impl Default for HostConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             record_input: None,
             bitrate: 0,
+            max_pixel_rate: 0,
             motion: false,
             tone_hz: None,
             record_mic: None,
@@ -294,6 +299,7 @@ impl Host {
             core: HostCore::new(
                 HostCoreConfig {
                     bitrate: cfg.bitrate,
+                    max_pixel_rate: cfg.max_pixel_rate,
                 },
                 now,
             ),

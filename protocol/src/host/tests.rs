@@ -1,0 +1,149 @@
+//! The host core's own limits: what one session may ask for, and how long a
+//! session nobody streams holds a slot.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wire::{Envelope, Message};
+
+fn datagram(session: u64, message: Message<'_>) -> Vec<u8> {
+    let mut b = Vec::new();
+    Envelope { session, message }.encode(&mut b);
+    b
+}
+
+fn attach(session: u64, (width, height, fps): (u16, u16, u8)) -> Vec<u8> {
+    datagram(
+        session,
+        Message::Attach {
+            width,
+            height,
+            fps,
+            policy: IdlePolicy::default(),
+            backup: None,
+        },
+    )
+}
+
+/// Attaches `session` from `gw` at `now` and opens it as the driver would;
+/// the picture the core asked the driver for.
+fn open(
+    core: &mut HostCore,
+    gw: SocketAddr,
+    session: u64,
+    picture: (u16, u16, u8),
+    now: Instant,
+) -> (u16, u16, u8) {
+    core.handle_datagram(gw, &attach(session, picture), now);
+    let mut asked = None;
+    while let Some(e) = core.poll_event() {
+        if let HostEvent::Open {
+            session: s,
+            width,
+            height,
+            fps,
+            ..
+        } = e
+            && s == session
+        {
+            asked = Some((width, height, fps));
+        }
+    }
+    let (width, height, fps) = asked.expect("no Open for the attach");
+    core.accept(
+        session,
+        Accept {
+            width,
+            height,
+            keep_active: false,
+            restored: false,
+        },
+        now,
+    );
+    while core.poll_event().is_some() {}
+    (width, height, fps)
+}
+
+#[test]
+fn pictures_are_capped_frame_rate_first_then_size() {
+    let max = DEFAULT_MAX_PIXEL_RATE;
+    assert_eq!(capped_picture(1280, 720, 60, max), (1280, 720, 60));
+    assert_eq!(capped_picture(1920, 1080, 120, max), (1920, 1080, 120));
+    assert_eq!(capped_picture(1920, 1080, 240, max), (1920, 1080, 120));
+    assert_eq!(capped_picture(2560, 1440, 144, max), (2560, 1440, 67));
+    assert_eq!(capped_picture(3840, 2160, 240, max), (3840, 2160, 30));
+    let (w, h, f) = capped_picture(7680, 4320, 240, max);
+    assert_eq!(f, 30);
+    assert!(u64::from(w) * u64::from(h) * 30 <= max, "{w}×{h}");
+    assert!(
+        w % 2 == 0 && h % 2 == 0 && (w as f32 / h as f32 - 16.0 / 9.0).abs() < 0.01,
+        "{w}×{h}"
+    );
+    // A small cap and a low asked rate keep the asked rate.
+    assert_eq!(capped_picture(640, 360, 10, 1000).2, 10);
+    assert!(capped_picture(640, 360, 10, 1000).0 < 640);
+    assert_eq!(capped_picture(0, 0, 0, max), (2, 2, 1));
+}
+
+#[test]
+fn a_session_asking_for_too_much_is_given_what_the_cap_allows() {
+    let t0 = Instant::now();
+    let mut core = HostCore::new(HostCoreConfig::default(), t0);
+    let gw: SocketAddr = "192.0.2.1:9".parse().unwrap();
+    assert_eq!(
+        open(&mut core, gw, 1, (3840, 2160, 240), t0),
+        (3840, 2160, 30)
+    );
+    let mut core = HostCore::new(
+        HostCoreConfig {
+            max_pixel_rate: 1280 * 720 * 60,
+            ..HostCoreConfig::default()
+        },
+        t0,
+    );
+    assert_eq!(
+        open(&mut core, gw, 1, (1280, 720, 120), t0),
+        (1280, 720, 60)
+    );
+}
+
+#[test]
+fn attaches_alone_hold_a_slot_for_thirty_seconds_and_a_heard_client_keeps_it() {
+    let t0 = Instant::now();
+    let mut core = HostCore::new(HostCoreConfig::default(), t0);
+    let gw: SocketAddr = "192.0.2.1:9".parse().unwrap();
+    open(&mut core, gw, 1, (640, 360, 30), t0);
+    open(&mut core, gw, 2, (640, 360, 30), t0);
+    let report = datagram(
+        2,
+        Message::ReceiverReport {
+            loss_permille: 0,
+            queue_delay_ms: 0,
+            recv_kbps: 100,
+        },
+    );
+    // The gateway keeps attaching both every second; session 2's client
+    // reports once.
+    let mut t = t0;
+    while t < t0 + NEVER_STREAMED + Duration::from_secs(2) {
+        t += Duration::from_secs(1);
+        for s in [1, 2] {
+            core.handle_datagram(gw, &attach(s, (640, 360, 30)), t);
+        }
+        if t == t0 + Duration::from_secs(1) {
+            core.handle_datagram(gw, &report, t);
+        }
+        if core.sessions() == 2 {
+            // The driver is woken for the unheard session's end.
+            let deadline = t0 + NEVER_STREAMED + Duration::from_secs(1);
+            assert!(core.poll_timeout().is_some_and(|d| d <= deadline));
+        }
+        core.handle_timeout(t);
+        while core.poll_event().is_some() {}
+        let mut out = Vec::new();
+        while core.poll_transmit(&mut out).is_some() {}
+    }
+    assert_eq!(core.sessions(), 1, "the unheard session should have ended");
+    assert!(core.phase(2).is_some() && core.phase(1).is_none());
+}
