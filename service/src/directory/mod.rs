@@ -4,6 +4,7 @@
 //! It serves the JSON API of [`nephele_api::directory`] over HTTPS (axum
 //! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
 
+mod durable;
 mod front;
 mod signin;
 pub mod store;
@@ -340,10 +341,31 @@ impl IntoResponse for Later {
 impl From<StoreError> for Fail {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "directory store");
+        let status = match e {
+            // The disk or the database failing: it is reopened until it
+            // works again, so asking again later is the way forward.
+            StoreError::Db(_) | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
         Fail(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the directory could not read or write its database".into(),
+            status,
+            "the directory could not read or write its database; try again in a minute".into(),
         )
+    }
+}
+
+/// 200 `{"ok": true}`, or 503 with what fails (the database not taking
+/// writes) for load balancers and operators.
+async fn health(State(inner): State<Arc<Inner>>) -> Response {
+    let checked = tokio::task::spawn_blocking(move || inner.store.health()).await;
+    match checked {
+        Ok(Ok(())) => Json(serde_json::json!({"ok": true})).into_response(),
+        Ok(Err(why)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ok": false, "database": why})),
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -386,10 +408,7 @@ fn service(inner: &Inner, headers: &HeaderMap) -> ApiResult<()> {
 
 fn router(inner: Arc<Inner>) -> Router {
     Router::new()
-        .route(
-            "/v1/health",
-            get(|| async { Json(serde_json::json!({"ok": true})) }),
-        )
+        .route("/v1/health", get(health))
         .route("/v1/public-key", get(public_key))
         .route(
             "/v1/signin",

@@ -24,6 +24,8 @@ use serde::de::DeserializeOwned;
 
 use nephele_api::directory::{CatalogEntry, GatewayInfo};
 
+use super::durable::{Durable, Open};
+
 const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users");
 const CATALOG: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("catalog");
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
@@ -53,6 +55,9 @@ pub enum StoreError {
     /// A name that cannot be stored.
     #[error("{0}")]
     Invalid(String),
+    /// The database failed and could not be opened again yet.
+    #[error("directory database unavailable: {0}")]
+    Unavailable(String),
 }
 
 macro_rules! db_err {
@@ -110,7 +115,7 @@ pub struct SessionRecord {
 /// The embedded database.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    db: Durable,
 }
 
 fn key(tenant: &str, name: &str) -> String {
@@ -143,20 +148,43 @@ impl Store {
         })?;
         let path = dir.join(DB_FILE);
         let existed = path.exists();
-        let db = Database::create(&path)?;
+        let file = path.clone();
+        let store = Self::open_with(Box::new(move || Database::create(&file)))?;
         // Signing key, service key and password hashes: the owner's alone.
         let was_open = nephele_platform::fs::make_private(&path)
             .map_err(|e| StoreError::Invalid(format!("cannot restrict {}: {e}", path.display())))?;
         if was_open && existed {
             tracing::warn!(path = %path.display(), "the database was readable by other users; it is the owner's alone now");
         }
-        // Create every table, so reads never meet a missing one.
-        let tx = db.begin_write()?;
-        for t in [USERS, CATALOG, SESSIONS, GATEWAYS, META] {
-            tx.open_table(t)?;
+        Ok(store)
+    }
+
+    /// Opens the database with `open` (again after a failure), creating
+    /// every table, so reads never meet a missing one.
+    pub(super) fn open_with(open: Open) -> Result<Self, StoreError> {
+        let store = Self {
+            db: Durable::new(open)?,
+        };
+        store.db.run(true, |db| {
+            let tx = db.begin_write()?;
+            for t in [USERS, CATALOG, SESSIONS, GATEWAYS, META] {
+                tx.open_table(t)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Whether the database takes writes: after a failure, a small write is
+    /// tried (the database reopened first); the failure if it still fails.
+    pub fn health(&self) -> Result<(), String> {
+        if self.db.fault().is_none() {
+            return Ok(());
         }
-        tx.commit()?;
-        Ok(Self { db })
+        let now = crate::token::unix_now().to_be_bytes();
+        self.put_raw(META, "health_probe", &now)
+            .map_err(|e| e.to_string())
     }
 
     fn put<T: Serialize>(
@@ -178,10 +206,12 @@ impl Store {
         key: &str,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        tx.open_table(table)?.insert(key, bytes)?;
-        tx.commit()?;
-        Ok(())
+        self.db.run(true, |db| {
+            let tx = db.begin_write()?;
+            tx.open_table(table)?.insert(key, bytes)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn get_raw(
@@ -189,8 +219,10 @@ impl Store {
         table: TableDefinition<'_, &str, &[u8]>,
         key: &str,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read()?;
-        Ok(tx.open_table(table)?.get(key)?.map(|v| v.value().to_vec()))
+        self.db.run(false, |db| {
+            let tx = db.begin_read()?;
+            Ok(tx.open_table(table)?.get(key)?.map(|v| v.value().to_vec()))
+        })
     }
 
     fn get<T: DeserializeOwned>(
@@ -213,22 +245,24 @@ impl Store {
         table: TableDefinition<'_, &str, &[u8]>,
         prefix: &str,
     ) -> Result<Vec<T>, StoreError> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(table)?;
-        let mut out = Vec::new();
-        for item in t.range(prefix..)? {
-            let (k, v) = item?;
-            if !k.value().starts_with(prefix) {
-                break;
+        self.db.run(false, |db| {
+            let tx = db.begin_read()?;
+            let t = tx.open_table(table)?;
+            let mut out = Vec::new();
+            for item in t.range(prefix..)? {
+                let (k, v) = item?;
+                if !k.value().starts_with(prefix) {
+                    break;
+                }
+                out.push(serde_json::from_slice(v.value()).map_err(|source| {
+                    StoreError::Corrupt {
+                        key: k.value().to_string(),
+                        source,
+                    }
+                })?);
             }
-            out.push(
-                serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
-                    key: k.value().to_string(),
-                    source,
-                })?,
-            );
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// A secret stored under `name` in the meta table, made by `make` on first use.
@@ -361,15 +395,17 @@ impl Store {
         if expired.is_empty() {
             return Ok(0);
         }
-        let tx = self.db.begin_write()?;
-        {
-            let mut t = tx.open_table(SESSIONS)?;
-            for id in &expired {
-                t.remove(id.as_str())?;
+        self.db.run(true, |db| {
+            let tx = db.begin_write()?;
+            {
+                let mut t = tx.open_table(SESSIONS)?;
+                for id in &expired {
+                    t.remove(id.as_str())?;
+                }
             }
-        }
-        tx.commit()?;
-        Ok(expired.len())
+            tx.commit()?;
+            Ok(expired.len())
+        })
     }
 
     /// Records a gateway's registration.
@@ -380,10 +416,12 @@ impl Store {
 
     /// Forgets a gateway.
     pub fn remove_gateway(&self, id: &str) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
-        tx.open_table(GATEWAYS)?.remove(id)?;
-        tx.commit()?;
-        Ok(())
+        self.db.run(true, |db| {
+            let tx = db.begin_write()?;
+            tx.open_table(GATEWAYS)?.remove(id)?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     /// Every registered gateway.
