@@ -35,6 +35,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::activity::IdlePolicy;
+use crate::bucket::Bucket;
 use crate::framing::{FrameReader, Lane};
 use crate::outq::OutQueue;
 use crate::wire::{GoodbyeReason, Message, is_video, split_envelope};
@@ -58,6 +59,35 @@ pub const HOST_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// During a failover, the backup is asked to attach this often.
 pub const FAILOVER_ATTACH_EVERY: Duration = Duration::from_millis(100);
+
+/// A connection whose `Hello` has not come this long after it opened is
+/// closed: connections that never say who they are hold nothing for long.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Input messages a session may send a second, and in one burst: far above
+/// an 8 kHz mouse coalesced per frame and a keyboard, gamepad and wheel
+/// besides, so only a flood is held back. Input over the rate is dropped
+/// (an honest client resends what is not acknowledged).
+pub const INPUT_RATE: (u32, u32) = (4000, 1000);
+
+/// Datagrams (the microphone: 100 a second) a session may send a second,
+/// and in one burst.
+pub const DATAGRAM_RATE: (u32, u32) = (400, 100);
+
+/// Control messages (pings, reports, activity, clipboard) a second, and in
+/// one burst.
+pub const CONTROL_RATE: (u32, u32) = (200, 100);
+
+/// What one session's client sent over its rates, dropped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OverRate {
+    /// Input messages.
+    pub input: u64,
+    /// Datagrams.
+    pub datagrams: u64,
+    /// Control messages.
+    pub control: u64,
+}
 
 /// Set in the stamps of the gateway's own keepalive pings to the host, so
 /// their pongs are told apart from the client's (whose stamps are its clock
@@ -234,6 +264,11 @@ pub struct GatewaySession {
     out: OutQueue<Dest>,
     events: VecDeque<GatewayEvent>,
     end: Option<End>,
+    input_rate: Bucket,
+    datagram_rate: Bucket,
+    control_rate: Bucket,
+    over_rate: OverRate,
+    hello_heard: bool,
 }
 
 impl GatewaySession {
@@ -254,6 +289,11 @@ impl GatewaySession {
             out: OutQueue::default(),
             events: VecDeque::new(),
             end: None,
+            input_rate: Bucket::new(INPUT_RATE, now),
+            datagram_rate: Bucket::new(DATAGRAM_RATE, now),
+            control_rate: Bucket::new(CONTROL_RATE, now),
+            over_rate: OverRate::default(),
+            hello_heard: false,
         }
     }
 
@@ -270,6 +310,17 @@ impl GatewaySession {
     /// Whether the host has welcomed the session.
     pub fn is_relaying(&self) -> bool {
         self.state == State::Relaying
+    }
+
+    /// What the client sent over its rates (dropped) so far.
+    pub fn over_rate(&self) -> OverRate {
+        self.over_rate
+    }
+
+    /// Whether the client has said `Hello` (its connection counts as a
+    /// session, and as load, from then on).
+    pub fn said_hello(&self) -> bool {
+        self.hello_heard
     }
 
     /// Why the session ended, once it has.
@@ -290,6 +341,7 @@ impl GatewaySession {
     /// When [`GatewaySession::handle_timeout`] should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
+            State::Hello => Some(self.start + HELLO_DEADLINE),
             State::Attaching { next, .. } => Some(next),
             State::Relaying if self.failover_until.is_some() => {
                 Some(self.next_failover_attach.min(self.next_ping))
@@ -360,7 +412,7 @@ impl GatewaySession {
 
     /// Messages of the control stream, as far as the state allows: the
     /// `Hello` alone until the host welcomed the session, then the rest.
-    fn drain_control(&mut self, _now: Instant) -> Result<(), End> {
+    fn drain_control(&mut self, now: Instant) -> Result<(), End> {
         loop {
             match self.state {
                 State::Hello | State::Relaying => {}
@@ -382,11 +434,16 @@ impl GatewaySession {
                     return Err(End::Protocol("expected hello".into()));
                 };
                 self.picture = (width, height, fps);
+                self.hello_heard = true;
                 self.state = State::Authorizing;
                 self.events.push_back(GatewayEvent::Authorize {
                     token: token.to_vec(),
                     client_session,
                 });
+                continue;
+            }
+            if !matches!(msg, Message::Goodbye { .. }) && !self.control_rate.take(now) {
+                self.over_rate.control += 1;
                 continue;
             }
             match msg {
@@ -408,12 +465,7 @@ impl GatewaySession {
 
     /// A message from one of the client's unidirectional streams, whose
     /// [`LaneReader`] said its lane.
-    pub fn handle_lane_message(
-        &mut self,
-        lane: Lane,
-        msg: &[u8],
-        _now: Instant,
-    ) -> Result<(), End> {
+    pub fn handle_lane_message(&mut self, lane: Lane, msg: &[u8], now: Instant) -> Result<(), End> {
         let decoded = Message::decode(msg).map_err(|e| End::Protocol(e.to_string()));
         let allowed = match (&decoded, lane) {
             (Err(e), _) => {
@@ -433,15 +485,23 @@ impl GatewaySession {
         // Before the host welcomed the session the client has no lanes; a
         // message that comes anyway has nowhere to go.
         if self.state == State::Relaying {
-            self.relay_to_host(msg);
+            if lane == Lane::Input && !self.input_rate.take(now) {
+                self.over_rate.input += 1;
+            } else {
+                self.relay_to_host(msg);
+            }
         }
         Ok(())
     }
 
     /// A datagram from the client: sound passes to the host; whether it did.
-    pub fn handle_client_datagram(&mut self, datagram: &[u8], _now: Instant) -> bool {
-        // Datagrams may be lost anyway: a bad one is dropped, not a
-        // reason to end the session.
+    pub fn handle_client_datagram(&mut self, datagram: &[u8], now: Instant) -> bool {
+        // Datagrams may be lost anyway: a bad one (or one over the rate) is
+        // dropped, not a reason to end the session.
+        if !self.datagram_rate.take(now) {
+            self.over_rate.datagrams += 1;
+            return false;
+        }
         let sound = matches!(Message::decode(datagram), Ok(Message::Audio { .. }));
         if sound && self.state == State::Relaying {
             self.relay_to_host(datagram);
@@ -551,6 +611,12 @@ impl GatewaySession {
     /// Moves on with time: attach tries, keepalives, failover.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
+            State::Hello if now >= self.start + HELLO_DEADLINE => {
+                self.finish(End::Protocol(format!(
+                    "no Hello within {} s",
+                    HELLO_DEADLINE.as_secs()
+                )));
+            }
             State::Attaching { tries, next } if now >= next => {
                 let tries = tries + 1;
                 if tries > ATTACH_TRIES {

@@ -55,6 +55,7 @@ mod codes;
 
 pub mod activity;
 pub mod audio;
+pub mod bucket;
 pub mod client;
 pub mod cursor;
 pub mod framing;

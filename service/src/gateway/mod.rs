@@ -27,6 +27,7 @@ use crate::link::LinkKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use nephele_api::DirectoryClient;
 use nephele_api::directory::GatewayInfo;
@@ -60,6 +61,10 @@ pub struct GatewayConfig {
     pub idle_policy: IdlePolicy,
     /// The key datagrams to and from hosts are sealed with.
     pub link: LinkKey,
+    /// New connections a second above which a client must first prove its
+    /// address (a QUIC Retry, one round trip more), so a flood of forged
+    /// Initials costs a packet each and gets no handshake.
+    pub retry_above: u32,
 }
 
 impl GatewayConfig {
@@ -79,6 +84,7 @@ impl GatewayConfig {
             capacity: 64,
             idle_policy: IdlePolicy::default(),
             link,
+            retry_above: 100,
         }
     }
 }
@@ -108,10 +114,20 @@ pub struct GatewayStats {
     pub video_relayed: AtomicU64,
     /// Input events relayed to hosts.
     pub input_relayed: AtomicU64,
-    /// Sessions being relayed now.
+    /// Sessions whose token was accepted, open now (connections that have
+    /// not shown a valid token are not load).
     pub active: AtomicU64,
     /// Sessions refused for their token.
     pub refused_tokens: AtomicU64,
+    /// New connections answered with a Retry (their address unproven
+    /// while Initials came faster than `retry_above` a second).
+    pub retries: AtomicU64,
+    /// Input messages dropped over a session's rate.
+    pub input_over_rate: AtomicU64,
+    /// Client datagrams dropped over a session's rate.
+    pub datagrams_over_rate: AtomicU64,
+    /// Control messages dropped over a session's rate.
+    pub control_over_rate: AtomicU64,
     /// Datagrams from a host's address dropped: not sealed with the link
     /// key, tampered with, or replayed.
     pub link_refused: AtomicU64,
@@ -180,8 +196,22 @@ impl Gateway {
             idle_policy: cfg.idle_policy,
             link: cfg.link,
         });
+        let retry_above = cfg.retry_above;
         tasks.push(tokio::spawn(async move {
+            let mut this_second = (Instant::now(), 0u32);
             while let Some(incoming) = ep.accept().await {
+                let now = Instant::now();
+                if now.duration_since(this_second.0) >= Duration::from_secs(1) {
+                    this_second = (now, 0);
+                }
+                this_second.1 = this_second.1.saturating_add(1);
+                if this_second.1 > retry_above && !incoming.remote_address_validated() {
+                    st.retries.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = incoming.retry() {
+                        e.into_incoming().ignore();
+                    }
+                    continue;
+                }
                 let st = st.clone();
                 let route = route.clone();
                 let span = tracing::info_span!("client", remote = %incoming.remote_address());
@@ -190,9 +220,8 @@ impl Gateway {
                         match incoming.await {
                             Ok(conn) => {
                                 st.connections.fetch_add(1, Ordering::Relaxed);
-                                st.active.fetch_add(1, Ordering::Relaxed);
+                                // Counted as load once its token is accepted.
                                 let res = relay::serve(conn, &route, st.clone()).await;
-                                st.active.fetch_sub(1, Ordering::Relaxed);
                                 if let Err(e) = res {
                                     tracing::info!(error = %e, "client session ended");
                                 }

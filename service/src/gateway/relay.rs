@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nephele_protocol::framing::{Lane, write_frame};
-use nephele_protocol::gateway::{Dest, End, FromHost, GatewayEvent, GatewaySession, LaneReader};
+use nephele_protocol::gateway::{
+    Dest, End, FromHost, GatewayEvent, GatewaySession, HELLO_DEADLINE, LaneReader, OverRate,
+};
 use nephele_protocol::wire::{ENVELOPE_PREFIX, GoodbyeReason};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -113,6 +115,26 @@ struct Relay {
     sealed: Vec<u8>,
     /// Opens what the host sends.
     opener: Opener,
+    /// Held once the session's token was accepted: it counts as load.
+    load: Option<Load>,
+    /// What the core dropped over the client's rates, as last mirrored.
+    over_rate: OverRate,
+}
+
+/// One session counted in the gateway's load while held.
+struct Load(Arc<GatewayStats>);
+
+impl Load {
+    fn count(stats: &Arc<GatewayStats>) -> Self {
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        Self(stats.clone())
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Relays one client connection until either side ends it. The end, for
@@ -122,9 +144,11 @@ pub(super) async fn serve(
     route: &Route,
     stats: Arc<GatewayStats>,
 ) -> Result<(), End> {
-    let (ctl_send, mut ctl_recv) = conn
-        .accept_bi()
+    // A connection that opens no control stream is closed at the Hello
+    // deadline, like one that opens it and says nothing.
+    let (ctl_send, mut ctl_recv) = tokio::time::timeout(HELLO_DEADLINE, conn.accept_bi())
         .await
+        .map_err(|_| End::Protocol("no control stream before the Hello deadline".into()))?
         .map_err(|e| End::Protocol(e.to_string()))?;
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let writer = tokio::spawn(write_control(ctl_send, control_rx));
@@ -139,6 +163,8 @@ pub(super) async fn serve(
         sealer: Sealer::new(&route.link),
         sealed: vec![0; MAX_SEALED],
         opener: Opener::new(&route.link),
+        load: None,
+        over_rate: OverRate::default(),
     };
     let mut cbuf = vec![0u8; 4096];
     let mut rx = bytes::BytesMut::with_capacity(RELAY_BUFFER);
@@ -222,6 +248,7 @@ pub(super) async fn serve(
         r.core.handle_timeout(Instant::now());
         r.events(route).await;
         r.flush().await;
+        r.mirror_over_rate();
     }
     // A client that said goodbye and closed may race its own goodbye: a
     // connection it closed normally is a normal end.
@@ -302,6 +329,7 @@ impl Relay {
                         Ok(u) => {
                             self.udp = Some(u);
                             self.core.authorized(t, Instant::now());
+                            self.load.get_or_insert_with(|| Load::count(&self.stats));
                         }
                         Err(e) => self.core.fail(End::Protocol(format!("host socket: {e}"))),
                     },
@@ -321,6 +349,20 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Adds what the core dropped over the client's rates since last time
+    /// to the gateway's counters.
+    fn mirror_over_rate(&mut self) {
+        let now = self.core.over_rate();
+        let s = &self.stats;
+        s.input_over_rate
+            .fetch_add(now.input - self.over_rate.input, Ordering::Relaxed);
+        s.datagrams_over_rate
+            .fetch_add(now.datagrams - self.over_rate.datagrams, Ordering::Relaxed);
+        s.control_over_rate
+            .fetch_add(now.control - self.over_rate.control, Ordering::Relaxed);
+        self.over_rate = now;
     }
 
     /// Sends what the core queued.

@@ -1,0 +1,98 @@
+//! The gateway's door: a QUIC connection that never says `Hello` is closed
+//! at the deadline and never counts as load; when new connections come
+//! faster than the Retry threshold, clients prove their address first and
+//! still get their session.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nephele_client::session::ConnectConfig;
+use nephele_client::status::Route;
+use nephele_e2e::{connect_headless, wait_until};
+use nephele_protocol::gateway::HELLO_DEADLINE;
+use nephele_service::gateway::{Gateway, GatewayConfig};
+use nephele_service::host::{Host, HostConfig};
+use nephele_service::link::LinkKey;
+use nephele_service::tls::Ca;
+
+#[test]
+fn silent_connections_are_closed_and_a_flood_meets_retry_not_a_handshake() {
+    let dir = std::env::temp_dir().join(format!("nephele-gateway-door-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, _) = Ca::open(&dir.join("ca.pem")).unwrap();
+    let identity = ca.issue(&["127.0.0.1".into()]).unwrap();
+    let link = LinkKey::random();
+    let host = Host::start(HostConfig {
+        link: link.clone(),
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut cfg = GatewayConfig::direct(loopback, host.local_addr(), identity, link);
+    // Every new connection counts as over the rate: each must answer a Retry.
+    cfg.retry_above = 0;
+    let gw = Gateway::start(cfg).unwrap();
+    let stats = gw.stats();
+
+    // A QUIC connection that opens nothing and says nothing.
+    let client_cfg = nephele_api::trust::quic_client_config(&[ca.cert().clone()]).unwrap();
+    let silent = rt.block_on(async {
+        let mut ep = quinn::Endpoint::client(loopback).unwrap();
+        ep.set_default_client_config(client_cfg);
+        let conn = ep
+            .connect(gw.local_addr(), "127.0.0.1")
+            .unwrap()
+            .await
+            .expect("the handshake, after a Retry");
+        (ep, conn)
+    });
+    assert!(
+        stats.retries.load(Ordering::Relaxed) >= 1,
+        "no Retry was asked for"
+    );
+    let opened = Instant::now();
+    assert_eq!(
+        gw.load(),
+        0.0,
+        "a connection without a valid Hello counted as load"
+    );
+    let closed =
+        rt.block_on(async { tokio::time::timeout(HELLO_DEADLINE * 3, silent.1.closed()).await });
+    assert!(
+        closed.is_ok(),
+        "a silent connection was held past the deadline"
+    );
+    assert!(
+        opened.elapsed() >= HELLO_DEADLINE / 2,
+        "closed after {:?}",
+        opened.elapsed()
+    );
+
+    // A real client still gets its session through the Retry.
+    let session = connect_headless(ConnectConfig {
+        gateway: gw.local_addr(),
+        server_name: "127.0.0.1".into(),
+        roots: vec![ca.cert().clone()],
+        width: 320,
+        height: 240,
+        fps: 30,
+        token: Vec::new(),
+        route: Route::default(),
+        fallbacks: Vec::new(),
+        save_stream: None,
+        audio: nephele_client::audio::AudioConfig::OFF,
+        renew: None,
+        clipboard: false,
+        decoder: Default::default(),
+    })
+    .unwrap();
+    let presented = || session.stats.frames_presented.load(Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(10), || presented() >= 5));
+    assert!(gw.load() > 0.0, "a session with a Hello is load");
+    session.close().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
