@@ -244,6 +244,19 @@ impl DirectoryClient {
         self.need(r).map(capped)
     }
 
+    /// Logs off: ends the session the (current) resume token names, so no
+    /// token of it opens the desktop again.
+    pub fn end_session(&self, resume_token: &str) -> Result<(), DirClientError> {
+        self.post::<_, serde_json::Value>(
+            "/v1/sessions/end",
+            None,
+            &ResumeSession {
+                resume_token: resume_token.into(),
+            },
+        )
+        .map(|_| ())
+    }
+
     /// The key session tokens are signed with.
     pub fn public_key(&self) -> Result<PublicKey, DirClientError> {
         self.get("/v1/public-key", None)

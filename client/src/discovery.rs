@@ -314,12 +314,16 @@ pub fn fallbacks_of(grant: &SessionGrant) -> Vec<Fallback> {
 }
 
 /// Renews a session through the directory with its resume token: a fresh
-/// session token and the gateways live now.
+/// session token and the gateways live now. Each resume token is good
+/// once; the answer's replaces it for the next renewal.
 pub fn renewer(dir: DirectoryClient, resume_token: String) -> crate::session::Renew {
+    let current = std::sync::Mutex::new(resume_token);
     crate::session::Renew(std::sync::Arc::new(move || {
-        let g = dir
-            .resume_session(&resume_token)
-            .map_err(|e| e.to_string())?;
+        let mut token = current.lock().map_err(|e| e.to_string())?;
+        let g = dir.resume_session(&token).map_err(|e| e.to_string())?;
+        if let Some(next) = &g.resume_token {
+            token.clone_from(next);
+        }
         Ok(crate::session::Renewed {
             gateways: fallbacks_of(&g),
             token: g.token.into_bytes(),

@@ -132,6 +132,10 @@ pub struct ResumeClaims {
     pub iat: u64,
     /// Expiry, Unix seconds.
     pub exp: u64,
+    /// Which of the session's resume tokens this is: each is good once,
+    /// and its use issues the next.
+    #[serde(default)]
+    pub generation: u32,
 }
 
 /// Seconds since the Unix epoch.

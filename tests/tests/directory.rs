@@ -150,6 +150,33 @@ fn a_resume_token_fetches_fresh_tokens_for_the_same_session_and_nothing_else() {
             other => panic!("resumed with {bad:?}: {other:?}"),
         }
     }
+    // Each resume token is good once: the used one is refused, the one
+    // its use gave works, once.
+    match dir.resume_session(&resume) {
+        Err(DirClientError::Refused {
+            status: 401,
+            message,
+        }) => assert!(message.contains("already used"), "{message}"),
+        other => panic!("a used resume token resumed: {other:?}"),
+    }
+    let next = again.resume_token.clone().expect("the next resume token");
+    assert_ne!(next, resume);
+    let third = dir.resume_session(&next).unwrap();
+    assert_eq!(third.session_id, opened.grant.session_id);
+    assert_eq!(status_of(dir.resume_session(&next)), 401);
+    // Log-off: with the current token the session ends, and nothing
+    // resumes it; an old token cannot end it.
+    let latest = third.resume_token.clone().unwrap();
+    assert_eq!(status_of(dir.end_session(&next)), 401);
+    dir.end_session(&latest).unwrap();
+    assert_eq!(status_of(dir.resume_session(&latest)), 404);
+
+    // The client's renewer keeps the newest token: it renews again and again.
+    let opened = open_session(&dir, user, pw, None).unwrap();
+    let renew = nephele_client::discovery::renewer(dir.clone(), opened.grant.resume_token.unwrap());
+    for _ in 0..3 {
+        (renew.0)().expect("a renewal with the newest resume token");
+    }
 }
 
 #[test]

@@ -417,6 +417,7 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/catalog", get(catalog))
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/resume", post(resume_session))
+        .route("/v1/sessions/end", post(end_session))
         .route("/v1/gateways", post(register_gateway))
         .route("/v1/gateways/{id}/heartbeat", post(heartbeat))
         .route("/v1/gateways/{id}", delete(deregister))
@@ -589,6 +590,7 @@ async fn create_session(
         // The session outlives its first token: its resume token may
         // fetch fresh ones until then.
         expires: now + inner.resume_ttl.as_secs(),
+        resume_generation: 0,
     };
     inner.store.put_session(&session)?;
     tracing::info!(session = %id, user = %claims.sub, %host, gateways = gateways.len(), "session created");
@@ -625,6 +627,7 @@ fn issue(inner: &Inner, s: &SessionRecord, gateways: Vec<GatewayInfo>) -> ApiRes
             iss: crate::token::ISSUER.into(),
             iat: now,
             exp: s.expires,
+            generation: s.resume_generation,
         })
         .map_err(fail)?;
     Ok(SessionGrant {
@@ -657,6 +660,13 @@ async fn resume_session(
             "the session has ended; open a new one".into(),
         ));
     };
+    if rec.user != claims.sub || rec.tenant != claims.tenant {
+        tracing::warn!(session = %rec.id, "a resume token for another user's session");
+        return Err(Fail(
+            StatusCode::UNAUTHORIZED,
+            "the session cannot be resumed: it is not this user's".into(),
+        ));
+    }
     let gateways = inner.live_gateways();
     if gateways.is_empty() {
         return Err(Fail(
@@ -664,8 +674,48 @@ async fn resume_session(
             "no gateway is available right now; try again shortly".into(),
         ));
     }
+    // Each resume token is good once: its use records the next one's
+    // generation, so a copied token is worth nothing once either copy is
+    // used.
+    let Some(rec) = inner.store.use_resume(&rec.id, claims.generation)? else {
+        tracing::warn!(session = %claims.sid, user = %claims.sub, "a resume token used twice");
+        return Err(Fail(
+            StatusCode::UNAUTHORIZED,
+            "the session cannot be resumed with a token already used; sign in again".into(),
+        ));
+    };
     tracing::info!(session = %rec.id, user = %rec.user, "session resumed");
     Ok(Json(issue(&inner, &rec, gateways)?))
+}
+
+/// Log-off: the holder of a session's current resume token ends the
+/// session at the directory, so no token of it opens the desktop again.
+async fn end_session(
+    State(inner): State<Arc<Inner>>,
+    Json(req): Json<ResumeSession>,
+) -> ApiResult<StatusCode> {
+    let claims = inner.verifier.resume(&req.resume_token).map_err(|e| {
+        Fail(
+            StatusCode::UNAUTHORIZED,
+            format!("the session cannot be ended: {e}"),
+        )
+    })?;
+    match inner.store.session(&claims.sid)? {
+        Some(rec)
+            if rec.user == claims.sub
+                && rec.tenant == claims.tenant
+                && rec.resume_generation == claims.generation =>
+        {
+            inner.store.remove_session(&rec.id)?;
+            tracing::info!(session = %rec.id, user = %rec.user, "session ended by its user");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Some(_) => Err(Fail(
+            StatusCode::UNAUTHORIZED,
+            "the session cannot be ended with a token already used".into(),
+        )),
+        None => Ok(StatusCode::NO_CONTENT),
+    }
 }
 
 async fn register_gateway(

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -110,6 +110,9 @@ pub struct SessionRecord {
     pub created: u64,
     /// Until when it can be resumed, Unix seconds.
     pub expires: u64,
+    /// The generation of the one resume token that is good now.
+    #[serde(default)]
+    pub resume_generation: u32,
 }
 
 /// The embedded database.
@@ -384,6 +387,53 @@ impl Store {
         self.get(SESSIONS, id)
     }
 
+    /// Uses resume token `generation` of session `id`, in one transaction:
+    /// the session with the next generation recorded, or `None` if there is
+    /// no such session or that token was used already.
+    pub fn use_resume(
+        &self,
+        id: &str,
+        generation: u32,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.db.run(true, |db| {
+            let tx = db.begin_write()?;
+            let rec = {
+                let mut t = tx.open_table(SESSIONS)?;
+                let found = t.get(id)?.map(|v| v.value().to_vec());
+                let Some(bytes) = found else {
+                    return Ok(None);
+                };
+                let mut rec: SessionRecord =
+                    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
+                        key: id.into(),
+                        source,
+                    })?;
+                if rec.resume_generation != generation {
+                    return Ok(None);
+                }
+                rec.resume_generation = generation.wrapping_add(1);
+                let bytes = serde_json::to_vec(&rec).map_err(|source| StoreError::Corrupt {
+                    key: id.into(),
+                    source,
+                })?;
+                t.insert(id, bytes.as_slice())?;
+                rec
+            };
+            tx.commit()?;
+            Ok(Some(rec))
+        })
+    }
+
+    /// Forgets a session: its resume tokens open nothing any more.
+    pub fn remove_session(&self, id: &str) -> Result<bool, StoreError> {
+        self.db.run(true, |db| {
+            let tx = db.begin_write()?;
+            let removed = tx.open_table(SESSIONS)?.remove(id)?.is_some();
+            tx.commit()?;
+            Ok(removed)
+        })
+    }
+
     /// Forgets sessions whose tokens expired before `unix`; returns how many.
     pub fn prune_sessions(&self, unix: u64) -> Result<usize, StoreError> {
         let expired: Vec<String> = self
@@ -488,6 +538,7 @@ mod tests {
             backup: None,
             created: 0,
             expires,
+            resume_generation: 0,
         };
         s.put_session(&session("old", 100)).unwrap();
         s.put_session(&session("new", 300)).unwrap();
