@@ -70,6 +70,8 @@ fn capped(mut grant: SessionGrant) -> SessionGrant {
 pub struct DirectoryClient {
     agent: ureq::Agent,
     base: String,
+    /// Device tokens by the user name signed in with.
+    devices: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 fn describe(e: &ureq::Error) -> String {
@@ -128,6 +130,7 @@ impl DirectoryClient {
         Ok(Self {
             agent: ureq::Agent::new_with_config(config),
             base,
+            devices: Default::default(),
         })
     }
 
@@ -198,17 +201,24 @@ impl DirectoryClient {
         self.need(r)
     }
 
-    /// Signs in; `user` is `name` or `name@tenant`.
+    /// Signs in; `user` is `name` or `name@tenant`. The device token an
+    /// earlier sign-in to the same account gave is sent along (kept in
+    /// memory by this client and its clones).
     pub fn sign_in(&self, user: &str, password: &str) -> Result<SignedIn, DirClientError> {
-        let r = self.post(
+        let device = self.devices.lock().ok().and_then(|d| d.get(user).cloned());
+        let r: SignedIn = self.need(self.post(
             "/v1/signin",
             None,
             &SignIn {
                 user: user.into(),
                 password: password.into(),
+                device,
             },
-        )?;
-        self.need(r)
+        )?)?;
+        if let (Some(d), Ok(mut devices)) = (&r.device, self.devices.lock()) {
+            devices.insert(user.to_string(), d.clone());
+        }
+        Ok(r)
     }
 
     /// What the signed-in user may open.

@@ -25,6 +25,10 @@ pub struct SignIn {
     pub user: String,
     /// The password.
     pub password: String,
+    /// The device token an earlier sign-in to this account gave this
+    /// device, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// A successful sign-in.
@@ -38,6 +42,11 @@ pub struct SignedIn {
     pub tenant: String,
     /// Seconds the token is valid.
     pub expires_in_s: u64,
+    /// A token saying this device signed in to this account: sent with
+    /// the next sign-in, it skips the limits on guessing and has a lane of
+    /// its own when the directory is busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// One desktop or app a user may open.

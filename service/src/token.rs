@@ -27,6 +27,11 @@ pub const AUD_DIRECTORY: &str = "nephele-directory";
 pub const AUD_GATEWAY: &str = "nephele-gateway";
 /// Audience of resume tokens.
 pub const AUD_RESUME: &str = "nephele-resume";
+
+/// Audience of device tokens: the device signed in to this account before
+/// (sign-ins presenting one skip the guessing limits and have a lane of
+/// their own at the password check).
+pub const AUD_DEVICE: &str = "nephele-device";
 /// Issuer of every token.
 pub const ISSUER: &str = "nephele-directory";
 /// Clock difference tolerated between the directory and its verifiers.
@@ -208,11 +213,31 @@ impl Signer {
         user: &str,
         ttl: Duration,
     ) -> Result<String, TokenError> {
+        self.user_claims(tenant, user, ttl, AUD_DIRECTORY)
+    }
+
+    /// A device token: this device signed in to this account.
+    pub fn device_token(
+        &self,
+        tenant: &str,
+        user: &str,
+        ttl: Duration,
+    ) -> Result<String, TokenError> {
+        self.user_claims(tenant, user, ttl, AUD_DEVICE)
+    }
+
+    fn user_claims(
+        &self,
+        tenant: &str,
+        user: &str,
+        ttl: Duration,
+        aud: &str,
+    ) -> Result<String, TokenError> {
         let now = unix_now();
         self.sign(&UserClaims {
             sub: user.into(),
             tenant: tenant.into(),
-            aud: AUD_DIRECTORY.into(),
+            aud: aud.into(),
             iss: ISSUER.into(),
             iat: now,
             exp: now + ttl.as_secs(),
@@ -294,6 +319,14 @@ impl Verifier {
             return Err(TokenError::Missing);
         }
         self.decode(token, AUD_DIRECTORY)
+    }
+
+    /// Verifies a device token.
+    pub fn device(&self, token: &str) -> Result<UserClaims, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        self.decode(token, AUD_DEVICE)
     }
 }
 

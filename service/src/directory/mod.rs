@@ -190,9 +190,11 @@ impl Directory {
             live: Mutex::new(HashMap::new()),
             // Argon2 (19 MiB, tens of ms) as wide as the machine, and a
             // queue of a few rounds behind it.
+            // (one core's worth less for everyone else: known devices have
+            // a lane of their own).
             guard: {
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                signin::Guard::new(cores, cores * 4)
+                signin::Guard::new(cores.saturating_sub(1).max(1), cores * 4)
             },
             store,
         });
@@ -431,7 +433,29 @@ async fn public_key(State(inner): State<Arc<Inner>>) -> Json<PublicKey> {
     })
 }
 
+/// A sign-in held back (429) or turned away busy (503) is answered after
+/// this long: a guesser on a kept-alive connection then sends one try a
+/// second, not thousands, and the machine stays free for real users.
+const REFUSAL_DELAY: Duration = Duration::from_secs(1);
+
 async fn sign_in(
+    state: State<Arc<Inner>>,
+    peer: ConnectInfo<Peer>,
+    req: Json<SignIn>,
+) -> Result<Json<SignedIn>, Response> {
+    let r = check_sign_in(state, peer, req).await;
+    if let Err(e) = &r
+        && matches!(
+            e.status(),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        )
+    {
+        tokio::time::sleep(REFUSAL_DELAY).await;
+    }
+    r
+}
+
+async fn check_sign_in(
     State(inner): State<Arc<Inner>>,
     ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Json(req): Json<SignIn>,
@@ -452,11 +476,21 @@ async fn sign_in(
     }
     let (user, tenant) = (user.to_string(), tenant.to_string());
     let account = format!("{tenant}/{user}");
-    let attempt = inner
-        .guard
-        .begin(&account, peer.ip(), Instant::now())
-        .map_err(|r| refusal(r).into_response())?;
-    let checked = check_password(&inner, &tenant, &user, req.password).await;
+    // A device this account signed in from before has its own limits and
+    // lane: guessers elsewhere cannot hold its owner out.
+    let device = req
+        .device
+        .as_deref()
+        .and_then(|d| inner.verifier.device(d).ok().map(|c| (d, c)))
+        .filter(|(_, c)| c.sub == user && c.tenant == tenant)
+        .map(|(d, c)| device_id(d, c.iat));
+    let now = Instant::now();
+    let attempt = match &device {
+        Some(d) => inner.guard.begin_known(&account, d, now),
+        None => inner.guard.begin(&account, peer.ip(), now),
+    }
+    .map_err(|r| refusal(r).into_response())?;
+    let checked = check_password(&inner, &tenant, &user, req.password, device.is_some()).await;
     let outcome = match &checked {
         Ok(Some(_)) => signin::Outcome::Right,
         Ok(None) => signin::Outcome::Wrong,
@@ -468,16 +502,35 @@ async fn sign_in(
         tracing::info!(%user, %tenant, %peer, "sign-in refused");
         return Err(refused().into_response());
     }
+    let fail =
+        |e: TokenError| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     let token = inner
         .signer
         .user_token(&tenant, &user, inner.user_ttl)
-        .map_err(|e| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())?;
+        .map_err(fail)?;
+    let device = inner
+        .signer
+        .device_token(&tenant, &user, DEVICE_TTL)
+        .map_err(fail)?;
     Ok(Json(SignedIn {
         token,
         user,
         tenant,
         expires_in_s: inner.user_ttl.as_secs(),
+        device: Some(device),
     }))
+}
+
+/// How long a device token marks a device as known to its account.
+const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// A short name for the device a (verified) device token stands for, to
+/// count its sign-ins under.
+fn device_id(token: &str, issued: u64) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    token.hash(&mut h);
+    format!("{issued}-{:016x}", h.finish())
 }
 
 /// The account's record if `password` is its password; Argon2 runs on a
@@ -487,10 +540,11 @@ async fn check_password(
     tenant: &str,
     user: &str,
     password: String,
+    known_device: bool,
 ) -> Result<Option<store::UserRecord>, Response> {
     let turn = inner
         .guard
-        .hash_turn()
+        .hash_turn(known_device)
         .await
         .map_err(|r| refusal(r).into_response())?;
     let inner2 = inner.clone();

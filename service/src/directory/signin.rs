@@ -96,6 +96,10 @@ pub struct Guard {
     hashing: Semaphore,
     queued: AtomicUsize,
     queue: usize,
+    /// The lane of sign-ins from devices that signed in to the account
+    /// before: guessers crowding the shared one do not hold them up.
+    known: Semaphore,
+    known_queued: AtomicUsize,
 }
 
 /// How an attempt ended.
@@ -147,6 +151,8 @@ impl Guard {
             hashing: Semaphore::new(width.max(1)),
             queued: AtomicUsize::new(0),
             queue,
+            known: Semaphore::new(1),
+            known_queued: AtomicUsize::new(0),
         }
     }
 
@@ -166,7 +172,28 @@ impl Guard {
         source: IpAddr,
         now: Instant,
     ) -> Result<Attempt<'_>, Refusal> {
-        let keys = Self::keys(account, source);
+        self.begin_keys(Self::keys(account, source), now)
+    }
+
+    /// As [`Guard::begin`] for a sign-in from a device that signed in to
+    /// `account` before (`device` names it): counted per device and
+    /// account, per device, and per account among such devices, apart from
+    /// the guesses of everyone else, so those cannot hold the owner out.
+    pub fn begin_known(
+        &self,
+        account: &str,
+        device: &str,
+        now: Instant,
+    ) -> Result<Attempt<'_>, Refusal> {
+        let keys = [
+            format!("kp {device} {account}"),
+            format!("ks {device}"),
+            format!("ka {account}"),
+        ];
+        self.begin_keys(keys, now)
+    }
+
+    fn begin_keys(&self, keys: [String; 3], now: Instant) -> Result<Attempt<'_>, Refusal> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let wait = keys
             .iter()
@@ -225,17 +252,23 @@ impl Guard {
     }
 
     /// A turn at the password hash: waits in a short queue, or is refused
-    /// when that is full.
-    pub async fn hash_turn(&self) -> Result<SemaphorePermit<'_>, Refusal> {
-        if let Ok(p) = self.hashing.try_acquire() {
+    /// when that is full. A device known to the account (`known`) waits in
+    /// its own lane.
+    pub async fn hash_turn(&self, known: bool) -> Result<SemaphorePermit<'_>, Refusal> {
+        let (gate, queued) = if known {
+            (&self.known, &self.known_queued)
+        } else {
+            (&self.hashing, &self.queued)
+        };
+        if let Ok(p) = gate.try_acquire() {
             return Ok(p);
         }
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.queue {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        if queued.fetch_add(1, Ordering::AcqRel) >= self.queue {
+            queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::Busy);
         }
-        let permit = self.hashing.acquire().await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        let permit = gate.acquire().await;
+        queued.fetch_sub(1, Ordering::AcqRel);
         permit.map_err(|_| Refusal::Busy)
     }
 }
@@ -340,10 +373,10 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn the_hash_gate_queues_a_few_and_turns_the_rest_away() {
         let g = Guard::new(1, 1);
-        let first = g.hash_turn().await.unwrap();
+        let first = g.hash_turn(false).await.unwrap();
         let waiting = {
             let g = &g;
-            async move { g.hash_turn().await.map(|_| ()) }
+            async move { g.hash_turn(false).await.map(|_| ()) }
         };
         let mut waiting = Box::pin(waiting);
         // The second waits in the queue...
@@ -353,9 +386,44 @@ mod tests {
                 .is_err()
         );
         // ...so a third is turned away at once.
-        assert_eq!(g.hash_turn().await.err(), Some(Refusal::Busy));
+        assert_eq!(g.hash_turn(false).await.err(), Some(Refusal::Busy));
         drop(first);
         waiting.await.unwrap();
-        assert!(g.hash_turn().await.is_ok());
+        assert!(g.hash_turn(false).await.is_ok());
+    }
+
+    #[test]
+    fn a_known_device_signs_in_while_guessers_hold_the_account() {
+        let g = Guard::new(1, 4);
+        let now = Instant::now();
+        // Guessing spread over many addresses holds the account back...
+        for i in 0..ACCOUNT.free {
+            let from = IpAddr::V4(std::net::Ipv4Addr::new(
+                10,
+                1,
+                (i / 250) as u8,
+                (i % 250) as u8,
+            ));
+            g.begin("default/alice", from, now)
+                .unwrap()
+                .settle(Outcome::Wrong, now);
+        }
+        assert!(matches!(
+            g.begin("default/alice", HOME, now),
+            Err(Refusal::Throttled(_))
+        ));
+        // ...but not the owner's device, which has limits of its own.
+        let a = g.begin_known("default/alice", "dev-1", now).unwrap();
+        a.settle(Outcome::Right, now);
+        for _ in 0..PAIR.free {
+            g.begin_known("default/alice", "dev-2", now)
+                .unwrap()
+                .settle(Outcome::Wrong, now);
+        }
+        assert!(
+            g.begin_known("default/alice", "dev-2", now).is_err(),
+            "a device guessing is held back too"
+        );
+        assert!(g.begin_known("default/alice", "dev-1", now).is_ok());
     }
 }

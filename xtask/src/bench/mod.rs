@@ -2,6 +2,7 @@
 //! run, one JSON line each.
 
 mod network;
+mod security;
 mod size;
 mod sound;
 mod video;
@@ -23,7 +24,7 @@ type BenchGroup = fn(&Path, &Path) -> Result<()>;
 
 /// `cargo xtask bench [GROUP...]`: every group, or the ones named.
 pub fn bench(only: &[String]) -> Result<()> {
-    let groups: [(&str, BenchGroup); 10] = [
+    let groups: [(&str, BenchGroup); 11] = [
         ("size", size::client_size),
         ("decode", video::decode_benches),
         ("loopback", video::loopback_stream),
@@ -34,6 +35,7 @@ pub fn bench(only: &[String]) -> Result<()> {
         ("sound", sound::sound),
         ("pop", network::pop_choice),
         ("x11", x11::x11_capture),
+        ("security", security::security),
     ];
     if let Some(bad) = only.iter().find(|o| !groups.iter().any(|(n, _)| n == o)) {
         let names: Vec<&str> = groups.iter().map(|(n, _)| *n).collect();
