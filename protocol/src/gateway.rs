@@ -269,6 +269,8 @@ pub struct GatewaySession {
     control_rate: Bucket,
     over_rate: OverRate,
     hello_heard: bool,
+    /// The client's own id for the session, from its `Hello`.
+    client_session: u64,
 }
 
 impl GatewaySession {
@@ -294,6 +296,7 @@ impl GatewaySession {
             control_rate: Bucket::new(CONTROL_RATE, now),
             over_rate: OverRate::default(),
             hello_heard: false,
+            client_session: 0,
         }
     }
 
@@ -393,6 +396,7 @@ impl GatewaySession {
             fps,
             policy: t.policy,
             backup,
+            client: self.client_session,
         });
     }
 
@@ -435,6 +439,7 @@ impl GatewaySession {
                 };
                 self.picture = (width, height, fps);
                 self.hello_heard = true;
+                self.client_session = client_session;
                 self.state = State::Authorizing;
                 self.events.push_back(GatewayEvent::Authorize {
                     token: token.to_vec(),

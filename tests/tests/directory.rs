@@ -641,3 +641,36 @@ fn simultaneous_guesses_are_counted_exactly() {
     // held back without a hash.
     assert_eq!((checked, held), (5, 195), "{statuses:?}");
 }
+
+#[test]
+fn a_second_client_with_the_same_token_is_refused_while_the_first_holds_the_session() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let token = svc.token();
+    let first = connect_with(&svc, token.clone()).unwrap();
+    let presented = || {
+        first
+            .stats
+            .frames_presented
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(wait_until(Duration::from_secs(10), || presented() >= 5));
+    // A copy of the token, on another device: refused in words, and the
+    // first client's picture goes on.
+    match connect_with(&svc, token.clone()) {
+        Err(SessionError::InUse) => {}
+        Err(e) => panic!("refused, but not as in use: {e}"),
+        Ok(_) => panic!("a second client took the session"),
+    }
+    let before = presented();
+    assert!(wait_until(Duration::from_secs(5), || presented() >= before + 10));
+    assert!(SessionError::InUse.to_string().contains("another device"));
+    // Once the first has left, the desktop opens on the second.
+    first.close().unwrap();
+    let second = connect_with(&svc, token).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || second
+        .stats
+        .frames_presented
+        .load(std::sync::atomic::Ordering::Relaxed)
+        >= 5));
+    second.close().unwrap();
+}

@@ -21,6 +21,7 @@ fn attach(session: u64) -> Vec<u8> {
             fps: 30,
             policy: IdlePolicy::default(),
             backup: None,
+            client: 1,
         },
     }
     .encode(&mut b);

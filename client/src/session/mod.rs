@@ -196,6 +196,14 @@ pub enum SessionError {
     /// The gateway refused the session token.
     #[error("the gateway refused the session: {0}")]
     Refused(String),
+    /// Another device holds the session.
+    #[error(
+        "this desktop is open on another device: close it there (or wait until that device disconnects) and connect again"
+    )]
+    InUse,
+    /// The session moved to another device.
+    #[error("this desktop was opened on another device, so this one was disconnected")]
+    Replaced,
     /// Too much input went unacknowledged.
     #[error(transparent)]
     Input(#[from] InputError),
@@ -211,6 +219,8 @@ impl From<ClientError> for SessionError {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Protocol(p) => Self::Protocol(p),
+            ClientError::Ended(GoodbyeReason::InUse) => Self::InUse,
+            ClientError::Ended(GoodbyeReason::Replaced) => Self::Replaced,
             ClientError::Ended(r) => Self::Ended(r),
         }
     }

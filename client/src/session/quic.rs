@@ -84,12 +84,19 @@ pub(super) async fn connect(
 /// why in the close reason.
 pub(super) fn read_error(e: quinn::ReadError) -> SessionError {
     use nephele_protocol::wire::GoodbyeReason;
-    if let quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)) = &e
-        && c.error_code == quinn::VarInt::from_u32(GoodbyeReason::Unauthorized as u32)
-    {
-        let reason = String::from_utf8_lossy(&c.reason);
-        let reason = reason.strip_prefix("session refused: ").unwrap_or(&reason);
-        return SessionError::Refused(reason.to_string());
+    if let quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)) = &e {
+        let code = |r: GoodbyeReason| quinn::VarInt::from_u32(r as u32);
+        if c.error_code == code(GoodbyeReason::Unauthorized) {
+            let reason = String::from_utf8_lossy(&c.reason);
+            let reason = reason.strip_prefix("session refused: ").unwrap_or(&reason);
+            return SessionError::Refused(reason.to_string());
+        }
+        if c.error_code == code(GoodbyeReason::InUse) {
+            return SessionError::InUse;
+        }
+        if c.error_code == code(GoodbyeReason::Replaced) {
+            return SessionError::Replaced;
+        }
     }
     e.into()
 }

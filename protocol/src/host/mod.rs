@@ -293,10 +293,19 @@ impl ResumeEta {
     }
 }
 
+/// What a gateway's `Attach` asks for.
+struct Attaching {
+    picture: (u16, u16, u8),
+    policy: IdlePolicy,
+    backup: Option<SocketAddr>,
+    client: u64,
+}
+
 /// An `Open` waiting for the driver's answer.
 #[derive(Debug)]
 struct Opening {
     gateway: SocketAddr,
+    client: u64,
     fps: u8,
     policy: IdlePolicy,
     backup: Option<SocketAddr>,
@@ -421,8 +430,15 @@ impl HostCore {
                 fps,
                 policy,
                 backup,
+                client,
             } => {
-                self.attach(id, from, (width, height, fps), policy, backup, now);
+                let ask = Attaching {
+                    picture: (width, height, fps),
+                    policy,
+                    backup,
+                    client,
+                };
+                self.attach(id, from, ask, now);
                 return None;
             }
             Message::StateSync {
@@ -608,18 +624,26 @@ impl HostCore {
 
     /// Attaches a session to the gateway `from`: opens it (asking the
     /// driver), re-attaches it, or answers a repeated attach.
-    fn attach(
-        &mut self,
-        id: u64,
-        from: SocketAddr,
-        (width, height, fps): (u16, u16, u8),
-        policy: IdlePolicy,
-        backup: Option<SocketAddr>,
-        now: Instant,
-    ) {
+    fn attach(&mut self, id: u64, from: SocketAddr, ask: Attaching, now: Instant) {
+        let Attaching {
+            picture: (width, height, fps),
+            policy,
+            backup,
+            client,
+        } = ask;
         if let Some(s) = self.sessions.get_mut(&id) {
-            s.last_heard = now;
             let moved = s.gateway != from;
+            if moved && !s.detached && s.client != client {
+                // Another client while the one holding the session is
+                // connected (its gateway not silent, no detach): a copied
+                // token does not take a desktop from its user.
+                tracing::warn!(session = id, gateway = %from, "a second client refused: the session is in use");
+                let reason = GoodbyeReason::InUse;
+                self.send(from, id, Message::Goodbye { reason });
+                return;
+            }
+            s.last_heard = now;
+            s.client = client;
             if moved || s.detached {
                 if moved {
                     self.counters.reattached += 1;
@@ -644,6 +668,11 @@ impl HostCore {
             return;
         }
         if let Some(o) = self.opening.get_mut(&id) {
+            if o.client != client {
+                let reason = GoodbyeReason::InUse;
+                self.send(from, id, Message::Goodbye { reason });
+                return;
+            }
             // The driver has not answered yet; the welcome goes here.
             o.gateway = from;
             return;
@@ -667,6 +696,7 @@ impl HostCore {
             id,
             Opening {
                 gateway: from,
+                client,
                 fps,
                 policy,
                 backup,
@@ -701,6 +731,7 @@ impl HostCore {
         let rate = RateController::new(RateConfig::new(bitrate));
         let target_bps = rate.target_bps();
         let mut s = Session::new(o.gateway, (a.width, a.height, o.fps), o.policy, rate, now);
+        s.client = o.client;
         s.input = input;
         s.backup = o.backup;
         // A film or game playing on the desktop keeps it active by itself.

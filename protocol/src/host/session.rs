@@ -13,6 +13,8 @@ use crate::rate::RateController;
 pub(super) struct Session {
     /// The gateway the session is attached through.
     pub gateway: SocketAddr,
+    /// The client holding it (its own id for the session).
+    pub client: u64,
     pub width: u16,
     pub height: u16,
     pub fps: u8,
@@ -55,6 +57,7 @@ impl Session {
     ) -> Self {
         Self {
             gateway,
+            client: 0,
             width,
             height,
             fps,

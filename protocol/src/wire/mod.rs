@@ -77,6 +77,9 @@ wire_enum! {
         Unauthorized = 5 => "unauthorized",
         /// The session was attached through another gateway; this path is stale.
         Replaced = 6 => "replaced",
+        /// Another client holds the session now (the same account's
+        /// desktop, open on another device).
+        InUse = 7 => "in use",
     }
 }
 
@@ -116,6 +119,10 @@ pub enum Message<'a> {
         policy: IdlePolicy,
         /// The backup host the session's state is replicated to.
         backup: Option<SocketAddr>,
+        /// The client's own id for the session (its `Hello`'s
+        /// `client_session`): while one client holds the session, a client
+        /// with another id is refused.
+        client: u64,
     },
     /// Gateway → host: the client's connection was lost. The host releases
     /// held input and keeps the session for the client's return.
@@ -325,7 +332,8 @@ impl<'a> Message<'a> {
                 fps,
                 policy,
                 backup,
-            } => session::attach::put(out, width, height, fps, policy, backup),
+                client,
+            } => session::attach::put(out, width, height, fps, policy, backup, client),
             Self::Detach => session::detach::put(out),
             Self::Activity(a) => session::activity::put(out, a),
             Self::Status { phase, ms } => session::status::put(out, phase, ms),

@@ -93,8 +93,10 @@ pub(super) mod attach {
         fps: &u8,
         policy: &IdlePolicy,
         backup: &Option<SocketAddr>,
+        client: &u64,
     ) {
         out.push(ty::ATTACH);
+        out.extend_from_slice(&client.to_be_bytes());
         out.extend_from_slice(&width.to_be_bytes());
         out.extend_from_slice(&height.to_be_bytes());
         out.push(*fps);
@@ -117,6 +119,7 @@ pub(super) mod attach {
     }
 
     pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        let client = r.u64()?;
         let width = r.dimension("width")?;
         let height = r.dimension("height")?;
         let fps = r.fps()?;
@@ -149,6 +152,7 @@ pub(super) mod attach {
             fps,
             policy,
             backup,
+            client,
         })
     }
 }

@@ -165,6 +165,7 @@ fn build<'a>(
                     n[2] as u16,
                 ))),
             },
+            client: n[0] ^ n[1],
         },
         12 => Message::Detach,
         13 => Message::Activity(ActivityReport {
