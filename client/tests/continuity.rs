@@ -224,19 +224,10 @@ fn junk_datagrams_at_client_gateway_and_host_leave_the_session_untouched() {
     let _turn = exclusive();
     let dir = scratch("junk");
     let state = dir.join("state");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     let host = format!("127.0.0.1:{}", free_udp_port());
     let (gw_port, probe_port) = (free_udp_port(), free_udp_port());
     let rec = dir.join("rec.jsonl");
-    let (mut host_proc, _) = Logged::start(&[
-        "host",
-        "--listen",
-        &host,
-        "--record-input",
-        &s(&rec),
-        "--link-key-file",
-        &s(&link_key(&dir)),
-    ]);
+    let (mut host_proc, _) = start_host(&host, &rec, &dir);
     let (mut directory, url) = start_directory("127.0.0.1:0", &state, &[&host]);
     let mut gateway = start_gateway(
         &url,
@@ -343,7 +334,6 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
     let _turn = exclusive();
     let dir = scratch("restart");
     let state = dir.join("state");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
     let host = format!("127.0.0.1:{}", free_udp_port());
     let (gw, probe) = (
         format!("127.0.0.1:{}", free_udp_port()),
@@ -354,15 +344,7 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
         l.local_addr().unwrap().to_string()
     };
     let rec = dir.join("rec.jsonl");
-    let (_host, _) = Logged::start(&[
-        "host",
-        "--listen",
-        &host,
-        "--record-input",
-        &s(&rec),
-        "--link-key-file",
-        &s(&link_key(&dir)),
-    ]);
+    let (_host, _) = start_host(&host, &rec, &dir);
     let (directory, url) = start_directory(&listen, &state, &[&host]);
     let gateway = start_gateway(&url, &state, &dir, "r", &gw, &probe);
     wait_for("the gateway to register", Duration::from_secs(20), || {
@@ -436,4 +418,19 @@ fn keys_down(rec: &Path) -> usize {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["kind"] == "key" && v["action"] == "down")
         .count()
+}
+
+/// A standalone host listening on `listen`, recording input to `rec`, with
+/// the link key of `dir`.
+fn start_host(listen: &str, rec: &Path, dir: &Path) -> (Logged, std::process::ChildStdout) {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    Logged::start(&[
+        "host",
+        "--listen",
+        listen,
+        "--record-input",
+        &s(rec),
+        "--link-key-file",
+        &s(&link_key(dir)),
+    ])
 }

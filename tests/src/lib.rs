@@ -265,6 +265,32 @@ impl Headless {
     }
 }
 
+/// A headless 320×240 session at 30 fps through `gateway` (named
+/// 127.0.0.1 in its certificate), trusting `ca`, with `token` (empty for a
+/// direct gateway): no sound, no clipboard, no renewal.
+pub fn headless_config(
+    gateway: std::net::SocketAddr,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    token: Vec<u8>,
+) -> nephele_client::session::ConnectConfig {
+    nephele_client::session::ConnectConfig {
+        gateway,
+        server_name: "127.0.0.1".into(),
+        roots: vec![ca],
+        width: 320,
+        height: 240,
+        fps: 30,
+        token,
+        route: nephele_client::status::Route::default(),
+        fallbacks: Vec::new(),
+        save_stream: None,
+        audio: nephele_client::audio::AudioConfig::OFF,
+        renew: None,
+        clipboard: false,
+        decoder: Default::default(),
+    }
+}
+
 /// Connects a headless session with `cfg`.
 pub fn connect_headless(
     cfg: nephele_client::session::ConnectConfig,

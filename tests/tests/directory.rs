@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use nephele_api::directory::GatewayInfo;
 use nephele_api::{DirClientError, DirectoryClient};
 use nephele_client::discovery::{choose, open_session};
-use nephele_client::session::{ConnectConfig, SessionError};
+use nephele_client::session::SessionError;
 use nephele_client::stats::Stats;
-use nephele_client::status::Route;
 use nephele_e2e::{DemoOptions, DemoService};
-use nephele_e2e::{Headless, connect_headless, wait_until};
+use nephele_e2e::{Headless, connect_headless, headless_config, wait_until};
 use nephele_service::gateway::{Gateway, GatewayConfig};
 use nephele_service::token::{AUD_DIRECTORY, AUD_GATEWAY, ISSUER, SessionClaims, Signer, unix_now};
 
@@ -243,22 +242,7 @@ fn connect_trusting(
     token: Vec<u8>,
     ca: rustls::pki_types::CertificateDer<'static>,
 ) -> Result<Headless, SessionError> {
-    connect_headless(ConnectConfig {
-        gateway: svc.gateway_addr(),
-        server_name: "127.0.0.1".into(),
-        roots: vec![ca],
-        width: 320,
-        height: 240,
-        fps: 30,
-        token,
-        route: Route::default(),
-        fallbacks: Vec::new(),
-        save_stream: None,
-        audio: nephele_client::audio::AudioConfig::OFF,
-        renew: None,
-        clipboard: false,
-        decoder: Default::default(),
-    })
+    connect_headless(headless_config(svc.gateway_addr(), ca, token))
 }
 
 fn claims(aud: &str, exp: u64, host: SocketAddr) -> SessionClaims {

@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use nephele_client::session::ConnectConfig;
-use nephele_client::status::Route;
-use nephele_e2e::{connect_headless, wait_until};
+use nephele_e2e::{connect_headless, headless_config, wait_until};
 use nephele_protocol::gateway::HELLO_DEADLINE;
 use nephele_service::gateway::{Gateway, GatewayConfig};
 use nephele_service::host::{Host, HostConfig};
@@ -73,22 +71,11 @@ fn silent_connections_are_closed_and_a_flood_meets_retry_not_a_handshake() {
     );
 
     // A real client still gets its session through the Retry.
-    let session = connect_headless(ConnectConfig {
-        gateway: gw.local_addr(),
-        server_name: "127.0.0.1".into(),
-        roots: vec![ca.cert().clone()],
-        width: 320,
-        height: 240,
-        fps: 30,
-        token: Vec::new(),
-        route: Route::default(),
-        fallbacks: Vec::new(),
-        save_stream: None,
-        audio: nephele_client::audio::AudioConfig::OFF,
-        renew: None,
-        clipboard: false,
-        decoder: Default::default(),
-    })
+    let session = connect_headless(headless_config(
+        gw.local_addr(),
+        ca.cert().clone(),
+        Vec::new(),
+    ))
     .unwrap();
     let presented = || session.stats.frames_presented.load(Ordering::Relaxed);
     assert!(wait_until(Duration::from_secs(10), || presented() >= 5));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use redb::Database;
 
-use super::store::StoreError;
+use super::error::StoreError;
 
 /// Opens the database (again).
 pub(super) type Open = Box<dyn Fn() -> Result<Database, redb::DatabaseError> + Send + Sync>;
@@ -127,17 +127,20 @@ impl Durable {
     }
 }
 
+/// A disk that can be made full, under a real redb file: for the tests of
+/// the database's recovery.
 #[cfg(test)]
-mod tests {
+pub(super) mod test_disk {
     use std::io;
     use std::ops::Bound;
+    use std::path::Path;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use redb::backends::FileBackend;
     use redb::{BackendError, StorageBackend};
 
-    use super::super::store::Store;
+    use super::Open;
 
     /// The database's real file, on a disk that can be made full.
     #[derive(Debug)]
@@ -202,15 +205,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn after_a_full_disk_the_store_says_so_and_works_again_once_there_is_room() {
-        let dir = std::env::temp_dir().join(format!("nephele-durable-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("directory.redb");
+    /// Opens the database at `path` on a disk that is full while the flag
+    /// returned is set.
+    pub fn opener(path: &Path) -> (Open, Arc<AtomicBool>) {
         let full = Arc::new(AtomicBool::new(false));
         let disk = full.clone();
-        let store = Store::open_with(Box::new(move || {
+        let path = path.to_path_buf();
+        let open: Open = Box::new(move || {
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -221,25 +222,65 @@ mod tests {
                 file: FileBackend::new(file)?,
                 full: disk.clone(),
             })
-        }))
-        .unwrap();
-        store.put_user("acme", "alice", "pw", &[]).unwrap();
-        assert_eq!(store.health(), Ok(()));
+        });
+        (open, full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use redb::TableDefinition;
+
+    use super::super::error::StoreError;
+    use super::Durable;
+    use super::test_disk::opener;
+
+    const T: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("t");
+
+    fn put(d: &Durable, k: &str) -> Result<(), StoreError> {
+        d.run(true, |db| {
+            let tx = db.begin_write()?;
+            tx.open_table(T)?.insert(k, b"v".as_slice())?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn get(d: &Durable, k: &str) -> Result<bool, StoreError> {
+        use redb::ReadableDatabase;
+        d.run(false, |db| {
+            Ok(db.begin_read()?.open_table(T)?.get(k)?.is_some())
+        })
+    }
+
+    #[test]
+    fn after_a_full_disk_the_database_is_reopened_and_works_again_once_there_is_room() {
+        let dir = std::env::temp_dir().join(format!("nephele-durable-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("directory.redb");
+        let (open, full) = opener(&path);
+        let durable = Durable::new(open).unwrap();
+        put(&durable, "alice").unwrap();
+        assert_eq!(durable.fault(), None);
 
         full.store(true, Ordering::SeqCst);
-        assert!(store.put_user("acme", "bob", "pw", &[]).is_err());
-        // Still full: the health check's write fails too, and says why.
+        assert!(put(&durable, "bob").is_err());
+        let fault = durable.fault().expect("the failure is remembered");
+        assert!(!fault.is_empty());
+        // Still full: after the reopen, writes still fail and say why.
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        let why = store.health().unwrap_err();
-        assert!(!why.is_empty());
+        assert!(put(&durable, "bob").is_err());
+        assert!(durable.fault().is_some());
 
-        // Room again: after the reopen, writes and the health check work.
+        // Room again: after the reopen, writes work and the fault is gone.
         full.store(false, Ordering::SeqCst);
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert_eq!(store.health(), Ok(()));
-        store.put_user("acme", "bob", "pw", &[]).unwrap();
-        assert!(store.verify_user("acme", "alice", "pw").unwrap().is_some());
-        assert!(store.verify_user("acme", "bob", "pw").unwrap().is_some());
+        put(&durable, "bob").unwrap();
+        assert_eq!(durable.fault(), None);
+        assert!(get(&durable, "alice").unwrap() && get(&durable, "bob").unwrap());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

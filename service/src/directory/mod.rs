@@ -5,6 +5,7 @@
 //! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
 
 mod durable;
+mod error;
 mod front;
 mod signin;
 pub mod store;

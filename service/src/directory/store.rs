@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 use nephele_api::directory::{CatalogEntry, GatewayInfo};
 
 use super::durable::{Durable, Open};
+pub use super::error::StoreError;
 
 const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users");
 const CATALOG: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("catalog");
@@ -34,48 +35,6 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 /// The database file inside `--state-dir`.
 pub const DB_FILE: &str = "directory.redb";
-
-/// Errors of the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database failed.
-    #[error("directory database: {0}")]
-    Db(#[from] redb::Error),
-    /// A stored value could not be read back.
-    #[error("directory database holds a bad record under {key}: {source}")]
-    Corrupt {
-        /// The record's key.
-        key: String,
-        /// Why it did not parse.
-        source: serde_json::Error,
-    },
-    /// Password hashing failed.
-    #[error("password hashing: {0}")]
-    Hash(String),
-    /// A name that cannot be stored.
-    #[error("{0}")]
-    Invalid(String),
-    /// The database failed and could not be opened again yet.
-    #[error("directory database unavailable: {0}")]
-    Unavailable(String),
-}
-
-macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                Self::Db(e.into())
-            }
-        }
-    )*};
-}
-db_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 /// A user account.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -549,6 +508,25 @@ mod tests {
         let key2 = s.signing_key(|| Ok(vec![9])).unwrap();
         assert_eq!(key1, key2);
         assert_eq!(s.service_key().unwrap(), s.service_key().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn health_says_what_fails_until_a_write_goes_through() {
+        let dir = scratch("health");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (open, full) = super::super::durable::test_disk::opener(&dir.join(DB_FILE));
+        let s = Store::open_with(open).unwrap();
+        assert_eq!(s.health(), Ok(()));
+        full.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(s.put_user("acme", "bob", "pw", &[]).is_err());
+        // Until there is room the health check's own write fails, and says so.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(s.health().is_err());
+        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(s.health(), Ok(()));
+        s.put_user("acme", "bob", "pw", &[]).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

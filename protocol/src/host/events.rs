@@ -1,0 +1,173 @@
+//! What the host core tells its driver and hears back: the events it asks
+//! the driver to carry out, the driver's answer to an `Open`, what passes
+//! through to the media, and the counters.
+
+use std::net::SocketAddr;
+
+use crate::wire::{GoodbyeReason, InputEvent};
+
+/// A state replicated here by a failed primary, handed to the driver to
+/// take the session over from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    /// Input applied up to and including this sequence number.
+    pub input_seq: u32,
+    /// The desktop's state, as the primary's driver wrote it.
+    pub state: Vec<u8>,
+}
+
+/// What the driver decided about a session [`HostEvent::Open`] asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    /// The picture it streams (an X display streams its own size,
+    /// whatever the client asked).
+    pub width: u16,
+    /// See `width`.
+    pub height: u16,
+    /// The desktop keeps itself active (a film playing).
+    pub keep_active: bool,
+    /// The [`Restore`] offered was used (the state parsed).
+    pub restored: bool,
+}
+
+/// What the driver is to do; see the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A gateway asks for a session this host does not have: make its
+    /// desktop (from `restore` when taking it over) and answer with
+    /// [`HostCore::accept`] or [`HostCore::refuse`].
+    Open {
+        /// The session.
+        session: u64,
+        /// The picture the client asked for.
+        width: u16,
+        /// See `width`.
+        height: u16,
+        /// Frames a second asked for.
+        fps: u8,
+        /// The state a failed primary replicated here, if any.
+        restore: Option<Restore>,
+    },
+    /// The session's media goes to this gateway now.
+    Route {
+        /// The session.
+        session: u64,
+        /// Its gateway.
+        gateway: SocketAddr,
+    },
+    /// Apply this input to the session's desktop (in order, once each).
+    Input {
+        /// The session.
+        session: u64,
+        /// Its sequence number.
+        seq: u32,
+        /// The event.
+        event: InputEvent,
+    },
+    /// Send the session's state to its backup now: answer with
+    /// [`HostCore::replicate`] (input is acknowledged after it).
+    Replicate {
+        /// The session.
+        session: u64,
+    },
+    /// The next picture is to be a keyframe.
+    Keyframe {
+        /// The session.
+        session: u64,
+    },
+    /// Release every key and button held on the session's desktop.
+    Release {
+        /// The session.
+        session: u64,
+    },
+    /// Start the session's media (encoder and sound).
+    MediaStart {
+        /// The session.
+        session: u64,
+    },
+    /// Put the session's media to sleep (`true`: nothing captured or
+    /// sent) or wake it (`false`).
+    MediaSleep {
+        /// The session.
+        session: u64,
+        /// Asleep or awake.
+        asleep: bool,
+    },
+    /// Stop the session's media, releasing the encoder (suspended or ended).
+    MediaStop {
+        /// The session.
+        session: u64,
+    },
+    /// Tell the client it streams again just before the next picture
+    /// (a resume), then report [`HostCore::resumed`].
+    Announce {
+        /// The session.
+        session: u64,
+    },
+    /// Encode at this target (video and parity together), with parity
+    /// for this loss (`None` before the client's first report).
+    Rate {
+        /// The session.
+        session: u64,
+        /// Bits a second.
+        target_bps: u32,
+        /// The client's loss report, per thousand.
+        loss_permille: Option<u16>,
+    },
+    /// The session ended; its desktop can go.
+    Ended {
+        /// The session.
+        session: u64,
+        /// Why.
+        reason: GoodbyeReason,
+    },
+}
+
+/// A message the core does not handle itself, borrowed from the datagram:
+/// the driver passes it to the session's media or desktop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passed<'a> {
+    /// Microphone sound for the session.
+    Audio {
+        /// The session.
+        session: u64,
+        /// Sequence number.
+        seq: u32,
+        /// The client's capture stamp.
+        capture_us: u64,
+        /// The Opus packet.
+        payload: &'a [u8],
+        /// A copy of the packet before.
+        previous: &'a [u8],
+    },
+    /// The client's clipboard text (UTF-8 unchecked).
+    Clipboard {
+        /// The session.
+        session: u64,
+        /// The text's bytes.
+        text: &'a [u8],
+    },
+}
+
+/// What the host counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostCounters {
+    /// Sessions opened (taken over included).
+    pub sessions_opened: u64,
+    /// Sessions re-attached through a different gateway.
+    pub reattached: u64,
+    /// Sessions taken over from a failed primary's replicated state.
+    pub takeovers: u64,
+    /// Input events delivered to desktops.
+    pub inputs_applied: u64,
+    /// Datagrams that did not decode.
+    pub bad_datagrams: u64,
+    /// Times congestion control cut a session's rate.
+    pub rate_decreases: u64,
+    /// Pauses, suspensions and resumptions.
+    pub pauses: u64,
+    /// See `pauses`.
+    pub suspends: u64,
+    /// See `pauses`.
+    pub resumes: u64,
+}
