@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let mut now = t0;
     let host_addr = |k: u8| SocketAddr::from(([10, 0, 2, k & 3], 7400));
-    let mut host = HostCore::new(HostCoreConfig { bitrate: 0 }, t0);
+    let mut host = HostCore::new(HostCoreConfig::default(), t0);
     let mut gateway = GatewaySession::new(t0);
     let mut lanes = [LaneReader::default(), LaneReader::default()];
     let mut client = ClientCore::new(
