@@ -355,6 +355,10 @@ impl Relay {
     /// to the gateway's counters.
     fn mirror_over_rate(&mut self) {
         let now = self.core.over_rate();
+        if now == self.over_rate {
+            // The usual case, once per packet: nothing to add.
+            return;
+        }
         let s = &self.stats;
         s.input_over_rate
             .fetch_add(now.input - self.over_rate.input, Ordering::Relaxed);
