@@ -156,6 +156,11 @@ pub struct Registered {
     pub ttl_ms: u64,
     /// The directory's token key (see [`PublicKey`]).
     pub public_key: String,
+    /// Issued when the gateway registered with the service key: the key
+    /// this gateway id's heartbeats, registrations and departure need from
+    /// now on (no other gateway can use the id while it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_key: Option<String>,
 }
 
 /// `POST /v1/gateways/{id}/heartbeat`.

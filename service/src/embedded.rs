@@ -16,7 +16,7 @@ use rustls::pki_types::CertificateDer;
 use nephele_protocol::activity::IdlePolicy;
 
 use crate::directory::{Directory, DirectoryConfig};
-use crate::gateway::{Gateway, GatewayConfig};
+use crate::gateway::{Credentials, Gateway, GatewayConfig};
 use crate::host::{Host, HostConfig};
 use crate::impair::{ImpairedRelay, Impairment};
 use crate::link::LinkKey;
@@ -196,7 +196,10 @@ impl Embedded {
             };
             gateway.register(
                 client.clone(),
-                directory.service_key().to_string(),
+                Credentials {
+                    service_key: directory.service_key().to_string(),
+                    key_file: None,
+                },
                 info.clone(),
             );
             pops.push(EmbeddedPop {

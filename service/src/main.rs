@@ -12,7 +12,7 @@ use nephele_protocol::activity::IdlePolicy;
 use nephele_service::chaos::Chaos;
 use nephele_service::directory::{Directory, DirectoryConfig};
 use nephele_service::embedded::{Embedded, EmbeddedOptions, PopSpec};
-use nephele_service::gateway::{Gateway, GatewayConfig};
+use nephele_service::gateway::{Credentials, Gateway, GatewayConfig};
 use nephele_service::host::{Host, HostConfig};
 use nephele_service::link::LinkKey;
 use nephele_service::screen::DesktopSource;
@@ -111,9 +111,16 @@ struct GatewayArgs {
     /// CA certificate (PEM) of the directory's HTTPS certificate.
     #[arg(long = "directory-ca", value_name = "PEM")]
     directory_ca: Option<PathBuf>,
-    /// File holding the directory's service key (`STATE_DIR/service.key`).
+    /// File holding the directory's service key (`STATE_DIR/service.key`),
+    /// with which the gateway is first issued a key of its own.
     #[arg(long, value_name = "PATH")]
     service_key_file: Option<PathBuf>,
+    /// Where the gateway keeps the key the directory issued it (made when
+    /// missing, the owner's alone): a restarted gateway is then the same
+    /// gateway at once. Without it, a restarted gateway registers anew once
+    /// its earlier registration lapses (three missed heartbeats).
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
     /// The deployment's link key (the file given to its hosts), which
     /// datagrams to and from hosts are sealed with.
     #[arg(long, value_name = "PATH")]
@@ -557,7 +564,11 @@ fn gateway(g: GatewayArgs) -> Result<()> {
                     .unwrap_or_else(|| "localhost".into()),
                 load: 0.0,
             };
-            gw.register(client, key, info);
+            let creds = Credentials {
+                service_key: key,
+                key_file: g.key_file.clone(),
+            };
+            gw.register(client, creds, info);
             gw
         } else {
             Gateway::start(cfg).context("starting the gateway")?

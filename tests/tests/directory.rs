@@ -13,7 +13,7 @@ use nephele_client::session::SessionError;
 use nephele_client::stats::Stats;
 use nephele_e2e::{DemoOptions, DemoService};
 use nephele_e2e::{Headless, connect_headless, headless_config, wait_until};
-use nephele_service::gateway::{Gateway, GatewayConfig};
+use nephele_service::gateway::{Credentials, Gateway, GatewayConfig};
 use nephele_service::token::{AUD_DIRECTORY, AUD_GATEWAY, ISSUER, SessionClaims, Signer, unix_now};
 
 fn client(svc: &DemoService) -> DirectoryClient {
@@ -215,7 +215,8 @@ fn gateways_leave_and_join_the_lists() {
     let key = svc.service().directory.service_key().to_string();
     let discard: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let ghost = fake_gateway("ghost", discard, discard);
-    client(&svc).register(&key, &ghost).unwrap();
+    let own = client(&svc).register(&key, &ghost).unwrap().gateway_key;
+    let own = own.expect("a gateway registering with the service key is issued its own key");
     assert!(listed(&svc).contains(&"gw-ghost".to_string()));
     let t = Instant::now();
     assert!(wait_until(Duration::from_secs(10), || !listed(&svc)
@@ -223,7 +224,7 @@ fn gateways_leave_and_join_the_lists() {
     let gone_after = t.elapsed();
     assert!(gone_after >= Duration::from_secs(2), "{gone_after:?}");
     // Heartbeats bring it back, with its load.
-    assert!(client(&svc).heartbeat(&key, "gw-ghost", 0.25).unwrap());
+    assert!(client(&svc).heartbeat(&own, "gw-ghost", 0.25).unwrap());
     assert!(listed(&svc).contains(&"gw-ghost".to_string()));
     // Unknown gateways are told to register; a wrong key is refused.
     assert!(!client(&svc).heartbeat(&key, "gw-unknown", 0.0).unwrap());
@@ -231,6 +232,77 @@ fn gateways_leave_and_join_the_lists() {
         client(&svc).register("wrong", &ghost),
         Err(DirClientError::Refused { status: 401, .. })
     ));
+}
+
+#[test]
+fn a_gateway_changes_only_its_own_registration() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let service_key = svc.service().directory.service_key().to_string();
+    let discard: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mine = fake_gateway("mine", discard, discard);
+    let my_key = client(&svc)
+        .register(&service_key, &mine)
+        .unwrap()
+        .gateway_key;
+    let my_key = my_key.expect("a key of its own");
+    // A running gateway of the service, `gw-pop-near`, as another gateway
+    // holding the service key and its own key would try to take it.
+    let mut theirs = fake_gateway("pop-near", discard, discard);
+    theirs.id = "gw-pop-near".into();
+    let refused = |r: Result<_, DirClientError>, status: u16, what: &str| match r {
+        Err(DirClientError::Refused { status: s, message }) if s == status => message,
+        other => panic!("{what}: expected HTTP {status}, got {other:?}"),
+    };
+    let why = refused(
+        client(&svc).register(&service_key, &theirs).map(|_| ()),
+        409,
+        "the service key re-registering a running gateway's id",
+    );
+    assert!(why.contains("another id"), "{why}");
+    refused(
+        client(&svc).register(&my_key, &theirs).map(|_| ()),
+        401,
+        "another gateway's key registering its id",
+    );
+    for key in [&service_key, &my_key] {
+        refused(
+            client(&svc).heartbeat(key, "gw-pop-near", 1.0).map(|_| ()),
+            401,
+            "a heartbeat for another gateway",
+        );
+        refused(
+            client(&svc).deregister(key, "gw-pop-near"),
+            401,
+            "removing another gateway",
+        );
+    }
+    // Still listed, at its own address.
+    let (user, pw) = svc.credentials();
+    let opened = open_session(&client(&svc), user, pw, None).unwrap();
+    let near = opened.grant.gateways.iter().find(|g| g.id == "gw-pop-near");
+    assert!(
+        near.is_some_and(|g| g.address != theirs.address),
+        "{:?}",
+        opened.grant.gateways
+    );
+    // Its own registration it may change and remove.
+    client(&svc).register(&my_key, &mine).unwrap();
+    assert!(client(&svc).heartbeat(&my_key, "gw-mine", 0.5).unwrap());
+    client(&svc).deregister(&my_key, "gw-mine").unwrap();
+    assert!(!listed(&svc).contains(&"gw-mine".to_string()));
+    // The key went with it: registering again takes the service key.
+    refused(
+        client(&svc).register(&my_key, &mine).map(|_| ()),
+        401,
+        "a key of a gateway that left",
+    );
+    assert!(
+        client(&svc)
+            .register(&service_key, &mine)
+            .unwrap()
+            .gateway_key
+            .is_some_and(|k| k != my_key)
+    );
 }
 
 fn connect_with(svc: &DemoService, token: Vec<u8>) -> Result<Headless, SessionError> {
@@ -537,11 +609,11 @@ fn when_every_gateway_it_knew_is_gone_the_client_finds_one_that_joined() {
         server_name: "127.0.0.1".into(),
         load: 0.0,
     };
-    joined.register(
-        dir.clone(),
-        svc.service().directory.service_key().into(),
-        info,
-    );
+    let creds = Credentials {
+        service_key: svc.service().directory.service_key().into(),
+        key_file: None,
+    };
+    joined.register(dir.clone(), creds, info);
     assert!(wait_until(Duration::from_secs(10), || svc
         .service()
         .directory

@@ -254,6 +254,8 @@ pub fn start_gateway(
         &format!("pop-{name}"),
         "--ca-out",
         &s(&dir.join(format!("ca-{name}.pem"))),
+        "--key-file",
+        &s(&dir.join(format!("gw-{name}.key"))),
     ])
     .0
 }

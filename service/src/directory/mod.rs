@@ -7,6 +7,7 @@
 mod durable;
 mod error;
 mod front;
+mod registry;
 mod signin;
 pub mod store;
 
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path as UrlPath, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -31,8 +32,8 @@ use crate::token::{ResumeClaims, SessionClaims, Signer, TokenError, Verifier};
 pub use front::Limits;
 use front::Peer;
 use nephele_api::directory::{
-    ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered,
-    ResumeSession, SessionGrant, SignIn, SignedIn,
+    ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, PublicKey, ResumeSession,
+    SessionGrant, SignIn, SignedIn,
 };
 use store::{SessionRecord, Store, StoreError};
 
@@ -389,26 +390,6 @@ fn user_of(inner: &Inner, headers: &HeaderMap) -> ApiResult<crate::token::UserCl
         .map_err(|e| Fail(StatusCode::UNAUTHORIZED, format!("sign in again: {e}")))
 }
 
-fn service(inner: &Inner, headers: &HeaderMap) -> ApiResult<()> {
-    // Constant-time comparison: the key is a shared secret.
-    let given = bearer(headers).as_bytes();
-    let want = inner.service_key.as_bytes();
-    let same = given.len() == want.len()
-        && given
-            .iter()
-            .zip(want)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(Fail(
-            StatusCode::UNAUTHORIZED,
-            "wrong or missing service key".into(),
-        ))
-    }
-}
-
 fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
@@ -421,9 +402,9 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/resume", post(resume_session))
         .route("/v1/sessions/end", post(end_session))
-        .route("/v1/gateways", post(register_gateway))
-        .route("/v1/gateways/{id}/heartbeat", post(heartbeat))
-        .route("/v1/gateways/{id}", delete(deregister))
+        .route("/v1/gateways", post(registry::register))
+        .route("/v1/gateways/{id}/heartbeat", post(registry::heartbeat))
+        .route("/v1/gateways/{id}", delete(registry::deregister))
         .with_state(inner)
 }
 
@@ -771,89 +752,6 @@ async fn end_session(
         )),
         None => Ok(StatusCode::NO_CONTENT),
     }
-}
-
-async fn register_gateway(
-    State(inner): State<Arc<Inner>>,
-    headers: HeaderMap,
-    Json(info): Json<GatewayInfo>,
-) -> ApiResult<Json<Registered>> {
-    service(&inner, &headers)?;
-    store::check_name("gateway id", &info.id)
-        .map_err(|e| Fail(StatusCode::BAD_REQUEST, e.to_string()))?;
-    inner.store.put_gateway(&info)?;
-    tracing::info!(id = %info.id, pop = %info.pop, address = %info.address, "gateway registered");
-    if let Ok(mut live) = inner.live.lock() {
-        live.insert(
-            info.id.clone(),
-            Live {
-                info,
-                last_seen: Instant::now(),
-            },
-        );
-    }
-    Ok(Json(Registered {
-        heartbeat_ms: inner.heartbeat.as_millis() as u64,
-        ttl_ms: inner.ttl().as_millis() as u64,
-        public_key: inner.signer.public_key_b64(),
-    }))
-}
-
-async fn heartbeat(
-    State(inner): State<Arc<Inner>>,
-    headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
-    Json(hb): Json<Heartbeat>,
-) -> ApiResult<StatusCode> {
-    service(&inner, &headers)?;
-    let load = if hb.load.is_finite() {
-        hb.load.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let mut live = inner
-        .live
-        .lock()
-        .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "registry".into()))?;
-    if let Some(g) = live.get_mut(&id) {
-        g.last_seen = Instant::now();
-        g.info.load = load;
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    drop(live);
-    // Known from an earlier run of the directory: alive again.
-    if let Some(mut info) = inner.store.gateways()?.into_iter().find(|g| g.id == id) {
-        info.load = load;
-        tracing::info!(id = %info.id, pop = %info.pop, "gateway known from an earlier run is back");
-        if let Ok(mut live) = inner.live.lock() {
-            live.insert(
-                id,
-                Live {
-                    info,
-                    last_seen: Instant::now(),
-                },
-            );
-        }
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    Err(Fail(
-        StatusCode::NOT_FOUND,
-        "unknown gateway; register again".into(),
-    ))
-}
-
-async fn deregister(
-    State(inner): State<Arc<Inner>>,
-    headers: HeaderMap,
-    UrlPath(id): UrlPath<String>,
-) -> ApiResult<StatusCode> {
-    service(&inner, &headers)?;
-    if let Ok(mut live) = inner.live.lock() {
-        live.remove(&id);
-    }
-    inner.store.remove_gateway(&id)?;
-    tracing::info!(%id, "gateway left");
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A random session id (128 bits, hex).

@@ -9,6 +9,7 @@
 //! | `catalog` | `tenant/desktop` | [`CatalogEntry`] |
 //! | `sessions` | session id | [`SessionRecord`] |
 //! | `gateways` | gateway id | [`GatewayInfo`] as last registered |
+//! | `gateway_keys` | gateway id | SHA-256 of the key issued to that gateway |
 //! | `meta` | name | the token signing key, the gateways' service key |
 //!
 //! Gateway liveness (last heartbeat, load) is soft state kept in memory by the
@@ -31,6 +32,7 @@ const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users");
 const CATALOG: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("catalog");
 const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
 const GATEWAYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gateways");
+const GATEWAY_KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gateway_keys");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 /// The database file inside `--state-dir`.
@@ -129,7 +131,7 @@ impl Store {
         };
         store.db.run(true, |db| {
             let tx = db.begin_write()?;
-            for t in [USERS, CATALOG, SESSIONS, GATEWAYS, META] {
+            for t in [USERS, CATALOG, SESSIONS, GATEWAYS, GATEWAY_KEYS, META] {
                 tx.open_table(t)?;
             }
             tx.commit()?;
@@ -423,11 +425,24 @@ impl Store {
         self.put(GATEWAYS, &g.id, g)
     }
 
-    /// Forgets a gateway.
+    /// The hash of the key issued to gateway `id`, if one was.
+    pub fn gateway_key_hash(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(GATEWAY_KEYS, id)
+    }
+
+    /// Records the hash of the key issued to gateway `id` (replacing any
+    /// earlier one).
+    pub fn put_gateway_key_hash(&self, id: &str, hash: &[u8]) -> Result<(), StoreError> {
+        check_name("gateway id", id)?;
+        self.put_raw(GATEWAY_KEYS, id, hash)
+    }
+
+    /// Forgets a gateway, and the key it was issued.
     pub fn remove_gateway(&self, id: &str) -> Result<(), StoreError> {
         self.db.run(true, |db| {
             let tx = db.begin_write()?;
             tx.open_table(GATEWAYS)?.remove(id)?;
+            tx.open_table(GATEWAY_KEYS)?.remove(id)?;
             tx.commit()?;
             Ok(())
         })

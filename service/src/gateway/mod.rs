@@ -38,6 +38,7 @@ use tracing::Instrument;
 
 use crate::tls::{GatewayIdentity, quic_server_config};
 use crate::token::Verifier;
+pub use registration::Credentials;
 use registration::Registration;
 use routing::Route;
 
@@ -260,14 +261,8 @@ impl Gateway {
     /// a thread of its own (the directory client blocks). `info.id`, `pop`,
     /// `region` and the advertised addresses come from the caller, since
     /// a relay or NAT may stand in front of the gateway.
-    pub fn register(&mut self, directory: DirectoryClient, service_key: String, info: GatewayInfo) {
-        let r = Registration::start(
-            directory,
-            service_key,
-            info,
-            self.stats.clone(),
-            self.capacity,
-        );
+    pub fn register(&mut self, directory: DirectoryClient, creds: Credentials, info: GatewayInfo) {
+        let r = Registration::start(directory, creds, info, self.stats.clone(), self.capacity);
         if let Ok(mut slot) = self.registration.lock() {
             *slot = Some(r);
         }
