@@ -106,6 +106,7 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let hosts = [free_udp_port(), free_udp_port()].map(|p| format!("127.0.0.1:{p}"));
     let recs = [dir.join("rec-a.jsonl"), dir.join("rec-b.jsonl")];
+    let (_directory, url) = start_directory("127.0.0.1:0", &state, &[&hosts[0], &hosts[1]]);
     let mut host_procs: Vec<Logged> = (0..2)
         .map(|i| {
             Logged::start(&[
@@ -118,11 +119,12 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
                 "4000000",
                 "--link-key-file",
                 &s(&link_key(&dir)),
+                "--token-key-file",
+                &s(&state.join("token.pub")),
             ])
             .0
         })
         .collect();
-    let (_directory, url) = start_directory("127.0.0.1:0", &state, &[&hosts[0], &hosts[1]]);
     let mut gateways: Vec<Logged> = ["a", "b"]
         .iter()
         .map(|g| start_gateway(&url, &state, &dir, g, "127.0.0.1:0", "127.0.0.1:0"))
@@ -227,8 +229,8 @@ fn junk_datagrams_at_client_gateway_and_host_leave_the_session_untouched() {
     let host = format!("127.0.0.1:{}", free_udp_port());
     let (gw_port, probe_port) = (free_udp_port(), free_udp_port());
     let rec = dir.join("rec.jsonl");
-    let (mut host_proc, _) = start_host(&host, &rec, &dir);
     let (mut directory, url) = start_directory("127.0.0.1:0", &state, &[&host]);
+    let (mut host_proc, _) = start_host(&host, &rec, &dir);
     let mut gateway = start_gateway(
         &url,
         &state,
@@ -344,16 +346,21 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
         l.local_addr().unwrap().to_string()
     };
     let rec = dir.join("rec.jsonl");
-    let (_host, _) = start_host(&host, &rec, &dir);
     let (directory, url) = start_directory(&listen, &state, &[&host]);
+    let (_host, _) = start_host(&host, &rec, &dir);
     let gateway = start_gateway(&url, &state, &dir, "r", &gw, &probe);
     wait_for("the gateway to register", Duration::from_secs(20), || {
         gateway.said("registered with the directory")
     });
     // What clients and gateways were given to trust, and the key gateways
     // register with.
-    let given = ["state/ca.pem", "ca-r.pem", "state/service.key"]
-        .map(|f| std::fs::read(dir.join(f)).unwrap());
+    let given = [
+        "state/ca.pem",
+        "ca-r.pem",
+        "state/service.key",
+        "state/token.pub",
+    ]
+    .map(|f| std::fs::read(dir.join(f)).unwrap());
     drop(directory); // SIGKILL
     let (directory, url_again) = start_directory(&listen, &state, &[&host]);
     assert_eq!(url_again, url);
@@ -375,8 +382,19 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
         Duration::from_secs(20),
         || gateway.said("registered with the directory"),
     );
-    let now = ["state/ca.pem", "ca-r.pem", "state/service.key"]
-        .map(|f| std::fs::read(dir.join(f)).unwrap());
+    // With the key it was issued, kept in its key file: the same gateway
+    // to the directory, not a stranger wanting a running gateway's id.
+    assert!(
+        !gateway.said("belongs to a gateway that is running"),
+        "the restarted gateway was refused its own id"
+    );
+    let now = [
+        "state/ca.pem",
+        "ca-r.pem",
+        "state/service.key",
+        "state/token.pub",
+    ]
+    .map(|f| std::fs::read(dir.join(f)).unwrap());
     assert!(
         given == now,
         "a restart changed what clients or gateways hold"
@@ -387,6 +405,7 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
         "state/service.key",
         "state/directory.redb",
         "ca-r.key",
+        "gw-r.key",
     ] {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join(secret))
@@ -421,7 +440,7 @@ fn keys_down(rec: &Path) -> usize {
 }
 
 /// A standalone host listening on `listen`, recording input to `rec`, with
-/// the link key of `dir`.
+/// the link key of `dir` and the token key of the directory in `dir/state`.
 fn start_host(listen: &str, rec: &Path, dir: &Path) -> (Logged, std::process::ChildStdout) {
     let s = |p: &Path| p.to_str().unwrap().to_string();
     Logged::start(&[
@@ -432,5 +451,7 @@ fn start_host(listen: &str, rec: &Path, dir: &Path) -> (Logged, std::process::Ch
         &s(rec),
         "--link-key-file",
         &s(&link_key(dir)),
+        "--token-key-file",
+        &s(&dir.join("state").join("token.pub")),
     ])
 }

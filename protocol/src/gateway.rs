@@ -271,6 +271,8 @@ pub struct GatewaySession {
     hello_heard: bool,
     /// The client's own id for the session, from its `Hello`.
     client_session: u64,
+    /// The client's session token, passed to the host in `Attach`.
+    token: Vec<u8>,
 }
 
 impl GatewaySession {
@@ -297,6 +299,7 @@ impl GatewaySession {
             over_rate: OverRate::default(),
             hello_heard: false,
             client_session: 0,
+            token: Vec::new(),
         }
     }
 
@@ -390,6 +393,7 @@ impl GatewaySession {
         let (width, height, fps) = self.picture;
         let Some(t) = self.target else { return };
         let backup = if with_backup { t.backup } else { None };
+        let token = std::mem::take(&mut self.token);
         self.say_to_host(&Message::Attach {
             width,
             height,
@@ -397,7 +401,9 @@ impl GatewaySession {
             policy: t.policy,
             backup,
             client: self.client_session,
+            token: &token,
         });
+        self.token = token;
     }
 
     /// Bytes from the client's control stream (the lane byte first).
@@ -440,6 +446,7 @@ impl GatewaySession {
                 self.picture = (width, height, fps);
                 self.hello_heard = true;
                 self.client_session = client_session;
+                self.token = token.to_vec();
                 self.state = State::Authorizing;
                 self.events.push_back(GatewayEvent::Authorize {
                     token: token.to_vec(),

@@ -136,6 +136,8 @@ impl Embedded {
             .map_err(|e| EmbeddedError::Other(e.to_string()))?;
         let mut primary = opts.host.clone();
         primary.link = link.clone();
+        // The hosts attach only sessions the directory signed tokens for.
+        primary.tokens = Some(Directory::token_verifier(&opts.state_dir)?);
         let mut backup = primary.clone();
         backup.listen.set_port(0);
         backup.record_mic = None;
@@ -315,6 +317,7 @@ impl Embedded {
             host: addr(0).unwrap_or_default(),
             backup: addr(1),
             idle: None,
+            pixels: None,
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,

@@ -79,6 +79,17 @@ struct HostArgs {
     /// own in `STATE_DIR/link.key`.
     #[arg(long, value_name = "PATH")]
     link_key_file: Option<PathBuf>,
+    /// The directory's token key (`STATE_DIR/token.pub`, which the
+    /// directory writes): the host then attaches a session only with a
+    /// session token signed for it, and takes the session's backup from
+    /// the token. Needed by `host` unless --direct; `all` uses its own
+    /// directory's.
+    #[arg(long, value_name = "PATH", conflicts_with = "direct")]
+    token_key_file: Option<PathBuf>,
+    /// Serve sessions without tokens, for gateways without a directory
+    /// (`gateway --host`): any gateway holding the link key names them.
+    #[arg(long)]
+    direct: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -286,6 +297,14 @@ fn run() -> Result<()> {
             )?;
             let mut cfg = host_config(&h);
             cfg.link = LinkKey::read(path).context("reading the link key")?;
+            cfg.tokens = match (&h.token_key_file, h.direct) {
+                (Some(p), _) => Some(read_token_key(p)?),
+                (None, true) => None,
+                (None, false) => bail!(
+                    "a host needs the directory's token key to check who may open a session: pass --token-key-file STATE_DIR/{} (the directory writes it), or --direct for gateways without a directory",
+                    TOKEN_KEY_FILE
+                ),
+            };
             let host = Host::start(cfg).context("starting the host")?;
             let res = runtime(1)?.block_on(ctrl_c());
             write_stats(h.stats_json.as_deref(), std::slice::from_ref(&host))?;
@@ -497,12 +516,33 @@ fn directory(d: DirectoryArgs) -> Result<()> {
         }
         let key_file = d.state_dir.join("service.key");
         write_secret(&key_file, dir.service_key())?;
+        let token_key = d.state_dir.join(TOKEN_KEY_FILE);
+        std::fs::write(&token_key, dir.public_key())
+            .with_context(|| format!("writing {}", token_key.display()))?;
+        eprintln!(
+            "hosts check session tokens with the key in {} (--token-key-file)",
+            token_key.display()
+        );
         eprintln!(
             "gateways register with the service key in {}",
             key_file.display()
         );
         println!("{}", dir.url());
         ctrl_c().await
+    })
+}
+
+/// Where the directory writes its token key for hosts, in its state dir.
+const TOKEN_KEY_FILE: &str = "token.pub";
+
+fn read_token_key(path: &Path) -> Result<Verifier> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the directory's token key {}", path.display()))?;
+    Verifier::from_public_b64(&text).with_context(|| {
+        format!(
+            "{} does not hold the directory's token key (it writes STATE_DIR/{TOKEN_KEY_FILE})",
+            path.display()
+        )
     })
 }
 

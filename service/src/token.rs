@@ -109,6 +109,11 @@ pub struct SessionClaims {
     /// suspend thresholds in milliseconds (0: never). Absent: the gateway's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<[u32; 3]>,
+    /// Most picture pixels a second the session may stream (width ×
+    /// height × frame rate), set by the directory; hosts apply the lower of
+    /// this and their own cap. Absent: the host's cap alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixels: Option<u64>,
     /// Audience: [`AUD_GATEWAY`].
     pub aud: String,
     /// Issuer.
@@ -141,6 +146,18 @@ pub struct ResumeClaims {
     /// and its use issues the next.
     #[serde(default)]
     pub generation: u32,
+}
+
+/// The 64-bit id of a directory session between gateways and hosts: the
+/// same on every gateway and host of one build.
+pub fn session_number(sid: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // `DefaultHasher::new()` is keyed the same everywhere, so every gateway
+    // and host (of one build) maps a session id to the same number; the
+    // session id itself is the directory's 128 random bits.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sid.hash(&mut h);
+    h.finish()
 }
 
 /// Seconds since the Unix epoch.
@@ -285,12 +302,27 @@ impl Verifier {
 
     /// Verifies a session token for gateways.
     pub fn session(&self, token: &[u8]) -> Result<SessionClaims, TokenError> {
+        self.session_with(token, Self::validation(AUD_GATEWAY))
+    }
+
+    /// Verifies a session token's signature, issuer and audience but not
+    /// its age: for a host that already holds the session it names (a
+    /// session outlives its first token; the failover of a long session
+    /// presents the token its client connected with).
+    pub fn session_any_age(&self, token: &[u8]) -> Result<SessionClaims, TokenError> {
+        let mut v = Self::validation(AUD_GATEWAY);
+        v.validate_exp = false;
+        self.session_with(token, v)
+    }
+
+    fn session_with(&self, token: &[u8], v: Validation) -> Result<SessionClaims, TokenError> {
         if token.is_empty() {
             return Err(TokenError::Missing);
         }
         let token =
             std::str::from_utf8(token).map_err(|_| TokenError::Malformed("not text".into()))?;
-        self.decode(token, AUD_GATEWAY)
+        let claims: serde_json::Value = jsonwebtoken::decode(token, &self.key, &v)?.claims;
+        serde_json::from_value(claims).map_err(|e| TokenError::Malformed(e.to_string()))
     }
 
     /// Checks signature, expiry, issuer and audience before looking at the
@@ -344,6 +376,7 @@ mod tests {
                 host: "127.0.0.1:7400".into(),
                 backup: None,
                 idle: None,
+                pixels: None,
                 aud: aud.into(),
                 iss: ISSUER.into(),
                 iat: unix_now(),

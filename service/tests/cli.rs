@@ -44,7 +44,7 @@ fn a_busy_port_is_reported() {
     let addr = taken.local_addr().unwrap().to_string();
     let key = link_key("busy");
     let out = server()
-        .args(["host", "--listen", &addr, "--link-key-file"])
+        .args(["host", "--direct", "--listen", &addr, "--link-key-file"])
         .arg(&key)
         .output()
         .unwrap();
@@ -94,6 +94,33 @@ fn a_host_needs_the_link_key_and_says_how_to_make_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("does not hold a link key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_host_needs_the_directorys_token_key_or_to_be_told_it_is_direct() {
+    let key = link_key("token");
+    let host = |extra: &[&str]| {
+        server()
+            .args(["host", "--listen", "127.0.0.1:0", "--link-key-file"])
+            .arg(&key)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = host(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--token-key-file") && err.contains("--direct"),
+        "{err}"
+    );
+    let bad = key.with_file_name("token.pub");
+    std::fs::write(&bad, "not a key").unwrap();
+    let out = host(&["--token-key-file", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not hold the directory's token key"),
         "{err}"
     );
 }

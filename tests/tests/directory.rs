@@ -326,6 +326,7 @@ fn claims(aud: &str, exp: u64, host: SocketAddr) -> SessionClaims {
         host: host.to_string(),
         backup: None,
         idle: None,
+        pixels: None,
         aud: aud.into(),
         iss: ISSUER.into(),
         iat: unix_now(),

@@ -1,15 +1,21 @@
 //! The host's door: what reaches a host's UDP port without the deployment's
 //! link key — an `Attach` with a made-up session id, the same datagram
 //! replayed, one sealed with another key — is dropped unanswered, and the
-//! same `Attach` sealed with the key opens a session.
+//! same `Attach` sealed with the key opens a session. A host given the
+//! directory's token key also wants, inside the seal, a session token
+//! signed for it and for that session, and takes the session's backup and
+//! picture cap from it.
 
-use std::net::UdpSocket;
-use std::time::Duration;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 use nephele_protocol::activity::IdlePolicy;
-use nephele_protocol::wire::{Envelope, Message};
+use nephele_protocol::wire::{Envelope, GoodbyeReason, Message};
 use nephele_service::host::{Host, HostConfig};
-use nephele_service::link::{LinkKey, MAX_SEALED, Sealer};
+use nephele_service::link::{LinkKey, MAX_SEALED, Opener, Sealer};
+use nephele_service::token::{
+    AUD_GATEWAY, ISSUER, SessionClaims, Signer, session_number, unix_now,
+};
 
 fn attach(session: u64) -> Vec<u8> {
     let mut b = Vec::new();
@@ -22,10 +28,24 @@ fn attach(session: u64) -> Vec<u8> {
             policy: IdlePolicy::default(),
             backup: None,
             client: 1,
+            token: &[],
         },
     }
     .encode(&mut b);
     b
+}
+
+/// `value` once it equals `want`, or its last value after two seconds: the
+/// host's counters are mirrored just after it answers.
+fn soon(want: u64, value: impl Fn() -> u64) -> u64 {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let v = value();
+        if v == want || Instant::now() > until {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Whether anything comes back to `sock` within `wait`.
@@ -74,7 +94,7 @@ fn only_datagrams_sealed_with_the_link_key_reach_a_host() {
         answered(&gateway, Duration::from_secs(5)),
         "the host ignored its gateway"
     );
-    assert_eq!(host.sessions(), 1);
+    assert_eq!(soon(1, || host.sessions()), 1);
 
     // That sealed datagram, seen on the wire and sent again from elsewhere,
     // is a replay: dropped, and nothing goes to the sender it claims.
@@ -85,5 +105,207 @@ fn only_datagrams_sealed_with_the_link_key_reach_a_host() {
     );
     let refused = host.stats().summary()["link_refused"].as_u64().unwrap();
     assert_eq!(refused, 34);
+    assert_eq!(host.sessions(), 1);
+}
+
+/// Sealed with the link key, as a gateway sends.
+struct Gateway {
+    sock: UdpSocket,
+    sealer: Sealer,
+    opener: Opener,
+}
+
+impl Gateway {
+    fn new(key: &LinkKey) -> Self {
+        Self {
+            sock: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            sealer: Sealer::new(key),
+            opener: Opener::new(key),
+        }
+    }
+
+    fn send(&self, plain: &[u8], to: SocketAddr) {
+        let mut out = [0u8; MAX_SEALED];
+        let sealed = self.sealer.seal(plain, &mut out).unwrap();
+        self.sock.send_to(sealed, to).unwrap();
+    }
+
+    /// The first message of the host's for `session` within `wait` that
+    /// `pick` picks, as it picked it.
+    fn heard<T>(
+        &mut self,
+        session: u64,
+        wait: Duration,
+        pick: impl Fn(&Message<'_>) -> Option<T>,
+    ) -> Option<T> {
+        let until = Instant::now() + wait;
+        let mut buf = [0u8; MAX_SEALED];
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let Ok(n) = self.sock.recv(&mut buf) else {
+                return None;
+            };
+            let Some(plain) = self.opener.open(&mut buf[..n]) else {
+                continue;
+            };
+            if let Ok(env) = Envelope::decode(&buf[plain])
+                && env.session == session
+                && let Some(t) = pick(&env.message)
+            {
+                return Some(t);
+            }
+        }
+        None
+    }
+}
+
+fn token(signer: &Signer, sid: &str, host: SocketAddr, backup: SocketAddr, exp: u64) -> Vec<u8> {
+    let now = unix_now();
+    signer
+        .sign(&SessionClaims {
+            sid: sid.into(),
+            sub: "alice".into(),
+            tenant: "default".into(),
+            desktop: "demo".into(),
+            host: host.to_string(),
+            backup: Some(backup.to_string()),
+            idle: None,
+            pixels: Some(640 * 360 * 30),
+            aud: AUD_GATEWAY.into(),
+            iss: ISSUER.into(),
+            iat: now,
+            exp,
+        })
+        .unwrap()
+        .into_bytes()
+}
+
+fn attach_with(session: u64, backup: SocketAddr, client: u64, token: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    Envelope {
+        session,
+        message: Message::Attach {
+            width: 1280,
+            height: 720,
+            fps: 60,
+            policy: IdlePolicy::default(),
+            backup: Some(backup),
+            client,
+            token,
+        },
+    }
+    .encode(&mut b);
+    b
+}
+
+#[test]
+fn a_host_attaches_only_sessions_signed_for_it_and_takes_their_backup_from_the_token() {
+    let key = LinkKey::random();
+    let (_, signer) = Signer::generate().unwrap();
+    let host = Host::start(HostConfig {
+        link: key.clone(),
+        tokens: Some(signer.verifier()),
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let me = host.local_addr();
+    let mut gw = Gateway::new(&key);
+    // Where the directory put the session's backup, and where a gateway
+    // (holding the link key, or a datagram forged with it) would put it.
+    let mut backup = Gateway::new(&key);
+    let mut elsewhere = Gateway::new(&key);
+    let (bk, evil) = (
+        backup.sock.local_addr().unwrap(),
+        elsewhere.sock.local_addr().unwrap(),
+    );
+    let later = unix_now() + 600;
+    let sid = "3f1c0e5a9b7d4e2f8a6c1b0d9e8f7a6b";
+    let session = session_number(sid);
+    let refused = |m: &Message<'_>| {
+        matches!(
+            m,
+            Message::Goodbye {
+                reason: GoodbyeReason::Unauthorized
+            }
+        )
+        .then_some(())
+    };
+    let attempts: [(&str, Vec<u8>); 5] = [
+        ("no token", Vec::new()),
+        ("a token not the directory's", {
+            let (_, stranger) = Signer::generate().unwrap();
+            token(&stranger, sid, me, bk, later)
+        }),
+        ("a token naming other hosts", {
+            let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+            token(&signer, sid, other, other, later)
+        }),
+        (
+            "a token for another session",
+            token(&signer, "another-session", me, bk, later),
+        ),
+        (
+            "an expired token",
+            token(&signer, sid, me, bk, unix_now() - 3600),
+        ),
+    ];
+    for (n, (what, t)) in attempts.iter().enumerate() {
+        gw.send(&attach_with(session, evil, 1, t), me);
+        assert!(
+            gw.heard(session, Duration::from_secs(5), refused).is_some(),
+            "{what}: not refused"
+        );
+        let counted = soon(n as u64 + 1, || {
+            host.stats().summary()["attaches_refused"].as_u64().unwrap()
+        });
+        assert_eq!(counted, n as u64 + 1, "{what}");
+        assert_eq!(host.sessions(), 0, "{what} opened a session");
+    }
+
+    // The directory's token for this host: welcomed, at the picture the
+    // token allows (640×360×30 pixels a second) rather than the 1280×720
+    // at 60 asked; the state goes to the token's backup, never to the
+    // address the datagram named.
+    let good = token(&signer, sid, me, bk, later);
+    gw.send(&attach_with(session, evil, 1, &good), me);
+    let welcomed = gw.heard(session, Duration::from_secs(5), |m| match m {
+        Message::Welcome {
+            width, height, fps, ..
+        } => Some((*width, *height, *fps)),
+        _ => None,
+    });
+    let (w, h, f) = welcomed.expect("the directory's token was not welcomed");
+    assert!(
+        u64::from(w) * u64::from(h) * u64::from(f) <= 640 * 360 * 30,
+        "{w}×{h} at {f}"
+    );
+    assert_eq!(soon(1, || host.sessions()), 1);
+    let synced = |m: &Message<'_>| matches!(m, Message::StateSync { .. }).then_some(());
+    assert!(
+        backup
+            .heard(session, Duration::from_secs(5), synced)
+            .is_some(),
+        "the token's backup got no state"
+    );
+    assert!(
+        elsewhere
+            .heard(session, Duration::from_millis(500), synced)
+            .is_none(),
+        "the datagram's backup got the session's state"
+    );
+
+    // The session outlives its token: re-attached through another gateway
+    // with the token its client connected with, now expired, it goes on.
+    let old = token(&signer, sid, me, bk, unix_now() - 60);
+    let mut gw2 = Gateway::new(&key);
+    gw2.send(&attach_with(session, evil, 1, &old), me);
+    let welcome = |m: &Message<'_>| matches!(m, Message::Welcome { .. }).then_some(());
+    assert!(
+        gw2.heard(session, Duration::from_secs(5), welcome)
+            .is_some(),
+        "a held session was refused its expired token"
+    );
     assert_eq!(host.sessions(), 1);
 }

@@ -4,7 +4,38 @@
 
 use std::net::SocketAddr;
 
+use crate::activity::IdlePolicy;
 use crate::wire::{GoodbyeReason, InputEvent};
+
+/// What the directory granted a session, as the driver read it from an
+/// `Attach`'s token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// The host the session's state is replicated to (none when this host
+    /// is itself the session's backup, taking it over).
+    pub backup: Option<SocketAddr>,
+    /// The session's idle policy; `None`: the one the gateway sent.
+    pub policy: Option<IdlePolicy>,
+    /// Most picture pixels a second for this session, besides the host's
+    /// own cap.
+    pub max_pixel_rate: Option<u64>,
+}
+
+/// The driver's check of an `Attach` (its token's signature is the
+/// service's business): whether it may attach `session` here, and what the
+/// directory granted it. `known`: this host holds the session or the state
+/// its primary replicated here, so a token past its expiry (a long session
+/// failing over) still names it; a new session needs a fresh one.
+pub trait Admission: Send {
+    /// The grant, or why not, in words for the log.
+    fn admit(&self, session: u64, token: &[u8], known: bool) -> Result<Grant, String>;
+}
+
+impl std::fmt::Debug for dyn Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admission")
+    }
+}
 
 /// A state replicated here by a failed primary, handed to the driver to
 /// take the session over from.
@@ -170,4 +201,7 @@ pub struct HostCounters {
     pub suspends: u64,
     /// See `pauses`.
     pub resumes: u64,
+    /// Attaches refused by the admission check (no token, a forged or
+    /// expired one, one for another session or other hosts).
+    pub attaches_refused: u64,
 }

@@ -46,7 +46,7 @@ use crate::outq::OutQueue;
 use crate::rate::{RateConfig, RateController, Report, default_bitrate};
 use crate::wire::{Envelope, GoodbyeReason, InputEvent, Message};
 
-pub use events::{Accept, HostCounters, HostEvent, Passed, Restore};
+pub use events::{Accept, Admission, Grant, HostCounters, HostEvent, Passed, Restore};
 use session::Session;
 use standby::Standby;
 
@@ -130,11 +130,12 @@ impl ResumeEta {
 }
 
 /// What a gateway's `Attach` asks for.
-struct Attaching {
+struct Attaching<'a> {
     picture: (u16, u16, u8),
     policy: IdlePolicy,
     backup: Option<SocketAddr>,
     client: u64,
+    token: &'a [u8],
 }
 
 /// An `Open` waiting for the driver's answer.
@@ -161,6 +162,9 @@ pub struct HostCore {
     events: VecDeque<HostEvent>,
     counters: HostCounters,
     resume_eta: ResumeEta,
+    /// Who may attach; `None`: every attach the link let through (direct
+    /// sessions, without a directory).
+    admission: Option<Box<dyn Admission>>,
 }
 
 impl HostCore {
@@ -176,7 +180,16 @@ impl HostCore {
             events: VecDeque::new(),
             counters: HostCounters::default(),
             resume_eta: ResumeEta::default(),
+            admission: None,
         }
+    }
+
+    /// From now on an `Attach` opens or attaches a session only when
+    /// `admission` admits its token, and takes the session's backup (and
+    /// idle policy and picture cap, where granted) from that grant rather
+    /// than from the datagram.
+    pub fn set_admission(&mut self, admission: Box<dyn Admission>) {
+        self.admission = Some(admission);
     }
 
     /// Microseconds of the host's clock at `now` (the clock of capture
@@ -267,12 +280,14 @@ impl HostCore {
                 policy,
                 backup,
                 client,
+                token,
             } => {
                 let ask = Attaching {
                     picture: (width, height, fps),
                     policy,
                     backup,
                     client,
+                    token,
                 };
                 self.attach(id, from, ask, now);
                 return None;
@@ -460,13 +475,37 @@ impl HostCore {
 
     /// Attaches a session to the gateway `from`: opens it (asking the
     /// driver), re-attaches it, or answers a repeated attach.
-    fn attach(&mut self, id: u64, from: SocketAddr, ask: Attaching, now: Instant) {
+    fn attach(&mut self, id: u64, from: SocketAddr, ask: Attaching<'_>, now: Instant) {
         let Attaching {
             picture: (width, height, fps),
-            policy,
-            backup,
+            mut policy,
+            mut backup,
             client,
+            token,
         } = ask;
+        let mut max = match self.cfg.max_pixel_rate {
+            0 => DEFAULT_MAX_PIXEL_RATE,
+            m => m,
+        };
+        if let Some(check) = &self.admission {
+            let known = self.sessions.contains_key(&id)
+                || self.opening.contains_key(&id)
+                || self.standby.holds(id);
+            match check.admit(id, token, known) {
+                Ok(grant) => {
+                    backup = grant.backup;
+                    policy = grant.policy.unwrap_or(policy);
+                    max = grant.max_pixel_rate.map_or(max, |m| m.min(max));
+                }
+                Err(why) => {
+                    self.counters.attaches_refused += 1;
+                    tracing::warn!(session = id, gateway = %from, %why, "attach refused");
+                    let reason = GoodbyeReason::Unauthorized;
+                    self.send(from, id, Message::Goodbye { reason });
+                    return;
+                }
+            }
+        }
         if let Some(s) = self.sessions.get_mut(&id) {
             let moved = s.gateway != from;
             if moved && !s.detached && s.client != client {
@@ -518,10 +557,6 @@ impl HostCore {
             self.send(from, id, Message::Goodbye { reason });
             return;
         }
-        let max = match self.cfg.max_pixel_rate {
-            0 => DEFAULT_MAX_PIXEL_RATE,
-            m => m,
-        };
         let (w, h, f) = capped_picture(width, height, fps, max);
         if (w, h, f) != (width, height, fps) {
             tracing::info!(session = id, asked = ?(width, height, fps), given = ?(w, h, f), "picture capped");

@@ -65,6 +65,11 @@ impl Standby {
         );
     }
 
+    /// Whether a state is kept for `id`.
+    pub fn holds(&self, id: u64) -> bool {
+        self.entries.contains_key(&id)
+    }
+
     /// The state kept for `id`, removed.
     pub fn take(&mut self, id: u64) -> Option<Restore> {
         self.entries.remove(&id).map(|e| Restore {

@@ -23,6 +23,7 @@ fn attach(session: u64, (width, height, fps): (u16, u16, u8)) -> Vec<u8> {
             policy: IdlePolicy::default(),
             backup: None,
             client: 1,
+            token: &[],
         },
     )
 }

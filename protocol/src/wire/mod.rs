@@ -86,6 +86,10 @@ wire_enum! {
 /// Longest session token a `Hello` may carry.
 pub const MAX_TOKEN: usize = 2048;
 
+/// Longest session token an `Attach` may carry: with the rest of the
+/// message it fits one datagram between gateway and host.
+pub const MAX_ATTACH_TOKEN: usize = 1200;
+
 /// Every message of the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -123,6 +127,11 @@ pub enum Message<'a> {
         /// `client_session`): while one client holds the session, a client
         /// with another id is refused.
         client: u64,
+        /// The client's session token (empty on direct sessions), at most
+        /// [`MAX_ATTACH_TOKEN`] bytes: hosts that know the directory's key
+        /// check it themselves and take the session's backup, idle policy
+        /// and picture cap from it, not from the datagram.
+        token: &'a [u8],
     },
     /// Gateway → host: the client's connection was lost. The host releases
     /// held input and keeps the session for the client's return.
@@ -333,7 +342,8 @@ impl<'a> Message<'a> {
                 policy,
                 backup,
                 client,
-            } => session::attach::put(out, width, height, fps, policy, backup, client),
+                token,
+            } => session::attach::put(out, (*width, *height, *fps), policy, backup, client, token),
             Self::Detach => session::detach::put(out),
             Self::Activity(a) => session::activity::put(out, a),
             Self::Status { phase, ms } => session::status::put(out, phase, ms),

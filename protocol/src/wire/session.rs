@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use super::reader::Reader;
-use super::{DecodeError, GoodbyeReason, MAX_STATE, MAX_TOKEN, Message, ty};
+use super::{DecodeError, GoodbyeReason, MAX_ATTACH_TOKEN, MAX_STATE, MAX_TOKEN, Message, ty};
 use crate::activity::{ActivityReport, IdlePolicy, KeepActive, Phase, Presence};
 
 /// `Message::Hello`: its bytes, both ways.
@@ -88,18 +88,17 @@ pub(super) mod attach {
 
     pub(in crate::wire) fn put(
         out: &mut Vec<u8>,
-        width: &u16,
-        height: &u16,
-        fps: &u8,
+        (width, height, fps): (u16, u16, u8),
         policy: &IdlePolicy,
         backup: &Option<SocketAddr>,
         client: &u64,
+        token: &[u8],
     ) {
         out.push(ty::ATTACH);
         out.extend_from_slice(&client.to_be_bytes());
         out.extend_from_slice(&width.to_be_bytes());
         out.extend_from_slice(&height.to_be_bytes());
-        out.push(*fps);
+        out.push(fps);
         for ms in policy.to_wire() {
             out.extend_from_slice(&ms.to_be_bytes());
         }
@@ -116,6 +115,10 @@ pub(super) mod attach {
                 out.extend_from_slice(&a.port().to_be_bytes());
             }
         }
+        // A longer token is cut, and so fails its host's check.
+        let token = &token[..token.len().min(MAX_ATTACH_TOKEN)];
+        out.extend_from_slice(&(token.len() as u16).to_be_bytes());
+        out.extend_from_slice(token);
     }
 
     pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
@@ -146,6 +149,14 @@ pub(super) mod attach {
                 });
             }
         };
+        let len = usize::from(r.u16()?);
+        if len > MAX_ATTACH_TOKEN {
+            return Err(DecodeError::InvalidValue {
+                field: "token length",
+                value: len as u64,
+            });
+        }
+        let token = r.take(len)?;
         Ok(Message::Attach {
             width,
             height,
@@ -153,6 +164,7 @@ pub(super) mod attach {
             policy,
             backup,
             client,
+            token,
         })
     }
 }

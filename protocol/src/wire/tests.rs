@@ -166,6 +166,7 @@ fn build<'a>(
                 ))),
             },
             client: n[0] ^ n[1],
+            token: &payload[..payload.len().min(MAX_ATTACH_TOKEN)],
         },
         12 => Message::Detach,
         13 => Message::Activity(ActivityReport {

@@ -67,6 +67,10 @@ pub struct DirectoryConfig {
     pub resume_ttl: Duration,
     /// Connections and their timeouts.
     pub limits: Limits,
+    /// Most picture pixels a second (width × height × frame rate) one
+    /// session may stream, written into its token for its host to apply;
+    /// `None`: the hosts' own caps alone.
+    pub session_pixel_rate: Option<u64>,
 }
 
 impl DirectoryConfig {
@@ -83,6 +87,7 @@ impl DirectoryConfig {
             idle_policy: IdlePolicy::default(),
             resume_ttl: Duration::from_secs(12 * 3600),
             limits: Limits::default(),
+            session_pixel_rate: None,
         }
     }
 }
@@ -127,6 +132,7 @@ struct Inner {
     user_ttl: Duration,
     idle_policy: IdlePolicy,
     resume_ttl: Duration,
+    session_pixel_rate: Option<u64>,
     // Soft state: which registered gateways are alive, and their load.
     live: Mutex<HashMap<String, Live>>,
     // Failed sign-ins counted, and the password hashing gated.
@@ -171,12 +177,7 @@ impl Directory {
     /// Opens the store and starts serving on the current tokio runtime.
     pub async fn start(cfg: DirectoryConfig) -> Result<Self, DirectoryError> {
         let store = Store::open(&cfg.state_dir)?;
-        let pkcs8 = store.signing_key(|| {
-            Signer::generate()
-                .map(|(k, _)| k)
-                .map_err(|e| StoreError::Invalid(e.to_string()))
-        })?;
-        let signer = Signer::from_pkcs8(&pkcs8)?;
+        let signer = signer_of(&store)?;
         let service_key = store.service_key()?;
         let inner = Arc::new(Inner {
             verifier: signer.verifier(),
@@ -186,6 +187,7 @@ impl Directory {
             next_host: AtomicUsize::new(0),
             heartbeat: cfg.heartbeat,
             session_ttl: cfg.session_ttl,
+            session_pixel_rate: cfg.session_pixel_rate,
             user_ttl: cfg.user_ttl,
             idle_policy: cfg.idle_policy,
             resume_ttl: cfg.resume_ttl,
@@ -271,6 +273,19 @@ impl Directory {
     /// Verifier for the tokens this directory signs.
     pub fn verifier(&self) -> Verifier {
         self.inner.verifier.clone()
+    }
+
+    /// The key its tokens are checked with, base64url (what
+    /// `/v1/public-key` publishes and hosts read from `token.pub`).
+    pub fn public_key(&self) -> String {
+        self.inner.signer.public_key_b64()
+    }
+
+    /// The verifier for the tokens of the directory keeping its state in
+    /// `state_dir` (its signing key made there if new), without starting
+    /// it: for hosts started beside it before it runs.
+    pub fn token_verifier(state_dir: &std::path::Path) -> Result<Verifier, DirectoryError> {
+        Ok(signer_of(&Store::open(state_dir)?)?.verifier())
     }
 
     /// Signs arbitrary claims with the directory's key (tests use it to make
@@ -647,6 +662,7 @@ fn issue(inner: &Inner, s: &SessionRecord, gateways: Vec<GatewayInfo>) -> ApiRes
             host: s.host.clone(),
             backup: s.backup.clone(),
             idle: Some(inner.idle_policy.to_wire()),
+            pixels: inner.session_pixel_rate,
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,
@@ -752,6 +768,16 @@ async fn end_session(
         )),
         None => Ok(StatusCode::NO_CONTENT),
     }
+}
+
+/// The store's token signing key, made on first use.
+fn signer_of(store: &Store) -> Result<Signer, DirectoryError> {
+    let pkcs8 = store.signing_key(|| {
+        Signer::generate()
+            .map(|(k, _)| k)
+            .map_err(|e| StoreError::Invalid(e.to_string()))
+    })?;
+    Ok(Signer::from_pkcs8(&pkcs8)?)
 }
 
 /// A random session id (128 bits, hex).

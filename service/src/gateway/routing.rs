@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 
 use nephele_protocol::activity::IdlePolicy;
 use nephele_protocol::gateway::Target;
+use nephele_protocol::wire::MAX_ATTACH_TOKEN;
 
 use crate::link::LinkKey;
-use crate::token::{TokenError, Verifier};
+use crate::token::{TokenError, Verifier, session_number};
 
 /// Where sessions go: the host a token names, or the direct host.
 #[derive(Debug)]
@@ -34,6 +35,12 @@ impl Route {
                 policy: self.idle_policy,
             });
         };
+        if token.len() > MAX_ATTACH_TOKEN {
+            return Err(TokenError::Malformed(format!(
+                "{} bytes, more than a host is passed ({MAX_ATTACH_TOKEN})",
+                token.len()
+            )));
+        }
         let claims = v.session(token)?;
         let addr = |a: &str| {
             a.parse::<SocketAddr>()
@@ -44,21 +51,10 @@ impl Route {
             None => self.idle_policy,
         };
         Ok(Target {
-            session: session_of(&claims.sid),
+            session: session_number(&claims.sid),
             host: addr(&claims.host)?,
             backup: claims.backup.as_deref().map(addr).transpose()?,
             policy,
         })
     }
-}
-
-/// The 64-bit id of a directory session: the same on every gateway.
-fn session_of(sid: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    // `DefaultHasher::new()` is keyed the same everywhere, so every gateway
-    // (of one build) maps a session id to the same number; the session id
-    // itself is the directory's 128 random bits.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    sid.hash(&mut h);
-    h.finish()
 }

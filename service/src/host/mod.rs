@@ -18,6 +18,7 @@
 //! * [`replication`]: the demo desktop's state as replicated;
 //! * [`recording`]: `--record-input`'s JSON lines.
 
+mod admission;
 mod control;
 mod desktop;
 mod encode;
@@ -43,6 +44,7 @@ use crate::demo::DesktopState;
 use crate::screen::{DesktopSource, ScreenError};
 use sound::mic_recorder;
 
+pub use admission::TokenAdmission;
 pub use nephele_protocol::host::{DETACHED_AFTER, MAX_SESSIONS, SESSION_RETAIN};
 pub use sound::parse_tone;
 
@@ -79,6 +81,11 @@ pub struct HostConfig {
     /// The key the deployment's gateways and hosts seal their datagrams
     /// with; nothing else reaches the sessions.
     pub link: LinkKey,
+    /// The directory's token key: with it, a session is attached only with
+    /// a session token signed for this host, and its backup, idle policy
+    /// and picture cap come from the token. `None`: direct sessions from
+    /// gateways without a directory (the link key alone decides).
+    pub tokens: Option<crate::token::Verifier>,
 }
 
 impl Default for HostConfig {
@@ -96,6 +103,7 @@ impl Default for HostConfig {
             // A key nobody else holds: such a host talks to no one until
             // given the deployment's.
             link: LinkKey::random(),
+            tokens: None,
         }
     }
 }
@@ -154,6 +162,9 @@ pub struct HostStats {
     /// Datagrams dropped unanswered: not sealed with the link key,
     /// tampered with, or replayed.
     pub link_refused: AtomicU64,
+    /// Attaches refused for their session token (missing, forged, expired,
+    /// or for another session or other hosts).
+    pub attaches_refused: AtomicU64,
     /// Sessions opened.
     pub sessions_opened: AtomicU64,
     /// The bitrate the newest session's encoder was last set to.
@@ -211,6 +222,7 @@ impl HostStats {
             "inputs_applied": get(&self.inputs_applied),
             "bad_datagrams": get(&self.bad_datagrams),
             "link_refused": get(&self.link_refused),
+            "attaches_refused": get(&self.attaches_refused),
             "sessions_opened": get(&self.sessions_opened),
             "rate_decreases": get(&self.rate_decreases),
             "capture_to_send_ms_mean": mean_ms(&self.capture_to_send_us),
@@ -230,6 +242,7 @@ impl HostStats {
         set(&self.rate_decreases, c.rate_decreases);
         set(&self.reattached, c.reattached);
         set(&self.takeovers, c.takeovers);
+        set(&self.attaches_refused, c.attaches_refused);
         set(&self.pauses, c.pauses);
         set(&self.suspends, c.suspends);
         set(&self.resumes, c.resumes);
@@ -293,16 +306,20 @@ impl Host {
         let stats = Arc::new(HostStats::default());
         let desktops = Desktops::default();
         let now = Instant::now();
+        let mut core = HostCore::new(
+            HostCoreConfig {
+                bitrate: cfg.bitrate,
+                max_pixel_rate: cfg.max_pixel_rate,
+            },
+            now,
+        );
+        if let Some(tokens) = cfg.tokens.clone() {
+            core.set_admission(Box::new(TokenAdmission::new(tokens, addr)));
+        }
         let rx = rx::Rx {
             socket: Arc::new(LinkSocket::new(socket, &cfg.link)),
             opener: Opener::new(&cfg.link),
-            core: HostCore::new(
-                HostCoreConfig {
-                    bitrate: cfg.bitrate,
-                    max_pixel_rate: cfg.max_pixel_rate,
-                },
-                now,
-            ),
+            core,
             sessions: HashMap::new(),
             media: media::MediaOptions {
                 bitrate: cfg.bitrate,
