@@ -185,6 +185,11 @@ struct DirectoryArgs {
         default_value = "warn=14m,pause=15m,suspend=60m"
     )]
     idle_policy: IdlePolicy,
+    /// Most picture pixels a second (width × height × frames a second) one
+    /// session may stream, written into its token; hosts apply the lower of
+    /// this and their own --max-pixel-rate. Default: the hosts' caps alone.
+    #[arg(long, value_name = "PIXELS")]
+    session_max_pixel_rate: Option<u64>,
     #[command(flatten)]
     cert: CertArgs,
 }
@@ -507,6 +512,7 @@ fn directory(d: DirectoryArgs) -> Result<()> {
         let mut cfg = DirectoryConfig::new(d.listen, d.state_dir.clone(), identity);
         cfg.hosts = d.hosts;
         cfg.idle_policy = d.idle_policy;
+        cfg.session_pixel_rate = d.session_max_pixel_rate;
         let dir = Directory::start(cfg)
             .await
             .context("starting the directory")?;

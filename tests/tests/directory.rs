@@ -14,6 +14,7 @@ use nephele_client::stats::Stats;
 use nephele_e2e::{DemoOptions, DemoService};
 use nephele_e2e::{Headless, connect_headless, headless_config, wait_until};
 use nephele_service::gateway::{Credentials, Gateway, GatewayConfig};
+use nephele_service::host::{Host, HostConfig};
 use nephele_service::token::{AUD_DIRECTORY, AUD_GATEWAY, ISSUER, SessionClaims, Signer, unix_now};
 
 fn client(svc: &DemoService) -> DirectoryClient {
@@ -391,6 +392,36 @@ fn gateways_refuse_forged_expired_and_misdirected_tokens() {
         Err(e) => panic!("expected a certificate error, got {e}"),
         Ok(_) => panic!("an untrusted gateway was accepted"),
     }
+}
+
+#[test]
+fn a_host_that_does_not_accept_the_token_refuses_and_the_client_is_told() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    // A host of this deployment (its link key) that checks tokens with
+    // another directory's key: the gateway accepts the token, the host not.
+    let (_, other) = Signer::generate().unwrap();
+    let host = Host::start(HostConfig {
+        link: svc.service().link_key().clone(),
+        tokens: Some(other.verifier()),
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let token = svc
+        .service()
+        .directory
+        .sign(&SessionClaims {
+            sid: "refused-by-its-host".into(),
+            ..claims(AUD_GATEWAY, unix_now() + 600, host.local_addr())
+        })
+        .unwrap();
+    match connect_with(&svc, token.into_bytes()) {
+        Err(SessionError::Refused(r)) => assert!(r.contains("desktop host"), "{r}"),
+        Err(e) => panic!("expected the host's refusal, got {e}"),
+        Ok(_) => panic!("a host took a token signed by a directory it does not trust"),
+    }
+    let refused = host.stats().summary()["attaches_refused"].as_u64().unwrap();
+    assert!(refused >= 1, "{}", host.stats().summary());
+    assert_eq!(host.sessions(), 0);
 }
 
 #[test]

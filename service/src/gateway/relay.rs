@@ -266,6 +266,9 @@ pub(super) async fn serve(
     let end = r.core.ended().cloned().unwrap_or(End::ClientLost);
     let reason = match &end {
         End::Refused(why) => format!("session refused: {why}"),
+        End::HostGoodbye(GoodbyeReason::Unauthorized) => {
+            "session refused: the desktop host did not accept this session's token".into()
+        }
         _ => "session ended".into(),
     };
     conn.close(quinn::VarInt::from_u32(end.close_code()), reason.as_bytes());
