@@ -13,11 +13,14 @@
 //!   offline with the directory's public key and names the host (a missing,
 //!   forged, expired or misdirected token closes the connection with the
 //!   reason); without one, every client goes to the direct host;
+//! * [`door`]: which new connections get a handshake, which a QUIC Retry
+//!   first, and how long a handshake may take;
 //! * [`probe`]: latency probes answered on a UDP port of its own
 //!   ([`nephele_protocol::probe`]);
 //! * [`registration`]: registering with the directory and heartbeating the
 //!   gateway's load ([`Gateway::register`]).
 
+mod door;
 mod probe;
 mod registration;
 mod relay;
@@ -27,14 +30,13 @@ use crate::link::LinkKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nephele_api::DirectoryClient;
 use nephele_api::directory::GatewayInfo;
 use nephele_protocol::activity::IdlePolicy;
 use nephele_protocol::wire::GoodbyeReason;
 use tokio::net::UdpSocket;
-use tracing::Instrument;
 
 use crate::tls::{GatewayIdentity, quic_server_config};
 use crate::token::Verifier;
@@ -197,43 +199,12 @@ impl Gateway {
             idle_policy: cfg.idle_policy,
             link: cfg.link,
         });
-        let retry_above = cfg.retry_above;
-        tasks.push(tokio::spawn(async move {
-            let mut this_second = (Instant::now(), 0u32);
-            while let Some(incoming) = ep.accept().await {
-                let now = Instant::now();
-                if now.duration_since(this_second.0) >= Duration::from_secs(1) {
-                    this_second = (now, 0);
-                }
-                this_second.1 = this_second.1.saturating_add(1);
-                if this_second.1 > retry_above && !incoming.remote_address_validated() {
-                    st.retries.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = incoming.retry() {
-                        e.into_incoming().ignore();
-                    }
-                    continue;
-                }
-                let st = st.clone();
-                let route = route.clone();
-                let span = tracing::info_span!("client", remote = %incoming.remote_address());
-                tokio::spawn(
-                    async move {
-                        match incoming.await {
-                            Ok(conn) => {
-                                st.connections.fetch_add(1, Ordering::Relaxed);
-                                // Counted as load once its token is accepted.
-                                let res = relay::serve(conn, &route, st.clone()).await;
-                                if let Err(e) = res {
-                                    tracing::info!(error = %e, "client session ended");
-                                }
-                            }
-                            Err(e) => tracing::info!(error = %e, "handshake failed"),
-                        }
-                    }
-                    .instrument(span),
-                );
-            }
-        }));
+        tasks.push(tokio::spawn(door::accept(
+            ep,
+            door::Door::new(cfg.retry_above, Instant::now()),
+            route,
+            st,
+        )));
         if let Ok(addr) = endpoint.local_addr() {
             tracing::info!(%addr, probe = ?probe_addr, "gateway listening");
         }

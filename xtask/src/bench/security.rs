@@ -1,7 +1,8 @@
 //! The service under attack, each figure beside the same without it: a
 //! real user's sign-ins while 200 guessers (each from its own loopback
-//! address) try passwords, and a session's input round trip while another
-//! session of the same host floods input.
+//! address) try passwords, a session's input round trip while another
+//! session of the same host floods input, and the same while QUIC Initials
+//! flood its gateway.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,14 +15,27 @@ use crate::{cargo, root, run};
 /// Guessers in the attack.
 const GUESSERS: u32 = 200;
 
+/// QUIC Initials a second in the flood (what froze a session for 7.6 s
+/// before the gateway sent Retry).
+const INITIALS_PER_S: u32 = 6000;
+
 pub fn security(nephele: &Path, dir: &Path) -> Result<()> {
+    // The load generators: built like the tests (they are not what is measured).
+    run(cargo().args([
+        "build",
+        "-p",
+        "nephele-e2e",
+        "--bin",
+        "nephele-guess",
+        "--bin",
+        "nephele-initials",
+    ]))?;
     sign_in_under_guessing(nephele, dir)?;
-    input_beside_a_flood(nephele, dir)
+    input_beside_a_flood(nephele, dir)?;
+    input_under_an_initial_flood(nephele, dir)
 }
 
 fn sign_in_under_guessing(nephele: &Path, dir: &Path) -> Result<()> {
-    // The load generator: built like the tests (it is not what is measured).
-    run(cargo().args(["build", "-p", "nephele-e2e", "--bin", "nephele-guess"]))?;
     let guess = root().join("target/debug/nephele-guess");
     let server = Server::start(nephele, dir, "security-signin", &[])?;
     let ca = server.state.join("ca.pem");
@@ -79,42 +93,33 @@ fn input_beside_a_flood(nephele: &Path, dir: &Path) -> Result<()> {
         })
         .collect();
     std::fs::write(&flood, script)?;
-    let session = |server: &Server, name: &str, script: &str, secs: &str| -> Command {
-        let mut c = server.client(nephele, "connect");
-        c.args(["--headless", "--no-audio", "--duration", secs])
-            .args([
-                "--width",
-                "640",
-                "--height",
-                "360",
-                "--input-script",
-                script,
-            ])
-            .arg("--stats-json")
-            .arg(dir.join(format!("{name}.json")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
-    };
-    let stats = |name: &str| -> Result<serde_json::Value> {
-        Ok(serde_json::from_str(&std::fs::read_to_string(
-            dir.join(format!("{name}.json")),
-        )?)?)
-    };
     let server = Server::start(nephele, dir, "security-input", &[])?;
-    run(&mut session(&server, "input-quiet", &keys, "8"))?;
-    let quiet = stats("input-quiet")?;
+    run(&mut session(
+        nephele,
+        dir,
+        &server,
+        "input-quiet",
+        &keys,
+        "8",
+    ))?;
+    let quiet = stats(dir, "input-quiet")?;
     let flood = flood.display().to_string();
-    let mut flooder = session(&server, "input-flooder", &flood, "10")
+    let mut flooder = session(nephele, dir, &server, "input-flooder", &flood, "10")
         .spawn()
         .context("starting the flooding session")?;
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let measured = run(&mut session(&server, "input-flooded", &keys, "8"));
+    let measured = run(&mut session(
+        nephele,
+        dir,
+        &server,
+        "input-flooded",
+        &keys,
+        "8",
+    ));
     let _ = flooder.wait();
     measured?;
-    let flooded = stats("input-flooded")?;
-    let flooder = stats("input-flooder")?;
+    let flooded = stats(dir, "input-flooded")?;
+    let flooder = stats(dir, "input-flooder")?;
     let extra = serde_json::json!({
         "flooder_input_sent": flooder["input_sent"],
         "flooder_input_acked": flooder["input_acked"],
@@ -127,6 +132,105 @@ fn input_beside_a_flood(nephele: &Path, dir: &Path) -> Result<()> {
             &format!("input_rtt_{q}_beside_a_flooding_session"),
             (f(&flooded, &key), "ms"),
             ("the same session alone", f(&quiet, &key)),
+            extra.clone(),
+        );
+    }
+    Ok(())
+}
+
+/// A headless 640×360 session of `secs` seconds playing `script`, its
+/// stats to `dir/NAME.json`.
+fn session(
+    nephele: &Path,
+    dir: &Path,
+    server: &Server,
+    name: &str,
+    script: &str,
+    secs: &str,
+) -> Command {
+    let mut c = server.client(nephele, "connect");
+    c.args(["--headless", "--no-audio", "--duration", secs])
+        .args([
+            "--width",
+            "640",
+            "--height",
+            "360",
+            "--input-script",
+            script,
+        ])
+        .arg("--stats-json")
+        .arg(dir.join(format!("{name}.json")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+fn stats(dir: &Path, name: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        dir.join(format!("{name}.json")),
+    )?)?)
+}
+
+fn input_under_an_initial_flood(nephele: &Path, dir: &Path) -> Result<()> {
+    use std::io::BufRead as _;
+    let keys = key_script(dir, 120)?;
+    let server = Server::start(nephele, dir, "security-initials", &[])?;
+    run(&mut session(
+        nephele,
+        dir,
+        &server,
+        "initials-quiet",
+        &keys,
+        "8",
+    ))?;
+    let quiet = stats(dir, "initials-quiet")?;
+    let mut flooder = Command::new(root().join("target/debug/nephele-initials"))
+        .arg(&server.url)
+        .arg(server.state.join("ca.pem"))
+        .args(["bench", "bench", &INITIALS_PER_S.to_string(), "11"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting nephele-initials")?;
+    let mut out = std::io::BufReader::new(flooder.stdout.take().context("its output")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if line.trim() != "flooding" {
+        bail!("nephele-initials did not start flooding: {line:?}");
+    }
+    let measured = run(&mut session(
+        nephele,
+        dir,
+        &server,
+        "initials-flooded",
+        &keys,
+        "8",
+    ));
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut out, &mut report)?;
+    let status = flooder.wait()?;
+    measured?;
+    if !status.success() {
+        bail!("nephele-initials failed");
+    }
+    let flood: serde_json::Value = serde_json::from_str(report.trim())?;
+    let flooded = stats(dir, "initials-flooded")?;
+    let sent = f(&flood, "bytes_sent");
+    let extra = serde_json::json!({
+        "initials_per_s": INITIALS_PER_S,
+        "initials_sent": flood["initials"],
+        "bytes_back_per_byte_sent": if sent > 0.0 { f(&flood, "bytes_back") / sent } else { 0.0 },
+        "acked_quiet": quiet["input_acked"],
+        "acked_flooded": flooded["input_acked"],
+        "frames_presented_flooded": flooded["frames_presented"],
+    });
+    for q in ["p50", "p99"] {
+        let key = format!("input_rtt_ms_{q}");
+        emit(
+            &format!("input_rtt_{q}_under_an_initial_flood"),
+            (f(&flooded, &key), "ms"),
+            ("the same session without the flood", f(&quiet, &key)),
             extra.clone(),
         );
     }
