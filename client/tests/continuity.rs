@@ -352,15 +352,18 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
     wait_for("the gateway to register", Duration::from_secs(20), || {
         gateway.said("registered with the directory")
     });
-    // What clients and gateways were given to trust, and the key gateways
-    // register with.
-    let given = [
-        "state/ca.pem",
-        "ca-r.pem",
-        "state/service.key",
-        "state/token.pub",
-    ]
-    .map(|f| std::fs::read(dir.join(f)).unwrap());
+    // What clients and gateways were given to trust, the key gateways
+    // register with, and the key hosts check tokens with.
+    let held = || {
+        [
+            "state/ca.pem",
+            "ca-r.pem",
+            "state/service.key",
+            "state/token.pub",
+        ]
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+    };
+    let given = held();
     drop(directory); // SIGKILL
     let (directory, url_again) = start_directory(&listen, &state, &[&host]);
     assert_eq!(url_again, url);
@@ -388,15 +391,8 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
         !gateway.said("belongs to a gateway that is running"),
         "the restarted gateway was refused its own id"
     );
-    let now = [
-        "state/ca.pem",
-        "ca-r.pem",
-        "state/service.key",
-        "state/token.pub",
-    ]
-    .map(|f| std::fs::read(dir.join(f)).unwrap());
     assert!(
-        given == now,
+        given == held(),
         "a restart changed what clients or gateways hold"
     );
     #[cfg(unix)]

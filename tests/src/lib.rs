@@ -312,3 +312,40 @@ pub fn connect_headless(
         _presenter: presenter,
     })
 }
+
+/// `n` distinct QUIC Initial datagrams for `gateway`, as quinn's client
+/// sends them (each a new connection's ClientHello, padded to 1200 bytes),
+/// made by quinn's protocol state machine with no socket: what a flood of
+/// connection attempts that never go on looks like.
+pub fn quic_initials(
+    gateway: SocketAddr,
+    roots: &[CertificateDer<'static>],
+    n: usize,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let cfg = nephele_api::trust::quic_client_config(roots)?;
+    let now = std::time::Instant::now();
+    let mut out = Vec::with_capacity(n);
+    let mut endpoint = None;
+    for i in 0..n {
+        // A fresh endpoint now and then: each keeps its connections' ids.
+        if i % 1000 == 0 {
+            endpoint = Some(quinn_proto::Endpoint::new(
+                std::sync::Arc::new(quinn_proto::EndpointConfig::default()),
+                None,
+                false,
+                None,
+            ));
+        }
+        let Some(ep) = endpoint.as_mut() else {
+            continue;
+        };
+        let (_, mut conn) = ep.connect(now, cfg.clone(), gateway, "localhost")?;
+        let mut buf = Vec::with_capacity(1500);
+        if let Some(t) = conn.poll_transmit(now, 1, &mut buf) {
+            buf.truncate(t.size);
+            out.push(buf);
+        }
+    }
+    anyhow::ensure!(out.len() == n, "quinn made {} Initials of {n}", out.len());
+    Ok(out)
+}

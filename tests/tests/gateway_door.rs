@@ -1,7 +1,8 @@
 //! The gateway's door: a QUIC connection that never says `Hello` is closed
 //! at the deadline and never counts as load; when new connections come
 //! faster than the Retry threshold, clients prove their address first and
-//! still get their session.
+//! still get their session; handshakes that never finish are few at a time
+//! and end.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nephele_e2e::{connect_headless, headless_config, wait_until};
 use nephele_protocol::gateway::HELLO_DEADLINE;
-use nephele_service::gateway::{Gateway, GatewayConfig};
+use nephele_service::gateway::{Gateway, GatewayConfig, HANDSHAKE_DEADLINE, MAX_HANDSHAKING};
 use nephele_service::host::{Host, HostConfig};
 use nephele_service::link::LinkKey;
 use nephele_service::tls::Ca;
@@ -82,4 +83,63 @@ fn silent_connections_are_closed_and_a_flood_meets_retry_not_a_handshake() {
     assert!(gw.load() > 0.0, "a session with a Hello is load");
     session.close().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn handshakes_that_never_finish_are_few_at_a_time_and_end() {
+    let dir = std::env::temp_dir().join(format!("nephele-half-open-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, _) = Ca::open(&dir.join("ca.pem")).unwrap();
+    let identity = ca.issue(&["localhost".into()]).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _guard = rt.enter();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let discard = SocketAddr::from(([127, 0, 0, 1], 9));
+    let mut cfg = GatewayConfig::direct(loopback, discard, identity, LinkKey::random());
+    // No rate threshold: only the handshakes under way close the door.
+    cfg.retry_above = u32::MAX;
+    let gw = Gateway::start(cfg).unwrap();
+    let stats = gw.stats();
+    let initials =
+        nephele_e2e::quic_initials(gw.local_addr(), &[ca.cert().clone()], MAX_HANDSHAKING + 2)
+            .unwrap();
+    // Connection attempts that never answer the gateway's handshake, as a
+    // flood from forged addresses would send.
+    let flood = std::net::UdpSocket::bind(loopback).unwrap();
+    for d in &initials[..MAX_HANDSHAKING] {
+        flood.send_to(d, gw.local_addr()).unwrap();
+    }
+    // With that many under way, the next must prove its address first
+    // (the door decides in arrival order, counting each handshake at once).
+    flood
+        .send_to(&initials[MAX_HANDSHAKING], gw.local_addr())
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || stats
+            .retries
+            .load(Ordering::Relaxed)
+            == 1),
+        "no Retry with {MAX_HANDSHAKING} handshakes under way"
+    );
+    // The unfinished handshakes end (their peers silent: the idle timeout,
+    // well within the deadline); then a new attempt gets a handshake again.
+    assert!(
+        wait_until(HANDSHAKE_DEADLINE + Duration::from_secs(2), || stats
+            .handshakes_unfinished
+            .load(Ordering::Relaxed)
+            == MAX_HANDSHAKING as u64),
+        "{} of {MAX_HANDSHAKING} half-open handshakes ended",
+        stats.handshakes_unfinished.load(Ordering::Relaxed)
+    );
+    flood
+        .send_to(&initials[MAX_HANDSHAKING + 1], gw.local_addr())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        stats.retries.load(Ordering::Relaxed),
+        1,
+        "the door stayed shut"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -7,6 +7,25 @@ use super::reader::Reader;
 use super::{DecodeError, GoodbyeReason, MAX_ATTACH_TOKEN, MAX_STATE, MAX_TOKEN, Message, ty};
 use crate::activity::{ActivityReport, IdlePolicy, KeepActive, Phase, Presence};
 
+/// A token of at most `max` bytes (a longer one cut), after its length.
+fn put_token(out: &mut Vec<u8>, token: &[u8], max: usize) {
+    let token = &token[..token.len().min(max)];
+    out.extend_from_slice(&(token.len() as u16).to_be_bytes());
+    out.extend_from_slice(token);
+}
+
+/// A token [`put_token`] wrote; longer than `max` is an error.
+fn get_token<'a>(r: &mut Reader<'a>, max: usize) -> Result<&'a [u8], DecodeError> {
+    let len = usize::from(r.u16()?);
+    if len > max {
+        return Err(DecodeError::InvalidValue {
+            field: "token length",
+            value: len as u64,
+        });
+    }
+    r.take(len)
+}
+
 /// `Message::Hello`: its bytes, both ways.
 pub(super) mod hello {
     use super::*;
@@ -23,9 +42,7 @@ pub(super) mod hello {
         out.extend_from_slice(&width.to_be_bytes());
         out.extend_from_slice(&height.to_be_bytes());
         out.push(*fps);
-        let token = &token[..token.len().min(MAX_TOKEN)];
-        out.extend_from_slice(&(token.len() as u16).to_be_bytes());
-        out.extend_from_slice(token);
+        put_token(out, token, MAX_TOKEN);
         out.extend_from_slice(&client_session.to_be_bytes());
     }
 
@@ -33,14 +50,7 @@ pub(super) mod hello {
         let width = r.dimension("width")?;
         let height = r.dimension("height")?;
         let fps = r.fps()?;
-        let len = usize::from(r.u16()?);
-        if len > MAX_TOKEN {
-            return Err(DecodeError::InvalidValue {
-                field: "token length",
-                value: len as u64,
-            });
-        }
-        let token = r.take(len)?;
+        let token = get_token(r, MAX_TOKEN)?;
         Ok(Message::Hello {
             width,
             height,
@@ -116,9 +126,7 @@ pub(super) mod attach {
             }
         }
         // A longer token is cut, and so fails its host's check.
-        let token = &token[..token.len().min(MAX_ATTACH_TOKEN)];
-        out.extend_from_slice(&(token.len() as u16).to_be_bytes());
-        out.extend_from_slice(token);
+        put_token(out, token, MAX_ATTACH_TOKEN);
     }
 
     pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
@@ -149,14 +157,7 @@ pub(super) mod attach {
                 });
             }
         };
-        let len = usize::from(r.u16()?);
-        if len > MAX_ATTACH_TOKEN {
-            return Err(DecodeError::InvalidValue {
-                field: "token length",
-                value: len as u64,
-            });
-        }
-        let token = r.take(len)?;
+        let token = get_token(r, MAX_ATTACH_TOKEN)?;
         Ok(Message::Attach {
             width,
             height,

@@ -3,13 +3,14 @@
 //! handshake may take.
 //!
 //! A flood of Initials (forged sources never answer) would otherwise cost
-//! a TLS handshake each and leave half-open connections retransmitting for
-//! the idle timeout, on the threads that relay the live sessions. So:
-//! above [`GatewayConfig::retry_above`](super::GatewayConfig) new
-//! connections a second, or with [`MAX_HANDSHAKING`] handshakes under way,
-//! an unproven address gets a Retry (one small packet, no state); a proven
-//! one beyond twice that many handshakes is refused; and a handshake not
-//! done within [`HANDSHAKE_DEADLINE`] is dropped.
+//! a TLS handshake each and a half-open connection retransmitting until it
+//! falls idle, on the threads that relay the live sessions. So: above
+//! [`GatewayConfig::retry_above`](super::GatewayConfig) new connections a
+//! second, or with [`MAX_HANDSHAKING`] handshakes under way, an unproven
+//! address gets a Retry (one small packet, no state); a proven one beyond
+//! twice that many handshakes is refused; and a handshake not done within
+//! [`HANDSHAKE_DEADLINE`] is dropped even if its peer keeps it from falling
+//! idle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -131,9 +132,15 @@ pub(super) async fn accept(
                             tracing::info!(error = %e, "client session ended");
                         }
                     }
-                    Ok(Err(e)) => tracing::info!(error = %e, "handshake failed"),
+                    Ok(Err(e)) => {
+                        st.handshakes_unfinished.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(error = %e, "handshake failed");
+                    }
                     // Dropping the handshake closes the connection.
-                    Err(_) => tracing::info!("handshake not done within the deadline"),
+                    Err(_) => {
+                        st.handshakes_unfinished.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!("handshake not done within the deadline");
+                    }
                 }
             }
             .instrument(span),

@@ -40,6 +40,7 @@ use tokio::net::UdpSocket;
 
 use crate::tls::{GatewayIdentity, quic_server_config};
 use crate::token::Verifier;
+pub use door::{HANDSHAKE_DEADLINE, MAX_HANDSHAKING};
 pub use registration::Credentials;
 use registration::Registration;
 use routing::Route;
@@ -123,8 +124,12 @@ pub struct GatewayStats {
     /// Sessions refused for their token.
     pub refused_tokens: AtomicU64,
     /// New connections answered with a Retry (their address unproven
-    /// while Initials came faster than `retry_above` a second).
+    /// while Initials came faster than `retry_above` a second, or with
+    /// [`MAX_HANDSHAKING`] handshakes under way).
     pub retries: AtomicU64,
+    /// Handshakes that did not finish: the client fell silent (the idle
+    /// timeout) or took longer than [`HANDSHAKE_DEADLINE`].
+    pub handshakes_unfinished: AtomicU64,
     /// Input messages dropped over a session's rate.
     pub input_over_rate: AtomicU64,
     /// Client datagrams dropped over a session's rate.

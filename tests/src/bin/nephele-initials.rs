@@ -40,7 +40,7 @@ fn main() -> Result<()> {
         .address
         .parse()
         .context("the gateway's address")?;
-    let initials = make_initials(gateway, &roots)?;
+    let initials = nephele_e2e::quic_initials(gateway, &roots, DISTINCT)?;
 
     let socks: Vec<UdpSocket> = (2..2 + SOURCES)
         .map(|i| UdpSocket::bind(SocketAddr::from(([127, 0, 0, i], 0))))
@@ -99,41 +99,4 @@ fn main() -> Result<()> {
         })
     );
     Ok(())
-}
-
-/// Distinct Initial datagrams for `gateway`, as quinn's client sends them.
-fn make_initials(
-    gateway: SocketAddr,
-    roots: &[rustls::pki_types::CertificateDer<'static>],
-) -> Result<Vec<Vec<u8>>> {
-    let cfg = nephele_api::trust::quic_client_config(roots)?;
-    let now = Instant::now();
-    let mut out = Vec::with_capacity(DISTINCT);
-    let mut endpoint = None;
-    for i in 0..DISTINCT {
-        // A fresh endpoint now and then: each keeps its connections' ids.
-        if i % 1000 == 0 {
-            endpoint = Some(quinn_proto::Endpoint::new(
-                Arc::new(quinn_proto::EndpointConfig::default()),
-                None,
-                false,
-                None,
-            ));
-        }
-        let Some(ep) = endpoint.as_mut() else {
-            continue;
-        };
-        let (_, mut conn) = ep
-            .connect(now, cfg.clone(), gateway, "localhost")
-            .context("making an Initial")?;
-        let mut buf = Vec::with_capacity(1500);
-        if let Some(t) = conn.poll_transmit(now, 1, &mut buf) {
-            buf.truncate(t.size);
-            out.push(buf);
-        }
-    }
-    if out.is_empty() {
-        bail!("quinn made no Initial");
-    }
-    Ok(out)
 }

@@ -126,16 +126,32 @@ fn input_beside_a_flood(nephele: &Path, dir: &Path) -> Result<()> {
         "acked_quiet": quiet["input_acked"],
         "acked_flooded": flooded["input_acked"],
     });
+    emit_rtt(
+        "beside_a_flooding_session",
+        (&flooded, &quiet),
+        "the same session alone",
+        &extra,
+    );
+    Ok(())
+}
+
+/// The input round trip's p50 and p99 under an attack, beside the same
+/// session's without it.
+fn emit_rtt(
+    under: &str,
+    (attacked, quiet): (&serde_json::Value, &serde_json::Value),
+    anchor: &str,
+    extra: &serde_json::Value,
+) {
     for q in ["p50", "p99"] {
         let key = format!("input_rtt_ms_{q}");
         emit(
-            &format!("input_rtt_{q}_beside_a_flooding_session"),
-            (f(&flooded, &key), "ms"),
-            ("the same session alone", f(&quiet, &key)),
+            &format!("input_rtt_{q}_{under}"),
+            (f(attacked, &key), "ms"),
+            (anchor, f(quiet, &key)),
             extra.clone(),
         );
     }
-    Ok(())
 }
 
 /// A headless 640×360 session of `secs` seconds playing `script`, its
@@ -225,14 +241,11 @@ fn input_under_an_initial_flood(nephele: &Path, dir: &Path) -> Result<()> {
         "acked_flooded": flooded["input_acked"],
         "frames_presented_flooded": flooded["frames_presented"],
     });
-    for q in ["p50", "p99"] {
-        let key = format!("input_rtt_ms_{q}");
-        emit(
-            &format!("input_rtt_{q}_under_an_initial_flood"),
-            (f(&flooded, &key), "ms"),
-            ("the same session without the flood", f(&quiet, &key)),
-            extra.clone(),
-        );
-    }
+    emit_rtt(
+        "under_an_initial_flood",
+        (&flooded, &quiet),
+        "the same session without the flood",
+        &extra,
+    );
     Ok(())
 }
