@@ -108,11 +108,17 @@ fn f(v: &serde_json::Value, key: &str) -> f64 {
 
 /// A script pressing and releasing KeyA every 50 ms from half a second in.
 fn key_script(dir: &Path, events: u32) -> Result<String> {
+    key_script_every(dir, events, 50)
+}
+
+/// A script pressing and releasing KeyA every `every_ms` from half a
+/// second in.
+fn key_script_every(dir: &Path, events: u32, every_ms: u32) -> Result<String> {
     let path = dir.join("keys.txt");
     let script: String = (0..events)
         .map(|i| {
             let action = if i % 2 == 0 { "down" } else { "up" };
-            format!("{} key KeyA {action}\n", 500 + i * 50)
+            format!("{} key KeyA {action}\n", 500 + i * every_ms)
         })
         .collect();
     std::fs::write(&path, script)?;

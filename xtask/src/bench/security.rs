@@ -9,11 +9,15 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Server, emit, f, key_script};
+use super::{Server, emit, f, key_script_every};
 use crate::{cargo, root, run};
 
 /// Guessers in the attack.
 const GUESSERS: u32 = 200;
+
+/// Key events of the measured sessions, 17 ms apart (7 s of an 8 s
+/// session): enough that a p99 is not one or two stalls of the machine.
+const KEY_EVENTS: u32 = 400;
 
 /// QUIC Initials a second in the flood (what froze a session for 7.6 s
 /// before the gateway sent Retry).
@@ -83,7 +87,7 @@ fn sign_in_under_guessing(nephele: &Path, dir: &Path) -> Result<()> {
 }
 
 fn input_beside_a_flood(nephele: &Path, dir: &Path) -> Result<()> {
-    let keys = key_script(dir, 120)?;
+    let keys = key_script_every(dir, KEY_EVENTS, 17)?;
     // 40,000 key events in 8 s: ten times what a session may send.
     let flood = dir.join("flood.txt");
     let script: String = (0..40_000u32)
@@ -190,7 +194,7 @@ fn stats(dir: &Path, name: &str) -> Result<serde_json::Value> {
 
 fn input_under_an_initial_flood(nephele: &Path, dir: &Path) -> Result<()> {
     use std::io::BufRead as _;
-    let keys = key_script(dir, 120)?;
+    let keys = key_script_every(dir, KEY_EVENTS, 17)?;
     let server = Server::start(nephele, dir, "security-initials", &[])?;
     run(&mut session(
         nephele,
