@@ -15,13 +15,27 @@ use nephele_service::host::{Host, HostConfig};
 use nephele_service::link::LinkKey;
 use nephele_service::tls::Ca;
 
-#[test]
-fn silent_connections_are_closed_and_a_flood_meets_retry_not_a_handshake() {
-    let dir = std::env::temp_dir().join(format!("nephele-gateway-door-{}", std::process::id()));
+/// A fresh scratch directory for `name`, a CA kept there and a gateway
+/// certificate it issued for `server_name`.
+fn scratch_ca(
+    name: &str,
+    server_name: &str,
+) -> (
+    std::path::PathBuf,
+    Ca,
+    nephele_service::tls::GatewayIdentity,
+) {
+    let dir = std::env::temp_dir().join(format!("nephele-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (ca, _) = Ca::open(&dir.join("ca.pem")).unwrap();
-    let identity = ca.issue(&["127.0.0.1".into()]).unwrap();
+    let identity = ca.issue(&[server_name.into()]).unwrap();
+    (dir, ca, identity)
+}
+
+#[test]
+fn silent_connections_are_closed_and_a_flood_meets_retry_not_a_handshake() {
+    let (dir, ca, identity) = scratch_ca("gateway-door", "127.0.0.1");
     let link = LinkKey::random();
     let host = Host::start(HostConfig {
         link: link.clone(),
@@ -87,11 +101,7 @@ fn silent_connections_are_closed_and_a_flood_meets_retry_not_a_handshake() {
 
 #[test]
 fn handshakes_that_never_finish_are_few_at_a_time_and_end() {
-    let dir = std::env::temp_dir().join(format!("nephele-half-open-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (ca, _) = Ca::open(&dir.join("ca.pem")).unwrap();
-    let identity = ca.issue(&["localhost".into()]).unwrap();
+    let (dir, ca, identity) = scratch_ca("half-open", "localhost");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _guard = rt.enter();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));

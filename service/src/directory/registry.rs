@@ -122,11 +122,15 @@ pub(super) async fn register(
 fn owner(inner: &Inner, headers: &HeaderMap, id: &str) -> ApiResult<()> {
     match caller(inner, headers, id)? {
         Caller::Owner => Ok(()),
-        Caller::Service => Err(Fail(
-            StatusCode::UNAUTHORIZED,
-            format!("only gateway `{id}` itself, with the key it was issued, may do this"),
-        )),
+        Caller::Service => Err(not_owner(id)),
     }
+}
+
+fn not_owner(id: &str) -> Fail {
+    Fail(
+        StatusCode::UNAUTHORIZED,
+        format!("only gateway `{id}` itself, with the key it was issued, may do this"),
+    )
 }
 
 pub(super) async fn heartbeat(
@@ -135,13 +139,17 @@ pub(super) async fn heartbeat(
     UrlPath(id): UrlPath<String>,
     Json(hb): Json<Heartbeat>,
 ) -> ApiResult<StatusCode> {
-    if inner.store.gateway_key_hash(&id)?.is_none() {
+    // One read of the key: unknown ids are told to register, others must
+    // present their own key.
+    let Some(issued) = inner.store.gateway_key_hash(&id)? else {
         return Err(Fail(
             StatusCode::NOT_FOUND,
             "unknown gateway; register again".into(),
         ));
+    };
+    if !same(&hash(bearer(&headers)), &issued) {
+        return Err(not_owner(&id));
     }
-    owner(&inner, &headers, &id)?;
     let load = if hb.load.is_finite() {
         hb.load.clamp(0.0, 1.0)
     } else {
