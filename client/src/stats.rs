@@ -69,9 +69,12 @@ pub struct Stats {
     /// Pictures that reached the screen (window) or the sink standing in
     /// for it (headless).
     pub frames_presented: AtomicU64,
-    /// Frames lost in reassembly, dropped because a queue was full, or
-    /// replaced by a newer picture before they could be shown.
+    /// Decoded pictures replaced by a newer one before they could be shown
+    /// (or whose colour conversion failed).
     pub frames_dropped: AtomicU64,
+    /// Frames that never became a picture: lost in reassembly, or dropped
+    /// before decode because the decoder was behind.
+    pub frames_lost: AtomicU64,
     /// Complete frames handed to the decoder.
     pub frames_received: AtomicU64,
     /// Keyframe requests sent.
@@ -347,6 +350,7 @@ impl Default for Stats {
             picture_size_changes: AtomicU64::default(),
             frames_presented: AtomicU64::default(),
             frames_dropped: AtomicU64::default(),
+            frames_lost: AtomicU64::default(),
             frames_received: AtomicU64::default(),
             keyframes_requested: AtomicU64::default(),
             decode_errors: AtomicU64::default(),
@@ -400,6 +404,8 @@ pub struct Report {
     pub frames_presented: u64,
     /// See [`Stats::frames_dropped`].
     pub frames_dropped: u64,
+    /// See [`Stats::frames_lost`].
+    pub frames_lost: u64,
     /// See [`Stats::frames_received`].
     pub frames_received: u64,
     /// Median decode time.
@@ -613,6 +619,7 @@ impl Stats {
             cursor_y: cursor.position.map(|p| p.1),
             frames_presented: g(&self.frames_presented),
             frames_dropped: g(&self.frames_dropped),
+            frames_lost: g(&self.frames_lost),
             frames_received: g(&self.frames_received),
             decode_ms_p50: self.decode.quantile_ms(0.5),
             decode_ms_p99: self.decode.quantile_ms(0.99),

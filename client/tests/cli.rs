@@ -49,6 +49,7 @@ fn demo_headless_streams_and_acknowledges_every_input() {
         "frames_decoded",
         "frames_presented",
         "frames_dropped",
+        "frames_lost",
         "decode_ms_p50",
         "decode_ms_p99",
         "client_latency_ms_p50",

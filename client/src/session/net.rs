@@ -428,7 +428,7 @@ impl Net {
                     Err(TrySendError::Full(f)) => {
                         // The decoder is behind: drop rather than queue,
                         // and restart from a keyframe.
-                        self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                        self.stats.frames_lost.fetch_add(1, Ordering::Relaxed);
                         self.core.recycle(f.data);
                         self.core.request_keyframe();
                     }
@@ -440,7 +440,7 @@ impl Net {
                 self.stats
                     .saw_frame(frame_id.wrapping_add(count.saturating_sub(1)));
                 self.stats
-                    .frames_dropped
+                    .frames_lost
                     .fetch_add(u64::from(count), Ordering::Relaxed);
             }
             ClientEvent::Phase { phase, ms } => {

@@ -181,7 +181,7 @@ impl Banner {
             "loss {loss:.1}% — FEC recovered {} — keyframes asked {} — dropped {}",
             st.fec_recovered.load(Ordering::Relaxed),
             st.keyframes_requested.load(Ordering::Relaxed),
-            st.frames_dropped.load(Ordering::Relaxed)
+            st.frames_dropped.load(Ordering::Relaxed) + st.frames_lost.load(Ordering::Relaxed)
         ));
         l.push(format!(
             "input RTT {:.2} ms p50 — {} of {} acknowledged",
