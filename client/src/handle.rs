@@ -93,12 +93,17 @@ impl InputHandle {
 }
 
 impl InputQueue {
-    /// Moves every queued event into `take`; returns how many. Settle
+    /// Moves queued events into `take`, at most `room` of them (what the
+    /// sender can still hold unacknowledged: the rest wait here, and
+    /// pushes are refused once this queue is full too, so nothing is
+    /// dropped unseen); returns how many. Settle
     /// them with [`InputQueue::settle`] once they are counted as
     /// unacknowledged.
-    pub fn drain(&self, mut take: impl FnMut(InputEvent)) -> usize {
+    pub fn drain(&self, room: usize, mut take: impl FnMut(InputEvent)) -> usize {
         let mut n = 0;
-        while let Ok(ev) = self.rx.try_recv() {
+        while n < room
+            && let Ok(ev) = self.rx.try_recv()
+        {
             take(ev);
             n += 1;
         }
@@ -135,7 +140,12 @@ mod tests {
         h.push(ev).unwrap();
         assert_eq!(h.in_flight(), 2);
         let mut got = Vec::new();
-        let n = q.drain(|e| got.push(e));
+        assert_eq!(
+            q.drain(1, |e| got.push(e)),
+            1,
+            "only what there is room for"
+        );
+        let n = 1 + q.drain(MAX_IN_FLIGHT, |e| got.push(e));
         assert_eq!((n, h.in_flight()), (2, 2), "taken, not yet settled");
         q.settle(n, 2);
         assert_eq!(h.in_flight(), 2, "now unacknowledged");

@@ -88,13 +88,13 @@ pub fn play_script(
     pads: &std::sync::mpsc::Sender<nephele_platform::gamepad::PadEvent>,
     start: Instant,
     stop: impl Fn() -> bool,
-) -> Result<(), crate::session::SessionError> {
+) {
     // Scripted keys stand for a person's: they go out as promptly.
     nephele_platform::sched::latency_critical();
     for (at, ev) in &script.events {
         loop {
             if stop() {
-                return Ok(());
+                return;
             }
             let now = Instant::now();
             let due = start + *at;
@@ -108,8 +108,16 @@ pub fn play_script(
                 // The session's gamepad threads outlive this script.
                 let _ = pads.send(pad);
             }
-            None => input.push(*ev)?,
+            // A stalled link refuses input until the host catches up: the
+            // script waits, as a person would, rather than skip keys.
+            None => {
+                while input.push(*ev).is_err() {
+                    if stop() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
         }
     }
-    Ok(())
 }

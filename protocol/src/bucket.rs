@@ -25,12 +25,21 @@ impl Bucket {
         }
     }
 
+    /// When the next token will be there (on the bucket's own clock),
+    /// rounded up to the microsecond so that a take then succeeds.
+    pub fn ready_at(&self) -> Instant {
+        let short = (1.0 - self.tokens).max(0.0);
+        let micros = (short / self.rate * 1e6).ceil();
+        self.at + std::time::Duration::from_micros(micros as u64)
+    }
+
     /// Takes one token if there is one.
     pub fn take(&mut self, now: Instant) -> bool {
         let dt = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = self.at.max(now);
         self.tokens = (self.tokens + dt * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
+        // (Less a rounding error, so that a take at `ready_at` succeeds.)
+        if self.tokens >= 1.0 - 1e-9 {
             self.tokens -= 1.0;
             true
         } else {
@@ -53,5 +62,9 @@ mod tests {
         assert_eq!((0..50).filter(|_| b.take(t1)).count(), 10);
         // A clock that goes back gives nothing.
         assert!(!b.take(t0));
+        // Empty, the next token comes one rate step on.
+        assert_eq!(b.ready_at(), t1 + Duration::from_millis(10));
+        assert!(!b.take(b.ready_at() - Duration::from_millis(1)));
+        assert!(b.take(t1 + Duration::from_millis(10)));
     }
 }

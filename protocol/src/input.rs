@@ -4,17 +4,28 @@
 //! [`InputSender`] on the client numbers events, coalesces pointer motion that
 //! has not left yet (latest wins, never merging across a button or key
 //! edge), retransmits what the host has not acknowledged, and measures the
-//! round trip of each event. The [`InputReceiver`] on the host delivers each
+//! round trip of each event. It keeps no more in flight than the host's
+//! window takes and paces what it sends below the rate a gateway relays, so
+//! a burst of input (a script, a macro, a stuck key repeating) arrives late
+//! rather than dropped and resent over and over. The [`InputReceiver`] on the host delivers each
 //! sequence number once, in order, buffering a bounded window of early
 //! arrivals, and acknowledges cumulatively.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::bucket::Bucket;
+use crate::gateway::INPUT_RATE;
 use crate::wire::InputEvent;
 
 /// Events in flight (sent or queued, not yet acknowledged) at most.
 pub const MAX_IN_FLIGHT: usize = 4096;
+
+/// Input messages a sender puts on the wire a second, and in one burst
+/// (retransmissions included): nine tenths of what a gateway relays, so an
+/// honest client is never the one a gateway drops. Pointer motion waiting
+/// meanwhile coalesces.
+pub const SEND_RATE: (u32, u32) = (INPUT_RATE.0 / 10 * 9, INPUT_RATE.1 / 10 * 9);
 
 /// Error from [`InputSender::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +64,13 @@ pub struct InputSender {
     queue: VecDeque<Pending>,
     /// Index in `queue` of the first event never sent.
     unsent: usize,
+    /// Index in `queue` of the next event a retransmission round looks
+    /// at; at or past `unsent` when no round is under way.
+    round: usize,
+    /// Paces sends to [`SEND_RATE`] (made at the first send).
+    pace: Option<Bucket>,
+    /// The last send was held back for want of a token.
+    paced: bool,
     rto: Duration,
     stats: InputSenderStats,
 }
@@ -70,6 +88,9 @@ impl InputSender {
             next_seq: 1,
             queue: VecDeque::with_capacity(256),
             unsent: 0,
+            round: 0,
+            pace: None,
+            paced: false,
             rto: Duration::from_millis(200),
             stats: InputSenderStats::default(),
         }
@@ -135,25 +156,53 @@ impl InputSender {
         Ok(())
     }
 
-    /// The next `(seq, event)` to put on the wire now: new events first in
-    /// order, then retransmissions of events unacknowledged for an RTO.
+    /// The next `(seq, event)` to put on the wire now: retransmissions
+    /// first, lowest sequence number first (the host delivers in order, so
+    /// the oldest missing event holds up the rest), then new events in
+    /// order while they fit the host's [`RECEIVE_WINDOW`] (events beyond it
+    /// would be thrown away there).
+    ///
+    /// Retransmission goes in rounds: when the oldest unacknowledged event
+    /// has waited an RTO, one pass over the events in flight resends each
+    /// that has; events sent since wait for the next round. So a turn costs
+    /// constant time unless a round is due, a round costs one pass, and
+    /// over a link that drops what exceeds a rate (a gateway's limit) the
+    /// oldest event is resent first each round rather than lost among the
+    /// others.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(u32, InputEvent)> {
-        if self.unsent < self.queue.len() {
-            let p = &mut self.queue[self.unsent];
-            self.unsent += 1;
-            p.first_sent = Some(now);
-            p.last_sent = Some(now);
-            self.stats.sent += 1;
-            return Some((p.seq, p.event));
-        }
         let rto = self.rto;
-        let p = self
-            .queue
-            .iter_mut()
-            .take(self.unsent)
-            .find(|p| p.last_sent.is_some_and(|t| now >= t + rto))?;
+        let due = |p: &Pending| p.last_sent.is_some_and(|t| now >= t + rto);
+        if self.round >= self.unsent && self.unsent > 0 && due(&self.queue[0]) {
+            self.round = 0;
+        }
+        while self.round < self.unsent && !due(&self.queue[self.round]) {
+            self.round += 1;
+        }
+        let retransmit = self.round < self.unsent;
+        if !retransmit
+            && (self.unsent == self.queue.len() || self.unsent >= RECEIVE_WINDOW as usize)
+        {
+            self.paced = false;
+            return None;
+        }
+        let pace = self.pace.get_or_insert_with(|| Bucket::new(SEND_RATE, now));
+        self.paced = !pace.take(now);
+        if self.paced {
+            return None;
+        }
+        let p = if retransmit {
+            self.round += 1;
+            self.stats.retransmits += 1;
+            &mut self.queue[self.round - 1]
+        } else {
+            self.unsent += 1;
+            self.round = self.unsent;
+            self.stats.sent += 1;
+            let p = &mut self.queue[self.unsent - 1];
+            p.first_sent = Some(now);
+            p
+        };
         p.last_sent = Some(now);
-        self.stats.retransmits += 1;
         Some((p.seq, p.event))
     }
 
@@ -166,16 +215,21 @@ impl InputSender {
         for p in self.queue.iter_mut().take(self.unsent) {
             p.last_sent = Some(due);
         }
+        self.round = 0;
     }
 
-    /// When a retransmission will be due, if anything is in flight.
+    /// When to call [`InputSender::poll_transmit`] again: when the pace
+    /// allows the send it held back (or new events acknowledgements made
+    /// room for), or when a retransmission round will be due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.queue
-            .iter()
-            .take(self.unsent)
-            .filter_map(|p| p.last_sent)
-            .min()
-            .map(|t| t + self.rto)
+        let waiting = self.unsent < self.queue.len() && self.unsent < RECEIVE_WINDOW as usize;
+        let paced = self
+            .pace
+            .filter(|_| self.paced || waiting)
+            .map(|b| b.ready_at());
+        let front = self.queue.front().filter(|_| self.unsent > 0);
+        let round = front.and_then(|p| p.last_sent).map(|t| t + self.rto);
+        paced.into_iter().chain(round).min()
     }
 
     /// Handles a cumulative acknowledgement; calls `acked` with each newly
@@ -193,6 +247,7 @@ impl InputSender {
             }
             self.queue.pop_front();
             self.unsent -= 1;
+            self.round = self.round.saturating_sub(1);
             self.stats.acked += 1;
         }
     }
@@ -433,6 +488,47 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_leaves_at_the_pace_a_gateway_relays_and_none_is_dropped() {
+        let mut s = InputSender::new();
+        let mut r = InputReceiver::new();
+        let t0 = Instant::now();
+        // What a gateway lets through: over its rate, input is dropped.
+        let mut gateway = Bucket::new(INPUT_RATE, t0);
+        let n = 4000;
+        for i in 0..n {
+            s.push(key(i as u16, i % 2 == 0)).unwrap();
+        }
+        let (mut delivered, mut dropped, mut now) = (0, 0, t0);
+        while s.in_flight() > 0 && now < t0 + Duration::from_secs(10) {
+            while let Some((seq, ev)) = s.poll_transmit(now) {
+                if gateway.take(now) {
+                    r.handle(seq, ev, |_, _| delivered += 1);
+                } else {
+                    dropped += 1;
+                }
+            }
+            s.handle_ack(r.ack(), |_, _| {});
+            if s.in_flight() == 0 {
+                break;
+            }
+            // The sender says when it can go on: the pace, not a busy loop.
+            let next = s.poll_timeout().expect("events left, so a time to go on");
+            assert!(next > now, "woken for nothing at {now:?}");
+            now = next.max(now + Duration::from_micros(100));
+        }
+        assert_eq!((delivered, dropped), (n, 0));
+        // A burst of 900 at once, then 3,600 a second.
+        let took = now - t0;
+        let paced =
+            Duration::from_secs_f64(f64::from(n as u32 - SEND_RATE.1) / f64::from(SEND_RATE.0));
+        assert!(
+            took >= paced && took < paced + Duration::from_millis(50),
+            "{took:?}"
+        );
+        assert_eq!(s.stats().retransmits, 0);
+    }
+
+    #[test]
     fn stalls_at_bound() {
         let mut s = InputSender::new();
         for i in 0..MAX_IN_FLIGHT {
@@ -445,7 +541,7 @@ mod tests {
         /// Over a link that drops, duplicates and reorders, every event is
         /// delivered exactly once and in order, and all end acknowledged.
         #[test]
-        fn exactly_once_in_order(n in 1usize..300, seed in any::<u64>(), loss in 0u64..50) {
+        fn exactly_once_in_order(n in 1usize..3000, seed in any::<u64>(), loss in 0u64..50) {
             let mut s = InputSender::new();
             s.set_rto(Duration::from_millis(30));
             let mut r = InputReceiver::new();
@@ -456,7 +552,7 @@ mod tests {
             let t0 = Instant::now();
             let mut delivered = Vec::new();
             let mut in_transit: Vec<(u32, InputEvent)> = Vec::new();
-            for step in 0..2000u64 {
+            for step in 0..20_000u64 {
                 let now = t0 + Duration::from_millis(step * 5);
                 while let Some(x) = s.poll_transmit(now) {
                     if next() % 100 >= loss { in_transit.push(x); }
@@ -469,6 +565,16 @@ mod tests {
                 }
                 in_transit = keep;
                 if next() % 100 >= loss { s.handle_ack(r.ack(), |_, _| {}); }
+                if next() % 200 == 0 { s.resend_unacked(now); } // a new path
+                // Never more in flight than the host's window takes, and
+                // unless the pace holds sends back, no event waits more than
+                // two RTOs for its next send.
+                prop_assert!(s.unsent <= RECEIVE_WINDOW as usize);
+                if !s.paced {
+                    let step = Duration::from_millis(5);
+                    let waited = s.queue.iter().take(s.unsent).filter_map(|p| p.last_sent).map(|t| now - t).max();
+                    prop_assert!(waited.is_none_or(|w| w < 2 * s.rto + step), "waited {:?}", waited);
+                }
                 if s.in_flight() == 0 { break; }
             }
             prop_assert_eq!(&delivered, &events);

@@ -123,8 +123,7 @@ fn frames_arrive_and_scripted_input_is_applied_in_order_exactly_once() {
         &session.pad_script(),
         Instant::now(),
         || false,
-    )
-    .unwrap();
+    );
     let input = session.input();
     assert!(
         wait_until(Duration::from_secs(10), || input.in_flight() == 0

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nephele_protocol::client::reconnect::{Failure, Reconnect, Step};
 use nephele_protocol::client::{ClientCore, ClientEvent, StreamInfo};
 use nephele_protocol::framing::{Lane, write_frame};
+use nephele_protocol::input::MAX_IN_FLIGHT;
 use nephele_protocol::video::CompleteFrame;
 use nephele_protocol::wire::{GoodbyeReason, Message};
 use tokio::sync::{Notify, watch};
@@ -369,7 +370,10 @@ impl Net {
     async fn turn(&mut self, path: &mut PathIo, s: &mut Scratch) -> Result<(), SessionError> {
         let now = Instant::now();
         let core = &mut self.core;
-        let taken = self.input.drain(|ev| {
+        // Events beyond what the sender may hold unacknowledged wait in
+        // the queue (and pushes are refused once it is full).
+        let room = MAX_IN_FLIGHT.saturating_sub(core.in_flight());
+        let taken = self.input.drain(room, |ev| {
             if let Err(e) = core.push_input(ev) {
                 tracing::warn!(error = %e, "input not sent");
             }

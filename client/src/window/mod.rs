@@ -435,10 +435,7 @@ impl App {
             .name("nephele-script".into())
             .spawn(move || {
                 let stopped = || stop.load(Ordering::Relaxed);
-                if let Err(e) = crate::headless::play_script(&script, &input, &pads, start, stopped)
-                {
-                    tracing::warn!(error = %e, "input script stopped");
-                }
+                crate::headless::play_script(&script, &input, &pads, start, stopped);
             });
     }
 }

@@ -245,10 +245,8 @@ fn run_headless(
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.store(true, Ordering::Relaxed);
-    if let Some(p) = player
-        && let Ok(Err(e)) = p.join()
-    {
-        tracing::warn!(error = %e, "input script stopped early");
+    if let Some(p) = player {
+        let _ = p.join();
     }
     let streamed = start.elapsed();
     session.close().context("closing the session")?;
