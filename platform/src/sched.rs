@@ -29,6 +29,23 @@ pub fn ordinary() -> bool {
     apply(false)
 }
 
+/// Puts the calling thread last in line for good: on Linux the weakest
+/// nice value (19), on macOS the utility QoS class, on Windows the lowest
+/// priority. For work done for requesters not yet trusted (a password
+/// check from an unknown device), so a flood of it takes only the CPU
+/// nothing else wants. Not undone (an unprivileged thread could not raise
+/// itself again): give it threads of its own. Returns whether that was
+/// accepted.
+pub fn background() -> bool {
+    match imp::background() {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "background scheduling refused");
+            false
+        }
+    }
+}
+
 fn apply(critical: bool) -> bool {
     match imp::set(critical) {
         Ok(()) => true,
@@ -91,6 +108,15 @@ mod imp {
         }
         Ok(())
     }
+
+    pub fn background() -> io::Result<()> {
+        // On Linux the nice value is the calling thread's (who = 0).
+        // SAFETY: a plain syscall on the calling thread.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(target_vendor = "apple")]
@@ -104,6 +130,14 @@ mod imp {
         } else {
             QOS_CLASS_DEFAULT
         };
+        qos(class)
+    }
+
+    pub fn background() -> io::Result<()> {
+        qos(libc::qos_class_t::QOS_CLASS_UTILITY)
+    }
+
+    fn qos(class: libc::qos_class_t) -> io::Result<()> {
         // SAFETY: applies to the calling thread only.
         let rc = unsafe { libc::pthread_set_qos_class_self_np(class, 0) };
         if rc == 0 {
@@ -118,15 +152,23 @@ mod imp {
 mod imp {
     use std::io;
     use windows_sys::Win32::System::Threading::{
-        GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_ABOVE_NORMAL, THREAD_PRIORITY_NORMAL,
+        GetCurrentThread, SetThreadPriority, THREAD_PRIORITY_ABOVE_NORMAL, THREAD_PRIORITY_LOWEST,
+        THREAD_PRIORITY_NORMAL,
     };
 
     pub fn set(critical: bool) -> io::Result<()> {
-        let priority = if critical {
+        priority(if critical {
             THREAD_PRIORITY_ABOVE_NORMAL
         } else {
             THREAD_PRIORITY_NORMAL
-        };
+        })
+    }
+
+    pub fn background() -> io::Result<()> {
+        priority(THREAD_PRIORITY_LOWEST)
+    }
+
+    fn priority(priority: i32) -> io::Result<()> {
         // SAFETY: the pseudo-handle of the calling thread needs no closing.
         let ok = unsafe { SetThreadPriority(GetCurrentThread(), priority) };
         if ok != 0 {
@@ -142,10 +184,29 @@ mod imp {
     pub fn set(_critical: bool) -> std::io::Result<()> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
+
+    pub fn background() -> std::io::Result<()> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    #[test]
+    fn a_background_thread_is_niced_to_the_last_and_others_are_not() {
+        // SAFETY: getpriority on the calling thread.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let before = nice();
+        let (after, child) = std::thread::spawn(move || {
+            assert!(super::background());
+            (nice(), std::thread::spawn(nice).join().unwrap())
+        })
+        .join()
+        .unwrap();
+        assert_eq!((after, child), (19, 19), "it and the threads it starts");
+        assert_eq!(nice(), before, "the thread that started it is left alone");
+    }
+
     /// The slice the kernel reports for a thread, from its sched file.
     fn slice_ns(tid: i32) -> Option<u64> {
         let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/sched")).ok()?;

@@ -4,6 +4,7 @@
 //! It serves the JSON API of [`nephele_api::directory`] over HTTPS (axum
 //! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
 
+mod background;
 mod durable;
 mod error;
 mod front;
@@ -112,6 +113,9 @@ pub enum DirectoryError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The threads for unknown devices' password checks did not start.
+    #[error("starting the directory's background threads: {0}")]
+    Threads(std::io::Error),
 }
 
 #[derive(Debug)]
@@ -137,6 +141,9 @@ struct Inner {
     live: Mutex<HashMap<String, Live>>,
     // Failed sign-ins counted, and the password hashing gated.
     guard: signin::Guard,
+    /// Where unknown devices' password checks run (as many threads as
+    /// the gate lets through).
+    background: background::Background,
 }
 
 impl Inner {
@@ -179,6 +186,8 @@ impl Directory {
         let store = Store::open(&cfg.state_dir)?;
         let signer = signer_of(&store)?;
         let service_key = store.service_key()?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hashing = cores.saturating_sub(1).max(1);
         let inner = Arc::new(Inner {
             verifier: signer.verifier(),
             signer,
@@ -196,10 +205,8 @@ impl Directory {
             // queue of a few rounds behind it.
             // (one core's worth less for everyone else: known devices have
             // a lane of their own).
-            guard: {
-                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                signin::Guard::new(cores.saturating_sub(1).max(1), cores * 4)
-            },
+            guard: signin::Guard::new(hashing, cores * 4),
+            background: background::Background::start(hashing).map_err(DirectoryError::Threads)?,
             store,
         });
         let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -546,9 +553,16 @@ async fn check_password(
         .map_err(|r| refusal(r).into_response())?;
     let inner2 = inner.clone();
     let (u, t) = (user.to_string(), tenant.to_string());
-    let rec = tokio::task::spawn_blocking(move || inner2.store.verify_user(&t, &u, &password))
-        .await
-        .map_err(|_| {
+    let check = move || inner2.store.verify_user(&t, &u, &password);
+    // Known devices are checked at ordinary priority, the rest on the
+    // threads the OS runs last.
+    let checked = if known_device {
+        tokio::task::spawn_blocking(check).await.ok()
+    } else {
+        inner.background.run(check).await
+    };
+    let rec = checked
+        .ok_or_else(|| {
             Fail(StatusCode::INTERNAL_SERVER_ERROR, "sign-in failed".into()).into_response()
         })?
         .map_err(|e| Fail::from(e).into_response())?;
