@@ -8,6 +8,7 @@ mod background;
 mod durable;
 mod error;
 mod front;
+mod password;
 mod registry;
 mod signin;
 pub mod store;

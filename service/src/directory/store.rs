@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -309,9 +309,7 @@ impl Store {
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$J0eB0kzmCbhVHUO6t0DzTrwBKq1X8D5N0aZhNb0FYXc";
         let hash = rec.as_ref().map_or(DUMMY, |r| r.password_hash.as_str());
         let parsed = PasswordHash::new(hash).map_err(|e| StoreError::Hash(e.to_string()))?;
-        let ok = argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
+        let ok = super::password::verify(password.as_bytes(), &parsed);
         Ok(rec.filter(|_| ok))
     }
 
