@@ -3,8 +3,11 @@
 //! its own loopback address (127.0.0.2 and up), for SECONDS.
 //!
 //! The real user signed in once before (so the device is known to the
-//! account). `nephele-guess URL CA_PEM USER PASSWORD ATTACKERS SECONDS` prints one
-//! JSON object: the real user's sign-ins (count, p50 and p99 in ms, the
+//! account); USER `-` leaves the real user out (the bench runs the real user
+//! as a process of its own, as a person on another machine would be).
+//! `nephele-guess URL CA_PEM USER PASSWORD ATTACKERS SECONDS` prints
+//! `ready` once the real user has signed in the first time, then one JSON
+//! object: the real user's sign-ins (count, p50 and p99 in ms, the
 //! refusals by status), the guesses sent and their answers by status, and
 //! the password checks the directory completed a second (the real user's
 //! sign-ins plus the guesses it judged wrong).
@@ -32,9 +35,15 @@ fn main() -> Result<()> {
         .context("the URL's address")?;
     // The real user has signed in from this device before (its device
     // token is what a returning user holds).
+    let real_user = user != "-";
     let dir = DirectoryClient::new(url, &roots)?;
-    dir.sign_in(user, password)
-        .context("the real user's first sign-in")?;
+    if real_user {
+        dir.sign_in(user, password)
+            .context("the real user's first sign-in")?;
+    }
+    // The bench starts the guessers once the real user's device is known.
+    println!("ready");
+    std::io::Write::flush(&mut std::io::stdout())?;
     let rt = tokio::runtime::Runtime::new()?;
     let deadline = Instant::now() + run_for;
     let answers = Arc::new(Mutex::new(BTreeMap::<u16, u64>::new()));
@@ -68,7 +77,10 @@ fn main() -> Result<()> {
     // The real user, from 127.0.0.1, one sign-in after another.
     let start = Instant::now();
     let (mut took, mut refused) = (Vec::new(), BTreeMap::<String, u64>::new());
-    while Instant::now() < deadline {
+    if !real_user {
+        std::thread::sleep(deadline.saturating_duration_since(start));
+    }
+    while real_user && Instant::now() < deadline {
         let t = Instant::now();
         match dir.sign_in(user, password) {
             Ok(_) => took.push(t.elapsed().as_secs_f64() * 1000.0),

@@ -135,6 +135,17 @@ struct Server {
 impl Server {
     /// Starts it with these extra arguments (no `--pop`: one PoP without delay).
     fn start(nephele: &Path, dir: &Path, name: &str, args: &[String]) -> Result<Self> {
+        Self::start_on(nephele, dir, name, args, None)
+    }
+
+    /// Starts it as [`Server::start`], on these CPUs only (`taskset -c`) if given.
+    fn start_on(
+        nephele: &Path,
+        dir: &Path,
+        name: &str,
+        args: &[String],
+        cpus: Option<&str>,
+    ) -> Result<Self> {
         let state = dir.join(name);
         let _ = std::fs::remove_dir_all(&state);
         let mut cmd = Command::new(nephele.with_file_name("nephele-server"));
@@ -143,6 +154,9 @@ impl Server {
             .args(["--demo-user", "bench:bench", "--state-dir"])
             .arg(&state)
             .args(args);
+        if let Some(cpus) = cpus {
+            cmd = on_cpus(&cmd, cpus);
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -179,6 +193,26 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `cmd` (program, arguments, environment and directory; not its standard
+/// streams) as run by `taskset -c CPUS`: on these CPUs only.
+fn on_cpus(cmd: &Command, cpus: &str) -> Command {
+    let mut pinned = Command::new("taskset");
+    pinned
+        .args(["-c", cpus])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => pinned.env(key, value),
+            None => pinned.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        pinned.current_dir(dir);
+    }
+    pinned
 }
 
 /// Runs a command to completion; returns its CPU seconds, wall seconds and stdout.
