@@ -280,31 +280,15 @@ fn input_beside_a_flood(nephele: &Path, dir: &Path, cpus: &Cpus) -> Result<()> {
     let mut flooders = Vec::new();
     for i in 0..ROUNDS {
         let quiet = format!("input-quiet-{i}");
-        run(&mut session(
-            nephele,
-            dir,
-            &server,
-            &quiet,
-            &keys,
-            "8",
-            &cpus.service,
-        ))?;
+        measured(nephele, dir, &server, &quiet, &keys, cpus)?;
         let (flooder, flooded) = (format!("input-flooder-{i}"), format!("input-flooded-{i}"));
         let mut flooding = session(nephele, dir, &server, &flooder, &flood, "10", &cpus.attack)
             .spawn()
             .context("starting the flooding session")?;
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let measured = run(&mut session(
-            nephele,
-            dir,
-            &server,
-            &flooded,
-            &keys,
-            "8",
-            &cpus.service,
-        ));
+        let result = measured(nephele, dir, &server, &flooded, &keys, cpus);
         let _ = flooding.wait();
-        measured?;
+        result?;
         rounds.push((stats(dir, &flooded)?, stats(dir, &quiet)?));
         flooders.push(stats(dir, &flooder)?);
     }
@@ -343,6 +327,26 @@ fn emit_rtt(
             extra,
         );
     }
+}
+
+/// The measured session: 8 s of `keys` on the service's CPUs.
+fn measured(
+    nephele: &Path,
+    dir: &Path,
+    server: &Server,
+    name: &str,
+    keys: &str,
+    cpus: &Cpus,
+) -> Result<()> {
+    run(&mut session(
+        nephele,
+        dir,
+        server,
+        name,
+        keys,
+        "8",
+        &cpus.service,
+    ))
 }
 
 /// A headless 640×360 session of `secs` seconds playing `script`, its
@@ -402,15 +406,7 @@ fn input_under_an_initial_flood(nephele: &Path, dir: &Path, cpus: &Cpus) -> Resu
             format!("initials-quiet-{i}"),
             format!("initials-flooded-{i}"),
         );
-        run(&mut session(
-            nephele,
-            dir,
-            &server,
-            &quiet,
-            &keys,
-            "8",
-            &cpus.service,
-        ))?;
+        measured(nephele, dir, &server, &quiet, &keys, cpus)?;
         let mut flooder = Command::new(root().join("target/debug/nephele-initials"));
         flooder
             .arg(&server.url)
@@ -428,19 +424,11 @@ fn input_under_an_initial_flood(nephele: &Path, dir: &Path, cpus: &Cpus) -> Resu
         if line.trim() != "flooding" {
             bail!("nephele-initials did not start flooding: {line:?}");
         }
-        let measured = run(&mut session(
-            nephele,
-            dir,
-            &server,
-            &flooded,
-            &keys,
-            "8",
-            &cpus.service,
-        ));
+        let result = measured(nephele, dir, &server, &flooded, &keys, cpus);
         let mut report = String::new();
         std::io::Read::read_to_string(&mut out, &mut report)?;
         let status = flooder.wait()?;
-        measured?;
+        result?;
         if !status.success() {
             bail!("nephele-initials failed");
         }
