@@ -4,7 +4,8 @@
 //! same `Attach` sealed with the key opens a session. A host given the
 //! directory's token key also wants, inside the seal, a session token
 //! signed for it and for that session, and takes the session's backup and
-//! picture cap from it.
+//! picture cap from it. Replicated state counts only from a peer holding
+//! the link key.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -308,4 +309,103 @@ fn a_host_attaches_only_sessions_signed_for_it_and_takes_their_backup_from_the_t
         "a held session was refused its expired token"
     );
     assert_eq!(host.sessions(), 1);
+}
+
+fn state_sync(session: u64, typed: &str) -> Vec<u8> {
+    // The demo desktop's replicated state: 28 bytes of pointer, wheel and
+    // counters, then the typed text.
+    let mut state = vec![0u8; 28];
+    state.extend_from_slice(typed.as_bytes());
+    let mut b = Vec::new();
+    Envelope {
+        session,
+        message: Message::StateSync {
+            input_seq: 1,
+            version: 1,
+            state: &state,
+        },
+    }
+    .encode(&mut b);
+    b
+}
+
+#[test]
+fn replicated_state_is_taken_only_from_peers_holding_the_link_key() {
+    let key = LinkKey::random();
+    let (_, signer) = Signer::generate().unwrap();
+    let host = Host::start(HostConfig {
+        link: key.clone(),
+        tokens: Some(signer.verifier()),
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let me = host.local_addr();
+    let primary: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    // This host is the session's backup; the token its client holds has
+    // expired, which a backup holding the session's state accepts (the
+    // client connected before the primary failed) and a host without it
+    // refuses.
+    let sid = "9a8b7c6d5e4f30211203f4e5d6c7b8a9";
+    let session = session_number(sid);
+    let old = token(&signer, sid, primary, me, unix_now() - 60);
+    let mut gw = Gateway::new(&key);
+
+    // "Replicated state" planted in the clear and sealed with another key.
+    let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let planted = state_sync(session, "planted by an attacker");
+    attacker.send_to(&planted, me).unwrap();
+    let stranger = Sealer::new(&LinkKey::random());
+    let mut out = [0u8; MAX_SEALED];
+    attacker
+        .send_to(stranger.seal(&planted, &mut out).unwrap(), me)
+        .unwrap();
+    assert_eq!(
+        soon(2, || host.stats().summary()["link_refused"]
+            .as_u64()
+            .unwrap()),
+        2
+    );
+    gw.send(&attach_with(session, primary, 1, &old), me);
+    let refused = |m: &Message<'_>| {
+        matches!(
+            m,
+            Message::Goodbye {
+                reason: GoodbyeReason::Unauthorized
+            }
+        )
+        .then_some(())
+    };
+    assert!(
+        gw.heard(session, Duration::from_secs(5), refused).is_some(),
+        "planted state let an expired token in"
+    );
+    assert_eq!(host.sessions(), 0);
+    assert!(host.typed().is_empty(), "{:?}", host.typed());
+
+    // The same state from the session's primary, sealed with the link key:
+    // kept, and the client's re-attach takes the session over with it.
+    let peer = Gateway::new(&key);
+    peer.send(&state_sync(session, "typed before the failure"), me);
+    let welcome = |m: &Message<'_>| matches!(m, Message::Welcome { .. }).then_some(());
+    let until = Instant::now() + Duration::from_secs(5);
+    let taken = loop {
+        // The state may still be on its way: the refused attach is retried.
+        gw.send(&attach_with(session, primary, 1, &old), me);
+        if gw
+            .heard(session, Duration::from_millis(500), welcome)
+            .is_some()
+        {
+            break true;
+        }
+        if Instant::now() > until {
+            break false;
+        }
+    };
+    assert!(taken, "the primary's sealed state was not taken over");
+    assert_eq!(soon(1, || host.sessions()), 1);
+    let typed = host.typed();
+    assert!(
+        typed.iter().any(|(_, t)| t == "typed before the failure"),
+        "{typed:?}"
+    );
 }
