@@ -363,8 +363,12 @@ fn run() -> Result<()> {
             eprintln!("CA certificate for clients in {}", svc.ca_path().display());
             for p in &svc.pops {
                 eprintln!(
-                    "gateway {} at {} (probe {}) for {}",
-                    p.info.id, p.info.address, p.info.probe_address, p.info.pop
+                    "gateway {} at {} (probe {}) for {}; its own socket {} behind the delay relay",
+                    p.info.id,
+                    p.info.address,
+                    p.info.probe_address,
+                    p.info.pop,
+                    p.gateway.local_addr()
                 );
             }
             // The one line on stdout: what scripts pass to `--directory`.

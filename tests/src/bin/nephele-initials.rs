@@ -3,8 +3,9 @@
 //! (127.0.0.2 to 127.0.0.9), never answering what comes back — as a
 //! flooder with spoofed sources would.
 //!
-//! `nephele-initials URL CA_PEM USER PASSWORD RATE SECONDS` signs in to the
-//! directory at URL to learn a gateway's address, makes real Initials with
+//! `nephele-initials URL CA_PEM USER PASSWORD RATE SECONDS [TARGET]` signs
+//! in to the directory at URL to learn a gateway's address (or floods
+//! TARGET, a gateway's own socket behind the demo's delay relay), makes real Initials with
 //! quinn's protocol state machine (each a new connection's ClientHello,
 //! padded to 1200 bytes), prints `flooding` as it starts sending them and
 //! then one JSON object: Initials sent, bytes sent, and bytes the gateway
@@ -24,20 +25,26 @@ const SOURCES: u8 = 8;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, ca, user, password, rate, seconds] = args.as_slice() else {
-        bail!("usage: nephele-initials URL CA_PEM USER PASSWORD RATE SECONDS");
+    let (args, target) = match args.as_slice() {
+        [head @ .., target] if args.len() == 7 => (head, Some(target)),
+        all => (all, None),
+    };
+    let [url, ca, user, password, rate, seconds] = args else {
+        bail!("usage: nephele-initials URL CA_PEM USER PASSWORD RATE SECONDS [TARGET]");
     };
     let rate: u64 = rate.parse().context("RATE")?;
     let run_for = Duration::from_secs_f64(seconds.parse().context("SECONDS")?);
     let roots = nephele_api::trust::read_cert_pem(std::path::Path::new(ca))?;
     let dir = DirectoryClient::new(url, &roots)?;
     let opened = nephele_client::discovery::open_session(&dir, user, password, None)?;
-    let gateway: SocketAddr = opened
+    let listed = &opened
         .grant
         .gateways
         .first()
         .context("the directory lists no gateway")?
-        .address
+        .address;
+    let gateway: SocketAddr = target
+        .unwrap_or(listed)
         .parse()
         .context("the gateway's address")?;
     let initials = nephele_e2e::quic_initials(gateway, &roots, DISTINCT)?;

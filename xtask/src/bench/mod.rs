@@ -130,6 +130,7 @@ struct Server {
     child: std::process::Child,
     url: String,
     state: PathBuf,
+    log: PathBuf,
 }
 
 impl Server {
@@ -157,18 +158,35 @@ impl Server {
         if let Some(cpus) = cpus {
             cmd = on_cpus(&cmd, cpus);
         }
+        // Its log beside its state, for a look after a failed run.
+        let log = dir.join(format!("{name}.log"));
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("starting nephele-server all")?;
         let url = first_line(&mut child)?;
-        let server = Self { child, url, state };
+        let server = Self {
+            child,
+            url,
+            state,
+            log,
+        };
         if server.url.is_empty() {
             bail!("nephele-server all printed no directory URL");
         }
         Ok(server)
+    }
+
+    /// The first gateway's own socket, behind the delay relay its PoP is
+    /// listed at (as `all` says on standard error before it prints the URL).
+    fn gateway_socket(&self) -> Result<String> {
+        let log = std::fs::read_to_string(&self.log)?;
+        log.lines()
+            .find_map(|l| l.split_once("its own socket ")?.1.split_whitespace().next())
+            .map(str::to_string)
+            .context("nephele-server all did not say where its gateway listens")
     }
 
     /// `nephele SUBCOMMAND` signed in to this server as `bench`.
