@@ -201,8 +201,9 @@ fn attach_with(session: u64, backup: SocketAddr, client: u64, token: &[u8]) -> V
     b
 }
 
-#[test]
-fn a_host_attaches_only_sessions_signed_for_it_and_takes_their_backup_from_the_token() {
+/// A host with a fresh link key that checks session tokens signed by the
+/// returned signer.
+fn checking_tokens() -> (LinkKey, Signer, Host) {
     let key = LinkKey::random();
     let (_, signer) = Signer::generate().unwrap();
     let host = Host::start(HostConfig {
@@ -211,6 +212,23 @@ fn a_host_attaches_only_sessions_signed_for_it_and_takes_their_backup_from_the_t
         ..HostConfig::default()
     })
     .unwrap();
+    (key, signer, host)
+}
+
+/// A host's refusal of a session token.
+fn unauthorized(m: &Message<'_>) -> Option<()> {
+    matches!(
+        m,
+        Message::Goodbye {
+            reason: GoodbyeReason::Unauthorized
+        }
+    )
+    .then_some(())
+}
+
+#[test]
+fn a_host_attaches_only_sessions_signed_for_it_and_takes_their_backup_from_the_token() {
+    let (key, signer, host) = checking_tokens();
     let me = host.local_addr();
     let mut gw = Gateway::new(&key);
     // Where the directory put the session's backup, and where a gateway
@@ -224,15 +242,6 @@ fn a_host_attaches_only_sessions_signed_for_it_and_takes_their_backup_from_the_t
     let later = unix_now() + 600;
     let sid = "3f1c0e5a9b7d4e2f8a6c1b0d9e8f7a6b";
     let session = session_number(sid);
-    let refused = |m: &Message<'_>| {
-        matches!(
-            m,
-            Message::Goodbye {
-                reason: GoodbyeReason::Unauthorized
-            }
-        )
-        .then_some(())
-    };
     let attempts: [(&str, Vec<u8>); 5] = [
         ("no token", Vec::new()),
         ("a token not the directory's", {
@@ -255,7 +264,8 @@ fn a_host_attaches_only_sessions_signed_for_it_and_takes_their_backup_from_the_t
     for (n, (what, t)) in attempts.iter().enumerate() {
         gw.send(&attach_with(session, evil, 1, t), me);
         assert!(
-            gw.heard(session, Duration::from_secs(5), refused).is_some(),
+            gw.heard(session, Duration::from_secs(5), unauthorized)
+                .is_some(),
             "{what}: not refused"
         );
         let counted = soon(n as u64 + 1, || {
@@ -331,14 +341,7 @@ fn state_sync(session: u64, typed: &str) -> Vec<u8> {
 
 #[test]
 fn replicated_state_is_taken_only_from_peers_holding_the_link_key() {
-    let key = LinkKey::random();
-    let (_, signer) = Signer::generate().unwrap();
-    let host = Host::start(HostConfig {
-        link: key.clone(),
-        tokens: Some(signer.verifier()),
-        ..HostConfig::default()
-    })
-    .unwrap();
+    let (key, signer, host) = checking_tokens();
     let me = host.local_addr();
     let primary: SocketAddr = "127.0.0.1:9".parse().unwrap();
     // This host is the session's backup; the token its client holds has
@@ -366,17 +369,9 @@ fn replicated_state_is_taken_only_from_peers_holding_the_link_key() {
         2
     );
     gw.send(&attach_with(session, primary, 1, &old), me);
-    let refused = |m: &Message<'_>| {
-        matches!(
-            m,
-            Message::Goodbye {
-                reason: GoodbyeReason::Unauthorized
-            }
-        )
-        .then_some(())
-    };
     assert!(
-        gw.heard(session, Duration::from_secs(5), refused).is_some(),
+        gw.heard(session, Duration::from_secs(5), unauthorized)
+            .is_some(),
         "planted state let an expired token in"
     );
     assert_eq!(host.sessions(), 0);
