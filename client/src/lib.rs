@@ -22,6 +22,8 @@ pub mod gamepad;
 pub mod handle;
 pub mod headless;
 pub mod input;
+pub mod launcher;
+pub mod login;
 pub mod overlay;
 pub mod secrets;
 pub mod session;

@@ -6,67 +6,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{Killed, need, xdotool};
+use common::{Killed, need, recorded_key_downs, screenshot, xdotool};
 
 fn start_xvfb() -> (Killed, String) {
     common::start_xvfb("1280x800x24")
 }
 use std::time::{Duration, Instant};
-
-/// A window screenshot from `xwd`, as (width, height, RGB pixels).
-fn screenshot(display: &str, window: &str) -> (usize, usize, Vec<[u8; 3]>) {
-    need("xwd");
-    let out = Command::new("xwd")
-        .args(["-silent", "-id", window])
-        .env("DISPLAY", display)
-        .output()
-        .expect("run xwd");
-    assert!(
-        out.status.success(),
-        "xwd: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    parse_xwd(&out.stdout)
-}
-
-/// Parses an XWD dump of a 24/32-bit TrueColor window (what Xvfb gives).
-fn parse_xwd(d: &[u8]) -> (usize, usize, Vec<[u8; 3]>) {
-    let be = |i: usize| {
-        u32::from_be_bytes([d[i * 4], d[i * 4 + 1], d[i * 4 + 2], d[i * 4 + 3]]) as usize
-    };
-    let header_size = be(0);
-    let (width, height) = (be(4), be(5));
-    let byte_order = be(7);
-    let bits_per_pixel = be(11);
-    let bytes_per_line = be(12);
-    let ncolors = be(19);
-    assert_eq!(bits_per_pixel, 32, "expected a 32-bit XWD");
-    let data = &d[header_size + ncolors * 12..];
-    let mut px = Vec::with_capacity(width * height);
-    for y in 0..height {
-        for x in 0..width {
-            let o = y * bytes_per_line + x * 4;
-            let p = &data[o..o + 4];
-            let v = if byte_order == 0 {
-                u32::from_le_bytes([p[0], p[1], p[2], p[3]])
-            } else {
-                u32::from_be_bytes([p[0], p[1], p[2], p[3]])
-            };
-            px.push([(v >> 16) as u8, (v >> 8) as u8, v as u8]);
-        }
-    }
-    (width, height, px)
-}
-
-fn recorded_key_downs(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "key" && v["action"] == "down")
-        .map(|v| v["code"].as_str().unwrap_or("?").to_string())
-        .collect()
-}
 
 #[test]
 fn xdotool_types_into_the_window_and_the_desktop_shows() {

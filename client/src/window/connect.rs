@@ -15,7 +15,8 @@ use crate::status::Observed;
 
 /// The window's session and the attempts that lead to it.
 pub(super) struct Connection {
-    pub connector: Connector,
+    /// What each attempt runs; none until the launcher chooses a desktop.
+    pub connector: Option<Connector>,
     /// A connect thread is running or its session is up.
     pub connecting: bool,
     /// The number of the latest connection attempt.
@@ -31,7 +32,7 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub fn new(connector: Connector) -> Self {
+    pub fn new(connector: Option<Connector>) -> Self {
         Self {
             connector,
             connecting: false,
@@ -54,13 +55,15 @@ impl Connection {
         observed: Arc<Observed>,
         sink: Box<dyn FrameSink>,
     ) -> Result<(), String> {
+        let Some(connector) = self.connector.clone() else {
+            return Ok(());
+        };
         if self.connecting {
             return Ok(());
         }
         self.attempt += 1;
         let attempt = self.attempt;
         self.connecting = true;
-        let connector = self.connector.clone();
         let proxy = proxy.clone();
         let spawned = std::thread::Builder::new()
             .name("nephele-connect".into())
@@ -102,6 +105,16 @@ impl Connection {
             self.connecting = false;
             format!("cannot start the connection thread: {e}")
         })
+    }
+
+    /// Leaves the session or gives up the attempt (the launcher's
+    /// Cancel, Back or Reconnect): events of the attempt still on their
+    /// way are ignored, and no retry is due.
+    pub fn abandon(&mut self) {
+        self.attempt += 1;
+        self.retry_at = None;
+        self.backoff = Duration::from_secs(1);
+        self.end();
     }
 
     /// The attempt failed or its session ended: everything of it goes.

@@ -15,12 +15,19 @@
 //! statistics overlay, the microphone and presentation mode. A kiosk window
 //! is fullscreen without decorations, obeys only its exit chord, and
 //! starts over with backoff whenever the session fails or ends.
+//!
+//! Started without a connection ([`Start::Launcher`]), the window opens on
+//! the [`crate::launcher`]'s pages, drawn with egui ([`ui`]); a desktop
+//! chosen there becomes the window's session, and leaving it (or losing
+//! it) returns to the launcher.
 
 mod banner;
 mod connect;
+mod pages;
 mod pointer;
 mod present;
 mod shortcuts;
+mod ui;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +44,8 @@ use winit::window::{Fullscreen, Window, WindowId};
 
 use crate::config::{Kiosk, MouseMode, Shortcuts};
 use crate::input::{HeldInput, Script};
+use crate::launcher::{self, Launcher, Page};
+use crate::login::Login;
 use crate::session::{ConnectConfig, Session};
 use crate::slot::SlotSink;
 use crate::stats::Stats;
@@ -59,6 +68,26 @@ pub struct Prepared {
 /// the connect thread, again for every kiosk retry.
 pub type Connector = Arc<dyn Fn(&dyn Fn(String)) -> anyhow::Result<Prepared> + Send + Sync>;
 
+/// How the window starts.
+pub enum Start {
+    /// Connecting at once (the command line's `connect` and `demo`).
+    Connect(Connector),
+    /// On the launcher's pages.
+    Launcher(LauncherSetup),
+}
+
+/// What the launcher needs from the command line.
+pub struct LauncherSetup {
+    /// Where the services added are kept.
+    pub services_file: Option<std::path::PathBuf>,
+    /// CA certificates trusted beside the system's (the settings' `ca`).
+    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Makes the connector for a desktop chosen in the launcher.
+    pub connector_for: Arc<dyn Fn(Login) -> Connector + Send + Sync>,
+    /// A problem to show on the first page (a settings file's mistake).
+    pub notice: Option<String>,
+}
+
 /// What other threads tell the window.
 pub enum UserEvent {
     /// A connection stage began (signing in, probing, connecting); each
@@ -72,6 +101,8 @@ pub enum UserEvent {
     Frame,
     /// The session ended.
     Ended(u64, Option<String>),
+    /// The launcher's sign-in came to this.
+    Launcher(launcher::Outcome),
 }
 
 impl std::fmt::Debug for UserEvent {
@@ -82,6 +113,7 @@ impl std::fmt::Debug for UserEvent {
             Self::Failed(a, e) => write!(f, "Failed({a}, {e})"),
             Self::Frame => f.write_str("Frame"),
             Self::Ended(a, e) => write!(f, "Ended({a}, {e:?})"),
+            Self::Launcher(o) => write!(f, "Launcher({o:?})"),
         }
     }
 }
@@ -133,13 +165,22 @@ struct App {
     next_status: Instant,
     /// Reconnects and takeovers seen: each new path releases held input.
     paths_seen: u64,
+    /// The launcher's pages, when the window started on them.
+    launcher: Option<Launcher>,
+    /// Makes the connector for the desktop chosen in the launcher.
+    connector_for: Option<Arc<dyn Fn(Login) -> Connector + Send + Sync>>,
+    /// egui, for the launcher's pages.
+    ui: Option<ui::Ui>,
 }
+
+/// The longest wait between a launcher's attempts to reconnect.
+const LAUNCHER_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Opens the window, connects, and runs until closed, the duration passes,
 /// or the session ends. Returns the session's statistics and how long it
 /// streamed.
 pub fn run(
-    connector: Connector,
+    start: Start,
     opts: WindowOptions,
     stats: Arc<Stats>,
     observed: Arc<Observed>,
@@ -147,6 +188,18 @@ pub fn run(
     let event_loop = EventLoop::<UserEvent>::with_user_event().build()?;
     let proxy = event_loop.create_proxy();
     let now = Instant::now();
+    let (connector, launcher, connector_for) = match start {
+        Start::Connect(c) => (Some(c), None, None),
+        Start::Launcher(setup) => {
+            let p = proxy.clone();
+            let notify = Arc::new(move |o| {
+                let _ = p.send_event(UserEvent::Launcher(o));
+            });
+            let mut l = Launcher::new(setup.services_file, setup.roots, notify);
+            l.problem = setup.notice;
+            (None, Some(l), Some(setup.connector_for))
+        }
+    };
     let mut app = App {
         fullscreen: opts.fullscreen || opts.kiosk.is_some(),
         pointer: Pointer::new(opts.mouse == MouseMode::Relative),
@@ -164,6 +217,9 @@ pub fn run(
         stop_script: Arc::new(AtomicBool::new(false)),
         next_status: now,
         paths_seen: 0,
+        launcher,
+        connector_for,
+        ui: None,
     };
     // Key presses and presentation start on this thread.
     nephele_platform::sched::latency_critical();
@@ -213,6 +269,16 @@ impl App {
 
     fn act(&mut self, event_loop: &ActiveEventLoop, action: Shortcut) {
         match action {
+            // Started from the launcher, the quit keys leave the session
+            // for the catalog.
+            Shortcut::Quit
+                if self
+                    .launcher
+                    .as_ref()
+                    .is_some_and(|l| l.page == Page::Session) =>
+            {
+                self.launcher_act(launcher::Action::BackToCatalog);
+            }
             Shortcut::Quit => event_loop.exit(),
             Shortcut::Fullscreen => {
                 self.fullscreen = !self.fullscreen;
@@ -290,6 +356,9 @@ impl App {
         let Some(w) = self.screen.window.clone() else {
             return;
         };
+        if self.in_launcher() {
+            return;
+        }
         match self.pointer.apply_capture(&w) {
             Capture::Same | Capture::Suspended => {}
             Capture::Captured => {
@@ -363,11 +432,26 @@ impl App {
     }
 
     /// The attempt failed or its session ended: a kiosk tries again after
-    /// a backoff; a window shows why until it is closed.
+    /// a backoff; a window shows why until it is closed; the launcher
+    /// counts down to its next attempt, or goes back to the catalog when
+    /// the session ended as asked.
     fn lost(&mut self, event_loop: &ActiveEventLoop, why: Option<String>) {
         self.release_held();
         self.conn.end();
         self.banner.stage = None;
+        if let Some(l) = &mut self.launcher {
+            match why {
+                Some(why) => {
+                    tracing::warn!(error = %why, "the session was lost");
+                    l.lost(&why);
+                    let wait = self.conn.retry_later(LAUNCHER_MAX_BACKOFF);
+                    tracing::info!(backoff = ?wait, "trying again");
+                }
+                None => l.ended(),
+            }
+            self.leave_session();
+            return;
+        }
         match (&self.opts.kiosk, why) {
             (Some(k), why) => {
                 let why = why.unwrap_or_else(|| "the session ended".into());
@@ -406,6 +490,10 @@ impl App {
     }
 
     fn redraw(&mut self) {
+        if self.in_launcher() {
+            self.redraw_launcher();
+            return;
+        }
         let cursor = self.pointer.captured.then(|| self.observed.cursor());
         let overlays = Overlays {
             banner: self.banner.text.as_deref(),
@@ -462,6 +550,10 @@ impl ApplicationHandler<UserEvent> for App {
         self.screen.refresh = self.screen.refresh_interval(self.opts.display_hz);
         tracing::info!(refresh = ?self.screen.refresh, "window open");
         self.deadline = self.opts.duration.map(|d| Instant::now() + d);
+        if let (Some(_), Some(w)) = (&self.launcher, &self.screen.window) {
+            self.ui = Some(ui::Ui::new(w));
+            w.request_redraw();
+        }
         self.start_connect();
     }
 
@@ -469,6 +561,9 @@ impl ApplicationHandler<UserEvent> for App {
         let current = self.conn.attempt;
         match event {
             UserEvent::Stage(a, s) if a == current => {
+                if let Some(l) = &mut self.launcher {
+                    l.stage(&s);
+                }
                 self.banner.stage = Some(s);
                 self.refresh_status();
             }
@@ -483,9 +578,13 @@ impl ApplicationHandler<UserEvent> for App {
                 self.banner.failure = None;
                 self.conn.retry_at = None;
                 self.banner.stage = Some("waiting for the first picture…".into());
+                if let Some(l) = &mut self.launcher {
+                    l.connected();
+                }
                 self.refresh_status();
                 self.start_script();
                 self.apply_capture();
+                self.screen.request_redraw();
             }
             UserEvent::Failed(a, e) if a == current => self.lost(event_loop, Some(e)),
             UserEvent::Ended(a, e) if a == current => {
@@ -498,12 +597,23 @@ impl ApplicationHandler<UserEvent> for App {
             }
             UserEvent::Frame => {
                 self.screen.pending.store(false, Ordering::Release);
-                self.screen.picture_arrived();
+                if !self.in_launcher() {
+                    self.screen.picture_arrived();
+                }
+            }
+            UserEvent::Launcher(o) => {
+                if let Some(l) = &mut self.launcher {
+                    l.outcome(o);
+                }
+                self.screen.request_redraw();
             }
         }
     }
 
     fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        if self.in_launcher() && self.launcher_event(event_loop, &event) {
+            return;
+        }
         match event {
             // A kiosk has no way out but its exit chord.
             WindowEvent::CloseRequested if self.opts.kiosk.is_none() => event_loop.exit(),
@@ -563,6 +673,9 @@ impl ApplicationHandler<UserEvent> for App {
     }
 
     fn device_event(&mut self, _: &ActiveEventLoop, _: DeviceId, event: DeviceEvent) {
+        if self.in_launcher() {
+            return;
+        }
         if let DeviceEvent::MouseMotion { delta } = event
             && let Some(ev) = self.pointer.device_motion(delta)
         {
@@ -572,7 +685,9 @@ impl ApplicationHandler<UserEvent> for App {
 
     fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
         let now = Instant::now();
-        if let Some(w) = self.screen.window.clone() {
+        if let Some(w) = self.screen.window.clone()
+            && !self.in_launcher()
+        {
             let remote = self.observed.cursor.borrow().clone();
             if self.pointer.wear(&w, event_loop, &remote) {
                 w.request_redraw();

@@ -106,6 +106,21 @@ impl Pointer {
         }
     }
 
+    /// Leaving the session for the launcher: the pointer is let go and
+    /// wears the window's ordinary cursor again (the capture wanted stays
+    /// for the next session).
+    pub fn let_go(&mut self, w: &Window) {
+        if self.captured {
+            let _ = w.set_cursor_grab(CursorGrabMode::None);
+            self.captured = false;
+            self.grab = None;
+        }
+        w.set_cursor(winit::window::CursorIcon::Default);
+        w.set_cursor_visible(true);
+        self.worn = (0, false);
+        self.drawn_at = None;
+    }
+
     /// Wears the remote pointer's shape as the window's cursor (a real
     /// desktop reports it beside the video), and hides it while the
     /// remote pointer is hidden: the pointer then moves at the local

@@ -16,6 +16,9 @@ use crate::stats::Stats;
 use crate::status::RemoteCursor;
 use crate::video::{Presenter, Viewport};
 
+/// Behind the launcher's pages: egui's dark panel colour.
+const LAUNCHER_BACKGROUND: u32 = 0x001b_1b1b;
+
 /// What goes over the picture.
 pub(super) struct Overlays<'a> {
     /// The banner's text, if any.
@@ -166,6 +169,32 @@ impl Screen {
             stats.record_presented(m.completed_at, m.captured_us);
         }
         first
+    }
+
+    /// Fills the surface with the launcher's colour, lets `draw` paint
+    /// into it (the window, its 0RGB pixels, their width and height), and
+    /// presents.
+    pub fn redraw_ui<R>(
+        &mut self,
+        draw: impl FnOnce(&Window, &mut [u32], (usize, usize)) -> R,
+    ) -> Option<R> {
+        let (Some(window), Some(surface)) = (self.window.as_ref(), self.surface.as_mut()) else {
+            return None;
+        };
+        let size = window.inner_size();
+        let (w, h) = (NonZeroU32::new(size.width)?, NonZeroU32::new(size.height)?);
+        if let Err(e) = surface.resize(w, h) {
+            tracing::warn!(error = %e, "surface resize");
+            return None;
+        }
+        let mut buffer = surface.buffer_mut().ok()?;
+        buffer.fill(LAUNCHER_BACKGROUND);
+        let r = draw(window, &mut buffer, (w.get() as usize, h.get() as usize));
+        window.pre_present_notify();
+        if let Err(e) = buffer.present() {
+            tracing::warn!(error = %e, "present");
+        }
+        Some(r)
     }
 
     /// The interval between presentations: `display_hz`, else the refresh

@@ -64,8 +64,10 @@ pub(crate) struct Cli {
     /// directory (also $NEPHELE_CONFIG); see SETTINGS FILE in --help.
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
+    /// Without a command: the launcher (add a service, sign in, choose a
+    /// desktop), or a kiosk's desktop when the settings enable kiosk mode.
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +89,7 @@ pub(crate) enum Command {
     Devices,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct StreamArgs {
     /// Run without a window (same network and decode path).
     #[arg(long)]
@@ -211,7 +213,7 @@ impl StreamArgs {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct LoginArgs {
     /// CA certificate (PEM) trusted for the directory and the gateways;
     /// repeat for several (default: the public web PKI) [settings: ca, added
@@ -233,7 +235,7 @@ pub(crate) struct LoginArgs {
     pub(crate) pop: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub(crate) struct ConnectArgs {
     /// The directory, as https://HOST:PORT [settings: directory].
     #[arg(long, value_name = "URL")]

@@ -1,6 +1,7 @@
 //! `nephele`: the Nephele client.
 //!
-//! `connect` signs in to a directory, probes the PoPs, and streams the
+//! Without a command it opens the launcher: add a service, sign in, choose
+//! a desktop, all in the window. `connect` signs in to a directory, probes the PoPs, and streams the
 //! desktop from the nearest into a window (or headless); `probe` shows the
 //! PoP measurements and the choice; `demo` does it all against the reference
 //! service started beside it; `decode` runs an H.264 file through the
@@ -62,7 +63,9 @@ fn init_logging() {
                 .with_target("nephele_client", LevelFilter::INFO)
         })
         .with_target(LOG_ONLY, LevelFilter::OFF);
+    // Colours only for a terminal: a file or a journal gets plain text.
     let stderr = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_filter(filter);
     let mut complaint = None;
@@ -107,12 +110,29 @@ fn run() -> Result<()> {
     init_logging();
     let path = config::default_path(cli.config.as_deref());
     let explicit = cli.config.is_some() || std::env::var_os("NEPHELE_CONFIG").is_some();
+    let Some(command) = cli.command else {
+        // Started from a menu: a settings file with a mistake opens the
+        // launcher on the defaults, with the mistake shown.
+        let (settings, notice) = match config::load(path.clone(), explicit) {
+            Ok(l) => (l.settings, None),
+            Err(e) => {
+                tracing::warn!("{e}");
+                (
+                    config::Settings::default(),
+                    Some(format!(
+                        "{e}. Nephele uses its defaults until the file is fixed."
+                    )),
+                )
+            }
+        };
+        return stream::launch(&settings, path.as_deref(), notice);
+    };
     let loaded = config::load(path.clone(), explicit)?;
     for key in &loaded.unknown {
         let file = loaded.path.as_deref().unwrap_or(Path::new("?")).display();
         tracing::warn!("unknown setting `{key}` in {file} (ignored)");
     }
-    match cli.command {
+    match command {
         Command::Connect(a) => stream::connect(a, &loaded.settings),
         Command::Probe(a) => login::probe(a, &loaded.settings),
         Command::Demo(a) => stream::demo(a, &loaded.settings),

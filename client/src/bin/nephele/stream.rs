@@ -1,6 +1,8 @@
 //! Running a stream: `nephele connect` (through a directory, or straight
 //! to a gateway) and `nephele demo` (against the reference service started
-//! beside the client), in a window or headless, with the stats JSON.
+//! beside the client), in a window or headless, with the stats JSON; and
+//! the launcher (`nephele` alone), whose sessions run with the settings'
+//! stream options.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,20 +20,22 @@ use nephele_client::input::Script;
 use nephele_client::session::{ConnectConfig, Session};
 use nephele_client::stats::Stats;
 use nephele_client::status::{Observed, Route};
-use nephele_client::window::{self, Connector, Prepared, WindowOptions};
+use nephele_client::window::{self, Connector, LauncherSetup, Prepared, Start, WindowOptions};
 use nephele_protocol::activity::KeepActive;
 
-use crate::cli::{ConnectArgs, DemoArgs, Prefs, StreamArgs};
-use crate::login::{Login, all_roots, directory_connector, directory_url, progress_printer};
+use crate::cli::{ConnectArgs, DemoArgs, LoginArgs, Prefs, StreamArgs};
+use nephele_client::login::{Login, directory_connector};
+
+use crate::login::{all_roots, directory_url, login_from, picture, progress_printer};
 
 pub(crate) fn connect(a: ConnectArgs, s: &Settings) -> Result<()> {
     let prefs = a.stream.prefs(s)?;
     let Some(gateway) = &a.gateway else {
         let stats = Arc::new(Stats::default());
         let login = directory_url(a.directory.as_ref(), s)
-            .and_then(|url| Login::new(&url, &a.login, s, prefs.kiosk.is_none()));
+            .and_then(|url| login_from(&url, &a.login, s, prefs.kiosk.is_none()));
         let connector = match login {
-            Ok(login) => directory_connector(login, &prefs, stats.clone()),
+            Ok(login) => directory_connector(login, picture(&prefs), stats.clone()),
             // Started from a menu or at login there is no terminal to read
             // an error on: the window shows it instead (a kiosk keeps
             // showing it and trying, in case the settings are fixed).
@@ -100,10 +104,92 @@ pub(crate) fn demo(a: DemoArgs, s: &Settings) -> Result<()> {
     // The demo's CPU figures are the client's and its service's together.
     nephele_client::stats::count_cpu_of(svc.pid());
     let stats = Arc::new(Stats::default());
-    let connector = directory_connector(login, &prefs, stats.clone());
+    let connector = directory_connector(login, picture(&prefs), stats.clone());
     let res = run_stream(connector, &a.stream, prefs, stats);
     drop(svc);
     res
+}
+
+/// The launcher: a window on its pages; each desktop chosen there streams
+/// with the settings' options. A kiosk goes straight to its desktop.
+pub(crate) fn launch(
+    s: &Settings,
+    settings_file: Option<&Path>,
+    notice: Option<String>,
+) -> Result<()> {
+    if s.kiosk.enabled {
+        return connect(ConnectArgs::default(), s);
+    }
+    let a = StreamArgs::default();
+    let prefs = a.prefs(s)?;
+    let mut notice = notice;
+    let roots = all_roots(&LoginArgs::default(), s).unwrap_or_else(|e| {
+        tracing::warn!("{e:#}");
+        notice = Some(format!("{e:#}: fix `ca` in the settings file."));
+        Vec::new()
+    });
+    let stats = Arc::new(Stats::default());
+    let with_options = stream_options(&a, &prefs);
+    let picture = picture(&prefs);
+    let session_stats = stats.clone();
+    let setup = LauncherSetup {
+        services_file: nephele_client::launcher::default_path(settings_file),
+        roots,
+        connector_for: Arc::new(move |login: Login| {
+            with_options(directory_connector(login, picture, session_stats.clone()))
+        }),
+        notice,
+    };
+    let opts = window_options(&prefs, None, None);
+    window::run(
+        Start::Launcher(setup),
+        opts,
+        stats,
+        Arc::new(Observed::default()),
+    )?;
+    Ok(())
+}
+
+/// Every attempt of a stream connects with the stream's own options.
+fn stream_options(
+    a: &StreamArgs,
+    prefs: &Prefs,
+) -> impl Fn(Connector) -> Connector + Send + Sync + 'static {
+    let save_stream = a.save_stream.clone();
+    let audio = prefs.audio.clone();
+    let clipboard = prefs.clipboard;
+    let decoder = prefs.decoder;
+    move |connector: Connector| -> Connector {
+        let (save_stream, audio) = (save_stream.clone(), audio.clone());
+        Arc::new(move |stage: &dyn Fn(String)| {
+            let mut p = connector(stage)?;
+            p.cfg.save_stream.clone_from(&save_stream);
+            p.cfg.audio = audio.clone();
+            p.cfg.clipboard = clipboard;
+            p.cfg.decoder = decoder;
+            Ok(p)
+        })
+    }
+}
+
+/// The window's options from the stream's preferences.
+fn window_options(
+    prefs: &Prefs,
+    duration: Option<Duration>,
+    script: Option<Script>,
+) -> WindowOptions {
+    WindowOptions {
+        duration,
+        script,
+        title: "Nephele".into(),
+        display_hz: prefs.display_hz,
+        keep_active: prefs.keep_active,
+        fullscreen: prefs.fullscreen,
+        stats_overlay: prefs.stats_overlay,
+        mouse: prefs.mouse,
+        shortcuts: prefs.shortcuts.clone(),
+        kiosk: prefs.kiosk.clone(),
+    }
 }
 
 /// Splits `HOST:PORT` and resolves it; the host part is the certificate name.
@@ -145,42 +231,15 @@ fn run_stream(connector: Connector, a: &StreamArgs, prefs: Prefs, stats: Arc<Sta
             }
         })
         .transpose()?;
-    let save_stream = a.save_stream.clone();
-    let audio = prefs.audio.clone();
-    let clipboard = prefs.clipboard;
-    let decoder = prefs.decoder;
-    // Every attempt connects with the stream's own options.
-    let connector: Connector = Arc::new(move |stage: &dyn Fn(String)| {
-        let mut p = connector(stage)?;
-        p.cfg.save_stream.clone_from(&save_stream);
-        p.cfg.audio = audio.clone();
-        p.cfg.clipboard = clipboard;
-        p.cfg.decoder = decoder;
-        Ok(p)
-    });
+    let connector = stream_options(a, &prefs)(connector);
     let observed = Arc::new(Observed::default());
     let (stats, streamed) = if a.headless {
         let prepared = connector(&progress_printer())?;
         let opts = (duration, script, prefs.keep_active);
         run_headless(prepared, opts, stats, observed.clone())?
     } else {
-        window::run(
-            connector,
-            WindowOptions {
-                duration,
-                script,
-                title: "Nephele".into(),
-                display_hz: prefs.display_hz,
-                keep_active: prefs.keep_active,
-                fullscreen: prefs.fullscreen,
-                stats_overlay: prefs.stats_overlay,
-                mouse: prefs.mouse,
-                shortcuts: prefs.shortcuts,
-                kiosk: prefs.kiosk,
-            },
-            stats,
-            observed.clone(),
-        )?
+        let opts = window_options(&prefs, duration, script);
+        window::run(Start::Connect(connector), opts, stats, observed.clone())?
     };
     let report = stats.report(streamed, &observed);
     eprintln!(

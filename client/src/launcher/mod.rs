@@ -1,0 +1,397 @@
+//! The launcher: from the service's address to a desktop, in the window.
+//!
+//! The pages ([`Page`]): add a service, sign in, the catalog of desktops,
+//! connecting (the stages as they happen), the session itself, and a lost
+//! connection. This module is the launcher's state and what each action
+//! does, without a window: the window draws it ([`view`]) and tells it
+//! what the session does; signing in runs on a thread of its own and comes
+//! back as an [`Outcome`] through the `notify` callback, so nothing here
+//! waits on the network.
+
+mod services;
+pub mod view;
+mod words;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nephele_api::DirectoryClient;
+use nephele_api::directory::CatalogEntry;
+use rustls::pki_types::CertificateDer;
+
+pub use services::{Service, Services, default_path, normalise};
+
+use crate::login::Login;
+
+/// What the launcher shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// The service's address.
+    AddService,
+    /// User and password.
+    SignIn,
+    /// The desktops the user may open.
+    Catalog,
+    /// Signing in, probing, connecting: until the session is up.
+    Connecting,
+    /// The remote desktop fills the window.
+    Session,
+    /// The session was lost; the window tries again after a countdown.
+    Lost,
+}
+
+/// What a person did on a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Add a service: go on with the typed address.
+    Continue,
+    /// Sign in with the typed user and password.
+    SignIn,
+    /// Back to the service's address (another service).
+    OtherService,
+    /// Open the catalog's entry at this index.
+    Open(usize),
+    /// Stop connecting, back to the catalog.
+    Cancel,
+    /// Lost connection: try again now.
+    Reconnect,
+    /// Lost connection: leave the session, back to the catalog.
+    BackToCatalog,
+    /// Sign out: back to the sign-in page, the password forgotten.
+    SignOut,
+}
+
+/// What a sign-in on the worker thread came to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Signed in; the catalog.
+    SignedIn {
+        /// The sign-in attempt it answers.
+        attempt: u64,
+        /// What the user may open.
+        catalog: Vec<CatalogEntry>,
+    },
+    /// Not signed in: why, in words.
+    Refused {
+        /// The sign-in attempt it answers.
+        attempt: u64,
+        /// What to show.
+        problem: String,
+    },
+}
+
+/// What the window does next for an action.
+pub enum Command {
+    /// Nothing beyond redrawing.
+    None,
+    /// Connect to a desktop as this login (the window makes the connector
+    /// and starts it).
+    Connect(Box<Login>),
+    /// Stop the session or the attempt.
+    Disconnect,
+    /// Try the same desktop again now.
+    Retry,
+}
+
+/// The launcher's state.
+pub struct Launcher {
+    /// The page shown.
+    pub page: Page,
+    /// The address field.
+    pub address: String,
+    /// The user field.
+    pub user: String,
+    /// The password field; kept in memory only.
+    pub password: String,
+    /// A problem to show on the page, in words.
+    pub problem: Option<String>,
+    /// A sign-in is under way.
+    pub busy: bool,
+    /// The catalog, once signed in.
+    pub catalog: Vec<CatalogEntry>,
+    /// The catalog entry with the keyboard's focus.
+    pub selected: usize,
+    /// The connection's stages so far.
+    pub stages: Vec<String>,
+    /// The page changed: the view puts the focus on its first field.
+    pub focus_first: bool,
+    /// The directory signed in to (normalised address).
+    url: String,
+    services: Services,
+    services_file: Option<PathBuf>,
+    roots: Vec<CertificateDer<'static>>,
+    attempt: u64,
+    notify: Arc<dyn Fn(Outcome) + Send + Sync>,
+}
+
+impl Launcher {
+    /// A launcher on the service used last (its user filled in), else on
+    /// adding a service. `roots` are the CAs the settings trust beside the
+    /// system's; `notify` carries sign-in outcomes back to the window's
+    /// thread, which hands them to [`Launcher::outcome`].
+    pub fn new(
+        services_file: Option<PathBuf>,
+        roots: Vec<CertificateDer<'static>>,
+        notify: Arc<dyn Fn(Outcome) + Send + Sync>,
+    ) -> Self {
+        let services = services_file
+            .as_deref()
+            .map(Services::load)
+            .unwrap_or_default();
+        let last = services.last().cloned();
+        let mut l = Self {
+            page: Page::AddService,
+            address: String::new(),
+            user: String::new(),
+            password: String::new(),
+            problem: None,
+            busy: false,
+            catalog: Vec::new(),
+            selected: 0,
+            stages: Vec::new(),
+            focus_first: true,
+            url: String::new(),
+            services,
+            services_file,
+            roots,
+            attempt: 0,
+            notify,
+        };
+        if let Some(s) = last {
+            l.address.clone_from(&s.url);
+            l.url = s.url;
+            l.user = s.user;
+            l.page = Page::SignIn;
+        }
+        tracing::info!(page = ?l.page, "launcher opens");
+        l
+    }
+
+    /// The directory's address being signed in to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The services kept.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    fn go(&mut self, page: Page) {
+        if self.page != page {
+            tracing::info!(from = ?self.page, to = ?page, "launcher");
+            self.page = page;
+            self.focus_first = true;
+        }
+    }
+
+    /// Shows `problem` on the page, and writes it to the log; the focus
+    /// goes back to the page's first field to fix.
+    fn say(&mut self, problem: String) {
+        tracing::warn!(page = ?self.page, %problem, "launcher");
+        self.problem = Some(problem);
+        self.focus_first = true;
+    }
+
+    /// Does what a person asked for.
+    pub fn act(&mut self, action: Action) -> Command {
+        match action {
+            Action::Continue => match normalise(&self.address) {
+                Ok(url) => {
+                    self.problem = None;
+                    if url != self.url {
+                        self.user = self
+                            .services
+                            .get(&url)
+                            .map(|s| s.user.clone())
+                            .unwrap_or_default();
+                        self.password.clear();
+                    }
+                    self.address.clone_from(&url);
+                    self.url = url;
+                    self.go(Page::SignIn);
+                }
+                Err(why) => self.say(why),
+            },
+            Action::SignIn => self.sign_in(),
+            Action::OtherService => {
+                self.problem = None;
+                self.busy = false;
+                self.attempt += 1;
+                self.go(Page::AddService);
+            }
+            Action::Open(i) => {
+                let Some(entry) = self.catalog.get(i) else {
+                    return Command::None;
+                };
+                self.selected = i;
+                let desktop = entry.id.clone();
+                match DirectoryClient::new(&self.url, &self.roots) {
+                    Ok(dir) => {
+                        self.problem = None;
+                        self.stages.clear();
+                        self.go(Page::Connecting);
+                        return Command::Connect(Box::new(Login {
+                            dir,
+                            roots: self.roots.clone(),
+                            user: self.user.clone(),
+                            password: self.password.clone(),
+                            desktop: Some(desktop),
+                            pop: None,
+                        }));
+                    }
+                    Err(e) => self.say(words::directory_problem(&e)),
+                }
+            }
+            Action::Cancel | Action::BackToCatalog => {
+                self.go(Page::Catalog);
+                return Command::Disconnect;
+            }
+            Action::Reconnect => {
+                self.stages.clear();
+                self.go(Page::Connecting);
+                return Command::Retry;
+            }
+            Action::SignOut => {
+                self.password.clear();
+                self.catalog.clear();
+                self.problem = None;
+                self.go(Page::SignIn);
+                return Command::Disconnect;
+            }
+        }
+        Command::None
+    }
+
+    /// Signs in on a thread of its own; the answer comes as an [`Outcome`].
+    fn sign_in(&mut self) {
+        if self.busy {
+            return;
+        }
+        self.user = self.user.trim().to_string();
+        if self.user.is_empty() || self.password.is_empty() {
+            let which = if self.user.is_empty() {
+                "your user name"
+            } else {
+                "your password"
+            };
+            self.say(format!("Type {which}, then press Enter."));
+            return;
+        }
+        let dir = match DirectoryClient::new(&self.url, &self.roots) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "the directory's address");
+                self.say(words::directory_problem(&e));
+                return;
+            }
+        };
+        self.attempt += 1;
+        self.busy = true;
+        self.problem = None;
+        let (attempt, user, password) = (self.attempt, self.user.clone(), self.password.clone());
+        let notify = self.notify.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nephele-signin".into())
+            .spawn(move || {
+                let outcome = match dir
+                    .sign_in(&user, &password)
+                    .and_then(|s| dir.catalog(&s.token))
+                {
+                    Ok(c) => Outcome::SignedIn {
+                        attempt,
+                        catalog: c.desktops,
+                    },
+                    Err(e) => {
+                        tracing::warn!(url = %dir.url(), error = %e, "sign-in");
+                        Outcome::Refused {
+                            attempt,
+                            problem: words::directory_problem(&e),
+                        }
+                    }
+                };
+                notify(outcome);
+            });
+        if let Err(e) = spawned {
+            self.busy = false;
+            tracing::error!(error = %e, "cannot start the sign-in thread");
+            self.say("Nephele could not start signing in. Close it and try again.".into());
+        }
+    }
+
+    /// A sign-in's answer arrived.
+    pub fn outcome(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::SignedIn { attempt, catalog } if attempt == self.attempt => {
+                self.busy = false;
+                self.services.used(&self.url, &self.user);
+                if let Some(path) = &self.services_file
+                    && let Err(e) = self.services.save(path)
+                {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot keep the service");
+                }
+                tracing::info!(entries = catalog.len(), "signed in; the catalog");
+                self.selected = self.selected.min(catalog.len().saturating_sub(1));
+                self.catalog = catalog;
+                if self.catalog.is_empty() {
+                    self.say("You are signed in, but no desktop is offered to you yet. Ask your administrator to give you one.".into());
+                }
+                self.go(Page::Catalog);
+            }
+            Outcome::Refused { attempt, problem } if attempt == self.attempt => {
+                self.busy = false;
+                // The fields stay as typed; the focus goes back to the
+                // first to fix (the password, once a user is given).
+                self.say(problem);
+            }
+            // An answer to an attempt given up (another service chosen).
+            Outcome::SignedIn { .. } | Outcome::Refused { .. } => {}
+        }
+    }
+
+    /// A connection stage began.
+    pub fn stage(&mut self, stage: &str) {
+        // Counters ("probing 3 PoPs: 2 answered…") replace their line.
+        let head = |s: &str| {
+            let h = s.split(':').next().unwrap_or(s);
+            h.trim_end_matches('…').to_string()
+        };
+        if let Some(last) = self.stages.last_mut()
+            && head(last) == head(stage)
+        {
+            *last = stage.to_string();
+        } else {
+            self.stages.push(stage.to_string());
+        }
+    }
+
+    /// The session is up.
+    pub fn connected(&mut self) {
+        self.problem = None;
+        self.go(Page::Session);
+    }
+
+    /// Connecting failed or the session was lost: `why` in words; the
+    /// window counts down to the next attempt.
+    pub fn lost(&mut self, why: &str) {
+        self.problem = Some(words::session_problem(why));
+        self.go(Page::Lost);
+    }
+
+    /// The session ended as asked (the desktop logged off): the catalog.
+    pub fn ended(&mut self) {
+        self.problem = None;
+        self.go(Page::Catalog);
+    }
+
+    /// The catalog's selection moved by `by` (arrow keys), kept in range.
+    pub fn select_by(&mut self, by: isize) {
+        let n = self.catalog.len();
+        if n > 0 {
+            self.selected = self.selected.saturating_add_signed(by).min(n - 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

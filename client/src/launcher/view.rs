@@ -1,0 +1,304 @@
+//! The launcher's pages drawn with egui: one centred column, the focus on
+//! the page's first field, Enter going on, Tab moving between controls,
+//! arrow keys moving over the catalog's tiles. Returns what the person did;
+//! [`super::Launcher::act`] does it.
+
+use std::time::Duration;
+
+use egui::{Align, Color32, Key, Layout, RichText, Ui, Vec2};
+
+use super::{Action, Launcher, Page};
+
+/// The column's width, in points.
+const COLUMN: f32 = 440.0;
+/// A catalog tile, in points.
+const TILE: Vec2 = Vec2::new(200.0, 120.0);
+/// Problems are shown in this colour.
+const PROBLEM: Color32 = Color32::from_rgb(0xff, 0x9e, 0x8a);
+
+/// What the window knows that the launcher's state does not.
+pub struct Context {
+    /// Lost page: how long until the next attempt.
+    pub retry_in: Option<Duration>,
+}
+
+/// Draws the launcher's page; the action asked for, if any.
+pub fn show(ui: &mut Ui, l: &mut Launcher, cx: &Context) -> Option<Action> {
+    let mut action = None;
+    egui::CentralPanel::default().show_inside(ui, |ui| {
+        let top = (ui.available_height() * 0.12).clamp(12.0, 96.0);
+        ui.add_space(top);
+        ui.vertical_centered(|ui| {
+            ui.set_max_width(COLUMN.max(tiles_width(l)));
+            ui.heading(RichText::new("Nephele").size(30.0).strong());
+            ui.add_space(18.0);
+            action = match l.page {
+                Page::AddService => add_service(ui, l),
+                Page::SignIn => sign_in(ui, l),
+                Page::Catalog => catalog(ui, l),
+                Page::Connecting => connecting(ui, l),
+                Page::Lost => lost(ui, l, cx),
+                Page::Session => None,
+            };
+        });
+    });
+    action
+}
+
+/// The catalog's grid width: up to four tiles a row.
+fn tiles_width(l: &Launcher) -> f32 {
+    if l.page == Page::Catalog {
+        let n = l.catalog.len().clamp(1, 4) as f32;
+        n * (TILE.x + 12.0)
+    } else {
+        0.0
+    }
+}
+
+fn problem(ui: &mut Ui, l: &Launcher) {
+    if let Some(p) = &l.problem {
+        ui.add_space(8.0);
+        ui.label(RichText::new(p).color(PROBLEM));
+    }
+}
+
+/// A single-line field as wide as the column; whether Enter was pressed in it.
+fn field(
+    ui: &mut Ui,
+    text: &mut String,
+    hint: &str,
+    password: bool,
+    focus: bool,
+) -> (egui::Response, bool) {
+    let r = ui.add(
+        egui::TextEdit::singleline(text)
+            .hint_text(hint)
+            .password(password)
+            .desired_width(COLUMN - 40.0),
+    );
+    if focus {
+        r.request_focus();
+    }
+    let entered = r.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+    (r, entered)
+}
+
+fn add_service(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
+    let mut action = None;
+    ui.label(RichText::new("Add a service").size(20.0));
+    ui.add_space(6.0);
+    ui.label("Type the address your administrator gave you.");
+    ui.add_space(10.0);
+    let focus = std::mem::take(&mut l.focus_first);
+    let (_, entered) = field(
+        ui,
+        &mut l.address,
+        "https://desktops.example.com",
+        false,
+        focus,
+    );
+    if entered {
+        action = Some(Action::Continue);
+    }
+    problem(ui, l);
+    ui.add_space(12.0);
+    if ui.button("Continue").clicked() {
+        action = Some(Action::Continue);
+    }
+    let kept: Vec<String> = l.services().list.iter().map(|s| s.url.clone()).collect();
+    if !kept.is_empty() {
+        ui.add_space(24.0);
+        ui.label("Services you used before:");
+        for url in kept {
+            if ui.button(&url).clicked() {
+                l.address = url;
+                action = Some(Action::Continue);
+            }
+        }
+    }
+    action
+}
+
+fn sign_in(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
+    let mut action = None;
+    ui.label(RichText::new("Sign in").size(20.0));
+    ui.add_space(4.0);
+    ui.label(RichText::new(l.url().to_string()).weak());
+    ui.add_space(12.0);
+    let focus = std::mem::take(&mut l.focus_first);
+    let user_first = l.user.is_empty();
+    ui.with_layout(Layout::top_down(Align::Min), |ui| {
+        ui.set_max_width(COLUMN - 40.0);
+        ui.label("User name");
+        let (_, user_entered) = field(
+            ui,
+            &mut l.user,
+            "name or name@organisation",
+            false,
+            focus && user_first,
+        );
+        ui.add_space(6.0);
+        ui.label("Password");
+        let (pw, pw_entered) = field(ui, &mut l.password, "", true, focus && !user_first);
+        if user_entered {
+            pw.request_focus();
+        }
+        if pw_entered {
+            action = Some(Action::SignIn);
+        }
+    });
+    problem(ui, l);
+    ui.add_space(12.0);
+    ui.horizontal(|ui| {
+        let indent = (ui.available_width() - 240.0).max(0.0) / 2.0;
+        ui.add_space(indent);
+        if l.busy {
+            ui.add(egui::Spinner::new());
+            ui.label("Signing in…");
+        } else if ui.button("Sign in").clicked() {
+            action = Some(Action::SignIn);
+        }
+        if ui.button("Other service").clicked() {
+            action = Some(Action::OtherService);
+        }
+    });
+    action
+}
+
+fn catalog(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
+    let mut action = None;
+    ui.label(RichText::new("Your desktops").size(20.0));
+    ui.add_space(4.0);
+    ui.label(RichText::new(format!("{} on {}", l.user, l.url())).weak());
+    ui.add_space(14.0);
+    // With a control focused (Tab), egui's own keys move and press it;
+    // otherwise the arrows and Enter work the tiles.
+    let focused = ui.memory(|m| m.focused().is_some());
+    let (left, right, up, down, enter) = ui.input(|i| {
+        (
+            i.key_pressed(Key::ArrowLeft),
+            i.key_pressed(Key::ArrowRight),
+            i.key_pressed(Key::ArrowUp),
+            i.key_pressed(Key::ArrowDown),
+            i.key_pressed(Key::Enter),
+        )
+    });
+    let per_row = l.catalog.len().clamp(1, 4);
+    if !focused {
+        let by = match (left, right, up, down) {
+            (true, ..) => -1,
+            (_, true, ..) => 1,
+            (_, _, true, _) => -(per_row as isize),
+            (.., true) => per_row as isize,
+            _ => 0,
+        };
+        l.select_by(by);
+        if enter && !l.catalog.is_empty() {
+            action = Some(Action::Open(l.selected));
+        }
+    }
+    let grid_width = per_row as f32 * (TILE.x + 12.0) - 12.0;
+    ui.horizontal(|ui| {
+        ui.add_space(((ui.available_width() - grid_width) / 2.0).max(0.0));
+        egui::Grid::new("catalog")
+            .spacing(Vec2::splat(12.0))
+            .show(ui, |ui| {
+                for (i, e) in l.catalog.iter().enumerate() {
+                    let selected = i == l.selected;
+                    let text =
+                        RichText::new(format!("{}\n\n{}", e.name, kind_name(&e.kind))).size(16.0);
+                    let tile = egui::Button::selectable(selected, text).min_size(TILE);
+                    let r = ui.add(tile);
+                    if selected {
+                        r.scroll_to_me(None);
+                    }
+                    if r.clicked() {
+                        action = Some(Action::Open(i));
+                    }
+                    if (i + 1) % per_row == 0 {
+                        ui.end_row();
+                    }
+                }
+            });
+    });
+    problem(ui, l);
+    ui.add_space(18.0);
+    ui.label(RichText::new("Arrow keys choose, Enter opens.").weak());
+    ui.add_space(8.0);
+    if ui.button("Sign out").clicked() {
+        action = Some(Action::SignOut);
+    }
+    action
+}
+
+fn kind_name(kind: &str) -> &str {
+    match kind {
+        "app" => "Application",
+        _ => "Desktop",
+    }
+}
+
+fn connecting(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
+    let mut action = None;
+    let name = l
+        .catalog
+        .get(l.selected)
+        .map_or("your desktop", |e| e.name.as_str())
+        .to_string();
+    ui.label(RichText::new(format!("Opening {name}")).size(20.0));
+    ui.add_space(12.0);
+    ui.with_layout(Layout::top_down(Align::Min), |ui| {
+        ui.set_max_width(COLUMN - 40.0);
+        let n = l.stages.len();
+        for (i, s) in l.stages.iter().enumerate() {
+            ui.horizontal_wrapped(|ui| {
+                if i + 1 == n {
+                    ui.add(egui::Spinner::new());
+                } else {
+                    ui.label("✓");
+                }
+                ui.label(s);
+            });
+        }
+    });
+    ui.add_space(14.0);
+    let focus = std::mem::take(&mut l.focus_first);
+    let cancel = ui.button("Cancel");
+    if focus {
+        cancel.request_focus();
+    }
+    if cancel.clicked() || ui.input(|i| i.key_pressed(Key::Escape)) {
+        action = Some(Action::Cancel);
+    }
+    action
+}
+
+fn lost(ui: &mut Ui, l: &mut Launcher, cx: &Context) -> Option<Action> {
+    let mut action = None;
+    ui.label(RichText::new("Connection lost").size(20.0));
+    ui.add_space(8.0);
+    if let Some(p) = &l.problem {
+        ui.label(p);
+    }
+    if let Some(wait) = cx.retry_in {
+        ui.add_space(6.0);
+        ui.label(format!("Trying again in {} s…", wait.as_secs() + 1));
+    }
+    ui.add_space(14.0);
+    let focus = std::mem::take(&mut l.focus_first);
+    ui.horizontal(|ui| {
+        let indent = (ui.available_width() - 250.0).max(0.0) / 2.0;
+        ui.add_space(indent);
+        let again = ui.button("Reconnect");
+        if focus {
+            again.request_focus();
+        }
+        if again.clicked() {
+            action = Some(Action::Reconnect);
+        }
+        if ui.button("Back to catalog").clicked() || ui.input(|i| i.key_pressed(Key::Escape)) {
+            action = Some(Action::BackToCatalog);
+        }
+    });
+    action
+}

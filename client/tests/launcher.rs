@@ -1,0 +1,155 @@
+//! The launcher as a person meets it: `nephele` alone, under Xvfb, with an
+//! empty home and no terminal, driven by `xdotool` from the service's
+//! address to typing on the desktop, against `nephele-server all`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+mod common;
+use common::session::wait_for;
+use common::{Killed, need, recorded_key_downs, screenshot, start_all, xdotool};
+
+/// `nephele` with nothing but `home` (settings, state) and the display:
+/// no password in the environment, no terminal; its log to `log`.
+fn launcher(display: &str, home: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DISPLAY", display)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_STATE_HOME", home.join(".local/state"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start nephele")
+}
+
+/// The launcher's window, focused.
+fn window(display: &str) -> String {
+    let wid = xdotool(display, &["search", "--sync", "--name", "^Nephele"]);
+    let wid = wid.lines().next().unwrap().to_string();
+    xdotool(display, &["windowfocus", "--sync", &wid]);
+    wid
+}
+
+/// Waits until the log holds `what` `times` times.
+fn logged(log: &Path, what: &str, times: usize) {
+    wait_for(
+        &format!("`{what}` in the log"),
+        Duration::from_secs(30),
+        || {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .matches(what)
+                .count()
+                >= times
+        },
+    );
+}
+
+/// A page was drawn: text and controls in several shades, not one colour.
+fn drawn(display: &str, wid: &str) -> usize {
+    let (_, _, px) = screenshot(display, wid);
+    let mut shades: Vec<[u8; 3]> = px;
+    shades.sort_unstable();
+    shades.dedup();
+    shades.len()
+}
+
+fn typed(display: &str, text: &str) {
+    xdotool(display, &["type", "--delay", "40", text]);
+}
+
+fn key(display: &str, keys: &str) {
+    xdotool(display, &["key", "--delay", "60", keys]);
+}
+
+#[test]
+fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
+    need("xdotool");
+    let (_xvfb, display) = common::start_xvfb("1280x800x24");
+    let dir = std::env::temp_dir().join(format!("nephele-launcher-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = dir.join("rec.jsonl");
+    let (server, url) = start_all(&dir, &["--record-input", rec.to_str().unwrap()]);
+    let _server = Killed(server);
+    // A new home. Its settings trust the service's CA and keep sound out
+    // of this test; nothing names the service, the user or a password.
+    let home = dir.join("home");
+    let settings = home.join(".config/nephele");
+    std::fs::create_dir_all(&settings).unwrap();
+    let ca: PathBuf = dir.join("state/ca.pem");
+    std::fs::write(
+        settings.join("config.toml"),
+        format!(
+            "ca = [{:?}]\n[audio]\nspeaker = false\nmicrophone = false\n",
+            ca.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    let log = dir.join("first.log");
+    let client = Killed(launcher(&display, &home, &log));
+    let wid = window(&display);
+    logged(&log, "launcher opens page=AddService", 1);
+    assert!(drawn(&display, &wid) > 8, "the address page was not drawn");
+    // The focus starts in the address field; Enter goes on.
+    typed(&display, url.trim_start_matches("https://"));
+    key(&display, "Return");
+    logged(&log, "to=SignIn", 1);
+    // A wrong password is told on the page, which keeps the fields.
+    typed(&display, "alice");
+    key(&display, "Tab");
+    typed(&display, "not-the-password");
+    key(&display, "Return");
+    logged(&log, "is not right", 1);
+    // The focus is back in the password: select it all, type the right one.
+    key(&display, "ctrl+a");
+    typed(&display, "wonderland");
+    key(&display, "Return");
+    logged(&log, "to=Catalog", 1);
+    assert!(drawn(&display, &wid) > 8, "the catalog was not drawn");
+    // Enter opens the first tile.
+    key(&display, "Return");
+    logged(&log, "to=Connecting", 1);
+    logged(&log, "to=Session", 1);
+    // The desktop is up: typed keys reach the host, in order.
+    std::thread::sleep(Duration::from_millis(500));
+    typed(&display, "hi");
+    key(&display, "Return");
+    let expected = ["KeyH", "KeyI", "Enter"];
+    wait_for(
+        "the typed keys on the host",
+        Duration::from_secs(15),
+        || recorded_key_downs(&rec).len() >= expected.len(),
+    );
+    assert_eq!(recorded_key_downs(&rec), expected);
+    // The quit keys leave the session for the catalog; there they quit.
+    key(&display, "ctrl+alt+shift+q");
+    logged(&log, "from=Session to=Catalog", 1);
+    key(&display, "ctrl+alt+shift+q");
+    let mut client = client;
+    wait_for("the launcher to quit", Duration::from_secs(10), || {
+        client.0.try_wait().unwrap().is_some()
+    });
+    let kept = std::fs::read_to_string(settings.join("services.toml")).unwrap();
+    assert!(kept.contains(&url) && kept.contains("alice"), "{kept}");
+    assert!(!kept.contains("wonderland"), "{kept}");
+
+    // The next start opens on that service, its user filled in: the
+    // password is all there is to type.
+    let log = dir.join("second.log");
+    let _client = Killed(launcher(&display, &home, &log));
+    let _wid = window(&display);
+    logged(&log, "launcher opens page=SignIn", 1);
+    typed(&display, "wonderland");
+    key(&display, "Return");
+    logged(&log, "to=Catalog", 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
