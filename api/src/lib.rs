@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod directory;
+pub mod inspect;
 pub mod trust;
 
 pub use client::{DirClientError, DirectoryClient};

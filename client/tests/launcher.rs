@@ -2,13 +2,15 @@
 //! empty home and no terminal, driven by `xdotool` from the service's
 //! address to typing on the desktop, against `nephele-server all`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 mod common;
 use common::session::wait_for;
 use common::{Killed, need, recorded_key_downs, screenshot, start_all, xdotool};
+use nephele_api::inspect::fingerprint;
+use nephele_api::trust::read_cert_pem;
 
 /// `nephele` with nothing but `home` (settings, state) and the display:
 /// no password in the environment, no terminal; its log to `log`.
@@ -79,20 +81,17 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     let rec = dir.join("rec.jsonl");
     let (server, url) = start_all(&dir, &["--record-input", rec.to_str().unwrap()]);
     let _server = Killed(server);
-    // A new home. Its settings trust the service's CA and keep sound out
-    // of this test; nothing names the service, the user or a password.
+    // A new home. Its settings keep sound out of this test; nothing names
+    // the service, its CA, the user or a password.
     let home = dir.join("home");
     let settings = home.join(".config/nephele");
     std::fs::create_dir_all(&settings).unwrap();
-    let ca: PathBuf = dir.join("state/ca.pem");
     std::fs::write(
         settings.join("config.toml"),
-        format!(
-            "ca = [{:?}]\n[audio]\nspeaker = false\nmicrophone = false\n",
-            ca.display().to_string()
-        ),
+        "[audio]\nspeaker = false\nmicrophone = false\n",
     )
     .unwrap();
+    let ca = &read_cert_pem(&dir.join("state/ca.pem")).unwrap()[0];
 
     let log = dir.join("first.log");
     let client = Killed(launcher(&display, &home, &log));
@@ -102,7 +101,13 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     // The focus starts in the address field; Enter goes on.
     typed(&display, url.trim_start_matches("https://"));
     key(&display, "Return");
-    logged(&log, "to=SignIn", 1);
+    // This computer does not know the service's CA: the Trust page shows
+    // its fingerprint, the focus on Trust.
+    logged(&log, "from=AddService to=Trust", 1);
+    logged(&log, &format!("fingerprint={}", fingerprint(ca)), 1);
+    assert!(drawn(&display, &wid) > 8, "the trust page was not drawn");
+    key(&display, "Return");
+    logged(&log, "from=Trust to=SignIn", 1);
     // A wrong password is told on the page, which keeps the fields.
     typed(&display, "alice");
     key(&display, "Tab");
@@ -140,6 +145,10 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     });
     let kept = std::fs::read_to_string(settings.join("services.toml")).unwrap();
     assert!(kept.contains(&url) && kept.contains("alice"), "{kept}");
+    assert!(
+        kept.contains("BEGIN CERTIFICATE"),
+        "the pin is kept: {kept}"
+    );
     assert!(!kept.contains("wonderland"), "{kept}");
 
     // The next start opens on that service, its user filled in: the
@@ -151,5 +160,30 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     typed(&display, "wonderland");
     key(&display, "Return");
     logged(&log, "to=Catalog", 1);
+    drop(_client);
+
+    // The service's certificate changes (here: the pin is another
+    // service's CA). The launcher warns with both fingerprints and a
+    // stray Enter goes back, never on.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_server, _) = start_all(&other, &[]);
+    let _other_server = Killed(other_server);
+    let other_pem = std::fs::read_to_string(other.join("state/ca.pem")).unwrap();
+    let mut services: toml::Table = toml::from_str(&kept).unwrap();
+    services["service"].as_array_mut().unwrap()[0]["trusted-ca"] = other_pem.into();
+    std::fs::write(
+        settings.join("services.toml"),
+        toml::to_string(&services).unwrap(),
+    )
+    .unwrap();
+    let log = dir.join("third.log");
+    let _client = Killed(launcher(&display, &home, &log));
+    let wid = window(&display);
+    logged(&log, "from=SignIn to=Trust", 1);
+    logged(&log, "was=Some(", 1);
+    assert!(drawn(&display, &wid) > 8, "the warning was not drawn");
+    key(&display, "Return");
+    logged(&log, "from=Trust to=AddService", 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

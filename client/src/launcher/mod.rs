@@ -1,12 +1,13 @@
 //! The launcher: from the service's address to a desktop, in the window.
 //!
-//! The pages ([`Page`]): add a service, sign in, the catalog of desktops,
+//! The pages ([`Page`]): add a service, trust its certificate (when this
+//! computer does not), sign in, the catalog of desktops,
 //! connecting (the stages as they happen), the session itself, and a lost
 //! connection. This module is the launcher's state and what each action
 //! does, without a window: the window draws it ([`view`]) and tells it
 //! what the session does; signing in runs on a thread of its own and comes
 //! back as an [`Outcome`] through the `notify` callback, so nothing here
-//! waits on the network.
+//! waits on the network. So does checking a new service's certificate.
 
 mod services;
 pub mod view;
@@ -15,8 +16,9 @@ mod words;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nephele_api::DirectoryClient;
+use nephele_api::client::DirClientError;
 use nephele_api::directory::CatalogEntry;
+use nephele_api::{DirectoryClient, inspect};
 use rustls::pki_types::CertificateDer;
 
 pub use services::{Service, Services, default_path, normalise};
@@ -28,6 +30,8 @@ use crate::login::Login;
 pub enum Page {
     /// The service's address.
     AddService,
+    /// The service's certificate is not trusted here: trust it or not.
+    Trust,
     /// User and password.
     SignIn,
     /// The desktops the user may open.
@@ -45,6 +49,10 @@ pub enum Page {
 pub enum Action {
     /// Add a service: go on with the typed address.
     Continue,
+    /// Trust the certificate shown and go on.
+    Trust,
+    /// Back to the service's address.
+    Back,
     /// Sign in with the typed user and password.
     SignIn,
     /// Back to the service's address (another service).
@@ -61,9 +69,33 @@ pub enum Action {
     SignOut,
 }
 
-/// What a sign-in on the worker thread came to.
+/// A certificate the person is asked about.
+#[derive(Debug, Clone)]
+pub struct Untrusted {
+    /// The authority at the top of the chain the service presented.
+    pub ca: rustls::pki_types::CertificateDer<'static>,
+    /// Its SHA-256 fingerprint.
+    pub fingerprint: String,
+    /// The fingerprint trusted before, when the service's certificate
+    /// changed since.
+    pub was: Option<String>,
+}
+
+/// What a check or a sign-in on the worker thread came to.
 #[derive(Debug)]
 pub enum Outcome {
+    /// The service answered over a connection this computer trusts.
+    Trusted {
+        /// The attempt it answers.
+        attempt: u64,
+    },
+    /// The service presented a certificate this computer does not trust.
+    Untrusted {
+        /// The attempt it answers.
+        attempt: u64,
+        /// What it presented.
+        cert: Untrusted,
+    },
     /// Signed in; the catalog.
     SignedIn {
         /// The sign-in attempt it answers.
@@ -115,6 +147,8 @@ pub struct Launcher {
     pub stages: Vec<String>,
     /// The page changed: the view puts the focus on its first field.
     pub focus_first: bool,
+    /// The certificate the Trust page asks about.
+    pub untrusted: Option<Untrusted>,
     /// The directory signed in to (normalised address).
     url: String,
     services: Services,
@@ -125,8 +159,8 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    /// A launcher on the service used last (its user filled in), else on
-    /// adding a service. `roots` are the CAs the settings trust beside the
+    /// A launcher on the service used last (its user filled in, its
+    /// certificate checked again at once), else on adding a service. `roots` are the CAs the settings trust beside the
     /// system's; `notify` carries sign-in outcomes back to the window's
     /// thread, which hands them to [`Launcher::outcome`].
     pub fn new(
@@ -150,6 +184,7 @@ impl Launcher {
             selected: 0,
             stages: Vec::new(),
             focus_first: true,
+            untrusted: None,
             url: String::new(),
             services,
             services_file,
@@ -164,6 +199,9 @@ impl Launcher {
             l.page = Page::SignIn;
         }
         tracing::info!(page = ?l.page, "launcher opens");
+        if l.page == Page::SignIn {
+            l.check();
+        }
         l
     }
 
@@ -209,12 +247,27 @@ impl Launcher {
                     }
                     self.address.clone_from(&url);
                     self.url = url;
-                    self.go(Page::SignIn);
+                    self.check();
                 }
                 Err(why) => self.say(why),
             },
+            Action::Trust => {
+                if let Some(u) = self.untrusted.take() {
+                    tracing::info!(url = %self.url, fingerprint = %u.fingerprint, "certificate trusted by the person");
+                    self.services.trust(&self.url, &u.ca);
+                    self.keep_services();
+                    self.problem = None;
+                    self.go(Page::SignIn);
+                }
+            }
+            Action::Back => {
+                self.untrusted = None;
+                self.problem = None;
+                self.go(Page::AddService);
+            }
             Action::SignIn => self.sign_in(),
             Action::OtherService => {
+                self.untrusted = None;
                 self.problem = None;
                 self.busy = false;
                 self.attempt += 1;
@@ -226,14 +279,15 @@ impl Launcher {
                 };
                 self.selected = i;
                 let desktop = entry.id.clone();
-                match DirectoryClient::new(&self.url, &self.roots) {
+                let roots = self.roots_for(&self.url);
+                match DirectoryClient::new(&self.url, &roots) {
                     Ok(dir) => {
                         self.problem = None;
                         self.stages.clear();
                         self.go(Page::Connecting);
                         return Command::Connect(Box::new(Login {
                             dir,
-                            roots: self.roots.clone(),
+                            roots,
                             user: self.user.clone(),
                             password: self.password.clone(),
                             desktop: Some(desktop),
@@ -263,6 +317,53 @@ impl Launcher {
         Command::None
     }
 
+    /// What a connection to `url` trusts: the settings' CAs, and the CA
+    /// the person trusted for it.
+    fn roots_for(&self, url: &str) -> Vec<CertificateDer<'static>> {
+        let mut roots = self.roots.clone();
+        roots.extend(self.services.get(url).and_then(Service::pin));
+        roots
+    }
+
+    /// The fingerprint of the CA pinned for this service, if any.
+    fn pinned_fingerprint(&self) -> Option<String> {
+        let pin = self.services.get(&self.url).and_then(Service::pin)?;
+        Some(inspect::fingerprint(&pin))
+    }
+
+    fn keep_services(&self) {
+        if let Some(path) = &self.services_file
+            && let Err(e) = self.services.save(path)
+        {
+            tracing::warn!(file = %path.display(), error = %e, "cannot keep the services");
+        }
+    }
+
+    /// Asks the service something harmless over a trusted connection, on a
+    /// thread of its own; when this computer does not trust its
+    /// certificate, fetches the chain it presents for the Trust page.
+    fn check(&mut self) {
+        let roots = self.roots_for(&self.url);
+        let was = self.pinned_fingerprint();
+        let dir = match DirectoryClient::new(&self.url, &roots) {
+            Ok(d) => d,
+            Err(e) => return self.say(words::directory_problem(&e)),
+        };
+        self.attempt += 1;
+        self.busy = true;
+        self.problem = None;
+        let (attempt, url) = (self.attempt, self.url.clone());
+        let notify = self.notify.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nephele-check".into())
+            .spawn(move || notify(check_service(&dir, &url, attempt, was)));
+        if let Err(e) = spawned {
+            self.busy = false;
+            tracing::error!(error = %e, "cannot start the check thread");
+            self.say("Nephele could not start. Close it and try again.".into());
+        }
+    }
+
     /// Signs in on a thread of its own; the answer comes as an [`Outcome`].
     fn sign_in(&mut self) {
         if self.busy {
@@ -278,7 +379,7 @@ impl Launcher {
             self.say(format!("Type {which}, then press Enter."));
             return;
         }
-        let dir = match DirectoryClient::new(&self.url, &self.roots) {
+        let dir = match DirectoryClient::new(&self.url, &self.roots_for(&self.url)) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "the directory's address");
@@ -290,6 +391,7 @@ impl Launcher {
         self.busy = true;
         self.problem = None;
         let (attempt, user, password) = (self.attempt, self.user.clone(), self.password.clone());
+        let (url, was) = (self.url.clone(), self.pinned_fingerprint());
         let notify = self.notify.clone();
         let spawned = std::thread::Builder::new()
             .name("nephele-signin".into())
@@ -302,6 +404,8 @@ impl Launcher {
                         attempt,
                         catalog: c.desktops,
                     },
+                    // The certificate changed since the page opened.
+                    Err(e) if words::is_untrusted(&e) => check_service(&dir, &url, attempt, was),
                     Err(e) => {
                         tracing::warn!(url = %dir.url(), error = %e, "sign-in");
                         Outcome::Refused {
@@ -319,17 +423,23 @@ impl Launcher {
         }
     }
 
-    /// A sign-in's answer arrived.
+    /// A check's or a sign-in's answer arrived.
     pub fn outcome(&mut self, outcome: Outcome) {
         match outcome {
+            Outcome::Trusted { attempt } if attempt == self.attempt => {
+                self.busy = false;
+                self.go(Page::SignIn);
+            }
+            Outcome::Untrusted { attempt, cert } if attempt == self.attempt => {
+                self.busy = false;
+                tracing::warn!(url = %self.url, fingerprint = %cert.fingerprint, was = ?cert.was, "the service's certificate is not trusted here");
+                self.untrusted = Some(cert);
+                self.go(Page::Trust);
+            }
             Outcome::SignedIn { attempt, catalog } if attempt == self.attempt => {
                 self.busy = false;
                 self.services.used(&self.url, &self.user);
-                if let Some(path) = &self.services_file
-                    && let Err(e) = self.services.save(path)
-                {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot keep the service");
-                }
+                self.keep_services();
                 tracing::info!(entries = catalog.len(), "signed in; the catalog");
                 self.selected = self.selected.min(catalog.len().saturating_sub(1));
                 self.catalog = catalog;
@@ -345,7 +455,10 @@ impl Launcher {
                 self.say(problem);
             }
             // An answer to an attempt given up (another service chosen).
-            Outcome::SignedIn { .. } | Outcome::Refused { .. } => {}
+            Outcome::Trusted { .. }
+            | Outcome::Untrusted { .. }
+            | Outcome::SignedIn { .. }
+            | Outcome::Refused { .. } => {}
         }
     }
 
@@ -389,6 +502,43 @@ impl Launcher {
         let n = self.catalog.len();
         if n > 0 {
             self.selected = self.selected.saturating_add_signed(by).min(n - 1);
+        }
+    }
+}
+
+/// The worker's check of a service: trusted, untrusted (with what it
+/// presents), or unreachable in words.
+fn check_service(dir: &DirectoryClient, url: &str, attempt: u64, was: Option<String>) -> Outcome {
+    let refused = |problem| Outcome::Refused { attempt, problem };
+    match dir.public_key() {
+        Ok(_) => Outcome::Trusted { attempt },
+        Err(e @ DirClientError::Unreachable { .. }) if words::is_untrusted(&e) => {
+            tracing::info!(%url, error = %e, "not trusted; fetching the certificate it presents");
+            match inspect::presented_chain(url, std::time::Duration::from_secs(5)) {
+                // The authority at the top of the chain: what signs the
+                // directory's and the gateways' certificates alike.
+                Ok(chain) if !chain.is_empty() => {
+                    let ca = chain[chain.len() - 1].clone();
+                    let fingerprint = inspect::fingerprint(&ca);
+                    let was = was.filter(|w| *w != fingerprint);
+                    Outcome::Untrusted {
+                        attempt,
+                        cert: Untrusted {
+                            ca,
+                            fingerprint,
+                            was,
+                        },
+                    }
+                }
+                inspected => {
+                    tracing::warn!(%url, outcome = ?inspected.map(|c| c.len()), "inspecting the certificate");
+                    refused(words::directory_problem(&e))
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(%url, error = %e, "checking the service");
+            refused(words::directory_problem(&e))
         }
     }
 }

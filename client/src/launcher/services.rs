@@ -1,20 +1,53 @@
 //! The services a person has added, kept between runs in `services.toml`
 //! beside the settings file: each service's address and the user last
-//! signed in there, and which service was used last (the launcher opens on
-//! it). Never a password: see [`crate::secrets`].
+//! signed in there, the certificate authority the person chose to trust
+//! for it (its pin), and which service was used last (the launcher opens
+//! on it). Never a password: see [`crate::secrets`].
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 
 /// One service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Service {
     /// The directory's address, `https://HOST[:PORT]`.
     pub url: String,
     /// The user last signed in there.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user: String,
+    /// The CA certificate (PEM) the person trusted for this service, when
+    /// the system does not trust it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_ca: Option<String>,
+}
+
+impl Service {
+    /// The trusted CA, if one is pinned and readable.
+    pub fn pin(&self) -> Option<CertificateDer<'static>> {
+        let pem = self.trusted_ca.as_deref()?;
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .inspect_err(|e| tracing::warn!(url = %self.url, error = %e, "the trusted certificate cannot be read"))
+            .ok()
+    }
+}
+
+/// A certificate as PEM text.
+pub fn pem(cert: &CertificateDer<'_>) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// Every kept service and the last one used.
@@ -69,17 +102,32 @@ impl Services {
         self.list.iter().find(|s| s.url == url)
     }
 
+    /// The service at `url`, added if new.
+    fn entry(&mut self, url: &str) -> &mut Service {
+        let i = match self.list.iter().position(|s| s.url == url) {
+            Some(i) => i,
+            None => {
+                self.list.push(Service {
+                    url: url.to_string(),
+                    user: String::new(),
+                    trusted_ca: None,
+                });
+                self.list.len() - 1
+            }
+        };
+        &mut self.list[i]
+    }
+
     /// Keeps `url` (adding it if new) with `user` as its last user, and
     /// makes it the last used.
     pub fn used(&mut self, url: &str, user: &str) {
-        match self.list.iter_mut().find(|s| s.url == url) {
-            Some(s) => s.user = user.to_string(),
-            None => self.list.push(Service {
-                url: url.to_string(),
-                user: user.to_string(),
-            }),
-        }
+        self.entry(url).user = user.to_string();
         self.last = Some(url.to_string());
+    }
+
+    /// Pins `ca` as the authority trusted for `url`.
+    pub fn trust(&mut self, url: &str, ca: &CertificateDer<'_>) {
+        self.entry(url).trusted_ca = Some(pem(ca));
     }
 }
 
@@ -131,12 +179,16 @@ mod tests {
         s.used("https://a.example:8443", "ada");
         s.used("https://b.example", "bob");
         s.used("https://a.example:8443", "ada@acme");
+        let ca = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x07]);
+        s.trust("https://b.example", &ca);
         s.save(&path).unwrap();
         let back = Services::load(&path);
         assert_eq!(back, s);
         assert_eq!(back.list.len(), 2);
         assert_eq!(back.last().unwrap().user, "ada@acme");
         assert_eq!(back.get("https://b.example").unwrap().user, "bob");
+        assert_eq!(back.get("https://b.example").unwrap().pin(), Some(ca));
+        assert_eq!(back.last().unwrap().pin(), None);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("password"), "{text}");
         std::fs::write(&path, "last = [broken").unwrap();

@@ -31,9 +31,13 @@ fn a_first_run_asks_for_the_address_and_a_bad_one_is_told_in_place() {
     assert_eq!(l.address, "http://plain.example", "the field is kept");
     l.address = "desktops.example:8443".into();
     l.act(Action::Continue);
-    assert_eq!(l.page, Page::SignIn);
+    // The service is checked first, on a thread of its own.
+    assert!(l.busy);
+    assert_eq!(l.page, Page::AddService);
     assert_eq!(l.url(), "https://desktops.example:8443");
     assert_eq!(l.problem, None);
+    l.outcome(Outcome::Trusted { attempt: l.attempt });
+    assert_eq!(l.page, Page::SignIn);
     assert!(l.focus_first);
 }
 
@@ -48,6 +52,13 @@ fn an_unreachable_service_is_told_on_the_sign_in_page_with_the_fields_kept() {
     let (mut l, rx) = launcher(None);
     l.address = format!("127.0.0.1:{port}");
     l.act(Action::Continue);
+    l.outcome(rx.recv_timeout(Duration::from_secs(20)).unwrap());
+    assert_eq!(l.page, Page::AddService);
+    let said = l.problem.clone().unwrap();
+    assert!(said.contains("cannot reach the service"), "{said}");
+    assert_eq!(l.address, format!("https://127.0.0.1:{port}"));
+    // Had it answered before: signing in says the same, on its page.
+    l.go(Page::SignIn);
     l.act(Action::SignIn);
     assert!(!l.busy, "nothing typed: nothing sent");
     assert!(l.problem.as_deref().unwrap().contains("user name"));
@@ -73,6 +84,21 @@ fn a_sign_in_keeps_the_service_and_the_catalog_opens_by_keyboard() {
     let (mut l, _rx) = launcher(Some(file.clone()));
     l.address = "https://desktops.example".into();
     l.act(Action::Continue);
+    // Its certificate is not trusted here: the Trust page asks.
+    let ca = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x2a]);
+    let cert = Untrusted {
+        ca: ca.clone(),
+        fingerprint: inspect::fingerprint(&ca),
+        was: None,
+    };
+    l.outcome(Outcome::Untrusted {
+        attempt: l.attempt,
+        cert,
+    });
+    assert_eq!(l.page, Page::Trust);
+    l.act(Action::Trust);
+    assert_eq!(l.page, Page::SignIn);
+    assert_eq!(l.roots_for(l.url()), std::slice::from_ref(&ca));
     l.user = "ada".into();
     l.password = "secret".into();
     // An answer for an attempt given up is ignored.
@@ -125,6 +151,7 @@ fn a_sign_in_keeps_the_service_and_the_catalog_opens_by_keyboard() {
     assert_eq!(next.url(), "https://desktops.example");
     assert_eq!(next.user, "ada");
     assert!(next.password.is_empty());
+    assert_eq!(next.roots_for(next.url()), [ca], "the pin is kept");
     let kept = std::fs::read_to_string(&file).unwrap();
     assert!(!kept.contains("secret"), "{kept}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -34,6 +34,7 @@ pub fn show(ui: &mut Ui, l: &mut Launcher, cx: &Context) -> Option<Action> {
             ui.add_space(18.0);
             action = match l.page {
                 Page::AddService => add_service(ui, l),
+                Page::Trust => trust(ui, l),
                 Page::SignIn => sign_in(ui, l),
                 Page::Catalog => catalog(ui, l),
                 Page::Connecting => connecting(ui, l),
@@ -102,7 +103,13 @@ fn add_service(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     }
     problem(ui, l);
     ui.add_space(12.0);
-    if ui.button("Continue").clicked() {
+    if l.busy {
+        ui.horizontal(|ui| {
+            ui.add_space((ui.available_width() - 200.0).max(0.0) / 2.0);
+            ui.add(egui::Spinner::new());
+            ui.label("Checking the service…");
+        });
+    } else if ui.button("Continue").clicked() {
         action = Some(Action::Continue);
     }
     let kept: Vec<String> = l.services().list.iter().map(|s| s.url.clone()).collect();
@@ -116,6 +123,79 @@ fn add_service(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
             }
         }
     }
+    action
+}
+
+/// The service's host, as the Trust page names it.
+fn host(url: &str) -> &str {
+    url.trim_start_matches("https://")
+}
+
+/// A fingerprint in two lines of monospace, as people compare them.
+fn fingerprint(ui: &mut Ui, f: &str) {
+    let half = f.len() / 2;
+    let cut = f[..half].rfind(':').map_or(half, |i| i + 1);
+    ui.label(RichText::new(format!("{}\n{}", &f[..cut], &f[cut..])).monospace());
+}
+
+fn trust(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
+    let mut action = None;
+    let Some(u) = l.untrusted.clone() else {
+        return Some(Action::Back);
+    };
+    let name = host(l.url()).to_string();
+    let focus = std::mem::take(&mut l.focus_first);
+    if let Some(was) = &u.was {
+        ui.label(
+            RichText::new("The service's certificate has changed")
+                .size(20.0)
+                .color(PROBLEM),
+        );
+        ui.add_space(8.0);
+        ui.label(format!(
+            "{name} now presents a certificate other than the one you trusted. If your administrator did not renew it, someone may be intercepting your connection: go back and ask them."
+        ));
+        ui.add_space(10.0);
+        ui.label("Trusted before (SHA-256):");
+        fingerprint(ui, was);
+        ui.add_space(6.0);
+        ui.label("Presented now (SHA-256):");
+        fingerprint(ui, &u.fingerprint);
+    } else {
+        ui.label(RichText::new("Trust this service?").size(20.0));
+        ui.add_space(8.0);
+        ui.label(format!(
+            "This computer does not know the certificate authority of {name}. Trust it only if your administrator confirms this fingerprint:"
+        ));
+        ui.add_space(10.0);
+        fingerprint(ui, &u.fingerprint);
+    }
+    ui.add_space(14.0);
+    ui.horizontal(|ui| {
+        let width = if u.was.is_some() { 260.0 } else { 145.0 };
+        ui.add_space((ui.available_width() - width).max(0.0) / 2.0);
+        let label = if u.was.is_some() {
+            "Trust the new one"
+        } else {
+            "Trust"
+        };
+        let yes = ui.button(label);
+        let back = ui.button("Back");
+        // A changed certificate is never trusted by a stray Enter.
+        if focus {
+            if u.was.is_some() {
+                back.request_focus()
+            } else {
+                yes.request_focus()
+            }
+        }
+        if yes.clicked() {
+            action = Some(Action::Trust);
+        }
+        if back.clicked() || ui.input(|i| i.key_pressed(Key::Escape)) {
+            action = Some(Action::Back);
+        }
+    });
     action
 }
 

@@ -61,6 +61,12 @@ pub fn session_problem(why: &str) -> String {
     }
 }
 
+/// A directory call that failed because this computer does not trust the
+/// service's certificate (not because of the network).
+pub fn is_untrusted(e: &DirClientError) -> bool {
+    matches!(e, DirClientError::Unreachable { reason, .. } if is_trust(reason))
+}
+
 /// A TLS failure of trust (not of the network).
 fn is_trust(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
