@@ -321,6 +321,8 @@ pub struct Shortcuts {
     pub microphone: Chord,
     /// Presentation mode (keep the session active).
     pub presentation: Chord,
+    /// The in-session menu.
+    pub menu: Chord,
 }
 
 impl Default for Shortcuts {
@@ -332,6 +334,7 @@ impl Default for Shortcuts {
             stats: chord("Ctrl+Alt+Shift+S"),
             microphone: chord("Ctrl+Alt+Shift+M"),
             presentation: chord("Ctrl+Alt+Shift+P"),
+            menu: chord("Ctrl+Alt+Shift+N"),
         }
     }
 }

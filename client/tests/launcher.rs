@@ -135,9 +135,31 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
         || recorded_key_downs(&rec).len() >= expected.len(),
     );
     assert_eq!(recorded_key_downs(&rec), expected);
-    // The quit keys leave the session for the catalog; there they quit.
-    key(&display, "ctrl+alt+shift+q");
+    // The session's menu opens on its keys with the focus on Disconnect:
+    // Enter leaves for the catalog, and no key of the menu's reached the
+    // desktop. There the quit keys quit.
+    key(&display, "ctrl+alt+shift+n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(drawn(&display, &wid) > 8);
+    key(&display, "Return");
     logged(&log, "from=Session to=Catalog", 1);
+    // The chord's modifiers went down before its N (as with every
+    // shortcut) and were let go when the menu opened; N and Enter were the
+    // menu's.
+    let downs = recorded_key_downs(&rec);
+    assert_eq!(downs[..expected.len()], expected);
+    let modifiers = ["ControlLeft", "AltLeft", "ShiftLeft"];
+    assert!(
+        downs[expected.len()..]
+            .iter()
+            .all(|k| modifiers.contains(&k.as_str())),
+        "{downs:?}"
+    );
+    let ups = std::fs::read_to_string(&rec)
+        .unwrap()
+        .matches("\"up\"")
+        .count();
+    assert_eq!(ups, downs.len(), "every key went up again");
     key(&display, "ctrl+alt+shift+q");
     let mut client = client;
     wait_for("the launcher to quit", Duration::from_secs(10), || {

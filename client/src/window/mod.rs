@@ -23,6 +23,7 @@
 
 mod banner;
 mod connect;
+mod layer;
 mod pages;
 mod pointer;
 mod present;
@@ -53,7 +54,7 @@ use crate::status::Observed;
 use banner::Banner;
 use connect::Connection;
 use pointer::{Capture, Pointer};
-use present::{Overlays, Screen};
+use present::Screen;
 use shortcuts::{Held, Shortcut, shortcut_for};
 
 /// What the connect thread made ready for a session.
@@ -169,8 +170,15 @@ struct App {
     launcher: Option<Launcher>,
     /// Makes the connector for the desktop chosen in the launcher.
     connector_for: Option<Arc<dyn Fn(Login) -> Connector + Send + Sync>>,
-    /// egui, for the launcher's pages.
+    /// egui, for the launcher's pages and the layer over the picture.
     ui: Option<ui::Ui>,
+    /// The session's menu is open; its first control is yet to be focused.
+    menu_open: bool,
+    menu_focus: bool,
+    /// Since when the connection has been lost (the layer says so).
+    lost_since: Option<Instant>,
+    /// Leave at the next chance (the menu's Quit).
+    quit: bool,
 }
 
 /// The longest wait between a launcher's attempts to reconnect.
@@ -220,6 +228,10 @@ pub fn run(
         launcher,
         connector_for,
         ui: None,
+        menu_open: false,
+        menu_focus: false,
+        lost_since: None,
+        quit: false,
     };
     // Key presses and presentation start on this thread.
     nephele_platform::sched::latency_critical();
@@ -243,7 +255,7 @@ pub fn run(
 impl App {
     /// Handles the client's own shortcuts; true when the key was one (and
     /// is therefore not sent to the desktop).
-    fn shortcut(&mut self, event_loop: &ActiveEventLoop, event: &KeyEvent) -> bool {
+    fn shortcut(&mut self, event: &KeyEvent) -> bool {
         let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) else {
             return false;
         };
@@ -262,12 +274,12 @@ impl App {
             if kiosk.is_some() {
                 tracing::info!("kiosk exit by the administrator's key combination");
             }
-            self.act(event_loop, action);
+            self.act(action);
         }
         true
     }
 
-    fn act(&mut self, event_loop: &ActiveEventLoop, action: Shortcut) {
+    fn act(&mut self, action: Shortcut) {
         match action {
             // Started from the launcher, the quit keys leave the session
             // for the catalog.
@@ -279,7 +291,12 @@ impl App {
             {
                 self.launcher_act(launcher::Action::BackToCatalog);
             }
-            Shortcut::Quit => event_loop.exit(),
+            // The loop ends once this event is handled.
+            Shortcut::Quit => {
+                self.quit = true;
+                self.screen.request_redraw();
+            }
+            Shortcut::Menu => self.toggle_menu(),
             Shortcut::Fullscreen => {
                 self.fullscreen = !self.fullscreen;
                 self.apply_fullscreen();
@@ -377,6 +394,14 @@ impl App {
         let (mic_muted, presentation) = self.conn.session.as_ref().map_or((false, false), |s| {
             (s.mic_muted(), s.activity().keep_active() != KeepActive::No)
         });
+        let lost = status.as_ref().is_some_and(|s| s.reconnecting);
+        if lost != self.lost_since.is_some() {
+            self.lost_since = lost.then(Instant::now);
+            self.screen.request_redraw();
+        } else if lost {
+            // The layer counts the seconds.
+            self.screen.request_redraw();
+        }
         if self.conn.session.is_some() {
             let takeovers = self.stats.timeline.lock().map_or(0, |t| t.takeovers);
             let paths = takeovers + self.stats.reconnects.load(Ordering::Relaxed);
@@ -494,16 +519,11 @@ impl App {
             self.redraw_launcher();
             return;
         }
-        let cursor = self.pointer.captured.then(|| self.observed.cursor());
-        let overlays = Overlays {
-            banner: self.banner.text.as_deref(),
-            stats: self
-                .banner
-                .show_stats
-                .then_some(self.banner.stats_lines.as_slice()),
-            pointer: cursor.as_ref(),
-        };
-        if self.screen.redraw(&self.stats, &overlays) && self.banner.stage.take().is_some() {
+        let (drawn, action) = self.redraw_session();
+        if let Some(a) = action {
+            self.layer_act(a);
+        }
+        if drawn && self.banner.stage.take().is_some() {
             // The first picture: the stages are over, and a kiosk's next
             // failure starts its backoff afresh.
             self.conn.backoff = Duration::from_secs(1);
@@ -611,7 +631,7 @@ impl ApplicationHandler<UserEvent> for App {
     }
 
     fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
-        if self.in_launcher() && self.launcher_event(event_loop, &event) {
+        if (self.in_launcher() || self.layer_takes(&event)) && self.ui_event(&event) {
             return;
         }
         match event {
@@ -645,7 +665,7 @@ impl ApplicationHandler<UserEvent> for App {
             }
             WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
             WindowEvent::KeyboardInput { event, .. } => {
-                if self.shortcut(event_loop, &event) {
+                if self.shortcut(&event) {
                     return;
                 }
                 if let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) {
@@ -705,7 +725,7 @@ impl ApplicationHandler<UserEvent> for App {
             self.screen.redraw_at = None;
             self.screen.request_redraw();
         }
-        if self.deadline.is_some_and(|d| now >= d) {
+        if self.quit || self.deadline.is_some_and(|d| now >= d) {
             event_loop.exit();
             return;
         }

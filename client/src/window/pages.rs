@@ -6,25 +6,21 @@
 use std::time::Instant;
 
 use winit::event::{ElementState, WindowEvent};
-use winit::event_loop::ActiveEventLoop;
 
 use super::App;
 use crate::launcher::{self, Page};
 
 impl App {
-    /// A window event on a launcher page: the client's shortcuts, paste,
-    /// and egui. True when nothing else is to see it.
-    pub(super) fn launcher_event(
-        &mut self,
-        event_loop: &ActiveEventLoop,
-        event: &WindowEvent,
-    ) -> bool {
+    /// A window event for egui (a launcher page, or the layer over the
+    /// picture): the client's shortcuts, paste, and egui. True when nothing
+    /// else is to see it.
+    pub(super) fn ui_event(&mut self, event: &WindowEvent) -> bool {
         let Some(w) = self.screen.window.clone() else {
             return false;
         };
         match event {
             WindowEvent::KeyboardInput { event: key, .. } => {
-                if self.shortcut(event_loop, key) {
+                if self.shortcut(key) {
                     return true;
                 }
                 let v = matches!(&key.logical_key, winit::keyboard::Key::Character(c) if c.eq_ignore_ascii_case("v"));
@@ -40,7 +36,8 @@ impl App {
             WindowEvent::ModifiersChanged(m) => self.modifiers = m.state(),
             _ => {}
         }
-        if self.ui.as_mut().is_some_and(|ui| ui.on_event(&w, event)) {
+        let ui = self.ui.get_or_insert_with(|| super::ui::Ui::new(&w));
+        if ui.on_event(&w, event) {
             w.request_redraw();
         }
         !matches!(

@@ -19,6 +19,10 @@ use crate::video::{Presenter, Viewport};
 /// Behind the launcher's pages: egui's dark panel colour.
 const LAUNCHER_BACKGROUND: u32 = 0x001b_1b1b;
 
+/// Draws over everything else: the window, its 0RGB pixels, their width
+/// and height.
+pub(super) type Layer<'a> = dyn FnMut(&Window, &mut [u32], (usize, usize)) + 'a;
+
 /// What goes over the picture.
 pub(super) struct Overlays<'a> {
     /// The banner's text, if any.
@@ -105,7 +109,12 @@ impl Screen {
     /// Draws the latest picture (converting it if new) and the overlays,
     /// and presents. Returns whether a new picture was shown first, and
     /// counts it as presented.
-    pub fn redraw(&mut self, stats: &Stats, overlays: &Overlays<'_>) -> bool {
+    pub fn redraw(
+        &mut self,
+        stats: &Stats,
+        overlays: &Overlays<'_>,
+        layer: Option<&mut Layer<'_>>,
+    ) -> bool {
         let (Some(window), Some(surface)) = (self.window.as_ref(), self.surface.as_mut()) else {
             return false;
         };
@@ -157,6 +166,9 @@ impl Screen {
         }
         if let Some(lines) = overlays.stats {
             crate::overlay::panel(&mut buffer, bw, bh, top, lines);
+        }
+        if let Some(draw) = layer {
+            draw(window, &mut buffer, (bw, bh));
         }
         // Lets platforms that pace redraws to the display schedule the next.
         window.pre_present_notify();

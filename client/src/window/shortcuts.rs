@@ -12,6 +12,7 @@ pub(super) enum Shortcut {
     Stats,
     Microphone,
     Presentation,
+    Menu,
 }
 
 /// The modifiers held with a key.
@@ -43,6 +44,7 @@ pub(super) fn shortcut_for(
         (&keys.stats, Shortcut::Stats),
         (&keys.microphone, Shortcut::Microphone),
         (&keys.presentation, Shortcut::Presentation),
+        (&keys.menu, Shortcut::Menu),
     ]
     .into_iter()
     .find_map(|(c, s)| is(c).then_some(s))
@@ -69,6 +71,10 @@ mod tests {
         assert_eq!(
             shortcut_for(&keys, None, all, usage("KeyM")),
             Some(Shortcut::Microphone)
+        );
+        assert_eq!(
+            shortcut_for(&keys, None, all, usage("KeyN")),
+            Some(Shortcut::Menu)
         );
         // Without every modifier the key is the desktop's.
         let ctrl = Held {

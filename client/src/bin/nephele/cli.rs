@@ -45,6 +45,8 @@ SHORTCUTS (in the window; change them under [shortcuts])
   Ctrl+Alt+Shift+Z  capture the pointer (relative mouse for games) or let go
   Ctrl+Alt+Shift+S  statistics overlay   Ctrl+Alt+Shift+M  microphone
   Ctrl+Alt+Shift+P  presentation mode (the session stays active without input)
+  Ctrl+Alt+Shift+N  the session's menu: disconnect, fullscreen, statistics,
+                    microphone, keep active, Ctrl+Alt+Del
 
 LOGS
   Written to nephele.log in the platform's state directory
