@@ -12,18 +12,63 @@ use common::{Killed, need, recorded_key_downs, screenshot, start_all, xdotool};
 use nephele_api::inspect::fingerprint;
 use nephele_api::trust::read_cert_pem;
 
-/// `nephele` with nothing but `home` (settings, state) and the display:
-/// no password in the environment, no terminal; its log to `log`.
-fn launcher(display: &str, home: &Path, log: &Path) -> Child {
+/// A user's session environment in `home`: the XDG folders, and a
+/// private session bus (its address) with a real Secret Service on it,
+/// GNOME Keyring's, its login keyring made and unlocked as a desktop
+/// session's login would.
+fn session(home: &Path) -> (Killed, Vec<(&'static str, std::ffi::OsString)>) {
+    need("dbus-daemon");
+    need("gnome-keyring-daemon");
+    let run = home.join(".run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut env: Vec<(&'static str, std::ffi::OsString)> = vec![
+        ("HOME", home.into()),
+        ("XDG_CONFIG_HOME", home.join(".config").into()),
+        ("XDG_STATE_HOME", home.join(".local/state").into()),
+        ("XDG_DATA_HOME", home.join(".local/share").into()),
+        ("XDG_CACHE_HOME", home.join(".cache").into()),
+        ("XDG_RUNTIME_DIR", run.into()),
+    ];
+    let mut bus = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .envs(env.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dbus-daemon");
+    let mut address = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(bus.stdout.take().unwrap()),
+        &mut address,
+    )
+    .unwrap();
+    env.push(("DBUS_SESSION_BUS_ADDRESS", address.trim().into()));
+    let bus = Killed(bus);
+    for args in [&["--unlock"][..], &["--start", "--components=secrets"]] {
+        let mut k = Command::new("gnome-keyring-daemon")
+            .args(args)
+            .envs(env.iter().cloned())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gnome-keyring-daemon");
+        std::io::Write::write_all(&mut k.stdin.take().unwrap(), b"login password").unwrap();
+        assert!(k.wait().unwrap().success(), "gnome-keyring-daemon {args:?}");
+    }
+    (bus, env)
+}
+
+/// `nephele` with nothing but the session's environment (settings and
+/// state in its home) and the display: no password in the environment, no
+/// terminal; its log to `log`.
+fn launcher(display: &str, env: &[(&str, std::ffi::OsString)], log: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_nephele"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("DISPLAY", display)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_STATE_HOME", home.join(".local/state"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -71,6 +116,24 @@ fn key(display: &str, keys: &str) {
     xdotool(display, &["key", "--delay", "60", keys]);
 }
 
+/// The files under `dir` whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().map_while(Result::ok) {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     need("xdotool");
@@ -92,9 +155,10 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     )
     .unwrap();
     let ca = &read_cert_pem(&dir.join("state/ca.pem")).unwrap()[0];
+    let (_bus, env) = session(&home);
 
     let log = dir.join("first.log");
-    let client = Killed(launcher(&display, &home, &log));
+    let client = Killed(launcher(&display, &env, &log));
     let wid = window(&display);
     logged(&log, "launcher opens page=AddService", 1);
     assert!(drawn(&display, &wid) > 8, "the address page was not drawn");
@@ -114,10 +178,15 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     typed(&display, "not-the-password");
     key(&display, "Return");
     logged(&log, "is not right", 1);
-    // The focus is back in the password: select it all, type the right one.
+    // The focus is back in the password: select it all, type the right
+    // one; Tab to "keep me signed in", Space ticks it, Tab, Enter signs in.
     key(&display, "ctrl+a");
     typed(&display, "wonderland");
+    key(&display, "Tab");
+    key(&display, "space");
+    key(&display, "Tab");
     key(&display, "Return");
+    logged(&log, "password kept in the system keychain", 1);
     logged(&log, "to=Catalog", 1);
     assert!(drawn(&display, &wid) > 8, "the catalog was not drawn");
     // Enter opens the first tile.
@@ -173,15 +242,19 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     );
     assert!(!kept.contains("wonderland"), "{kept}");
 
-    // The next start opens on that service, its user filled in: the
-    // password is all there is to type.
+    // No file in the home holds the password (the keychain's own file is
+    // encrypted).
+    assert_eq!(files_holding(&home, b"wonderland"), Vec::<String>::new());
+    assert!(!files_holding(&home, b"alice").is_empty(), "the search reads the files");
+
+    // The next start opens on that service, its user filled in, and signs
+    // in with the kept password: nothing to type.
     let log = dir.join("second.log");
-    let _client = Killed(launcher(&display, &home, &log));
+    let _client = Killed(launcher(&display, &env, &log));
     let _wid = window(&display);
     logged(&log, "launcher opens page=SignIn", 1);
-    typed(&display, "wonderland");
-    key(&display, "Return");
-    logged(&log, "to=Catalog", 1);
+    logged(&log, "signing in with the kept password", 1);
+    logged(&log, "from=SignIn to=Catalog", 1);
     drop(_client);
 
     // The service's certificate changes (here: the pin is another
@@ -200,7 +273,7 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     )
     .unwrap();
     let log = dir.join("third.log");
-    let _client = Killed(launcher(&display, &home, &log));
+    let _client = Killed(launcher(&display, &env, &log));
     let wid = window(&display);
     logged(&log, "from=SignIn to=Trust", 1);
     logged(&log, "was=Some(", 1);

@@ -14,6 +14,8 @@ pub mod fs;
 pub mod gamepad;
 #[cfg(feature = "window")]
 pub mod keyboard;
+#[cfg(feature = "keychain")]
+pub mod keychain;
 #[cfg(feature = "opus")]
 pub mod opus;
 pub mod process;

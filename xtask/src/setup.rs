@@ -113,6 +113,20 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "systemd-libs",
         },
         Need {
+            what: "D-Bus headers (the client reaches the Secret Service keychain)",
+            present: || has_pkg_config("dbus-1"),
+            apt: "libdbus-1-dev",
+            dnf: "dbus-devel",
+            pacman: "dbus",
+        },
+        Need {
+            what: "a session bus and GNOME Keyring (the keychain tests' Secret Service)",
+            present: || has_cmd("dbus-daemon") && has_cmd("gnome-keyring-daemon"),
+            apt: "dbus-daemon gnome-keyring",
+            dnf: "dbus-daemon gnome-keyring",
+            pacman: "dbus gnome-keyring",
+        },
+        Need {
             what: "Xvfb",
             present: || has_cmd("Xvfb"),
             apt: "xvfb",

@@ -9,6 +9,7 @@
 //! back as an [`Outcome`] through the `notify` callback, so nothing here
 //! waits on the network. So does checking a new service's certificate.
 
+mod kept;
 mod services;
 pub mod view;
 mod words;
@@ -88,6 +89,8 @@ pub enum Outcome {
     Trusted {
         /// The attempt it answers.
         attempt: u64,
+        /// The password kept in the keychain for the user, if any.
+        kept: Option<String>,
     },
     /// The service presented a certificate this computer does not trust.
     Untrusted {
@@ -102,6 +105,8 @@ pub enum Outcome {
         attempt: u64,
         /// What the user may open.
         catalog: Vec<CatalogEntry>,
+        /// Something to tell on the catalog (the keychain refused).
+        note: Option<String>,
     },
     /// Not signed in: why, in words.
     Refused {
@@ -133,8 +138,11 @@ pub struct Launcher {
     pub address: String,
     /// The user field.
     pub user: String,
-    /// The password field; kept in memory only.
+    /// The password field; in memory, and in the system keychain when
+    /// `keep` is chosen.
     pub password: String,
+    /// "Keep me signed in".
+    pub keep: bool,
     /// A problem to show on the page, in words.
     pub problem: Option<String>,
     /// A sign-in is under way.
@@ -178,6 +186,7 @@ impl Launcher {
             address: String::new(),
             user: String::new(),
             password: String::new(),
+            keep: false,
             problem: None,
             busy: false,
             catalog: Vec::new(),
@@ -307,6 +316,7 @@ impl Launcher {
                 return Command::Retry;
             }
             Action::SignOut => {
+                kept::forget(&self.url, &self.user);
                 self.password.clear();
                 self.catalog.clear();
                 self.problem = None;
@@ -352,11 +362,19 @@ impl Launcher {
         self.attempt += 1;
         self.busy = true;
         self.problem = None;
-        let (attempt, url) = (self.attempt, self.url.clone());
+        let (attempt, url, user) = (self.attempt, self.url.clone(), self.user.clone());
         let notify = self.notify.clone();
         let spawned = std::thread::Builder::new()
             .name("nephele-check".into())
-            .spawn(move || notify(check_service(&dir, &url, attempt, was)));
+            .spawn(move || {
+                notify(match check_service(&dir, &url, attempt, was) {
+                    Outcome::Trusted { attempt, .. } => Outcome::Trusted {
+                        attempt,
+                        kept: kept::read(&url, &user),
+                    },
+                    other => other,
+                });
+            });
         if let Err(e) = spawned {
             self.busy = false;
             tracing::error!(error = %e, "cannot start the check thread");
@@ -391,7 +409,7 @@ impl Launcher {
         self.busy = true;
         self.problem = None;
         let (attempt, user, password) = (self.attempt, self.user.clone(), self.password.clone());
-        let (url, was) = (self.url.clone(), self.pinned_fingerprint());
+        let (url, was, keep) = (self.url.clone(), self.pinned_fingerprint(), self.keep);
         let notify = self.notify.clone();
         let spawned = std::thread::Builder::new()
             .name("nephele-signin".into())
@@ -403,11 +421,21 @@ impl Launcher {
                     Ok(c) => Outcome::SignedIn {
                         attempt,
                         catalog: c.desktops,
+                        note: if keep {
+                            kept::keep(&url, &user, &password)
+                        } else {
+                            kept::forget(&url, &user);
+                            None
+                        },
                     },
                     // The certificate changed since the page opened.
                     Err(e) if words::is_untrusted(&e) => check_service(&dir, &url, attempt, was),
                     Err(e) => {
                         tracing::warn!(url = %dir.url(), error = %e, "sign-in");
+                        if matches!(e, DirClientError::Refused { status: 401, .. }) {
+                            // A kept password that no longer works goes.
+                            kept::forget(&url, &user);
+                        }
                         Outcome::Refused {
                             attempt,
                             problem: words::directory_problem(&e),
@@ -426,9 +454,17 @@ impl Launcher {
     /// A check's or a sign-in's answer arrived.
     pub fn outcome(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Trusted { attempt } if attempt == self.attempt => {
+            Outcome::Trusted { attempt, kept } if attempt == self.attempt => {
                 self.busy = false;
                 self.go(Page::SignIn);
+                if let Some(p) = kept
+                    && self.password.is_empty()
+                {
+                    tracing::info!(user = %self.user, "signing in with the kept password");
+                    self.password = p;
+                    self.keep = true;
+                    self.sign_in();
+                }
             }
             Outcome::Untrusted { attempt, cert } if attempt == self.attempt => {
                 self.busy = false;
@@ -436,13 +472,18 @@ impl Launcher {
                 self.untrusted = Some(cert);
                 self.go(Page::Trust);
             }
-            Outcome::SignedIn { attempt, catalog } if attempt == self.attempt => {
+            Outcome::SignedIn {
+                attempt,
+                catalog,
+                note,
+            } if attempt == self.attempt => {
                 self.busy = false;
                 self.services.used(&self.url, &self.user);
                 self.keep_services();
                 tracing::info!(entries = catalog.len(), "signed in; the catalog");
                 self.selected = self.selected.min(catalog.len().saturating_sub(1));
                 self.catalog = catalog;
+                self.problem = note;
                 if self.catalog.is_empty() {
                     self.say("You are signed in, but no desktop is offered to you yet. Ask your administrator to give you one.".into());
                 }
@@ -511,7 +552,10 @@ impl Launcher {
 fn check_service(dir: &DirectoryClient, url: &str, attempt: u64, was: Option<String>) -> Outcome {
     let refused = |problem| Outcome::Refused { attempt, problem };
     match dir.public_key() {
-        Ok(_) => Outcome::Trusted { attempt },
+        Ok(_) => Outcome::Trusted {
+            attempt,
+            kept: None,
+        },
         Err(e @ DirClientError::Unreachable { .. }) if words::is_untrusted(&e) => {
             tracing::info!(%url, error = %e, "not trusted; fetching the certificate it presents");
             match inspect::presented_chain(url, std::time::Duration::from_secs(5)) {

@@ -36,7 +36,10 @@ fn a_first_run_asks_for_the_address_and_a_bad_one_is_told_in_place() {
     assert_eq!(l.page, Page::AddService);
     assert_eq!(l.url(), "https://desktops.example:8443");
     assert_eq!(l.problem, None);
-    l.outcome(Outcome::Trusted { attempt: l.attempt });
+    l.outcome(Outcome::Trusted {
+        attempt: l.attempt,
+        kept: None,
+    });
     assert_eq!(l.page, Page::SignIn);
     assert!(l.focus_first);
 }
@@ -106,12 +109,14 @@ fn a_sign_in_keeps_the_service_and_the_catalog_opens_by_keyboard() {
     l.outcome(Outcome::SignedIn {
         attempt: 6,
         catalog: vec![entry("old")],
+        note: None,
     });
     assert_eq!(l.page, Page::SignIn);
     l.busy = true;
     l.outcome(Outcome::SignedIn {
         attempt: 7,
         catalog: vec![entry("a"), entry("b"), entry("c")],
+        note: None,
     });
     assert_eq!(l.page, Page::Catalog);
     assert!(!l.busy);

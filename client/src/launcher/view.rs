@@ -226,6 +226,8 @@ fn sign_in(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
         if pw_entered {
             action = Some(Action::SignIn);
         }
+        ui.add_space(4.0);
+        ui.checkbox(&mut l.keep, "Keep me signed in on this computer");
     });
     problem(ui, l);
     ui.add_space(12.0);
