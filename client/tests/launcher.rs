@@ -245,7 +245,10 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     // No file in the home holds the password (the keychain's own file is
     // encrypted).
     assert_eq!(files_holding(&home, b"wonderland"), Vec::<String>::new());
-    assert!(!files_holding(&home, b"alice").is_empty(), "the search reads the files");
+    assert!(
+        !files_holding(&home, b"alice").is_empty(),
+        "the search reads the files"
+    );
 
     // The next start opens on that service, its user filled in, and signs
     // in with the kept password: nothing to type.
@@ -280,5 +283,47 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     assert!(drawn(&display, &wid) > 8, "the warning was not drawn");
     key(&display, "Return");
     logged(&log, "from=Trust to=AddService", 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_kiosk_picks_up_a_renewed_ca_file_without_a_restart() {
+    let (_xvfb, display) = common::start_xvfb("1280x800x24");
+    let dir = std::env::temp_dir().join(format!("nephele-kiosk-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (server, url) = start_all(&dir, &[]);
+    let _server = Killed(server);
+    let (other_server, _) = start_all(&other, &[]);
+    drop(Killed(other_server));
+    // The kiosk's CA file holds a CA the service does not use (as after
+    // the service's certificate was renewed elsewhere).
+    let home = dir.join("home");
+    let settings = home.join(".config/nephele");
+    std::fs::create_dir_all(&settings).unwrap();
+    let ca_file = dir.join("kiosk-ca.pem");
+    std::fs::copy(other.join("state/ca.pem"), &ca_file).unwrap();
+    std::fs::write(
+        settings.join("config.toml"),
+        format!(
+            "directory = {url:?}\nuser = \"alice\"\nca = [{:?}]\n[audio]\nspeaker = false\nmicrophone = false\n[kiosk]\nenabled = true\nmax-backoff-secs = 1\n",
+            ca_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("kiosk.log");
+    let env = [
+        ("HOME", home.clone().into_os_string()),
+        ("XDG_CONFIG_HOME", home.join(".config").into_os_string()),
+        ("XDG_STATE_HOME", home.join(".local/state").into_os_string()),
+        ("NEPHELE_PASSWORD", "wonderland".into()),
+    ];
+    let _client = Killed(launcher(&display, &env, &log));
+    logged(&log, "kiosk: trying again", 2);
+    // The administrator hands out the service's CA: the next attempt
+    // reads it and the kiosk's desktop opens.
+    std::fs::copy(dir.join("state/ca.pem"), &ca_file).unwrap();
+    logged(&log, "connected info=", 1);
     let _ = std::fs::remove_dir_all(&dir);
 }

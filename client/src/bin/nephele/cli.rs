@@ -215,7 +215,7 @@ impl StreamArgs {
     }
 }
 
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Default, Clone, Args)]
 pub(crate) struct LoginArgs {
     /// CA certificate (PEM) trusted for the directory and the gateways;
     /// repeat for several (default: the public web PKI) [settings: ca, added

@@ -32,13 +32,25 @@ pub(crate) fn connect(a: ConnectArgs, s: &Settings) -> Result<()> {
     let prefs = a.stream.prefs(s)?;
     let Some(gateway) = &a.gateway else {
         let stats = Arc::new(Stats::default());
+        if prefs.kiosk.is_some() {
+            // A kiosk starts each attempt from its files: a CA file the
+            // service's administrator renewed, or settings fixed, are
+            // picked up without a restart.
+            let (directory, args, settings) = (a.directory.clone(), a.login.clone(), s.clone());
+            let (picture, session_stats) = (picture(&prefs), stats.clone());
+            let connector: Connector = Arc::new(move |stage: &dyn Fn(String)| {
+                let url = directory_url(directory.as_ref(), &settings)?;
+                let login = login_from(&url, &args, &settings, false)?;
+                directory_connector(login, picture, session_stats.clone())(stage)
+            });
+            return run_stream(connector, &a.stream, prefs, stats);
+        }
         let login = directory_url(a.directory.as_ref(), s)
-            .and_then(|url| login_from(&url, &a.login, s, prefs.kiosk.is_none()));
+            .and_then(|url| login_from(&url, &a.login, s, true));
         let connector = match login {
             Ok(login) => directory_connector(login, picture(&prefs), stats.clone()),
             // Started from a menu or at login there is no terminal to read
-            // an error on: the window shows it instead (a kiosk keeps
-            // showing it and trying, in case the settings are fixed).
+            // an error on: the window shows it instead.
             Err(e)
                 if !a.stream.headless && !std::io::IsTerminal::is_terminal(&std::io::stderr()) =>
             {
