@@ -440,6 +440,22 @@ fn bad_input_gets_a_clear_message() {
         "network spec `loss=5`: expected a percentage such as 5%",
     );
     fails_with(&["decode", "/nonexistent.264"], "reading /nonexistent.264");
+    // A settings file with a bad value stops a command with its key and
+    // line, but never hides the example of a good one.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[video]\nwidth = \"wide\"\n").unwrap();
+    let bad_s = bad.to_str().unwrap();
+    fails_with(&["--config", bad_s, "config"], "width");
+    let out = nephele()
+        .args(["--config", bad_s, "config", "--example"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[shortcuts]"));
     // The demo's server missing, or dying before it is ready.
     let demo = |server: &str| {
         let out = nephele()

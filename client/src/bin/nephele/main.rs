@@ -127,6 +127,13 @@ fn run() -> Result<()> {
         };
         return stream::launch(&settings, path.as_deref(), notice);
     };
+    // The example needs no settings: a broken file must not hide it.
+    if let Command::Config(a) = &command
+        && a.example
+    {
+        print!("{}", config::example());
+        return Ok(());
+    }
     let loaded = config::load(path.clone(), explicit)?;
     for key in &loaded.unknown {
         let file = loaded.path.as_deref().unwrap_or(Path::new("?")).display();
@@ -137,7 +144,7 @@ fn run() -> Result<()> {
         Command::Probe(a) => login::probe(a, &loaded.settings),
         Command::Demo(a) => stream::demo(a, &loaded.settings),
         Command::Decode(a) => tools::decode(a),
-        Command::Config(a) => tools::show_config(&a, path.as_deref(), &loaded),
+        Command::Config(_) => tools::show_config(path.as_deref(), &loaded),
         Command::Devices => {
             let (outputs, inputs) = nephele_platform::audio::device_names();
             for (what, names) in [("outputs", outputs), ("inputs", inputs)] {

@@ -8,13 +8,9 @@ use anyhow::{Context, Result};
 use nephele_client::config::{self, Loaded};
 use nephele_client::video::{self, DecoderChoice, H264Decoder, Presenter};
 
-use crate::cli::{ConfigArgs, DecodeArgs};
+use crate::cli::DecodeArgs;
 
-pub(crate) fn show_config(a: &ConfigArgs, path: Option<&Path>, loaded: &Loaded) -> Result<()> {
-    if a.example {
-        print!("{}", config::example());
-        return Ok(());
-    }
+pub(crate) fn show_config(path: Option<&Path>, loaded: &Loaded) -> Result<()> {
     match (&loaded.path, path) {
         (Some(p), _) => println!("# read from {}", p.display()),
         (None, Some(p)) => println!("# {} does not exist: the defaults", p.display()),
