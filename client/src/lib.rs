@@ -27,6 +27,7 @@ pub mod login;
 pub mod overlay;
 pub mod secrets;
 pub mod session;
+pub mod settings_file;
 pub mod slot;
 pub mod stats;
 pub mod status;

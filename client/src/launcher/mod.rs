@@ -11,6 +11,7 @@
 
 mod kept;
 mod services;
+pub mod settings;
 pub mod view;
 mod words;
 
@@ -43,6 +44,8 @@ pub enum Page {
     Session,
     /// The session was lost; the window tries again after a countdown.
     Lost,
+    /// Picture, sound and input settings.
+    Settings,
 }
 
 /// What a person did on a page.
@@ -68,6 +71,12 @@ pub enum Action {
     BackToCatalog,
     /// Sign out: back to the sign-in page, the password forgotten.
     SignOut,
+    /// The settings page.
+    OpenSettings,
+    /// Write the settings page's changes and go back.
+    SaveSettings,
+    /// Leave the settings page unchanged.
+    CloseSettings,
 }
 
 /// A certificate the person is asked about.
@@ -157,6 +166,14 @@ pub struct Launcher {
     pub focus_first: bool,
     /// The certificate the Trust page asks about.
     pub untrusted: Option<Untrusted>,
+    /// The settings in force, and the settings page's copy.
+    pub settings: crate::config::Settings,
+    pub draft: crate::config::Settings,
+    /// The sound devices, read when the settings page opens.
+    pub devices: settings::Devices,
+    /// The settings file, and the page the settings page goes back to.
+    settings_file: Option<PathBuf>,
+    settings_from: Page,
     /// The directory signed in to (normalised address).
     url: String,
     services: Services,
@@ -194,6 +211,11 @@ impl Launcher {
             stages: Vec::new(),
             focus_first: true,
             untrusted: None,
+            settings: crate::config::Settings::default(),
+            draft: crate::config::Settings::default(),
+            devices: settings::Devices::default(),
+            settings_file: None,
+            settings_from: Page::AddService,
             url: String::new(),
             services,
             services_file,
@@ -212,6 +234,17 @@ impl Launcher {
             l.check();
         }
         l
+    }
+
+    /// The settings in force and the file they are saved to.
+    pub fn with_settings(
+        mut self,
+        settings: crate::config::Settings,
+        file: Option<PathBuf>,
+    ) -> Self {
+        self.settings = settings;
+        self.settings_file = file;
+        self
     }
 
     /// The directory's address being signed in to.
@@ -305,6 +338,36 @@ impl Launcher {
                     }
                     Err(e) => self.say(words::directory_problem(&e)),
                 }
+            }
+            Action::OpenSettings => {
+                self.draft = self.settings.clone();
+                let (outputs, inputs) = nephele_platform::audio::device_names();
+                self.devices = settings::Devices { outputs, inputs };
+                self.settings_from = self.page;
+                self.problem = None;
+                self.go(Page::Settings);
+            }
+            Action::SaveSettings => {
+                let saved = match &self.settings_file {
+                    Some(path) => crate::settings_file::save(path, &self.draft).map_err(|e| {
+                        tracing::warn!(error = %e, "saving the settings");
+                        "Nephele could not write the settings file. The details are in the log."
+                            .to_string()
+                    }),
+                    None => Err("This system has no place for a settings file.".into()),
+                };
+                match saved {
+                    Ok(()) => {
+                        tracing::info!("settings saved");
+                        self.settings = self.draft.clone();
+                        self.go(self.settings_from);
+                    }
+                    Err(why) => self.say(why),
+                }
+            }
+            Action::CloseSettings => {
+                self.problem = None;
+                self.go(self.settings_from);
             }
             Action::Cancel | Action::BackToCatalog => {
                 self.go(Page::Catalog);

@@ -27,32 +27,45 @@ pub fn show(ui: &mut Ui, l: &mut Launcher, cx: &Context) -> Option<Action> {
     let mut action = None;
     egui::CentralPanel::default().show_inside(ui, |ui| {
         let top = (ui.available_height() * 0.12).clamp(12.0, 96.0);
-        ui.add_space(top);
-        ui.vertical_centered(|ui| {
-            ui.set_max_width(COLUMN.max(tiles_width(l)));
-            ui.heading(RichText::new("Nephele").size(30.0).strong());
-            ui.add_space(18.0);
-            action = match l.page {
-                Page::AddService => add_service(ui, l),
-                Page::Trust => trust(ui, l),
-                Page::SignIn => sign_in(ui, l),
-                Page::Catalog => catalog(ui, l),
-                Page::Connecting => connecting(ui, l),
-                Page::Lost => lost(ui, l, cx),
-                Page::Session => None,
-            };
-        });
+        // A page taller than the window scrolls (the focus brings what it
+        // moves to into view).
+        egui::ScrollArea::vertical()
+            .auto_shrink(false)
+            .show(ui, |ui| {
+                ui.add_space(top);
+                ui.vertical_centered(|ui| {
+                    ui.set_max_width(COLUMN.max(tiles_width(l)));
+                    ui.heading(RichText::new("Nephele").size(30.0).strong());
+                    ui.add_space(18.0);
+                    action = match l.page {
+                        Page::AddService => add_service(ui, l),
+                        Page::Trust => trust(ui, l),
+                        Page::SignIn => sign_in(ui, l),
+                        Page::Catalog => catalog(ui, l),
+                        Page::Connecting => connecting(ui, l),
+                        Page::Lost => lost(ui, l, cx),
+                        Page::Settings => {
+                            let focus = std::mem::take(&mut l.focus_first);
+                            let a = super::settings::page(ui, &mut l.draft, &l.devices, focus);
+                            problem(ui, l);
+                            a
+                        }
+                        Page::Session => None,
+                    };
+                    ui.add_space(24.0);
+                });
+            });
     });
     action
 }
 
-/// The catalog's grid width: up to four tiles a row.
+/// A page wider than the column: the catalog's grid (up to four tiles a
+/// row), the settings' table.
 fn tiles_width(l: &Launcher) -> f32 {
-    if l.page == Page::Catalog {
-        let n = l.catalog.len().clamp(1, 4) as f32;
-        n * (TILE.x + 12.0)
-    } else {
-        0.0
+    match l.page {
+        Page::Catalog => l.catalog.len().clamp(1, 4) as f32 * (TILE.x + 12.0),
+        Page::Settings => 960.0,
+        _ => 0.0,
     }
 }
 
@@ -111,6 +124,9 @@ fn add_service(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
         });
     } else if ui.button("Continue").clicked() {
         action = Some(Action::Continue);
+    }
+    if ui.button("Settings").clicked() {
+        action = Some(Action::OpenSettings);
     }
     let kept: Vec<String> = l.services().list.iter().map(|s| s.url.clone()).collect();
     if !kept.is_empty() {
@@ -307,9 +323,15 @@ fn catalog(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     ui.add_space(18.0);
     ui.label(RichText::new("Arrow keys choose, Enter opens.").weak());
     ui.add_space(8.0);
-    if ui.button("Sign out").clicked() {
-        action = Some(Action::SignOut);
-    }
+    ui.horizontal(|ui| {
+        ui.add_space((ui.available_width() - 190.0).max(0.0) / 2.0);
+        if ui.button("Settings").clicked() {
+            action = Some(Action::OpenSettings);
+        }
+        if ui.button("Sign out").clicked() {
+            action = Some(Action::SignOut);
+        }
+    });
     action
 }
 

@@ -74,7 +74,7 @@ pub enum Start {
     /// Connecting at once (the command line's `connect` and `demo`).
     Connect(Connector),
     /// On the launcher's pages.
-    Launcher(LauncherSetup),
+    Launcher(Box<LauncherSetup>),
 }
 
 /// What the launcher needs from the command line.
@@ -83,11 +83,18 @@ pub struct LauncherSetup {
     pub services_file: Option<std::path::PathBuf>,
     /// CA certificates trusted beside the system's (the settings' `ca`).
     pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
-    /// Makes the connector for a desktop chosen in the launcher.
-    pub connector_for: Arc<dyn Fn(Login) -> Connector + Send + Sync>,
+    /// Makes the connector for a desktop chosen in the launcher, with the
+    /// settings in force then.
+    pub connector_for: ConnectorFor,
     /// A problem to show on the first page (a settings file's mistake).
     pub notice: Option<String>,
+    /// The settings, and the file the settings page writes them to.
+    pub settings: crate::config::Settings,
+    pub settings_file: Option<std::path::PathBuf>,
 }
+
+/// Makes the connector for a desktop chosen in the launcher.
+pub type ConnectorFor = Arc<dyn Fn(Login, &crate::config::Settings) -> Connector + Send + Sync>;
 
 /// What other threads tell the window.
 pub enum UserEvent {
@@ -169,7 +176,7 @@ struct App {
     /// The launcher's pages, when the window started on them.
     launcher: Option<Launcher>,
     /// Makes the connector for the desktop chosen in the launcher.
-    connector_for: Option<Arc<dyn Fn(Login) -> Connector + Send + Sync>>,
+    connector_for: Option<ConnectorFor>,
     /// egui, for the launcher's pages and the layer over the picture.
     ui: Option<ui::Ui>,
     /// The session's menu is open; its first control is yet to be focused.
@@ -203,7 +210,9 @@ pub fn run(
             let notify = Arc::new(move |o| {
                 let _ = p.send_event(UserEvent::Launcher(o));
             });
-            let mut l = Launcher::new(setup.services_file, setup.roots, notify);
+            let setup = *setup;
+            let mut l = Launcher::new(setup.services_file, setup.roots, notify)
+                .with_settings(setup.settings, setup.settings_file);
             l.problem = setup.notice;
             (None, Some(l), Some(setup.connector_for))
         }

@@ -71,12 +71,14 @@ impl App {
     /// Does what a person asked for on a launcher page.
     pub(super) fn launcher_act(&mut self, action: launcher::Action) {
         let Some(l) = &mut self.launcher else { return };
-        match l.act(action) {
+        let command = l.act(action);
+        let settings = l.settings.clone();
+        match command {
             launcher::Command::None => {}
             launcher::Command::Connect(login) => {
                 if let Some(make) = &self.connector_for {
                     self.conn.abandon();
-                    self.conn.connector = Some(make(*login));
+                    self.conn.connector = Some(make(*login, &settings));
                     self.start_connect();
                 }
             }

@@ -132,8 +132,7 @@ pub(crate) fn launch(
     if s.kiosk.enabled {
         return connect(ConnectArgs::default(), s);
     }
-    let a = StreamArgs::default();
-    let prefs = a.prefs(s)?;
+    let prefs = StreamArgs::default().prefs(s)?;
     let mut notice = notice;
     let roots = all_roots(&LoginArgs::default(), s).unwrap_or_else(|e| {
         tracing::warn!("{e:#}");
@@ -141,20 +140,32 @@ pub(crate) fn launch(
         Vec::new()
     });
     let stats = Arc::new(Stats::default());
-    let with_options = stream_options(&a, &prefs);
-    let picture = picture(&prefs);
     let session_stats = stats.clone();
     let setup = LauncherSetup {
         services_file: nephele_client::launcher::default_path(settings_file),
         roots,
-        connector_for: Arc::new(move |login: Login| {
-            with_options(directory_connector(login, picture, session_stats.clone()))
+        // Each session streams with the settings in force when it opens
+        // (the settings page may have changed them).
+        connector_for: Arc::new(move |login: Login, settings: &Settings| {
+            let prefs = match StreamArgs::default().prefs(settings) {
+                Ok(p) => p,
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    return Arc::new(move |_: &dyn Fn(String)| -> Result<Prepared> {
+                        bail!("{why}")
+                    });
+                }
+            };
+            let connector = directory_connector(login, picture(&prefs), session_stats.clone());
+            stream_options(&StreamArgs::default(), &prefs)(connector)
         }),
         notice,
+        settings: s.clone(),
+        settings_file: settings_file.map(Path::to_path_buf),
     };
     let opts = window_options(&prefs, None, None);
     window::run(
-        Start::Launcher(setup),
+        Start::Launcher(Box::new(setup)),
         opts,
         stats,
         Arc::new(Observed::default()),
