@@ -152,6 +152,8 @@ pub struct Launcher {
     pub password: String,
     /// "Keep me signed in".
     pub keep: bool,
+    /// The password is the keychain's (nothing new to keep).
+    from_keychain: bool,
     /// A problem to show on the page, in words.
     pub problem: Option<String>,
     /// A sign-in is under way.
@@ -176,6 +178,9 @@ pub struct Launcher {
     settings_from: Page,
     /// The directory signed in to (normalised address).
     url: String,
+    /// The client that signed in there: its device token makes the
+    /// session's own sign-in a known device's.
+    dir: Option<DirectoryClient>,
     services: Services,
     services_file: Option<PathBuf>,
     roots: Vec<CertificateDer<'static>>,
@@ -204,6 +209,7 @@ impl Launcher {
             user: String::new(),
             password: String::new(),
             keep: false,
+            from_keychain: false,
             problem: None,
             busy: false,
             catalog: Vec::new(),
@@ -217,6 +223,7 @@ impl Launcher {
             settings_file: None,
             settings_from: Page::AddService,
             url: String::new(),
+            dir: None,
             services,
             services_file,
             roots,
@@ -307,7 +314,10 @@ impl Launcher {
                 self.problem = None;
                 self.go(Page::AddService);
             }
-            Action::SignIn => self.sign_in(),
+            Action::SignIn => {
+                self.from_keychain = false;
+                self.sign_in();
+            }
             Action::OtherService => {
                 self.untrusted = None;
                 self.problem = None;
@@ -322,7 +332,8 @@ impl Launcher {
                 self.selected = i;
                 let desktop = entry.id.clone();
                 let roots = self.roots_for(&self.url);
-                match DirectoryClient::new(&self.url, &roots) {
+                let signed_in = self.dir.clone().filter(|d| d.url() == self.url);
+                match signed_in.map_or_else(|| DirectoryClient::new(&self.url, &roots), Ok) {
                     Ok(dir) => {
                         self.problem = None;
                         self.stages.clear();
@@ -471,8 +482,10 @@ impl Launcher {
         self.attempt += 1;
         self.busy = true;
         self.problem = None;
+        self.dir = Some(dir.clone());
         let (attempt, user, password) = (self.attempt, self.user.clone(), self.password.clone());
-        let (url, was, keep) = (self.url.clone(), self.pinned_fingerprint(), self.keep);
+        let (url, was) = (self.url.clone(), self.pinned_fingerprint());
+        let (keep, kept_already) = (self.keep, self.from_keychain);
         let notify = self.notify.clone();
         let spawned = std::thread::Builder::new()
             .name("nephele-signin".into())
@@ -484,7 +497,9 @@ impl Launcher {
                     Ok(c) => Outcome::SignedIn {
                         attempt,
                         catalog: c.desktops,
-                        note: if keep {
+                        note: if kept_already {
+                            None
+                        } else if keep {
                             kept::keep(&url, &user, &password)
                         } else {
                             kept::forget(&url, &user);
@@ -526,6 +541,7 @@ impl Launcher {
                     tracing::info!(user = %self.user, "signing in with the kept password");
                     self.password = p;
                     self.keep = true;
+                    self.from_keychain = true;
                     self.sign_in();
                 }
             }

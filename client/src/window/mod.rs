@@ -171,6 +171,8 @@ struct App {
     stop_script: Arc<AtomicBool>,
     fullscreen: bool,
     next_status: Instant,
+    /// When the window was asked for (for the time to the first picture).
+    opened: Instant,
     /// Reconnects and takeovers seen: each new path releases held input.
     paths_seen: u64,
     /// The launcher's pages, when the window started on them.
@@ -233,6 +235,7 @@ pub fn run(
         error: None,
         stop_script: Arc::new(AtomicBool::new(false)),
         next_status: now,
+        opened: now,
         paths_seen: 0,
         launcher,
         connector_for,
@@ -537,6 +540,8 @@ impl App {
             // failure starts its backoff afresh.
             self.conn.backoff = Duration::from_secs(1);
             self.next_status = Instant::now();
+            let since_open = self.opened.elapsed().as_secs_f64() * 1000.0;
+            tracing::info!(since_open_ms = format!("{since_open:.0}"), "first picture");
         }
     }
 
