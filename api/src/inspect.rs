@@ -118,6 +118,11 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
+/// Every answer of the inspecting verifier.
+fn refused() -> rustls::Error {
+    rustls::Error::General("inspected, not trusted".into())
+}
+
 /// Records the presented chain and refuses it.
 #[derive(Debug)]
 struct Recorder {
@@ -141,7 +146,7 @@ impl ServerCertVerifier for Recorder {
         if let Ok(mut c) = self.chain.lock() {
             *c = Some(chain);
         }
-        Err(rustls::Error::General("inspected, not trusted".into()))
+        Err(refused())
     }
 
     fn verify_tls12_signature(
@@ -150,16 +155,16 @@ impl ServerCertVerifier for Recorder {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("inspected, not trusted".into()))
+        Err(refused())
     }
 
     fn verify_tls13_signature(
         &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("inspected, not trusted".into()))
+        self.verify_tls12_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

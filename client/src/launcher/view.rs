@@ -69,6 +69,22 @@ fn tiles_width(l: &Launcher) -> f32 {
     }
 }
 
+/// A row of controls `width` points wide, centred in the column.
+pub(super) fn centred<R>(ui: &mut Ui, width: f32, add: impl FnOnce(&mut Ui) -> R) -> R {
+    ui.horizontal(|ui| {
+        ui.add_space(((ui.available_width() - width) / 2.0).max(0.0));
+        add(ui)
+    })
+    .inner
+}
+
+/// A page's title and, under it, a line in the weak colour.
+fn title(ui: &mut Ui, title: &str, under: &str) {
+    ui.label(RichText::new(title).size(20.0));
+    ui.add_space(4.0);
+    ui.label(RichText::new(under).weak());
+}
+
 fn problem(ui: &mut Ui, l: &Launcher) {
     if let Some(p) = &l.problem {
         ui.add_space(8.0);
@@ -117,8 +133,7 @@ fn add_service(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     problem(ui, l);
     ui.add_space(12.0);
     if l.busy {
-        ui.horizontal(|ui| {
-            ui.add_space((ui.available_width() - 200.0).max(0.0) / 2.0);
+        centred(ui, 200.0, |ui| {
             ui.add(egui::Spinner::new());
             ui.label("Checking the service…");
         });
@@ -187,9 +202,8 @@ fn trust(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
         fingerprint(ui, &u.fingerprint);
     }
     ui.add_space(14.0);
-    ui.horizontal(|ui| {
-        let width = if u.was.is_some() { 260.0 } else { 145.0 };
-        ui.add_space((ui.available_width() - width).max(0.0) / 2.0);
+    let width = if u.was.is_some() { 260.0 } else { 145.0 };
+    centred(ui, width, |ui| {
         let label = if u.was.is_some() {
             "Trust the new one"
         } else {
@@ -217,9 +231,7 @@ fn trust(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
 
 fn sign_in(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     let mut action = None;
-    ui.label(RichText::new("Sign in").size(20.0));
-    ui.add_space(4.0);
-    ui.label(RichText::new(l.url().to_string()).weak());
+    title(ui, "Sign in", l.url());
     ui.add_space(12.0);
     let focus = std::mem::take(&mut l.focus_first);
     let user_first = l.user.is_empty();
@@ -247,9 +259,7 @@ fn sign_in(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     });
     problem(ui, l);
     ui.add_space(12.0);
-    ui.horizontal(|ui| {
-        let indent = (ui.available_width() - 240.0).max(0.0) / 2.0;
-        ui.add_space(indent);
+    centred(ui, 240.0, |ui| {
         if l.busy {
             ui.add(egui::Spinner::new());
             ui.label("Signing in…");
@@ -265,9 +275,7 @@ fn sign_in(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
 
 fn catalog(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     let mut action = None;
-    ui.label(RichText::new("Your desktops").size(20.0));
-    ui.add_space(4.0);
-    ui.label(RichText::new(format!("{} on {}", l.user, l.url())).weak());
+    title(ui, "Your desktops", &format!("{} on {}", l.user, l.url()));
     ui.add_space(14.0);
     // With a control focused (Tab), egui's own keys move and press it;
     // otherwise the arrows and Enter work the tiles.
@@ -296,8 +304,7 @@ fn catalog(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
         }
     }
     let grid_width = per_row as f32 * (TILE.x + 12.0) - 12.0;
-    ui.horizontal(|ui| {
-        ui.add_space(((ui.available_width() - grid_width) / 2.0).max(0.0));
+    centred(ui, grid_width, |ui| {
         egui::Grid::new("catalog")
             .spacing(Vec2::splat(12.0))
             .show(ui, |ui| {
@@ -323,8 +330,7 @@ fn catalog(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     ui.add_space(18.0);
     ui.label(RichText::new("Arrow keys choose, Enter opens.").weak());
     ui.add_space(8.0);
-    ui.horizontal(|ui| {
-        ui.add_space((ui.available_width() - 190.0).max(0.0) / 2.0);
+    centred(ui, 190.0, |ui| {
         if ui.button("Settings").clicked() {
             action = Some(Action::OpenSettings);
         }
@@ -390,9 +396,7 @@ fn lost(ui: &mut Ui, l: &mut Launcher, cx: &Context) -> Option<Action> {
     }
     ui.add_space(14.0);
     let focus = std::mem::take(&mut l.focus_first);
-    ui.horizontal(|ui| {
-        let indent = (ui.available_width() - 250.0).max(0.0) / 2.0;
-        ui.add_space(indent);
+    centred(ui, 250.0, |ui| {
         let again = ui.button("Reconnect");
         if focus {
             again.request_focus();
