@@ -11,8 +11,20 @@ use nephele_api::DirectoryClient;
 use rustls::pki_types::CertificateDer;
 
 use crate::discovery::{self, Reprober};
+use crate::session::ConnectConfig;
 use crate::stats::Stats;
-use crate::window::{Connector, Prepared};
+
+/// What the connect thread made ready for a session.
+pub struct Prepared {
+    /// Where and how to connect.
+    pub cfg: ConnectConfig,
+    /// Kept alive as long as the session (background probes).
+    pub keep: Option<Box<dyn Send>>,
+}
+
+/// Signs in, probes and chooses, telling each stage as it starts; runs on
+/// the connect thread (the window's, again for every retry).
+pub type Connector = Arc<dyn Fn(&dyn Fn(String)) -> Result<Prepared> + Send + Sync>;
 
 /// Where the user asked to connect, and as whom.
 pub struct Login {

@@ -13,6 +13,7 @@ mod kept;
 mod services;
 pub mod settings;
 pub mod view;
+mod widgets;
 mod words;
 
 use std::path::PathBuf;

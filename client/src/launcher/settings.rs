@@ -145,7 +145,7 @@ pub fn page(ui: &mut Ui, draft: &mut Settings, devices: &Devices, focus: bool) -
         .weak(),
     );
     ui.add_space(12.0);
-    super::view::centred(ui, 160.0, |ui| {
+    super::widgets::centred(ui, 160.0, |ui| {
         if ui.button("Save").clicked() {
             action = Some(Action::SaveSettings);
         }

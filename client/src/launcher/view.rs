@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use egui::{Align, Color32, Key, Layout, RichText, Ui, Vec2};
 
+use super::widgets::centred;
 use super::{Action, Launcher, Page};
 
 /// The column's width, in points.
@@ -67,15 +68,6 @@ fn tiles_width(l: &Launcher) -> f32 {
         Page::Settings => 960.0,
         _ => 0.0,
     }
-}
-
-/// A row of controls `width` points wide, centred in the column.
-pub(super) fn centred<R>(ui: &mut Ui, width: f32, add: impl FnOnce(&mut Ui) -> R) -> R {
-    ui.horizontal(|ui| {
-        ui.add_space(((ui.available_width() - width) / 2.0).max(0.0));
-        add(ui)
-    })
-    .inner
 }
 
 /// A page's title and, under it, a line in the weak colour.

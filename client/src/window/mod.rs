@@ -47,7 +47,8 @@ use crate::config::{Kiosk, MouseMode, Shortcuts};
 use crate::input::{HeldInput, Script};
 use crate::launcher::{self, Launcher, Page};
 use crate::login::Login;
-use crate::session::{ConnectConfig, Session};
+pub use crate::login::{Connector, Prepared};
+use crate::session::Session;
 use crate::slot::SlotSink;
 use crate::stats::Stats;
 use crate::status::Observed;
@@ -56,18 +57,6 @@ use connect::Connection;
 use pointer::{Capture, Pointer};
 use present::Screen;
 use shortcuts::{Held, Shortcut, shortcut_for};
-
-/// What the connect thread made ready for a session.
-pub struct Prepared {
-    /// Where and how to connect.
-    pub cfg: ConnectConfig,
-    /// Kept alive as long as the session (background probes).
-    pub keep: Option<Box<dyn Send>>,
-}
-
-/// Signs in, probes and chooses, telling each stage as it starts; runs on
-/// the connect thread, again for every kiosk retry.
-pub type Connector = Arc<dyn Fn(&dyn Fn(String)) -> anyhow::Result<Prepared> + Send + Sync>;
 
 /// How the window starts.
 pub enum Start {
