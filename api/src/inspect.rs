@@ -87,23 +87,24 @@ pub fn presented_chain(
 }
 
 /// `HOST[:PORT]` (an IPv6 host in brackets) as the host and the port (443
-/// unless given).
+/// unless given), as the `http` crate parses an authority.
 fn split_host_port(s: &str) -> Option<(String, u16)> {
-    if let Some(v6) = s.strip_prefix('[') {
-        let (host, rest) = v6.split_once(']')?;
-        let port = match rest.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
-            None if rest.is_empty() => 443,
-            None => return None,
-        };
-        return Some((host.to_string(), port));
+    let authority: ureq::http::uri::Authority = s.parse().ok()?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() {
+        return None;
     }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() => Some((h.to_string(), p.parse().ok()?)),
-        Some(_) => None,
-        None if !s.is_empty() => Some((s.to_string(), 443)),
-        None => None,
-    }
+    // A port given (after an IPv6 host's brackets) must be a number.
+    let after_host = s.rsplit_once(']').map_or(s, |(_, rest)| rest);
+    let port = match (after_host.contains(':'), authority.port_u16()) {
+        (true, Some(p)) => p,
+        (true, None) => return None,
+        (false, _) => 443,
+    };
+    Some((host.to_string(), port))
 }
 
 /// The SHA-256 fingerprint of a certificate as people compare them: hex

@@ -10,8 +10,8 @@ use toml_edit::DocumentMut;
 
 use crate::config::{ConfigError, Settings};
 
-/// Writes `settings` into the file at `path` (made if missing), through a
-/// temporary file.
+/// Writes `settings` into the file at `path` (made if missing), replaced
+/// whole.
 pub fn save(path: &Path, settings: &Settings) -> Result<(), ConfigError> {
     let invalid = |message: String| ConfigError::Invalid {
         path: path.to_path_buf(),
@@ -33,17 +33,11 @@ pub fn save(path: &Path, settings: &Settings) -> Result<(), ConfigError> {
     let table = |s: &Settings| toml::Table::try_from(s).map_err(|e| invalid(e.to_string()));
     let (new, default) = (table(settings)?, table(&Settings::default())?);
     merge(doc.as_table_mut(), &new, Some(&default));
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+    nephele_platform::fs::replace(path, doc.to_string().as_bytes()).map_err(|source| {
+        ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
         }
-        let tmp = path.with_extension("toml.new");
-        std::fs::write(&tmp, doc.to_string())?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
     })
 }
 

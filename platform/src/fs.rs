@@ -1,4 +1,4 @@
-//! Files only their owner may read.
+//! Files only their owner may read, and files replaced whole.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,6 +15,18 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = opts.open(path)?;
     restrict(&file)?;
     file.write_all(bytes)
+}
+
+/// Replaces the file at `path` with `bytes` (its folder made if missing)
+/// through a temporary file beside it, so a crash never leaves half of it.
+pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Makes the existing file at `path` readable by its owner only; says

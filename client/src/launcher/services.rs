@@ -79,16 +79,10 @@ impl Services {
         }
     }
 
-    /// Writes the file (its folder made if needed), through a temporary
-    /// file so a crash never leaves half of it.
+    /// Writes the file (its folder made if needed), replaced whole.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("toml.new");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, path)
+        nephele_platform::fs::replace(path, text.as_bytes())
     }
 
     /// The service used last, if it is still kept.

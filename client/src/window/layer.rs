@@ -223,12 +223,11 @@ impl super::App {
             if state.lost_for.is_some() {
                 dim(px);
             }
-            let drawn = ui.draw(win, px, size, |ui| {
+            again = ui.draw(win, px, size, |ui| {
                 if let Some(a) = show(ui, &state) {
                     action = Some(a);
                 }
             });
-            again = drawn.again_in;
         };
         let first = self.screen.redraw(&self.stats, &overlays, Some(&mut layer));
         if let Some(wait) = again {

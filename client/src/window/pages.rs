@@ -71,14 +71,13 @@ impl App {
     /// Does what a person asked for on a launcher page.
     pub(super) fn launcher_act(&mut self, action: launcher::Action) {
         let Some(l) = &mut self.launcher else { return };
-        let command = l.act(action);
-        let settings = l.settings.clone();
-        match command {
+        match l.act(action) {
             launcher::Command::None => {}
             launcher::Command::Connect(login) => {
-                if let Some(make) = &self.connector_for {
+                if let (Some(make), Some(l)) = (&self.connector_for, &self.launcher) {
+                    let connector = make(*login, &l.settings);
                     self.conn.abandon();
-                    self.conn.connector = Some(make(*login, &settings));
+                    self.conn.connector = Some(connector);
                     self.start_connect();
                 }
             }
@@ -115,8 +114,10 @@ impl App {
             });
             (drawn, action)
         });
-        let Some((drawn, action)) = drawn else { return };
-        if let Some(wait) = drawn.again_in {
+        let Some((again_in, action)) = drawn else {
+            return;
+        };
+        if let Some(wait) = again_in {
             let at = Instant::now() + wait;
             self.screen.redraw_at = Some(self.screen.redraw_at.map_or(at, |t| t.min(at)));
         }

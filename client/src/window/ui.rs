@@ -19,12 +19,6 @@ pub(super) struct Ui {
     render: EguiSoftwareRender,
 }
 
-/// What a drawn frame asks of the window.
-pub(super) struct Drawn {
-    /// Draw again after this long (a blinking caret, a spinner), if at all.
-    pub again_in: Option<Duration>,
-}
-
 impl Ui {
     pub fn new(window: &Window) -> Self {
         let ctx = egui::Context::default();
@@ -73,14 +67,15 @@ impl Ui {
     }
 
     /// Runs `build` and draws what it made into `pixels` (`width` ×
-    /// `height` 0RGB words), over what is there.
+    /// `height` 0RGB words), over what is there. Returns when to draw
+    /// again (a blinking caret, a spinner), if at all.
     pub fn draw(
         &mut self,
         window: &Window,
         pixels: &mut [u32],
         (width, height): (usize, usize),
         build: impl FnMut(&mut egui::Ui),
-    ) -> Drawn {
+    ) -> Option<Duration> {
         let input = self.state.take_egui_input(window);
         let out = self.ctx.run_ui(input, build);
         let again_in = out
@@ -98,7 +93,7 @@ impl Ui {
             &out.textures_delta,
             out.pixels_per_point,
         );
-        Drawn { again_in }
+        again_in
     }
 }
 
