@@ -100,15 +100,16 @@ fn describe(e: &ureq::Error) -> String {
 }
 
 impl DirectoryClient {
-    /// A client for `url` (`https://host:port`), trusting `roots` — or the
-    /// public web PKI when `roots` is empty.
+    /// A client for `url` (`https://host:port`), trusting `roots` — or,
+    /// when `roots` is empty, what the operating system trusts (its own
+    /// verifier where it has one, its trust store on Linux).
     pub fn new(url: &str, roots: &[CertificateDer<'static>]) -> Result<Self, DirClientError> {
         let base = url.trim_end_matches('/').to_string();
         if !base.starts_with("https://") {
             return Err(DirClientError::Url(url.into()));
         }
         let certs = if roots.is_empty() {
-            ureq::tls::RootCerts::WebPki
+            ureq::tls::RootCerts::PlatformVerifier
         } else {
             ureq::tls::RootCerts::Specific(Arc::new(
                 roots

@@ -1,6 +1,7 @@
 //! TLS trust for the QUIC connection between a client and a gateway: the
-//! client trusts exactly the authorities it is given (there is no "accept
-//! any certificate" mode), and both ends share the transport settings.
+//! client trusts exactly the authorities it is given, or, given none, what
+//! the operating system trusts (there is no "accept any certificate" mode),
+//! and both ends share the transport settings.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -82,19 +83,29 @@ pub fn transport_config() -> quinn::TransportConfig {
     t
 }
 
-/// The QUIC client configuration trusting exactly `roots`.
+/// The QUIC client configuration trusting exactly `roots`, or the
+/// operating system's verifier and trust store when `roots` is empty (as
+/// the directory client does, so a service with a publicly trusted
+/// certificate is trusted the same way on both paths).
 pub fn quic_client_config(
     roots: &[CertificateDer<'static>],
 ) -> Result<quinn::ClientConfig, TrustError> {
-    let mut store = rustls::RootCertStore::empty();
-    for r in roots {
-        store.add(r.clone())?;
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(store)
-        .with_no_client_auth();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?;
+    let mut tls = if roots.is_empty() {
+        let verifier = rustls_platform_verifier::Verifier::new(provider)?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    } else {
+        let mut store = rustls::RootCertStore::empty();
+        for r in roots {
+            store.add(r.clone())?;
+        }
+        builder.with_root_certificates(store).with_no_client_auth()
+    };
     tls.alpn_protocols = vec![nephele_protocol::ALPN.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));

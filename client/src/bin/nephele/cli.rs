@@ -218,7 +218,7 @@ impl StreamArgs {
 #[derive(Debug, Default, Clone, Args)]
 pub(crate) struct LoginArgs {
     /// CA certificate (PEM) trusted for the directory and the gateways;
-    /// repeat for several (default: the public web PKI) [settings: ca, added
+    /// repeat for several (default: what this computer trusts) [settings: ca, added
     /// to these]. `nephele-server all` writes its CA to STATE_DIR/ca.pem.
     #[arg(long, value_name = "PATH")]
     pub(crate) ca: Vec<PathBuf>,
