@@ -24,7 +24,6 @@ pub mod headless;
 pub mod input;
 pub mod launcher;
 pub mod login;
-pub mod overlay;
 pub mod secrets;
 pub mod session;
 pub mod settings_file;

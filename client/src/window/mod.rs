@@ -22,7 +22,9 @@
 //! it) returns to the launcher.
 
 mod banner;
+mod captions;
 mod connect;
+mod cursor;
 mod layer;
 mod options;
 mod pages;

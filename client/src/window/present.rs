@@ -38,6 +38,8 @@ pub(super) struct Screen {
     pub window: Option<Arc<Window>>,
     surface: Option<softbuffer::Surface<Arc<Window>, Arc<Window>>>,
     presenter: Presenter,
+    /// The banner's and the statistics' words.
+    captions: super::captions::Captions,
     /// Where the decoder leaves pictures.
     pub slot: Arc<Mutex<Slot>>,
     /// A wake-up for a new picture is on its way.
@@ -59,6 +61,7 @@ impl Screen {
             window: None,
             surface: None,
             presenter: Presenter::default(),
+            captions: super::captions::Captions::new(),
             slot: Arc::new(Mutex::new(Slot::default())),
             pending: Arc::new(AtomicBool::new(false)),
             taken: Slot::default(),
@@ -147,8 +150,9 @@ impl Screen {
             buffer.fill(0x0020_2228);
         }
         let (bw, bh) = (w.get() as usize, h.get() as usize);
+        let scale = window.scale_factor() as f32;
         let top = match overlays.banner {
-            Some(text) => crate::overlay::banner(&mut buffer, bw, bh, text),
+            Some(text) => self.captions.banner(&mut buffer, (bw, bh), scale, text),
             None => 0,
         };
         if let (Some(vp), Some(cursor)) = (self.viewport, overlays.pointer)
@@ -162,10 +166,11 @@ impl Screen {
             };
             let wx = at(x, vp.x, vp.w, vp.stream.0, shape.hot_x);
             let wy = at(y, vp.y, vp.h, vp.stream.1, shape.hot_y);
-            crate::overlay::pointer(&mut buffer, bw, bh, (wx, wy), shape);
+            super::cursor::pointer(&mut buffer, bw, bh, (wx, wy), shape);
         }
         if let Some(lines) = overlays.stats {
-            crate::overlay::panel(&mut buffer, bw, bh, top, lines);
+            self.captions
+                .stats(&mut buffer, (bw, bh), scale, top, lines);
         }
         if let Some(draw) = layer {
             draw(window, &mut buffer, (bw, bh));

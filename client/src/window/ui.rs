@@ -98,7 +98,7 @@ impl Ui {
 }
 
 /// DejaVu Sans for every text style.
-fn fonts() -> egui::FontDefinitions {
+pub(super) fn fonts() -> egui::FontDefinitions {
     let mut f = egui::FontDefinitions::empty();
     f.font_data.insert(
         "DejaVuSans".into(),
