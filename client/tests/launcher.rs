@@ -142,8 +142,23 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let rec = dir.join("rec.jsonl");
-    let (server, url) = start_all(&dir, &["--record-input", rec.to_str().unwrap()]);
-    let _server = Killed(server);
+    // Fixed addresses, so that the service restarted below is found where
+    // it was.
+    let host = format!("127.0.0.1:{}", common::session::free_udp_port());
+    let directory = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .to_string();
+    let service = [
+        "--record-input",
+        rec.to_str().unwrap(),
+        "--listen",
+        &host,
+        "--directory-listen",
+        &directory,
+    ];
+    let (server, url) = start_all(&dir, &service);
+    let server = Killed(server);
     // A new home. Its settings keep sound out of this test; nothing names
     // the service, its CA, the user or a password.
     let home = dir.join("home");
@@ -200,6 +215,24 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     let expected = ["KeyH", "KeyI", "Enter"];
     wait_for(
         "the typed keys on the host",
+        Duration::from_secs(15),
+        || recorded_key_downs(&rec).len() >= expected.len(),
+    );
+    assert_eq!(recorded_key_downs(&rec), expected);
+    // The whole service is killed and started again with its state: the
+    // window reconnects by itself, the directory renews the same session,
+    // and what is typed reaches the new host.
+    drop(server);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (server, url_again) = start_all(&dir, &service);
+    let _server = Killed(server);
+    assert_eq!(url_again, url);
+    logged(&log, "the directory renewed the session", 1);
+    logged(&log, "the host opened the session afresh", 1);
+    typed(&display, "ok");
+    let expected = ["KeyH", "KeyI", "Enter", "KeyO", "KeyK"];
+    wait_for(
+        "the keys typed after the restart on the host",
         Duration::from_secs(15),
         || recorded_key_downs(&rec).len() >= expected.len(),
     );

@@ -61,6 +61,8 @@ pub struct InputSenderStats {
 #[derive(Debug)]
 pub struct InputSender {
     next_seq: u32,
+    /// The last sequence number the receiver acknowledged (0: none).
+    acked: u32,
     queue: VecDeque<Pending>,
     /// Index in `queue` of the first event never sent.
     unsent: usize,
@@ -86,6 +88,7 @@ impl InputSender {
     pub fn new() -> Self {
         Self {
             next_seq: 1,
+            acked: 0,
             queue: VecDeque::with_capacity(256),
             unsent: 0,
             round: 0,
@@ -143,10 +146,7 @@ impl InputSender {
             return Err(InputError::Stalled);
         }
         let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        if self.next_seq == 0 {
-            self.next_seq = 1;
-        }
+        self.next_seq = after(seq);
         self.queue.push_back(Pending {
             seq,
             event,
@@ -218,6 +218,26 @@ impl InputSender {
         self.round = 0;
     }
 
+    /// The receiver says it delivered up to `delivered` (a host's
+    /// welcome). Behind what it acknowledged before, it is a new receiver
+    /// (the host lost the session and opened it afresh): what it had is
+    /// gone with that desktop, and the events still unacknowledged are
+    /// numbered on from `delivered` so that it delivers them rather than
+    /// wait for numbers it will never see. Returns whether it renumbered.
+    pub fn rebase(&mut self, delivered: u32) -> bool {
+        if (self.acked.wrapping_sub(delivered) as i32) <= 0 {
+            return false;
+        }
+        let mut seq = delivered;
+        for p in &mut self.queue {
+            seq = after(seq);
+            p.seq = seq;
+        }
+        self.next_seq = after(seq);
+        self.acked = delivered;
+        true
+    }
+
     /// When to call [`InputSender::poll_transmit`] again: when the pace
     /// allows the send it held back (or new events acknowledgements made
     /// room for), or when a retransmission round will be due.
@@ -245,11 +265,20 @@ impl InputSender {
             if let Some(t) = front.first_sent {
                 acked(front.seq, t);
             }
+            self.acked = front.seq;
             self.queue.pop_front();
             self.unsent -= 1;
             self.round = self.round.saturating_sub(1);
             self.stats.acked += 1;
         }
+    }
+}
+
+/// The sequence number after `seq` (0 is never used: it means "none").
+fn after(seq: u32) -> u32 {
+    match seq.wrapping_add(1) {
+        0 => 1,
+        n => n,
     }
 }
 
@@ -363,6 +392,47 @@ mod tests {
         }
         assert_eq!(got, [3, 4]);
         assert_eq!(r.ack(), 4);
+    }
+
+    #[test]
+    fn a_host_that_opened_the_session_afresh_gets_what_was_unacknowledged() {
+        let mut s = InputSender::new();
+        let t = Instant::now();
+        let mut old = InputReceiver::new();
+        for u in 4..10 {
+            s.push(key(u, true)).unwrap();
+        }
+        // 1–4 reach the old host and are acknowledged; 5 and 6 are lost
+        // with it.
+        for _ in 0..6 {
+            let (seq, ev) = s.poll_transmit(t).unwrap();
+            if seq <= 4 {
+                old.handle(seq, ev, |_, _| {});
+            }
+        }
+        s.handle_ack(old.ack(), |_, _| {});
+        // A host as far as or ahead of the acknowledgements is the same
+        // receiver (a repeated welcome, a backup with the replicated
+        // state): nothing changes.
+        assert!(!s.rebase(4) && !s.rebase(5));
+        // A new host welcomes at 0: 5 and 6 become 1 and 2, typed after
+        // them 3; the new receiver delivers all three, in order, once.
+        assert!(s.rebase(0));
+        s.push(key(10, true)).unwrap();
+        s.resend_unacked(t);
+        let mut fresh = InputReceiver::new();
+        let mut got = Vec::new();
+        let later = t + Duration::from_secs(1);
+        while let Some((seq, ev)) = s.poll_transmit(later) {
+            fresh.handle(seq, ev, |_, e| got.push(e));
+        }
+        assert_eq!(got, [key(8, true), key(9, true), key(10, true)]);
+        s.handle_ack(fresh.ack(), |_, _| {});
+        assert_eq!((s.in_flight(), fresh.ack()), (0, 3));
+        // With nothing in flight the numbering goes on from the host's.
+        assert!(!s.rebase(3));
+        s.push(key(11, true)).unwrap();
+        assert_eq!(s.poll_transmit(later).map(|(seq, _)| seq), Some(4));
     }
 
     #[test]

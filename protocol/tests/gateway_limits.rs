@@ -63,6 +63,7 @@ fn relaying(t0: Instant) -> GatewaySession {
             height: 360,
             fps: 30,
             host_time_us: 0,
+            input_delivered: 0,
         },
     }
     .encode(&mut welcome);

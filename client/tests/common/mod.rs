@@ -169,18 +169,16 @@ pub fn start_all(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
 
 /// As [`start_all`], with `cmd` (the server binary, with whatever
 /// environment the test gives it).
+/// Addresses `extra` does not give are chosen by the system.
 pub fn start_all_with(dir: &Path, extra: &[&str], mut cmd: Command) -> (Child, String) {
+    cmd.arg("all");
+    for flag in ["--listen", "--directory-listen"] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, "127.0.0.1:0"]);
+        }
+    }
     let mut child = cmd
-        .args([
-            "all",
-            "--listen",
-            "127.0.0.1:0",
-            "--directory-listen",
-            "127.0.0.1:0",
-            "--demo-user",
-            "alice:wonderland",
-            "--state-dir",
-        ])
+        .args(["--demo-user", "alice:wonderland", "--state-dir"])
         .arg(dir.join("state"))
         .args(extra)
         .stdout(Stdio::piped())

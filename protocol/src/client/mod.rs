@@ -490,8 +490,18 @@ impl ClientCore {
                     width,
                     height,
                     fps,
+                    input_delivered,
                     ..
                 } => {
+                    // A host that lost the session (restarted, no backup)
+                    // opens it afresh: what is still unacknowledged is
+                    // numbered on from where it stands.
+                    if self.input.rebase(input_delivered) {
+                        tracing::warn!(
+                            input_delivered,
+                            "the host opened the session afresh (its desktop was lost); unacknowledged input is numbered on from there"
+                        );
+                    }
                     let info = StreamInfo {
                         session_id,
                         width,

@@ -648,6 +648,7 @@ impl HostCore {
             height: s.height,
             fps: s.fps,
             host_time_us,
+            input_delivered: s.input.ack(),
         };
         self.send(to, id, welcome);
         if phase != Phase::Streaming {

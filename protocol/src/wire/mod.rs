@@ -205,6 +205,11 @@ pub enum Message<'a> {
         fps: u8,
         /// Host clock now, microseconds since the session epoch.
         host_time_us: u64,
+        /// The last input sequence number the host delivered. Behind what
+        /// the client had acknowledged, the host lost the session and
+        /// opened it afresh: the client numbers what it still holds on
+        /// from here.
+        input_delivered: u32,
     },
     /// Liveness probe; the receiver answers with [`Message::Pong`] carrying the same stamp.
     Ping {
@@ -373,7 +378,14 @@ impl<'a> Message<'a> {
                 height,
                 fps,
                 host_time_us,
-            } => session::welcome::put(out, session_id, width, height, fps, host_time_us),
+                input_delivered,
+            } => session::welcome::put(
+                out,
+                session_id,
+                (width, height, fps),
+                host_time_us,
+                input_delivered,
+            ),
             Self::Ping { stamp_us } => session::ping::put(out, stamp_us),
             Self::Pong { stamp_us, host_us } => session::pong::put(out, stamp_us, host_us),
             Self::Goodbye { reason } => session::goodbye::put(out, reason),

@@ -68,10 +68,9 @@ pub(super) mod welcome {
     pub(in crate::wire) fn put(
         out: &mut Vec<u8>,
         session_id: &u64,
-        width: &u16,
-        height: &u16,
-        fps: &u8,
+        (width, height, fps): (&u16, &u16, &u8),
         host_time_us: &u64,
+        input_delivered: &u32,
     ) {
         out.push(ty::WELCOME);
         out.extend_from_slice(&session_id.to_be_bytes());
@@ -79,6 +78,7 @@ pub(super) mod welcome {
         out.extend_from_slice(&height.to_be_bytes());
         out.push(*fps);
         out.extend_from_slice(&host_time_us.to_be_bytes());
+        out.extend_from_slice(&input_delivered.to_be_bytes());
     }
 
     pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
@@ -88,6 +88,7 @@ pub(super) mod welcome {
             height: r.dimension("height")?,
             fps: r.fps()?,
             host_time_us: r.u64()?,
+            input_delivered: r.u32()?,
         })
     }
 }

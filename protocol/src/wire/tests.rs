@@ -98,6 +98,7 @@ fn build<'a>(
             height: h,
             fps,
             host_time_us: n[1],
+            input_delivered: n[2] as u32,
         },
         2 => Message::Ping { stamp_us: n[0] },
         3 => Message::Pong {
