@@ -1,4 +1,5 @@
-//! Over the session's picture: the session's menu (on its shortcut) and,
+//! Over the session's picture: the session's menu (on its shortcut, or
+//! its tab at the top of a window) and,
 //! while the connection is lost, the picture dimmed with what happened and
 //! the ways forward. Drawn with egui into the surface after the picture;
 //! only while one of them shows, so streaming alone draws no UI.
@@ -8,6 +9,12 @@ use std::time::Duration;
 use egui::{Align2, Key, RichText, Ui};
 
 use crate::config::Shortcuts;
+
+/// The menu's tab: how far from the top edge (points) the pointer shows
+/// it, how tall the area is that keeps it, and half its width.
+const TAB_EDGE: f64 = 4.0;
+const TAB_HEIGHT: f64 = 40.0;
+const TAB_HALF_WIDTH: f64 = 90.0;
 
 /// What a person chose over the picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +29,8 @@ pub(super) enum LayerAction {
     CtrlAltDel,
     /// Start the connection afresh.
     Reconnect,
+    /// Open the menu (its tab was clicked).
+    OpenMenu,
     /// Close the menu.
     Close,
 }
@@ -32,6 +41,8 @@ pub(super) struct LayerState<'a> {
     pub menu: bool,
     /// The first control takes the focus (the menu just opened).
     pub focus: bool,
+    /// The menu's tab shows at the top.
+    pub tab: bool,
     /// The connection has been lost this long.
     pub lost_for: Option<Duration>,
     /// Started from the launcher (leaving goes back to the catalog).
@@ -79,6 +90,16 @@ pub(super) fn show(ui: &mut Ui, st: &LayerState<'_>) -> Option<LayerAction> {
                     ui.add_space(4.0);
                     ui.label(RichText::new(format!("{} opens the menu", st.keys.menu)).weak());
                 });
+            });
+    }
+    if st.tab && !st.menu && st.lost_for.is_none() {
+        egui::Area::new("menu tab".into())
+            .anchor(Align2::CENTER_TOP, [0.0, 0.0])
+            .show(&ctx, |ui| {
+                let b = ui.button("Menu \u{25be}");
+                if b.on_hover_text(format!("or {}", st.keys.menu)).clicked() {
+                    action = Some(LayerAction::OpenMenu);
+                }
             });
     }
     if st.menu {
@@ -160,6 +181,7 @@ impl super::App {
             return;
         }
         self.menu_open = !self.menu_open;
+        tracing::info!(open = self.menu_open, "session menu");
         if self.menu_open {
             self.release_held();
             self.menu_focus = true;
@@ -172,14 +194,46 @@ impl super::App {
         self.screen.request_redraw();
     }
 
+    /// In a window (not full screen, the pointer not captured), the
+    /// pointer at the middle of the top edge shows the menu's tab, which
+    /// stays while the pointer is over it.
+    pub(super) fn hover_tab(&mut self, e: &winit::event::WindowEvent) {
+        use winit::event::WindowEvent as E;
+        let (E::CursorMoved { .. } | E::CursorLeft { .. }) = e else {
+            return;
+        };
+        let Some(w) = self.screen.window.as_ref() else {
+            return;
+        };
+        let shows = match e {
+            E::CursorMoved { position: p, .. }
+                if !self.in_launcher()
+                    && self.conn.session.is_some()
+                    && !self.fullscreen
+                    && !self.pointer.captured
+                    && !self.menu_open =>
+            {
+                let scale = w.scale_factor();
+                let middle = f64::from(w.inner_size().width) / 2.0;
+                let reach = if self.menu_tab { TAB_HEIGHT } else { TAB_EDGE };
+                (p.x - middle).abs() <= TAB_HALF_WIDTH * scale && p.y <= reach * scale
+            }
+            _ => false,
+        };
+        if shows != self.menu_tab {
+            self.menu_tab = shows;
+            self.screen.request_redraw();
+        }
+    }
+
     /// Whether the layer over the picture takes this event from the
     /// desktop: everything while the menu is open; the pointer while the
-    /// lost-connection notice shows (its buttons).
+    /// lost-connection notice or the menu's tab shows (their buttons).
     pub(super) fn layer_takes(&self, e: &winit::event::WindowEvent) -> bool {
         use winit::event::WindowEvent as E;
         !self.in_launcher()
             && (self.menu_open
-                || (self.lost_since.is_some()
+                || ((self.lost_since.is_some() || self.menu_tab)
                     && matches!(
                         e,
                         E::CursorMoved { .. } | E::MouseInput { .. } | E::MouseWheel { .. }
@@ -200,7 +254,8 @@ impl super::App {
             pointer: cursor.as_ref(),
         };
         let window = self.screen.window.clone();
-        let (Some(w), true) = (window, self.menu_open || self.lost_since.is_some()) else {
+        let layered = self.menu_open || self.lost_since.is_some() || self.menu_tab;
+        let (Some(w), true) = (window, layered) else {
             return (self.screen.redraw(&self.stats, &overlays, None), None);
         };
         let (mic_muted, presentation) = self.conn.session.as_ref().map_or((false, false), |s| {
@@ -209,6 +264,7 @@ impl super::App {
         let state = LayerState {
             menu: self.menu_open,
             focus: std::mem::take(&mut self.menu_focus),
+            tab: self.menu_tab,
             lost_for: self.lost_since.map(|t| t.elapsed()),
             launcher: self.launcher.is_some(),
             fullscreen: self.fullscreen,
@@ -274,6 +330,12 @@ impl super::App {
                 }
             }
             LayerAction::Close => self.toggle_menu(),
+            LayerAction::OpenMenu => {
+                self.menu_tab = false;
+                if !self.menu_open {
+                    self.toggle_menu();
+                }
+            }
         }
         self.screen.request_redraw();
     }

@@ -93,6 +93,9 @@ struct App {
     /// The session's menu is open; its first control is yet to be focused.
     menu_open: bool,
     menu_focus: bool,
+    /// The menu's tab shows at the top of a window (the pointer went to
+    /// the top edge's middle).
+    menu_tab: bool,
     /// Since when the connection has been lost (the layer says so).
     lost_since: Option<Instant>,
     /// Leave at the next chance (the menu's Quit).
@@ -151,6 +154,7 @@ pub fn run(
         ui: None,
         menu_open: false,
         menu_focus: false,
+        menu_tab: false,
         lost_since: None,
         quit: false,
     };
@@ -554,6 +558,7 @@ impl ApplicationHandler<UserEvent> for App {
     }
 
     fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
+        self.hover_tab(&event);
         if (self.in_launcher() || self.layer_takes(&event)) && self.ui_event(&event) {
             return;
         }
