@@ -161,10 +161,12 @@ impl Captions {
 /// The text colour; the mask is taken from its coverage on black.
 const WHITE: egui::Color32 = egui::Color32::WHITE;
 
-/// Pixels that `lines` lines of `pt`-point text and the margin take.
+/// Pixels that `lines` lines of `pt`-point text and the margin can take
+/// at most (the mask is then cut to what the text covers).
 fn lines_height(pt: f32, lines: usize, scale: f32) -> usize {
-    // DejaVu Sans's line is about 1.17 of its size; a little room more.
-    ((pt * 1.25 * lines as f32 + 2.0 * PAD_PT) * scale).ceil() as usize
+    // DejaVu Sans's line is about 1.17 of its size, and egui puts 4
+    // points between labels: room enough for both and the margins.
+    (((pt * 1.5 + 6.0) * lines as f32 + 3.0 * PAD_PT) * scale).ceil() as usize
 }
 
 impl Mask {
@@ -351,6 +353,15 @@ mod tests {
         let mut again = before.clone();
         c.stats(&mut again, (w, h), 1.0, 32, &["fps 12.0".to_string()]);
         assert_ne!(again, before);
+        // Eight lines at scale 2 fit whole, with a margin below the last.
+        let (w, h) = (1280, 720);
+        let mut s = vec![GREY; w * h];
+        let eight: Vec<String> = (0..8).map(|i| format!("line {i} — jqgy")).collect();
+        c.stats(&mut s, (w, h), 2.0, 0, &eight);
+        let row = |y: usize| &s[y * w..(y + 1) * w];
+        let boxed = (0..h).take_while(|&y| row(y)[0] == DARK).count();
+        let last_text = (0..boxed).rev().find(|&y| lit(row(y)) > 0).unwrap();
+        assert!(boxed - last_text > 8, "box {boxed}, text to {last_text}");
         // Nothing to draw, or too small a surface, is fine.
         c.stats(&mut s, (w, h), 1.0, 0, &[]);
         c.stats(&mut [0u32; 4], (2, 2), 1.0, 1, &lines);
