@@ -227,17 +227,21 @@ impl DirectoryClient {
         self.get("/v1/catalog", Some(user_token))
     }
 
-    /// Opens a session on `desktop`: a session token and candidate gateways.
+    /// Opens a session on `desktop` (or, with `reconnect`, goes back to
+    /// the one the user has open there): a session token and candidate
+    /// gateways.
     pub fn create_session(
         &self,
         user_token: &str,
         desktop: &str,
+        reconnect: bool,
     ) -> Result<SessionGrant, DirClientError> {
         let r = self.post(
             "/v1/sessions",
             Some(user_token),
             &CreateSession {
                 desktop: desktop.into(),
+                reconnect,
             },
         )?;
         self.need(r).map(capped)

@@ -9,6 +9,7 @@
 //! | `GET /v1/catalog` | user token | → [`Catalog`] |
 //! | `POST /v1/sessions` | user token | [`CreateSession`] → [`SessionGrant`] |
 //! | `POST /v1/sessions/resume` | — (the resume token is the body) | [`ResumeSession`] → [`SessionGrant`] |
+//! | `POST /v1/sessions/end` | — (the current resume token is the body) | [`ResumeSession`] → 204 |
 //! | `POST /v1/gateways` | service key | [`GatewayInfo`] → [`Registered`] |
 //! | `POST /v1/gateways/{id}/heartbeat` | service key | [`Heartbeat`] → 204, or 404 (register again) |
 //! | `DELETE /v1/gateways/{id}` | service key | → 204 |
@@ -58,6 +59,20 @@ pub struct CatalogEntry {
     pub name: String,
     /// `desktop` or `app`.
     pub kind: String,
+    /// The user's session of this entry that is still open (its client
+    /// went away without logging off), if any: opening the entry with
+    /// [`CreateSession::reconnect`] goes back to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<OpenSession>,
+}
+
+/// A session still open, as the catalog shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenSession {
+    /// When it was opened, Unix seconds.
+    pub since_unix: u64,
+    /// Until when it can be reconnected to, Unix seconds.
+    pub until_unix: u64,
 }
 
 /// `GET /v1/catalog`.
@@ -72,6 +87,10 @@ pub struct Catalog {
 pub struct CreateSession {
     /// A catalog id.
     pub desktop: String,
+    /// Go back to the user's open session of this desktop, if there is
+    /// one, rather than open another.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reconnect: bool,
 }
 
 /// A gateway as registered and as listed to clients.

@@ -62,12 +62,14 @@ pub struct Opened {
 }
 
 /// Signs in, reads the catalog, and opens a session on `desktop` (or the
-/// first entry of the catalog).
+/// first entry of the catalog), or with `reconnect` goes back to the one
+/// the user has open there.
 pub fn open_session(
     dir: &DirectoryClient,
     user: &str,
     password: &str,
     desktop: Option<&str>,
+    reconnect: bool,
 ) -> Result<Opened, DiscoveryError> {
     let signed = dir.sign_in(user, password)?;
     let catalog = dir.catalog(&signed.token)?;
@@ -92,7 +94,7 @@ pub fn open_session(
             .cloned()
             .ok_or(DiscoveryError::EmptyCatalog)?,
     };
-    let grant = dir.create_session(&signed.token, &entry.id)?;
+    let grant = dir.create_session(&signed.token, &entry.id, reconnect)?;
     Ok(Opened {
         desktop: entry,
         grant,
@@ -315,20 +317,29 @@ pub fn fallbacks_of(grant: &SessionGrant) -> Vec<Fallback> {
 
 /// Renews a session through the directory with its resume token: a fresh
 /// session token and the gateways live now. Each resume token is good
-/// once; the answer's replaces it for the next renewal.
+/// once; the answer's replaces it for the next renewal, and the newest
+/// ends the session at log-off.
 pub fn renewer(dir: DirectoryClient, resume_token: String) -> crate::session::Renew {
-    let current = std::sync::Mutex::new(resume_token);
-    crate::session::Renew(std::sync::Arc::new(move || {
-        let mut token = current.lock().map_err(|e| e.to_string())?;
-        let g = dir.resume_session(&token).map_err(|e| e.to_string())?;
-        if let Some(next) = &g.resume_token {
-            token.clone_from(next);
-        }
-        Ok(crate::session::Renewed {
-            gateways: fallbacks_of(&g),
-            token: g.token.into_bytes(),
-        })
-    }))
+    use std::sync::{Arc, Mutex};
+    let current = Arc::new(Mutex::new(resume_token));
+    let (held, ender) = (current.clone(), dir.clone());
+    crate::session::Renew {
+        renew: Arc::new(move || {
+            let mut token = current.lock().map_err(|e| e.to_string())?;
+            let g = dir.resume_session(&token).map_err(|e| e.to_string())?;
+            if let Some(next) = &g.resume_token {
+                token.clone_from(next);
+            }
+            Ok(crate::session::Renewed {
+                gateways: fallbacks_of(&g),
+                token: g.token.into_bytes(),
+            })
+        }),
+        end: Arc::new(move || {
+            let token = held.lock().map_err(|e| e.to_string())?;
+            ender.end_session(&token).map_err(|e| e.to_string())
+        }),
+    }
 }
 
 /// How to connect: the best PoP, then every other usable one as a fallback.

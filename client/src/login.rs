@@ -34,6 +34,9 @@ pub struct Login {
     pub password: String,
     pub desktop: Option<String>,
     pub pop: Option<String>,
+    /// Go back to the user's open session of the desktop, if there is one
+    /// (the launcher, whose retries then return to the same desktop).
+    pub reconnect: bool,
 }
 
 /// Signs in, opens a session, probes and chooses, telling each stage.
@@ -51,6 +54,7 @@ pub fn sign_in_and_choose(
         &login.user,
         &login.password,
         login.desktop.as_deref(),
+        login.reconnect,
     )?;
     let mut choice = discovery::choose(&opened.grant, opened.listed_at, |done, total| {
         stage(if done == 0 {

@@ -313,6 +313,25 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     logged(&log, "launcher opens page=SignIn", 1);
     logged(&log, "signing in with the kept password", 1);
     logged(&log, "from=SignIn to=Catalog", 1);
+    // The session left with Disconnect was logged off: nothing is open.
+    logged(&log, "open=0", 1);
+    // Open the desktop, and have the client die in the session.
+    key(&display, "Return");
+    logged(&log, "to=Session", 1);
+    drop(_client);
+    // Started again, the catalog shows the session left open, and Enter
+    // goes back to it: the same session, reconnected.
+    let log = dir.join("second-after-crash.log");
+    let _client = Killed(launcher(&display, &env, &log));
+    let _wid = window(&display);
+    logged(&log, "open=1", 1);
+    key(&display, "Return");
+    logged(&log, "to=Session", 1);
+    logged(
+        &dir.join("server.log"),
+        "session reconnected from the catalog",
+        1,
+    );
     drop(_client);
 
     // The service's certificate changes (here: the pin is another

@@ -37,7 +37,7 @@ fn fake_gateway(id: &str, address: SocketAddr, probe: SocketAddr) -> GatewayInfo
 fn listed(svc: &DemoService) -> Vec<String> {
     let dir = client(svc);
     let (user, pw) = svc.credentials();
-    let opened = open_session(&dir, user, pw, None).unwrap();
+    let opened = open_session(&dir, user, pw, None, false).unwrap();
     let mut ids: Vec<String> = opened.grant.gateways.iter().map(|g| g.id.clone()).collect();
     ids.sort();
     ids
@@ -64,11 +64,11 @@ fn sign_in_catalog_session_and_the_nearest_pop() {
     let signed = dir.sign_in(user, pw).unwrap();
     assert_eq!(dir.catalog(&signed.token).unwrap().desktops[0].id, "demo");
     assert!(matches!(
-        dir.create_session(&signed.token, "someone-elses"),
+        dir.create_session(&signed.token, "someone-elses", false),
         Err(DirClientError::Refused { status: 403, .. })
     ));
     // A session token is not a user token.
-    let opened = open_session(&dir, user, pw, None).unwrap();
+    let opened = open_session(&dir, user, pw, None, false).unwrap();
     assert!(matches!(
         dir.catalog(&opened.grant.token),
         Err(DirClientError::Refused { status: 401, .. })
@@ -114,7 +114,7 @@ fn a_resume_token_fetches_fresh_tokens_for_the_same_session_and_nothing_else() {
     let svc = DemoService::start(DemoOptions::default()).unwrap();
     let dir = client(&svc);
     let (user, pw) = svc.credentials();
-    let opened = open_session(&dir, user, pw, None).unwrap();
+    let opened = open_session(&dir, user, pw, None, false).unwrap();
     let verifier = svc.service().directory.verifier();
     let first = verifier.session(opened.grant.token.as_bytes()).unwrap();
     // Two hosts: the second is the first's backup, named in the token.
@@ -172,11 +172,50 @@ fn a_resume_token_fetches_fresh_tokens_for_the_same_session_and_nothing_else() {
     assert_eq!(status_of(dir.resume_session(&latest)), 404);
 
     // The client's renewer keeps the newest token: it renews again and again.
-    let opened = open_session(&dir, user, pw, None).unwrap();
+    let opened = open_session(&dir, user, pw, None, false).unwrap();
     let renew = nephele_client::discovery::renewer(dir.clone(), opened.grant.resume_token.unwrap());
     for _ in 0..3 {
-        (renew.0)().expect("a renewal with the newest resume token");
+        (renew.renew)().expect("a renewal with the newest resume token");
     }
+    // Its log-off ends the session with the newest token too.
+    (renew.end)().expect("a log-off with the newest resume token");
+    assert!((renew.renew)().is_err(), "an ended session renewed");
+}
+
+#[test]
+fn the_catalog_shows_a_session_left_open_and_reconnecting_goes_back_to_it() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let dir = client(&svc);
+    let (user, pw) = svc.credentials();
+    let signed = dir.sign_in(user, pw).unwrap();
+    let open_now = || dir.catalog(&signed.token).unwrap().desktops[0].open;
+    let desktop = dir.catalog(&signed.token).unwrap().desktops[0].id.clone();
+    assert_eq!(open_now(), None, "nothing is open yet");
+    let first = dir.create_session(&signed.token, &desktop, false).unwrap();
+    let shown = open_now().expect("the session left open");
+    let now = unix_now();
+    assert!(
+        shown.since_unix <= now && shown.until_unix > now,
+        "{shown:?}"
+    );
+    // Reconnecting goes back to that session, and spends the resume token
+    // its first client held.
+    let back = dir.create_session(&signed.token, &desktop, true).unwrap();
+    assert_eq!(back.session_id, first.session_id);
+    let spent = first.resume_token.clone().unwrap();
+    assert_eq!(status_of(dir.resume_session(&spent)), 401);
+    // Without asking to reconnect, another session; reconnecting then
+    // goes to the newest.
+    let other = dir.create_session(&signed.token, &desktop, false).unwrap();
+    assert_ne!(other.session_id, first.session_id);
+    let newest = dir.create_session(&signed.token, &desktop, true).unwrap();
+    assert_eq!(newest.session_id, other.session_id);
+    // Both logged off: nothing is open, and reconnecting opens afresh.
+    dir.end_session(&newest.resume_token.unwrap()).unwrap();
+    dir.end_session(&back.resume_token.unwrap()).unwrap();
+    assert_eq!(open_now(), None);
+    let fresh = dir.create_session(&signed.token, &desktop, true).unwrap();
+    assert!(![first.session_id, other.session_id].contains(&fresh.session_id));
 }
 
 #[test]
@@ -189,7 +228,7 @@ fn a_silent_gateway_is_skipped_at_the_timeout() {
     let key = svc.service().directory.service_key().to_string();
     client(&svc).register(&key, &silent).unwrap();
     let (user, pw) = svc.credentials();
-    let opened = open_session(&client(&svc), user, pw, None).unwrap();
+    let opened = open_session(&client(&svc), user, pw, None, false).unwrap();
     assert_eq!(opened.grant.gateways.len(), 4);
     let choice = choose(&opened.grant, opened.listed_at, |_, _| {}).unwrap();
     assert_eq!(choice.best().unwrap().pop, "pop-near");
@@ -279,7 +318,7 @@ fn a_gateway_changes_only_its_own_registration() {
     }
     // Still listed, at its own address.
     let (user, pw) = svc.credentials();
-    let opened = open_session(&client(&svc), user, pw, None).unwrap();
+    let opened = open_session(&client(&svc), user, pw, None, false).unwrap();
     let near = opened.grant.gateways.iter().find(|g| g.id == "gw-pop-near");
     assert!(
         near.is_some_and(|g| g.address != theirs.address),
@@ -509,7 +548,7 @@ fn a_chosen_gateway_that_does_not_answer_fails_over_to_the_next_pop() {
     let key = svc.service().directory.service_key().to_string();
     client(&svc).register(&key, &info).unwrap();
     let (user, pw) = svc.credentials();
-    let opened = open_session(&client(&svc), user, pw, None).unwrap();
+    let opened = open_session(&client(&svc), user, pw, None, false).unwrap();
     let choice = choose(&opened.grant, opened.listed_at, |_, _| {}).unwrap();
     assert_eq!(choice.best().unwrap().pop, "pop-half-dead");
     let cfg = connect_config(
@@ -542,7 +581,7 @@ fn background_reprobes_offer_a_clearly_better_pop_and_stay_put_otherwise() {
     use nephele_client::discovery::Reprober;
     let svc = DemoService::start(DemoOptions::default()).unwrap();
     let (user, pw) = svc.credentials();
-    let opened = open_session(&client(&svc), user, pw, None).unwrap();
+    let opened = open_session(&client(&svc), user, pw, None, false).unwrap();
     let index = |pop: &str| {
         opened
             .grant
@@ -586,7 +625,7 @@ fn when_every_gateway_it_knew_is_gone_the_client_finds_one_that_joined() {
     let svc = DemoService::start(DemoOptions::default()).unwrap();
     let dir = client(&svc);
     let (user, pw) = svc.credentials();
-    let opened = open_session(&dir, user, pw, None).unwrap();
+    let opened = open_session(&dir, user, pw, None, false).unwrap();
     let choice = choose(&opened.grant, opened.listed_at, |_, _| {}).unwrap();
     // A gateway that joins later, with a certificate of its own.
     let identity = nephele_service::tls::generate(&["127.0.0.1".into()]).unwrap();

@@ -347,6 +347,7 @@ impl Launcher {
                             password: self.password.clone(),
                             desktop: Some(desktop),
                             pop: None,
+                            reconnect: true,
                         }));
                     }
                     Err(e) => self.say(words::directory_problem(&e)),
@@ -455,7 +456,8 @@ impl Launcher {
                 self.busy = false;
                 self.services.used(&self.url, &self.user);
                 self.keep_services();
-                tracing::info!(entries = catalog.len(), "signed in; the catalog");
+                let open = catalog.iter().filter(|e| e.open.is_some()).count();
+                tracing::info!(entries = catalog.len(), open, "signed in; the catalog");
                 self.selected = self.selected.min(catalog.len().saturating_sub(1));
                 self.catalog = catalog;
                 self.problem = note;

@@ -17,6 +17,7 @@ fn entry(id: &str) -> CatalogEntry {
         id: id.into(),
         name: format!("Desktop {id}"),
         kind: "desktop".into(),
+        open: None,
     }
 }
 

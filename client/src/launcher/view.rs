@@ -13,7 +13,7 @@ use super::{Action, Launcher, Page};
 /// The column's width, in points.
 const COLUMN: f32 = 440.0;
 /// A catalog tile, in points.
-const TILE: Vec2 = Vec2::new(200.0, 120.0);
+const TILE: Vec2 = Vec2::new(220.0, 140.0);
 /// Problems are shown in this colour.
 const PROBLEM: Color32 = Color32::from_rgb(0xff, 0x9e, 0x8a);
 
@@ -302,8 +302,13 @@ fn catalog(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
             .show(ui, |ui| {
                 for (i, e) in l.catalog.iter().enumerate() {
                     let selected = i == l.selected;
-                    let text =
-                        RichText::new(format!("{}\n\n{}", e.name, kind_name(&e.kind))).size(16.0);
+                    let text = RichText::new(format!(
+                        "{}\n{}\n\n{}",
+                        e.name,
+                        kind_name(&e.kind),
+                        state(e.open.as_ref()),
+                    ))
+                    .size(16.0);
                     let tile = egui::Button::selectable(selected, text).min_size(TILE);
                     let r = ui.add(tile);
                     if selected {
@@ -331,6 +336,23 @@ fn catalog(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
         }
     });
     action
+}
+
+/// A tile's state: a session left open (Enter goes back to it) or none.
+fn state(open: Option<&nephele_api::directory::OpenSession>) -> String {
+    let Some(o) = open else {
+        return "New session".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let min = now.saturating_sub(o.since_unix) / 60;
+    let ago = match min {
+        0 => "a moment ago".to_string(),
+        1..=59 => format!("{min} min ago"),
+        _ => format!("{} h {} min ago", min / 60, min % 60),
+    };
+    format!("Open since {ago}\nEnter returns to it")
 }
 
 fn kind_name(kind: &str) -> &str {

@@ -106,9 +106,15 @@ impl ConnectConfig {
 
 /// A way to a fresh session token for the same session, and the gateways
 /// live now (the directory's resume endpoint with the session's resume
-/// token). Blocking.
+/// token), and to end the session there. Blocking.
 #[derive(Clone)]
-pub struct Renew(pub Arc<dyn Fn() -> Result<Renewed, String> + Send + Sync>);
+pub struct Renew {
+    /// A fresh session token and the gateways live now.
+    pub renew: Arc<dyn Fn() -> Result<Renewed, String> + Send + Sync>,
+    /// Log-off: the session ends at the directory, and nothing reconnects
+    /// to it any more (the person closed it; the host ended it).
+    pub end: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+}
 
 /// What [`Renew`] brings.
 #[derive(Debug, Clone)]

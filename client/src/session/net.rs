@@ -34,7 +34,21 @@ const HEARD_EVERY: Duration = Duration::from_millis(50);
 /// Runs the session's [`super::Renew`] off the network thread's runtime.
 async fn renew(cfg: &ConnectConfig) -> Option<Result<Renewed, String>> {
     let r = cfg.renew.clone()?;
-    tokio::task::spawn_blocking(move || (r.0)()).await.ok()
+    tokio::task::spawn_blocking(move || (r.renew)()).await.ok()
+}
+
+/// Ends the session at the directory after the person closed it, off the
+/// network thread's runtime; a failure is logged (the session then ends
+/// when its resume token expires).
+async fn log_off(cfg: &ConnectConfig) {
+    let Some(r) = cfg.renew.clone() else {
+        return;
+    };
+    match tokio::task::spawn_blocking(move || (r.end)()).await {
+        Ok(Ok(())) => tracing::info!("the session ended at the directory"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the directory did not hear the session end"),
+        Err(e) => tracing::warn!(error = %e, "ending the session at the directory"),
+    }
 }
 
 /// How the reconnect policy sees an attempt's failure.
@@ -199,6 +213,9 @@ impl Net {
         path.conn
             .close(quinn::VarInt::from_u32(reason as u32), b"client closed");
         let _ = tokio::time::timeout(Duration::from_millis(500), path.endpoint.wait_idle()).await;
+        if res.is_ok() {
+            log_off(&cfg).await;
+        }
         res
     }
 

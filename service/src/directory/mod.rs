@@ -34,8 +34,8 @@ use crate::token::{ResumeClaims, SessionClaims, Signer, TokenError, Verifier};
 pub use front::Limits;
 use front::Peer;
 use nephele_api::directory::{
-    ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, PublicKey, ResumeSession,
-    SessionGrant, SignIn, SignedIn,
+    ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, OpenSession, PublicKey,
+    ResumeSession, SessionGrant, SignIn, SignedIn,
 };
 use store::{SessionRecord, Store, StoreError};
 
@@ -312,6 +312,7 @@ impl Directory {
                 id: DEMO_DESKTOP.into(),
                 name: "Demo desktop".into(),
                 kind: "desktop".into(),
+                open: None,
             },
         )?;
         self.inner
@@ -607,9 +608,20 @@ fn user_record(inner: &Inner, claims: &crate::token::UserClaims) -> ApiResult<st
 async fn catalog(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> ApiResult<Json<Catalog>> {
     let claims = user_of(&inner, &headers)?;
     let rec = user_record(&inner, &claims)?;
-    Ok(Json(Catalog {
-        desktops: inner.store.catalog(&claims.tenant, &rec.desktops)?,
-    }))
+    let mut desktops = inner.store.catalog(&claims.tenant, &rec.desktops)?;
+    let open = inner
+        .store
+        .open_sessions(&claims.tenant, &claims.sub, crate::token::unix_now())?;
+    for d in &mut desktops {
+        d.open = open
+            .iter()
+            .find(|s| s.desktop == d.id)
+            .map(|s| OpenSession {
+                since_unix: s.created,
+                until_unix: s.expires,
+            });
+    }
+    Ok(Json(Catalog { desktops }))
 }
 
 async fn create_session(
@@ -638,6 +650,21 @@ async fn create_session(
             "no desktop host is available right now".into(),
         ));
     }
+    // Back to the session the user left open on this desktop, when asked:
+    // the same session on its host (which keeps a session whose client
+    // went away for a while), and the resume token held before is spent.
+    if req.reconnect {
+        let now = crate::token::unix_now();
+        let open = inner
+            .store
+            .open_sessions(&claims.tenant, &claims.sub, now)?;
+        if let Some(s) = open.into_iter().find(|s| s.desktop == req.desktop)
+            && let Some(s) = inner.store.use_resume(&s.id, s.resume_generation)?
+        {
+            tracing::info!(session = %s.id, user = %claims.sub, host = %s.host, "session reconnected from the catalog");
+            return Ok(Json(issue(&inner, &s, gateways)?));
+        }
+    }
     // Round robin; the next host in the list is the backup, allocated at
     // session start so the primary can replicate the session's state to it.
     let turn = inner.next_host.fetch_add(1, Ordering::Relaxed);
@@ -653,6 +680,9 @@ async fn create_session(
         host: host.to_string(),
         backup: backup.map(|b| b.to_string()),
         created: now,
+        created_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
         // The session outlives its first token: its resume token may
         // fetch fresh ones until then.
         expires: now + inner.resume_ttl.as_secs(),

@@ -69,6 +69,9 @@ pub struct SessionRecord {
     pub backup: Option<String>,
     /// Created, Unix seconds.
     pub created: u64,
+    /// Created, Unix milliseconds: orders sessions made within a second.
+    #[serde(default)]
+    pub created_ms: u64,
     /// Until when it can be resumed, Unix seconds.
     pub expires: u64,
     /// The generation of the one resume token that is good now.
@@ -346,6 +349,20 @@ impl Store {
         self.get(SESSIONS, id)
     }
 
+    /// The user's sessions still open at `unix` (not ended, not expired),
+    /// newest first.
+    pub fn open_sessions(
+        &self,
+        tenant: &str,
+        user: &str,
+        unix: u64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut open: Vec<SessionRecord> = self.all(SESSIONS, "")?;
+        open.retain(|s| s.tenant == tenant && s.user == user && s.expires >= unix);
+        open.sort_by_key(|s| std::cmp::Reverse((s.created, s.created_ms)));
+        Ok(open)
+    }
+
     /// Uses resume token `generation` of session `id`, in one transaction:
     /// the session with the next generation recorded, or `None` if there is
     /// no such session or that token was used already.
@@ -495,6 +512,7 @@ mod tests {
             id: id.into(),
             name: id.to_uppercase(),
             kind: "desktop".into(),
+            open: None,
         };
         s.put_catalog("acme", &entry("demo")).unwrap();
         s.put_catalog("acme", &entry("cad")).unwrap();
@@ -509,6 +527,7 @@ mod tests {
             host: "127.0.0.1:7400".into(),
             backup: None,
             created: 0,
+            created_ms: 0,
             expires,
             resume_generation: 0,
         };

@@ -36,7 +36,7 @@ fn main() -> Result<()> {
     let run_for = Duration::from_secs_f64(seconds.parse().context("SECONDS")?);
     let roots = nephele_api::trust::read_cert_pem(std::path::Path::new(ca))?;
     let dir = DirectoryClient::new(url, &roots)?;
-    let opened = nephele_client::discovery::open_session(&dir, user, password, None)?;
+    let opened = nephele_client::discovery::open_session(&dir, user, password, None, false)?;
     let listed = &opened
         .grant
         .gateways

@@ -56,6 +56,8 @@ pub(crate) fn login_from(url: &str, login: &LoginArgs, s: &Settings, ask: bool) 
         password,
         desktop: login.desktop.clone().or_else(|| s.desktop.clone()),
         pop: (!pop.is_empty() && pop != "auto").then_some(pop),
+        // A script's connect opens a session of its own each time.
+        reconnect: false,
     })
 }
 

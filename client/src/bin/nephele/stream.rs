@@ -112,6 +112,7 @@ pub(crate) fn demo(a: DemoArgs, s: &Settings) -> Result<()> {
         password: password.to_string(),
         desktop: None,
         pop: a.stream_pop.clone(),
+        reconnect: false,
     };
     // The demo's CPU figures are the client's and its service's together.
     nephele_client::stats::count_cpu_of(svc.pid());
