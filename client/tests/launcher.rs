@@ -242,6 +242,17 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     logged(&log, "session menu open=true", 1);
     key(&display, "Escape");
     logged(&log, "session menu open=false", 1);
+    // Its eighth item opens the settings page over the running session;
+    // Escape goes back to the session.
+    key(&display, "ctrl+alt+shift+n");
+    logged(&log, "session menu open=true", 2);
+    for _ in 0..7 {
+        key(&display, "Tab");
+    }
+    key(&display, "Return");
+    logged(&log, "from=Session to=Settings", 1);
+    key(&display, "Escape");
+    logged(&log, "from=Settings to=Session", 1);
     // The pointer at the middle of the window's top edge shows the menu's
     // tab; a click on it opens the menu, with the focus on Disconnect:
     // Enter leaves for the catalog. No key or click of the menu's reached
@@ -259,7 +270,7 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     xdotool(&display, &["mousemove", "--window", &wid, &middle, "14"]);
     std::thread::sleep(Duration::from_millis(200));
     xdotool(&display, &["click", "1"]);
-    logged(&log, "session menu open=true", 2);
+    logged(&log, "session menu open=true", 3);
     key(&display, "Return");
     logged(&log, "from=Session to=Catalog", 1);
     // The chord's modifiers went down before its N (as with every

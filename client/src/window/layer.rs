@@ -31,6 +31,8 @@ pub(super) enum LayerAction {
     Reconnect,
     /// Open the menu (its tab was clicked).
     OpenMenu,
+    /// The launcher's settings page, the session running behind it.
+    Settings,
     /// Close the menu.
     Close,
 }
@@ -142,9 +144,14 @@ pub(super) fn show(ui: &mut Ui, st: &LayerState<'_>) -> Option<LayerAction> {
                         LayerAction::CtrlAltDel,
                     ),
                     ("Reconnect".into(), String::new(), LayerAction::Reconnect),
+                    ("Settings…".into(), String::new(), LayerAction::Settings),
                     ("Close this menu".into(), "Esc".into(), LayerAction::Close),
                 ];
-                for (i, (label, keys, a)) in items.into_iter().enumerate() {
+                // Settings are the launcher's page: none without it.
+                let items = items
+                    .into_iter()
+                    .filter(|(_, _, a)| st.launcher || *a != LayerAction::Settings);
+                for (i, (label, keys, a)) in items.enumerate() {
                     let b = ui.add(
                         egui::Button::new(label)
                             .shortcut_text(keys)
@@ -330,6 +337,10 @@ impl super::App {
                 }
             }
             LayerAction::Close => self.toggle_menu(),
+            LayerAction::Settings => {
+                self.menu_open = false;
+                self.launcher_act(crate::launcher::Action::OpenSettings);
+            }
             LayerAction::OpenMenu => {
                 self.menu_tab = false;
                 if !self.menu_open {
