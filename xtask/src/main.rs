@@ -23,6 +23,7 @@ mod bench;
 mod fuzz;
 mod layout;
 mod package;
+mod procs;
 mod setup;
 
 use setup::{Extras, WINDOWS_TARGET, setup};

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::procs::{Xvfb, first_line};
 use crate::{build_release_client, root, run};
 
 /// The benchmarks. Each prints one JSON object per line: `bench`, `value`,
@@ -276,45 +277,4 @@ fn cpu_s_of(pid: u32) -> f64 {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime, fields 14 and 15.
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// The first line `child` prints on standard output (what it chose: an
-/// address, a display number), trimmed.
-fn first_line(child: &mut std::process::Child) -> Result<String> {
-    let mut line = String::new();
-    if let Some(out) = child.stdout.as_mut() {
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
-    }
-    Ok(line.trim().to_string())
-}
-
-/// An X server of its own; stopped when dropped.
-struct Xvfb {
-    child: std::process::Child,
-    display: String,
-}
-
-impl Xvfb {
-    fn start(size: &str) -> Result<Self> {
-        let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", &format!("{size}x24")])
-            .args(["-nolisten", "tcp", "-noreset"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting Xvfb (cargo xtask setup installs it)")?;
-        let n = first_line(&mut child)?;
-        Ok(Self {
-            child,
-            display: format!(":{n}"),
-        })
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -9,6 +9,7 @@
 //! time.
 
 mod debug;
+mod menu;
 mod verify;
 
 use std::path::{Path, PathBuf};

@@ -14,7 +14,9 @@ use crate::{root, run};
 /// command and icon exist, the icons have their sizes, the client runs
 /// (help, version, a conformance clip's digest), the binaries are stripped
 /// and their debug information sits where debuggers look, `nephele demo`
-/// streams from the installed pair, and removal leaves nothing behind.
+/// streams from the installed pair, the entry's command opens the launcher
+/// that takes a person to their desktop, and removal leaves nothing
+/// behind.
 pub fn verify(built: &Built) -> Result<()> {
     let deb = &built.client;
     let scratch = deb
@@ -130,6 +132,8 @@ pub fn verify(built: &Built) -> Result<()> {
     if seen["frames_presented"].as_u64().unwrap_or(0) == 0 {
         bail!("the installed `nephele demo` showed no picture: {seen}");
     }
+    // What a person does: the menu's entry, then the launcher by keys.
+    super::menu::from_the_menu(&scratch, &exec)?;
     dpkg(&["-r", "nephele-dbgsym", "nephele-server-dbgsym"])?;
     dpkg(&["-r", "nephele", "nephele-server"])?;
     if bin.exists() || desktop.exists() || server.exists() {
