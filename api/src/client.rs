@@ -222,6 +222,19 @@ impl DirectoryClient {
         Ok(r)
     }
 
+    /// The device token the last sign-in of `user` through this client
+    /// (or its clones) brought, to keep for the next run.
+    pub fn device(&self, user: &str) -> Option<String> {
+        self.devices.lock().ok()?.get(user).cloned()
+    }
+
+    /// Sends `token` (kept from an earlier run) with `user`'s sign-ins.
+    pub fn set_device(&self, user: &str, token: String) {
+        if let Ok(mut devices) = self.devices.lock() {
+            devices.insert(user.to_string(), token);
+        }
+    }
+
     /// What the signed-in user may open.
     pub fn catalog(&self, user_token: &str) -> Result<Catalog, DirClientError> {
         self.get("/v1/catalog", Some(user_token))

@@ -326,6 +326,10 @@ fn from_the_address_to_typing_on_the_desktop_without_a_terminal() {
     logged(&log, "from=SignIn to=Catalog", 1);
     // The session left with Disconnect was logged off: nothing is open.
     logged(&log, "open=0", 1);
+    // The device token the first run was given, kept in the keychain,
+    // made this sign-in a known device's.
+    logged(&log, "signing in as a device known to the account", 1);
+    logged(&dir.join("server.log"), "signed in from a known device", 1);
     // Open the desktop, and have the client die in the session.
     key(&display, "Return");
     logged(&log, "to=Session", 1);

@@ -45,6 +45,27 @@ pub(super) fn keep(url: &str, user: &str, password: &str) -> Option<String> {
 const NOT_KEPT: &str =
     "This computer's keychain could not keep your password, so you will be asked for it next time.";
 
+/// The device token kept for `user` at `url`: it marks this computer as
+/// one the account signed in from, whose sign-ins others' guessing cannot
+/// hold up. Kept whether or not the password is.
+pub(super) fn device(url: &str, user: &str) -> Option<String> {
+    let s = Secret::new(&format!("Nephele device {url}"), user).ok()?;
+    s.get()
+        .inspect_err(|e| tracing::warn!(error = %e, "reading the device token"))
+        .ok()
+        .flatten()
+        .filter(|t| !t.is_empty())
+}
+
+/// Keeps the device token `token` for `user` at `url`.
+pub(super) fn keep_device(url: &str, user: &str, token: &str) {
+    let kept = Secret::new(&format!("Nephele device {url}"), user).and_then(|s| s.set(token));
+    match kept {
+        Ok(()) => tracing::info!(%user, "device token kept in the system keychain"),
+        Err(e) => tracing::warn!(error = %e, "keeping the device token"),
+    }
+}
+
 /// Forgets what is kept for `user` at `url`.
 pub(super) fn forget(url: &str, user: &str) {
     if let Some(s) = secret(url, user)

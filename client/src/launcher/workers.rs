@@ -76,10 +76,16 @@ impl Launcher {
         let spawned = std::thread::Builder::new()
             .name("nephele-signin".into())
             .spawn(move || {
-                let outcome = match dir
-                    .sign_in(&user, &password)
-                    .and_then(|s| dir.catalog(&s.token))
-                {
+                let known = kept::device(&url, &user);
+                if let Some(d) = known.clone() {
+                    tracing::info!(%user, "signing in as a device known to the account");
+                    dir.set_device(&user, d);
+                }
+                let signed = dir.sign_in(&user, &password);
+                if let Some(d) = dir.device(&user).filter(|d| Some(d) != known.as_ref()) {
+                    kept::keep_device(&url, &user, &d);
+                }
+                let outcome = match signed.and_then(|s| dir.catalog(&s.token)) {
                     Ok(c) => Outcome::SignedIn {
                         attempt,
                         catalog: c.desktops,

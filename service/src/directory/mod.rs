@@ -514,6 +514,10 @@ async fn check_sign_in(
         .signer
         .user_token(&tenant, &user, inner.user_ttl)
         .map_err(fail)?;
+    match &device {
+        Some(d) => tracing::info!(%user, %tenant, device = %d, "signed in from a known device"),
+        None => tracing::info!(%user, %tenant, %peer, "signed in"),
+    }
     let device = inner
         .signer
         .device_token(&tenant, &user, DEVICE_TTL)
