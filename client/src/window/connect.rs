@@ -84,8 +84,10 @@ impl Connection {
                 stage(if prepared.cfg.token.is_empty() {
                     format!("connecting to the gateway {}…", route.gateway_id)
                 } else {
-                    format!("connecting to {} ({})…", route.pop, route.gateway_id)
+                    // The gateway's id is the log's (below), not the page's.
+                    format!("connecting to {}…", route.pop)
                 });
+                tracing::info!(pop = %route.pop, gateway = %route.gateway_id, "the gateway chosen");
                 let end_proxy = proxy.clone();
                 let on_end = Box::new(move |e: Option<&SessionError>| {
                     let _ =
