@@ -40,7 +40,10 @@ pub(crate) fn connect(a: ConnectArgs, s: &Settings) -> Result<()> {
             let (picture, session_stats) = (picture(&prefs), stats.clone());
             let connector: Connector = Arc::new(move |stage: &dyn Fn(String)| {
                 let url = directory_url(directory.as_ref(), &settings)?;
-                let login = login_from(&url, &args, &settings, false)?;
+                let mut login = login_from(&url, &args, &settings, false)?;
+                // Each attempt goes back to the kiosk's desktop while the
+                // service still holds it, rather than open another.
+                login.reconnect = true;
                 directory_connector(login, picture, session_stats.clone())(stage)
             });
             return run_stream(connector, &a.stream, prefs, stats);
