@@ -318,6 +318,7 @@ impl Embedded {
             backup: addr(1),
             idle: None,
             pixels: None,
+            grant: 0,
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,

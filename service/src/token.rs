@@ -114,6 +114,13 @@ pub struct SessionClaims {
     /// this and their own cap. Absent: the host's cap alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pixels: Option<u64>,
+    /// How many times the directory had handed the session out when it
+    /// issued this token (a reconnect from the catalog, a renewal): a
+    /// client with a later grant takes the session over from one still
+    /// holding an earlier, where the same grant (a copied token) is
+    /// refused while its holder is connected.
+    #[serde(default)]
+    pub grant: u32,
     /// Audience: [`AUD_GATEWAY`].
     pub aud: String,
     /// Issuer.
@@ -377,6 +384,7 @@ mod tests {
                 backup: None,
                 idle: None,
                 pixels: None,
+                grant: 0,
                 aud: aud.into(),
                 iss: ISSUER.into(),
                 iat: unix_now(),

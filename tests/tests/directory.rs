@@ -367,6 +367,7 @@ fn claims(aud: &str, exp: u64, host: SocketAddr) -> SessionClaims {
         backup: None,
         idle: None,
         pixels: None,
+        grant: 0,
         aud: aud.into(),
         iss: ISSUER.into(),
         iat: unix_now(),
@@ -767,6 +768,43 @@ fn simultaneous_guesses_are_counted_exactly() {
     // Five guesses were checked against the password; the other 195 were
     // held back without a hash.
     assert_eq!((checked, held), (5, 195), "{statuses:?}");
+}
+
+#[test]
+fn reconnecting_through_the_directory_takes_the_session_from_the_client_holding_it() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let dir = client(&svc);
+    let (user, pw) = svc.credentials();
+    let signed = dir.sign_in(user, pw).unwrap();
+    let desktop = dir.catalog(&signed.token).unwrap().desktops[0].id.clone();
+    let held = dir.create_session(&signed.token, &desktop, false).unwrap();
+    let frames = |h: &Headless| {
+        h.stats
+            .frames_presented
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let first = connect_with(&svc, held.token.clone().into_bytes()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || frames(&first) >= 5));
+    // The same person, from another run or device, goes back to it through
+    // the catalog: a later grant, which the host gives the session to at
+    // once; the first client is told why it ended.
+    let back = dir.create_session(&signed.token, &desktop, true).unwrap();
+    assert_eq!(back.session_id, held.session_id);
+    let second = connect_with(&svc, back.token.clone().into_bytes()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || frames(&second) >= 5));
+    match first.close() {
+        Err(SessionError::Replaced) => {}
+        other => panic!("the first client was not told it was replaced: {other:?}"),
+    }
+    // The first grant's token, copied, takes nothing back.
+    match connect_with(&svc, held.token.into_bytes()) {
+        Err(SessionError::InUse) => {}
+        Err(e) => panic!("refused, but not as in use: {e}"),
+        Ok(_) => panic!("an earlier grant took the session back"),
+    }
+    let before = frames(&second);
+    assert!(wait_until(Duration::from_secs(5), || frames(&second) >= before + 10));
+    second.close().unwrap();
 }
 
 #[test]

@@ -174,6 +174,7 @@ fn token(signer: &Signer, sid: &str, host: SocketAddr, backup: SocketAddr, exp: 
             backup: Some(backup.to_string()),
             idle: None,
             pixels: Some(640 * 360 * 30),
+            grant: 0,
             aud: AUD_GATEWAY.into(),
             iss: ISSUER.into(),
             iat: now,

@@ -48,7 +48,9 @@ pub fn directory_problem(e: &DirClientError) -> String {
 /// which may name addresses), for the page.
 pub fn session_problem(why: &str) -> String {
     let w = why.to_ascii_lowercase();
-    if w.contains("another device") || w.contains("in use") {
+    if w.contains("was opened on another device") {
+        "Your desktop was opened on another device, so it left this one. Reconnect brings it back here.".into()
+    } else if w.contains("another device") || w.contains("in use") {
         "This desktop is open on another device. Close it there, then reconnect.".into()
     } else if w.contains("wrong user name or password") {
         "The service no longer accepts your password. Go back and sign in again.".into()

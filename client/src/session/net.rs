@@ -147,7 +147,7 @@ impl Net {
             let res = self.stream(&mut path, &mut s).await;
             let lost = match &res {
                 Err(e) if lost_link(e) && !*self.stop.borrow() => e.to_string(),
-                _ => break res,
+                _ => break res.map_err(quic::named),
             };
             // The link is gone, the session is not: reconnect to it through
             // the next gateway in the ranking.

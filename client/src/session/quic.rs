@@ -83,22 +83,37 @@ pub(super) async fn connect(
 /// that closed the connection because it refused the session token says
 /// why in the close reason.
 pub(super) fn read_error(e: quinn::ReadError) -> SessionError {
-    use nephele_protocol::wire::GoodbyeReason;
-    if let quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(c)) = &e {
-        let code = |r: GoodbyeReason| quinn::VarInt::from_u32(r as u32);
-        if c.error_code == code(GoodbyeReason::Unauthorized) {
-            let reason = String::from_utf8_lossy(&c.reason);
-            let reason = reason.strip_prefix("session refused: ").unwrap_or(&reason);
-            return SessionError::Refused(reason.to_string());
-        }
-        if c.error_code == code(GoodbyeReason::InUse) {
-            return SessionError::InUse;
-        }
-        if c.error_code == code(GoodbyeReason::Replaced) {
-            return SessionError::Replaced;
-        }
+    match &e {
+        quinn::ReadError::ConnectionLost(c) => closed(c).unwrap_or_else(|| e.into()),
+        _ => e.into(),
     }
-    e.into()
+}
+
+/// A connection error as the session tells it (see [`closed`]).
+pub(super) fn named(e: SessionError) -> SessionError {
+    match &e {
+        SessionError::Connection(c) => closed(c).unwrap_or(e),
+        _ => e,
+    }
+}
+
+/// The gateway's close, when its code says why in the session's terms: a
+/// refused token, a session in use, a session opened on another device.
+fn closed(c: &quinn::ConnectionError) -> Option<SessionError> {
+    use nephele_protocol::wire::GoodbyeReason;
+    let quinn::ConnectionError::ApplicationClosed(c) = c else {
+        return None;
+    };
+    let code = |r: GoodbyeReason| quinn::VarInt::from_u32(r as u32);
+    if c.error_code == code(GoodbyeReason::Unauthorized) {
+        let reason = String::from_utf8_lossy(&c.reason);
+        let reason = reason.strip_prefix("session refused: ").unwrap_or(&reason);
+        return Some(SessionError::Refused(reason.to_string()));
+    }
+    if c.error_code == code(GoodbyeReason::InUse) {
+        return Some(SessionError::InUse);
+    }
+    (c.error_code == code(GoodbyeReason::Replaced)).then_some(SessionError::Replaced)
 }
 
 /// Whether an error means the path to the service broke (the gateway died

@@ -90,8 +90,13 @@ impl Connection {
                 tracing::info!(pop = %route.pop, gateway = %route.gateway_id, "the gateway chosen");
                 let end_proxy = proxy.clone();
                 let on_end = Box::new(move |e: Option<&SessionError>| {
-                    let _ =
-                        end_proxy.send_event(UserEvent::Ended(attempt, e.map(|e| e.to_string())));
+                    let _ = end_proxy.send_event(UserEvent::Ended(
+                        attempt,
+                        e.map(|e| super::options::Ending {
+                            why: e.to_string(),
+                            replaced: matches!(e, SessionError::Replaced),
+                        }),
+                    ));
                 });
                 let gateway = prepared.cfg.gateway;
                 let ev = match Session::connect(prepared.cfg, stats, observed, sink, on_end) {

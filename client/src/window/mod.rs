@@ -55,7 +55,7 @@ use crate::stats::Stats;
 use crate::status::Observed;
 use banner::Banner;
 use connect::Connection;
-pub use options::{ConnectorFor, LauncherSetup, Start, UserEvent, WindowOptions};
+pub use options::{ConnectorFor, Ending, LauncherSetup, Start, UserEvent, WindowOptions};
 use pointer::{Capture, Pointer};
 use present::Screen;
 use shortcuts::{Held, Shortcut, shortcut_for};
@@ -534,8 +534,26 @@ impl ApplicationHandler<UserEvent> for App {
                 self.screen.request_redraw();
             }
             UserEvent::Failed(a, e) if a == current => self.lost(event_loop, Some(e)),
+            UserEvent::Ended(a, Some(e))
+                if a == current && e.replaced && self.launcher.is_some() =>
+            {
+                // Opened on another device: no countdown, or the two would
+                // take the desktop from each other in turns. The Lost page
+                // offers Reconnect and the catalog.
+                tracing::warn!(error = %e.why, "the session was taken over");
+                self.release_held();
+                self.conn.end();
+                self.banner.stage = None;
+                if let Some(l) = &mut self.launcher {
+                    l.lost(&e.why);
+                }
+                self.leave_session();
+            }
             UserEvent::Ended(a, e) if a == current => {
-                self.lost(event_loop, e.map(|e| format!("the session ended: {e}")));
+                self.lost(
+                    event_loop,
+                    e.map(|e| format!("the session ended: {}", e.why)),
+                );
             }
             UserEvent::Stage(..) | UserEvent::Failed(..) | UserEvent::Ended(..) => {}
             UserEvent::Connected(_, s, _) => {

@@ -51,9 +51,19 @@ pub enum UserEvent {
     /// A new picture is in the slot.
     Frame,
     /// The session ended.
-    Ended(u64, Option<String>),
+    Ended(u64, Option<Ending>),
     /// The launcher's sign-in came to this.
     Launcher(launcher::Outcome),
+}
+
+/// Why a session ended, when it was not asked to.
+#[derive(Debug)]
+pub struct Ending {
+    /// In words.
+    pub why: String,
+    /// The desktop was opened on another device (with a later grant from
+    /// the directory): trying again by itself would take it back.
+    pub replaced: bool,
 }
 
 impl std::fmt::Debug for UserEvent {

@@ -19,6 +19,10 @@ pub struct Grant {
     /// Most picture pixels a second for this session, besides the host's
     /// own cap.
     pub max_pixel_rate: Option<u64>,
+    /// How many times the directory had handed the session out when it
+    /// granted this attach: a later grant takes the session from a client
+    /// still holding an earlier one.
+    pub grant: u32,
 }
 
 /// The driver's check of an `Attach` (its token's signature is the

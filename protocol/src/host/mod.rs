@@ -147,6 +147,8 @@ struct Opening {
     policy: IdlePolicy,
     backup: Option<SocketAddr>,
     restore_seq: Option<u32>,
+    /// The directory's grant it attached with.
+    grant: u32,
 }
 
 /// Every session of one host; see the module documentation.
@@ -487,6 +489,7 @@ impl HostCore {
             0 => DEFAULT_MAX_PIXEL_RATE,
             m => m,
         };
+        let mut granted = 0;
         if let Some(check) = &self.admission {
             let known = self.sessions.contains_key(&id)
                 || self.opening.contains_key(&id)
@@ -496,6 +499,7 @@ impl HostCore {
                     backup = grant.backup;
                     policy = grant.policy.unwrap_or(policy);
                     max = grant.max_pixel_rate.map_or(max, |m| m.min(max));
+                    granted = grant.grant;
                 }
                 Err(why) => {
                     self.counters.attaches_refused += 1;
@@ -506,17 +510,31 @@ impl HostCore {
                 }
             }
         }
-        if let Some(s) = self.sessions.get_mut(&id) {
-            let moved = s.gateway != from;
-            if moved && !s.detached && s.client != client {
-                // Another client while the one holding the session is
-                // connected (its gateway not silent, no detach): a copied
-                // token does not take a desktop from its user.
+        if let Some(s) = self.sessions.get(&id)
+            && s.gateway != from
+            && !s.detached
+            && s.client != client
+        {
+            // Another client while the one holding the session is
+            // connected (its gateway not silent, no detach). With the same
+            // grant (a copied token) it is refused: it does not take a
+            // desktop from its user. With a later one (the user came back
+            // from another run or device, through the directory) it takes
+            // the session, and the holder is told.
+            if granted <= s.grant {
                 tracing::warn!(session = id, gateway = %from, "a second client refused: the session is in use");
                 let reason = GoodbyeReason::InUse;
                 self.send(from, id, Message::Goodbye { reason });
                 return;
             }
+            let old = s.gateway;
+            tracing::info!(session = id, %old, new = %from, grant = granted, "the session taken over by a later grant");
+            let reason = GoodbyeReason::Replaced;
+            self.send(old, id, Message::Goodbye { reason });
+        }
+        if let Some(s) = self.sessions.get_mut(&id) {
+            let moved = s.gateway != from;
+            s.grant = s.grant.max(granted);
             s.last_heard = now;
             s.client = client;
             if moved || s.detached {
@@ -572,6 +590,7 @@ impl HostCore {
                 policy,
                 backup,
                 restore_seq: restore.as_ref().map(|r| r.input_seq),
+                grant: granted,
             },
         );
         self.events.push_back(HostEvent::Open {
@@ -603,6 +622,7 @@ impl HostCore {
         let target_bps = rate.target_bps();
         let mut s = Session::new(o.gateway, (a.width, a.height, o.fps), o.policy, rate, now);
         s.client = o.client;
+        s.grant = o.grant;
         s.input = input;
         s.backup = o.backup;
         // A film or game playing on the desktop keeps it active by itself.

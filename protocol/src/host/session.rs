@@ -15,6 +15,9 @@ pub(super) struct Session {
     pub gateway: SocketAddr,
     /// The client holding it (its own id for the session).
     pub client: u64,
+    /// The directory's grant the holder attached with (see
+    /// [`super::Grant::grant`]).
+    pub grant: u32,
     pub width: u16,
     pub height: u16,
     pub fps: u8,
@@ -58,6 +61,7 @@ impl Session {
         Self {
             gateway,
             client: 0,
+            grant: 0,
             width,
             height,
             fps,

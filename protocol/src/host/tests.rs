@@ -149,3 +149,98 @@ fn attaches_alone_hold_a_slot_for_thirty_seconds_and_a_heard_client_keeps_it() {
     assert_eq!(core.sessions(), 1, "the unheard session should have ended");
     assert!(core.phase(2).is_some() && core.phase(1).is_none());
 }
+
+/// Admits every token; its first byte is the directory's grant.
+struct GrantInToken;
+
+impl Admission for GrantInToken {
+    fn admit(&self, _session: u64, token: &[u8], _known: bool) -> Result<Grant, String> {
+        Ok(Grant {
+            backup: None,
+            policy: None,
+            max_pixel_rate: None,
+            grant: u32::from(token.first().copied().unwrap_or(0)),
+        })
+    }
+}
+
+/// What the core sent, by destination: Goodbye reasons and Welcomes.
+fn sent(core: &mut HostCore) -> Vec<(SocketAddr, String)> {
+    let mut out = Vec::new();
+    let mut said = Vec::new();
+    while let Some(dest) = core.poll_transmit(&mut out) {
+        match Envelope::decode(&out).map(|e| e.message) {
+            Ok(Message::Goodbye { reason }) => said.push((dest, format!("{reason:?}"))),
+            Ok(Message::Welcome { .. }) => said.push((dest, "welcome".into())),
+            _ => {}
+        }
+        out.clear();
+    }
+    said
+}
+
+#[test]
+fn a_held_session_goes_to_a_later_grant_but_never_to_a_copy_of_the_same() {
+    let t0 = Instant::now();
+    let mut core = HostCore::new(HostCoreConfig::default(), t0);
+    core.set_admission(Box::new(GrantInToken));
+    let (first, second, third): (SocketAddr, SocketAddr, SocketAddr) = (
+        "192.0.2.1:9".parse().unwrap(),
+        "192.0.2.2:9".parse().unwrap(),
+        "192.0.2.3:9".parse().unwrap(),
+    );
+    let attach_as = |client: u64, grant: u8| {
+        datagram(
+            7,
+            Message::Attach {
+                width: 640,
+                height: 360,
+                fps: 30,
+                policy: IdlePolicy::default(),
+                backup: None,
+                client,
+                token: &[grant],
+            },
+        )
+    };
+    core.handle_datagram(first, &attach_as(1, 0), t0);
+    while core.poll_event().is_some() {}
+    core.accept(
+        7,
+        Accept {
+            width: 640,
+            height: 360,
+            keep_active: false,
+            restored: false,
+        },
+        t0,
+    );
+    while core.poll_event().is_some() {}
+    assert_eq!(sent(&mut core), [(first, "welcome".to_string())]);
+    // Another client with the same grant (a copied token) is refused while
+    // the holder is connected; the holder hears nothing.
+    let t = t0 + Duration::from_millis(100);
+    let in_use = |at: SocketAddr| (at, "InUse".to_string());
+    core.handle_datagram(second, &attach_as(2, 0), t);
+    assert_eq!(sent(&mut core), [in_use(second)]);
+    core.handle_datagram(first, &attach_as(1, 0), t);
+    assert_eq!(sent(&mut core), [(first, "welcome".to_string())]);
+    // A later grant takes the session: the holder is told it was replaced,
+    // and what its gateway sends afterwards is not the session's.
+    core.handle_datagram(third, &attach_as(3, 1), t);
+    assert_eq!(
+        sent(&mut core),
+        [
+            (first, "Replaced".to_string()),
+            (third, "welcome".to_string())
+        ]
+    );
+    assert_eq!(core.sessions(), 1);
+    core.handle_datagram(first, &datagram(7, Message::Detach), t);
+    // The new holder keeps it: the copy of grant 0 is refused again, as is
+    // the replaced client coming back with its old grant.
+    core.handle_datagram(second, &attach_as(2, 0), t);
+    core.handle_datagram(first, &attach_as(1, 0), t);
+    assert_eq!(sent(&mut core), [in_use(second), in_use(first)]);
+    assert_eq!(core.sessions(), 1);
+}

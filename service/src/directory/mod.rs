@@ -712,6 +712,7 @@ fn issue(inner: &Inner, s: &SessionRecord, gateways: Vec<GatewayInfo>) -> ApiRes
             backup: s.backup.clone(),
             idle: Some(inner.idle_policy.to_wire()),
             pixels: inner.session_pixel_rate,
+            grant: s.resume_generation,
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,

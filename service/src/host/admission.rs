@@ -68,6 +68,7 @@ impl Admission for TokenAdmission {
             backup,
             policy,
             max_pixel_rate: claims.pixels,
+            grant: claims.grant,
         })
     }
 }
