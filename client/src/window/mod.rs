@@ -25,6 +25,7 @@ mod banner;
 mod captions;
 mod connect;
 mod cursor;
+mod ending;
 mod layer;
 mod options;
 mod pages;
@@ -381,45 +382,6 @@ impl App {
         }
     }
 
-    /// The attempt failed or its session ended: a kiosk tries again after
-    /// a backoff; a window shows why until it is closed; the launcher
-    /// counts down to its next attempt, or goes back to the catalog when
-    /// the session ended as asked.
-    fn lost(&mut self, event_loop: &ActiveEventLoop, why: Option<String>) {
-        self.release_held();
-        self.conn.end();
-        self.banner.stage = None;
-        if let Some(l) = &mut self.launcher {
-            match why {
-                Some(why) => {
-                    tracing::warn!(error = %why, "the session was lost");
-                    l.lost(&why);
-                    let wait = self.conn.retry_later(LAUNCHER_MAX_BACKOFF);
-                    tracing::info!(backoff = ?wait, "trying again");
-                }
-                None => l.ended(),
-            }
-            self.leave_session();
-            return;
-        }
-        match (&self.opts.kiosk, why) {
-            (Some(k), why) => {
-                let why = why.unwrap_or_else(|| "the session ended".into());
-                let max = Duration::from_secs(u64::from(k.max_backoff_secs.max(1)));
-                let wait = self.conn.retry_later(max);
-                tracing::warn!(error = %why, backoff = ?wait, "kiosk: trying again");
-                self.banner.failure = Some(why);
-            }
-            (None, None) => event_loop.exit(),
-            (None, Some(why)) => {
-                tracing::error!(error = %why, "no session");
-                self.error = Some(why.clone());
-                self.banner.failure = Some(why);
-            }
-        }
-        self.refresh_status();
-    }
-
     fn send(&mut self, ev: InputEvent) {
         let Some(s) = &self.conn.session else { return };
         if !self.held.track(&ev) {
@@ -537,17 +499,7 @@ impl ApplicationHandler<UserEvent> for App {
             UserEvent::Ended(a, Some(e))
                 if a == current && e.replaced && self.launcher.is_some() =>
             {
-                // Opened on another device: no countdown, or the two would
-                // take the desktop from each other in turns. The Lost page
-                // offers Reconnect and the catalog.
-                tracing::warn!(error = %e.why, "the session was taken over");
-                self.release_held();
-                self.conn.end();
-                self.banner.stage = None;
-                if let Some(l) = &mut self.launcher {
-                    l.lost(&e.why);
-                }
-                self.leave_session();
+                self.taken_over(&e.why);
             }
             UserEvent::Ended(a, e) if a == current => {
                 self.lost(

@@ -1,0 +1,64 @@
+//! How the window meets a session's end: the launcher's Lost page and its
+//! countdown, a kiosk's next attempt, a window's failure, and a desktop
+//! opened on another device.
+
+use std::time::Duration;
+
+use winit::event_loop::ActiveEventLoop;
+
+use super::LAUNCHER_MAX_BACKOFF;
+
+impl super::App {
+    /// The attempt failed or its session ended: a kiosk tries again after
+    /// a backoff; a window shows why until it is closed; the launcher
+    /// counts down to its next attempt, or goes back to the catalog when
+    /// the session ended as asked.
+    pub(super) fn lost(&mut self, event_loop: &ActiveEventLoop, why: Option<String>) {
+        self.release_held();
+        self.conn.end();
+        self.banner.stage = None;
+        if let Some(l) = &mut self.launcher {
+            match why {
+                Some(why) => {
+                    tracing::warn!(error = %why, "the session was lost");
+                    l.lost(&why);
+                    let wait = self.conn.retry_later(LAUNCHER_MAX_BACKOFF);
+                    tracing::info!(backoff = ?wait, "trying again");
+                }
+                None => l.ended(),
+            }
+            self.leave_session();
+            return;
+        }
+        match (&self.opts.kiosk, why) {
+            (Some(k), why) => {
+                let why = why.unwrap_or_else(|| "the session ended".into());
+                let max = Duration::from_secs(u64::from(k.max_backoff_secs.max(1)));
+                let wait = self.conn.retry_later(max);
+                tracing::warn!(error = %why, backoff = ?wait, "kiosk: trying again");
+                self.banner.failure = Some(why);
+            }
+            (None, None) => event_loop.exit(),
+            (None, Some(why)) => {
+                tracing::error!(error = %why, "no session");
+                self.error = Some(why.clone());
+                self.banner.failure = Some(why);
+            }
+        }
+        self.refresh_status();
+    }
+
+    /// The desktop was opened on another device: the Lost page with
+    /// Reconnect and the catalog, and no countdown, or the two would take
+    /// the desktop from each other in turns.
+    pub(super) fn taken_over(&mut self, why: &str) {
+        tracing::warn!(error = %why, "the session was taken over");
+        self.release_held();
+        self.conn.end();
+        self.banner.stage = None;
+        if let Some(l) = &mut self.launcher {
+            l.lost(why);
+        }
+        self.leave_session();
+    }
+}
