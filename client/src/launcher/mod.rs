@@ -384,7 +384,14 @@ impl Launcher {
                 self.go(self.settings_from);
             }
             Action::Cancel | Action::BackToCatalog => {
+                // From a lost connection the session is likely still open
+                // at the service: the catalog is asked again, so its tile
+                // says so (after a Disconnect the tiles are as they were).
+                let refresh = self.page == Page::Lost;
                 self.go(Page::Catalog);
+                if refresh {
+                    self.sign_in();
+                }
                 return Command::Disconnect;
             }
             Action::Reconnect => {

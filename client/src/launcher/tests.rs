@@ -162,3 +162,32 @@ fn a_sign_in_keeps_the_service_and_the_catalog_opens_by_keyboard() {
     assert!(!kept.contains("secret"), "{kept}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn back_from_a_lost_connection_asks_for_the_catalog_again_and_keeps_it_if_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (mut l, rx) = launcher(None);
+    l.address = format!("127.0.0.1:{port}");
+    l.act(Action::Continue);
+    let _ = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    l.busy = false;
+    (l.user, l.password) = ("ada".into(), "secret".into());
+    l.catalog = vec![entry("a")];
+    // Leaving a session with Disconnect: the catalog as it was.
+    l.go(Page::Session);
+    l.act(Action::BackToCatalog);
+    assert_eq!((l.page, l.busy), (Page::Catalog, false));
+    // Back from the Lost page: asked again; the service being away is
+    // told on the catalog, which stays.
+    l.go(Page::Lost);
+    l.act(Action::BackToCatalog);
+    assert_eq!((l.page, l.busy), (Page::Catalog, true));
+    l.outcome(rx.recv_timeout(Duration::from_secs(20)).unwrap());
+    assert_eq!((l.page, l.catalog.len()), (Page::Catalog, 1));
+    let said = l.problem.clone().unwrap();
+    assert!(said.contains("cannot reach the service"), "{said}");
+}
