@@ -182,14 +182,21 @@ fn a_resume_token_fetches_fresh_tokens_for_the_same_session_and_nothing_else() {
     assert!((renew.renew)().is_err(), "an ended session renewed");
 }
 
+/// The demo user signed in: the client, the sign-in, the first entry of
+/// the catalog.
+fn signed_in(svc: &DemoService) -> (DirectoryClient, nephele_api::directory::SignedIn, String) {
+    let dir = client(svc);
+    let (user, pw) = svc.credentials();
+    let signed = dir.sign_in(user, pw).unwrap();
+    let desktop = dir.catalog(&signed.token).unwrap().desktops[0].id.clone();
+    (dir, signed, desktop)
+}
+
 #[test]
 fn the_catalog_shows_a_session_left_open_and_reconnecting_goes_back_to_it() {
     let svc = DemoService::start(DemoOptions::default()).unwrap();
-    let dir = client(&svc);
-    let (user, pw) = svc.credentials();
-    let signed = dir.sign_in(user, pw).unwrap();
+    let (dir, signed, desktop) = signed_in(&svc);
     let open_now = || dir.catalog(&signed.token).unwrap().desktops[0].open;
-    let desktop = dir.catalog(&signed.token).unwrap().desktops[0].id.clone();
     assert_eq!(open_now(), None, "nothing is open yet");
     let first = dir.create_session(&signed.token, &desktop, false).unwrap();
     let shown = open_now().expect("the session left open");
@@ -773,10 +780,7 @@ fn simultaneous_guesses_are_counted_exactly() {
 #[test]
 fn reconnecting_through_the_directory_takes_the_session_from_the_client_holding_it() {
     let svc = DemoService::start(DemoOptions::default()).unwrap();
-    let dir = client(&svc);
-    let (user, pw) = svc.credentials();
-    let signed = dir.sign_in(user, pw).unwrap();
-    let desktop = dir.catalog(&signed.token).unwrap().desktops[0].id.clone();
+    let (dir, signed, desktop) = signed_in(&svc);
     let held = dir.create_session(&signed.token, &desktop, false).unwrap();
     let frames = |h: &Headless| {
         h.stats

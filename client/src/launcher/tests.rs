@@ -45,9 +45,9 @@ fn a_first_run_asks_for_the_address_and_a_bad_one_is_told_in_place() {
     assert!(l.focus_first);
 }
 
-#[test]
-fn an_unreachable_service_is_told_on_the_sign_in_page_with_the_fields_kept() {
-    // A loopback port nothing listens on: refused at once.
+/// A launcher whose address is a loopback port nothing listens on
+/// (refused at once), its check under way; the port.
+fn checked_unreachable() -> (Launcher, mpsc::Receiver<Outcome>, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -56,6 +56,12 @@ fn an_unreachable_service_is_told_on_the_sign_in_page_with_the_fields_kept() {
     let (mut l, rx) = launcher(None);
     l.address = format!("127.0.0.1:{port}");
     l.act(Action::Continue);
+    (l, rx, port)
+}
+
+#[test]
+fn an_unreachable_service_is_told_on_the_sign_in_page_with_the_fields_kept() {
+    let (mut l, rx, port) = checked_unreachable();
     l.outcome(rx.recv_timeout(Duration::from_secs(20)).unwrap());
     assert_eq!(l.page, Page::AddService);
     let said = l.problem.clone().unwrap();
@@ -165,14 +171,7 @@ fn a_sign_in_keeps_the_service_and_the_catalog_opens_by_keyboard() {
 
 #[test]
 fn back_from_a_lost_connection_asks_for_the_catalog_again_and_keeps_it_if_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (mut l, rx) = launcher(None);
-    l.address = format!("127.0.0.1:{port}");
-    l.act(Action::Continue);
+    let (mut l, rx, _) = checked_unreachable();
     let _ = rx.recv_timeout(Duration::from_secs(20)).unwrap();
     l.busy = false;
     (l.user, l.password) = ("ada".into(), "secret".into());
