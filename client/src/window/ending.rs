@@ -7,21 +7,27 @@ use std::time::Duration;
 use winit::event_loop::ActiveEventLoop;
 
 use super::LAUNCHER_MAX_BACKOFF;
+use super::options::Ending;
 
 impl super::App {
     /// The attempt failed or its session ended: a kiosk tries again after
     /// a backoff; a window shows why until it is closed; the launcher
-    /// counts down to its next attempt, or goes back to the catalog when
-    /// the session ended as asked.
-    pub(super) fn lost(&mut self, event_loop: &ActiveEventLoop, why: Option<String>) {
+    /// counts down to its next attempt (not when the desktop was opened on
+    /// another device: the two would take it from each other in turns),
+    /// or goes back to the catalog when the session ended as asked.
+    pub(super) fn lost(&mut self, event_loop: &ActiveEventLoop, ending: Option<Ending>) {
         self.release_held();
         self.conn.end();
         self.banner.stage = None;
         if let Some(l) = &mut self.launcher {
-            match why {
-                Some(why) => {
-                    tracing::warn!(error = %why, "the session was lost");
-                    l.lost(&why);
+            match ending {
+                Some(e) if e.replaced => {
+                    tracing::warn!(error = %e.why, "the session was taken over");
+                    l.lost(&e.why);
+                }
+                Some(e) => {
+                    tracing::warn!(error = %e.why, "the session was lost");
+                    l.lost(&e.why);
                     let wait = self.conn.retry_later(LAUNCHER_MAX_BACKOFF);
                     tracing::info!(backoff = ?wait, "trying again");
                 }
@@ -30,7 +36,7 @@ impl super::App {
             self.leave_session();
             return;
         }
-        match (&self.opts.kiosk, why) {
+        match (&self.opts.kiosk, ending.map(|e| e.why)) {
             (Some(k), why) => {
                 let why = why.unwrap_or_else(|| "the session ended".into());
                 let max = Duration::from_secs(u64::from(k.max_backoff_secs.max(1)));
@@ -46,19 +52,5 @@ impl super::App {
             }
         }
         self.refresh_status();
-    }
-
-    /// The desktop was opened on another device: the Lost page with
-    /// Reconnect and the catalog, and no countdown, or the two would take
-    /// the desktop from each other in turns.
-    pub(super) fn taken_over(&mut self, why: &str) {
-        tracing::warn!(error = %why, "the session was taken over");
-        self.release_held();
-        self.conn.end();
-        self.banner.stage = None;
-        if let Some(l) = &mut self.launcher {
-            l.lost(why);
-        }
-        self.leave_session();
     }
 }

@@ -495,17 +495,16 @@ impl ApplicationHandler<UserEvent> for App {
                 self.apply_capture();
                 self.screen.request_redraw();
             }
-            UserEvent::Failed(a, e) if a == current => self.lost(event_loop, Some(e)),
-            UserEvent::Ended(a, Some(e))
-                if a == current && e.replaced && self.launcher.is_some() =>
-            {
-                self.taken_over(&e.why);
+            UserEvent::Failed(a, why) if a == current => {
+                let replaced = false;
+                self.lost(event_loop, Some(Ending { why, replaced }));
             }
             UserEvent::Ended(a, e) if a == current => {
-                self.lost(
-                    event_loop,
-                    e.map(|e| format!("the session ended: {}", e.why)),
-                );
+                let ending = e.map(|e| Ending {
+                    why: format!("the session ended: {}", e.why),
+                    ..e
+                });
+                self.lost(event_loop, ending);
             }
             UserEvent::Stage(..) | UserEvent::Failed(..) | UserEvent::Ended(..) => {}
             UserEvent::Connected(_, s, _) => {
