@@ -169,14 +169,14 @@ impl DirectoryClient {
             })
     }
 
-    fn need<R>(&self, r: Option<R>) -> Result<R, DirClientError> {
+    pub(crate) fn need<R>(&self, r: Option<R>) -> Result<R, DirClientError> {
         r.ok_or_else(|| DirClientError::BadAnswer {
             url: self.base.clone(),
             reason: "empty answer".into(),
         })
     }
 
-    fn post<B: Serialize, R: DeserializeOwned>(
+    pub(crate) fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         bearer: Option<&str>,

@@ -80,6 +80,20 @@ pub struct OpenSession {
 pub struct Catalog {
     /// What the user may open.
     pub desktops: Vec<CatalogEntry>,
+    /// Messages from the service's administrators to this user, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Notice>,
+}
+
+/// A message from the administrators that clients show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Stable id (a client shows each once per change).
+    pub id: String,
+    /// The message.
+    pub message: String,
+    /// When it was posted, Unix seconds.
+    pub since_unix: u64,
 }
 
 /// `POST /v1/sessions`.

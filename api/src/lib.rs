@@ -1,6 +1,7 @@
 //! What Nephele's client and its service both speak, and nothing more, so
 //! the client can depend on it without linking the service:
 //!
+//! * [`admin`]: the directory's administration operations;
 //! * [`directory`]: the directory's HTTPS JSON API, its paths and bodies;
 //! * [`client`]: a small blocking client for that API (ureq on rustls),
 //!   used by the `nephele` client to sign in and open sessions and by
@@ -10,6 +11,7 @@
 //!   authorities, and the transport settings both ends share) and reading
 //!   CA certificates from PEM files.
 
+pub mod admin;
 pub mod client;
 pub mod directory;
 pub mod inspect;

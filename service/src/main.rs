@@ -19,6 +19,8 @@ use nephele_service::screen::DesktopSource;
 use nephele_service::tls;
 use nephele_service::token::Verifier;
 
+mod admin_cli;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "nephele-server",
@@ -247,6 +249,10 @@ enum Role {
         #[arg(long)]
         quit_on_eof: bool,
     },
+    /// Administer a running directory over its HTTPS API: tenants, users,
+    /// catalog entries, grants, gateways, hosts, sessions, notices and the
+    /// audit log.
+    Admin(Box<admin_cli::AdminArgs>),
     /// Make a new certificate authority at PATH, its key beside it
     /// (`ca.pem` → `ca.key`), replacing the one there. Roles keep their CA
     /// across restarts; this is how it changes. Restart the roles using it
@@ -317,6 +323,7 @@ fn run() -> Result<()> {
         }
         Role::Gateway(g) => gateway(*g),
         Role::Directory(d) => directory(d),
+        Role::Admin(a) => admin_cli::run(*a),
         Role::NewCa { path } => {
             tls::Ca::rotate(&path)
                 .with_context(|| format!("making a new CA at {}", path.display()))?;
@@ -537,6 +544,14 @@ fn directory(d: DirectoryArgs) -> Result<()> {
             "gateways register with the service key in {}",
             key_file.display()
         );
+        let admin_key = d.state_dir.join(nephele_service::directory::ADMIN_KEY_FILE);
+        if admin_key.exists() {
+            eprintln!(
+                "administer it with `nephele-server admin --directory {} --key-file {}`",
+                dir.url(),
+                admin_key.display()
+            );
+        }
         println!("{}", dir.url());
         ctrl_c().await
     })

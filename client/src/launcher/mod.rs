@@ -20,7 +20,7 @@ mod workers;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nephele_api::directory::CatalogEntry;
+use nephele_api::directory::{CatalogEntry, Notice};
 use nephele_api::{DirectoryClient, inspect};
 use rustls::pki_types::CertificateDer;
 
@@ -115,6 +115,8 @@ pub enum Outcome {
         attempt: u64,
         /// What the user may open.
         catalog: Vec<CatalogEntry>,
+        /// The administrators' messages to the user.
+        notices: Vec<Notice>,
         /// Something to tell on the catalog (the keychain refused).
         note: Option<String>,
     },
@@ -161,6 +163,8 @@ pub struct Launcher {
     pub busy: bool,
     /// The catalog, once signed in.
     pub catalog: Vec<CatalogEntry>,
+    /// The administrators' messages shown above it.
+    pub notices: Vec<Notice>,
     /// The catalog entry with the keyboard's focus.
     pub selected: usize,
     /// The connection's stages so far.
@@ -215,6 +219,7 @@ impl Launcher {
             problem: None,
             busy: false,
             catalog: Vec::new(),
+            notices: Vec::new(),
             selected: 0,
             stages: Vec::new(),
             focus_first: true,
@@ -458,6 +463,7 @@ impl Launcher {
             Outcome::SignedIn {
                 attempt,
                 catalog,
+                notices,
                 note,
             } if attempt == self.attempt => {
                 self.busy = false;
@@ -467,6 +473,7 @@ impl Launcher {
                 tracing::info!(entries = catalog.len(), open, "signed in; the catalog");
                 self.selected = self.selected.min(catalog.len().saturating_sub(1));
                 self.catalog = catalog;
+                self.notices = notices;
                 self.problem = note;
                 if self.catalog.is_empty() {
                     self.say("You are signed in, but no desktop is offered to you yet. Ask your administrator to give you one.".into());

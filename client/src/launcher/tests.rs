@@ -116,6 +116,7 @@ fn a_sign_in_keeps_the_service_and_the_catalog_opens_by_keyboard() {
     l.outcome(Outcome::SignedIn {
         attempt: 6,
         catalog: vec![entry("old")],
+        notices: Vec::new(),
         note: None,
     });
     assert_eq!(l.page, Page::SignIn);
@@ -123,6 +124,7 @@ fn a_sign_in_keeps_the_service_and_the_catalog_opens_by_keyboard() {
     l.outcome(Outcome::SignedIn {
         attempt: 7,
         catalog: vec![entry("a"), entry("b"), entry("c")],
+        notices: Vec::new(),
         note: None,
     });
     assert_eq!(l.page, Page::Catalog);

@@ -265,10 +265,34 @@ fn sign_in(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     action
 }
 
+/// The administrators' messages, newest first, each in a box as wide as
+/// the tiles.
+fn notices(ui: &mut Ui, l: &Launcher) {
+    let width = ui.available_width().min(tiles_width(l).max(COLUMN));
+    for n in &l.notices {
+        centred(ui, width, |ui| {
+            // Top to bottom within the box, so the message wraps.
+            ui.vertical(|ui| {
+                ui.set_width(width);
+                egui::Frame::group(ui.style())
+                    .fill(ui.visuals().extreme_bg_color)
+                    .inner_margin(10.0)
+                    .show(ui, |ui| {
+                        ui.set_width(width - 22.0);
+                        ui.label(RichText::new("From your administrator").strong());
+                        ui.add(egui::Label::new(RichText::new(&n.message).size(15.0)).wrap());
+                    });
+            });
+        });
+        ui.add_space(8.0);
+    }
+}
+
 fn catalog(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
     let mut action = None;
     title(ui, "Your desktops", &format!("{} on {}", l.user, l.url()));
     ui.add_space(14.0);
+    notices(ui, l);
     // With a control focused (Tab), egui's own keys move and press it;
     // otherwise the arrows and Enter work the tiles.
     let focused = ui.memory(|m| m.focused().is_some());

@@ -29,6 +29,18 @@ pub fn directory_problem(e: &DirClientError) -> String {
             None => "Too many failed sign-ins for this account. Wait a minute, then try again."
                 .into(),
         },
+        DirClientError::Refused {
+            status: 503,
+            message,
+        } if message.contains("are in use") => {
+            "Every session your administrator allows for this desktop is in use. Try again later.".into()
+        }
+        DirClientError::Refused {
+            status: 403,
+            message,
+        } if message.contains("disabled") => {
+            "Your account is disabled. Ask your administrator.".into()
+        }
         DirClientError::Refused { status: 503, .. } => {
             "The service is busy. Try again in a few seconds.".into()
         }
@@ -48,7 +60,11 @@ pub fn directory_problem(e: &DirClientError) -> String {
 /// which may name addresses), for the page.
 pub fn session_problem(why: &str) -> String {
     let w = why.to_ascii_lowercase();
-    if w.contains("was opened on another device") {
+    if w.contains("sessions of") && w.contains("are in use") {
+        "Every session your administrator allows for this desktop is in use. Nephele will try again.".into()
+    } else if w.contains("account is disabled") {
+        "Your account is disabled. Ask your administrator.".into()
+    } else if w.contains("was opened on another device") {
         "Your desktop was opened on another device, so it left this one. Reconnect brings it back here.".into()
     } else if w.contains("another device") || w.contains("in use") {
         "This desktop is open on another device. Close it there, then reconnect.".into()
@@ -119,6 +135,15 @@ mod tests {
             ),
             (refused(429, "slow down"), "Wait a minute"),
             (refused(503, "busy"), "busy"),
+            (
+                refused(503, "all 2 sessions of “CAD” are in use; try again later"),
+                "Every session your administrator allows",
+            ),
+            (
+                refused(403, "this account is disabled; ask your administrator"),
+                "Your account is disabled",
+            ),
+            (refused(403, "you may not open `cad`"), "may not open this"),
         ];
         for (e, want) in cases {
             let said = directory_problem(&e);
@@ -136,6 +161,14 @@ mod tests {
         assert!(
             session_problem("the session ended: the desktop is open on another device")
                 .contains("another device")
+        );
+        assert!(
+            session_problem("all 3 sessions of “CAD” are in use; try again later")
+                .contains("Every session your administrator allows")
+        );
+        assert!(
+            session_problem("this account is disabled; ask your administrator")
+                .contains("Your account is disabled")
         );
     }
 }

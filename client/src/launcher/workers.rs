@@ -89,6 +89,7 @@ impl Launcher {
                     Ok(c) => Outcome::SignedIn {
                         attempt,
                         catalog: c.desktops,
+                        notices: c.notices,
                         note: if kept_already {
                             None
                         } else if keep {

@@ -4,6 +4,7 @@
 //! It serves the JSON API of [`nephele_api::directory`] over HTTPS (axum
 //! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
 
+mod admin;
 mod background;
 mod durable;
 mod error;
@@ -31,11 +32,13 @@ use tokio::net::TcpListener;
 
 use crate::tls::GatewayIdentity;
 use crate::token::{ResumeClaims, SessionClaims, Signer, TokenError, Verifier};
+pub use admin::ADMIN_KEY_FILE;
 pub use front::Limits;
 use front::Peer;
+use nephele_api::admin::{EntryKind, EntrySpec};
 use nephele_api::directory::{
-    ApiError, Catalog, CatalogEntry, CreateSession, GatewayInfo, OpenSession, PublicKey,
-    ResumeSession, SessionGrant, SignIn, SignedIn,
+    ApiError, Catalog, CreateSession, GatewayInfo, Notice, OpenSession, PublicKey, ResumeSession,
+    SessionGrant, SignIn, SignedIn,
 };
 use store::{SessionRecord, Store, StoreError};
 
@@ -185,6 +188,7 @@ impl Directory {
     /// Opens the store and starts serving on the current tokio runtime.
     pub async fn start(cfg: DirectoryConfig) -> Result<Self, DirectoryError> {
         let store = Store::open(&cfg.state_dir)?;
+        admin::ensure_key(&store, &cfg.state_dir)?;
         let signer = signer_of(&store)?;
         let service_key = store.service_key()?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -306,13 +310,18 @@ impl Directory {
     /// demo desktop in their tenant's catalog.
     pub fn add_demo_user(&self, user_at_tenant: &str, password: &str) -> Result<(), StoreError> {
         let (user, tenant) = split_user(user_at_tenant);
+        self.inner
+            .store
+            .ensure_tenant(tenant, crate::token::unix_now())?;
         self.inner.store.put_catalog(
             tenant,
-            &CatalogEntry {
+            &EntrySpec {
                 id: DEMO_DESKTOP.into(),
                 name: "Demo desktop".into(),
-                kind: "desktop".into(),
-                open: None,
+                kind: EntryKind::Desktop,
+                icon_png: None,
+                command: Vec::new(),
+                max_sessions: None,
             },
         )?;
         self.inner
@@ -414,6 +423,9 @@ fn user_of(inner: &Inner, headers: &HeaderMap) -> ApiResult<crate::token::UserCl
         .map_err(|e| Fail(StatusCode::UNAUTHORIZED, format!("sign in again: {e}")))
 }
 
+/// Largest administrative request: an entry with its icon, base64.
+const ADMIN_BODY: usize = 128 * 1024;
+
 fn router(inner: Arc<Inner>) -> Router {
     Router::new()
         .route("/v1/health", get(health))
@@ -426,6 +438,10 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/resume", post(resume_session))
         .route("/v1/sessions/end", post(end_session))
+        .route(
+            "/v1/admin",
+            post(admin::admin).layer(DefaultBodyLimit::max(ADMIN_BODY)),
+        )
         .route("/v1/gateways", post(registry::register))
         .route("/v1/gateways/{id}/heartbeat", post(registry::heartbeat))
         .route("/v1/gateways/{id}", delete(registry::deregister))
@@ -504,9 +520,13 @@ async fn check_sign_in(
         Err(_) => signin::Outcome::Unchecked,
     };
     attempt.settle(outcome, Instant::now());
-    if checked.map_err(IntoResponse::into_response)?.is_none() {
+    let Some(rec) = checked.map_err(IntoResponse::into_response)? else {
         tracing::info!(%user, %tenant, %peer, "sign-in refused");
         return Err(refused().into_response());
+    };
+    if rec.disabled {
+        tracing::info!(%user, %tenant, %peer, "sign-in to a disabled account refused");
+        return Err(disabled().into_response());
     }
     let fail =
         |e: TokenError| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
@@ -598,15 +618,27 @@ fn refusal(r: signin::Refusal) -> Later {
     }
 }
 
+fn disabled() -> Fail {
+    Fail(
+        StatusCode::FORBIDDEN,
+        "this account is disabled; ask your administrator".into(),
+    )
+}
+
 fn user_record(inner: &Inner, claims: &crate::token::UserClaims) -> ApiResult<store::UserRecord> {
-    // The account may have been removed since the token was issued.
+    // The account may have been removed or disabled since the token was
+    // issued.
     let (t, u) = (claims.tenant.as_str(), claims.sub.as_str());
-    inner.store.user(t, u)?.ok_or_else(|| {
+    let rec = inner.store.user(t, u)?.ok_or_else(|| {
         Fail(
             StatusCode::UNAUTHORIZED,
             "this account no longer exists".into(),
         )
-    })
+    })?;
+    if rec.disabled {
+        return Err(disabled());
+    }
+    Ok(rec)
 }
 
 async fn catalog(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> ApiResult<Json<Catalog>> {
@@ -625,7 +657,17 @@ async fn catalog(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> ApiResu
                 until_unix: s.expires,
             });
     }
-    Ok(Json(Catalog { desktops }))
+    let notices = inner
+        .store
+        .notices_for(&claims.tenant, &claims.sub, crate::token::unix_now())?
+        .into_iter()
+        .map(|n| Notice {
+            id: n.id,
+            message: n.message,
+            since_unix: n.since,
+        })
+        .collect();
+    Ok(Json(Catalog { desktops, notices }))
 }
 
 async fn create_session(
@@ -669,6 +711,7 @@ async fn create_session(
             return Ok(Json(issue(&inner, &s, gateways)?));
         }
     }
+    at_cap(&inner, &claims.tenant, &req.desktop)?;
     // Round robin; the next host in the list is the backup, allocated at
     // session start so the primary can replicate the session's state to it.
     let turn = inner.next_host.fetch_add(1, Ordering::Relaxed);
@@ -695,6 +738,34 @@ async fn create_session(
     inner.store.put_session(&session)?;
     tracing::info!(session = %id, user = %claims.sub, %host, gateways = gateways.len(), "session created");
     Ok(Json(issue(&inner, &session, gateways)?))
+}
+
+/// Refuses a new session of an entry whose administrators capped how many
+/// run at once, when that many are open.
+fn at_cap(inner: &Inner, tenant: &str, entry: &str) -> ApiResult<()> {
+    let Some(spec) = inner.store.entry(tenant, entry)? else {
+        return Ok(());
+    };
+    let Some(cap) = spec.max_sessions else {
+        return Ok(());
+    };
+    let open = inner
+        .store
+        .all_open_sessions(crate::token::unix_now())?
+        .iter()
+        .filter(|s| s.tenant == tenant && s.desktop == entry)
+        .count();
+    if open >= cap as usize {
+        tracing::info!(%tenant, %entry, cap, "session refused: the entry is at its cap");
+        return Err(Fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "all {cap} sessions of “{}” are in use; try again later",
+                spec.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A session token (and a resume token) for a recorded session.

@@ -21,11 +21,11 @@ use ring::rand::SecureRandom as _;
 use super::{ApiResult, Fail, Inner, Live, bearer, store};
 
 /// Equal bytes, compared in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn hash(key: &str) -> Vec<u8> {
+pub(super) fn hash(key: &str) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
         .as_ref()
         .to_vec()
@@ -33,7 +33,7 @@ fn hash(key: &str) -> Vec<u8> {
 
 /// A new gateway key: 256 random bits, hex. A plain hash suffices to keep
 /// it (no password stretching): it cannot be guessed from its hash.
-fn new_key() -> Result<String, Fail> {
+pub(super) fn new_key() -> Result<String, Fail> {
     let mut b = [0u8; 32];
     ring::rand::SystemRandom::new()
         .fill(&mut b)

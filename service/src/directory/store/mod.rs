@@ -6,11 +6,14 @@
 //! | table | key | value |
 //! |---|---|---|
 //! | `users` | `tenant/user` | [`UserRecord`] (Argon2id PHC hash, allowed desktops) |
-//! | `catalog` | `tenant/desktop` | [`CatalogEntry`] |
+//! | `catalog` | `tenant/entry` | [`EntrySpec`] (what the administrator defined) |
+//! | `tenants` | tenant | [`TenantRecord`] |
+//! | `notices` | notice id | [`NoticeRecord`] |
+//! | `audit` | `unix-ms-random` | [`AuditRecord`] (every administrative change) |
 //! | `sessions` | session id | [`SessionRecord`] |
 //! | `gateways` | gateway id | [`GatewayInfo`] as last registered |
 //! | `gateway_keys` | gateway id | SHA-256 of the key issued to that gateway |
-//! | `meta` | name | the token signing key, the gateways' service key |
+//! | `meta` | name | the token signing key, the gateways' service key, the administrator's key's hash |
 //!
 //! Gateway liveness (last heartbeat, load) is soft state kept in memory by the
 //! registry: a restarted directory lists a gateway again at its next heartbeat.
@@ -23,10 +26,14 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use nephele_api::admin::EntrySpec;
 use nephele_api::directory::{CatalogEntry, GatewayInfo};
 
 use super::durable::{Durable, Open};
 pub use super::error::StoreError;
+
+mod admin;
+pub use admin::{AuditRecord, NoticeRecord, TenantRecord};
 
 const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users");
 const CATALOG: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("catalog");
@@ -34,6 +41,9 @@ const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("session
 const GATEWAYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gateways");
 const GATEWAY_KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gateway_keys");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const TENANTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tenants");
+const NOTICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("notices");
+const AUDIT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("audit");
 
 /// The database file inside `--state-dir`.
 pub const DB_FILE: &str = "directory.redb";
@@ -49,6 +59,9 @@ pub struct UserRecord {
     pub password_hash: String,
     /// Desktop ids this user may open.
     pub desktops: Vec<String>,
+    /// Disabled by an administrator: no sign-in, no session.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// A session the directory created.
@@ -134,7 +147,17 @@ impl Store {
         };
         store.db.run(true, |db| {
             let tx = db.begin_write()?;
-            for t in [USERS, CATALOG, SESSIONS, GATEWAYS, GATEWAY_KEYS, META] {
+            for t in [
+                USERS,
+                CATALOG,
+                SESSIONS,
+                GATEWAYS,
+                GATEWAY_KEYS,
+                META,
+                TENANTS,
+                NOTICES,
+                AUDIT,
+            ] {
                 tx.open_table(t)?;
             }
             tx.commit()?;
@@ -277,19 +300,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         check_name("tenant", tenant)?;
         check_name("user name", user)?;
-        let salt = SaltString::generate(&mut OsRng);
-        let hash = argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| StoreError::Hash(e.to_string()))?
-            .to_string();
         self.put(
             USERS,
             &key(tenant, user),
             &UserRecord {
                 tenant: tenant.into(),
                 user: user.into(),
-                password_hash: hash,
+                password_hash: hash_password(password)?,
                 desktops: desktops.to_vec(),
+                disabled: false,
             },
         )
     }
@@ -322,21 +341,39 @@ impl Store {
     }
 
     /// Adds or replaces a catalog entry of a tenant.
-    pub fn put_catalog(&self, tenant: &str, entry: &CatalogEntry) -> Result<(), StoreError> {
+    pub fn put_catalog(&self, tenant: &str, entry: &EntrySpec) -> Result<(), StoreError> {
         check_name("tenant", tenant)?;
-        check_name("desktop id", &entry.id)?;
+        check_name("entry id", &entry.id)?;
         self.put(CATALOG, &key(tenant, &entry.id), entry)
     }
 
-    /// The tenant's catalog entries among `allowed` ids.
+    /// The tenant's catalog as its administrators defined it.
+    pub fn entries(&self, tenant: &str) -> Result<Vec<EntrySpec>, StoreError> {
+        self.all(CATALOG, &format!("{tenant}/"))
+    }
+
+    /// One entry of a tenant's catalog.
+    pub fn entry(&self, tenant: &str, id: &str) -> Result<Option<EntrySpec>, StoreError> {
+        self.get(CATALOG, &key(tenant, id))
+    }
+
+    /// The tenant's catalog entries among `allowed` ids, as users see them.
     pub fn catalog(
         &self,
         tenant: &str,
         allowed: &[String],
     ) -> Result<Vec<CatalogEntry>, StoreError> {
-        let mut all: Vec<CatalogEntry> = self.all(CATALOG, &format!("{tenant}/"))?;
+        let mut all = self.entries(tenant)?;
         all.retain(|e| allowed.contains(&e.id));
-        Ok(all)
+        Ok(all
+            .into_iter()
+            .map(|e| CatalogEntry {
+                id: e.id,
+                name: e.name,
+                kind: e.kind.as_str().into(),
+                open: None,
+            })
+            .collect())
     }
 
     /// Records a session.
@@ -349,6 +386,15 @@ impl Store {
         self.get(SESSIONS, id)
     }
 
+    /// Every session still open at `unix` (not ended, not expired), newest
+    /// first.
+    pub fn all_open_sessions(&self, unix: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut open: Vec<SessionRecord> = self.all(SESSIONS, "")?;
+        open.retain(|s| s.expires >= unix);
+        open.sort_by_key(|s| std::cmp::Reverse((s.created, s.created_ms)));
+        Ok(open)
+    }
+
     /// The user's sessions still open at `unix` (not ended, not expired),
     /// newest first.
     pub fn open_sessions(
@@ -357,9 +403,8 @@ impl Store {
         user: &str,
         unix: u64,
     ) -> Result<Vec<SessionRecord>, StoreError> {
-        let mut open: Vec<SessionRecord> = self.all(SESSIONS, "")?;
-        open.retain(|s| s.tenant == tenant && s.user == user && s.expires >= unix);
-        open.sort_by_key(|s| std::cmp::Reverse((s.created, s.created_ms)));
+        let mut open = self.all_open_sessions(unix)?;
+        open.retain(|s| s.tenant == tenant && s.user == user);
         Ok(open)
     }
 
@@ -469,6 +514,16 @@ impl Store {
     }
 }
 
+/// An Argon2id hash (the crate's default parameters: 19 MiB, two passes,
+/// one lane) of `password` with a fresh salt, in PHC string form.
+fn hash_password(password: &str) -> Result<String, StoreError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| StoreError::Hash(e.to_string()))?
+        .to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,17 +563,25 @@ mod tests {
     fn catalog_is_per_tenant_and_filtered_by_the_user_grant() {
         let dir = scratch("catalog");
         let s = Store::open(&dir).unwrap();
-        let entry = |id: &str| CatalogEntry {
+        let entry = |id: &str| EntrySpec {
             id: id.into(),
             name: id.to_uppercase(),
-            kind: "desktop".into(),
-            open: None,
+            kind: nephele_api::admin::EntryKind::Desktop,
+            icon_png: None,
+            command: Vec::new(),
+            max_sessions: None,
         };
         s.put_catalog("acme", &entry("demo")).unwrap();
         s.put_catalog("acme", &entry("cad")).unwrap();
         s.put_catalog("acme2", &entry("other")).unwrap();
         let got = s.catalog("acme", &["demo".into(), "other".into()]).unwrap();
-        assert_eq!(got, vec![entry("demo")]);
+        let seen = CatalogEntry {
+            id: "demo".into(),
+            name: "DEMO".into(),
+            kind: "desktop".into(),
+            open: None,
+        };
+        assert_eq!(got, vec![seen]);
         let session = |id: &str, expires| SessionRecord {
             id: id.into(),
             tenant: "acme".into(),
