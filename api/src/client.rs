@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::directory::{
-    ApiError, Catalog, CreateSession, GatewayInfo, Heartbeat, PublicKey, Registered, ResumeSession,
-    SessionGrant, SignIn, SignedIn,
+    ApiError, Catalog, CreateSession, GatewayInfo, Heartbeat, HostHeartbeat, HostHeartbeatAnswer,
+    HostInfo, PublicKey, Registered, ResumeSession, SessionGrant, SignIn, SignedIn,
 };
 
 /// Why a directory call failed, in words for the person at the client.
@@ -249,12 +249,26 @@ impl DirectoryClient {
         desktop: &str,
         reconnect: bool,
     ) -> Result<SessionGrant, DirClientError> {
+        self.create_session_near(user_token, desktop, reconnect, &[])
+    }
+
+    /// [`Self::create_session`] from a client that measured the PoPs in
+    /// `near` (nearest first): the session goes to the nearest site with
+    /// room.
+    pub fn create_session_near(
+        &self,
+        user_token: &str,
+        desktop: &str,
+        reconnect: bool,
+        near: &[String],
+    ) -> Result<SessionGrant, DirClientError> {
         let r = self.post(
             "/v1/sessions",
             Some(user_token),
             &CreateSession {
                 desktop: desktop.into(),
                 reconnect,
+                near: near.to_vec(),
             },
         )?;
         self.need(r).map(capped)
@@ -308,24 +322,60 @@ impl DirectoryClient {
         id: &str,
         load: f64,
     ) -> Result<bool, DirClientError> {
-        match self.post::<_, serde_json::Value>(
-            &format!("/v1/gateways/{id}/heartbeat"),
-            Some(service_key),
-            &Heartbeat { load },
-        ) {
-            Ok(_) => Ok(true),
-            Err(DirClientError::Refused { status: 404, .. }) => Ok(false),
+        let path = format!("/v1/gateways/{id}/heartbeat");
+        self.beat::<serde_json::Value>(&path, service_key, &Heartbeat { load })
+            .map(|r| r.is_some())
+    }
+
+    /// A heartbeat's answer; `None` when the directory does not know the
+    /// sender (register again).
+    fn beat<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        key: &str,
+        body: &impl Serialize,
+    ) -> Result<Option<Option<R>>, DirClientError> {
+        match self.post::<_, R>(path, Some(key), body) {
+            Ok(r) => Ok(Some(r)),
+            Err(DirClientError::Refused { status: 404, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Takes a gateway off the lists at once.
     pub fn deregister(&self, service_key: &str, id: &str) -> Result<(), DirClientError> {
+        self.delete(&format!("/v1/gateways/{id}"), service_key)
+    }
+
+    fn delete(&self, path: &str, key: &str) -> Result<(), DirClientError> {
         let req = self
             .agent
-            .delete(format!("{}/v1/gateways/{id}", self.base))
-            .header("Authorization", format!("Bearer {service_key}"));
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {key}"));
         self.answer::<serde_json::Value>(req.call()).map(|_| ())
+    }
+
+    /// Enrols a desktop host.
+    pub fn register_host(&self, key: &str, info: &HostInfo) -> Result<Registered, DirClientError> {
+        let r = self.post("/v1/hosts", Some(key), info)?;
+        self.need(r)
+    }
+
+    /// Reports a host alive with its sessions; `Ok(None)` when the
+    /// directory does not know it (enrol again).
+    pub fn host_heartbeat(
+        &self,
+        key: &str,
+        id: &str,
+        beat: &HostHeartbeat,
+    ) -> Result<Option<HostHeartbeatAnswer>, DirClientError> {
+        let path = format!("/v1/hosts/{id}/heartbeat");
+        Ok(self.beat(&path, key, beat)?.map(Option::unwrap_or_default))
+    }
+
+    /// Takes a host off the lists at once.
+    pub fn deregister_host(&self, key: &str, id: &str) -> Result<(), DirClientError> {
+        self.delete(&format!("/v1/hosts/{id}"), key)
     }
 }
 

@@ -83,6 +83,10 @@ pub struct Catalog {
     /// Messages from the service's administrators to this user, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<Notice>,
+    /// The gateways live now, for the client to measure before it opens a
+    /// session (probes carry the user's token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<GatewayInfo>,
 }
 
 /// A message from the administrators that clients show.
@@ -105,6 +109,10 @@ pub struct CreateSession {
     /// one, rather than open another.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reconnect: bool,
+    /// The PoPs this client measured, nearest first: the session goes to a
+    /// host of the nearest site with room.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub near: Vec<String>,
 }
 
 /// A gateway as registered and as listed to clients.
@@ -194,6 +202,47 @@ pub struct Registered {
     /// now on (no other gateway can use the id while it runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_key: Option<String>,
+}
+
+/// A desktop host as it enrols with the directory (`POST /v1/hosts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Unique host id.
+    pub id: String,
+    /// The site it is in: the PoP (a gateway's `pop`) it sits beside.
+    pub site: String,
+    /// UDP address gateways and backup hosts send to.
+    pub address: String,
+    /// Most sessions it serves at once.
+    pub capacity: u32,
+}
+
+/// `POST /v1/hosts/{id}/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HostHeartbeat {
+    /// Sessions it serves now.
+    pub sessions: u32,
+    /// The directory session ids it serves as primary (those taken over
+    /// from a failed host among them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serving: Vec<String>,
+}
+
+/// The answer to a host's heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HostHeartbeatAnswer {
+    /// New backups for sessions the host took over: replicate to them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupAssignment>,
+}
+
+/// A session's new backup host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupAssignment {
+    /// Directory session id.
+    pub session: String,
+    /// The backup's UDP address.
+    pub backup: String,
 }
 
 /// `POST /v1/gateways/{id}/heartbeat`.

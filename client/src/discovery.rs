@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nephele_api::directory::{CatalogEntry, GatewayInfo, SessionGrant};
+use nephele_api::directory::{Catalog, CatalogEntry, GatewayInfo, SessionGrant};
 use nephele_api::{DirClientError, DirectoryClient};
 use nephele_protocol::probe::{
     CandidateState, ProbePlan, ProbeResult, Prober, RankWeights, SwitchPolicy, Switcher, rank,
@@ -61,16 +61,14 @@ pub struct Opened {
     pub listed_at: Instant,
 }
 
-/// Signs in, reads the catalog, and opens a session on `desktop` (or the
-/// first entry of the catalog), or with `reconnect` goes back to the one
-/// the user has open there.
-pub fn open_session(
+/// Signs in and reads the catalog: the user's token, the catalog, and the
+/// entry `desktop` names (or the first).
+fn signed_in_entry(
     dir: &DirectoryClient,
     user: &str,
     password: &str,
     desktop: Option<&str>,
-    reconnect: bool,
-) -> Result<Opened, DiscoveryError> {
+) -> Result<(String, Catalog, CatalogEntry), DiscoveryError> {
     let signed = dir.sign_in(user, password)?;
     let catalog = dir.catalog(&signed.token)?;
     let entry = match desktop {
@@ -94,12 +92,76 @@ pub fn open_session(
             .cloned()
             .ok_or(DiscoveryError::EmptyCatalog)?,
     };
-    let grant = dir.create_session(&signed.token, &entry.id, reconnect)?;
+    Ok((signed.token, catalog, entry))
+}
+
+/// Signs in, reads the catalog, and opens a session on `desktop` (or the
+/// first entry of the catalog), or with `reconnect` goes back to the one
+/// the user has open there.
+pub fn open_session(
+    dir: &DirectoryClient,
+    user: &str,
+    password: &str,
+    desktop: Option<&str>,
+    reconnect: bool,
+) -> Result<Opened, DiscoveryError> {
+    let (token, _, entry) = signed_in_entry(dir, user, password, desktop)?;
+    let grant = dir.create_session(&token, &entry.id, reconnect)?;
     Ok(Opened {
         desktop: entry,
         grant,
         listed_at: Instant::now(),
     })
+}
+
+/// [`open_session`], measuring first the gateways the catalog lists (the
+/// probes carry the user's token) and telling the directory the PoPs
+/// nearest first, so the session goes to a host of the nearest site with
+/// room. The measurement is returned when it stands for the session's
+/// gateways (the same ones); `None` asks the caller to probe them.
+pub fn open_measured(
+    dir: &DirectoryClient,
+    user: &str,
+    password: &str,
+    desktop: Option<&str>,
+    reconnect: bool,
+    progress: impl FnMut(usize, usize),
+) -> Result<(Opened, Option<Choice>), DiscoveryError> {
+    let (token, catalog, entry) = signed_in_entry(dir, user, password, desktop)?;
+    let listed_at = Instant::now();
+    let measured = if catalog.gateways.is_empty() {
+        None
+    } else {
+        match choose_among(&catalog.gateways, token.as_bytes(), listed_at, progress) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Gateways that take only session tokens: measured after.
+                tracing::info!(error = %e, "measuring before opening the session failed");
+                None
+            }
+        }
+    };
+    let near: Vec<String> = measured
+        .iter()
+        .flat_map(|c| &c.ranked)
+        .filter(|r| r.score.is_some())
+        .map(|r| r.pop.clone())
+        .collect();
+    let grant = dir.create_session_near(&token, &entry.id, reconnect, &near)?;
+    let ids = |g: &[GatewayInfo]| {
+        let mut v: Vec<String> = g.iter().map(|g| g.id.clone()).collect();
+        v.sort();
+        v
+    };
+    let stands = ids(&grant.gateways) == ids(&catalog.gateways);
+    Ok((
+        Opened {
+            desktop: entry,
+            grant,
+            listed_at,
+        },
+        measured.filter(|_| stands),
+    ))
 }
 
 /// One measured PoP.
@@ -265,22 +327,27 @@ pub fn choose(
     listed_at: Instant,
     progress: impl FnMut(usize, usize),
 ) -> Result<Choice, DiscoveryError> {
+    choose_among(&grant.gateways, grant.token.as_bytes(), listed_at, progress)
+}
+
+/// Probes `gateways` with `token` and ranks them.
+fn choose_among(
+    gateways: &[GatewayInfo],
+    token: &[u8],
+    listed_at: Instant,
+    progress: impl FnMut(usize, usize),
+) -> Result<Choice, DiscoveryError> {
     let w = RankWeights::default();
-    let results = measure(
-        &grant.gateways,
-        grant.token.as_bytes(),
-        ProbePlan::default(),
-        progress,
-    )?;
+    let results = measure(gateways, token, ProbePlan::default(), progress)?;
     let order = rank(&results, &w);
     let decision = listed_at.elapsed();
     let ranked: Vec<PopReport> = order
         .iter()
-        .map(|&i| report(&grant.gateways[i], &results[i], &w))
+        .map(|&i| report(&gateways[i], &results[i], &w))
         .collect();
     let choice = Choice { ranked, decision };
     if choice.best().is_none() {
-        return Err(DiscoveryError::NoneAnswered(grant.gateways.len()));
+        return Err(DiscoveryError::NoneAnswered(gateways.len()));
     }
     Ok(choice)
 }

@@ -49,20 +49,27 @@ pub fn sign_in_and_choose(
         login.dir.url(),
         login.user
     ));
-    let opened = discovery::open_session(
-        &login.dir,
-        &login.user,
-        &login.password,
-        login.desktop.as_deref(),
-        login.reconnect,
-    )?;
-    let mut choice = discovery::choose(&opened.grant, opened.listed_at, |done, total| {
+    let progress = |done, total| {
         stage(if done == 0 {
             format!("probing {total} PoPs…")
         } else {
             format!("probing {total} PoPs: {done} answered…")
         });
-    })?;
+    };
+    // The PoPs measured before the session opens, so it goes to a host
+    // near the nearest; measured again after only when that failed.
+    let (opened, measured) = discovery::open_measured(
+        &login.dir,
+        &login.user,
+        &login.password,
+        login.desktop.as_deref(),
+        login.reconnect,
+        progress,
+    )?;
+    let mut choice = match measured {
+        Some(c) => c,
+        None => discovery::choose(&opened.grant, opened.listed_at, progress)?,
+    };
     if let Some(pop) = &login.pop
         && !choice.prefer(pop)
     {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 mod common;
 use common::session::{
     Junk, Logged, assert_exactly_once, exclusive, free_udp_port, headless_connect, headless_demo,
-    json, link_key, scratch, start_directory, start_gateway, typing, udp_ports_of, wait_for,
+    json, scratch, start_directory, start_gateway, start_host, typing, udp_ports_of, wait_for,
 };
 
 #[test]
@@ -103,28 +103,20 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
     let _turn = exclusive();
     let dir = scratch("sigkill");
     let state = dir.join("state");
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    let hosts = [free_udp_port(), free_udp_port()].map(|p| format!("127.0.0.1:{p}"));
-    let recs = [dir.join("rec-a.jsonl"), dir.join("rec-b.jsonl")];
-    let (_directory, url) = start_directory("127.0.0.1:0", &state, &[&hosts[0], &hosts[1]]);
-    let mut host_procs: Vec<Logged> = (0..2)
-        .map(|i| {
-            Logged::start(&[
-                "host",
-                "--listen",
-                &hosts[i],
-                "--record-input",
-                &s(&recs[i]),
-                "--bitrate",
-                "4000000",
-                "--link-key-file",
-                &s(&link_key(&dir)),
-                "--token-key-file",
-                &s(&state.join("token.pub")),
-            ])
-            .0
-        })
+    // Three hosts: the session's primary, its backup, and the host the
+    // directory makes the backup once the first backup has taken over.
+    let hosts =
+        [free_udp_port(), free_udp_port(), free_udp_port()].map(|p| format!("127.0.0.1:{p}"));
+    let recs = ["a", "b", "c"].map(|h| dir.join(format!("rec-{h}.jsonl")));
+    let (directory, url) = start_directory("127.0.0.1:0", &state);
+    let mut host_procs: Vec<Logged> = (0..3)
+        .map(|i| start_host(&url, &state, &dir, ["a", "b", "c"][i], &hosts[i], &recs[i]))
         .collect();
+    wait_for("the hosts to enrol", Duration::from_secs(20), || {
+        host_procs
+            .iter()
+            .all(|h| h.said("registered with the directory"))
+    });
     let mut gateways: Vec<Logged> = ["a", "b"]
         .iter()
         .map(|g| start_gateway(&url, &state, &dir, g, "127.0.0.1:0", "127.0.0.1:0"))
@@ -190,6 +182,31 @@ fn sigkilled_gateway_and_host_cost_a_moment_and_no_keystroke() {
         host_procs[0].said("taking the session over"),
         "the backup took over"
     );
+    // Its next heartbeat told the directory, which recorded it as the
+    // session's primary and gave the session the third host as its new
+    // backup; the new primary replicates there.
+    wait_for(
+        "the directory to record the takeover",
+        Duration::from_secs(10),
+        || {
+            directory.said("session taken over: recorded, with a new backup")
+                && host_procs[0].said("a new backup for the session")
+        },
+    );
+    // The record names the backup that took over as the primary, and the
+    // third host as the new backup.
+    let recorded = plain(
+        &directory
+            .line("session taken over: recorded")
+            .unwrap_or_default(),
+    );
+    for said in [
+        format!("old={}", hosts[0]),
+        format!("new={}", hosts[1]),
+        format!("backup=Some(\"{}\")", hosts[2]),
+    ] {
+        assert!(recorded.contains(&said), "{said} in {recorded}");
+    }
     assert_eq!(st["input_acked"], 160, "{st}");
     // Every keystroke reached a host once; the backup's takeover began from
     // exactly the text the primary had.
@@ -229,8 +246,8 @@ fn junk_datagrams_at_client_gateway_and_host_leave_the_session_untouched() {
     let host = format!("127.0.0.1:{}", free_udp_port());
     let (gw_port, probe_port) = (free_udp_port(), free_udp_port());
     let rec = dir.join("rec.jsonl");
-    let (mut directory, url) = start_directory("127.0.0.1:0", &state, &[&host]);
-    let (mut host_proc, _) = start_host(&host, &rec, &dir);
+    let (mut directory, url) = start_directory("127.0.0.1:0", &state);
+    let mut host_proc = start_host(&url, &state, &dir, "junk", &host, &rec);
     let mut gateway = start_gateway(
         &url,
         &state,
@@ -346,8 +363,8 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
         l.local_addr().unwrap().to_string()
     };
     let rec = dir.join("rec.jsonl");
-    let (directory, url) = start_directory(&listen, &state, &[&host]);
-    let (_host, _) = start_host(&host, &rec, &dir);
+    let (directory, url) = start_directory(&listen, &state);
+    let _host = start_host(&url, &state, &dir, "r", &host, &rec);
     let gateway = start_gateway(&url, &state, &dir, "r", &gw, &probe);
     wait_for("the gateway to register", Duration::from_secs(20), || {
         gateway.said("registered with the directory")
@@ -365,7 +382,7 @@ fn a_sigkilled_directory_and_gateway_restart_as_the_same_service() {
     };
     let given = held();
     drop(directory); // SIGKILL
-    let (directory, url_again) = start_directory(&listen, &state, &[&host]);
+    let (directory, url_again) = start_directory(&listen, &state);
     assert_eq!(url_again, url);
     // The running gateway's heartbeats reach the new process: it still
     // trusts the directory's certificate and holds its service key.
@@ -435,19 +452,21 @@ fn keys_down(rec: &Path) -> usize {
         .count()
 }
 
-/// A standalone host listening on `listen`, recording input to `rec`, with
-/// the link key of `dir` and the token key of the directory in `dir/state`.
-fn start_host(listen: &str, rec: &Path, dir: &Path) -> (Logged, std::process::ChildStdout) {
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    Logged::start(&[
-        "host",
-        "--listen",
-        listen,
-        "--record-input",
-        &s(rec),
-        "--link-key-file",
-        &s(&link_key(dir)),
-        "--token-key-file",
-        &s(&dir.join("state").join("token.pub")),
-    ])
+/// A log line without its colours (ANSI escape sequences).
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // `ESC [ ... m`: skip to the final letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -22,7 +22,7 @@ use crate::impair::{ImpairedRelay, Impairment};
 use crate::link::LinkKey;
 use crate::token::{SessionClaims, TokenError};
 use nephele_api::DirectoryClient;
-use nephele_api::directory::GatewayInfo;
+use nephele_api::directory::{GatewayInfo, HostInfo};
 
 /// A simulated point of presence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +153,6 @@ impl Embedded {
             opts.state_dir.clone(),
             identity.clone(),
         );
-        dcfg.hosts = hosts.iter().map(Host::local_addr).collect();
         dcfg.idle_policy = opts.idle_policy;
         let directory = Directory::start(dcfg).await?;
         for (user, password) in &opts.demo_users {
@@ -163,6 +162,21 @@ impl Embedded {
         }
         let client = DirectoryClient::new(&directory.url(), std::slice::from_ref(&ca))
             .map_err(|e| EmbeddedError::Other(e.to_string()))?;
+        let creds = Credentials {
+            service_key: directory.service_key().to_string(),
+            key_file: None,
+        };
+        // The hosts enrol in the site of the first PoP, as hosts beside it.
+        let site = opts.pops.first().map_or("local", |p| p.name.as_str());
+        for (h, name) in hosts.iter().zip(["host-a", "host-b"]) {
+            let info = HostInfo {
+                id: name.into(),
+                site: site.into(),
+                address: h.local_addr().to_string(),
+                capacity: crate::host::MAX_SESSIONS as u32,
+            };
+            h.enrol(client.clone(), creds.clone(), info);
+        }
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut pops = Vec::with_capacity(opts.pops.len());
         for pop in &opts.pops {
@@ -196,14 +210,7 @@ impl Embedded {
                 server_name: "127.0.0.1".into(),
                 load: 0.0,
             };
-            gateway.register(
-                client.clone(),
-                Credentials {
-                    service_key: directory.service_key().to_string(),
-                    key_file: None,
-                },
-                info.clone(),
-            );
+            gateway.register(client.clone(), creds.clone(), info.clone());
             pops.push(EmbeddedPop {
                 info,
                 gateway,
@@ -211,10 +218,10 @@ impl Embedded {
             });
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while directory.live_gateways() < pops.len() {
+        while directory.live_gateways() < pops.len() || directory.live_hosts() < hosts.len() {
             if Instant::now() > deadline {
                 return Err(EmbeddedError::Other(
-                    "gateways did not register with the directory within 10 s".into(),
+                    "gateways and hosts did not enrol with the directory within 10 s".into(),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -8,14 +8,16 @@
 //!
 //! The [`directory`] signs users in and creates sessions: it answers with a
 //! session token ([`token`]) and the live gateways, which the client probes
-//! to choose the nearest; gateways register and heartbeat through
-//! [`nephele_api::DirectoryClient`] and verify tokens offline. [`impair`] adds user-space delay
+//! to choose the nearest; gateways and hosts enrol ([`enrol`]: register
+//! and heartbeat through [`nephele_api::DirectoryClient`]), and gateways
+//! verify tokens offline. [`impair`] adds user-space delay
 //! in front of a gateway, so one machine can pose as many PoPs.
 
 pub mod chaos;
 pub mod demo;
 pub mod directory;
 pub mod embedded;
+pub mod enrol;
 pub mod gateway;
 pub mod host;
 pub mod impair;

@@ -94,6 +94,39 @@ struct HostArgs {
     direct: bool,
 }
 
+/// How a host enrols with the directory.
+#[derive(Debug, clap::Args)]
+struct EnrolArgs {
+    /// Enrol with this directory, which then places sessions here; its
+    /// token key is fetched from it unless --token-key-file is given.
+    #[arg(long, value_name = "URL", requires = "service_key_file")]
+    directory: Option<String>,
+    /// CA certificate (PEM) of the directory's HTTPS certificate.
+    #[arg(long = "directory-ca", value_name = "PEM")]
+    directory_ca: Option<PathBuf>,
+    /// File holding the directory's service key (`STATE_DIR/service.key`),
+    /// with which the host is first issued a key of its own.
+    #[arg(long, value_name = "PATH")]
+    service_key_file: Option<PathBuf>,
+    /// Where the host keeps the key the directory issued it (made when
+    /// missing, the owner's alone), so a restarted host is the same host.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Host id in the directory.
+    #[arg(long, default_value = "host-1")]
+    id: String,
+    /// The site the host is in: the PoP (a gateway's --pop) beside it.
+    /// Sessions go to the nearest site with room.
+    #[arg(long, default_value = "pop-1")]
+    site: String,
+    /// Most sessions the host serves at once.
+    #[arg(long, default_value_t = 16)]
+    capacity: u32,
+    /// UDP address gateways and backup hosts should send to (default: --listen).
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<SocketAddr>,
+}
+
 #[derive(Debug, clap::Args)]
 struct CertArgs {
     /// Certificate chain (PEM) to present.
@@ -172,9 +205,6 @@ struct DirectoryArgs {
     /// service key (`service.key`) are kept.
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
-    /// Desktop host UDP address sessions are assigned to (repeat for several).
-    #[arg(long = "host", value_name = "ADDR", default_values = ["127.0.0.1:7400"])]
-    hosts: Vec<SocketAddr>,
     /// Create or update a user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`).
     #[arg(long, value_name = "NAME:PASSWORD")]
     demo_user: Vec<String>,
@@ -199,8 +229,13 @@ struct DirectoryArgs {
 #[derive(Debug, Subcommand)]
 enum Role {
     /// Run a desktop host (the built-in demo desktop, or a running X
-    /// display with --desktop x11:DISPLAY).
-    Host(Box<HostArgs>),
+    /// display with --desktop x11:DISPLAY), enrolled with a directory.
+    Host {
+        #[command(flatten)]
+        host: Box<HostArgs>,
+        #[command(flatten)]
+        enrol: EnrolArgs,
+    },
     /// Run a gateway relaying QUIC clients to hosts.
     Gateway(Box<GatewayArgs>),
     /// Run the directory: sign-in, catalog, gateway registry, sessions.
@@ -302,25 +337,7 @@ fn run() -> Result<()> {
         .with(filter)
         .init();
     match Cli::parse().role {
-        Role::Host(h) => {
-            let path = h.link_key_file.as_deref().context(
-                "a host needs the deployment's link key: make one with `nephele-server new-link-key PATH` and pass it with --link-key-file PATH (to the gateways too)",
-            )?;
-            let mut cfg = host_config(&h);
-            cfg.link = LinkKey::read(path).context("reading the link key")?;
-            cfg.tokens = match (&h.token_key_file, h.direct) {
-                (Some(p), _) => Some(read_token_key(p)?),
-                (None, true) => None,
-                (None, false) => bail!(
-                    "a host needs the directory's token key to check who may open a session: pass --token-key-file STATE_DIR/{} (the directory writes it), or --direct for gateways without a directory",
-                    TOKEN_KEY_FILE
-                ),
-            };
-            let host = Host::start(cfg).context("starting the host")?;
-            let res = runtime(1)?.block_on(ctrl_c());
-            write_stats(h.stats_json.as_deref(), std::slice::from_ref(&host))?;
-            res
-        }
+        Role::Host { host, enrol } => host_role(&host, &enrol),
         Role::Gateway(g) => gateway(*g),
         Role::Directory(d) => directory(d),
         Role::Admin(a) => admin_cli::run(*a),
@@ -398,6 +415,77 @@ fn run() -> Result<()> {
             res
         }
     }
+}
+
+fn host_role(h: &HostArgs, e: &EnrolArgs) -> Result<()> {
+    let path = h.link_key_file.as_deref().context(
+        "a host needs the deployment's link key: make one with `nephele-server new-link-key PATH` and pass it with --link-key-file PATH (to the gateways too)",
+    )?;
+    let mut cfg = host_config(h);
+    cfg.link = LinkKey::read(path).context("reading the link key")?;
+    let enrolment = match &e.directory {
+        Some(url) => Some(enrolling(
+            url,
+            e.directory_ca.as_deref(),
+            e.service_key_file.as_deref(),
+        )?),
+        None => None,
+    };
+    cfg.tokens = match (&h.token_key_file, &enrolment, h.direct) {
+        (Some(p), _, _) => Some(read_token_key(p)?),
+        (None, Some(en), _) => Some(en.verifier.clone()),
+        (None, None, true) => None,
+        (None, None, false) => bail!(
+            "a host needs the directory to check who may open a session: pass --directory URL --service-key-file STATE_DIR/service.key to enrol with it (or --token-key-file STATE_DIR/{TOKEN_KEY_FILE} without enrolling), or --direct for gateways without a directory"
+        ),
+    };
+    let host = Host::start(cfg).context("starting the host")?;
+    if let Some(en) = enrolment {
+        let info = nephele_api::directory::HostInfo {
+            id: e.id.clone(),
+            site: e.site.clone(),
+            address: e.advertise.unwrap_or(host.local_addr()).to_string(),
+            capacity: e.capacity,
+        };
+        let creds = Credentials {
+            service_key: en.service_key,
+            key_file: e.key_file.clone(),
+        };
+        host.enrol(en.client, creds, info);
+    }
+    let res = runtime(1)?.block_on(ctrl_c());
+    write_stats(h.stats_json.as_deref(), std::slice::from_ref(&host))?;
+    res
+}
+
+/// What a gateway or host needs to join a directory.
+struct Enrolling {
+    client: DirectoryClient,
+    service_key: String,
+    verifier: Verifier,
+}
+
+/// The directory at `url` (trusting `ca`, else the system), the service
+/// key from `key_path`, and the directory's token key, fetched.
+fn enrolling(url: &str, ca: Option<&Path>, key_path: Option<&Path>) -> Result<Enrolling> {
+    let roots = match ca {
+        Some(p) => nephele_api::trust::read_cert_pem(p)
+            .with_context(|| format!("loading the directory CA {}", p.display()))?,
+        None => Vec::new(),
+    };
+    let client = DirectoryClient::new(url, &roots)?;
+    let key_path = key_path.context("--service-key-file")?;
+    let key = std::fs::read_to_string(key_path)
+        .with_context(|| format!("reading the service key {}", key_path.display()))?;
+    let pk = client
+        .public_key()
+        .context("fetching the directory's token key")?;
+    let verifier = Verifier::from_public_b64(&pk.public_key)?;
+    Ok(Enrolling {
+        client,
+        service_key: key.trim().to_string(),
+        verifier,
+    })
 }
 
 fn host_config(h: &HostArgs) -> HostConfig {
@@ -521,7 +609,6 @@ fn directory(d: DirectoryArgs) -> Result<()> {
     let rt = runtime(2)?;
     rt.block_on(async {
         let mut cfg = DirectoryConfig::new(d.listen, d.state_dir.clone(), identity);
-        cfg.hosts = d.hosts;
         cfg.idle_policy = d.idle_policy;
         cfg.session_pixel_rate = d.session_max_pixel_rate;
         let dir = Directory::start(cfg)
@@ -537,12 +624,9 @@ fn directory(d: DirectoryArgs) -> Result<()> {
         std::fs::write(&token_key, dir.public_key())
             .with_context(|| format!("writing {}", token_key.display()))?;
         eprintln!(
-            "hosts check session tokens with the key in {} (--token-key-file)",
+            "gateways and hosts enrol with the service key in {} (--service-key-file); hosts not enrolled check session tokens with the key in {} (--token-key-file)",
+            key_file.display(),
             token_key.display()
-        );
-        eprintln!(
-            "gateways register with the service key in {}",
-            key_file.display()
         );
         let admin_key = d.state_dir.join(nephele_service::directory::ADMIN_KEY_FILE);
         if admin_key.exists() {
@@ -580,25 +664,11 @@ fn write_secret(path: &Path, secret: &str) -> Result<()> {
 fn gateway(g: GatewayArgs) -> Result<()> {
     let identity = identity(&g.cert, &g.ca_out)?;
     let registration = match &g.directory {
-        Some(url) => {
-            let roots = match &g.directory_ca {
-                Some(p) => nephele_api::trust::read_cert_pem(p)
-                    .with_context(|| format!("loading the directory CA {}", p.display()))?,
-                None => Vec::new(),
-            };
-            let client = DirectoryClient::new(url, &roots)?;
-            let key_path = g
-                .service_key_file
-                .as_deref()
-                .context("--service-key-file")?;
-            let key = std::fs::read_to_string(key_path)
-                .with_context(|| format!("reading the service key {}", key_path.display()))?;
-            let pk = client
-                .public_key()
-                .context("fetching the directory's token key")?;
-            let verifier = Verifier::from_public_b64(&pk.public_key)?;
-            Some((client, key.trim().to_string(), verifier))
-        }
+        Some(url) => Some(enrolling(
+            url,
+            g.directory_ca.as_deref(),
+            g.service_key_file.as_deref(),
+        )?),
         None => None,
     };
     let rt = runtime(2)?;
@@ -607,7 +677,12 @@ fn gateway(g: GatewayArgs) -> Result<()> {
         let mut cfg = GatewayConfig::direct(g.listen, g.host, identity, link);
         cfg.probe_listen = Some(g.probe_listen);
         cfg.capacity = g.capacity;
-        let gw = if let Some((client, key, verifier)) = registration {
+        let gw = if let Some(Enrolling {
+            client,
+            service_key: key,
+            verifier,
+        }) = registration
+        {
             cfg.host = None;
             cfg.tokens = Some(verifier);
             let mut gw = Gateway::start(cfg).context("starting the gateway")?;

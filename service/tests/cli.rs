@@ -112,7 +112,10 @@ fn a_host_needs_the_directorys_token_key_or_to_be_told_it_is_direct() {
     let out = host(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("--token-key-file") && err.contains("--direct"),
+        !out.status.success()
+            && err.contains("--directory")
+            && err.contains("--token-key-file")
+            && err.contains("--direct"),
         "{err}"
     );
     let bad = key.with_file_name("token.pub");

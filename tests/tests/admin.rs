@@ -64,7 +64,7 @@ fn caps_ended_sessions_and_notices_reach_users() {
     assert_eq!(column(&sessions, "session"), [first.session_id.as_str()]);
     let hosts = admin(&svc, &dir, AdminRequest::HostList);
     let host_of = column(&sessions, "host")[0];
-    assert!(column(&hosts, "host").contains(&host_of), "{hosts:?}");
+    assert!(column(&hosts, "address").contains(&host_of), "{hosts:?}");
     let gateways = admin(&svc, &dir, AdminRequest::GatewayList);
     assert!(
         column(&gateways, "state")

@@ -143,7 +143,13 @@ impl Heard {
     }
 
     pub fn said(&self, what: &str) -> bool {
-        self.0.lock().unwrap().0.iter().any(|l| l.contains(what))
+        self.line(what).is_some()
+    }
+
+    /// The first line saying `what`.
+    pub fn line(&self, what: &str) -> Option<String> {
+        let heard = self.0.lock().unwrap();
+        heard.0.iter().find(|l| l.contains(what)).cloned()
     }
 
     /// Everything the process wrote, once it closed the stream (or what
@@ -186,18 +192,26 @@ impl Logged {
     pub fn said(&self, what: &str) -> bool {
         self.heard.said(what)
     }
+
+    /// The first line it logged saying `what`.
+    pub fn line(&self, what: &str) -> Option<String> {
+        self.heard.line(what)
+    }
 }
 
-/// Starts a directory listening on `listen`, its state in `state`,
-/// assigning sessions to `hosts`, with alice as its user; returns it and
-/// the URL it prints.
-pub fn start_directory(listen: &str, state: &Path, hosts: &[&str]) -> (Logged, String) {
+/// Starts a directory listening on `listen`, its state in `state`, with
+/// alice as its user; returns it and the URL it prints.
+pub fn start_directory(listen: &str, state: &Path) -> (Logged, String) {
     let state = state.to_str().unwrap();
-    let mut args = vec!["directory", "--listen", listen, "--state-dir", state];
-    for h in hosts {
-        args.extend(["--host", h]);
-    }
-    args.extend(["--demo-user", "alice:wonderland"]);
+    let args = [
+        "directory",
+        "--listen",
+        listen,
+        "--state-dir",
+        state,
+        "--demo-user",
+        "alice:wonderland",
+    ];
     let (d, stdout) = Logged::start(&args);
     let url = std::io::BufRead::lines(std::io::BufReader::new(stdout))
         .next()
@@ -220,6 +234,42 @@ pub fn link_key(dir: &Path) -> PathBuf {
         assert!(out.status.success(), "new-link-key: {out:?}");
     }
     key
+}
+
+/// A standalone host `host-NAME` listening on `listen`, recording input
+/// to `rec`, with the link key of `dir`, enrolled with the directory at
+/// `url` (its state in `state`), its key kept in `dir/host-NAME.key`.
+pub fn start_host(
+    url: &str,
+    state: &Path,
+    dir: &Path,
+    name: &str,
+    listen: &str,
+    rec: &Path,
+) -> Logged {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    Logged::start(&[
+        "host",
+        "--listen",
+        listen,
+        "--record-input",
+        &s(rec),
+        "--bitrate",
+        "4000000",
+        "--link-key-file",
+        &s(&link_key(dir)),
+        "--directory",
+        url,
+        "--directory-ca",
+        &s(&state.join("ca.pem")),
+        "--service-key-file",
+        &s(&state.join("service.key")),
+        "--id",
+        &format!("host-{name}"),
+        "--key-file",
+        &s(&dir.join(format!("host-{name}.key"))),
+    ])
+    .0
 }
 
 /// Starts gateway `gw-NAME` at PoP `pop-NAME`, registering with the

@@ -815,6 +815,23 @@ impl HostCore {
         self.standby.expire(now);
     }
 
+    /// Gives a running session a new backup host (its first, or one in
+    /// place of a backup that failed, as the directory decides): its state
+    /// goes there at once, then as with any backup. Unknown sessions are
+    /// left alone.
+    pub fn set_backup(&mut self, session: u64, backup: SocketAddr, now: Instant) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if s.backup == Some(backup) {
+            return;
+        }
+        tracing::info!(session, %backup, "a new backup for the session");
+        s.backup = Some(backup);
+        s.last_sync = now;
+        self.events.push_back(HostEvent::Replicate { session });
+    }
+
     /// Ends a session: held input released, media stopped, the gateway
     /// told why unless the client ended it or is gone.
     pub fn end(&mut self, id: u64, reason: GoodbyeReason) {

@@ -244,3 +244,46 @@ fn a_held_session_goes_to_a_later_grant_but_never_to_a_copy_of_the_same() {
     assert_eq!(sent(&mut core), [in_use(second), in_use(first)]);
     assert_eq!(core.sessions(), 1);
 }
+
+#[test]
+fn a_session_given_a_new_backup_replicates_to_it_at_once_and_then_on_time() {
+    let now = Instant::now();
+    let mut core = HostCore::new(HostCoreConfig::default(), now);
+    let gw: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let backup: SocketAddr = "127.0.0.1:4100".parse().unwrap();
+    open(&mut core, gw, 7, (640, 360, 30), now);
+    // Without a backup, nothing is replicated however long it runs.
+    core.handle_timeout(now + SYNC_INTERVAL * 2);
+    let replicated = |core: &mut HostCore| {
+        let mut n = 0;
+        while let Some(e) = core.poll_event() {
+            if matches!(e, HostEvent::Replicate { session: 7 }) {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(replicated(&mut core), 0);
+    core.set_backup(7, backup, now);
+    assert_eq!(replicated(&mut core), 1, "at once");
+    core.set_backup(7, backup, now);
+    assert_eq!(
+        replicated(&mut core),
+        0,
+        "the same backup again changes nothing"
+    );
+    core.handle_timeout(now + SYNC_INTERVAL * 3);
+    assert_eq!(replicated(&mut core), 1, "then on the sync interval");
+    core.replicate(7, b"state", now + SYNC_INTERVAL * 3);
+    let mut out = Vec::new();
+    let mut synced_to = Vec::new();
+    while let Some(dest) = core.poll_transmit(&mut out) {
+        if let Ok(Message::StateSync { state, .. }) = Envelope::decode(&out).map(|e| e.message) {
+            synced_to.push((dest, state.to_vec()));
+        }
+        out.clear();
+    }
+    assert_eq!(synced_to, [(backup, b"state".to_vec())]);
+    core.set_backup(99, backup, now);
+    assert_eq!(replicated(&mut core), 0, "an unknown session");
+}

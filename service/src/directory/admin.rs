@@ -369,27 +369,39 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
             if let Ok(mut live) = inner.live.lock() {
                 live.remove(&id);
             }
-            store.remove_gateway(&id)?;
+            store.remove_member(super::store::Roster::Gateways, &id)?;
             done(format!(
                 "gateway `{id}` and its key are forgotten; it must register with the service key again"
             ))
         }
         AdminRequest::HostList => {
             let open = store.all_open_sessions(now)?;
-            let rows = inner
-                .hosts
-                .iter()
+            let live = super::hosts::live(inner);
+            let rows = store
+                .hosts()?
+                .into_iter()
                 .map(|h| {
-                    let a = h.to_string();
-                    let primary = open.iter().filter(|s| s.host == a).count();
-                    let backup = open
-                        .iter()
-                        .filter(|s| s.backup.as_deref() == Some(&a))
-                        .count();
-                    vec![a, primary.to_string(), backup.to_string()]
+                    let a = &h.address;
+                    let primary = open.iter().filter(|s| &s.host == a).count();
+                    let backup = open.iter().filter(|s| s.backup.as_ref() == Some(a)).count();
+                    let state = match live.iter().find(|l| l.info.id == h.id) {
+                        Some(l) => format!("answering, {} of {} in use", l.sessions, h.capacity),
+                        None => "silent".into(),
+                    };
+                    vec![
+                        h.id,
+                        h.site,
+                        h.address,
+                        state,
+                        primary.to_string(),
+                        backup.to_string(),
+                    ]
                 })
                 .collect();
-            table(&["host", "sessions", "backing up"], rows)
+            table(
+                &["host", "site", "address", "state", "sessions", "backing up"],
+                rows,
+            )
         }
         AdminRequest::SessionList { tenant } => {
             let rows = store

@@ -9,8 +9,10 @@ mod background;
 mod durable;
 mod error;
 mod front;
+mod hosts;
 mod password;
 mod registry;
+mod sessions;
 mod signin;
 pub mod store;
 
@@ -19,7 +21,6 @@ use std::collections::HashMap;
 use nephele_protocol::activity::IdlePolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,16 +32,13 @@ use axum::{Json, Router};
 use tokio::net::TcpListener;
 
 use crate::tls::GatewayIdentity;
-use crate::token::{ResumeClaims, SessionClaims, Signer, TokenError, Verifier};
+use crate::token::{SessionClaims, Signer, TokenError, Verifier};
 pub use admin::ADMIN_KEY_FILE;
 pub use front::Limits;
 use front::Peer;
 use nephele_api::admin::{EntryKind, EntrySpec};
-use nephele_api::directory::{
-    ApiError, Catalog, CreateSession, GatewayInfo, Notice, OpenSession, PublicKey, ResumeSession,
-    SessionGrant, SignIn, SignedIn,
-};
-use store::{SessionRecord, Store, StoreError};
+use nephele_api::directory::{ApiError, GatewayInfo, PublicKey, SignIn, SignedIn};
+use store::{Store, StoreError};
 
 /// The tenant of user names given without `@tenant`.
 pub const DEFAULT_TENANT: &str = "default";
@@ -58,9 +56,7 @@ pub struct DirectoryConfig {
     pub state_dir: PathBuf,
     /// Certificate and key the directory presents.
     pub identity: GatewayIdentity,
-    /// Desktop hosts sessions are assigned to (round robin).
-    pub hosts: Vec<SocketAddr>,
-    /// Interval gateways are told to heartbeat at; three missed and they leave the lists.
+    /// Interval gateways and hosts are told to heartbeat at; three missed and they leave the lists.
     pub heartbeat: Duration,
     /// Lifetime of session tokens.
     pub session_ttl: Duration,
@@ -85,7 +81,6 @@ impl DirectoryConfig {
             listen,
             state_dir,
             identity,
-            hosts: Vec::new(),
             heartbeat: Duration::from_secs(1),
             session_ttl: Duration::from_secs(600),
             user_ttl: Duration::from_secs(3600),
@@ -133,8 +128,8 @@ struct Inner {
     signer: Signer,
     verifier: Verifier,
     service_key: String,
-    hosts: Vec<SocketAddr>,
-    next_host: AtomicUsize,
+    // Soft state: which enrolled hosts are alive, and their sessions.
+    hosts: Mutex<HashMap<String, hosts::LiveHost>>,
     heartbeat: Duration,
     session_ttl: Duration,
     user_ttl: Duration,
@@ -197,8 +192,7 @@ impl Directory {
             verifier: signer.verifier(),
             signer,
             service_key,
-            hosts: cfg.hosts,
-            next_host: AtomicUsize::new(0),
+            hosts: Mutex::new(HashMap::new()),
             heartbeat: cfg.heartbeat,
             session_ttl: cfg.session_ttl,
             session_pixel_rate: cfg.session_pixel_rate,
@@ -280,6 +274,11 @@ impl Directory {
     /// Gateways listed to clients right now.
     pub fn live_gateways(&self) -> usize {
         self.inner.live_gateways().len()
+    }
+
+    /// Desktop hosts enrolled and heard from lately.
+    pub fn live_hosts(&self) -> usize {
+        hosts::live(&self.inner).len()
     }
 
     /// Verifier for the tokens this directory signs.
@@ -434,10 +433,13 @@ fn router(inner: Arc<Inner>) -> Router {
             "/v1/signin",
             post(sign_in).layer(DefaultBodyLimit::max(signin::MAX_BODY)),
         )
-        .route("/v1/catalog", get(catalog))
-        .route("/v1/sessions", post(create_session))
-        .route("/v1/sessions/resume", post(resume_session))
-        .route("/v1/sessions/end", post(end_session))
+        .route("/v1/catalog", get(sessions::catalog))
+        .route("/v1/sessions", post(sessions::create_session))
+        .route("/v1/sessions/resume", post(sessions::resume_session))
+        .route("/v1/sessions/end", post(sessions::end_session))
+        .route("/v1/hosts", post(hosts::register))
+        .route("/v1/hosts/{id}/heartbeat", post(hosts::heartbeat))
+        .route("/v1/hosts/{id}", delete(hosts::deregister))
         .route(
             "/v1/admin",
             post(admin::admin).layer(DefaultBodyLimit::max(ADMIN_BODY)),
@@ -526,7 +528,7 @@ async fn check_sign_in(
     };
     if rec.disabled {
         tracing::info!(%user, %tenant, %peer, "sign-in to a disabled account refused");
-        return Err(disabled().into_response());
+        return Err(sessions::disabled().into_response());
     }
     let fail =
         |e: TokenError| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
@@ -618,279 +620,6 @@ fn refusal(r: signin::Refusal) -> Later {
     }
 }
 
-fn disabled() -> Fail {
-    Fail(
-        StatusCode::FORBIDDEN,
-        "this account is disabled; ask your administrator".into(),
-    )
-}
-
-fn user_record(inner: &Inner, claims: &crate::token::UserClaims) -> ApiResult<store::UserRecord> {
-    // The account may have been removed or disabled since the token was
-    // issued.
-    let (t, u) = (claims.tenant.as_str(), claims.sub.as_str());
-    let rec = inner.store.user(t, u)?.ok_or_else(|| {
-        Fail(
-            StatusCode::UNAUTHORIZED,
-            "this account no longer exists".into(),
-        )
-    })?;
-    if rec.disabled {
-        return Err(disabled());
-    }
-    Ok(rec)
-}
-
-async fn catalog(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> ApiResult<Json<Catalog>> {
-    let claims = user_of(&inner, &headers)?;
-    let rec = user_record(&inner, &claims)?;
-    let mut desktops = inner.store.catalog(&claims.tenant, &rec.desktops)?;
-    let open = inner
-        .store
-        .open_sessions(&claims.tenant, &claims.sub, crate::token::unix_now())?;
-    for d in &mut desktops {
-        d.open = open
-            .iter()
-            .find(|s| s.desktop == d.id)
-            .map(|s| OpenSession {
-                since_unix: s.created,
-                until_unix: s.expires,
-            });
-    }
-    let notices = inner
-        .store
-        .notices_for(&claims.tenant, &claims.sub, crate::token::unix_now())?
-        .into_iter()
-        .map(|n| Notice {
-            id: n.id,
-            message: n.message,
-            since_unix: n.since,
-        })
-        .collect();
-    Ok(Json(Catalog { desktops, notices }))
-}
-
-async fn create_session(
-    State(inner): State<Arc<Inner>>,
-    headers: HeaderMap,
-    Json(req): Json<CreateSession>,
-) -> ApiResult<Json<SessionGrant>> {
-    let claims = user_of(&inner, &headers)?;
-    let rec = user_record(&inner, &claims)?;
-    if !rec.desktops.contains(&req.desktop) {
-        return Err(Fail(
-            StatusCode::FORBIDDEN,
-            format!("you may not open `{}`", req.desktop),
-        ));
-    }
-    let gateways = inner.live_gateways();
-    if gateways.is_empty() {
-        return Err(Fail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no gateway is available right now; try again shortly".into(),
-        ));
-    }
-    if inner.hosts.is_empty() {
-        return Err(Fail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no desktop host is available right now".into(),
-        ));
-    }
-    // Back to the session the user left open on this desktop, when asked:
-    // the same session on its host (which keeps a session whose client
-    // went away for a while), and the resume token held before is spent.
-    if req.reconnect {
-        let now = crate::token::unix_now();
-        let open = inner
-            .store
-            .open_sessions(&claims.tenant, &claims.sub, now)?;
-        if let Some(s) = open.into_iter().find(|s| s.desktop == req.desktop)
-            && let Some(s) = inner.store.use_resume(&s.id, s.resume_generation)?
-        {
-            tracing::info!(session = %s.id, user = %claims.sub, host = %s.host, "session reconnected from the catalog");
-            return Ok(Json(issue(&inner, &s, gateways)?));
-        }
-    }
-    at_cap(&inner, &claims.tenant, &req.desktop)?;
-    // Round robin; the next host in the list is the backup, allocated at
-    // session start so the primary can replicate the session's state to it.
-    let turn = inner.next_host.fetch_add(1, Ordering::Relaxed);
-    let host = inner.hosts[turn % inner.hosts.len()];
-    let backup = (inner.hosts.len() > 1).then(|| inner.hosts[(turn + 1) % inner.hosts.len()]);
-    let now = crate::token::unix_now();
-    let id = session_id();
-    let session = SessionRecord {
-        id: id.clone(),
-        tenant: claims.tenant.clone(),
-        user: claims.sub.clone(),
-        desktop: req.desktop.clone(),
-        host: host.to_string(),
-        backup: backup.map(|b| b.to_string()),
-        created: now,
-        created_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        // The session outlives its first token: its resume token may
-        // fetch fresh ones until then.
-        expires: now + inner.resume_ttl.as_secs(),
-        resume_generation: 0,
-    };
-    inner.store.put_session(&session)?;
-    tracing::info!(session = %id, user = %claims.sub, %host, gateways = gateways.len(), "session created");
-    Ok(Json(issue(&inner, &session, gateways)?))
-}
-
-/// Refuses a new session of an entry whose administrators capped how many
-/// run at once, when that many are open.
-fn at_cap(inner: &Inner, tenant: &str, entry: &str) -> ApiResult<()> {
-    let Some(spec) = inner.store.entry(tenant, entry)? else {
-        return Ok(());
-    };
-    let Some(cap) = spec.max_sessions else {
-        return Ok(());
-    };
-    let open = inner
-        .store
-        .all_open_sessions(crate::token::unix_now())?
-        .iter()
-        .filter(|s| s.tenant == tenant && s.desktop == entry)
-        .count();
-    if open >= cap as usize {
-        tracing::info!(%tenant, %entry, cap, "session refused: the entry is at its cap");
-        return Err(Fail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "all {cap} sessions of “{}” are in use; try again later",
-                spec.name
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// A session token (and a resume token) for a recorded session.
-fn issue(inner: &Inner, s: &SessionRecord, gateways: Vec<GatewayInfo>) -> ApiResult<SessionGrant> {
-    let now = crate::token::unix_now();
-    let fail = |e: TokenError| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let token = inner
-        .signer
-        .sign(&SessionClaims {
-            sid: s.id.clone(),
-            sub: s.user.clone(),
-            tenant: s.tenant.clone(),
-            desktop: s.desktop.clone(),
-            host: s.host.clone(),
-            backup: s.backup.clone(),
-            idle: Some(inner.idle_policy.to_wire()),
-            pixels: inner.session_pixel_rate,
-            grant: s.resume_generation,
-            aud: crate::token::AUD_GATEWAY.into(),
-            iss: crate::token::ISSUER.into(),
-            iat: now,
-            exp: (now + inner.session_ttl.as_secs()).min(s.expires),
-        })
-        .map_err(fail)?;
-    let resume_token = inner
-        .signer
-        .sign(&ResumeClaims {
-            sid: s.id.clone(),
-            sub: s.user.clone(),
-            tenant: s.tenant.clone(),
-            aud: crate::token::AUD_RESUME.into(),
-            iss: crate::token::ISSUER.into(),
-            iat: now,
-            exp: s.expires,
-            generation: s.resume_generation,
-        })
-        .map_err(fail)?;
-    Ok(SessionGrant {
-        session_id: s.id.clone(),
-        token,
-        expires_in_s: inner.session_ttl.as_secs(),
-        desktop: s.desktop.clone(),
-        gateways,
-        idle_policy: Some(inner.idle_policy.into()),
-        resume_token: Some(resume_token),
-    })
-}
-
-/// Fresh tokens for a session the client holds a resume token of: after a
-/// disconnect longer than its session token lived, the same desktop again
-/// without signing in. The session ends only when its resume token expires.
-async fn resume_session(
-    State(inner): State<Arc<Inner>>,
-    Json(req): Json<ResumeSession>,
-) -> ApiResult<Json<SessionGrant>> {
-    let claims = inner.verifier.resume(&req.resume_token).map_err(|e| {
-        Fail(
-            StatusCode::UNAUTHORIZED,
-            format!("the session cannot be resumed: {e}"),
-        )
-    })?;
-    let Some(rec) = inner.store.session(&claims.sid)? else {
-        return Err(Fail(
-            StatusCode::NOT_FOUND,
-            "the session has ended; open a new one".into(),
-        ));
-    };
-    if rec.user != claims.sub || rec.tenant != claims.tenant {
-        tracing::warn!(session = %rec.id, "a resume token for another user's session");
-        return Err(Fail(
-            StatusCode::UNAUTHORIZED,
-            "the session cannot be resumed: it is not this user's".into(),
-        ));
-    }
-    let gateways = inner.live_gateways();
-    if gateways.is_empty() {
-        return Err(Fail(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no gateway is available right now; try again shortly".into(),
-        ));
-    }
-    // Each resume token is good once: its use records the next one's
-    // generation, so a copied token is worth nothing once either copy is
-    // used.
-    let Some(rec) = inner.store.use_resume(&rec.id, claims.generation)? else {
-        tracing::warn!(session = %claims.sid, user = %claims.sub, "a resume token used twice");
-        return Err(Fail(
-            StatusCode::UNAUTHORIZED,
-            "the session cannot be resumed with a token already used; sign in again".into(),
-        ));
-    };
-    tracing::info!(session = %rec.id, user = %rec.user, "session resumed");
-    Ok(Json(issue(&inner, &rec, gateways)?))
-}
-
-/// Log-off: the holder of a session's current resume token ends the
-/// session at the directory, so no token of it opens the desktop again.
-async fn end_session(
-    State(inner): State<Arc<Inner>>,
-    Json(req): Json<ResumeSession>,
-) -> ApiResult<StatusCode> {
-    let claims = inner.verifier.resume(&req.resume_token).map_err(|e| {
-        Fail(
-            StatusCode::UNAUTHORIZED,
-            format!("the session cannot be ended: {e}"),
-        )
-    })?;
-    match inner.store.session(&claims.sid)? {
-        Some(rec)
-            if rec.user == claims.sub
-                && rec.tenant == claims.tenant
-                && rec.resume_generation == claims.generation =>
-        {
-            inner.store.remove_session(&rec.id)?;
-            tracing::info!(session = %rec.id, user = %rec.user, "session ended by its user");
-            Ok(StatusCode::NO_CONTENT)
-        }
-        Some(_) => Err(Fail(
-            StatusCode::UNAUTHORIZED,
-            "the session cannot be ended with a token already used".into(),
-        )),
-        None => Ok(StatusCode::NO_CONTENT),
-    }
-}
-
 /// The store's token signing key, made on first use.
 fn signer_of(store: &Store) -> Result<Signer, DirectoryError> {
     let pkcs8 = store.signing_key(|| {
@@ -899,11 +628,4 @@ fn signer_of(store: &Store) -> Result<Signer, DirectoryError> {
             .map_err(|e| StoreError::Invalid(e.to_string()))
     })?;
     Ok(Signer::from_pkcs8(&pkcs8)?)
-}
-
-/// A random session id (128 bits, hex).
-fn session_id() -> String {
-    let mut b = [0u8; 16];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -18,7 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use nephele_api::directory::{GatewayInfo, Heartbeat, Registered};
 use ring::rand::SecureRandom as _;
 
-use super::{ApiResult, Fail, Inner, Live, bearer, store};
+use super::store::{self, Roster};
+use super::{ApiResult, Fail, Inner, Live, bearer};
 
 /// Equal bytes, compared in time that does not depend on where they differ.
 pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
@@ -42,16 +43,21 @@ pub(super) fn new_key() -> Result<String, Fail> {
 }
 
 /// Who presented the request's key.
-enum Caller {
+pub(super) enum Caller {
     /// The gateway the id was issued to.
     Owner,
     /// Someone holding the deployment's service key.
     Service,
 }
 
-fn caller(inner: &Inner, headers: &HeaderMap, id: &str) -> ApiResult<Caller> {
+pub(super) fn caller(
+    inner: &Inner,
+    headers: &HeaderMap,
+    roster: Roster,
+    id: &str,
+) -> ApiResult<Caller> {
     let given = bearer(headers);
-    if let Some(h) = inner.store.gateway_key_hash(id)?
+    if let Some(h) = inner.store.key_hash(roster, id)?
         && same(&hash(given), &h)
     {
         return Ok(Caller::Owner);
@@ -61,7 +67,10 @@ fn caller(inner: &Inner, headers: &HeaderMap, id: &str) -> ApiResult<Caller> {
     }
     Err(Fail(
         StatusCode::UNAUTHORIZED,
-        format!("wrong key for gateway `{id}`: register with the service key to be issued one"),
+        format!(
+            "wrong key for {} `{id}`: register with the service key to be issued one",
+            roster.what()
+        ),
     ))
 }
 
@@ -81,7 +90,7 @@ pub(super) async fn register(
 ) -> ApiResult<Json<Registered>> {
     store::check_name("gateway id", &info.id)
         .map_err(|e| Fail(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let issued = match caller(&inner, &headers, &info.id)? {
+    let issued = match caller(&inner, &headers, Roster::Gateways, &info.id)? {
         Caller::Owner => None,
         Caller::Service if is_live(&inner, &info.id) => {
             tracing::warn!(id = %info.id, address = %info.address, "registration refused: the id belongs to a live gateway");
@@ -93,11 +102,7 @@ pub(super) async fn register(
                 ),
             ));
         }
-        Caller::Service => {
-            let key = new_key()?;
-            inner.store.put_gateway_key_hash(&info.id, &hash(&key))?;
-            Some(key)
-        }
+        Caller::Service => Some(issue_key(&inner, Roster::Gateways, &info.id)?),
     };
     inner.store.put_gateway(&info)?;
     tracing::info!(id = %info.id, pop = %info.pop, address = %info.address, new_key = issued.is_some(), "gateway registered");
@@ -118,18 +123,29 @@ pub(super) async fn register(
     }))
 }
 
-/// The request's key must be the one issued to gateway `id`.
-fn owner(inner: &Inner, headers: &HeaderMap, id: &str) -> ApiResult<()> {
-    match caller(inner, headers, id)? {
+/// A new key for member `id`, its hash recorded.
+pub(super) fn issue_key(inner: &Inner, roster: Roster, id: &str) -> ApiResult<String> {
+    let key = new_key()?;
+    inner.store.put_key_hash(roster, id, &hash(&key))?;
+    Ok(key)
+}
+
+/// The request's key must be the one issued to member `id`.
+pub(super) fn owner(inner: &Inner, headers: &HeaderMap, roster: Roster, id: &str) -> ApiResult<()> {
+    match caller(inner, headers, roster, id)? {
         Caller::Owner => Ok(()),
-        Caller::Service => Err(not_owner(id)),
+        Caller::Service => Err(not_owner(roster, id)),
     }
 }
 
-fn not_owner(id: &str) -> Fail {
+/// The answer to a key that is not the member's own.
+pub(super) fn not_owner(roster: Roster, id: &str) -> Fail {
     Fail(
         StatusCode::UNAUTHORIZED,
-        format!("only gateway `{id}` itself, with the key it was issued, may do this"),
+        format!(
+            "only {} `{id}` itself, with the key it was issued, may do this",
+            roster.what()
+        ),
     )
 }
 
@@ -141,14 +157,14 @@ pub(super) async fn heartbeat(
 ) -> ApiResult<StatusCode> {
     // One read of the key: unknown ids are told to register, others must
     // present their own key.
-    let Some(issued) = inner.store.gateway_key_hash(&id)? else {
+    let Some(issued) = inner.store.key_hash(Roster::Gateways, &id)? else {
         return Err(Fail(
             StatusCode::NOT_FOUND,
             "unknown gateway; register again".into(),
         ));
     };
     if !same(&hash(bearer(&headers)), &issued) {
-        return Err(not_owner(&id));
+        return Err(not_owner(Roster::Gateways, &id));
     }
     let load = if hb.load.is_finite() {
         hb.load.clamp(0.0, 1.0)
@@ -191,11 +207,11 @@ pub(super) async fn deregister(
     headers: HeaderMap,
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<StatusCode> {
-    owner(&inner, &headers, &id)?;
+    owner(&inner, &headers, Roster::Gateways, &id)?;
     if let Ok(mut live) = inner.live.lock() {
         live.remove(&id);
     }
-    inner.store.remove_gateway(&id)?;
+    inner.store.remove_member(Roster::Gateways, &id)?;
     tracing::info!(%id, "gateway left");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -38,11 +38,11 @@ use nephele_protocol::activity::IdlePolicy;
 use nephele_protocol::wire::GoodbyeReason;
 use tokio::net::UdpSocket;
 
+pub use crate::enrol::Credentials;
+use crate::enrol::Enrolment;
 use crate::tls::{GatewayIdentity, quic_server_config};
 use crate::token::Verifier;
 pub use door::{HANDSHAKE_DEADLINE, MAX_HANDSHAKING};
-pub use registration::Credentials;
-use registration::Registration;
 use routing::Route;
 
 /// Gateway settings.
@@ -157,7 +157,7 @@ pub struct Gateway {
     probe_addr: Option<SocketAddr>,
     capacity: u32,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    registration: std::sync::Mutex<Option<Registration>>,
+    registration: std::sync::Mutex<Option<Enrolment>>,
 }
 
 impl Gateway {
@@ -238,7 +238,12 @@ impl Gateway {
     /// `region` and the advertised addresses come from the caller, since
     /// a relay or NAT may stand in front of the gateway.
     pub fn register(&mut self, directory: DirectoryClient, creds: Credentials, info: GatewayInfo) {
-        let r = Registration::start(directory, creds, info, self.stats.clone(), self.capacity);
+        let listed = registration::Listed {
+            info,
+            stats: self.stats.clone(),
+            capacity: self.capacity,
+        };
+        let r = Enrolment::start(directory, creds, listed, "nephele-gw-heartbeat");
         if let Ok(mut slot) = self.registration.lock() {
             *slot = Some(r);
         }

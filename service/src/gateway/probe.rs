@@ -1,7 +1,8 @@
 //! The latency probe responder: stateless, never a reply larger than its
-//! request, and only in small measure to probes without a valid session
-//! token (signature checks and refusals are what an attacker can make a
-//! gateway spend: both are bounded).
+//! request, and only in small measure to probes without a valid token (a
+//! session token, or the user token a client measures with before it opens
+//! a session; signature checks and refusals are what an attacker can make
+//! a gateway spend: both are bounded).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,15 +50,15 @@ pub(super) async fn answer_probes(
                 match verified.get(&key) {
                     Some(&exp) if exp > unix => ProbeStatus::Ok,
                     _ if !verify_budget.allow(now) => continue,
-                    _ => match v.session(req.token) {
-                        Ok(c) => {
+                    _ => match probe_token_expiry(v, req.token) {
+                        Ok(exp) => {
                             if verified.len() >= TOKEN_CACHE {
                                 verified.retain(|_, exp| *exp > unix);
                                 if verified.len() >= TOKEN_CACHE {
                                     verified.clear();
                                 }
                             }
-                            verified.insert(key, c.exp);
+                            verified.insert(key, exp);
                             ProbeStatus::Ok
                         }
                         Err(_) => ProbeStatus::Unauthorized,
@@ -74,5 +75,17 @@ pub(super) async fn answer_probes(
         if sock.send_to(&reply, from).await.is_ok() && status == ProbeStatus::Ok {
             stats.probes_answered.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// The expiry of a token that may probe: a session token, or a signed-in
+/// user's token (a client measures the PoPs before it opens a session).
+fn probe_token_expiry(v: &Verifier, token: &[u8]) -> Result<u64, crate::token::TokenError> {
+    match v.session(token) {
+        Ok(c) => Ok(c.exp),
+        Err(e) => match std::str::from_utf8(token) {
+            Ok(t) => v.user(t).map(|c| c.exp),
+            Err(_) => Err(e),
+        },
     }
 }

@@ -16,13 +16,19 @@ use crate::token::{Verifier, session_number};
 pub struct TokenAdmission {
     tokens: Verifier,
     me: SocketAddr,
+    sids: Sids,
 }
+
+/// The directory's session id of each session number this host admitted
+/// (what it reports serving to the directory).
+pub type Sids = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u64, String>>>;
 
 impl TokenAdmission {
     /// Admits sessions whose tokens `tokens` verifies and that name `me`
-    /// (the host's own address; an unspecified address matches by port).
-    pub fn new(tokens: Verifier, me: SocketAddr) -> Self {
-        Self { tokens, me }
+    /// (the host's own address; an unspecified address matches by port),
+    /// noting their directory ids in `sids`.
+    pub fn new(tokens: Verifier, me: SocketAddr, sids: Sids) -> Self {
+        Self { tokens, me, sids }
     }
 
     fn is_me(&self, addr: &str) -> bool {
@@ -64,6 +70,13 @@ impl Admission for TokenAdmission {
             None
         };
         let policy = claims.idle.map(IdlePolicy::from_wire).transpose()?;
+        if let Ok(mut sids) = self.sids.lock() {
+            // Bounded: sessions no longer served are dropped at each
+            // heartbeat; a flood of admissions cannot outgrow this.
+            if sids.len() < 4 * nephele_protocol::host::MAX_SESSIONS {
+                sids.insert(session, claims.sid.clone());
+            }
+        }
         Ok(Grant {
             backup,
             policy,

@@ -22,6 +22,7 @@ mod admission;
 mod control;
 mod desktop;
 mod encode;
+mod enrolment;
 mod media;
 mod recording;
 mod replication;
@@ -44,7 +45,7 @@ use crate::demo::DesktopState;
 use crate::screen::{DesktopSource, ScreenError};
 use sound::mic_recorder;
 
-pub use admission::TokenAdmission;
+pub use admission::{Sids, TokenAdmission};
 pub use nephele_protocol::host::{DETACHED_AFTER, MAX_SESSIONS, SESSION_RETAIN};
 pub use sound::parse_tone;
 
@@ -253,6 +254,9 @@ impl HostStats {
 /// The live sessions' desktop states, for [`Host::typed`].
 pub(crate) type Desktops = Arc<Mutex<HashMap<u64, Arc<Mutex<DesktopState>>>>>;
 
+/// New backups for sessions, from the directory to the receive thread.
+pub(crate) type Backups = Arc<Mutex<Vec<(u64, SocketAddr)>>>;
+
 /// A running host; stops when dropped.
 #[derive(Debug)]
 pub struct Host {
@@ -261,6 +265,9 @@ pub struct Host {
     crash: Arc<AtomicBool>,
     stats: Arc<HostStats>,
     desktops: Desktops,
+    sids: Sids,
+    backups: Backups,
+    enrolment: Mutex<Option<crate::enrol::Enrolment>>,
     rx: Option<JoinHandle<()>>,
 }
 
@@ -313,8 +320,10 @@ impl Host {
             },
             now,
         );
+        let sids = Sids::default();
+        let backups = Backups::default();
         if let Some(tokens) = cfg.tokens.clone() {
-            core.set_admission(Box::new(TokenAdmission::new(tokens, addr)));
+            core.set_admission(Box::new(TokenAdmission::new(tokens, addr, sids.clone())));
         }
         let rx = rx::Rx {
             socket: Arc::new(LinkSocket::new(socket, &cfg.link)),
@@ -338,6 +347,7 @@ impl Host {
             next_index: 0,
             out: Vec::with_capacity(nephele_protocol::MAX_DATAGRAM),
             state_buf: Vec::with_capacity(nephele_protocol::wire::MAX_STATE),
+            backups: backups.clone(),
         };
         let rx = std::thread::Builder::new()
             .name("nephele-host-rx".into())
@@ -354,8 +364,32 @@ impl Host {
             crash,
             stats,
             desktops,
+            sids,
+            backups,
+            enrolment: Mutex::new(None),
             rx: Some(rx),
         })
+    }
+
+    /// Enrols with a directory as `info` and heartbeats the sessions it
+    /// serves until it stops, on a thread of its own (the directory client
+    /// blocks); backups the directory gives sessions are applied.
+    pub fn enrol(
+        &self,
+        directory: nephele_api::DirectoryClient,
+        creds: crate::enrol::Credentials,
+        info: nephele_api::directory::HostInfo,
+    ) {
+        let member = enrolment::Enrolled {
+            info,
+            desktops: self.desktops.clone(),
+            sids: self.sids.clone(),
+            backups: self.backups.clone(),
+        };
+        let e = crate::enrol::Enrolment::start(directory, creds, member, "nephele-host-heartbeat");
+        if let Ok(mut slot) = self.enrolment.lock() {
+            *slot = Some(e);
+        }
     }
 
     /// The UDP address gateways send to.
@@ -392,6 +426,9 @@ impl Host {
     /// milliseconds) and the socket closes, with no goodbye to anyone. For
     /// chaos tests and demos.
     pub fn crash(&self) {
+        if let Some(e) = self.enrolment.lock().ok().and_then(|mut e| e.take()) {
+            e.stop(false);
+        }
         self.crash.store(true, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
     }
@@ -402,6 +439,9 @@ impl Host {
     }
 
     fn stop_and_join(&mut self) {
+        if let Some(e) = self.enrolment.lock().ok().and_then(|mut e| e.take()) {
+            e.stop(true);
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.rx.take() {
             let _ = h.join();

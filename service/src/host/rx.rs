@@ -58,6 +58,8 @@ pub(super) struct Rx {
     pub out: Vec<u8>,
     /// The state snapshot replicated to backups, reused.
     pub state_buf: Vec<u8>,
+    /// New backups the directory gave sessions, to hand to the core.
+    pub backups: super::Backups,
 }
 
 impl Rx {
@@ -156,6 +158,19 @@ impl Rx {
             .collect();
         for id in announced {
             self.core.resumed(id, now);
+        }
+        // Taken without waiting: the enrolment thread holds it only to push.
+        let given: Vec<(u64, std::net::SocketAddr)> = self
+            .backups
+            .try_lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default();
+        if !given.is_empty() {
+            for (session, backup) in given {
+                self.core.set_backup(session, backup, now);
+            }
+            self.events(now);
+            self.flush();
         }
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now);

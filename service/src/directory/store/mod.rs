@@ -13,10 +13,13 @@
 //! | `sessions` | session id | [`SessionRecord`] |
 //! | `gateways` | gateway id | [`GatewayInfo`] as last registered |
 //! | `gateway_keys` | gateway id | SHA-256 of the key issued to that gateway |
+//! | `hosts` | host id | [`HostInfo`] as last enrolled |
+//! | `host_keys` | host id | SHA-256 of the key issued to that host |
 //! | `meta` | name | the token signing key, the gateways' service key, the administrator's key's hash |
 //!
-//! Gateway liveness (last heartbeat, load) is soft state kept in memory by the
-//! registry: a restarted directory lists a gateway again at its next heartbeat.
+//! Gateway and host liveness (last heartbeat, load, sessions) is soft state
+//! kept in memory by the registry: a restarted directory lists a gateway or
+//! host again at its next heartbeat.
 
 use std::path::Path;
 
@@ -27,7 +30,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use nephele_api::admin::EntrySpec;
-use nephele_api::directory::{CatalogEntry, GatewayInfo};
+use nephele_api::directory::{CatalogEntry, GatewayInfo, HostInfo};
 
 use super::durable::{Durable, Open};
 pub use super::error::StoreError;
@@ -44,6 +47,38 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const TENANTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tenants");
 const NOTICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("notices");
 const AUDIT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("audit");
+const HOSTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("hosts");
+const HOST_KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("host_keys");
+
+/// A table of JSON (or raw) values under string keys.
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+
+/// The directory's two lists of members, each with the keys it issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roster {
+    /// Gateways.
+    Gateways,
+    /// Desktop hosts.
+    Hosts,
+}
+
+impl Roster {
+    /// Its members' table and their keys' table.
+    fn tables(self) -> (Table, Table) {
+        match self {
+            Self::Gateways => (GATEWAYS, GATEWAY_KEYS),
+            Self::Hosts => (HOSTS, HOST_KEYS),
+        }
+    }
+
+    /// A member's name, for messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            Self::Gateways => "gateway id",
+            Self::Hosts => "host id",
+        }
+    }
+}
 
 /// The database file inside `--state-dir`.
 pub const DB_FILE: &str = "directory.redb";
@@ -157,6 +192,8 @@ impl Store {
                 TENANTS,
                 NOTICES,
                 AUDIT,
+                HOSTS,
+                HOST_KEYS,
             ] {
                 tx.open_table(t)?;
             }
@@ -485,27 +522,40 @@ impl Store {
         self.put(GATEWAYS, &g.id, g)
     }
 
-    /// The hash of the key issued to gateway `id`, if one was.
-    pub fn gateway_key_hash(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_raw(GATEWAY_KEYS, id)
+    /// The hash of the key issued to member `id` of `roster`, if one was.
+    pub fn key_hash(&self, roster: Roster, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(roster.tables().1, id)
     }
 
-    /// Records the hash of the key issued to gateway `id` (replacing any
-    /// earlier one).
-    pub fn put_gateway_key_hash(&self, id: &str, hash: &[u8]) -> Result<(), StoreError> {
-        check_name("gateway id", id)?;
-        self.put_raw(GATEWAY_KEYS, id, hash)
+    /// Records the hash of the key issued to member `id` of `roster`
+    /// (replacing any earlier one).
+    pub fn put_key_hash(&self, roster: Roster, id: &str, hash: &[u8]) -> Result<(), StoreError> {
+        check_name(roster.what(), id)?;
+        self.put_raw(roster.tables().1, id, hash)
     }
 
-    /// Forgets a gateway, and the key it was issued.
-    pub fn remove_gateway(&self, id: &str) -> Result<(), StoreError> {
+    /// Forgets a gateway or host, and the key it was issued.
+    pub fn remove_member(&self, roster: Roster, id: &str) -> Result<(), StoreError> {
+        let (info, keys) = roster.tables();
         self.db.run(true, |db| {
             let tx = db.begin_write()?;
-            tx.open_table(GATEWAYS)?.remove(id)?;
-            tx.open_table(GATEWAY_KEYS)?.remove(id)?;
+            tx.open_table(info)?.remove(id)?;
+            tx.open_table(keys)?.remove(id)?;
             tx.commit()?;
             Ok(())
         })
+    }
+
+    /// Records a host's enrolment.
+    pub fn put_host(&self, h: &HostInfo) -> Result<(), StoreError> {
+        check_name("host id", &h.id)?;
+        check_name("site", &h.site)?;
+        self.put(HOSTS, &h.id, h)
+    }
+
+    /// Every enrolled host.
+    pub fn hosts(&self) -> Result<Vec<HostInfo>, StoreError> {
+        self.all(HOSTS, "")
     }
 
     /// Every registered gateway.
