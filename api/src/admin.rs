@@ -154,6 +154,11 @@ pub enum AdminRequest {
     },
     /// Lists the desktop hosts sessions go to.
     HostList,
+    /// Forgets a host and the key it was issued (one taken out of service).
+    HostRemove {
+        /// Host id.
+        id: String,
+    },
     /// Lists open sessions.
     SessionList {
         /// Only this tenant's.

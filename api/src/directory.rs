@@ -234,6 +234,9 @@ pub struct HostHeartbeatAnswer {
     /// New backups for sessions the host took over: replicate to them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<BackupAssignment>,
+    /// Sessions the service ended (an administrator did): end them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub end: Vec<String>,
 }
 
 /// A session's new backup host.

@@ -189,8 +189,13 @@ enum GatewayCmd {
 
 #[derive(Debug, Subcommand)]
 enum HostCmd {
-    /// List hosts and their sessions.
+    /// List hosts, their sites and their sessions.
     List,
+    /// Forget a host and the key it was issued (taken out of service).
+    Remove {
+        /// Host id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -366,6 +371,7 @@ fn request(what: Command) -> Result<AdminRequest> {
         Command::Gateway(GatewayCmd::List) => AdminRequest::GatewayList,
         Command::Gateway(GatewayCmd::Remove { id }) => AdminRequest::GatewayRemove { id },
         Command::Host(HostCmd::List) => AdminRequest::HostList,
+        Command::Host(HostCmd::Remove { id }) => AdminRequest::HostRemove { id },
         Command::Session(SessionCmd::List { tenant }) => AdminRequest::SessionList { tenant },
         Command::Session(SessionCmd::End { id }) => AdminRequest::SessionEnd { id },
         Command::Notice(NoticeCmd::Add {

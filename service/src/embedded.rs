@@ -160,6 +160,11 @@ impl Embedded {
                 .add_demo_user(user, password)
                 .map_err(|e| EmbeddedError::Other(format!("adding user {user}: {e}")))?;
         }
+        // The service key beside the CA, so standalone gateways and hosts
+        // can join (`--service-key-file STATE_DIR/service.key`).
+        let key_file = opts.state_dir.join("service.key");
+        nephele_platform::fs::write_private(&key_file, directory.service_key().as_bytes())
+            .map_err(|e| EmbeddedError::Other(format!("writing {}: {e}", key_file.display())))?;
         let client = DirectoryClient::new(&directory.url(), std::slice::from_ref(&ca))
             .map_err(|e| EmbeddedError::Other(e.to_string()))?;
         let creds = Credentials {

@@ -237,6 +237,8 @@ pub struct Headless {
     pub stats: std::sync::Arc<nephele_client::stats::Stats>,
     /// The session's state.
     pub observed: std::sync::Arc<nephele_client::status::Observed>,
+    /// How the session ended, in words, once it did (`""` when as asked).
+    pub ending: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     _presenter: nephele_client::headless::HeadlessPresenter,
 }
 
@@ -298,17 +300,24 @@ pub fn connect_headless(
     let stats = std::sync::Arc::new(nephele_client::stats::Stats::default());
     let observed = std::sync::Arc::new(nephele_client::status::Observed::default());
     let (presenter, sink) = nephele_client::headless::HeadlessPresenter::start(stats.clone())?;
+    let ending = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let ended = ending.clone();
     let session = nephele_client::session::Session::connect(
         cfg,
         stats.clone(),
         observed.clone(),
         Box::new(sink),
-        Box::new(|_| {}),
+        Box::new(move |e: Option<&nephele_client::session::SessionError>| {
+            if let Ok(mut end) = ended.lock() {
+                *end = Some(e.map_or_else(String::new, ToString::to_string));
+            }
+        }),
     )?;
     Ok(Headless {
         session: Some(session),
         stats,
         observed,
+        ending,
         _presenter: presenter,
     })
 }

@@ -4,7 +4,9 @@
 
 use nephele_api::DirectoryClient;
 use nephele_api::admin::{AdminAnswer, AdminRequest, EntryKind, EntrySpec};
-use nephele_e2e::{DemoOptions, DemoService};
+use std::time::Duration;
+
+use nephele_e2e::{DemoOptions, DemoService, connect_headless, headless_config, wait_until};
 use nephele_service::directory::{ADMIN_KEY_FILE, DEFAULT_TENANT, DEMO_DESKTOP};
 
 fn admin(svc: &DemoService, dir: &DirectoryClient, req: AdminRequest) -> AdminAnswer {
@@ -101,4 +103,42 @@ fn caps_ended_sessions_and_notices_reach_users() {
     assert_eq!(id, notices[0].id);
     admin(&svc, &dir, AdminRequest::NoticeRemove { id });
     assert!(dir.catalog(&signed.token).unwrap().notices.is_empty());
+}
+
+#[test]
+fn a_session_an_administrator_ends_closes_at_its_client_within_heartbeats() {
+    let svc = DemoService::start(DemoOptions::default()).unwrap();
+    let dir = DirectoryClient::new(&svc.directory_url(), &[svc.ca()]).unwrap();
+    let (user, pw) = svc.credentials();
+    let signed = dir.sign_in(user, pw).unwrap();
+    let grant = dir
+        .create_session(&signed.token, DEMO_DESKTOP, false)
+        .unwrap();
+    let cfg = headless_config(svc.gateway_addr(), svc.ca(), grant.token.into_bytes());
+    let session = connect_headless(cfg).unwrap();
+    let frames = || {
+        session
+            .stats
+            .frames_presented
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(wait_until(Duration::from_secs(10), || frames() >= 5));
+    admin(
+        &svc,
+        &dir,
+        AdminRequest::SessionEnd {
+            id: grant.session_id.clone(),
+        },
+    );
+    // The host hears of it at its next heartbeat (every second here) and
+    // ends the session; the client is told why, in words.
+    let ending = || session.ending.lock().unwrap().clone();
+    assert!(
+        wait_until(Duration::from_secs(10), || ending().is_some()),
+        "the session went on"
+    );
+    let why = ending().unwrap();
+    assert!(why.contains("administrator ended"), "{why}");
+    // Nothing brings it back: its resume token is refused.
+    assert!(dir.resume_session(&grant.resume_token.unwrap()).is_err());
 }

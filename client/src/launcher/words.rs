@@ -62,6 +62,9 @@ pub fn session_problem(why: &str) -> String {
     let w = why.to_ascii_lowercase();
     if w.contains("sessions of") && w.contains("are in use") {
         "Every session your administrator allows for this desktop is in use. Nephele will try again.".into()
+    } else if w.contains("administrator ended this session") {
+        "Your administrator ended this session. You can open the desktop again from the catalog."
+            .into()
     } else if w.contains("account is disabled") {
         "Your account is disabled. Ask your administrator.".into()
     } else if w.contains("was opened on another device") {
@@ -169,6 +172,10 @@ mod tests {
         assert!(
             session_problem("this account is disabled; ask your administrator")
                 .contains("Your account is disabled")
+        );
+        assert!(
+            session_problem("the session ended: your administrator ended this session")
+                .contains("Your administrator ended this session")
         );
     }
 }

@@ -210,6 +210,9 @@ pub enum SessionError {
     /// The session moved to another device.
     #[error("this desktop was opened on another device, so this one was disconnected")]
     Replaced,
+    /// The service ended the session (its administrator did).
+    #[error("your administrator ended this session")]
+    EndedByService,
     /// Too much input went unacknowledged.
     #[error(transparent)]
     Input(#[from] InputError),
@@ -227,6 +230,7 @@ impl From<ClientError> for SessionError {
             ClientError::Protocol(p) => Self::Protocol(p),
             ClientError::Ended(GoodbyeReason::InUse) => Self::InUse,
             ClientError::Ended(GoodbyeReason::Replaced) => Self::Replaced,
+            ClientError::Ended(GoodbyeReason::Ended) => Self::EndedByService,
             ClientError::Ended(r) => Self::Ended(r),
         }
     }

@@ -113,6 +113,9 @@ fn closed(c: &quinn::ConnectionError) -> Option<SessionError> {
     if c.error_code == code(GoodbyeReason::InUse) {
         return Some(SessionError::InUse);
     }
+    if c.error_code == code(GoodbyeReason::Ended) {
+        return Some(SessionError::EndedByService);
+    }
     (c.error_code == code(GoodbyeReason::Replaced)).then_some(SessionError::Replaced)
 }
 

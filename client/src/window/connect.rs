@@ -94,7 +94,10 @@ impl Connection {
                         attempt,
                         e.map(|e| super::options::Ending {
                             why: e.to_string(),
-                            replaced: matches!(e, SessionError::Replaced),
+                            no_retry: matches!(
+                                e,
+                                SessionError::Replaced | SessionError::EndedByService
+                            ),
                         }),
                     ));
                 });

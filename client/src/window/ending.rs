@@ -13,7 +13,8 @@ impl super::App {
     /// The attempt failed or its session ended: a kiosk tries again after
     /// a backoff; a window shows why until it is closed; the launcher
     /// counts down to its next attempt (not when the desktop was opened on
-    /// another device: the two would take it from each other in turns),
+    /// another device: the two would take it from each other in turns; nor
+    /// when the service ended it),
     /// or goes back to the catalog when the session ended as asked.
     pub(super) fn lost(&mut self, event_loop: &ActiveEventLoop, ending: Option<Ending>) {
         self.release_held();
@@ -21,8 +22,8 @@ impl super::App {
         self.banner.stage = None;
         if let Some(l) = &mut self.launcher {
             match ending {
-                Some(e) if e.replaced => {
-                    tracing::warn!(error = %e.why, "the session was taken over");
+                Some(e) if e.no_retry => {
+                    tracing::warn!(error = %e.why, "the session was taken over or ended by the service");
                     l.lost(&e.why);
                 }
                 Some(e) => {

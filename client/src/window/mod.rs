@@ -496,8 +496,8 @@ impl ApplicationHandler<UserEvent> for App {
                 self.screen.request_redraw();
             }
             UserEvent::Failed(a, why) if a == current => {
-                let replaced = false;
-                self.lost(event_loop, Some(Ending { why, replaced }));
+                let no_retry = false;
+                self.lost(event_loop, Some(Ending { why, no_retry }));
             }
             UserEvent::Ended(a, e) if a == current => {
                 let ending = e.map(|e| Ending {

@@ -61,9 +61,10 @@ pub enum UserEvent {
 pub struct Ending {
     /// In words.
     pub why: String,
-    /// The desktop was opened on another device (with a later grant from
-    /// the directory): trying again by itself would take it back.
-    pub replaced: bool,
+    /// Trying again by itself would not help: the desktop was opened on
+    /// another device (with a later grant from the directory; trying again
+    /// would take it back), or the service ended the session.
+    pub no_retry: bool,
 }
 
 impl std::fmt::Debug for UserEvent {

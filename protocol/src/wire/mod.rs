@@ -80,6 +80,9 @@ wire_enum! {
         /// Another client holds the session now (the same account's
         /// desktop, open on another device).
         InUse = 7 => "in use",
+        /// The service ended the session (its administrator did, or
+        /// disabled the account): reconnecting would not bring it back.
+        Ended = 8 => "ended by the service",
     }
 }
 

@@ -232,7 +232,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
                 .change_user(&tenant, &user, |u| u.disabled = disabled)
                 .map_err(invalid)?;
             if disabled {
-                let ended = store.end_sessions_of(&tenant, &user)?;
+                let ended = inner.ended.all(store.end_sessions_of(&tenant, &user)?);
                 done(format!(
                     "`{user}@{tenant}` is disabled; {ended} session(s) ended"
                 ))
@@ -247,7 +247,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
                     format!("there is no user `{user}@{tenant}`"),
                 ));
             }
-            let ended = store.end_sessions_of(&tenant, &user)?;
+            let ended = inner.ended.all(store.end_sessions_of(&tenant, &user)?);
             done(format!(
                 "`{user}@{tenant}` removed; {ended} session(s) ended"
             ))
@@ -403,6 +403,15 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
                 rows,
             )
         }
+        AdminRequest::HostRemove { id } => {
+            if let Ok(mut hosts) = inner.hosts.lock() {
+                hosts.remove(&id);
+            }
+            store.remove_member(super::store::Roster::Hosts, &id)?;
+            done(format!(
+                "host `{id}` and its key are forgotten: no session goes there; it must enrol with the service key again"
+            ))
+        }
         AdminRequest::SessionList { tenant } => {
             let rows = store
                 .all_open_sessions(now)?
@@ -434,8 +443,9 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
                     format!("there is no open session `{id}`"),
                 ));
             }
+            inner.ended.all(vec![id.clone()]);
             done(format!(
-                "session `{id}` ended: its tokens open nothing any more"
+                "session `{id}` ended: its host closes it at its next heartbeat, and its tokens open nothing any more"
             ))
         }
         AdminRequest::NoticeAdd {

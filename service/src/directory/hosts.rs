@@ -11,6 +11,8 @@
 //! Its backup is another host, of the same site if one has room (state
 //! replication stays short), else of the next site in that order.
 //!
+//! A host serving a session an administrator ended is told to end it.
+//!
 //! A host serving a session whose record names another host took it over
 //! (its primary failed): the directory records it as the primary, gives
 //! the session a new backup and tells the host in the heartbeat's answer.
@@ -28,6 +30,34 @@ use nephele_api::directory::{
 use super::registry::{Caller, caller, issue_key, not_owner, owner, same};
 use super::store::{self, Roster};
 use super::{ApiResult, Fail, Inner, bearer};
+
+/// Sessions an administrator ended, until their host reports serving them
+/// and is told to end them (or an hour passed: a host that never reports
+/// one does not hold it for ever). In memory: a restarted directory tells
+/// no host.
+#[derive(Debug, Default)]
+pub(super) struct Ended(std::sync::Mutex<std::collections::HashMap<String, Instant>>);
+
+/// How long an ended session waits for its host to be told.
+const ENDED_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Ended {
+    /// Notes sessions ended; how many.
+    pub fn all(&self, ids: Vec<String>) -> usize {
+        let n = ids.len();
+        if let Ok(mut e) = self.0.lock() {
+            e.retain(|_, at| at.elapsed() < ENDED_KEPT);
+            let now = Instant::now();
+            e.extend(ids.into_iter().map(|id| (id, now)));
+        }
+        n
+    }
+
+    /// Whether `sid` was ended; its host is being told, so it is forgotten.
+    fn take(&self, sid: &str) -> bool {
+        self.0.lock().is_ok_and(|mut e| e.remove(sid).is_some())
+    }
+}
 
 /// A host heard from lately.
 #[derive(Debug, Clone)]
@@ -245,6 +275,11 @@ pub(super) async fn heartbeat(
     };
     let mut answer = HostHeartbeatAnswer::default();
     for sid in beat.serving.iter().take(MAX_SERVING) {
+        if inner.ended.take(sid) {
+            tracing::info!(session = %sid, host = %me.id, "the host is told to end the session");
+            answer.end.push(sid.clone());
+            continue;
+        }
         if let Some(b) = adopt(&inner, &me, sid)? {
             answer.backups.push(b);
         }

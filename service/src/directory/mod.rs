@@ -130,6 +130,8 @@ struct Inner {
     service_key: String,
     // Soft state: which enrolled hosts are alive, and their sessions.
     hosts: Mutex<HashMap<String, hosts::LiveHost>>,
+    // Sessions an administrator ended, until their host is told.
+    ended: hosts::Ended,
     heartbeat: Duration,
     session_ttl: Duration,
     user_ttl: Duration,
@@ -193,6 +195,7 @@ impl Directory {
             signer,
             service_key,
             hosts: Mutex::new(HashMap::new()),
+            ended: hosts::Ended::default(),
             heartbeat: cfg.heartbeat,
             session_ttl: cfg.session_ttl,
             session_pixel_rate: cfg.session_pixel_rate,

@@ -1,12 +1,12 @@
 //! A host as a member of the directory's lists: it enrols with its site,
 //! address and capacity, heartbeats the sessions it serves (by their
-//! directory ids, so the directory sees a takeover), and hands the backups
-//! the directory answers with to the receive thread.
+//! directory ids, so the directory sees a takeover), and hands what the
+//! directory answers (new backups, sessions to end) to the receive thread.
 
 use nephele_api::directory::{HostHeartbeat, HostInfo, Registered};
 use nephele_api::{DirClientError, DirectoryClient};
 
-use super::{Backups, Desktops, Sids};
+use super::{Desktops, Orders, Sids};
 use crate::enrol::Member;
 
 /// What the host enrols and heartbeats.
@@ -14,7 +14,7 @@ pub(super) struct Enrolled {
     pub info: HostInfo,
     pub desktops: Desktops,
     pub sids: Sids,
-    pub backups: Backups,
+    pub orders: Orders,
 }
 
 impl Enrolled {
@@ -54,24 +54,25 @@ impl Member for Enrolled {
         let Some(answer) = dir.host_heartbeat(key, &self.info.id, &self.beat())? else {
             return Ok(false);
         };
-        if answer.backups.is_empty() {
+        if answer.backups.is_empty() && answer.end.is_empty() {
             return Ok(true);
         }
-        let by_sid: Vec<(u64, std::net::SocketAddr)> = {
+        let (backups, ends) = {
             let Ok(sids) = self.sids.lock() else {
                 return Ok(true);
             };
-            answer
+            let number = |sid: &str| sids.iter().find(|(_, s)| *s == sid).map(|(n, _)| *n);
+            let backups: Vec<(u64, std::net::SocketAddr)> = answer
                 .backups
                 .iter()
-                .filter_map(|b| {
-                    let n = sids.iter().find(|(_, s)| **s == b.session)?.0;
-                    Some((*n, b.backup.parse().ok()?))
-                })
-                .collect()
+                .filter_map(|b| Some((number(&b.session)?, b.backup.parse().ok()?)))
+                .collect();
+            let ends: Vec<u64> = answer.end.iter().filter_map(|s| number(s)).collect();
+            (backups, ends)
         };
-        if let Ok(mut q) = self.backups.lock() {
-            q.extend(by_sid);
+        if let Ok(mut q) = self.orders.lock() {
+            q.backups.extend(backups);
+            q.ends.extend(ends);
         }
         Ok(true)
     }

@@ -254,8 +254,17 @@ impl HostStats {
 /// The live sessions' desktop states, for [`Host::typed`].
 pub(crate) type Desktops = Arc<Mutex<HashMap<u64, Arc<Mutex<DesktopState>>>>>;
 
-/// New backups for sessions, from the directory to the receive thread.
-pub(crate) type Backups = Arc<Mutex<Vec<(u64, SocketAddr)>>>;
+/// What the directory asks of sessions, for the receive thread.
+#[derive(Debug, Default)]
+pub(crate) struct Ordered {
+    /// New backups.
+    pub backups: Vec<(u64, SocketAddr)>,
+    /// Sessions to end (the service ended them).
+    pub ends: Vec<u64>,
+}
+
+/// [`Ordered`], shared between the enrolment and receive threads.
+pub(crate) type Orders = Arc<Mutex<Ordered>>;
 
 /// A running host; stops when dropped.
 #[derive(Debug)]
@@ -266,7 +275,7 @@ pub struct Host {
     stats: Arc<HostStats>,
     desktops: Desktops,
     sids: Sids,
-    backups: Backups,
+    orders: Orders,
     enrolment: Mutex<Option<crate::enrol::Enrolment>>,
     rx: Option<JoinHandle<()>>,
 }
@@ -321,7 +330,7 @@ impl Host {
             now,
         );
         let sids = Sids::default();
-        let backups = Backups::default();
+        let orders = Orders::default();
         if let Some(tokens) = cfg.tokens.clone() {
             core.set_admission(Box::new(TokenAdmission::new(tokens, addr, sids.clone())));
         }
@@ -347,7 +356,7 @@ impl Host {
             next_index: 0,
             out: Vec::with_capacity(nephele_protocol::MAX_DATAGRAM),
             state_buf: Vec::with_capacity(nephele_protocol::wire::MAX_STATE),
-            backups: backups.clone(),
+            orders: orders.clone(),
         };
         let rx = std::thread::Builder::new()
             .name("nephele-host-rx".into())
@@ -365,7 +374,7 @@ impl Host {
             stats,
             desktops,
             sids,
-            backups,
+            orders,
             enrolment: Mutex::new(None),
             rx: Some(rx),
         })
@@ -373,7 +382,8 @@ impl Host {
 
     /// Enrols with a directory as `info` and heartbeats the sessions it
     /// serves until it stops, on a thread of its own (the directory client
-    /// blocks); backups the directory gives sessions are applied.
+    /// blocks); backups the directory gives sessions are applied, and
+    /// sessions it ended end.
     pub fn enrol(
         &self,
         directory: nephele_api::DirectoryClient,
@@ -384,7 +394,7 @@ impl Host {
             info,
             desktops: self.desktops.clone(),
             sids: self.sids.clone(),
-            backups: self.backups.clone(),
+            orders: self.orders.clone(),
         };
         let e = crate::enrol::Enrolment::start(directory, creds, member, "nephele-host-heartbeat");
         if let Ok(mut slot) = self.enrolment.lock() {

@@ -58,8 +58,8 @@ pub(super) struct Rx {
     pub out: Vec<u8>,
     /// The state snapshot replicated to backups, reused.
     pub state_buf: Vec<u8>,
-    /// New backups the directory gave sessions, to hand to the core.
-    pub backups: super::Backups,
+    /// What the directory asked of sessions, to hand to the core.
+    pub orders: super::Orders,
 }
 
 impl Rx {
@@ -160,14 +160,18 @@ impl Rx {
             self.core.resumed(id, now);
         }
         // Taken without waiting: the enrolment thread holds it only to push.
-        let given: Vec<(u64, std::net::SocketAddr)> = self
-            .backups
+        let ordered = self
+            .orders
             .try_lock()
-            .map(|mut b| std::mem::take(&mut *b))
+            .map(|mut o| std::mem::take(&mut *o))
             .unwrap_or_default();
-        if !given.is_empty() {
-            for (session, backup) in given {
+        if !ordered.backups.is_empty() || !ordered.ends.is_empty() {
+            for (session, backup) in ordered.backups {
                 self.core.set_backup(session, backup, now);
+            }
+            for session in ordered.ends {
+                tracing::info!(session, "the service ended the session");
+                self.core.end(session, GoodbyeReason::Ended);
             }
             self.events(now);
             self.flush();

@@ -3,6 +3,7 @@
 
 mod network;
 mod security;
+mod service;
 mod size;
 mod sound;
 mod video;
@@ -25,7 +26,7 @@ type BenchGroup = fn(&Path, &Path) -> Result<()>;
 
 /// `cargo xtask bench [GROUP...]`: every group, or the ones named.
 pub fn bench(only: &[String]) -> Result<()> {
-    let groups: [(&str, BenchGroup); 11] = [
+    let groups: [(&str, BenchGroup); 12] = [
         ("size", size::client_size),
         ("decode", video::decode_benches),
         ("loopback", video::loopback_stream),
@@ -37,6 +38,7 @@ pub fn bench(only: &[String]) -> Result<()> {
         ("pop", network::pop_choice),
         ("x11", x11::x11_capture),
         ("security", security::security),
+        ("service", service::service),
     ];
     if let Some(bad) = only.iter().find(|o| !groups.iter().any(|(n, _)| n == o)) {
         let names: Vec<&str> = groups.iter().map(|(n, _)| *n).collect();

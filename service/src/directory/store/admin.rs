@@ -212,8 +212,8 @@ impl Store {
         Ok(existed)
     }
 
-    /// Forgets every session of `tenant`'s `user`; how many there were.
-    pub fn end_sessions_of(&self, tenant: &str, user: &str) -> Result<usize, StoreError> {
+    /// Forgets every session of `tenant`'s `user`; their ids.
+    pub fn end_sessions_of(&self, tenant: &str, user: &str) -> Result<Vec<String>, StoreError> {
         let ids: Vec<String> = self
             .all::<super::SessionRecord>(SESSIONS, "")?
             .into_iter()
@@ -223,7 +223,7 @@ impl Store {
         for id in &ids {
             self.remove_session(id)?;
         }
-        Ok(ids.len())
+        Ok(ids)
     }
 
     /// Adds a notice.
