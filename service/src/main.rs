@@ -94,24 +94,49 @@ struct HostArgs {
     direct: bool,
 }
 
-/// How a host enrols with the directory.
+/// How a gateway or host joins the directory's lists.
 #[derive(Debug, clap::Args)]
-struct EnrolArgs {
-    /// Enrol with this directory, which then places sessions here; its
-    /// token key is fetched from it unless --token-key-file is given.
+struct JoinArgs {
+    /// Join this directory's lists and accept only sessions it signed
+    /// (its token key is fetched from it).
     #[arg(long, value_name = "URL", requires = "service_key_file")]
     directory: Option<String>,
     /// CA certificate (PEM) of the directory's HTTPS certificate.
     #[arg(long = "directory-ca", value_name = "PEM")]
     directory_ca: Option<PathBuf>,
     /// File holding the directory's service key (`STATE_DIR/service.key`),
-    /// with which the host is first issued a key of its own.
+    /// with which the first registration is issued a key of its own.
     #[arg(long, value_name = "PATH")]
     service_key_file: Option<PathBuf>,
-    /// Where the host keeps the key the directory issued it (made when
-    /// missing, the owner's alone), so a restarted host is the same host.
+    /// Where the key the directory issued is kept (made when missing, the
+    /// owner's alone): restarted, it is then the same member at once.
+    /// Without it, it registers anew once its earlier registration lapses
+    /// (three missed heartbeats).
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
+}
+
+impl JoinArgs {
+    /// The directory to join, when there is one.
+    fn enrolling(&self) -> Result<Option<Enrolling>> {
+        self.directory
+            .as_deref()
+            .map(|url| {
+                enrolling(
+                    url,
+                    self.directory_ca.as_deref(),
+                    self.service_key_file.as_deref(),
+                )
+            })
+            .transpose()
+    }
+}
+
+/// How a host enrols with the directory.
+#[derive(Debug, clap::Args)]
+struct EnrolArgs {
+    #[command(flatten)]
+    join: JoinArgs,
     /// Host id in the directory.
     #[arg(long, default_value = "host-1")]
     id: String,
@@ -151,22 +176,8 @@ struct GatewayArgs {
     /// Desktop host for direct sessions (without --directory).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7400")]
     host: SocketAddr,
-    /// Register with this directory and accept only sessions it signed.
-    #[arg(long, value_name = "URL", requires = "service_key_file")]
-    directory: Option<String>,
-    /// CA certificate (PEM) of the directory's HTTPS certificate.
-    #[arg(long = "directory-ca", value_name = "PEM")]
-    directory_ca: Option<PathBuf>,
-    /// File holding the directory's service key (`STATE_DIR/service.key`),
-    /// with which the gateway is first issued a key of its own.
-    #[arg(long, value_name = "PATH")]
-    service_key_file: Option<PathBuf>,
-    /// Where the gateway keeps the key the directory issued it (made when
-    /// missing, the owner's alone): a restarted gateway is then the same
-    /// gateway at once. Without it, a restarted gateway registers anew once
-    /// its earlier registration lapses (three missed heartbeats).
-    #[arg(long, value_name = "PATH")]
-    key_file: Option<PathBuf>,
+    #[command(flatten)]
+    join: JoinArgs,
     /// The deployment's link key (the file given to its hosts), which
     /// datagrams to and from hosts are sealed with.
     #[arg(long, value_name = "PATH")]
@@ -423,14 +434,7 @@ fn host_role(h: &HostArgs, e: &EnrolArgs) -> Result<()> {
     )?;
     let mut cfg = host_config(h);
     cfg.link = LinkKey::read(path).context("reading the link key")?;
-    let enrolment = match &e.directory {
-        Some(url) => Some(enrolling(
-            url,
-            e.directory_ca.as_deref(),
-            e.service_key_file.as_deref(),
-        )?),
-        None => None,
-    };
+    let enrolment = e.join.enrolling()?;
     cfg.tokens = match (&h.token_key_file, &enrolment, h.direct) {
         (Some(p), _, _) => Some(read_token_key(p)?),
         (None, Some(en), _) => Some(en.verifier.clone()),
@@ -449,7 +453,7 @@ fn host_role(h: &HostArgs, e: &EnrolArgs) -> Result<()> {
         };
         let creds = Credentials {
             service_key: en.service_key,
-            key_file: e.key_file.clone(),
+            key_file: e.join.key_file.clone(),
         };
         host.enrol(en.client, creds, info);
     }
@@ -663,14 +667,7 @@ fn write_secret(path: &Path, secret: &str) -> Result<()> {
 
 fn gateway(g: GatewayArgs) -> Result<()> {
     let identity = identity(&g.cert, &g.ca_out)?;
-    let registration = match &g.directory {
-        Some(url) => Some(enrolling(
-            url,
-            g.directory_ca.as_deref(),
-            g.service_key_file.as_deref(),
-        )?),
-        None => None,
-    };
+    let registration = g.join.enrolling()?;
     let rt = runtime(2)?;
     let (gw, res) = rt.block_on(async {
         let link = LinkKey::read(&g.link_key_file).context("reading the link key")?;
@@ -706,7 +703,7 @@ fn gateway(g: GatewayArgs) -> Result<()> {
             };
             let creds = Credentials {
                 service_key: key,
-                key_file: g.key_file.clone(),
+                key_file: g.join.key_file.clone(),
             };
             gw.register(client, creds, info);
             gw

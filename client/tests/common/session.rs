@@ -236,9 +236,37 @@ pub fn link_key(dir: &Path) -> PathBuf {
     key
 }
 
+/// The arguments that join member `id` of a standalone role to the
+/// directory at `url` (its state in `state`), with the link key of `dir`
+/// and its own key kept in `dir/ID.key`.
+fn joining(url: &str, state: &Path, dir: &Path, id: &str) -> Vec<String> {
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    vec![
+        "--directory".into(),
+        url.into(),
+        "--directory-ca".into(),
+        s(&state.join("ca.pem")),
+        "--service-key-file".into(),
+        s(&state.join("service.key")),
+        "--link-key-file".into(),
+        s(&link_key(dir)),
+        "--id".into(),
+        id.into(),
+        "--key-file".into(),
+        s(&dir.join(format!("{id}.key"))),
+    ]
+}
+
+/// Starts `role` with `args` and the arguments [`joining`] gives.
+fn start_joined(role: &str, args: &[&str], joined: Vec<String>) -> Logged {
+    let mut all: Vec<&str> = vec![role];
+    all.extend(args);
+    all.extend(joined.iter().map(String::as_str));
+    Logged::start(&all).0
+}
+
 /// A standalone host `host-NAME` listening on `listen`, recording input
-/// to `rec`, with the link key of `dir`, enrolled with the directory at
-/// `url` (its state in `state`), its key kept in `dir/host-NAME.key`.
+/// to `rec`, enrolled with the directory at `url` (its state in `state`).
 pub fn start_host(
     url: &str,
     state: &Path,
@@ -247,29 +275,20 @@ pub fn start_host(
     listen: &str,
     rec: &Path,
 ) -> Logged {
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    Logged::start(&[
-        "host",
+    let rec = rec.to_str().unwrap();
+    let args = [
         "--listen",
         listen,
         "--record-input",
-        &s(rec),
+        rec,
         "--bitrate",
         "4000000",
-        "--link-key-file",
-        &s(&link_key(dir)),
-        "--directory",
-        url,
-        "--directory-ca",
-        &s(&state.join("ca.pem")),
-        "--service-key-file",
-        &s(&state.join("service.key")),
-        "--id",
-        &format!("host-{name}"),
-        "--key-file",
-        &s(&dir.join(format!("host-{name}.key"))),
-    ])
-    .0
+    ];
+    start_joined(
+        "host",
+        &args,
+        joining(url, state, dir, &format!("host-{name}")),
+    )
 }
 
 /// Starts gateway `gw-NAME` at PoP `pop-NAME`, registering with the
@@ -283,31 +302,24 @@ pub fn start_gateway(
     listen: &str,
     probe: &str,
 ) -> Logged {
-    let s = |p: &Path| p.to_str().unwrap().to_string();
-    Logged::start(&[
-        "gateway",
+    let pop = format!("pop-{name}");
+    let ca = dir.join(format!("ca-{name}.pem"));
+    let ca = ca.to_str().unwrap();
+    let args = [
         "--listen",
         listen,
         "--probe-listen",
         probe,
-        "--directory",
-        url,
-        "--directory-ca",
-        &s(&state.join("ca.pem")),
-        "--service-key-file",
-        &s(&state.join("service.key")),
-        "--link-key-file",
-        &s(&link_key(dir)),
-        "--id",
-        &format!("gw-{name}"),
         "--pop",
-        &format!("pop-{name}"),
+        &pop,
         "--ca-out",
-        &s(&dir.join(format!("ca-{name}.pem"))),
-        "--key-file",
-        &s(&dir.join(format!("gw-{name}.key"))),
-    ])
-    .0
+        ca,
+    ];
+    start_joined(
+        "gateway",
+        &args,
+        joining(url, state, dir, &format!("gw-{name}")),
+    )
 }
 
 /// `nephele connect --headless` as alice through the directory at `url`,

@@ -286,12 +286,7 @@ impl Store {
             let mut out = Vec::new();
             for item in t.iter()?.rev().take(limit) {
                 let (k, v) = item?;
-                out.push(serde_json::from_slice(v.value()).map_err(|source| {
-                    StoreError::Corrupt {
-                        key: k.value().to_string(),
-                        source,
-                    }
-                })?);
+                out.push(super::decode(k.value(), v.value())?);
             }
             Ok(out)
         })

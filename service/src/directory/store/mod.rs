@@ -281,12 +281,7 @@ impl Store {
                 if !k.value().starts_with(prefix) {
                     break;
                 }
-                out.push(serde_json::from_slice(v.value()).map_err(|source| {
-                    StoreError::Corrupt {
-                        key: k.value().to_string(),
-                        source,
-                    }
-                })?);
+                out.push(decode(k.value(), v.value())?);
             }
             Ok(out)
         })
@@ -562,6 +557,14 @@ impl Store {
     pub fn gateways(&self) -> Result<Vec<GatewayInfo>, StoreError> {
         self.all(GATEWAYS, "")
     }
+}
+
+/// A stored JSON value read back.
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: key.into(),
+        source,
+    })
 }
 
 /// An Argon2id hash (the crate's default parameters: 19 MiB, two passes,
