@@ -274,13 +274,16 @@ pub(super) async fn heartbeat(
         }
     };
     let mut answer = HostHeartbeatAnswer::default();
+    let mut hosts: Option<Vec<LiveHost>> = None;
     for sid in beat.serving.iter().take(MAX_SERVING) {
         if inner.ended.take(sid) {
             tracing::info!(session = %sid, host = %me.id, "the host is told to end the session");
             answer.end.push(sid.clone());
             continue;
         }
-        if let Some(b) = adopt(&inner, &me, sid)? {
+        // The live hosts, listed once per heartbeat (not per session).
+        let hosts = hosts.get_or_insert_with(|| live(&inner));
+        if let Some(b) = adopt(&inner, hosts, &me, sid)? {
             answer.backups.push(b);
         }
     }
@@ -289,11 +292,15 @@ pub(super) async fn heartbeat(
 
 /// A session `me` reports serving: recorded with `me` as its primary and
 /// a backup that is alive; the backup to tell `me` of when either changed.
-fn adopt(inner: &Inner, me: &HostInfo, sid: &str) -> ApiResult<Option<BackupAssignment>> {
+fn adopt(
+    inner: &Inner,
+    hosts: &[LiveHost],
+    me: &HostInfo,
+    sid: &str,
+) -> ApiResult<Option<BackupAssignment>> {
     let Some(mut rec) = inner.store.session(sid)? else {
         return Ok(None);
     };
-    let hosts = live(inner);
     let took_over = rec.host != me.address;
     let backup_alive = rec
         .backup
@@ -302,8 +309,8 @@ fn adopt(inner: &Inner, me: &HostInfo, sid: &str) -> ApiResult<Option<BackupAssi
     if !took_over && backup_alive {
         return Ok(None);
     }
-    let order = site_order(&hosts, std::slice::from_ref(&me.site));
-    let backup = backup_for(&hosts, me, &order);
+    let order = site_order(hosts, std::slice::from_ref(&me.site));
+    let backup = backup_for(hosts, me, &order);
     if took_over {
         tracing::info!(session = %sid, old = %rec.host, new = %me.address, backup = ?backup.as_ref().map(|b| &b.address), "session taken over: recorded, with a new backup");
     } else {
