@@ -171,6 +171,8 @@ pub struct Launcher {
     pub stages: Vec<String>,
     /// The page changed: the view puts the focus on its first field.
     pub focus_first: bool,
+    /// The Lost page is for a session the service ended (not a lost link).
+    pub ended_by_service: bool,
     /// The certificate the Trust page asks about.
     pub untrusted: Option<Untrusted>,
     /// The settings in force, and the settings page's copy.
@@ -223,6 +225,7 @@ impl Launcher {
             selected: 0,
             stages: Vec::new(),
             focus_first: true,
+            ended_by_service: false,
             untrusted: None,
             settings: crate::config::Settings::default(),
             draft: crate::config::Settings::default(),
@@ -523,9 +526,11 @@ impl Launcher {
     }
 
     /// Connecting failed or the session was lost: `why` in words; the
-    /// window counts down to the next attempt.
+    /// window counts down to the next attempt (unless the service ended
+    /// the session: then the page says so and offers the catalog first).
     pub fn lost(&mut self, why: &str) {
         self.problem = Some(words::session_problem(why));
+        self.ended_by_service = words::ended_by_service(why);
         self.go(Page::Lost);
     }
 

@@ -156,6 +156,14 @@ fn a_sign_in_keeps_the_service_and_the_catalog_opens_by_keyboard() {
     l.lost("cannot connect to the gateway at 127.0.0.1:4433: timed out");
     assert_eq!(l.page, Page::Lost);
     assert!(!l.problem.clone().unwrap().contains("127.0.0.1"));
+    assert!(!l.ended_by_service);
+    l.lost("the session ended: your administrator ended this session");
+    assert!(l.ended_by_service, "the page says the session ended");
+    l.lost("cannot connect to the gateway at 127.0.0.1:4433: timed out");
+    assert!(
+        !l.ended_by_service,
+        "a later lost link is a lost link again"
+    );
     assert!(matches!(l.act(Action::BackToCatalog), Command::Disconnect));
     assert_eq!(l.page, Page::Catalog);
 

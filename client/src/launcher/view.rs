@@ -423,7 +423,13 @@ fn connecting(ui: &mut Ui, l: &mut Launcher) -> Option<Action> {
 
 fn lost(ui: &mut Ui, l: &mut Launcher, cx: &Context) -> Option<Action> {
     let mut action = None;
-    ui.label(RichText::new("Connection lost").size(20.0));
+    let ended = l.ended_by_service;
+    let heading = if ended {
+        "Session ended"
+    } else {
+        "Connection lost"
+    };
+    ui.label(RichText::new(heading).size(20.0));
     ui.add_space(8.0);
     if let Some(p) = &l.problem {
         ui.label(p);
@@ -434,15 +440,21 @@ fn lost(ui: &mut Ui, l: &mut Launcher, cx: &Context) -> Option<Action> {
     }
     ui.add_space(14.0);
     let focus = std::mem::take(&mut l.focus_first);
+    // After a lost link, reconnecting is the way forward; after the
+    // service ended the session, the catalog is (opening the desktop
+    // again is a new session).
     centred(ui, 250.0, |ui| {
-        let again = ui.button("Reconnect");
+        let back = |ui: &mut Ui| ui.button("Back to catalog");
+        let catalog = ended.then(|| back(ui));
+        let again = ui.button(if ended { "Open again" } else { "Reconnect" });
+        let catalog = catalog.unwrap_or_else(|| back(ui));
         if focus {
-            again.request_focus();
+            if ended { &catalog } else { &again }.request_focus();
         }
         if again.clicked() {
             action = Some(Action::Reconnect);
         }
-        if ui.button("Back to catalog").clicked() || ui.input(|i| i.key_pressed(Key::Escape)) {
+        if catalog.clicked() || ui.input(|i| i.key_pressed(Key::Escape)) {
             action = Some(Action::BackToCatalog);
         }
     });

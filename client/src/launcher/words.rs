@@ -62,7 +62,7 @@ pub fn session_problem(why: &str) -> String {
     let w = why.to_ascii_lowercase();
     if w.contains("sessions of") && w.contains("are in use") {
         "Every session your administrator allows for this desktop is in use. Nephele will try again.".into()
-    } else if w.contains("administrator ended this session") {
+    } else if ended_by_service(&w) {
         "Your administrator ended this session. You can open the desktop again from the catalog."
             .into()
     } else if w.contains("account is disabled") {
@@ -80,6 +80,12 @@ pub fn session_problem(why: &str) -> String {
     } else {
         "The connection to your desktop was lost. Nephele will try again.".into()
     }
+}
+
+/// Whether a session's end (its message) was the service ending it: its
+/// administrator did, so reconnecting would open a new session.
+pub fn ended_by_service(why: &str) -> bool {
+    why.contains("administrator ended this session")
 }
 
 /// A directory call that failed because this computer does not trust the
