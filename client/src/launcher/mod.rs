@@ -394,8 +394,14 @@ impl Launcher {
             Action::Cancel | Action::BackToCatalog => {
                 // From a lost connection the session is likely still open
                 // at the service: the catalog is asked again, so its tile
-                // says so (after a Disconnect the tiles are as they were).
+                // says so. A Disconnect logs the session off: its tile no
+                // longer says it is open.
                 let refresh = self.page == Page::Lost;
+                if self.page == Page::Session
+                    && let Some(e) = self.catalog.get_mut(self.selected)
+                {
+                    e.open = None;
+                }
                 self.go(Page::Catalog);
                 if refresh {
                     self.sign_in();

@@ -185,18 +185,25 @@ fn back_from_a_lost_connection_asks_for_the_catalog_again_and_keeps_it_if_unreac
     let _ = rx.recv_timeout(Duration::from_secs(20)).unwrap();
     l.busy = false;
     (l.user, l.password) = ("ada".into(), "secret".into());
-    l.catalog = vec![entry("a")];
-    // Leaving a session with Disconnect: the catalog as it was.
+    l.catalog = vec![entry("a"), entry("b")];
+    l.catalog[1].open = Some(nephele_api::directory::OpenSession {
+        since_unix: 1,
+        until_unix: 2,
+    });
+    l.selected = 1;
+    // Leaving a session with Disconnect logs it off: the catalog as it
+    // was, but the session's tile no longer says it is open.
     l.go(Page::Session);
     l.act(Action::BackToCatalog);
     assert_eq!((l.page, l.busy), (Page::Catalog, false));
+    assert_eq!(l.catalog[1].open, None);
     // Back from the Lost page: asked again; the service being away is
     // told on the catalog, which stays.
     l.go(Page::Lost);
     l.act(Action::BackToCatalog);
     assert_eq!((l.page, l.busy), (Page::Catalog, true));
     l.outcome(rx.recv_timeout(Duration::from_secs(20)).unwrap());
-    assert_eq!((l.page, l.catalog.len()), (Page::Catalog, 1));
+    assert_eq!((l.page, l.catalog.len()), (Page::Catalog, 2));
     let said = l.problem.clone().unwrap();
     assert!(said.contains("cannot reach the service"), "{said}");
 }
