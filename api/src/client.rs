@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::directory::{
-    ApiError, Catalog, CreateSession, GatewayInfo, Heartbeat, HostHeartbeat, HostHeartbeatAnswer,
-    HostInfo, PublicKey, Registered, ResumeSession, SessionGrant, SignIn, SignedIn,
+    ApiError, AppLaunch, AppLaunchRequest, Catalog, CreateSession, GatewayInfo, Heartbeat,
+    HostHeartbeat, HostHeartbeatAnswer, HostInfo, ProfileSave, PublicKey, Registered,
+    ResumeSession, SessionGrant, SignIn, SignedIn,
 };
 
 /// Why a directory call failed, in words for the person at the client.
@@ -371,6 +372,33 @@ impl DirectoryClient {
     ) -> Result<Option<HostHeartbeatAnswer>, DirClientError> {
         let path = format!("/v1/hosts/{id}/heartbeat");
         Ok(self.beat(&path, key, beat)?.map(Option::unwrap_or_default))
+    }
+
+    /// What application session the token opens, and its user's profile
+    /// (for the host the token names).
+    pub fn app_launch(
+        &self,
+        key: &str,
+        host: &str,
+        req: &AppLaunchRequest,
+    ) -> Result<AppLaunch, DirClientError> {
+        let r = self.post(&format!("/v1/hosts/{host}/apps/launch"), Some(key), req)?;
+        self.need(r)
+    }
+
+    /// Keeps an application session's profile for its user's next session.
+    pub fn save_profile(
+        &self,
+        key: &str,
+        host: &str,
+        save: &ProfileSave,
+    ) -> Result<(), DirClientError> {
+        self.post::<_, serde_json::Value>(
+            &format!("/v1/hosts/{host}/apps/profile"),
+            Some(key),
+            save,
+        )
+        .map(|_| ())
     }
 
     /// Takes a host off the lists at once.

@@ -270,3 +270,37 @@ pub struct ApiError {
     /// What went wrong, for people.
     pub error: String,
 }
+
+/// Largest profile (an application session's home, as a tar archive) the
+/// directory keeps for a user.
+pub const MAX_PROFILE_BYTES: usize = 4 << 20;
+
+/// A host asks how to start an application session: it shows the
+/// session's token (which names the user, the entry and this host).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLaunchRequest {
+    /// The session token the session attached with.
+    pub token: String,
+}
+
+/// What an application session runs, and the user's profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppLaunch {
+    /// The session's user (their name in their tenant).
+    pub user: String,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// The user's profile (a tar archive, base64) as the last session
+    /// left it; `None` for a user's first session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+/// A host keeps an application session's profile at its log-off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileSave {
+    /// The session token the session attached with.
+    pub token: String,
+    /// The profile: a tar archive, base64, of at most [`MAX_PROFILE_BYTES`].
+    pub profile: String,
+}

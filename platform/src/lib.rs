@@ -7,6 +7,7 @@
 
 #[cfg(feature = "audio")]
 pub mod audio;
+pub mod child;
 #[cfg(feature = "clipboard")]
 pub mod clipboard;
 pub mod dylib;

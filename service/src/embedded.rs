@@ -141,6 +141,21 @@ impl Embedded {
         let mut backup = primary.clone();
         backup.listen.set_port(0);
         backup.record_mic = None;
+        // Application sessions run in a directory per host (beside the
+        // state unless given one).
+        let apps = primary
+            .apps
+            .take()
+            .unwrap_or_else(|| crate::host::AppsConfig {
+                dir: opts.state_dir.join("apps"),
+                account: None,
+            });
+        for (h, name) in [(&mut primary, "host-a"), (&mut backup, "host-b")] {
+            h.apps = Some(crate::host::AppsConfig {
+                dir: apps.dir.join(name),
+                account: apps.account.clone(),
+            });
+        }
         let hosts = vec![Host::start(primary)?, Host::start(backup)?];
         // The CA is kept in the state directory, so a restart with it is
         // the same service to its clients.
@@ -331,6 +346,7 @@ impl Embedded {
             idle: None,
             pixels: None,
             grant: 0,
+            app: false,
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,

@@ -40,21 +40,34 @@ pub trait Member: Send + 'static {
     fn leave(&self, dir: &DirectoryClient, key: &str) -> Result<(), DirClientError>;
 }
 
+/// The key the directory issued a member, shared with what else of the
+/// member talks to the directory (a host's application sessions).
+pub type OwnKey = Arc<std::sync::Mutex<Option<String>>>;
+
 /// The keys in hand, and registering with the right one.
 struct Keys {
     creds: Credentials,
     own: Option<String>,
+    shared: OwnKey,
 }
 
 impl Keys {
-    fn new(creds: Credentials) -> Self {
+    fn new(creds: Credentials, shared: OwnKey) -> Self {
         let own = creds.key_file.as_ref().and_then(|p| {
             std::fs::read_to_string(p)
                 .ok()
                 .map(|k| k.trim().to_string())
                 .filter(|k| !k.is_empty())
         });
-        Self { creds, own }
+        let keys = Self { creds, own, shared };
+        keys.share();
+        keys
+    }
+
+    fn share(&self) {
+        if let Ok(mut k) = self.shared.lock() {
+            k.clone_from(&self.own);
+        }
     }
 
     /// Registers with the member's own key, or (when it has none, or the
@@ -77,6 +90,7 @@ impl Keys {
         let r = m.register(dir, &self.creds.service_key)?;
         if let Some(k) = &r.gateway_key {
             self.own = Some(k.clone());
+            self.share();
             if let Some(p) = &self.creds.key_file
                 && let Err(e) = nephele_platform::fs::write_private(p, k.as_bytes())
             {
@@ -94,6 +108,7 @@ impl Keys {
 /// The heartbeat thread.
 #[derive(Debug)]
 pub struct Enrolment {
+    key: OwnKey,
     stop: Arc<AtomicBool>,
     deregister: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -111,10 +126,12 @@ impl Enrolment {
         let flag = stop.clone();
         let deregister = Arc::new(AtomicBool::new(true));
         let leave = deregister.clone();
+        let key = OwnKey::default();
+        let shared = key.clone();
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let mut keys = Keys::new(creds);
+                let mut keys = Keys::new(creds, shared);
                 let mut registered = false;
                 let mut interval = Duration::from_secs(1);
                 while !flag.load(Ordering::Relaxed) {
@@ -153,10 +170,16 @@ impl Enrolment {
             .map_err(|e| tracing::error!(error = %e, "cannot start the heartbeat thread"))
             .ok();
         Self {
+            key,
             stop,
             deregister,
             thread,
         }
+    }
+
+    /// The member's own key, as issued (shared: it follows a new issue).
+    pub fn key(&self) -> OwnKey {
+        self.key.clone()
     }
 
     /// Stops heartbeating; with `deregister`, leaves the lists first.

@@ -92,6 +92,13 @@ struct HostArgs {
     /// (`gateway --host`): any gateway holding the link key names them.
     #[arg(long)]
     direct: bool,
+    /// The local account application sessions run as: a name, or a
+    /// pattern with `{user}` for the session's user (`nephele-{user}`:
+    /// each user's programs as their own account, made by you or by the
+    /// system's directory service). The host must run as root to switch.
+    /// Default: the host's own account.
+    #[arg(long, value_name = "ACCOUNT")]
+    app_account: Option<String>,
 }
 
 /// How a gateway or host joins the directory's lists.
@@ -150,6 +157,11 @@ struct EnrolArgs {
     /// UDP address gateways and backup hosts should send to (default: --listen).
     #[arg(long, value_name = "ADDR")]
     advertise: Option<SocketAddr>,
+    /// Where application sessions' homes are kept while they run (the
+    /// users' profiles, unpacked; each removed at log-off). Default: a
+    /// directory named after the host id in the system's temporary one.
+    #[arg(long, value_name = "DIR")]
+    apps_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -386,12 +398,14 @@ fn run() -> Result<()> {
                 users.extend(parse_users(&[u]).context("in $NEPHELE_DEMO_USER")?);
             }
             let rt = runtime(2)?;
+            let mut host_cfg = host_config(&host);
+            host_cfg.apps = Some(apps_config(&host, state_dir.join("apps"))?);
             let svc = rt.block_on(Embedded::start(EmbeddedOptions {
                 state_dir,
                 directory_listen,
                 demo_users: users,
                 pops,
-                host: host_config(&host),
+                host: host_cfg,
                 network,
                 idle_policy,
             }))?;
@@ -443,6 +457,13 @@ fn host_role(h: &HostArgs, e: &EnrolArgs) -> Result<()> {
             "a host needs the directory to check who may open a session: pass --directory URL --service-key-file STATE_DIR/service.key to enrol with it (or --token-key-file STATE_DIR/{TOKEN_KEY_FILE} without enrolling), or --direct for gateways without a directory"
         ),
     };
+    if enrolment.is_some() {
+        let dir = e
+            .apps_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("nephele-apps-{}", e.id)));
+        cfg.apps = Some(apps_config(h, dir)?);
+    }
     let host = Host::start(cfg).context("starting the host")?;
     if let Some(en) = enrolment {
         let info = nephele_api::directory::HostInfo {
@@ -489,6 +510,18 @@ fn enrolling(url: &str, ca: Option<&Path>, key_path: Option<&Path>) -> Result<En
         client,
         service_key: key.trim().to_string(),
         verifier,
+    })
+}
+
+/// Where and as whom application sessions run; a fixed account is looked
+/// up now, so a wrong name stops the host at its start.
+fn apps_config(h: &HostArgs, dir: PathBuf) -> Result<nephele_service::host::AppsConfig> {
+    if let Some(a) = h.app_account.as_deref().filter(|a| !a.contains("{user}")) {
+        nephele_platform::child::account(a).context("--app-account")?;
+    }
+    Ok(nephele_service::host::AppsConfig {
+        dir,
+        account: h.app_account.clone(),
     })
 }
 

@@ -121,6 +121,11 @@ pub struct SessionClaims {
     /// refused while its holder is connected.
     #[serde(default)]
     pub grant: u32,
+    /// The entry is an application: the host starts it on a display of
+    /// the session's own, with the user's profile (asked of the directory
+    /// with this token).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub app: bool,
     /// Audience: [`AUD_GATEWAY`].
     pub aud: String,
     /// Issuer.
@@ -385,6 +390,7 @@ mod tests {
                 idle: None,
                 pixels: None,
                 grant: 0,
+                app: false,
                 aud: aud.into(),
                 iss: ISSUER.into(),
                 iat: unix_now(),

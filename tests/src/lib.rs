@@ -85,6 +85,8 @@ pub struct DemoOptions {
     pub record_mic: Option<PathBuf>,
     /// The directory's idle policy.
     pub idle_policy: IdlePolicy,
+    /// The hosts' `--app-account`.
+    pub app_account: Option<String>,
 }
 
 /// The running service; stops when dropped.
@@ -145,6 +147,10 @@ impl DemoService {
                 motion: opts.motion,
                 tone_hz: opts.tone_hz,
                 record_mic: opts.record_mic,
+                apps: Some(nephele_service::host::AppsConfig {
+                    dir: state_dir.join("apps"),
+                    account: opts.app_account,
+                }),
                 ..HostConfig::default()
             },
             network: opts.network,

@@ -377,6 +377,7 @@ fn claims(aud: &str, exp: u64, host: SocketAddr) -> SessionClaims {
         idle: None,
         pixels: None,
         grant: 0,
+        app: false,
         aud: aud.into(),
         iss: ISSUER.into(),
         iat: unix_now(),

@@ -175,6 +175,7 @@ fn token(signer: &Signer, sid: &str, host: SocketAddr, backup: SocketAddr, exp: 
             idle: None,
             pixels: Some(640 * 360 * 30),
             grant: 0,
+            app: false,
             aud: AUD_GATEWAY.into(),
             iss: ISSUER.into(),
             iat: now,

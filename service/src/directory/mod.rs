@@ -5,6 +5,7 @@
 //! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
 
 mod admin;
+mod apps;
 mod background;
 mod durable;
 mod error;
@@ -443,6 +444,14 @@ fn router(inner: Arc<Inner>) -> Router {
         .route("/v1/hosts", post(hosts::register))
         .route("/v1/hosts/{id}/heartbeat", post(hosts::heartbeat))
         .route("/v1/hosts/{id}", delete(hosts::deregister))
+        .route(
+            "/v1/hosts/{id}/apps/launch",
+            post(apps::launch).layer(DefaultBodyLimit::max(apps::MAX_BODY)),
+        )
+        .route(
+            "/v1/hosts/{id}/apps/profile",
+            post(apps::save).layer(DefaultBodyLimit::max(apps::MAX_BODY)),
+        )
         .route(
             "/v1/admin",
             post(admin::admin).layer(DefaultBodyLimit::max(ADMIN_BODY)),

@@ -15,6 +15,7 @@ use nephele_api::directory::{
 use super::store::{self, SessionRecord};
 use super::{ApiResult, Fail, Inner, user_of};
 use crate::token::{ResumeClaims, SessionClaims, TokenError};
+use nephele_api::admin::EntryKind;
 
 pub(super) fn disabled() -> Fail {
     Fail(
@@ -179,6 +180,10 @@ fn at_cap(inner: &Inner, tenant: &str, entry: &str) -> ApiResult<()> {
 fn issue(inner: &Inner, s: &SessionRecord, gateways: Vec<GatewayInfo>) -> ApiResult<SessionGrant> {
     let now = crate::token::unix_now();
     let fail = |e: TokenError| Fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let app = inner
+        .store
+        .entry(&s.tenant, &s.desktop)?
+        .is_some_and(|e| e.kind == EntryKind::App);
     let token = inner
         .signer
         .sign(&SessionClaims {
@@ -191,6 +196,7 @@ fn issue(inner: &Inner, s: &SessionRecord, gateways: Vec<GatewayInfo>) -> ApiRes
             idle: Some(inner.idle_policy.to_wire()),
             pixels: inner.session_pixel_rate,
             grant: s.resume_generation,
+            app,
             aud: crate::token::AUD_GATEWAY.into(),
             iss: crate::token::ISSUER.into(),
             iat: now,

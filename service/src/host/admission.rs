@@ -19,9 +19,18 @@ pub struct TokenAdmission {
     sids: Sids,
 }
 
-/// The directory's session id of each session number this host admitted
-/// (what it reports serving to the directory).
-pub type Sids = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u64, String>>>;
+/// What the host keeps of each session number it admitted.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The directory's session id (what the host reports serving).
+    pub sid: String,
+    /// For an application session, the token it attached with (what the
+    /// host shows the directory to start it and keep its profile).
+    pub app_token: Option<String>,
+}
+
+/// [`Admitted`] by session number.
+pub type Sids = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u64, Admitted>>>;
 
 impl TokenAdmission {
     /// Admits sessions whose tokens `tokens` verifies and that name `me`
@@ -74,7 +83,11 @@ impl Admission for TokenAdmission {
             // Bounded: sessions no longer served are dropped at each
             // heartbeat; a flood of admissions cannot outgrow this.
             if sids.len() < 4 * nephele_protocol::host::MAX_SESSIONS {
-                sids.insert(session, claims.sid.clone());
+                let app_token = claims
+                    .app
+                    .then(|| String::from_utf8_lossy(token).into_owned());
+                let sid = claims.sid.clone();
+                sids.insert(session, Admitted { sid, app_token });
             }
         }
         Ok(Grant {

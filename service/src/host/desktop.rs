@@ -27,8 +27,14 @@ pub(super) struct Replies {
 pub(super) enum Pictures {
     /// The demo desktop, drawn from its state.
     Drawn(Arc<Mutex<DesktopState>>),
-    /// An X display, captured.
-    Captured(String),
+    /// An X display, captured; with the host's sound or without.
+    Captured {
+        /// Its name.
+        display: String,
+        /// Whether the host's sound server plays for it (not for an
+        /// application's private display: that sound is every session's).
+        sound: bool,
+    },
 }
 
 /// A session's desktop; see the module documentation.
@@ -142,6 +148,7 @@ pub(super) struct X11 {
     clipboard: Option<ClipboardBridge>,
     state: Arc<Mutex<DesktopState>>,
     size: (u16, u16),
+    sound: bool,
 }
 
 impl X11 {
@@ -160,9 +167,15 @@ impl X11 {
                     ..Default::default()
                 })),
                 size,
+                sound: true,
             },
             size,
         ))
+    }
+
+    /// Streams no sound (the host's sound server is not this display's).
+    pub fn mute(&mut self) {
+        self.sound = false;
     }
 
     /// Bridges the display's clipboard: what programs there copy goes to
@@ -218,7 +231,10 @@ impl Desktop for X11 {
     }
 
     fn pictures(&self) -> Pictures {
-        Pictures::Captured(self.display.clone())
+        Pictures::Captured {
+            display: self.display.clone(),
+            sound: self.sound,
+        }
     }
 
     fn state(&self) -> Arc<Mutex<DesktopState>> {

@@ -159,7 +159,9 @@ impl EncodeJob {
                 renderer.motion = self.motion;
                 Source::Drawn(renderer, state.clone())
             }
-            Pictures::Captured(display) => Source::Captured(Box::new(Grabber::open(display)?)),
+            Pictures::Captured { display, .. } => {
+                Source::Captured(Box::new(Grabber::open(display)?))
+            }
         };
         let config = EncoderConfig::new()
             .bitrate(BitRate::from_bps(self.bitrate))

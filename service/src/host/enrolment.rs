@@ -32,7 +32,10 @@ impl Enrolled {
             if sids.len() > 2 * nephele_protocol::host::MAX_SESSIONS {
                 sids.retain(|n, _| live.contains(n));
             }
-            serving.extend(live.iter().filter_map(|n| sids.get(n).cloned()));
+            serving.extend(
+                live.iter()
+                    .filter_map(|n| sids.get(n).map(|a| a.sid.clone())),
+            );
         }
         HostHeartbeat {
             sessions: live.len() as u32,
@@ -61,7 +64,7 @@ impl Member for Enrolled {
             let Ok(sids) = self.sids.lock() else {
                 return Ok(true);
             };
-            let number = |sid: &str| sids.iter().find(|(_, s)| *s == sid).map(|(n, _)| *n);
+            let number = |sid: &str| sids.iter().find(|(_, a)| a.sid == sid).map(|(n, _)| *n);
             let backups: Vec<(u64, std::net::SocketAddr)> = answer
                 .backups
                 .iter()

@@ -84,7 +84,8 @@ impl Media {
         let (mic_tx, mic_rx) = std::sync::mpsc::sync_channel(MIC_QUEUE);
         let (desktop, pulse_source) = match &spec.pictures {
             Pictures::Drawn(state) => (Some(state.clone()), None),
-            Pictures::Captured(_) => (None, Some(opts.sound_source.clone())),
+            Pictures::Captured { sound: true, .. } => (None, Some(opts.sound_source.clone())),
+            Pictures::Captured { sound: false, .. } => (None, None),
         };
         let sound_job = AudioJob {
             session: spec.session,

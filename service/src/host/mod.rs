@@ -1,6 +1,7 @@
-//! The desktop host: a desktop per session (the demo, drawn; or a running X
-//! display, captured), encoded with openh264 and streamed to the session's
-//! gateway as UDP datagrams; input applied and acknowledged.
+//! The desktop host: a desktop per session (the demo, drawn; a running X
+//! display, captured; or, for an application, a private display of the
+//! session's own — [`apps`]), encoded with openh264 and streamed to the
+//! session's gateway as UDP datagrams; input applied and acknowledged.
 //!
 //! The session logic — attach and re-attach, input exactly once, state
 //! replication before acknowledgement, the idle ladder, congestion control,
@@ -16,9 +17,12 @@
 //!   sound (`nephele-host-audio-N`, [`sound`]) threads, and the control
 //!   block they share with the receive thread ([`control`]);
 //! * [`replication`]: the demo desktop's state as replicated;
-//! * [`recording`]: `--record-input`'s JSON lines.
+//! * [`recording`]: `--record-input`'s JSON lines;
+//! * [`apps`]: application sessions' displays, programs and profiles
+//!   (`nephele-host-apps`).
 
 mod admission;
+mod apps;
 mod control;
 mod desktop;
 mod encode;
@@ -45,7 +49,8 @@ use crate::demo::DesktopState;
 use crate::screen::{DesktopSource, ScreenError};
 use sound::mic_recorder;
 
-pub use admission::{Sids, TokenAdmission};
+pub use admission::{Admitted, Sids, TokenAdmission};
+pub use apps::AppsConfig;
 pub use nephele_protocol::host::{DETACHED_AFTER, MAX_SESSIONS, SESSION_RETAIN};
 pub use sound::parse_tone;
 
@@ -87,6 +92,9 @@ pub struct HostConfig {
     /// and picture cap come from the token. `None`: direct sessions from
     /// gateways without a directory (the link key alone decides).
     pub tokens: Option<crate::token::Verifier>,
+    /// Where and as whom application sessions run (each on a private
+    /// display); `None`: the host refuses them.
+    pub apps: Option<AppsConfig>,
 }
 
 impl Default for HostConfig {
@@ -105,6 +113,7 @@ impl Default for HostConfig {
             // given the deployment's.
             link: LinkKey::random(),
             tokens: None,
+            apps: None,
         }
     }
 }
@@ -139,6 +148,15 @@ pub enum HostError {
     /// Spawning a thread failed.
     #[error("starting host thread: {0}")]
     Thread(std::io::Error),
+    /// The directory for application sessions cannot be made, or their
+    /// worker thread started.
+    #[error("running applications in {dir}: {source}")]
+    Apps {
+        /// The directory.
+        dir: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The desktop to serve cannot be reached.
     #[error("serving {desktop}: {source}")]
     Desktop {
@@ -277,6 +295,8 @@ pub struct Host {
     sids: Sids,
     orders: Orders,
     enrolment: Mutex<Option<crate::enrol::Enrolment>>,
+    /// How application sessions reach the directory, once enrolled.
+    app_link: apps::SharedLink,
     rx: Option<JoinHandle<()>>,
 }
 
@@ -334,6 +354,16 @@ impl Host {
         if let Some(tokens) = cfg.tokens.clone() {
             core.set_admission(Box::new(TokenAdmission::new(tokens, addr, sids.clone())));
         }
+        let app_link = apps::SharedLink::default();
+        let apps = cfg
+            .apps
+            .clone()
+            .map(|a| {
+                let dir = a.dir.display().to_string();
+                apps::Apps::start(a, app_link.clone())
+                    .map_err(|source| HostError::Apps { dir, source })
+            })
+            .transpose()?;
         let rx = rx::Rx {
             socket: Arc::new(LinkSocket::new(socket, &cfg.link)),
             opener: Opener::new(&cfg.link),
@@ -357,6 +387,10 @@ impl Host {
             out: Vec::with_capacity(nephele_protocol::MAX_DATAGRAM),
             state_buf: Vec::with_capacity(nephele_protocol::wire::MAX_STATE),
             orders: orders.clone(),
+            sids: sids.clone(),
+            apps,
+            starting: HashMap::new(),
+            apps_checked: now,
         };
         let rx = std::thread::Builder::new()
             .name("nephele-host-rx".into())
@@ -376,6 +410,7 @@ impl Host {
             sids,
             orders,
             enrolment: Mutex::new(None),
+            app_link,
             rx: Some(rx),
         })
     }
@@ -390,6 +425,7 @@ impl Host {
         creds: crate::enrol::Credentials,
         info: nephele_api::directory::HostInfo,
     ) {
+        let (host, dir) = (info.id.clone(), directory.clone());
         let member = enrolment::Enrolled {
             info,
             desktops: self.desktops.clone(),
@@ -397,6 +433,10 @@ impl Host {
             orders: self.orders.clone(),
         };
         let e = crate::enrol::Enrolment::start(directory, creds, member, "nephele-host-heartbeat");
+        if let Ok(mut l) = self.app_link.lock() {
+            let key = e.key();
+            *l = Some(apps::AppLink { dir, host, key });
+        }
         if let Ok(mut slot) = self.enrolment.lock() {
             *slot = Some(e);
         }
@@ -449,12 +489,14 @@ impl Host {
     }
 
     fn stop_and_join(&mut self) {
-        if let Some(e) = self.enrolment.lock().ok().and_then(|mut e| e.take()) {
-            e.stop(true);
-        }
         self.stop.store(true, Ordering::Relaxed);
+        // The sessions end first: application sessions keep their
+        // profiles with the directory while the host is still enrolled.
         if let Some(h) = self.rx.take() {
             let _ = h.join();
+        }
+        if let Some(e) = self.enrolment.lock().ok().and_then(|mut e| e.take()) {
+            e.stop(true);
         }
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nephele_protocol::host::{Accept, HostCore, HostEvent, Passed};
 use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message, split_envelope};
 
+use super::apps::{Apps, Running};
 use super::control::{MediaControl, NO_REPORT};
 use super::desktop::{self, Desktop, Replies};
 use super::media::{Media, MediaOptions, MediaSpec};
@@ -37,6 +38,19 @@ pub(super) struct SessionIo {
     index: u64,
     /// A resume was announced and its first picture has not left yet.
     announcing: bool,
+    /// An application session's display and program.
+    app: Option<Running>,
+}
+
+/// A session whose desktop is open, to accept.
+struct Opened {
+    desktop: Box<dyn Desktop>,
+    size: (u16, u16),
+    fps: u8,
+    index: u64,
+    control: Arc<MediaControl>,
+    restored: bool,
+    app: Option<Running>,
 }
 
 /// The receive thread's state.
@@ -60,7 +74,19 @@ pub(super) struct Rx {
     pub state_buf: Vec<u8>,
     /// What the directory asked of sessions, to hand to the core.
     pub orders: super::Orders,
+    /// What the host keeps of the sessions it admitted.
+    pub sids: super::Sids,
+    /// Starts and ends application sessions, when the host runs them.
+    pub apps: Option<Apps>,
+    /// Application sessions whose display is being started: their frame
+    /// rate, until it is up.
+    pub starting: HashMap<u64, u8>,
+    /// When the application sessions' programs were last looked at.
+    pub apps_checked: Instant,
 }
+
+/// How often the host looks whether application sessions' programs ended.
+const APP_CHECK: Duration = Duration::from_secs(1);
 
 impl Rx {
     pub fn run(mut self) {
@@ -158,6 +184,11 @@ impl Rx {
             .collect();
         for id in announced {
             self.core.resumed(id, now);
+        }
+        self.apps_started(now);
+        if now.duration_since(self.apps_checked) >= APP_CHECK {
+            self.apps_checked = now;
+            self.apps_ended();
         }
         // Taken without waiting: the enrolment thread holds it only to push.
         let ordered = self
@@ -271,7 +302,12 @@ impl Rx {
                 }
                 HostEvent::Ended { session, reason } => {
                     tracing::info!(session, ?reason, "session ended");
-                    self.sessions.remove(&session);
+                    if let Some(s) = self.sessions.remove(&session)
+                        && let (Some(run), Some(apps)) = (s.app, &self.apps)
+                    {
+                        // Log-off: the program ends and its profile is kept.
+                        apps.finish(run);
+                    }
                     if let Ok(mut d) = self.desktops.lock() {
                         d.remove(&session);
                     }
@@ -291,10 +327,10 @@ impl Rx {
         restore: Option<nephele_protocol::host::Restore>,
         now: Instant,
     ) {
-        self.next_index += 1;
-        let index = self.next_index;
-        // Where the session's media goes; the core names its gateway next.
-        let control = Arc::new(MediaControl::new(SocketAddr::from(([0, 0, 0, 0], 0)), 0));
+        if let Some(token) = self.app_token(session) {
+            return self.launch(session, token, asked, fps);
+        }
+        let (index, control) = self.media_slot();
         let (desktop, size, restored): (Box<dyn Desktop>, _, _) = match &self.source {
             DesktopSource::Demo => {
                 let state = restore.as_ref().map(|r| r.state.as_slice());
@@ -303,17 +339,7 @@ impl Rx {
             }
             DesktopSource::X11 { display } => match desktop::X11::open(display) {
                 Ok((mut d, size)) => {
-                    let (socket, control) = (self.socket.clone(), control.clone());
-                    d.bridge_clipboard(format!("nephele-host-clip-{index}"), move |text| {
-                        // Cut to a whole character; the client drops it
-                        // unless its user shares the clipboard.
-                        let message = Message::Clipboard {
-                            text: desktop::clip(text).as_bytes(),
-                        };
-                        let mut out = Vec::with_capacity(64);
-                        Envelope { session, message }.encode(&mut out);
-                        super::send_to(&socket, control.gateway(), &out);
-                    });
+                    self.bridge(&mut d, session, index, &control);
                     (Box::new(d), size, false)
                 }
                 Err(e) => {
@@ -324,49 +350,185 @@ impl Rx {
             },
         };
         if let (true, Some(r)) = (restored, &restore) {
-            let state = desktop.state();
-            let typed = state.lock().map(|d| d.typed.clone()).unwrap_or_default();
-            tracing::warn!(
-                session,
-                input_seq = r.input_seq,
-                typed = typed.len(),
-                "taking the session over from its failed primary"
-            );
-            let epoch = self.media.epoch;
-            if let Some(w) = self.recorder.as_mut() {
-                w.takeover(epoch, session, r.input_seq, &typed);
-            }
+            self.took_over(session, r.input_seq, desktop.as_ref());
         }
+        let opened = Opened {
+            desktop,
+            size,
+            fps,
+            index,
+            control,
+            restored,
+            app: None,
+        };
+        self.opened(session, opened, now);
+    }
+
+    /// A new session's media slot: its number (for thread names) and the
+    /// control block its media share with this thread (the core names
+    /// its gateway next).
+    fn media_slot(&mut self) -> (u64, Arc<MediaControl>) {
+        self.next_index += 1;
+        let control = Arc::new(MediaControl::new(SocketAddr::from(([0, 0, 0, 0], 0)), 0));
+        (self.next_index, control)
+    }
+
+    /// Bridges an X display's clipboard to the session's client.
+    fn bridge(&self, d: &mut desktop::X11, session: u64, index: u64, control: &Arc<MediaControl>) {
+        let (socket, control) = (self.socket.clone(), control.clone());
+        d.bridge_clipboard(format!("nephele-host-clip-{index}"), move |text| {
+            // Cut to a whole character; the client drops it unless its
+            // user shares the clipboard.
+            let message = Message::Clipboard {
+                text: desktop::clip(text).as_bytes(),
+            };
+            let mut out = Vec::with_capacity(64);
+            Envelope { session, message }.encode(&mut out);
+            super::send_to(&socket, control.gateway(), &out);
+        });
+    }
+
+    /// Notes a takeover from a failed primary.
+    fn took_over(&mut self, session: u64, input_seq: u32, desktop: &dyn Desktop) {
+        let state = desktop.state();
+        let typed = state.lock().map(|d| d.typed.clone()).unwrap_or_default();
+        tracing::warn!(
+            session,
+            input_seq,
+            typed = typed.len(),
+            "taking the session over from its failed primary"
+        );
+        let epoch = self.media.epoch;
+        if let Some(w) = self.recorder.as_mut() {
+            w.takeover(epoch, session, input_seq, &typed);
+        }
+    }
+
+    /// Accepts a session whose desktop is open.
+    fn opened(&mut self, session: u64, o: Opened, now: Instant) {
         let accept = Accept {
-            width: size.0,
-            height: size.1,
+            width: o.size.0,
+            height: o.size.1,
             // A film or game playing on the desktop keeps it active by itself.
             keep_active: self.media.motion,
-            restored,
+            restored: o.restored,
         };
         if let Ok(mut d) = self.desktops.lock() {
-            d.insert(session, desktop.state());
+            d.insert(session, o.desktop.state());
         }
+        tracing::info!(
+            session,
+            width = o.size.0,
+            height = o.size.1,
+            fps = o.fps,
+            app = o.app.as_ref().map(|a| a.display.as_str()),
+            "session opened"
+        );
         self.sessions.insert(
             session,
             SessionIo {
-                desktop,
-                control,
+                desktop: o.desktop,
+                control: o.control,
                 media: None,
-                size,
-                fps,
-                index,
+                size: o.size,
+                fps: o.fps,
+                index: o.index,
                 announcing: false,
+                app: o.app,
             },
         );
-        tracing::info!(
-            session,
-            width = size.0,
-            height = size.1,
-            fps,
-            "session opened"
-        );
         self.core.accept(session, accept, now);
+    }
+
+    /// The token of an application session (`None` for a desktop).
+    fn app_token(&self, session: u64) -> Option<String> {
+        let sids = self.sids.lock().ok()?;
+        sids.get(&session)?.app_token.clone()
+    }
+
+    /// Starts an application session's display and program on the
+    /// worker; the session is accepted once they are up.
+    fn launch(&mut self, session: u64, token: String, asked: (u16, u16), fps: u8) {
+        let Some(apps) = &self.apps else {
+            tracing::error!(
+                session,
+                "an application session, but this host runs no applications (it is not enrolled with a directory); refused"
+            );
+            return self.core.refuse(session);
+        };
+        match apps.launch(session, token, asked) {
+            Ok(()) => {
+                self.starting.insert(session, fps);
+            }
+            Err(e) => {
+                tracing::error!(session, error = %e, "cannot start the application session; refused");
+                self.core.refuse(session);
+            }
+        }
+    }
+
+    /// Application sessions whose display came up (or failed to).
+    fn apps_started(&mut self, now: Instant) {
+        let Some(apps) = &self.apps else { return };
+        let started: Vec<_> = apps.done.try_iter().collect();
+        if started.is_empty() {
+            return;
+        }
+        for (session, result) in started {
+            let Some(fps) = self.starting.remove(&session) else {
+                continue;
+            };
+            let run = match result {
+                Ok(run) => run,
+                Err(e) => {
+                    tracing::error!(session, error = %e, "cannot start the application session; refused");
+                    self.core.refuse(session);
+                    continue;
+                }
+            };
+            match desktop::X11::open(&run.display) {
+                Ok((mut d, size)) => {
+                    let (index, control) = self.media_slot();
+                    d.mute();
+                    self.bridge(&mut d, session, index, &control);
+                    let opened = Opened {
+                        desktop: Box::new(d),
+                        size,
+                        fps,
+                        index,
+                        control,
+                        restored: false,
+                        app: Some(run),
+                    };
+                    self.opened(session, opened, now);
+                }
+                Err(e) => {
+                    tracing::error!(session, error = %e, "cannot reach the application's display; refused");
+                    self.core.refuse(session);
+                }
+            }
+        }
+        self.events(now);
+        self.flush();
+    }
+
+    /// Ends the sessions whose program ended (the user closed it): a
+    /// log-off.
+    fn apps_ended(&mut self) {
+        let ended: Vec<u64> = self
+            .sessions
+            .iter_mut()
+            .filter_map(|(id, s)| s.app.as_mut().is_some_and(Running::exited).then_some(*id))
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        for session in ended {
+            tracing::info!(session, "the application ended: logging the session off");
+            self.core.end(session, GoodbyeReason::Normal);
+        }
+        self.events(Instant::now());
+        self.flush();
     }
 
     fn start_media(&mut self, session: u64) {

@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    AUDIT, CATALOG, NOTICES, SESSIONS, Store, StoreError, TENANTS, USERS, UserRecord, check_name,
-    hash_password, key,
+    AUDIT, CATALOG, NOTICES, PROFILES, SESSIONS, Store, StoreError, TENANTS, USERS, UserRecord,
+    check_name, hash_password, key,
 };
 
 /// A tenant: an organisation whose users and catalog are kept apart.
@@ -185,10 +185,15 @@ impl Store {
             .map(drop)
     }
 
-    /// Removes a user; whether there was one.
+    /// Removes a user and their application profile; whether there was one.
     pub fn remove_user(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
-        self.update(USERS, &key(tenant, user), |old: Option<UserRecord>| {
-            Ok((None, old.is_some()))
+        let k = key(tenant, user);
+        self.db.run(true, |db| {
+            let tx = db.begin_write()?;
+            let existed = tx.open_table(USERS)?.remove(k.as_str())?.is_some();
+            tx.open_table(PROFILES)?.remove(k.as_str())?;
+            tx.commit()?;
+            Ok(existed)
         })
     }
 

@@ -49,6 +49,8 @@ const NOTICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("notices"
 const AUDIT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("audit");
 const HOSTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("hosts");
 const HOST_KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("host_keys");
+/// Users' application profiles (tar archives), by `tenant/user`.
+const PROFILES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("profiles");
 
 /// A table of JSON (or raw) values under string keys.
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
@@ -194,6 +196,7 @@ impl Store {
                 AUDIT,
                 HOSTS,
                 HOST_KEYS,
+                PROFILES,
             ] {
                 tx.open_table(t)?;
             }
@@ -556,6 +559,16 @@ impl Store {
     /// Every registered gateway.
     pub fn gateways(&self) -> Result<Vec<GatewayInfo>, StoreError> {
         self.all(GATEWAYS, "")
+    }
+
+    /// A user's application profile, as their last session left it.
+    pub fn profile(&self, tenant: &str, user: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_raw(PROFILES, &key(tenant, user))
+    }
+
+    /// Keeps a user's application profile (replacing the one before).
+    pub fn put_profile(&self, tenant: &str, user: &str, tar: &[u8]) -> Result<(), StoreError> {
+        self.put_raw(PROFILES, &key(tenant, user), tar)
     }
 }
 
