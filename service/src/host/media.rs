@@ -81,12 +81,21 @@ impl Media {
                 nephele_platform::sched::ordinary();
                 job.run()
             })?;
-        let (mic_tx, mic_rx) = std::sync::mpsc::sync_channel(MIC_QUEUE);
         let (desktop, pulse_source) = match &spec.pictures {
             Pictures::Drawn(state) => (Some(state.clone()), None),
             Pictures::Captured { sound: true, .. } => (None, Some(opts.sound_source.clone())),
-            Pictures::Captured { sound: false, .. } => (None, None),
+            // A display with no sound of its own: no sound thread at all
+            // (not one encoding silence, or the demo's tone).
+            Pictures::Captured { sound: false, .. } => {
+                return Ok(Self {
+                    stop,
+                    encoder: Some(encoder),
+                    sound: None,
+                    mic: None,
+                });
+            }
         };
+        let (mic_tx, mic_rx) = std::sync::mpsc::sync_channel(MIC_QUEUE);
         let sound_job = AudioJob {
             session: spec.session,
             socket: socket.clone(),
