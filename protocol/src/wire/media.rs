@@ -62,7 +62,7 @@ impl VideoFragment<'_> {
         if len <= before_last || len > full {
             return Err("frame length does not match");
         }
-        let expected = if self.index + 1 == count {
+        let expected = if u32::from(self.index) + 1 == u32::from(count) {
             (len - before_last) as usize
         } else {
             usize::from(shard)

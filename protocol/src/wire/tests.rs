@@ -397,3 +397,22 @@ fn rejects_wrong_version_and_bad_fields() {
         Err(DecodeError::BadFragment("empty payload"))
     );
 }
+
+#[test]
+fn a_fragment_numbered_last_of_all_is_checked_without_overflow() {
+    // Found by the decode fuzzer: index 65535 of 65535 data fragments
+    // (parity makes it a valid index) overflowed `index + 1`.
+    let payload = [0u8; 2];
+    let frag = VideoFragment {
+        frame_id: 1,
+        index: u16::MAX,
+        count: u16::MAX,
+        parity: 2,
+        flags: 0,
+        capture_us: 0,
+        shard: 2,
+        frame_len: 2 * u32::from(u16::MAX),
+        payload: &payload,
+    };
+    assert_eq!(frag.check(), Ok(()));
+}
