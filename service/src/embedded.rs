@@ -59,6 +59,9 @@ impl std::str::FromStr for PopSpec {
 pub struct EmbeddedOptions {
     /// Directory database (and `ca.pem`) location.
     pub state_dir: PathBuf,
+    /// A PostgreSQL database for the directory's state instead
+    /// (`postgres://…`).
+    pub database: Option<String>,
     /// The directory's HTTPS address (port 0 for any).
     pub directory_listen: SocketAddr,
     /// `(user[@tenant], password)` accounts allowed to open the demo desktop.
@@ -137,7 +140,10 @@ impl Embedded {
         let mut primary = opts.host.clone();
         primary.link = link.clone();
         // The hosts attach only sessions the directory signed tokens for.
-        primary.tokens = Some(Directory::token_verifier(&opts.state_dir)?);
+        primary.tokens = Some(Directory::token_verifier(
+            &opts.state_dir,
+            opts.database.as_deref(),
+        )?);
         let mut backup = primary.clone();
         backup.listen.set_port(0);
         backup.record_mic = None;
@@ -169,6 +175,7 @@ impl Embedded {
             identity.clone(),
         );
         dcfg.idle_policy = opts.idle_policy;
+        dcfg.database = opts.database.clone();
         let directory = Directory::start(dcfg).await?;
         for (user, password) in &opts.demo_users {
             directory

@@ -228,6 +228,12 @@ struct DirectoryArgs {
     /// service key (`service.key`) are kept.
     #[arg(long, value_name = "DIR")]
     state_dir: PathBuf,
+    /// Keep users, sessions, keys and the live lists in this PostgreSQL
+    /// database instead of STATE_DIR's embedded one, shared by every
+    /// directory given the same one (`postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// or libpq's `host=… user=… dbname=…`).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Create or update a user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`).
     #[arg(long, value_name = "NAME:PASSWORD")]
     demo_user: Vec<String>,
@@ -276,6 +282,10 @@ enum Role {
         /// written to `DIR/ca.pem`.
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
+        /// Keep the directory's state in this PostgreSQL database instead
+        /// (as `directory --database`).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
         /// A user who may open the demo desktop (`NAME[@TENANT]:PASSWORD`;
         /// also $NEPHELE_DEMO_USER, which other users cannot read).
         #[arg(long, value_name = "NAME:PASSWORD")]
@@ -386,6 +396,7 @@ fn run() -> Result<()> {
             host,
             directory_listen,
             state_dir,
+            database,
             demo_user,
             pops,
             network,
@@ -402,6 +413,7 @@ fn run() -> Result<()> {
             host_cfg.apps = Some(apps_config(&host, state_dir.join("apps"))?);
             let svc = rt.block_on(Embedded::start(EmbeddedOptions {
                 state_dir,
+                database,
                 directory_listen,
                 demo_users: users,
                 pops,
@@ -646,6 +658,7 @@ fn directory(d: DirectoryArgs) -> Result<()> {
     let rt = runtime(2)?;
     rt.block_on(async {
         let mut cfg = DirectoryConfig::new(d.listen, d.state_dir.clone(), identity);
+        cfg.database = d.database.clone();
         cfg.idle_policy = d.idle_policy;
         cfg.session_pixel_rate = d.session_max_pixel_rate;
         let dir = Directory::start(cfg)

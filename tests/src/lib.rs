@@ -3,6 +3,8 @@
 //! into its parts), scratch directories and readers for the host's input
 //! recordings.
 
+pub mod postgres;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -131,6 +133,7 @@ impl DemoService {
         let password = random_password();
         let svc = rt.block_on(Embedded::start(EmbeddedOptions {
             state_dir: state_dir.clone(),
+            database: None,
             directory_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             demo_users: vec![(DEMO_USER.into(), password.clone())],
             pops: DEMO_POPS

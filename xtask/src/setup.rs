@@ -47,6 +47,23 @@ fn has_lib(file: &str) -> bool {
     .any(|d| Path::new(d).join(file).exists())
 }
 
+/// PostgreSQL's server programs: on PATH, or where Debian
+/// (`/usr/lib/postgresql/N/bin`) or Fedora (`/usr/pgsql-N/bin`) put them.
+fn has_postgres() -> bool {
+    let in_dir = |root: &str, prefix: &str| {
+        std::fs::read_dir(root).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with(prefix)
+                    && e.path().join("bin/postgres").is_file()
+                    && e.path().join("bin/initdb").is_file()
+            })
+        })
+    };
+    (has_cmd("postgres") && has_cmd("initdb"))
+        || in_dir("/usr/lib/postgresql", "")
+        || in_dir("/usr", "pgsql-")
+}
+
 fn needs(extras: &Extras) -> Vec<Need> {
     let mut v = vec![
         Need {
@@ -240,6 +257,13 @@ fn needs(extras: &Extras) -> Vec<Need> {
             apt: "libavcodec-dev",
             dnf: "libavcodec-free-devel",
             pacman: "ffmpeg",
+        },
+        Need {
+            what: "PostgreSQL's server (the shared-directory tests and bench start one)",
+            present: has_postgres,
+            apt: "postgresql",
+            dnf: "postgresql-server",
+            pacman: "postgresql",
         },
         Need {
             what: "MinGW-w64 (Windows cross-build)",

@@ -232,7 +232,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
                 .change_user(&tenant, &user, |u| u.disabled = disabled)
                 .map_err(invalid)?;
             if disabled {
-                let ended = inner.ended.all(store.end_sessions_of(&tenant, &user)?);
+                let ended = super::hosts::end_all(inner, &store.end_sessions_of(&tenant, &user)?)?;
                 done(format!(
                     "`{user}@{tenant}` is disabled; {ended} session(s) ended"
                 ))
@@ -247,7 +247,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
                     format!("there is no user `{user}@{tenant}`"),
                 ));
             }
-            let ended = inner.ended.all(store.end_sessions_of(&tenant, &user)?);
+            let ended = super::hosts::end_all(inner, &store.end_sessions_of(&tenant, &user)?)?;
             done(format!(
                 "`{user}@{tenant}` removed; {ended} session(s) ended"
             ))
@@ -345,7 +345,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
             done(format!("`{user}@{tenant}` may no longer open `{entry}`"))
         }
         AdminRequest::GatewayList => {
-            let live: Vec<_> = inner.live_gateways();
+            let live = inner.live_gateways()?;
             let rows = store
                 .gateways()?
                 .into_iter()
@@ -366,9 +366,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
             table(&["id", "pop", "region", "address", "state"], rows)
         }
         AdminRequest::GatewayRemove { id } => {
-            if let Ok(mut live) = inner.live.lock() {
-                live.remove(&id);
-            }
+            store.forget_live(super::store::Roster::Gateways, &id)?;
             store.remove_member(super::store::Roster::Gateways, &id)?;
             done(format!(
                 "gateway `{id}` and its key are forgotten; it must register with the service key again"
@@ -376,7 +374,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
         }
         AdminRequest::HostList => {
             let open = store.all_open_sessions(now)?;
-            let live = super::hosts::live(inner);
+            let live = super::hosts::live(inner)?;
             let rows = store
                 .hosts()?
                 .into_iter()
@@ -404,9 +402,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
             )
         }
         AdminRequest::HostRemove { id } => {
-            if let Ok(mut hosts) = inner.hosts.lock() {
-                hosts.remove(&id);
-            }
+            store.forget_live(super::store::Roster::Hosts, &id)?;
             store.remove_member(super::store::Roster::Hosts, &id)?;
             done(format!(
                 "host `{id}` and its key are forgotten: no session goes there; it must enrol with the service key again"
@@ -443,7 +439,7 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
                     format!("there is no open session `{id}`"),
                 ));
             }
-            inner.ended.all(vec![id.clone()]);
+            super::hosts::end_all(inner, std::slice::from_ref(&id))?;
             done(format!(
                 "session `{id}` ended: its host closes it at its next heartbeat, and its tokens open nothing any more"
             ))

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// A name that cannot be stored.
     #[error("{0}")]
     Invalid(String),
+    /// PostgreSQL failed or refused.
+    #[error("directory database (PostgreSQL): {0}")]
+    Postgres(String),
     /// The database failed and could not be opened again yet.
     #[error("directory database unavailable: {0}")]
     Unavailable(String),

@@ -18,7 +18,7 @@
 //! the session a new backup and tells the host in the heartbeat's answer.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
@@ -28,72 +28,33 @@ use nephele_api::directory::{
 };
 
 use super::registry::{Caller, caller, issue_key, not_owner, owner, same};
-use super::store::{self, Roster};
+use super::store::{self, LiveHost, Roster, StoreError};
 use super::{ApiResult, Fail, Inner, bearer};
 
-/// Sessions an administrator ended, until their host reports serving them
-/// and is told to end them (or an hour passed: a host that never reports
-/// one does not hold it for ever). In memory: a restarted directory tells
-/// no host.
-#[derive(Debug, Default)]
-pub(super) struct Ended(std::sync::Mutex<std::collections::HashMap<String, Instant>>);
-
-/// How long an ended session waits for its host to be told.
-const ENDED_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
-
-impl Ended {
-    /// Notes sessions ended; how many.
-    pub fn all(&self, ids: Vec<String>) -> usize {
-        let n = ids.len();
-        if let Ok(mut e) = self.0.lock() {
-            e.retain(|_, at| at.elapsed() < ENDED_KEPT);
-            let now = Instant::now();
-            e.extend(ids.into_iter().map(|id| (id, now)));
-        }
-        n
-    }
-
-    /// Whether `sid` was ended; its host is being told, so it is forgotten.
-    fn take(&self, sid: &str) -> bool {
-        self.0.lock().is_ok_and(|mut e| e.remove(sid).is_some())
-    }
-}
-
-/// A host heard from lately.
-#[derive(Debug, Clone)]
-pub(super) struct LiveHost {
-    pub info: HostInfo,
-    pub last_seen: Instant,
-    /// Sessions it reported at its last heartbeat.
-    pub sessions: u32,
-    /// Sessions placed on it that it has not reported serving yet, and
-    /// when: each holds a place until it does, or for [`PENDING_GRACE`].
-    pub pending: Vec<(String, Instant)>,
-}
+/// How long an ended session waits for its host to be told (a host that
+/// never reports it does not hold it for ever).
+const ENDED_KEPT: Duration = Duration::from_secs(3600);
 
 /// How long a session placed on a host holds a place there before its
 /// client attaches (after that it is taken to have given up).
-pub(super) const PENDING_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+pub(super) const PENDING_GRACE: Duration = Duration::from_secs(30);
 
-impl LiveHost {
-    fn room(&self) -> u32 {
-        let pending = u32::try_from(self.pending.len()).unwrap_or(u32::MAX);
-        self.info
-            .capacity
-            .saturating_sub(self.sessions.saturating_add(pending))
-    }
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// The hosts heard from within the registry's ttl (the rest forgotten).
-pub(super) fn live(inner: &Inner) -> Vec<LiveHost> {
-    let ttl = inner.ttl();
-    let Ok(mut hosts) = inner.hosts.lock() else {
-        return Vec::new();
-    };
-    hosts.retain(|_, h| h.last_seen.elapsed() <= ttl);
-    let mut list: Vec<LiveHost> = hosts.values().cloned().collect();
-    list.sort_by(|a, b| a.info.id.cmp(&b.info.id));
-    list
+/// Notes sessions an administrator ended, for their hosts to be told;
+/// how many.
+pub(super) fn end_all(inner: &Inner, ids: &[String]) -> Result<usize, StoreError> {
+    let now = crate::token::unix_ms();
+    inner
+        .store
+        .mark_ended(ids, now, now.saturating_sub(ms(ENDED_KEPT)))
+}
+
+/// The hosts heard from within the registry's ttl, by id.
+pub(super) fn live(inner: &Inner) -> Result<Vec<LiveHost>, StoreError> {
+    inner.store.live_hosts(inner.live_since())
 }
 
 /// Where a session goes.
@@ -155,17 +116,21 @@ fn backup_for(hosts: &[LiveHost], primary: &HostInfo, order: &[String]) -> Optio
 
 /// Places new session `sid` (see the module documentation); `None` when
 /// no live host has room.
-pub(super) fn place(inner: &Inner, sid: &str, near: &[String]) -> Option<Placed> {
-    let hosts = live(inner);
+pub(super) fn place(
+    inner: &Inner,
+    sid: &str,
+    near: &[String],
+) -> Result<Option<Placed>, StoreError> {
+    let hosts = live(inner)?;
     let order = site_order(&hosts, near);
-    let host = pick(&hosts, &order, true, |_| true)?.info.clone();
+    let Some(host) = pick(&hosts, &order, true, |_| true).map(|h| h.info.clone()) else {
+        return Ok(None);
+    };
     let backup = backup_for(&hosts, &host, &order);
-    if let Ok(mut live) = inner.hosts.lock()
-        && let Some(h) = live.get_mut(&host.id)
-    {
-        h.pending.push((sid.to_string(), Instant::now()));
-    }
-    Some(Placed { host, backup })
+    inner
+        .store
+        .host_pending(&host.id, sid, crate::token::unix_ms())?;
+    Ok(Some(Placed { host, backup }))
 }
 
 pub(super) async fn register(
@@ -184,7 +149,7 @@ pub(super) async fn register(
     }
     let issued = match caller(&inner, &headers, Roster::Hosts, &info.id)? {
         Caller::Owner => None,
-        Caller::Service if live(&inner).iter().any(|h| h.info.id == info.id) => {
+        Caller::Service if live(&inner)?.iter().any(|h| h.info.id == info.id) => {
             return Err(Fail(
                 StatusCode::CONFLICT,
                 format!(
@@ -197,17 +162,12 @@ pub(super) async fn register(
     };
     inner.store.put_host(&info)?;
     tracing::info!(id = %info.id, site = %info.site, address = %info.address, capacity = info.capacity, new_key = issued.is_some(), "host enrolled");
-    if let Ok(mut hosts) = inner.hosts.lock() {
-        hosts.insert(
-            info.id.clone(),
-            LiveHost {
-                info,
-                last_seen: Instant::now(),
-                sessions: 0,
-                pending: Vec::new(),
-            },
-        );
-    }
+    inner.store.host_seen(&LiveHost {
+        info,
+        seen_ms: crate::token::unix_ms(),
+        sessions: 0,
+        pending: Vec::new(),
+    })?;
     Ok(Json(Registered {
         heartbeat_ms: inner.heartbeat.as_millis() as u64,
         ttl_ms: inner.ttl().as_millis() as u64,
@@ -234,55 +194,50 @@ pub(super) async fn heartbeat(
     if !same(&super::registry::hash(bearer(&headers)), &issued) {
         return Err(not_owner(Roster::Hosts, &id));
     }
-    let me = {
-        let mut hosts = inner
-            .hosts
-            .lock()
-            .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "registry".into()))?;
-        match hosts.get_mut(&id) {
-            Some(h) => {
-                h.last_seen = Instant::now();
-                h.sessions = beat.sessions;
-                h.pending.retain(|(sid, at)| {
-                    !beat.serving.contains(sid) && at.elapsed() < PENDING_GRACE
-                });
-                h.info.clone()
-            }
-            None => {
-                // Known from an earlier run of the directory: alive again.
-                drop(hosts);
-                let Some(info) = inner.store.hosts()?.into_iter().find(|h| h.id == id) else {
-                    return Err(Fail(
-                        StatusCode::NOT_FOUND,
-                        "unknown host; enrol again".into(),
-                    ));
-                };
-                tracing::info!(id = %info.id, site = %info.site, "host known from an earlier run is back");
-                if let Ok(mut hosts) = inner.hosts.lock() {
-                    hosts.insert(
-                        id.clone(),
-                        LiveHost {
-                            info: info.clone(),
-                            last_seen: Instant::now(),
-                            sessions: beat.sessions,
-                            pending: Vec::new(),
-                        },
-                    );
-                }
-                info
-            }
+    let now = crate::token::unix_ms();
+    let serving = &beat.serving[..beat.serving.len().min(MAX_SERVING)];
+    let listed = inner.store.host_beat(
+        &id,
+        beat.sessions,
+        serving,
+        now,
+        now.saturating_sub(ms(PENDING_GRACE)),
+    )?;
+    let me = match listed {
+        Some(info) => info,
+        None => {
+            // Known from an earlier run of the directory: alive again.
+            let Some(info) = inner.store.hosts()?.into_iter().find(|h| h.id == id) else {
+                return Err(Fail(
+                    StatusCode::NOT_FOUND,
+                    "unknown host; enrol again".into(),
+                ));
+            };
+            tracing::info!(id = %info.id, site = %info.site, "host known from an earlier run is back");
+            inner.store.host_seen(&LiveHost {
+                info: info.clone(),
+                seen_ms: now,
+                sessions: beat.sessions,
+                pending: Vec::new(),
+            })?;
+            info
         }
     };
     let mut answer = HostHeartbeatAnswer::default();
+    // Ended sessions are few and usually none: listed once per heartbeat.
+    let ended = inner.store.ended()?;
     let mut hosts: Option<Vec<LiveHost>> = None;
-    for sid in beat.serving.iter().take(MAX_SERVING) {
-        if inner.ended.take(sid) {
+    for sid in serving {
+        if ended.iter().any(|(e, _)| e == sid) && inner.store.take_ended(sid)? {
             tracing::info!(session = %sid, host = %me.id, "the host is told to end the session");
             answer.end.push(sid.clone());
             continue;
         }
         // The live hosts, listed once per heartbeat (not per session).
-        let hosts = hosts.get_or_insert_with(|| live(&inner));
+        let hosts = match &mut hosts {
+            Some(h) => h,
+            None => hosts.insert(live(&inner)?),
+        };
         if let Some(b) = adopt(&inner, hosts, &me, sid)? {
             answer.backups.push(b);
         }
@@ -331,9 +286,7 @@ pub(super) async fn deregister(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<StatusCode> {
     owner(&inner, &headers, Roster::Hosts, &id)?;
-    if let Ok(mut hosts) = inner.hosts.lock() {
-        hosts.remove(&id);
-    }
+    inner.store.forget_live(Roster::Hosts, &id)?;
     inner.store.remove_member(Roster::Hosts, &id)?;
     tracing::info!(%id, "host left");
     Ok(StatusCode::NO_CONTENT)
@@ -351,7 +304,7 @@ mod tests {
                 address: format!("10.0.0.{}:7400", id.len()),
                 capacity,
             },
-            last_seen: Instant::now(),
+            seen_ms: 0,
             sessions,
             pending: Vec::new(),
         }

@@ -17,12 +17,10 @@ mod sessions;
 mod signin;
 pub mod store;
 
-use std::collections::HashMap;
-
 use nephele_protocol::activity::IdlePolicy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -53,8 +51,11 @@ const MAX_LISTED: usize = 32;
 pub struct DirectoryConfig {
     /// TCP address for HTTPS.
     pub listen: SocketAddr,
-    /// Where the database lives.
+    /// Where the database lives (and the administrator's key is written).
     pub state_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://…`) to keep the state in
+    /// instead, shared with every directory given the same one.
+    pub database: Option<String>,
     /// Certificate and key the directory presents.
     pub identity: GatewayIdentity,
     /// Interval gateways and hosts are told to heartbeat at; three missed and they leave the lists.
@@ -81,6 +82,7 @@ impl DirectoryConfig {
         Self {
             listen,
             state_dir,
+            database: None,
             identity,
             heartbeat: Duration::from_secs(1),
             session_ttl: Duration::from_secs(600),
@@ -118,29 +120,17 @@ pub enum DirectoryError {
     Threads(std::io::Error),
 }
 
-#[derive(Debug)]
-struct Live {
-    info: GatewayInfo,
-    last_seen: Instant,
-}
-
 struct Inner {
     store: Store,
     signer: Signer,
     verifier: Verifier,
     service_key: String,
-    // Soft state: which enrolled hosts are alive, and their sessions.
-    hosts: Mutex<HashMap<String, hosts::LiveHost>>,
-    // Sessions an administrator ended, until their host is told.
-    ended: hosts::Ended,
     heartbeat: Duration,
     session_ttl: Duration,
     user_ttl: Duration,
     idle_policy: IdlePolicy,
     resume_ttl: Duration,
     session_pixel_rate: Option<u64>,
-    // Soft state: which registered gateways are alive, and their load.
-    live: Mutex<HashMap<String, Live>>,
     // Failed sign-ins counted, and the password hashing gated.
     guard: signin::Guard,
     /// Where unknown devices' password checks run (as many threads as
@@ -153,16 +143,22 @@ impl Inner {
         self.heartbeat * 3
     }
 
-    fn live_gateways(&self) -> Vec<GatewayInfo> {
-        let ttl = self.ttl();
-        let Ok(mut live) = self.live.lock() else {
-            return Vec::new();
-        };
-        live.retain(|_, g| g.last_seen.elapsed() <= ttl);
-        let mut list: Vec<GatewayInfo> = live.values().map(|g| g.info.clone()).collect();
-        list.sort_by(|a, b| a.id.cmp(&b.id));
+    /// Heard from since then (Unix ms): within the registry's ttl.
+    fn live_since(&self) -> u64 {
+        let ttl = u64::try_from(self.ttl().as_millis()).unwrap_or(u64::MAX);
+        crate::token::unix_ms().saturating_sub(ttl)
+    }
+
+    /// The gateways listed to clients (heard from within the ttl), by id.
+    fn live_gateways(&self) -> Result<Vec<GatewayInfo>, StoreError> {
+        let mut list: Vec<GatewayInfo> = self
+            .store
+            .live_gateways(self.live_since())?
+            .into_iter()
+            .map(|g| g.info)
+            .collect();
         list.truncate(MAX_LISTED);
-        list
+        Ok(list)
     }
 }
 
@@ -185,7 +181,7 @@ impl std::fmt::Debug for Directory {
 impl Directory {
     /// Opens the store and starts serving on the current tokio runtime.
     pub async fn start(cfg: DirectoryConfig) -> Result<Self, DirectoryError> {
-        let store = Store::open(&cfg.state_dir)?;
+        let store = open_store(&cfg.state_dir, cfg.database.as_deref())?;
         admin::ensure_key(&store, &cfg.state_dir)?;
         let signer = signer_of(&store)?;
         let service_key = store.service_key()?;
@@ -195,15 +191,12 @@ impl Directory {
             verifier: signer.verifier(),
             signer,
             service_key,
-            hosts: Mutex::new(HashMap::new()),
-            ended: hosts::Ended::default(),
             heartbeat: cfg.heartbeat,
             session_ttl: cfg.session_ttl,
             session_pixel_rate: cfg.session_pixel_rate,
             user_ttl: cfg.user_ttl,
             idle_policy: cfg.idle_policy,
             resume_ttl: cfg.resume_ttl,
-            live: Mutex::new(HashMap::new()),
             // Argon2 (19 MiB, tens of ms) as wide as the machine, and a
             // queue of a few rounds behind it.
             // (one core's worth less for everyone else: known devices have
@@ -277,12 +270,12 @@ impl Directory {
 
     /// Gateways listed to clients right now.
     pub fn live_gateways(&self) -> usize {
-        self.inner.live_gateways().len()
+        self.inner.live_gateways().map_or(0, |g| g.len())
     }
 
     /// Desktop hosts enrolled and heard from lately.
     pub fn live_hosts(&self) -> usize {
-        hosts::live(&self.inner).len()
+        hosts::live(&self.inner).map_or(0, |h| h.len())
     }
 
     /// Verifier for the tokens this directory signs.
@@ -299,8 +292,11 @@ impl Directory {
     /// The verifier for the tokens of the directory keeping its state in
     /// `state_dir` (its signing key made there if new), without starting
     /// it: for hosts started beside it before it runs.
-    pub fn token_verifier(state_dir: &std::path::Path) -> Result<Verifier, DirectoryError> {
-        Ok(signer_of(&Store::open(state_dir)?)?.verifier())
+    pub fn token_verifier(
+        state_dir: &std::path::Path,
+        database: Option<&str>,
+    ) -> Result<Verifier, DirectoryError> {
+        Ok(signer_of(&open_store(state_dir, database)?)?.verifier())
     }
 
     /// Signs arbitrary claims with the directory's key (tests use it to make
@@ -384,7 +380,9 @@ impl From<StoreError> for Fail {
         let status = match e {
             // The disk or the database failing: it is reopened until it
             // works again, so asking again later is the way forward.
-            StoreError::Db(_) | StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Db(_) | StoreError::Postgres(_) | StoreError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Fail(
@@ -630,6 +628,21 @@ fn refusal(r: signin::Refusal) -> Later {
             Duration::from_secs(2),
         ),
     }
+}
+
+/// The state in `database` (PostgreSQL) if given, else in `state_dir`'s
+/// embedded database.
+fn open_store(state_dir: &std::path::Path, database: Option<&str>) -> Result<Store, StoreError> {
+    let Some(url) = database else {
+        return Store::open(state_dir);
+    };
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        StoreError::Invalid(format!(
+            "cannot create the state directory {}: {e}",
+            state_dir.display()
+        ))
+    })?;
+    Store::open_url(url)
 }
 
 /// The store's token signing key, made on first use.

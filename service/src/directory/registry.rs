@@ -10,7 +10,6 @@
 //! stopped answering.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
@@ -19,7 +18,7 @@ use nephele_api::directory::{GatewayInfo, Heartbeat, Registered};
 use ring::rand::SecureRandom as _;
 
 use super::store::{self, Roster};
-use super::{ApiResult, Fail, Inner, Live, bearer};
+use super::{ApiResult, Fail, Inner, bearer};
 
 /// Equal bytes, compared in time that does not depend on where they differ.
 pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
@@ -75,12 +74,12 @@ pub(super) fn caller(
 }
 
 /// Whether a gateway with this id heartbeat within the registry's ttl.
-fn is_live(inner: &Inner, id: &str) -> bool {
-    let ttl = inner.ttl();
-    inner
-        .live
-        .lock()
-        .is_ok_and(|l| l.get(id).is_some_and(|g| g.last_seen.elapsed() <= ttl))
+fn is_live(inner: &Inner, id: &str) -> Result<bool, Fail> {
+    Ok(inner
+        .store
+        .live_gateways(inner.live_since())?
+        .iter()
+        .any(|g| g.info.id == id))
 }
 
 pub(super) async fn register(
@@ -92,7 +91,7 @@ pub(super) async fn register(
         .map_err(|e| Fail(StatusCode::BAD_REQUEST, e.to_string()))?;
     let issued = match caller(&inner, &headers, Roster::Gateways, &info.id)? {
         Caller::Owner => None,
-        Caller::Service if is_live(&inner, &info.id) => {
+        Caller::Service if is_live(&inner, &info.id)? => {
             tracing::warn!(id = %info.id, address = %info.address, "registration refused: the id belongs to a live gateway");
             return Err(Fail(
                 StatusCode::CONFLICT,
@@ -106,15 +105,7 @@ pub(super) async fn register(
     };
     inner.store.put_gateway(&info)?;
     tracing::info!(id = %info.id, pop = %info.pop, address = %info.address, new_key = issued.is_some(), "gateway registered");
-    if let Ok(mut live) = inner.live.lock() {
-        live.insert(
-            info.id.clone(),
-            Live {
-                info,
-                last_seen: Instant::now(),
-            },
-        );
-    }
+    inner.store.gateway_seen(&info, crate::token::unix_ms())?;
     Ok(Json(Registered {
         heartbeat_ms: inner.heartbeat.as_millis() as u64,
         ttl_ms: inner.ttl().as_millis() as u64,
@@ -171,29 +162,15 @@ pub(super) async fn heartbeat(
     } else {
         0.0
     };
-    let mut live = inner
-        .live
-        .lock()
-        .map_err(|_| Fail(StatusCode::INTERNAL_SERVER_ERROR, "registry".into()))?;
-    if let Some(g) = live.get_mut(&id) {
-        g.last_seen = Instant::now();
-        g.info.load = load;
+    let now = crate::token::unix_ms();
+    if inner.store.gateway_beat(&id, load, now)? {
         return Ok(StatusCode::NO_CONTENT);
     }
-    drop(live);
     // Known from an earlier run of the directory: alive again.
     if let Some(mut info) = inner.store.gateways()?.into_iter().find(|g| g.id == id) {
         info.load = load;
         tracing::info!(id = %info.id, pop = %info.pop, "gateway known from an earlier run is back");
-        if let Ok(mut live) = inner.live.lock() {
-            live.insert(
-                id,
-                Live {
-                    info,
-                    last_seen: Instant::now(),
-                },
-            );
-        }
+        inner.store.gateway_seen(&info, now)?;
         return Ok(StatusCode::NO_CONTENT);
     }
     Err(Fail(
@@ -208,9 +185,7 @@ pub(super) async fn deregister(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<StatusCode> {
     owner(&inner, &headers, Roster::Gateways, &id)?;
-    if let Ok(mut live) = inner.live.lock() {
-        live.remove(&id);
-    }
+    inner.store.forget_live(Roster::Gateways, &id)?;
     inner.store.remove_member(Roster::Gateways, &id)?;
     tracing::info!(%id, "gateway left");
     Ok(StatusCode::NO_CONTENT)

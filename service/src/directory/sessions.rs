@@ -72,7 +72,7 @@ pub(super) async fn catalog(
     Ok(Json(Catalog {
         desktops,
         notices,
-        gateways: inner.live_gateways(),
+        gateways: inner.live_gateways()?,
     }))
 }
 
@@ -89,7 +89,7 @@ pub(super) async fn create_session(
             format!("you may not open `{}`", req.desktop),
         ));
     }
-    let gateways = inner.live_gateways();
+    let gateways = inner.live_gateways()?;
     if gateways.is_empty() {
         return Err(Fail(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -116,7 +116,7 @@ pub(super) async fn create_session(
     // allocated at session start so the primary can replicate the
     // session's state to it.
     let id = session_id();
-    let Some(placed) = super::hosts::place(&inner, &id, &req.near) else {
+    let Some(placed) = super::hosts::place(&inner, &id, &req.near)? else {
         return Err(Fail(
             StatusCode::SERVICE_UNAVAILABLE,
             "no desktop host has room right now; try again in a few minutes".into(),
@@ -135,9 +135,7 @@ pub(super) async fn create_session(
         host: host.clone(),
         backup,
         created: now,
-        created_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        created_ms: crate::token::unix_ms(),
         // The session outlives its first token: its resume token may
         // fetch fresh ones until then.
         expires: now + inner.resume_ttl.as_secs(),
@@ -253,7 +251,7 @@ pub(super) async fn resume_session(
             "the session cannot be resumed: it is not this user's".into(),
         ));
     }
-    let gateways = inner.live_gateways();
+    let gateways = inner.live_gateways()?;
     if gateways.is_empty() {
         return Err(Fail(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,10 +1,7 @@
 //! What administrators change in the store: tenants, accounts, the
 //! catalog, notices, and the audit log of it all.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
+use super::engine::Keep;
 use super::{
     AUDIT, CATALOG, NOTICES, PROFILES, SESSIONS, Store, StoreError, TENANTS, USERS, UserRecord,
     check_name, hash_password, key,
@@ -57,44 +54,6 @@ pub struct AuditRecord {
 pub const MAX_NOTICE: usize = 2000;
 
 impl Store {
-    /// Reads, changes and writes back the record under `key` in one
-    /// transaction: `change` gets it (or `None`) and says what to store
-    /// (`None`: remove it).
-    fn update<T: Serialize + DeserializeOwned, R>(
-        &self,
-        table: TableDefinition<'_, &str, &[u8]>,
-        key: &str,
-        change: impl FnOnce(Option<T>) -> Result<(Option<T>, R), StoreError>,
-    ) -> Result<R, StoreError> {
-        let corrupt = |source| StoreError::Corrupt {
-            key: key.into(),
-            source,
-        };
-        self.db.run(true, |db| {
-            let tx = db.begin_write()?;
-            let out = {
-                let mut t = tx.open_table(table)?;
-                let old = t.get(key)?.map(|v| v.value().to_vec());
-                let old = old
-                    .map(|b| serde_json::from_slice(&b).map_err(corrupt))
-                    .transpose()?;
-                let (new, out) = change(old)?;
-                match new {
-                    Some(v) => {
-                        let bytes = serde_json::to_vec(&v).map_err(corrupt)?;
-                        t.insert(key, bytes.as_slice())?;
-                    }
-                    None => {
-                        t.remove(key)?;
-                    }
-                }
-                out
-            };
-            tx.commit()?;
-            Ok(out)
-        })
-    }
-
     /// Adds a tenant; refused if the id is taken.
     pub fn add_tenant(&self, id: &str, name: &str, now: u64) -> Result<(), StoreError> {
         check_name("tenant", id)?;
@@ -188,13 +147,10 @@ impl Store {
     /// Removes a user and their application profile; whether there was one.
     pub fn remove_user(&self, tenant: &str, user: &str) -> Result<bool, StoreError> {
         let k = key(tenant, user);
-        self.db.run(true, |db| {
-            let tx = db.begin_write()?;
-            let existed = tx.open_table(USERS)?.remove(k.as_str())?.is_some();
-            tx.open_table(PROFILES)?.remove(k.as_str())?;
-            tx.commit()?;
-            Ok(existed)
-        })
+        self.db.remove(
+            &[(USERS, k.as_str()), (PROFILES, k.as_str())],
+            Keep::Durable,
+        )
     }
 
     /// A tenant's users.
@@ -285,16 +241,11 @@ impl Store {
 
     /// The newest `limit` audit records, newest first.
     pub fn audit_log(&self, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        self.db.run(false, |db| {
-            let tx = db.begin_read()?;
-            let t = tx.open_table(AUDIT)?;
-            let mut out = Vec::new();
-            for item in t.iter()?.rev().take(limit) {
-                let (k, v) = item?;
-                out.push(super::decode(k.value(), v.value())?);
-            }
-            Ok(out)
-        })
+        self.db
+            .last(AUDIT, limit)?
+            .iter()
+            .map(|(k, v)| super::decode(k, v))
+            .collect()
     }
 
     /// The administrator's key's hash, if one was made.

@@ -25,7 +25,7 @@ use std::path::Path;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::Database;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -34,26 +34,35 @@ use nephele_api::directory::{CatalogEntry, GatewayInfo, HostInfo};
 
 use super::durable::{Durable, Open};
 pub use super::error::StoreError;
+use engine::{Engine, Keep, Table, Write};
 
 mod admin;
+mod engine;
+mod kv;
+mod live;
+mod pg;
 pub use admin::{AuditRecord, NoticeRecord, TenantRecord};
+pub use live::{LiveGateway, LiveHost};
 
-const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users");
-const CATALOG: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("catalog");
-const SESSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sessions");
-const GATEWAYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gateways");
-const GATEWAY_KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("gateway_keys");
-const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
-const TENANTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tenants");
-const NOTICES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("notices");
-const AUDIT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("audit");
-const HOSTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("hosts");
-const HOST_KEYS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("host_keys");
+const USERS: Table = "users";
+const CATALOG: Table = "catalog";
+const SESSIONS: Table = "sessions";
+const GATEWAYS: Table = "gateways";
+const GATEWAY_KEYS: Table = "gateway_keys";
+const META: Table = "meta";
+const TENANTS: Table = "tenants";
+const NOTICES: Table = "notices";
+const AUDIT: Table = "audit";
+const HOSTS: Table = "hosts";
+const HOST_KEYS: Table = "host_keys";
 /// Users' application profiles (tar archives), by `tenant/user`.
-const PROFILES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("profiles");
-
-/// A table of JSON (or raw) values under string keys.
-type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+const PROFILES: Table = "profiles";
+/// Gateways heard from lately ([`LiveGateway`]), by id.
+const LIVE_GATEWAYS: Table = "live_gateways";
+/// Hosts heard from lately ([`LiveHost`]), by id.
+const LIVE_HOSTS: Table = "live_hosts";
+/// Sessions an administrator ended, until their host is told: when (Unix ms).
+const ENDED: Table = "ended";
 
 /// The directory's two lists of members, each with the keys it issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,11 +138,30 @@ pub struct SessionRecord {
     pub resume_generation: u32,
 }
 
-/// The embedded database.
+/// The directory's database: redb, or PostgreSQL (see [`Store::open_url`]).
 #[derive(Debug)]
 pub struct Store {
-    db: Durable,
+    db: Engine,
 }
+
+/// Every table.
+const TABLES: [Table; 15] = [
+    USERS,
+    CATALOG,
+    SESSIONS,
+    GATEWAYS,
+    GATEWAY_KEYS,
+    META,
+    TENANTS,
+    NOTICES,
+    AUDIT,
+    HOSTS,
+    HOST_KEYS,
+    PROFILES,
+    LIVE_GATEWAYS,
+    LIVE_HOSTS,
+    ENDED,
+];
 
 fn key(tenant: &str, name: &str) -> String {
     format!("{tenant}/{name}")
@@ -176,33 +204,27 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the directory's state on the PostgreSQL server at `url`
+    /// (its schema migrated first), shared with every directory given
+    /// the same `url`.
+    pub fn open_url(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Engine::Pg(Box::new(pg::Pg::open(url)?)),
+        })
+    }
+
+    /// Whether its state is shared with other directories.
+    pub fn shared(&self) -> bool {
+        matches!(self.db, Engine::Pg(_))
+    }
+
     /// Opens the database with `open` (again after a failure), creating
     /// every table, so reads never meet a missing one.
     pub(super) fn open_with(open: Open) -> Result<Self, StoreError> {
         let store = Self {
-            db: Durable::new(open)?,
+            db: Engine::Redb(Durable::new(open)?),
         };
-        store.db.run(true, |db| {
-            let tx = db.begin_write()?;
-            for t in [
-                USERS,
-                CATALOG,
-                SESSIONS,
-                GATEWAYS,
-                GATEWAY_KEYS,
-                META,
-                TENANTS,
-                NOTICES,
-                AUDIT,
-                HOSTS,
-                HOST_KEYS,
-                PROFILES,
-            ] {
-                tx.open_table(t)?;
-            }
-            tx.commit()?;
-            Ok(())
-        })?;
+        store.db.create_tables(&TABLES)?;
         Ok(store)
     }
 
@@ -217,80 +239,65 @@ impl Store {
             .map_err(|e| e.to_string())
     }
 
-    fn put<T: Serialize>(
-        &self,
-        table: TableDefinition<'_, &str, &[u8]>,
-        key: &str,
-        value: &T,
-    ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
-            key: key.into(),
-            source,
-        })?;
-        self.put_raw(table, key, &bytes)
+    fn put<T: Serialize>(&self, table: Table, key: &str, value: &T) -> Result<(), StoreError> {
+        self.put_raw(table, key, &encode(key, value)?)
     }
 
-    fn put_raw(
-        &self,
-        table: TableDefinition<'_, &str, &[u8]>,
-        key: &str,
-        bytes: &[u8],
-    ) -> Result<(), StoreError> {
-        self.db.run(true, |db| {
-            let tx = db.begin_write()?;
-            tx.open_table(table)?.insert(key, bytes)?;
-            tx.commit()?;
-            Ok(())
-        })
+    fn put_raw(&self, table: Table, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.db.put(table, key, bytes, Keep::Durable)
     }
 
-    fn get_raw(
-        &self,
-        table: TableDefinition<'_, &str, &[u8]>,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.run(false, |db| {
-            let tx = db.begin_read()?;
-            Ok(tx.open_table(table)?.get(key)?.map(|v| v.value().to_vec()))
-        })
+    fn get_raw(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get(table, key)
     }
 
-    fn get<T: DeserializeOwned>(
-        &self,
-        table: TableDefinition<'_, &str, &[u8]>,
-        key: &str,
-    ) -> Result<Option<T>, StoreError> {
+    fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>, StoreError> {
         self.get_raw(table, key)?
-            .map(|b| {
-                serde_json::from_slice(&b).map_err(|source| StoreError::Corrupt {
-                    key: key.into(),
-                    source,
-                })
-            })
+            .map(|b| decode(key, &b))
             .transpose()
     }
 
-    fn all<T: DeserializeOwned>(
+    fn all<T: DeserializeOwned>(&self, table: Table, prefix: &str) -> Result<Vec<T>, StoreError> {
+        self.db
+            .scan(table, prefix)?
+            .iter()
+            .map(|(k, v)| decode(k, v))
+            .collect()
+    }
+
+    /// Reads, changes and writes back the record under `key` in one
+    /// transaction: `change` gets it (or `None`) and says what to store
+    /// (`None`: remove it).
+    fn update<T: Serialize + DeserializeOwned, R>(
         &self,
-        table: TableDefinition<'_, &str, &[u8]>,
-        prefix: &str,
-    ) -> Result<Vec<T>, StoreError> {
-        self.db.run(false, |db| {
-            let tx = db.begin_read()?;
-            let t = tx.open_table(table)?;
-            let mut out = Vec::new();
-            for item in t.range(prefix..)? {
-                let (k, v) = item?;
-                if !k.value().starts_with(prefix) {
-                    break;
-                }
-                out.push(decode(k.value(), v.value())?);
-            }
-            Ok(out)
+        table: Table,
+        key: &str,
+        change: impl FnOnce(Option<T>) -> Result<(Option<T>, R), StoreError>,
+    ) -> Result<R, StoreError> {
+        self.update_as(table, key, Keep::Durable, change)
+    }
+
+    /// [`Store::update`] kept as `keep` says.
+    fn update_as<T: Serialize + DeserializeOwned, R>(
+        &self,
+        table: Table,
+        key: &str,
+        keep: Keep,
+        change: impl FnOnce(Option<T>) -> Result<(Option<T>, R), StoreError>,
+    ) -> Result<R, StoreError> {
+        self.db.update(table, key, keep, |old| {
+            let old = old.map(|b| decode(key, &b)).transpose()?;
+            let (new, out) = change(old)?;
+            let write = match new {
+                Some(v) => Write::Put(encode(key, &v)?),
+                None => Write::Remove,
+            };
+            Ok((write, out))
         })
     }
 
-    /// A secret stored under `name` in the meta table, made by `make` on first use.
+    /// A secret stored under `name` in the meta table, made by `make` on
+    /// first use (by one directory, when several share the database).
     fn meta_or_init(
         &self,
         name: &str,
@@ -299,9 +306,13 @@ impl Store {
         if let Some(v) = self.get_raw(META, name)? {
             return Ok(v);
         }
-        let v = make()?;
-        self.put_raw(META, name, &v)?;
-        Ok(v)
+        self.db.update(META, name, Keep::Durable, |old| match old {
+            Some(v) => Ok((Write::Keep, v)),
+            None => {
+                let v = make()?;
+                Ok((Write::Put(v.clone()), v))
+            }
+        })
     }
 
     /// The token signing key (Ed25519 PKCS#8), created on first use.
@@ -451,43 +462,18 @@ impl Store {
         id: &str,
         generation: u32,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.db.run(true, |db| {
-            let tx = db.begin_write()?;
-            let rec = {
-                let mut t = tx.open_table(SESSIONS)?;
-                let found = t.get(id)?.map(|v| v.value().to_vec());
-                let Some(bytes) = found else {
-                    return Ok(None);
-                };
-                let mut rec: SessionRecord =
-                    serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt {
-                        key: id.into(),
-                        source,
-                    })?;
-                if rec.resume_generation != generation {
-                    return Ok(None);
-                }
+        self.update(SESSIONS, id, |old: Option<SessionRecord>| match old {
+            Some(mut rec) if rec.resume_generation == generation => {
                 rec.resume_generation = generation.wrapping_add(1);
-                let bytes = serde_json::to_vec(&rec).map_err(|source| StoreError::Corrupt {
-                    key: id.into(),
-                    source,
-                })?;
-                t.insert(id, bytes.as_slice())?;
-                rec
-            };
-            tx.commit()?;
-            Ok(Some(rec))
+                Ok((Some(rec.clone()), Some(rec)))
+            }
+            other => Ok((other, None)),
         })
     }
 
     /// Forgets a session: its resume tokens open nothing any more.
     pub fn remove_session(&self, id: &str) -> Result<bool, StoreError> {
-        self.db.run(true, |db| {
-            let tx = db.begin_write()?;
-            let removed = tx.open_table(SESSIONS)?.remove(id)?.is_some();
-            tx.commit()?;
-            Ok(removed)
-        })
+        self.db.remove(&[(SESSIONS, id)], Keep::Durable)
     }
 
     /// Forgets sessions whose tokens expired before `unix`; returns how many.
@@ -498,20 +484,10 @@ impl Store {
             .filter(|s| s.expires < unix)
             .map(|s| s.id)
             .collect();
-        if expired.is_empty() {
-            return Ok(0);
+        for id in &expired {
+            self.remove_session(id)?;
         }
-        self.db.run(true, |db| {
-            let tx = db.begin_write()?;
-            {
-                let mut t = tx.open_table(SESSIONS)?;
-                for id in &expired {
-                    t.remove(id.as_str())?;
-                }
-            }
-            tx.commit()?;
-            Ok(expired.len())
-        })
+        Ok(expired.len())
     }
 
     /// Records a gateway's registration.
@@ -535,13 +511,9 @@ impl Store {
     /// Forgets a gateway or host, and the key it was issued.
     pub fn remove_member(&self, roster: Roster, id: &str) -> Result<(), StoreError> {
         let (info, keys) = roster.tables();
-        self.db.run(true, |db| {
-            let tx = db.begin_write()?;
-            tx.open_table(info)?.remove(id)?;
-            tx.open_table(keys)?.remove(id)?;
-            tx.commit()?;
-            Ok(())
-        })
+        self.db
+            .remove(&[(info, id), (keys, id)], Keep::Durable)
+            .map(drop)
     }
 
     /// Records a host's enrolment.
@@ -575,6 +547,14 @@ impl Store {
 /// A stored JSON value read back.
 fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|source| StoreError::Corrupt {
+        key: key.into(),
+        source,
+    })
+}
+
+/// A value as it is stored.
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Corrupt {
         key: key.into(),
         source,
     })
