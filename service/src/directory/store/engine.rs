@@ -29,6 +29,27 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Runs `f`, which waits for the disk or the database server. On a
+/// worker of a multi-threaded tokio runtime the worker's other tasks move
+/// to another thread meanwhile (in `nephele-server all` the gateways relay
+/// input on the same runtime: they never wait behind the database).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// [`blocking`] for a write that waits for the disk (a durable one).
+fn writing<R>(keep: Keep, f: impl FnOnce() -> R) -> R {
+    if keep == Keep::Durable {
+        blocking(f)
+    } else {
+        f()
+    }
+}
+
 fn def(t: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
     TableDefinition::new(t)
 }
@@ -73,20 +94,22 @@ impl Engine {
                 let tx = db.begin_read()?;
                 Ok(tx.open_table(def(t))?.get(key)?.map(|v| v.value().to_vec()))
             }),
-            Self::Pg(p) => p.get(t, key),
+            Self::Pg(p) => blocking(|| p.get(t, key)),
         }
     }
 
     /// Stores `bytes` under `key`.
     pub fn put(&self, t: Table, key: &str, bytes: &[u8], keep: Keep) -> Result<(), StoreError> {
         match self {
-            Self::Redb(d) => d.run(keep == Keep::Durable, |db| {
-                let tx = begin_write(db, keep)?;
-                tx.open_table(def(t))?.insert(key, bytes)?;
-                tx.commit()?;
-                Ok(())
+            Self::Redb(d) => writing(keep, || {
+                d.run(keep == Keep::Durable, |db| {
+                    let tx = begin_write(db, keep)?;
+                    tx.open_table(def(t))?.insert(key, bytes)?;
+                    tx.commit()?;
+                    Ok(())
+                })
             }),
-            Self::Pg(p) => p.put(t, key, bytes),
+            Self::Pg(p) => blocking(|| p.put(t, key, bytes)),
         }
     }
 
@@ -106,7 +129,7 @@ impl Engine {
                 }
                 Ok(out)
             }),
-            Self::Pg(p) => p.scan(t, prefix),
+            Self::Pg(p) => blocking(|| p.scan(t, prefix)),
         }
     }
 
@@ -123,7 +146,7 @@ impl Engine {
                 }
                 Ok(out)
             }),
-            Self::Pg(p) => p.last(t, limit),
+            Self::Pg(p) => blocking(|| p.last(t, limit)),
         }
     }
 
@@ -131,17 +154,19 @@ impl Engine {
     /// was there.
     pub fn remove(&self, items: &[(Table, &str)], keep: Keep) -> Result<bool, StoreError> {
         match self {
-            Self::Redb(d) => d.run(keep == Keep::Durable, |db| {
-                let tx = begin_write(db, keep)?;
-                let mut first = None;
-                for (t, key) in items {
-                    let had = tx.open_table(def(t))?.remove(*key)?.is_some();
-                    first.get_or_insert(had);
-                }
-                tx.commit()?;
-                Ok(first.unwrap_or(false))
+            Self::Redb(d) => writing(keep, || {
+                d.run(keep == Keep::Durable, |db| {
+                    let tx = begin_write(db, keep)?;
+                    let mut first = None;
+                    for (t, key) in items {
+                        let had = tx.open_table(def(t))?.remove(*key)?.is_some();
+                        first.get_or_insert(had);
+                    }
+                    tx.commit()?;
+                    Ok(first.unwrap_or(false))
+                })
             }),
-            Self::Pg(p) => p.remove(items),
+            Self::Pg(p) => blocking(|| p.remove(items)),
         }
     }
 
@@ -156,27 +181,29 @@ impl Engine {
         change: impl FnOnce(Option<Vec<u8>>) -> Result<(Write, R), StoreError>,
     ) -> Result<R, StoreError> {
         match self {
-            Self::Redb(d) => d.run(keep == Keep::Durable, |db| {
-                let tx = begin_write(db, keep)?;
-                let out = {
-                    let mut table = tx.open_table(def(t))?;
-                    let old = table.get(key)?.map(|v| v.value().to_vec());
-                    let (write, out) = change(old)?;
-                    match write {
-                        Write::Keep => {}
-                        Write::Put(v) => {
-                            table.insert(key, v.as_slice())?;
+            Self::Redb(d) => writing(keep, || {
+                d.run(keep == Keep::Durable, |db| {
+                    let tx = begin_write(db, keep)?;
+                    let out = {
+                        let mut table = tx.open_table(def(t))?;
+                        let old = table.get(key)?.map(|v| v.value().to_vec());
+                        let (write, out) = change(old)?;
+                        match write {
+                            Write::Keep => {}
+                            Write::Put(v) => {
+                                table.insert(key, v.as_slice())?;
+                            }
+                            Write::Remove => {
+                                table.remove(key)?;
+                            }
                         }
-                        Write::Remove => {
-                            table.remove(key)?;
-                        }
-                    }
-                    out
-                };
-                tx.commit()?;
-                Ok(out)
+                        out
+                    };
+                    tx.commit()?;
+                    Ok(out)
+                })
             }),
-            Self::Pg(p) => p.update(t, key, change),
+            Self::Pg(p) => blocking(|| p.update(t, key, change)),
         }
     }
 }
