@@ -93,3 +93,9 @@ impl X11Clipboard {
 pub fn x_keycode(_usage: u16) -> Option<u8> {
     None
 }
+
+/// Where there is no X, there are no displays to present cookies to.
+pub fn use_cookie(_display: &str, _cookie: [u8; 16]) {}
+
+/// Where there is no X, there are no cookies.
+pub fn forget_cookie(_display: &str) {}

@@ -63,13 +63,75 @@ pub enum X11Error {
     Map(std::io::Error),
 }
 
+/// Cookies (MIT-MAGIC-COOKIE-1) this process presents to local displays
+/// it started with `-auth` (the host's application displays), by name.
+static COOKIES: std::sync::Mutex<Vec<(String, [u8; 16])>> = std::sync::Mutex::new(Vec::new());
+
+fn cookies() -> std::sync::MutexGuard<'static, Vec<(String, [u8; 16])>> {
+    COOKIES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Connections this process opens to local display `display` (`:N`)
+/// present `cookie`, which the display demands (`Xvfb -auth FILE`).
+pub fn use_cookie(display: &str, cookie: [u8; 16]) {
+    let mut c = cookies();
+    c.retain(|(d, _)| d != display);
+    c.push((display.to_string(), cookie));
+}
+
+/// Forgets the cookie of `display` (the display is gone).
+pub fn forget_cookie(display: &str) {
+    cookies().retain(|(d, _)| d != display);
+}
+
 fn connect(display: &str) -> Result<(RustConnection, xproto::Window), X11Error> {
-    let (conn, screen) = x11rb::connect(Some(display)).map_err(|source| X11Error::Connect {
+    let cookie = cookies()
+        .iter()
+        .find(|(d, _)| d == display)
+        .map(|(_, c)| *c);
+    let connected = match cookie {
+        Some(c) => with_cookie(display, c),
+        None => x11rb::connect(Some(display)),
+    };
+    let (conn, screen) = connected.map_err(|source| X11Error::Connect {
         display: display.to_string(),
         source,
     })?;
     let root = conn.setup().roots[screen].root;
     Ok((conn, root))
+}
+
+/// Connects to local display `:N` (screen 0) with `cookie`. x11rb's own
+/// `connect` finds cookies only in `$XAUTHORITY`, one file for the whole
+/// process; the host holds one cookie per application display.
+fn with_cookie(
+    display: &str,
+    cookie: [u8; 16],
+) -> Result<(RustConnection, usize), x11rb::errors::ConnectError> {
+    use x11rb::errors::ConnectError;
+    let n = display
+        .strip_prefix(':')
+        .map(|d| d.split('.').next().unwrap_or(d))
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            ConnectError::IoError(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a display with a cookie is a local one, `:N`",
+            ))
+        })?;
+    let socket = std::os::unix::net::UnixStream::connect(format!("/tmp/.X11-unix/X{n}"))
+        .map_err(ConnectError::IoError)?;
+    let (stream, _) = x11rb::rust_connection::DefaultStream::from_unix_stream(socket)
+        .map_err(ConnectError::IoError)?;
+    let conn = RustConnection::connect_to_stream_with_auth_info(
+        stream,
+        0,
+        b"MIT-MAGIC-COOKIE-1".to_vec(),
+        cookie.to_vec(),
+    )?;
+    Ok((conn, 0))
 }
 
 fn require(

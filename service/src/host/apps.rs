@@ -10,7 +10,6 @@
 //! the displays and programs it starts die with it (a killed host leaves
 //! no orphans behind).
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -61,9 +60,8 @@ const QUEUE: usize = 2 * nephele_protocol::host::MAX_SESSIONS;
 /// An application session's display and program.
 #[derive(Debug)]
 pub(super) struct Running {
-    /// The X display name (`:N`).
-    pub display: String,
-    xvfb: Child,
+    /// Its display (ended after the program).
+    x: super::app_display::Display,
     app: Child,
     /// The session's directory (its home is `home/` in it).
     root: PathBuf,
@@ -71,6 +69,11 @@ pub(super) struct Running {
 }
 
 impl Running {
+    /// The X display's name (`:N`).
+    pub fn display(&self) -> &str {
+        &self.x.name
+    }
+
     /// Whether the program ended by itself (the user closed it).
     pub fn exited(&mut self) -> bool {
         matches!(self.app.try_wait(), Ok(Some(_)))
@@ -80,10 +83,8 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         // Reached without `finish` only when the host stops: nothing saved.
-        for c in [&mut self.app, &mut self.xvfb] {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.app.kill();
+        let _ = self.app.wait();
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
@@ -233,18 +234,22 @@ fn start(
             .map_err(|_| "the profile is not base64".to_string())?;
         unpack(&tar, &home).map_err(|e| format!("unpacking the profile: {e}"))?;
     }
+    // The display's cookie, for the program: in the session's directory,
+    // outside the home (it is not part of the profile).
+    let cookie = super::app_display::Cookie::new(root.join("xauthority"))?;
     if let Some(a) = account {
         own(&root, a).map_err(|e| format!("giving the home to the application account: {e}"))?;
     }
     let w = size.0.clamp(MIN_SIZE.0, MAX_SIZE.0);
     let h = size.1.clamp(MIN_SIZE.1, MAX_SIZE.1);
-    let (xvfb, screen) = xvfb((w, h))?;
-    let mut guard = Killer(Some(xvfb));
+    let x = super::app_display::start((w, h), &cookie)?;
+    let screen = x.name.clone();
     let mut cmd = Command::new(program);
     cmd.args(&launch.command[1..])
         .env_clear()
         .env("HOME", &home)
         .env("DISPLAY", &screen)
+        .env("XAUTHORITY", &cookie.file)
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("LANG", "C.UTF-8")
         .current_dir(&home)
@@ -258,38 +263,11 @@ fn start(
     tracing::info!(session, display = %screen, program = %program, pid = app.id(), "application started");
     cleanup.0 = None;
     Ok(Running {
-        display: screen,
-        xvfb: guard.0.take().ok_or("lost the display")?,
+        x,
         app,
         root,
         token,
     })
-}
-
-/// Starts Xvfb on a free display of `size`: its name.
-fn xvfb(size: (u16, u16)) -> Result<(Child, String), String> {
-    let mut cmd = Command::new("Xvfb");
-    cmd.args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0"])
-        .arg(format!("{}x{}x24", size.0, size.1))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    child::bind(&mut cmd, None);
-    let mut x = cmd.spawn().map_err(|e| format!("starting Xvfb: {e}"))?;
-    // Xvfb writes the display's number once it takes connections (or
-    // closes its output when it fails).
-    let mut number = String::new();
-    let read = x
-        .stdout
-        .take()
-        .map(|o| o.take(16).read_to_string(&mut number));
-    let n = number.trim();
-    if !matches!(read, Some(Ok(_))) || n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        let _ = x.kill();
-        let _ = x.wait();
-        return Err("Xvfb did not start".into());
-    }
-    Ok((x, format!(":{n}")))
 }
 
 fn finish(link: &SharedLink, mut run: Running) {
@@ -369,18 +347,6 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
             let _ = std::fs::remove_dir_all(p);
-        }
-    }
-}
-
-/// Ends a display whose program did not start.
-struct Killer(Option<Child>);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 }

@@ -22,6 +22,7 @@
 //!   (`nephele-host-apps`).
 
 mod admission;
+mod app_display;
 mod apps;
 mod control;
 mod desktop;

@@ -421,7 +421,7 @@ impl Rx {
             width = o.size.0,
             height = o.size.1,
             fps = o.fps,
-            app = o.app.as_ref().map(|a| a.display.as_str()),
+            app = o.app.as_ref().map(|a| a.display()),
             "session opened"
         );
         self.sessions.insert(
@@ -486,7 +486,7 @@ impl Rx {
                     continue;
                 }
             };
-            match desktop::X11::open(&run.display) {
+            match desktop::X11::open(run.display()) {
                 Ok((mut d, size)) => {
                     let (index, control) = self.media_slot();
                     d.mute();
