@@ -10,6 +10,7 @@
 use std::process::Command;
 
 fn main() {
+    windows_runtimes();
     println!("cargo:rerun-if-env-changed=PATH");
     println!("cargo:rerun-if-env-changed=OPENH264_NO_ASM");
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
@@ -28,5 +29,27 @@ fn main() {
              without it decoding is about a third slower. Run `cargo xtask setup` (or install the \
              `nasm` package), then `cargo clean -p openh264-sys2` and build again."
         );
+    }
+}
+
+/// The Windows (MinGW) client links libstdc++ from its archive
+/// (`.cargo/config.toml`), after everything else; what that archive needs
+/// (libgcc's threads and TLS emulation, the C runtime) must follow it.
+fn windows_runtimes() {
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
+    if os == "windows" && env == "gnu" {
+        for lib in [
+            "-Wl,--start-group",
+            "-lgcc",
+            "-lgcc_eh",
+            "-lmingw32",
+            "-lmingwex",
+            "-lmsvcrt",
+            "-lkernel32",
+            "-Wl,--end-group",
+        ] {
+            println!("cargo:rustc-link-arg-bins={lib}");
+        }
     }
 }

@@ -25,6 +25,7 @@ mod layout;
 mod package;
 mod procs;
 mod setup;
+mod windows_dlls;
 
 use setup::{Extras, WINDOWS_TARGET, setup};
 
@@ -182,6 +183,14 @@ fn test(args: &[String]) -> Result<()> {
         "--bin",
         "nephele",
     ]))?;
+    // ... and start on a clean Windows machine: no MinGW runtime DLLs.
+    windows_dlls::check(
+        &root()
+            .join("target")
+            .join(WINDOWS_TARGET)
+            .join("debug")
+            .join("nephele.exe"),
+    )?;
     // The dependency policy: licences, bans and sources (deny.toml).
     run(cargo().args(["deny", "check", "bans", "licenses", "sources"]))?;
     // Every package with a binary has an integration test, so cargo builds
