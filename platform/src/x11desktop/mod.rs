@@ -29,7 +29,10 @@ mod imp;
 #[path = "none.rs"]
 mod imp;
 
-pub use imp::{X11Capture, X11Clipboard, X11Error, X11Input, forget_cookie, use_cookie, x_keycode};
+pub use imp::{
+    X11Capture, X11Clipboard, X11Error, X11Input, forget_cookie, local_display_taken, use_cookie,
+    x_keycode,
+};
 
 /// One captured picture: 32-bit pixels, blue first (BGRX; the fourth byte
 /// is not alpha and may hold anything).

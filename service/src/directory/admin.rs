@@ -366,7 +366,6 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
             table(&["id", "pop", "region", "address", "state"], rows)
         }
         AdminRequest::GatewayRemove { id } => {
-            store.forget_live(super::store::Roster::Gateways, &id)?;
             store.remove_member(super::store::Roster::Gateways, &id)?;
             done(format!(
                 "gateway `{id}` and its key are forgotten; it must register with the service key again"
@@ -402,7 +401,6 @@ fn run(inner: &Inner, req: AdminRequest) -> ApiResult<AdminAnswer> {
             )
         }
         AdminRequest::HostRemove { id } => {
-            store.forget_live(super::store::Roster::Hosts, &id)?;
             store.remove_member(super::store::Roster::Hosts, &id)?;
             done(format!(
                 "host `{id}` and its key are forgotten: no session goes there; it must enrol with the service key again"

@@ -286,7 +286,6 @@ pub(super) async fn deregister(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<StatusCode> {
     owner(&inner, &headers, Roster::Hosts, &id)?;
-    inner.store.forget_live(Roster::Hosts, &id)?;
     inner.store.remove_member(Roster::Hosts, &id)?;
     tracing::info!(%id, "host left");
     Ok(StatusCode::NO_CONTENT)

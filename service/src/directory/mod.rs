@@ -2,7 +2,8 @@
 //! registry of gateways and creates sessions with signed tokens.
 //!
 //! It serves the JSON API of [`nephele_api::directory`] over HTTPS (axum
-//! on hyper, TLS by rustls) and keeps its state in the embedded [`store`].
+//! on hyper, TLS by rustls) and keeps its state in the [`store`] (an
+//! embedded database, or PostgreSQL shared with other directories).
 
 mod admin;
 mod apps;

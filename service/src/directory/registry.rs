@@ -185,7 +185,6 @@ pub(super) async fn deregister(
     UrlPath(id): UrlPath<String>,
 ) -> ApiResult<StatusCode> {
     owner(&inner, &headers, Roster::Gateways, &id)?;
-    inner.store.forget_live(Roster::Gateways, &id)?;
     inner.store.remove_member(Roster::Gateways, &id)?;
     tracing::info!(%id, "gateway left");
     Ok(StatusCode::NO_CONTENT)

@@ -17,12 +17,6 @@ use ring::rand::SecureRandom as _;
 /// ones people's sessions and test runs use.
 const DISPLAYS: std::ops::Range<u32> = 200..264;
 
-/// The X server's own conventions for a display's socket and lock file.
-fn taken(n: u32) -> bool {
-    Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-        || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-}
-
 /// A display's cookie and the authority file that gives it to programs.
 pub(super) struct Cookie {
     cookie: [u8; 16],
@@ -76,7 +70,7 @@ impl Drop for Display {
 
 /// Starts Xvfb of `size` demanding `cookie`, on the first free number.
 pub(super) fn start(size: (u16, u16), cookie: &Cookie) -> Result<Display, String> {
-    for n in DISPLAYS.filter(|n| !taken(*n)) {
+    for n in DISPLAYS.filter(|n| !x11desktop::local_display_taken(*n)) {
         // Another server may take the number between the check and the
         // start: it then fails, and the next number is tried.
         if let Some(server) = try_start(n, size, &cookie.file) {

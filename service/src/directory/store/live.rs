@@ -48,7 +48,8 @@ impl LiveHost {
 }
 
 impl Roster {
-    fn live_table(self) -> super::Table {
+    /// The table of its members heard from lately.
+    pub(super) fn live_table(self) -> super::Table {
         match self {
             Self::Gateways => LIVE_GATEWAYS,
             Self::Hosts => LIVE_HOSTS,
@@ -144,13 +145,6 @@ impl Store {
         let mut all: Vec<LiveHost> = self.all(LIVE_HOSTS, "")?;
         all.retain(|h| h.seen_ms >= since_ms);
         Ok(all)
-    }
-
-    /// Takes member `id` of `roster` off the live list.
-    pub fn forget_live(&self, roster: Roster, id: &str) -> Result<(), StoreError> {
-        self.db
-            .remove(&[(roster.live_table(), id)], Keep::Soft)
-            .map(drop)
     }
 
     /// Notes sessions an administrator ended at `now_ms` (and forgets

@@ -1,7 +1,10 @@
-//! The directory's durable state in an embedded database (redb: one file,
-//! ACID transactions, crash-safe, pure Rust).
+//! The directory's state: in an embedded database by default (redb: one
+//! file, ACID transactions, crash-safe, pure Rust), or in PostgreSQL
+//! (`--database`, [`Store::open_url`]) shared by several directories. The
+//! same tables on either engine ([`engine`]).
 //!
-//! Tables hold JSON values under string keys:
+//! Tables hold JSON values (raw bytes for keys and profiles) under string
+//! keys:
 //!
 //! | table | key | value |
 //! |---|---|---|
@@ -15,11 +18,10 @@
 //! | `gateway_keys` | gateway id | SHA-256 of the key issued to that gateway |
 //! | `hosts` | host id | [`HostInfo`] as last enrolled |
 //! | `host_keys` | host id | SHA-256 of the key issued to that host |
+//! | `profiles` | `tenant/user` | the user's application profile (tar) |
 //! | `meta` | name | the token signing key, the gateways' service key, the administrator's key's hash |
-//!
-//! Gateway and host liveness (last heartbeat, load, sessions) is soft state
-//! kept in memory by the registry: a restarted directory lists a gateway or
-//! host again at its next heartbeat.
+//! | `live_gateways`, `live_hosts` | id | [`LiveGateway`], [`LiveHost`]: heard from lately ([`live`]) |
+//! | `ended` | session id | when an administrator ended it (its host not told yet) |
 
 use std::path::Path;
 
@@ -211,11 +213,6 @@ impl Store {
         Ok(Self {
             db: Engine::Pg(Box::new(pg::Pg::open(url)?)),
         })
-    }
-
-    /// Whether its state is shared with other directories.
-    pub fn shared(&self) -> bool {
-        matches!(self.db, Engine::Pg(_))
     }
 
     /// Opens the database with `open` (again after a failure), creating
@@ -508,11 +505,15 @@ impl Store {
         self.put_raw(roster.tables().1, id, hash)
     }
 
-    /// Forgets a gateway or host, and the key it was issued.
+    /// Forgets a gateway or host, the key it was issued and its place in
+    /// the live list, in one transaction.
     pub fn remove_member(&self, roster: Roster, id: &str) -> Result<(), StoreError> {
         let (info, keys) = roster.tables();
         self.db
-            .remove(&[(info, id), (keys, id)], Keep::Durable)
+            .remove(
+                &[(info, id), (keys, id), (roster.live_table(), id)],
+                Keep::Durable,
+            )
             .map(drop)
     }
 

@@ -101,6 +101,22 @@ impl Drop for Lent<'_> {
     }
 }
 
+/// The statements on table `t` (a fixed name of the store's, never input).
+fn select(t: Table) -> String {
+    format!("SELECT value FROM {t} WHERE key = $1")
+}
+
+fn upsert(t: Table) -> String {
+    format!(
+        "INSERT INTO {t} (key, value) VALUES ($1, $2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )
+}
+
+fn delete(t: Table) -> String {
+    format!("DELETE FROM {t} WHERE key = $1")
+}
+
 fn wait<F: std::future::Future>(f: F) -> F::Output {
     futures_executor::block_on(f)
 }
@@ -281,15 +297,12 @@ impl Pg {
     }
 
     pub fn get(&self, t: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let sql = format!("SELECT value FROM {t} WHERE key = $1");
+        let sql = select(t);
         self.with(|c| Ok(wait(c.query_opt(&sql, &[&key]))?.map(|r| r.get(0))))
     }
 
     pub fn put(&self, t: Table, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let sql = format!(
-            "INSERT INTO {t} (key, value) VALUES ($1, $2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-        );
+        let sql = upsert(t);
         self.with(|c| wait(c.execute(&sql, &[&key, &bytes])).map(drop))
     }
 
@@ -315,7 +328,7 @@ impl Pg {
             let tx = wait(c.transaction())?;
             let mut first = None;
             for (t, key) in items {
-                let n = wait(tx.execute(&format!("DELETE FROM {t} WHERE key = $1"), &[key]))?;
+                let n = wait(tx.execute(&delete(t), &[key]))?;
                 first.get_or_insert(n > 0);
             }
             wait(tx.commit())?;
@@ -340,10 +353,7 @@ impl Pg {
                 &[&lock],
             )
             .await?;
-            let old: Option<Vec<u8>> = tx
-                .query_opt(&format!("SELECT value FROM {t} WHERE key = $1"), &[&key])
-                .await?
-                .map(|r| r.get(0));
+            let old: Option<Vec<u8>> = tx.query_opt(&select(t), &[&key]).await?.map(|r| r.get(0));
             Ok::<_, tokio_postgres::Error>((tx, old))
         };
         let (tx, old) = wait(run).map_err(|e| self.failed(&e))?;
@@ -353,18 +363,10 @@ impl Pg {
             match write {
                 Write::Keep => {}
                 Write::Put(v) => {
-                    tx.execute(
-                        &format!(
-                            "INSERT INTO {t} (key, value) VALUES ($1, $2)
-                             ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-                        ),
-                        &[&key, &v],
-                    )
-                    .await?;
+                    tx.execute(&upsert(t), &[&key, &v]).await?;
                 }
                 Write::Remove => {
-                    tx.execute(&format!("DELETE FROM {t} WHERE key = $1"), &[&key])
-                        .await?;
+                    tx.execute(&delete(t), &[&key]).await?;
                 }
             }
             tx.commit().await
