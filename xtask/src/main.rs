@@ -6,8 +6,9 @@
 //!   its assembly.
 //! * `demo` runs setup, builds release and runs `nephele demo`.
 //! * `test` runs setup, then formatting, lint and dependency-policy checks,
-//!   the Windows cross-build, every test, the `.deb` installed into a
-//!   scratch root, and the protocol's fuzz targets for 10 s each.
+//!   the Windows cross-build, every test, the Windows client under Wine,
+//!   the `.deb` installed into a scratch root, and the protocol's fuzz
+//!   targets for 10 s each.
 //! * `package` builds `.deb`s of the client and of the reference service,
 //!   with their debug information apart (see `package/`).
 //! * `fuzz [SECS]` runs every fuzz target for SECS seconds (default 60).
@@ -184,13 +185,12 @@ fn test(args: &[String]) -> Result<()> {
         "nephele",
     ]))?;
     // ... and start on a clean Windows machine: no MinGW runtime DLLs.
-    windows_dlls::check(
-        &root()
-            .join("target")
-            .join(WINDOWS_TARGET)
-            .join("debug")
-            .join("nephele.exe"),
-    )?;
+    let windows_exe = root()
+        .join("target")
+        .join(WINDOWS_TARGET)
+        .join("debug")
+        .join("nephele.exe");
+    windows_dlls::check(&windows_exe)?;
     // The dependency policy: licences, bans and sources (deny.toml).
     run(cargo().args(["deny", "check", "bans", "licenses", "sources"]))?;
     // Every package with a binary has an integration test, so cargo builds
@@ -200,6 +200,19 @@ fn test(args: &[String]) -> Result<()> {
         // A filtered run is someone looking at particular tests.
         return Ok(());
     }
+    // The Windows exe run under Wine against the Linux service
+    // (client/tests/windows.rs; ignored by a plain cargo test).
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "nephele-client",
+            "--test",
+            "windows",
+            "--",
+            "--ignored",
+        ])
+        .env("NEPHELE_WINDOWS_EXE", &windows_exe))?;
     // The .deb: built from the dev binary the tests just built, installed
     // into a scratch root and run.
     package::verify(&package::package(&["--debug".to_string()])?)?;

@@ -272,6 +272,23 @@ fn needs(extras: &Extras) -> Vec<Need> {
             dnf: "mingw64-gcc-c++",
             pacman: "mingw-w64-gcc",
         },
+        Need {
+            what: "Wine (the Windows client's tests run it)",
+            present: || {
+                has_cmd("wine")
+                    && (has_cmd("wine64") || Path::new("/usr/lib/wine/wine64").is_file())
+            },
+            apt: "wine wine64",
+            dnf: "wine-core",
+            pacman: "wine",
+        },
+        Need {
+            what: "wixl and msiinfo (the Windows installer and its check)",
+            present: || has_cmd("wixl") && has_cmd("msiinfo"),
+            apt: "wixl msitools",
+            dnf: "msitools",
+            pacman: "msitools",
+        },
     ];
     if extras.bench {
         v.push(Need {

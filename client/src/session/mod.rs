@@ -20,6 +20,7 @@
 
 mod decode;
 mod net;
+mod plain_udp;
 mod quic;
 
 use std::net::SocketAddr;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::SessionError;
+use super::plain_udp::PlainUdp;
 
 /// An open connection and the endpoint it lives on.
 pub(super) struct Connected {
@@ -30,6 +31,41 @@ fn client_socket(gateway: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(s.into())
 }
 
+/// A client endpoint for reaching `gateway`: on quinn's own socket, with
+/// the network stack's offloads, or where the stack refuses its options
+/// (Wine's does), on plain `sendto`/`recvfrom` ([`PlainUdp`]).
+fn endpoint(gateway: SocketAddr) -> std::io::Result<quinn::Endpoint> {
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let refused = match quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        client_socket(gateway)?,
+        runtime.clone(),
+    ) {
+        Ok(e) => return Ok(e),
+        Err(e) => e,
+    };
+    tracing::warn!(
+        error = %refused,
+        "the network stack refused the UDP socket options QUIC's offloads need; \
+         sending one datagram per call instead"
+    );
+    plain_endpoint(gateway, runtime)
+}
+
+/// A client endpoint on a [`PlainUdp`] socket.
+pub(super) fn plain_endpoint(
+    gateway: SocketAddr,
+    runtime: Arc<quinn::TokioRuntime>,
+) -> std::io::Result<quinn::Endpoint> {
+    quinn::Endpoint::new_with_abstract_socket(
+        quinn::EndpointConfig::default(),
+        None,
+        Arc::new(PlainUdp::new(client_socket(gateway)?)?),
+        runtime,
+    )
+}
+
 /// Connects to `gateway`, whose certificate must name `server_name` and
 /// be signed by one of `roots`; the handshake may take `handshake`.
 pub(super) async fn connect(
@@ -45,13 +81,7 @@ pub(super) async fn connect(
     let mut transport = nephele_api::trust::transport_config();
     transport.max_idle_timeout(quinn::IdleTimeout::try_from(handshake).ok());
     client_cfg.transport_config(Arc::new(transport));
-    let socket = client_socket(gateway)?;
-    let mut endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        None,
-        socket,
-        Arc::new(quinn::TokioRuntime),
-    )?;
+    let mut endpoint = endpoint(gateway)?;
     endpoint.set_default_client_config(client_cfg);
     let connecting =
         endpoint

@@ -1,0 +1,208 @@
+//! The Windows client (`nephele.exe`, cross-built with MinGW) run under
+//! Wine: every conformance digest through its decode path, and a session
+//! from sign-in and PoP probing to pictures and acknowledged input against
+//! the Linux service on loopback.
+//!
+//! Ignored by a plain `cargo test`, which does not build for Windows;
+//! `cargo xtask test` builds the exe, then runs these with
+//! `NEPHELE_WINDOWS_EXE` naming it.
+//!
+//! Wine 8 lacks `bcryptprimitives.dll`, which Rust's standard library
+//! imports; the tests build a stand-in (`wine/bcryptprimitives.c`) beside
+//! the exe. It is a fixture of these tests, never shipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+mod common;
+use common::session::{Reap, exclusive, json, scratch};
+use common::{need, start_all};
+
+const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
+
+/// A Wine prefix with the exe and the stand-in DLL in one directory.
+struct Wine {
+    dir: PathBuf,
+    prefix: PathBuf,
+}
+
+impl Wine {
+    /// `wine nephele.exe ARGS` in the prefix, from the exe's directory.
+    fn nephele(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("wine");
+        c.arg(self.dir.join("nephele.exe"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all")
+            // No Mono or Gecko installers: nothing here uses .NET or HTML.
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// A Linux path as the Windows program names it (Wine's drive Z: is /).
+    fn path(p: &Path) -> String {
+        format!("Z:{}", p.display())
+    }
+}
+
+fn windows_exe() -> PathBuf {
+    let exe = std::env::var_os("NEPHELE_WINDOWS_EXE").map(PathBuf::from);
+    let exe = exe.expect(
+        "NEPHELE_WINDOWS_EXE is not set: `cargo xtask test` builds the Windows client and runs these",
+    );
+    assert!(exe.is_file(), "{} is not built", exe.display());
+    exe
+}
+
+/// Sets up once per test binary: the stand-in DLL built, the exe copied
+/// beside it, the prefix made, and a wineserver started that outlives each
+/// program (so none of them starts one holding the test's pipes).
+fn wine() -> &'static Wine {
+    static WINE: OnceLock<Wine> = OnceLock::new();
+    WINE.get_or_init(|| {
+        need("wine");
+        need(MINGW_GCC);
+        let exe = windows_exe();
+        let dir = scratch("wine");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
+        let built = Command::new(MINGW_GCC)
+            .args(["-shared", "-O2", "-o"])
+            .arg(dir.join("bcryptprimitives.dll"))
+            .arg(fixture.join("bcryptprimitives.c"))
+            .arg(fixture.join("bcryptprimitives.def"))
+            .arg("-ladvapi32")
+            .output()
+            .expect("run MinGW's gcc");
+        assert!(
+            built.status.success(),
+            "building the stand-in bcryptprimitives.dll: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        std::fs::copy(&exe, dir.join("nephele.exe")).expect("copy nephele.exe");
+        let prefix = dir.join("prefix");
+        let server = Command::new("wineserver")
+            .args(["-p", "60"])
+            .env("WINEPREFIX", &prefix)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wineserver");
+        // Reaped by the system when the test binary ends; it leaves by
+        // itself a minute after its last program.
+        std::mem::forget(server);
+        let boot = Command::new("wine")
+            .args(["wineboot", "--init"])
+            .env("WINEPREFIX", &prefix)
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run wineboot");
+        assert!(
+            boot.status.success(),
+            "wineboot: {}",
+            String::from_utf8_lossy(&boot.stderr)
+        );
+        Wine { dir, prefix }
+    })
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: cargo xtask test runs it"]
+fn the_windows_exe_decodes_every_conformance_stream_under_wine() {
+    let wine = wine();
+    let help = wine.nephele(&["--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.status.success() && text.contains("%APPDATA%"),
+        "nephele.exe --help: {text}{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/h264");
+    let sums = std::fs::read_to_string(data.join("SHA1SUMS")).unwrap();
+    let cases: Vec<(&str, &str)> = sums.lines().filter_map(|l| l.split_once("  ")).collect();
+    assert_eq!(cases.len(), 27, "the suite has 27 streams with digests");
+    let mut failures = Vec::new();
+    for (sum, file) in cases {
+        // openh264 is built into the exe; FFmpeg's DLLs are not on this
+        // Windows.
+        let out = wine
+            .nephele(&["decode", "--sha1", "--decoder", "openh264"])
+            .arg(Wine::path(&data.join(file)))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let got = stdout.split_whitespace().next().unwrap_or("");
+        if !out.status.success() || got != sum {
+            failures.push(format!(
+                "{file}: expected {sum}, got {got:?} ({}; {})",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "under Wine:\n{}", failures.join("\n"));
+}
+
+#[test]
+#[ignore = "needs the Windows build and Wine: cargo xtask test runs it"]
+fn the_windows_exe_signs_in_probes_and_streams_with_input_acked_under_wine() {
+    let wine = wine();
+    let _turn = exclusive();
+    let dir = scratch("wine-connect");
+    let rec = dir.join("rec.jsonl");
+    let (server, url) = start_all(
+        &dir,
+        &[
+            "--pop",
+            "pop-a:30",
+            "--pop",
+            "pop-b:2",
+            "--record-input",
+            rec.to_str().unwrap(),
+        ],
+    );
+    let _server = Reap(server);
+    std::fs::write(dir.join("script.txt"), "100 type hi\n300 move 10 20\n").unwrap();
+    let out = wine
+        .nephele(&[
+            "connect",
+            "--directory",
+            &url,
+            "--user",
+            "alice",
+            "--headless",
+            "--duration",
+            "3",
+        ])
+        .arg("--ca")
+        .arg(Wine::path(&dir.join("state/ca.pem")))
+        .arg("--stats-json")
+        .arg(Wine::path(&dir.join("s.json")))
+        .arg("--input-script")
+        .arg(Wine::path(&dir.join("script.txt")))
+        .env("NEPHELE_PASSWORD", "wonderland")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("signing in to") && err.contains("probing 2 PoPs"),
+        "{err}"
+    );
+    let s = json(&dir.join("s.json"));
+    assert_eq!(s["pop"], "pop-b", "the nearer PoP: {s}");
+    assert!(s["frames_presented"].as_u64().unwrap() >= 30, "{s}");
+    assert_eq!(s["decode_errors"], 0, "{s}");
+    // "hi" is two key presses (four edges), then a move.
+    assert_eq!(s["input_sent"], 5, "{s}");
+    assert_eq!(s["input_acked"], 5, "{s}");
+    let recorded = std::fs::read_to_string(&rec).unwrap();
+    let moves = recorded.lines().filter(|l| l.contains("\"move\"")).count();
+    assert_eq!(moves, 1, "the host got the pointer move: {recorded}");
+    let _ = std::fs::remove_dir_all(dir);
+}
