@@ -1,15 +1,18 @@
 //! The Windows client (`nephele.exe`, cross-built with MinGW) run under
 //! Wine: every conformance digest through its decode path, and a session
 //! from sign-in and PoP probing to pictures and acknowledged input against
-//! the Linux service on loopback.
+//! the Linux service on loopback; and the MSI installed, run and
+//! uninstalled.
 //!
 //! Ignored by a plain `cargo test`, which does not build for Windows;
 //! `cargo xtask test` builds the exe, then runs these with
-//! `NEPHELE_WINDOWS_EXE` naming it.
+//! `NEPHELE_WINDOWS_EXE` naming it and `NEPHELE_WINDOWS_MSI` its
+//! installer.
 //!
 //! Wine 8 lacks `bcryptprimitives.dll`, which Rust's standard library
-//! imports; the tests build a stand-in (`wine/bcryptprimitives.c`) beside
-//! the exe. It is a fixture of these tests, never shipped.
+//! imports; the tests build a stand-in (`wine/bcryptprimitives.c`) into
+//! the Wine prefix's system32. It is a fixture of these tests, never
+//! shipped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,9 +33,15 @@ struct Wine {
 impl Wine {
     /// `wine nephele.exe ARGS` in the prefix, from the exe's directory.
     fn nephele(&self, args: &[&str]) -> Command {
+        let mut c = self.wine(&self.dir.join("nephele.exe"));
+        c.args(args);
+        c
+    }
+
+    /// `wine PROGRAM` in the prefix.
+    fn wine(&self, program: &Path) -> Command {
         let mut c = Command::new("wine");
-        c.arg(self.dir.join("nephele.exe"))
-            .args(args)
+        c.arg(program)
             .current_dir(&self.dir)
             .env("WINEPREFIX", &self.prefix)
             .env("WINEDEBUG", "-all")
@@ -68,9 +77,10 @@ fn wine() -> &'static Wine {
         let exe = windows_exe();
         let dir = scratch("wine");
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
+        let shim = dir.join("bcryptprimitives.dll");
         let built = Command::new(MINGW_GCC)
             .args(["-shared", "-O2", "-o"])
-            .arg(dir.join("bcryptprimitives.dll"))
+            .arg(&shim)
             .arg(fixture.join("bcryptprimitives.c"))
             .arg(fixture.join("bcryptprimitives.def"))
             .arg("-ladvapi32")
@@ -107,6 +117,12 @@ fn wine() -> &'static Wine {
             "wineboot: {}",
             String::from_utf8_lossy(&boot.stderr)
         );
+        // Where Windows keeps its own DLLs, for the installed exe too.
+        std::fs::copy(
+            &shim,
+            prefix.join("drive_c/windows/system32/bcryptprimitives.dll"),
+        )
+        .expect("put the stand-in DLL in system32");
         Wine { dir, prefix }
     })
 }
@@ -205,4 +221,60 @@ fn the_windows_exe_signs_in_probes_and_streams_with_input_acked_under_wine() {
     let moves = recorded.lines().filter(|l| l.contains("\"move\"")).count();
     assert_eq!(moves, 1, "the host got the pointer move: {recorded}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+#[ignore = "needs the Windows build, its MSI and Wine: cargo xtask test runs it"]
+fn the_msi_installs_the_exe_with_its_start_menu_entry_and_uninstalls_cleanly_under_wine() {
+    let wine = wine();
+    let msi = std::env::var_os("NEPHELE_WINDOWS_MSI")
+        .map(PathBuf::from)
+        .expect("NEPHELE_WINDOWS_MSI is not set: `cargo xtask test` builds the MSI and runs this");
+    let drive_c = wine.prefix.join("drive_c");
+    let installed = drive_c.join("Program Files/Nephele/nephele.exe");
+    let msiexec = |verb: &str| {
+        let out = wine
+            .wine(Path::new("msiexec"))
+            .args([verb, &Wine::path(&msi), "/qn"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "msiexec {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    msiexec("/i");
+    assert!(
+        std::fs::read(&installed).ok() == std::fs::read(windows_exe()).ok(),
+        "{} is not the exe built",
+        installed.display()
+    );
+    let shortcuts = || {
+        let out = Command::new("find")
+            .arg(&drive_c)
+            .args(["-path", "*Start Menu/Programs/Nephele.lnk"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert!(!shortcuts().is_empty(), "no Start menu entry for Nephele");
+    let version = wine
+        .wine(Path::new("C:\\Program Files\\Nephele\\nephele.exe"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("nephele {}", env!("CARGO_PKG_VERSION")),
+        "{}",
+        String::from_utf8_lossy(&version.stderr)
+    );
+    msiexec("/x");
+    assert!(
+        !installed.exists(),
+        "uninstalling left {}",
+        installed.display()
+    );
+    assert_eq!(shortcuts(), "", "uninstalling left the Start menu entry");
 }

@@ -200,8 +200,11 @@ fn test(args: &[String]) -> Result<()> {
         // A filtered run is someone looking at particular tests.
         return Ok(());
     }
-    // The Windows exe run under Wine against the Linux service
-    // (client/tests/windows.rs; ignored by a plain cargo test).
+    // The packages, from the dev binaries the tests just built.
+    let built = package::package(&["--debug".to_string()])?;
+    // The Windows exe run under Wine against the Linux service, and its
+    // MSI installed there (client/tests/windows.rs; ignored by a plain
+    // cargo test).
     run(cargo()
         .args([
             "test",
@@ -212,10 +215,10 @@ fn test(args: &[String]) -> Result<()> {
             "--",
             "--ignored",
         ])
-        .env("NEPHELE_WINDOWS_EXE", &windows_exe))?;
-    // The .deb: built from the dev binary the tests just built, installed
-    // into a scratch root and run.
-    package::verify(&package::package(&["--debug".to_string()])?)?;
+        .env("NEPHELE_WINDOWS_EXE", &windows_exe)
+        .env("NEPHELE_WINDOWS_MSI", &built.msi))?;
+    // The .deb installed into a scratch root and run; the MSI read back.
+    package::verify(&built)?;
     // Every decoder of network input under the fuzzer, briefly.
     fuzz::fuzz(fuzz::IN_TESTS, 10)
 }

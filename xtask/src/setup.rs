@@ -283,11 +283,11 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "wine",
         },
         Need {
-            what: "wixl and msiinfo (the Windows installer and its check)",
-            present: || has_cmd("wixl") && has_cmd("msiinfo"),
-            apt: "wixl msitools",
-            dnf: "msitools",
-            pacman: "msitools",
+            what: "wixl, msiinfo and icotool (the Windows installer, its icon and its check)",
+            present: || has_cmd("wixl") && has_cmd("msiinfo") && has_cmd("icotool"),
+            apt: "wixl msitools icoutils",
+            dnf: "msitools icoutils",
+            pacman: "msitools icoutils",
         },
     ];
     if extras.bench {

@@ -1,6 +1,7 @@
 //! `cargo xtask package`: `.deb`s of the client (`nephele`) and of the
 //! reference service `nephele demo` starts (`nephele-server`), each with
-//! its debug information apart in a `-dbgsym` package, as Debian ships it.
+//! its debug information apart in a `-dbgsym` package, as Debian ships it;
+//! and the Windows client's MSI (`msi.rs`).
 //!
 //! dpkg-deb assembles them (Debian's own tool; no packaging crate needed).
 //! The icon is drawn once as SVG; rsvg-convert renders the hicolor sizes.
@@ -9,7 +10,9 @@
 //! time.
 
 mod debug;
+mod identity;
 mod menu;
+mod msi;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::setup::WINDOWS_TARGET;
 use crate::{cargo, root, run};
 pub use verify::verify;
 
@@ -41,6 +45,9 @@ pub struct Built {
     pub server: PathBuf,
     /// `nephele-dbgsym` and `nephele-server-dbgsym`: their debug information.
     pub dbgsym: Vec<PathBuf>,
+    /// The Windows installer, and the exe inside it.
+    pub msi: PathBuf,
+    pub windows_exe: PathBuf,
 }
 
 /// A binary package's control fields beyond name, version and size.
@@ -170,11 +177,43 @@ pub fn package(args: &[String]) -> Result<Built> {
         &symbols,
         &dbgsym_control("nephele-server", &version, &id),
     )?);
+    let windows_exe = windows_client(debug)?;
+    let msi = msi::build(&windows_exe, &out, &version)?;
     Ok(Built {
         client,
         server,
         dbgsym,
+        msi,
+        windows_exe,
     })
+}
+
+/// The Windows client, cross-built (the dev build as the tests left it
+/// with `--debug`).
+fn windows_client(debug: bool) -> Result<PathBuf> {
+    let exe = root()
+        .join("target")
+        .join(WINDOWS_TARGET)
+        .join(if debug { "debug" } else { "release" })
+        .join("nephele.exe");
+    if debug && exe.is_file() {
+        return Ok(exe);
+    }
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--target",
+        WINDOWS_TARGET,
+        "-p",
+        "nephele-client",
+        "--bin",
+        "nephele",
+    ]);
+    if !debug {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    Ok(exe)
 }
 
 /// An empty staging directory at `dir`.
@@ -201,7 +240,10 @@ fn copyright(stage: &Path, name: &str) -> Result<()> {
     std::fs::create_dir_all(&doc)?;
     std::fs::write(
         doc.join("copyright"),
-        "Nephele\nLicense: MIT OR Apache-2.0\nSource: https://example.invalid/nephele\n",
+        format!(
+            "Nephele\nLicense: MIT OR Apache-2.0\nSource: {}\n",
+            identity::HOMEPAGE
+        ),
     )?;
     Ok(())
 }
@@ -228,18 +270,20 @@ fn write_deb(stage: &Path, c: &Control, version: &str, arch: &str, out: &Path) -
             "Package: {}\n\
              Version: {version}\n\
              Architecture: {arch}\n\
-             Maintainer: The Nephele developers <nephele@example.invalid>\n\
+             Maintainer: {}\n\
              Installed-Size: {size_kib}\n\
              Depends: {}\n\
              {}\
              Section: {}\n\
              Priority: optional\n\
-             Homepage: https://example.invalid/nephele\n\
+             Homepage: {}\n\
              Description: {}",
             c.name,
+            identity::maintainer(),
             c.depends.join(", "),
             c.extra,
             c.section,
+            identity::HOMEPAGE,
             c.description,
         ),
     )?;
