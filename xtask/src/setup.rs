@@ -165,15 +165,16 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "xorg-xwd",
         },
         Need {
-            what: "dpkg-deb, rsvg-convert, desktop-file-validate and appstreamcli (the .deb and its checks)",
+            what: "dpkg-deb, dpkg-shlibdeps, rsvg-convert, desktop-file-validate and appstreamcli (the .deb and its checks)",
             present: || {
                 has_cmd("dpkg-deb")
+                    && has_cmd("dpkg-shlibdeps")
                     && has_cmd("rsvg-convert")
                     && has_cmd("desktop-file-validate")
                     && has_cmd("appstreamcli")
             },
-            apt: "dpkg librsvg2-bin desktop-file-utils appstream",
-            dnf: "dpkg librsvg2-tools desktop-file-utils appstream",
+            apt: "dpkg dpkg-dev librsvg2-bin desktop-file-utils appstream",
+            dnf: "dpkg dpkg-dev librsvg2-tools desktop-file-utils appstream",
             pacman: "dpkg librsvg desktop-file-utils appstream",
         },
         Need {

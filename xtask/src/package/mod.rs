@@ -5,11 +5,12 @@
 //!
 //! dpkg-deb assembles them (Debian's own tool; no packaging crate needed).
 //! The icon is drawn once as SVG; rsvg-convert renders the hicolor sizes.
-//! Depends are what each binary links (its NEEDED entries, owned per
-//! `dpkg -S`) plus, for the client, the X11 libraries winit opens at run
-//! time.
+//! Depends are what each binary links, at the lowest versions its symbols
+//! need (`depends.rs`), plus, for the client, the X11 libraries winit opens
+//! at run time.
 
 mod debug;
+mod depends;
 mod identity;
 mod menu;
 mod msi;
@@ -132,7 +133,8 @@ pub fn package(args: &[String]) -> Result<Built> {
             .arg(&svg))?;
     }
     copyright(&stage, "nephele")?;
-    let mut depends = linked_packages(&bin)?;
+    let mut depends =
+        depends::shlib_depends(&stage.join("usr/bin/nephele"), &out.join("shlibdeps"))?;
     depends.extend(DLOPENED.iter().map(|s| s.to_string()));
     depends.sort();
     depends.dedup();
@@ -164,7 +166,10 @@ pub fn package(args: &[String]) -> Result<Built> {
         &stage,
         &Control {
             name: "nephele-server".into(),
-            depends: linked_packages(&bin)?,
+            depends: depends::shlib_depends(
+                &stage.join("usr/bin/nephele-server"),
+                &out.join("shlibdeps"),
+            )?,
             extra: String::new(),
             section: "net",
             description: "reference service for the Nephele client\n \
@@ -317,56 +322,6 @@ pub fn output(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
-}
-
-/// The packages owning the libraries `bin` links itself (its NEEDED
-/// entries; what those need in turn their own packages depend on).
-fn linked_packages(bin: &Path) -> Result<Vec<String>> {
-    let dynamic = output(Command::new("readelf").args(["-d", "-W"]).arg(bin))?;
-    // " 0x…1 (NEEDED)  Shared library: [libasound.so.2]"
-    let needed: Vec<&str> = dynamic
-        .lines()
-        .filter(|l| l.contains("(NEEDED)"))
-        .filter_map(|l| l.split_once('[')?.1.split_once(']').map(|(n, _)| n))
-        .collect();
-    let ldd = output(Command::new("ldd").arg(bin))?;
-    let mut pkgs = Vec::new();
-    for line in ldd.lines() {
-        // "libasound.so.2 => /lib/x86_64-linux-gnu/libasound.so.2 (0x…)"
-        let Some((name, rest)) = line.trim().split_once(" => ") else {
-            continue;
-        };
-        if !needed.contains(&name) {
-            continue;
-        }
-        let Some(path) = rest.split(' ').next() else {
-            continue;
-        };
-        let real = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
-        let candidates = [
-            PathBuf::from(path),
-            real.clone(),
-            PathBuf::from(path.replacen("/lib/", "/usr/lib/", 1)),
-        ];
-        let owner = candidates.iter().find_map(|p| {
-            let o = Command::new("dpkg").arg("-S").arg(p).output().ok()?;
-            let text = String::from_utf8_lossy(&o.stdout).to_string();
-            o.status.success().then(|| {
-                text.split(':')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string()
-            })
-        });
-        match owner {
-            Some(p) if !p.is_empty() => pkgs.push(p),
-            _ => bail!("no package owns {path}, which {} links", bin.display()),
-        }
-    }
-    pkgs.sort();
-    pkgs.dedup();
-    Ok(pkgs)
 }
 
 fn dir_size(dir: &Path) -> Result<u64> {

@@ -39,6 +39,7 @@ pub fn verify(built: &Built) -> Result<()> {
             .args(args)
             .stdout(std::io::stderr()))
     };
+    depends_resolve(built)?;
     dpkg(&["-i", &deb.to_string_lossy()])?;
     let installed = output(
         Command::new("dpkg-query")
@@ -172,6 +173,33 @@ fn stripped_with_symbols_apart(bin: &Path, scratch: &Path) -> Result<()> {
         debug::sections(&file).with_context(|| format!("{}'s debug file", bin.display()))?;
     if !apart.iter().any(|s| s == ".debug_line") || !apart.iter().any(|s| s == ".symtab") {
         bail!("{} lacks line tables or symbols", file.display());
+    }
+    Ok(())
+}
+
+/// The packages' Depends resolve against this machine's package sources,
+/// as apt would install them (the scratch root's install forces them).
+fn depends_resolve(built: &Built) -> Result<()> {
+    if Command::new("apt-get").arg("--version").output().is_err() {
+        eprintln!("xtask package: no apt-get here; the Depends are not checked");
+        return Ok(());
+    }
+    for (deb, name) in [
+        (&built.client, "nephele"),
+        (&built.server, "nephele-server"),
+    ] {
+        let plan = output(
+            Command::new("apt-get")
+                .args(["install", "--simulate", "--no-install-recommends"])
+                .arg(deb),
+        )
+        .with_context(|| format!("{name}'s Depends do not resolve here"))?;
+        if !plan
+            .lines()
+            .any(|l| l.starts_with(&format!("Inst {name} ")))
+        {
+            bail!("apt would not install {name}:\n{plan}");
+        }
     }
     Ok(())
 }
