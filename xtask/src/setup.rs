@@ -274,6 +274,13 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "mingw-w64-gcc",
         },
         Need {
+            what: "rpmbuild (the client's .rpm)",
+            present: || has_cmd("rpmbuild"),
+            apt: "rpm",
+            dnf: "rpm-build",
+            pacman: "rpm-tools",
+        },
+        Need {
             what: "Wine (the Windows client's tests run it)",
             present: || {
                 has_cmd("wine")

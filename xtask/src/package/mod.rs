@@ -1,7 +1,8 @@
 //! `cargo xtask package`: `.deb`s of the client (`nephele`) and of the
 //! reference service `nephele demo` starts (`nephele-server`), each with
 //! its debug information apart in a `-dbgsym` package, as Debian ships it;
-//! and the Windows client's MSI (`msi.rs`).
+//! the client as an `.rpm` (`rpm.rs`) and the Windows client's MSI
+//! (`msi.rs`).
 //!
 //! dpkg-deb assembles them (Debian's own tool; no packaging crate needed).
 //! The icon is drawn once as SVG; rsvg-convert renders the hicolor sizes.
@@ -14,6 +15,7 @@ mod depends;
 mod identity;
 mod menu;
 mod msi;
+mod rpm;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ pub struct Built {
     pub server: PathBuf,
     /// `nephele-dbgsym` and `nephele-server-dbgsym`: their debug information.
     pub dbgsym: Vec<PathBuf>,
+    /// The client as an `.rpm`.
+    pub rpm: PathBuf,
     /// The Windows installer, and the exe inside it.
     pub msi: PathBuf,
     pub windows_exe: PathBuf,
@@ -155,6 +159,7 @@ pub fn package(args: &[String]) -> Result<Built> {
         },
     )?;
     dbgsym.push(deb(&symbols, &dbgsym_control("nephele", &version, &id))?);
+    let rpm = rpm::build(&stage, &out, &version)?;
 
     let stage = fresh(&out.join("nephele-server"))?;
     let bin = target.join("nephele-server");
@@ -188,6 +193,7 @@ pub fn package(args: &[String]) -> Result<Built> {
         client,
         server,
         dbgsym,
+        rpm,
         msi,
         windows_exe,
     })

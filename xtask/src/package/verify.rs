@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Built, ICON_SIZES, debug, msi, output, workspace_version};
+use super::{Built, ICON_SIZES, debug, msi, output, rpm, workspace_version};
 use crate::{root, run};
 
 /// Installs the packages into a scratch root and checks what they
@@ -19,6 +19,7 @@ use crate::{root, run};
 /// behind.
 pub fn verify(built: &Built) -> Result<()> {
     msi::verify(&built.msi, &built.windows_exe, &workspace_version()?)?;
+    rpm::verify(&built.rpm, &workspace_version()?)?;
     let deb = &built.client;
     let scratch = deb
         .parent()
