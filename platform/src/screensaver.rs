@@ -8,7 +8,8 @@
 //!   headless machine needs no X libraries.
 //! * Windows: `SetThreadExecutionState` with `ES_DISPLAY_REQUIRED` on a
 //!   thread of our own, for as long as the guard lives.
-//! * macOS and others: not yet (an IOKit power assertion would do it).
+//! * macOS: an IOKit power assertion (`PreventUserIdleDisplaySleep`) held
+//!   for as long as the guard lives.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,7 +123,36 @@ mod imp {
     }
 }
 
-#[cfg(not(any(all(unix, not(target_os = "macos")), windows)))]
+#[cfg(target_os = "macos")]
+mod imp {
+    use super::*;
+    use objc2_core_foundation::CFString;
+    use objc2_io_kit::{
+        IOPMAssertionCreateWithName, IOPMAssertionRelease, kIOPMAssertionLevelOn, kIOReturnSuccess,
+    };
+
+    pub(super) fn run(stop: &AtomicBool, _display: Option<&str>, _every: Duration) {
+        // kIOPMAssertPreventUserIdleDisplaySleep (a CFSTR macro in C).
+        let kind = CFString::from_static_str("PreventUserIdleDisplaySleep");
+        let name = CFString::from_static_str("Nephele: a remote desktop is on screen");
+        let mut id = 0;
+        // SAFETY: both strings outlive the call and `id` is a valid place
+        // for the assertion's number.
+        let rc = unsafe {
+            IOPMAssertionCreateWithName(Some(&kind), kIOPMAssertionLevelOn, Some(&name), &mut id)
+        };
+        if rc != kIOReturnSuccess {
+            tracing::warn!(rc, "macOS refused to keep the display awake");
+            return;
+        }
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::park_timeout(Duration::from_secs(1));
+        }
+        IOPMAssertionRelease(id);
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
 mod imp {
     use super::*;
 

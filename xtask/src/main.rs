@@ -6,7 +6,8 @@
 //!   its assembly.
 //! * `demo` runs setup, builds release and runs `nephele demo`.
 //! * `test` runs setup, then formatting, lint and dependency-policy checks,
-//!   the Windows cross-build, every test, the Windows client under Wine,
+//!   the Windows cross-build, the macOS client's lint through Zig, every
+//!   test, the Windows client under Wine,
 //!   the `.deb` installed into a scratch root, and the protocol's fuzz
 //!   targets for 10 s each.
 //! * `package` builds `.deb`s of the client and of the reference service,
@@ -28,7 +29,7 @@ mod procs;
 mod setup;
 mod windows_dlls;
 
-use setup::{Extras, WINDOWS_TARGET, setup};
+use setup::{Extras, MACOS_TARGETS, WINDOWS_TARGET, setup};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -191,6 +192,22 @@ fn test(args: &[String]) -> Result<()> {
         .join("debug")
         .join("nephele.exe");
     windows_dlls::check(&windows_exe)?;
+    // macOS: compiled and linted with its real implementations (Zig as the
+    // C compiler); not linked, for want of Apple's SDK.
+    for target in MACOS_TARGETS {
+        run(Command::new("cargo-zigbuild").current_dir(root()).args([
+            "clippy",
+            "--target",
+            target,
+            "-p",
+            "nephele-client",
+            "--lib",
+            "--bins",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
     // The dependency policy: licences, bans and sources (deny.toml).
     run(cargo().args(["deny", "check", "bans", "licenses", "sources"]))?;
     // Every package with a binary has an integration test, so cargo builds

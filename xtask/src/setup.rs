@@ -431,21 +431,40 @@ fn ensure_cargo_tools() -> Result<()> {
 /// The Rust target the client cross-builds for.
 pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 
-/// Adds the Windows target to the Rust toolchain if it lacks it.
+/// The macOS targets the client is checked and linted for (through Zig:
+/// Apple's SDK is not here, so nothing is linked).
+pub const MACOS_TARGETS: [&str; 2] = ["aarch64-apple-darwin", "x86_64-apple-darwin"];
+
+/// Adds the Windows and macOS targets to the Rust toolchain where it lacks
+/// them, and Zig with cargo-zigbuild (from PyPI: Zig compiles the C parts
+/// of the client's crates for macOS).
 fn ensure_windows_target() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .context("running rustup (the Windows cross-build needs a rustup toolchain)")?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|l| l.trim() == WINDOWS_TARGET)
-    {
-        return Ok(());
+        .context("running rustup (the cross-builds need a rustup toolchain)")?;
+    let installed = String::from_utf8_lossy(&installed.stdout).to_string();
+    for target in std::iter::once(WINDOWS_TARGET).chain(MACOS_TARGETS) {
+        if !installed.lines().any(|l| l.trim() == target) {
+            run(Command::new("rustup")
+                .args(["target", "add", target])
+                .stdout(std::io::stderr()))?;
+        }
     }
-    run(Command::new("rustup")
-        .args(["target", "add", WINDOWS_TARGET])
-        .stdout(std::io::stderr()))
+    if !has_cmd("cargo-zigbuild") {
+        eprintln!("xtask setup: installing Zig and cargo-zigbuild from PyPI (once)");
+        run(Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "ziglang",
+                "cargo-zigbuild",
+            ])
+            .stdout(std::io::stderr()))?;
+    }
+    Ok(())
 }
 
 /// NASM must actually run: openh264 falls back to plain C without it.
