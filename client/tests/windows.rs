@@ -75,7 +75,11 @@ fn wine() -> &'static Wine {
         need("wine");
         need(MINGW_GCC);
         let exe = windows_exe();
-        let dir = scratch("wine");
+        // One place per build tree, cleared each run: a Wine prefix is
+        // most of a gigabyte.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wine");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("make the Wine directory");
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wine");
         let shim = dir.join("bcryptprimitives.dll");
         let built = Command::new(MINGW_GCC)

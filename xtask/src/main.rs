@@ -29,7 +29,7 @@ mod procs;
 mod setup;
 mod windows_dlls;
 
-use setup::{Extras, MACOS_TARGETS, WINDOWS_TARGET, setup};
+use setup::{Extras, MACOS_TARGETS, setup};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -176,21 +176,8 @@ fn test(args: &[String]) -> Result<()> {
     ]))?;
     // The client must keep building for Windows: catches Linux-only
     // assumptions outside `platform/` as they are written.
-    run(cargo().args([
-        "build",
-        "--target",
-        WINDOWS_TARGET,
-        "-p",
-        "nephele-client",
-        "--bin",
-        "nephele",
-    ]))?;
+    let windows_exe = package::windows_client(true)?;
     // ... and start on a clean Windows machine: no MinGW runtime DLLs.
-    let windows_exe = root()
-        .join("target")
-        .join(WINDOWS_TARGET)
-        .join("debug")
-        .join("nephele.exe");
     windows_dlls::check(&windows_exe)?;
     // macOS: compiled and linted with its real implementations (Zig as the
     // C compiler); not linked, for want of Apple's SDK.

@@ -199,17 +199,9 @@ pub fn package(args: &[String]) -> Result<Built> {
     })
 }
 
-/// The Windows client, cross-built (the dev build as the tests left it
-/// with `--debug`).
-fn windows_client(debug: bool) -> Result<PathBuf> {
-    let exe = root()
-        .join("target")
-        .join(WINDOWS_TARGET)
-        .join(if debug { "debug" } else { "release" })
-        .join("nephele.exe");
-    if debug && exe.is_file() {
-        return Ok(exe);
-    }
+/// Builds the Windows client (cargo does nothing when it is up to date);
+/// its path.
+pub fn windows_client(debug: bool) -> Result<PathBuf> {
     let mut build = cargo();
     build.args([
         "build",
@@ -224,7 +216,11 @@ fn windows_client(debug: bool) -> Result<PathBuf> {
         build.arg("--release");
     }
     run(&mut build)?;
-    Ok(exe)
+    Ok(root()
+        .join("target")
+        .join(WINDOWS_TARGET)
+        .join(if debug { "debug" } else { "release" })
+        .join("nephele.exe"))
 }
 
 /// An empty staging directory at `dir`.
