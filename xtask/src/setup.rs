@@ -329,7 +329,7 @@ pub fn setup(extras: &Extras) -> Result<()> {
     if missing.is_empty() {
         check_nasm()?;
         ensure_cargo_tools()?;
-        return ensure_windows_target();
+        return ensure_cross_targets();
     }
     let names: Vec<&str> = missing.iter().map(|n| n.what).collect();
     eprintln!("xtask setup: missing {}", names.join(", "));
@@ -401,7 +401,7 @@ pub fn setup(extras: &Extras) -> Result<()> {
     }
     check_nasm()?;
     ensure_cargo_tools()?;
-    ensure_windows_target()
+    ensure_cross_targets()
 }
 
 /// Cargo tools the project runs, installed by setup when missing:
@@ -438,7 +438,7 @@ pub const MACOS_TARGETS: [&str; 2] = ["aarch64-apple-darwin", "x86_64-apple-darw
 /// Adds the Windows and macOS targets to the Rust toolchain where it lacks
 /// them, and Zig with cargo-zigbuild (from PyPI: Zig compiles the C parts
 /// of the client's crates for macOS).
-fn ensure_windows_target() -> Result<()> {
+fn ensure_cross_targets() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()

@@ -54,7 +54,7 @@ fn endpoint(gateway: SocketAddr) -> std::io::Result<quinn::Endpoint> {
 }
 
 /// A client endpoint on a [`PlainUdp`] socket.
-pub(super) fn plain_endpoint(
+fn plain_endpoint(
     gateway: SocketAddr,
     runtime: Arc<quinn::TokioRuntime>,
 ) -> std::io::Result<quinn::Endpoint> {
