@@ -19,8 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 mod common;
-use common::session::{Reap, exclusive, json, scratch};
-use common::{need, start_all};
+use common::foreign::{Foreign, assert_conformance, assert_session};
+use common::need;
 
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
 
@@ -131,6 +131,17 @@ fn wine() -> &'static Wine {
     })
 }
 
+impl Wine {
+    /// The exe as the shared checks run it.
+    fn foreign<'a>(&'a self, nephele: &'a dyn Fn() -> Command) -> Foreign<'a> {
+        Foreign {
+            name: "under Wine",
+            nephele,
+            path: &Wine::path,
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs the Windows build and Wine: cargo xtask test runs it"]
 fn the_windows_exe_decodes_every_conformance_stream_under_wine() {
@@ -142,89 +153,16 @@ fn the_windows_exe_decodes_every_conformance_stream_under_wine() {
         "nephele.exe --help: {text}{}",
         String::from_utf8_lossy(&help.stderr)
     );
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/h264");
-    let sums = std::fs::read_to_string(data.join("SHA1SUMS")).unwrap();
-    let cases: Vec<(&str, &str)> = sums.lines().filter_map(|l| l.split_once("  ")).collect();
-    assert_eq!(cases.len(), 27, "the suite has 27 streams with digests");
-    let mut failures = Vec::new();
-    for (sum, file) in cases {
-        // openh264 is built into the exe; FFmpeg's DLLs are not on this
-        // Windows.
-        let out = wine
-            .nephele(&["decode", "--sha1", "--decoder", "openh264"])
-            .arg(Wine::path(&data.join(file)))
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let got = stdout.split_whitespace().next().unwrap_or("");
-        if !out.status.success() || got != sum {
-            failures.push(format!(
-                "{file}: expected {sum}, got {got:?} ({}; {})",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "under Wine:\n{}", failures.join("\n"));
+    // openh264 is built into the exe; FFmpeg's DLLs are not on this
+    // Windows.
+    assert_conformance(&wine.foreign(&|| wine.nephele(&[])));
 }
 
 #[test]
 #[ignore = "needs the Windows build and Wine: cargo xtask test runs it"]
 fn the_windows_exe_signs_in_probes_and_streams_with_input_acked_under_wine() {
     let wine = wine();
-    let _turn = exclusive();
-    let dir = scratch("wine-connect");
-    let rec = dir.join("rec.jsonl");
-    let (server, url) = start_all(
-        &dir,
-        &[
-            "--pop",
-            "pop-a:30",
-            "--pop",
-            "pop-b:2",
-            "--record-input",
-            rec.to_str().unwrap(),
-        ],
-    );
-    let _server = Reap(server);
-    std::fs::write(dir.join("script.txt"), "100 type hi\n300 move 10 20\n").unwrap();
-    let out = wine
-        .nephele(&[
-            "connect",
-            "--directory",
-            &url,
-            "--user",
-            "alice",
-            "--headless",
-            "--duration",
-            "3",
-        ])
-        .arg("--ca")
-        .arg(Wine::path(&dir.join("state/ca.pem")))
-        .arg("--stats-json")
-        .arg(Wine::path(&dir.join("s.json")))
-        .arg("--input-script")
-        .arg(Wine::path(&dir.join("script.txt")))
-        .env("NEPHELE_PASSWORD", "wonderland")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(
-        err.contains("signing in to") && err.contains("probing 2 PoPs"),
-        "{err}"
-    );
-    let s = json(&dir.join("s.json"));
-    assert_eq!(s["pop"], "pop-b", "the nearer PoP: {s}");
-    assert!(s["frames_presented"].as_u64().unwrap() >= 30, "{s}");
-    assert_eq!(s["decode_errors"], 0, "{s}");
-    // "hi" is two key presses (four edges), then a move.
-    assert_eq!(s["input_sent"], 5, "{s}");
-    assert_eq!(s["input_acked"], 5, "{s}");
-    let recorded = std::fs::read_to_string(&rec).unwrap();
-    let moves = recorded.lines().filter(|l| l.contains("\"move\"")).count();
-    assert_eq!(moves, 1, "the host got the pointer move: {recorded}");
-    let _ = std::fs::remove_dir_all(dir);
+    assert_session(&wine.foreign(&|| wine.nephele(&[])), 3, 30);
 }
 
 #[test]

@@ -6,12 +6,14 @@
 //!   its assembly.
 //! * `demo` runs setup, builds release and runs `nephele demo`.
 //! * `test` runs setup, then formatting, lint and dependency-policy checks,
-//!   the Windows cross-build, the macOS client's lint through Zig, every
-//!   test, the Windows client under Wine,
-//!   the `.deb` installed into a scratch root, and the protocol's fuzz
-//!   targets for 10 s each.
+//!   the Windows and arm64 Linux cross-builds, the macOS client's lint
+//!   through Zig, every test, the Windows client under Wine and the arm64
+//!   client under qemu, the packages installed into scratch roots, and the
+//!   protocol's fuzz targets for 10 s each.
 //! * `package` builds `.deb`s of the client and of the reference service,
-//!   with their debug information apart (see `package/`).
+//!   with their debug information apart, the client's `.rpm` and the
+//!   Windows MSI; `--arch arm64` the arm64 client's `.deb` (see
+//!   `package/`).
 //! * `fuzz [SECS]` runs every fuzz target for SECS seconds (default 60).
 //! * `bench` runs setup (plus the anchors' tools) and prints one JSON object
 //!   per line, each measurement beside its anchor from the same run.
@@ -60,9 +62,19 @@ fn main() -> Result<()> {
         }
         "package" => {
             setup(&Extras::default())?;
-            let built = package::package(rest)?;
-            if rest.iter().any(|a| a == "--check") {
-                package::verify(&built)?;
+            let options = package::Options::parse(rest)?;
+            if options.macos_app {
+                package::macos_app(&options)?;
+            } else if options.arm64 {
+                let built = package::arm64(&options)?;
+                if options.check {
+                    package::verify_arm64(&built)?;
+                }
+            } else {
+                let built = package::package(&options)?;
+                if options.check {
+                    package::verify(&built)?;
+                }
             }
             Ok(())
         }
@@ -78,7 +90,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|demo [ARGS…]|test [CARGO TEST ARGS…]|bench [GROUP…]|layout|package [--debug] [--check] [--out DIR]|fuzz [SECS]>"
+                "usage: cargo xtask <setup|demo [ARGS…]|test [CARGO TEST ARGS…]|bench [GROUP…]|layout|package [--debug] [--check] [--out DIR] [--arch arm64] [--macos-app [--client PATH]]|fuzz [SECS]>"
             );
             if cmd == "help" || cmd == "--help" {
                 Ok(())
@@ -179,6 +191,8 @@ fn test(args: &[String]) -> Result<()> {
     let windows_exe = package::windows_client(true)?;
     // ... and start on a clean Windows machine: no MinGW runtime DLLs.
     windows_dlls::check(&windows_exe)?;
+    // arm64 Linux, for thin clients: cross-built, run under qemu below.
+    let arm64_exe = package::arm64_client(true)?;
     // macOS: compiled and linted with its real implementations (Zig as the
     // C compiler); not linked, for want of Apple's SDK.
     for target in MACOS_TARGETS {
@@ -205,7 +219,9 @@ fn test(args: &[String]) -> Result<()> {
         return Ok(());
     }
     // The packages, from the dev binaries the tests just built.
-    let built = package::package(&["--debug".to_string()])?;
+    let options = package::Options::parse(&["--debug".to_string()])?;
+    let built = package::package(&options)?;
+    let arm64 = package::arm64(&options)?;
     // The Windows exe run under Wine against the Linux service, and its
     // MSI installed there (client/tests/windows.rs; ignored by a plain
     // cargo test).
@@ -221,8 +237,22 @@ fn test(args: &[String]) -> Result<()> {
         ])
         .env("NEPHELE_WINDOWS_EXE", &windows_exe)
         .env("NEPHELE_WINDOWS_MSI", &built.msi))?;
-    // The .deb installed into a scratch root and run; the MSI read back.
+    // The arm64 client under qemu against the x86-64 service
+    // (client/tests/arm64.rs; ignored by a plain cargo test).
+    run(cargo()
+        .args([
+            "test",
+            "-p",
+            "nephele-client",
+            "--test",
+            "arm64",
+            "--",
+            "--ignored",
+        ])
+        .env("NEPHELE_ARM64_EXE", &arm64_exe))?;
+    // The .debs installed into scratch roots and run; the MSI read back.
     package::verify(&built)?;
+    package::verify_arm64(&arm64)?;
     // Every decoder of network input under the fuzzer, briefly.
     fuzz::fuzz(fuzz::IN_TESTS, 10)
 }

@@ -47,6 +47,18 @@ fn has_lib(file: &str) -> bool {
     .any(|d| Path::new(d).join(file).exists())
 }
 
+/// A library `name.N` in `dir`, whatever its N.
+fn has_versioned(dir: &str, name: &str) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|f| f.strip_prefix(name)?.strip_prefix('.'))
+                .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit()))
+        })
+    })
+}
+
 /// PostgreSQL's server programs: on PATH, or where Debian
 /// (`/usr/lib/postgresql/N/bin`) or Fedora (`/usr/pgsql-N/bin`) put them.
 fn has_postgres() -> bool {
@@ -274,6 +286,43 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "mingw-w64-gcc",
         },
         Need {
+            what: "an aarch64 cross GCC (the arm64 client)",
+            present: || has_cmd("aarch64-linux-gnu-g++"),
+            apt: "gcc-aarch64-linux-gnu g++-aarch64-linux-gnu",
+            dnf: "gcc-c++-aarch64-linux-gnu",
+            pacman: "aarch64-linux-gnu-gcc",
+        },
+        Need {
+            what: "the arm64 libraries the client links (Debian's multiarch)",
+            present: || {
+                let arm64 = Path::new("/usr/lib/aarch64-linux-gnu");
+                ["alsa.pc", "libudev.pc", "dbus-1.pc"]
+                    .iter()
+                    .all(|pc| arm64.join("pkgconfig").join(pc).is_file())
+                    && arm64.join("libstdc++.so.6").exists()
+            },
+            apt: "libasound2-dev:arm64 libudev-dev:arm64 libdbus-1-dev:arm64 libstdc++6:arm64",
+            // Neither has multiarch libraries: a sysroot is needed there.
+            dnf: "",
+            pacman: "",
+        },
+        Need {
+            what: "qemu-user (runs the arm64 client's tests)",
+            present: || has_cmd("qemu-aarch64"),
+            apt: "qemu-user",
+            dnf: "qemu-user",
+            pacman: "qemu-user",
+        },
+        Need {
+            what: "weston and Mesa's software GL (the Wayland window test's headless compositor)",
+            present: || {
+                has_cmd("weston") && has_cmd("weston-screenshooter") && has_lib("dri/swrast_dri.so")
+            },
+            apt: "weston libgl1-mesa-dri libegl-mesa0",
+            dnf: "weston mesa-dri-drivers mesa-libEGL",
+            pacman: "weston mesa",
+        },
+        Need {
             what: "rpmbuild (the client's .rpm)",
             present: || has_cmd("rpmbuild"),
             apt: "rpm",
@@ -305,6 +354,21 @@ fn needs(extras: &Extras) -> Vec<Need> {
             apt: "ffmpeg",
             dnf: "ffmpeg-free",
             pacman: "ffmpeg",
+        });
+        v.push(Need {
+            what: "FFmpeg's arm64 libraries (the arm64 decode bench and its anchor, under qemu)",
+            present: || {
+                ["libavcodec.so", "libavfilter.so", "libavdevice.so"]
+                    .iter()
+                    .all(|l| has_versioned("/usr/lib/aarch64-linux-gnu", l))
+            },
+            // Debian 12's sonames; the arm64 ffmpeg program is unpacked by
+            // the bench (it is not co-installable with this machine's).
+            apt: "libavcodec59:arm64 libavfilter8:arm64 libavformat59:arm64 libavdevice59:arm64 \
+                  libavutil57:arm64 libswscale6:arm64 libswresample4:arm64 libpostproc56:arm64 \
+                  libsdl2-2.0-0:arm64",
+            dnf: "",
+            pacman: "",
         });
     }
     v
@@ -378,6 +442,11 @@ pub fn setup(extras: &Extras) -> Result<()> {
         );
     }
     if manager == "apt-get" {
+        if pkgs.iter().any(|p| p.ends_with(":arm64")) {
+            // Debian installs another architecture's libraries once dpkg
+            // is told of it.
+            run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+        }
         run(Command::new("apt-get")
             .args(["update", "-q"])
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -431,11 +500,14 @@ fn ensure_cargo_tools() -> Result<()> {
 /// The Rust target the client cross-builds for.
 pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-gnu";
 
+/// The Rust target of arm64 Linux thin clients.
+pub const ARM64_TARGET: &str = "aarch64-unknown-linux-gnu";
+
 /// The macOS targets the client is checked and linted for (through Zig:
 /// Apple's SDK is not here, so nothing is linked).
 pub const MACOS_TARGETS: [&str; 2] = ["aarch64-apple-darwin", "x86_64-apple-darwin"];
 
-/// Adds the Windows and macOS targets to the Rust toolchain where it lacks
+/// Adds the Windows, arm64 Linux and macOS targets to the Rust toolchain where it lacks
 /// them, and Zig with cargo-zigbuild (from PyPI: Zig compiles the C parts
 /// of the client's crates for macOS).
 fn ensure_cross_targets() -> Result<()> {
@@ -444,7 +516,10 @@ fn ensure_cross_targets() -> Result<()> {
         .output()
         .context("running rustup (the cross-builds need a rustup toolchain)")?;
     let installed = String::from_utf8_lossy(&installed.stdout).to_string();
-    for target in std::iter::once(WINDOWS_TARGET).chain(MACOS_TARGETS) {
+    for target in [WINDOWS_TARGET, ARM64_TARGET]
+        .into_iter()
+        .chain(MACOS_TARGETS)
+    {
         if !installed.lines().any(|l| l.trim() == target) {
             run(Command::new("rustup")
                 .args(["target", "add", target])

@@ -1,8 +1,10 @@
 //! Helpers shared by the client's tests: real X programs under Xvfb, the
 //! reference service started beside the client, and ([`session`]) running
-//! both from the command line.
+//! both from the command line, and ([`foreign`]) the client built for
+//! another platform run through a translator.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod foreign;
 pub mod session;
 
 use std::io::{BufRead, BufReader};
@@ -57,6 +59,7 @@ pub fn xdotool(display: &str, args: &[&str]) -> String {
     let out = Command::new("xdotool")
         .args(args)
         .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
         .output()
         .expect("run xdotool");
     assert!(
@@ -77,6 +80,7 @@ pub fn xclip(display: &str, args: &[&str], input: Option<&str>) -> String {
         .args(["-selection", "clipboard"])
         .args(args)
         .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
         .stdin(Stdio::piped())
         .stdout(if input.is_some() {
             Stdio::null()
@@ -100,6 +104,7 @@ pub fn screenshot(display: &str, window: &str) -> (usize, usize, Vec<[u8; 3]>) {
     let out = Command::new("xwd")
         .args(["-silent", "-id", window])
         .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
         .output()
         .expect("run xwd");
     assert!(

@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: every figure beside an anchor measured in the same
 //! run, one JSON line each.
 
+mod arm64;
 mod network;
 mod security;
 mod service;
@@ -26,7 +27,7 @@ type BenchGroup = fn(&Path, &Path) -> Result<()>;
 
 /// `cargo xtask bench [GROUP...]`: every group, or the ones named.
 pub fn bench(only: &[String]) -> Result<()> {
-    let groups: [(&str, BenchGroup); 12] = [
+    let groups: [(&str, BenchGroup); 13] = [
         ("size", size::client_size),
         ("decode", video::decode_benches),
         ("loopback", video::loopback_stream),
@@ -39,6 +40,7 @@ pub fn bench(only: &[String]) -> Result<()> {
         ("x11", x11::x11_capture),
         ("security", security::security),
         ("service", service::service),
+        ("arm64", arm64::arm64_decode),
     ];
     if let Some(bad) = only.iter().find(|o| !groups.iter().any(|(n, _)| n == o)) {
         let names: Vec<&str> = groups.iter().map(|(n, _)| *n).collect();

@@ -1,6 +1,6 @@
 //! Decoding against ffmpeg, and the loopback stream's latencies.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Result;
@@ -17,19 +17,7 @@ const DECODE_RUNS: usize = 5;
 
 pub fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
     for (label, w, h, kbps) in [("720p", 1280, 720, "4M"), ("1080p", 1920, 1080, "8M")] {
-        let testsrc = dir.join(format!("testsrc2-{label}-baseline.264"));
-        if !testsrc.exists() {
-            // Moving synthetic content, Constrained Baseline, Annex B: what
-            // the client decodes from hosts, and what both decoders read.
-            run(Command::new("ffmpeg")
-                .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-                .arg(format!("testsrc2=size={w}x{h}:rate=60"))
-                .args(["-t", "5", "-c:v", "libx264", "-profile:v", "baseline"])
-                .args(["-preset", "veryfast", "-b:v", kbps])
-                .args(["-bsf:v", "h264_mp4toannexb", "-f", "h264"])
-                .arg(&testsrc)
-                .stdin(Stdio::null()))?;
-        }
+        let testsrc = testsrc_clip(dir, label, (w, h), kbps)?;
         let desktop = dir.join(format!("desktop-{label}.264"));
         if !desktop.exists() {
             let w = w.to_string();
@@ -93,6 +81,25 @@ pub fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Five seconds of ffmpeg's `testsrc2` at 60 fps as libx264 Baseline,
+/// made once into `dir`: moving synthetic content, Constrained Baseline,
+/// Annex B, which is what the client decodes from hosts and what both
+/// decoders read.
+pub fn testsrc_clip(dir: &Path, label: &str, (w, h): (u32, u32), kbps: &str) -> Result<PathBuf> {
+    let clip = dir.join(format!("testsrc2-{label}-baseline.264"));
+    if !clip.exists() {
+        run(Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=size={w}x{h}:rate=60"))
+            .args(["-t", "5", "-c:v", "libx264", "-profile:v", "baseline"])
+            .args(["-preset", "veryfast", "-b:v", kbps])
+            .args(["-bsf:v", "h264_mp4toannexb", "-f", "h264"])
+            .arg(&clip)
+            .stdin(Stdio::null()))?;
+    }
+    Ok(clip)
 }
 
 /// 1080p60 on loopback (`nephele-server all` with one PoP and no added

@@ -35,6 +35,7 @@ impl Ico {
         let child = Command::new("ico")
             .args(["-geometry", geometry])
             .env("DISPLAY", display)
+            .env_remove("WAYLAND_DISPLAY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -8,24 +8,24 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::output;
+use super::{Arch, output};
 use crate::run;
 
 /// Moves `bin`'s debug information into `symbols` (a package's staging
 /// root) and strips `bin`, linking the two; the build ID.
-pub fn split(bin: &Path, symbols: &Path) -> Result<String> {
+pub fn split(bin: &Path, symbols: &Path, arch: &Arch) -> Result<String> {
     let id = build_id(bin)?;
     let (head, rest) = id.split_at(2);
     let file = symbols.join(format!("usr/lib/debug/.build-id/{head}/{rest}.debug"));
     std::fs::create_dir_all(file.parent().context("a path with a parent")?)?;
-    run(Command::new("objcopy")
+    run(Command::new(arch.tool("objcopy"))
         .args(["--only-keep-debug", "--compress-debug-sections=zlib"])
         .arg(bin)
         .arg(&file))?;
-    run(Command::new("strip")
+    run(Command::new(arch.tool("strip"))
         .args(["--strip-all", "--remove-section=.comment"])
         .arg(bin))?;
-    run(Command::new("objcopy")
+    run(Command::new(arch.tool("objcopy"))
         .arg(format!("--add-gnu-debuglink={}", file.display()))
         .arg(bin))?;
     Ok(id)

@@ -11,11 +11,11 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::{fresh, output};
+use super::{Arch, fresh, output};
 
-/// The dependencies `bin` (an ELF binary) needs for what it links;
-/// `scratch` is a directory it may use.
-pub fn shlib_depends(bin: &Path, scratch: &Path) -> Result<Vec<String>> {
+/// The dependencies `bin` (an ELF binary built for `arch`) needs for what
+/// it links; `scratch` is a directory it may use.
+pub fn shlib_depends(bin: &Path, scratch: &Path, arch: &Arch) -> Result<Vec<String>> {
     // dpkg-shlibdeps reads the source package's debian/control from where
     // it runs; a minimal one will do.
     let dir = fresh(scratch)?;
@@ -28,6 +28,8 @@ pub fn shlib_depends(bin: &Path, scratch: &Path) -> Result<Vec<String>> {
         Command::new("dpkg-shlibdeps")
             .arg("-O")
             .arg(format!("-e{}", bin.display()))
+            // The arm64 libraries' symbols files, for an arm64 binary.
+            .env("DEB_HOST_ARCH", &arch.deb)
             .current_dir(&dir),
     );
     std::fs::remove_dir_all(&dir)?;

@@ -1,5 +1,5 @@
 //! Who the packages say they come from: the one place every package format
-//! (the .debs, the MSI) reads its maintainer, homepage and installer codes.
+//! (the .debs, the .rpm, the MSI, the macOS app) reads its maintainer, homepage and installer codes.
 
 /// The maintainer field and the MSI's manufacturer.
 pub const MAINTAINER_NAME: &str = "The Nephele developers";
@@ -7,6 +7,9 @@ pub const MAINTAINER_NAME: &str = "The Nephele developers";
 pub const MAINTAINER_EMAIL: &str = "nephele@example.invalid";
 /// The project's home, shown by package managers and Windows' app list.
 pub const HOMEPAGE: &str = "https://example.invalid/nephele";
+/// The application's reverse-DNS id: the macOS bundle identifier (and the
+/// AppStream id of `packaging/linux/`'s metainfo file, by its name).
+pub const APP_ID: &str = "invalid.example.Nephele";
 /// The MSI's upgrade code: the same for every version, so a newer
 /// installer replaces an older one. Never change it.
 pub const MSI_UPGRADE_CODE: &str = "6f1d2a8e-2c0b-4a5e-9b7a-3d1f0c6e5a42";

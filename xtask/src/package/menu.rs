@@ -55,6 +55,7 @@ pub fn from_the_menu(scratch: &Path, exec: &str) -> Result<()> {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("DISPLAY", &x.display)
+            .env_remove("WAYLAND_DISPLAY")
             .env("HOME", &home)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -66,6 +67,7 @@ pub fn from_the_menu(scratch: &Path, exec: &str) -> Result<()> {
         let out = Command::new("xdotool")
             .args(args)
             .env("DISPLAY", &x.display)
+            .env_remove("WAYLAND_DISPLAY")
             .output()
             .context("xdotool (cargo xtask setup installs it)")?;
         if !out.status.success() {

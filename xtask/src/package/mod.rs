@@ -10,6 +10,8 @@
 //! need (`depends.rs`), plus, for the client, the X11 libraries winit opens
 //! at run time.
 
+mod app;
+mod arm64;
 mod debug;
 mod depends;
 mod identity;
@@ -25,19 +27,35 @@ use anyhow::{Context, Result, bail};
 
 use crate::setup::WINDOWS_TARGET;
 use crate::{cargo, root, run};
+pub use arm64::{Arch, arm64, arm64_client, verify_arm64};
+
+/// `cargo xtask package --macos-app [--client PATH]`: `Nephele.app`, and
+/// with `--check` its layout checked.
+pub fn macos_app(o: &Options) -> Result<()> {
+    let version = workspace_version()?;
+    let bundle = app::build(&o.out, &version, o.client.as_deref())?;
+    if o.check {
+        app::verify(&bundle, &version, o.client.is_some())?;
+    }
+    Ok(())
+}
 pub use verify::verify;
 
 /// The icon sizes installed besides the scalable SVG.
 const ICON_SIZES: [u32; 5] = [32, 48, 64, 128, 256];
 
-/// What winit and softbuffer open with dlopen (so no NEEDED entry shows them).
-const DLOPENED: [&str; 6] = [
-    "libx11-6",
-    "libx11-xcb1",
-    "libxcursor1",
-    "libxi6",
-    "libxrandr2",
-    "libxkbcommon-x11-0",
+/// What winit and softbuffer open with dlopen (so no NEEDED entry shows
+/// them): Debian's package and the library's soname (the .rpm's names),
+/// for X11 and Wayland sessions alike.
+const DLOPENED: [(&str, &str); 8] = [
+    ("libx11-6", "libX11.so.6"),
+    ("libx11-xcb1", "libX11-xcb.so.1"),
+    ("libxcursor1", "libXcursor.so.1"),
+    ("libxi6", "libXi.so.6"),
+    ("libxrandr2", "libXrandr.so.2"),
+    ("libxkbcommon-x11-0", "libxkbcommon-x11.so.0"),
+    ("libxkbcommon0", "libxkbcommon.so.0"),
+    ("libwayland-client0", "libwayland-client.so.0"),
 ];
 
 /// The packages one run makes.
@@ -53,6 +71,8 @@ pub struct Built {
     /// The Windows installer, and the exe inside it.
     pub msi: PathBuf,
     pub windows_exe: PathBuf,
+    /// `Nephele.app`, without the client.
+    pub macos_app: PathBuf,
 }
 
 /// A binary package's control fields beyond name, version and size.
@@ -64,22 +84,69 @@ struct Control {
     description: &'static str,
 }
 
-/// Options: `--debug` packages the dev binaries as they are (what the
-/// tests built; built first when missing), `--out DIR` where the `.deb`s
-/// go; `--check` is the caller's ([`verify`]).
-pub fn package(args: &[String]) -> Result<Built> {
-    let mut debug = false;
-    let mut out = root().join("target/package");
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--debug" => debug = true,
-            // Handled by the caller: install and check the result.
-            "--check" => {}
-            "--out" => out = PathBuf::from(it.next().context("--out needs a directory")?),
-            other => bail!("xtask package: unknown option `{other}` (--debug, --check, --out DIR)"),
+/// What `cargo xtask package` was asked for.
+pub struct Options {
+    /// Package the dev binaries as they are (what the tests built; built
+    /// first when missing), to check the packaging rather than ship.
+    pub debug: bool,
+    /// Where the packages go.
+    pub out: PathBuf,
+    /// `--arch arm64`: the arm64 client's `.deb` (thin clients) instead of
+    /// the build machine's set.
+    pub arm64: bool,
+    /// `--macos-app`: only `Nephele.app`, with `--client PATH` (a macOS
+    /// build) in it when given: what `packaging/macos/build-app.sh` asks.
+    pub macos_app: bool,
+    pub client: Option<PathBuf>,
+    /// `--check`: install and check the result (the caller's, [`verify`]).
+    pub check: bool,
+}
+
+impl Options {
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let mut o = Options {
+            debug: false,
+            out: root().join("target/package"),
+            arm64: false,
+            macos_app: false,
+            client: None,
+            check: false,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--debug" => o.debug = true,
+                "--check" => o.check = true,
+                "--macos-app" => o.macos_app = true,
+                "--client" => {
+                    o.client = Some(PathBuf::from(
+                        it.next()
+                            .context("--client needs the macOS client's path")?,
+                    ))
+                }
+                "--out" => o.out = PathBuf::from(it.next().context("--out needs a directory")?),
+                "--arch" => match it.next().map(String::as_str) {
+                    Some("arm64") => o.arm64 = true,
+                    Some(a) if Some(a) == Arch::native().ok().map(|n| n.deb).as_deref() => {}
+                    other => bail!(
+                        "xtask package: --arch {} is not made here (arm64, or this machine's)",
+                        other.unwrap_or("needs a name")
+                    ),
+                },
+                other => bail!(
+                    "xtask package: unknown option `{other}` (--debug, --check, --out DIR, --arch arm64, --macos-app [--client PATH])"
+                ),
+            }
         }
+        Ok(o)
     }
+}
+
+/// The build machine's packages: the client and service `.deb`s with
+/// their `-dbgsym`, the client's `.rpm`, the Windows MSI, and the macOS
+/// app's layout (without its client, which only a Mac links).
+pub fn package(o: &Options) -> Result<Built> {
+    let (debug, out) = (o.debug, o.out.clone());
     let target = root().join(if debug {
         "target/debug"
     } else {
@@ -104,68 +171,20 @@ pub fn package(args: &[String]) -> Result<Built> {
         run(&mut build)?;
     }
     let version = workspace_version()?;
-    let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
-    let deb = |stage: &Path, c: &Control| write_deb(stage, c, &version, &arch, &out);
+    let arch = Arch::native()?;
+    let deb = |stage: &Path, c: &Control| write_deb(stage, c, &version, &arch.deb, &out);
     let mut dbgsym = Vec::new();
 
-    let stage = fresh(&out.join("nephele"))?;
-    let bin = target.join("nephele");
-    put(&stage, "usr/bin/nephele", &bin)?;
-    let symbols = fresh(&out.join("nephele-dbgsym"))?;
-    let id = debug::split(&stage.join("usr/bin/nephele"), &symbols)?;
-    let linux = root().join("packaging/linux");
-    for (to, from) in [
-        ("usr/share/applications", "nephele.desktop"),
-        ("usr/share/metainfo", "invalid.example.Nephele.metainfo.xml"),
-        ("usr/lib/systemd/user", "nephele-kiosk.service"),
-        ("usr/share/nephele", "nephele-kiosk-autostart.desktop"),
-    ] {
-        put(&stage, &format!("{to}/{from}"), &linux.join(from))?;
-    }
-    let svg = root().join("assets/icons/nephele.svg");
-    put(
-        &stage,
-        "usr/share/icons/hicolor/scalable/apps/nephele.svg",
-        &svg,
-    )?;
-    for s in ICON_SIZES {
-        let to = stage.join(format!("usr/share/icons/hicolor/{s}x{s}/apps/nephele.png"));
-        std::fs::create_dir_all(to.parent().context("a path with a parent")?)?;
-        run(Command::new("rsvg-convert")
-            .args(["-w", &s.to_string(), "-h", &s.to_string(), "-o"])
-            .arg(&to)
-            .arg(&svg))?;
-    }
-    copyright(&stage, "nephele")?;
-    let mut depends =
-        depends::shlib_depends(&stage.join("usr/bin/nephele"), &out.join("shlibdeps"))?;
-    depends.extend(DLOPENED.iter().map(|s| s.to_string()));
-    depends.sort();
-    depends.dedup();
-    let client = deb(
-        &stage,
-        &Control {
-            name: "nephele".into(),
-            depends,
-            extra: "Recommends: pulseaudio | pipewire-pulse, libavcodec62 | libavcodec61 | libavcodec60 | libavcodec59 | libavcodec58\n\
-                    Suggests: nephele-server\n"
-                .into(),
-            section: "net",
-            description: "client for cloud desktops and game streaming\n \
-             Nephele finds the service's nearest point of presence, connects over\n \
-             QUIC and shows the remote desktop with keyboard, mouse, gamepads,\n \
-             speakers and microphone working as if local. Includes a kiosk mode\n \
-             (a systemd user unit and an autostart entry) for thin clients.\n",
-        },
-    )?;
-    dbgsym.push(deb(&symbols, &dbgsym_control("nephele", &version, &id))?);
+    let (client, client_dbgsym, stage) =
+        client_debs(&target.join("nephele"), &out, &version, &arch)?;
+    dbgsym.push(client_dbgsym);
     let rpm = rpm::build(&stage, &out, &version)?;
 
     let stage = fresh(&out.join("nephele-server"))?;
     let bin = target.join("nephele-server");
     put(&stage, "usr/bin/nephele-server", &bin)?;
     let symbols = fresh(&out.join("nephele-server-dbgsym"))?;
-    let id = debug::split(&stage.join("usr/bin/nephele-server"), &symbols)?;
+    let id = debug::split(&stage.join("usr/bin/nephele-server"), &symbols, &arch)?;
     copyright(&stage, "nephele-server")?;
     let server = deb(
         &stage,
@@ -174,6 +193,7 @@ pub fn package(args: &[String]) -> Result<Built> {
             depends: depends::shlib_depends(
                 &stage.join("usr/bin/nephele-server"),
                 &out.join("shlibdeps"),
+                &arch,
             )?,
             extra: String::new(),
             section: "net",
@@ -189,7 +209,9 @@ pub fn package(args: &[String]) -> Result<Built> {
     )?);
     let windows_exe = windows_client(debug)?;
     let msi = msi::build(&windows_exe, &out, &version)?;
+    let macos_app = app::build(&out, &version, None)?;
     Ok(Built {
+        macos_app,
         client,
         server,
         dbgsym,
@@ -239,6 +261,76 @@ fn put(stage: &Path, rel: &str, from: &Path) -> Result<()> {
     std::fs::copy(from, &to)
         .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     Ok(())
+}
+
+/// The client's `.deb` and its `-dbgsym` from the binary `bin` built for
+/// `arch`; the staged tree too (the `.rpm` is made from it).
+fn client_debs(
+    bin: &Path,
+    out: &Path,
+    version: &str,
+    arch: &Arch,
+) -> Result<(PathBuf, PathBuf, PathBuf)> {
+    let stage = fresh(&out.join(format!("nephele_{}", arch.deb)))?;
+    put(&stage, "usr/bin/nephele", bin)?;
+    let symbols = fresh(&out.join(format!("nephele-dbgsym_{}", arch.deb)))?;
+    let id = debug::split(&stage.join("usr/bin/nephele"), &symbols, arch)?;
+    let linux = root().join("packaging/linux");
+    for (to, from) in [
+        ("usr/share/applications", "nephele.desktop"),
+        ("usr/share/metainfo", "invalid.example.Nephele.metainfo.xml"),
+        ("usr/lib/systemd/user", "nephele-kiosk.service"),
+        ("usr/share/nephele", "nephele-kiosk-autostart.desktop"),
+    ] {
+        put(&stage, &format!("{to}/{from}"), &linux.join(from))?;
+    }
+    let svg = root().join("assets/icons/nephele.svg");
+    put(
+        &stage,
+        "usr/share/icons/hicolor/scalable/apps/nephele.svg",
+        &svg,
+    )?;
+    for s in ICON_SIZES {
+        let to = stage.join(format!("usr/share/icons/hicolor/{s}x{s}/apps/nephele.png"));
+        std::fs::create_dir_all(to.parent().context("a path with a parent")?)?;
+        run(Command::new("rsvg-convert")
+            .args(["-w", &s.to_string(), "-h", &s.to_string(), "-o"])
+            .arg(&to)
+            .arg(&svg))?;
+    }
+    copyright(&stage, "nephele")?;
+    let mut depends =
+        depends::shlib_depends(&stage.join("usr/bin/nephele"), &out.join("shlibdeps"), arch)?;
+    depends.extend(DLOPENED.iter().map(|(package, _)| package.to_string()));
+    depends.sort();
+    depends.dedup();
+    let client = write_deb(
+        &stage,
+        &Control {
+            name: "nephele".into(),
+            depends,
+            extra: "Recommends: pulseaudio | pipewire-pulse, libavcodec62 | libavcodec61 | libavcodec60 | libavcodec59 | libavcodec58\n\
+                    Suggests: nephele-server\n"
+                .into(),
+            section: "net",
+            description: "client for cloud desktops and game streaming\n \
+             Nephele finds the service's nearest point of presence, connects over\n \
+             QUIC and shows the remote desktop with keyboard, mouse, gamepads,\n \
+             speakers and microphone working as if local. Includes a kiosk mode\n \
+             (a systemd user unit and an autostart entry) for thin clients.\n",
+        },
+        version,
+        &arch.deb,
+        out,
+    )?;
+    let dbgsym = write_deb(
+        &symbols,
+        &dbgsym_control("nephele", version, &id),
+        version,
+        &arch.deb,
+        out,
+    )?;
+    Ok((client, dbgsym, stage))
 }
 
 /// The package's copyright file.

@@ -9,18 +9,17 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::{fresh, identity, output};
+use super::{DLOPENED, fresh, identity, output};
 use crate::run;
 
-/// What winit and softbuffer open with dlopen, by soname.
-const DLOPENED: [&str; 6] = [
-    "libX11.so.6()(64bit)",
-    "libX11-xcb.so.1()(64bit)",
-    "libXcursor.so.1()(64bit)",
-    "libXi.so.6()(64bit)",
-    "libXrandr.so.2()(64bit)",
-    "libxkbcommon-x11.so.0()(64bit)",
-];
+/// What winit and softbuffer open with dlopen, as rpm names a 64-bit
+/// library.
+fn dlopened() -> Vec<String> {
+    DLOPENED
+        .iter()
+        .map(|(_, soname)| format!("{soname}()(64bit)"))
+        .collect()
+}
 
 /// Every file under `dir`, as paths from it ("/usr/bin/nephele"), leaving
 /// out dpkg's DEBIAN directory.
@@ -75,7 +74,7 @@ pub fn build(stage: &Path, out: &Path, version: &str) -> Result<PathBuf> {
              {list}\n",
             homepage = identity::HOMEPAGE,
             packager = identity::maintainer(),
-            dlopened = DLOPENED.join(", "),
+            dlopened = dlopened().join(", "),
             stage = stage.display(),
             list = list.join("\n"),
         ),
@@ -119,11 +118,10 @@ pub fn verify(rpm: &Path, version: &str) -> Result<()> {
         }
     }
     let requires = query(&["--requires"])?;
-    for r in DLOPENED
-        .iter()
-        .copied()
-        .chain(["libasound.so.2()(64bit)", "libudev.so.1()(64bit)"])
-    {
+    for r in dlopened().into_iter().chain([
+        "libasound.so.2()(64bit)".into(),
+        "libudev.so.1()(64bit)".into(),
+    ]) {
         if !requires.lines().any(|l| l.trim() == r) {
             bail!("{}: does not require {r}:\n{requires}", rpm.display());
         }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Built, ICON_SIZES, debug, msi, output, rpm, workspace_version};
+use super::{Built, ICON_SIZES, app, debug, msi, output, rpm, workspace_version};
 use crate::{root, run};
 
 /// Installs the packages into a scratch root and checks what they
@@ -19,27 +19,12 @@ use crate::{root, run};
 /// behind.
 pub fn verify(built: &Built) -> Result<()> {
     msi::verify(&built.msi, &built.windows_exe, &workspace_version()?)?;
+    app::verify(&built.macos_app, &workspace_version()?, false)?;
     rpm::verify(&built.rpm, &workspace_version()?)?;
     let deb = &built.client;
-    let scratch = deb
-        .parent()
-        .context("the package has a directory")?
-        .join("scratch-root");
-    if scratch.exists() {
-        std::fs::remove_dir_all(&scratch)?;
-    }
+    let scratch = scratch_root(deb)?;
     let admin = scratch.join("var/lib/dpkg");
-    std::fs::create_dir_all(admin.join("info"))?;
-    std::fs::create_dir_all(admin.join("updates"))?;
-    std::fs::write(admin.join("status"), "")?;
-    let dpkg = |args: &[&str]| -> Result<()> {
-        run(Command::new("dpkg")
-            .arg(format!("--root={}", scratch.display()))
-            // The scratch root has no libc6 and friends registered.
-            .args(["--force-not-root", "--force-depends"])
-            .args(args)
-            .stdout(std::io::stderr()))
-    };
+    let dpkg = |args: &[&str]| dpkg_in(&scratch, args);
     depends_resolve(built)?;
     dpkg(&["-i", &deb.to_string_lossy()])?;
     let installed = output(
@@ -97,23 +82,8 @@ pub fn verify(built: &Built) -> Result<()> {
     if !version.contains(&workspace_version()?) {
         bail!("the installed nephele says it is `{version}`");
     }
-    // The decode path works from the installed binary: a conformance clip
-    // gives the digest its manifest lists.
-    let data = root().join("tests/data/h264");
-    let manifest = std::fs::read_to_string(data.join("MANIFEST.tsv"))?;
-    let want = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("BA_MW_D.264\t"))
-        .and_then(|r| r.split('\t').next())
-        .context("BA_MW_D.264 is not in the manifest")?;
-    let got = output(
-        Command::new(&bin)
-            .args(["decode", "--sha1"])
-            .arg(data.join("BA_MW_D.264")),
-    )?;
-    if !got.starts_with(want) {
-        bail!("the installed nephele decodes BA_MW_D.264 to `{got}`, not {want}");
-    }
+    // The decode path works from the installed binary.
+    decodes_reference_clip(&mut Command::new(&bin))?;
     // The service beside it, and both programs' debug information.
     dpkg(&["-i", &built.server.to_string_lossy()])?;
     for d in &built.dbgsym {
@@ -181,26 +151,79 @@ fn stripped_with_symbols_apart(bin: &Path, scratch: &Path) -> Result<()> {
 /// The packages' Depends resolve against this machine's package sources,
 /// as apt would install them (the scratch root's install forces them).
 fn depends_resolve(built: &Built) -> Result<()> {
+    apt_would_install(&built.client, "nephele")?;
+    apt_would_install(&built.server, "nephele-server")
+}
+
+/// apt finds everything `deb` (the package `name`, of any architecture
+/// this machine takes) depends on.
+pub(super) fn apt_would_install(deb: &Path, name: &str) -> Result<()> {
     if Command::new("apt-get").arg("--version").output().is_err() {
         eprintln!("xtask package: no apt-get here; the Depends are not checked");
         return Ok(());
     }
-    for (deb, name) in [
-        (&built.client, "nephele"),
-        (&built.server, "nephele-server"),
-    ] {
-        let plan = output(
-            Command::new("apt-get")
-                .args(["install", "--simulate", "--no-install-recommends"])
-                .arg(deb),
-        )
-        .with_context(|| format!("{name}'s Depends do not resolve here"))?;
-        if !plan
-            .lines()
-            .any(|l| l.starts_with(&format!("Inst {name} ")))
-        {
-            bail!("apt would not install {name}:\n{plan}");
-        }
+    let plan = output(
+        Command::new("apt-get")
+            .args(["install", "--simulate", "--no-install-recommends"])
+            .arg(deb),
+    )
+    .with_context(|| format!("{name}'s Depends do not resolve here"))?;
+    // "Inst nephele (0.1.0 …)", or "Inst nephele:arm64 (…)" for another
+    // architecture.
+    if !plan.lines().any(|l| {
+        l.strip_prefix("Inst ")
+            .and_then(|r| r.split_whitespace().next())
+            .is_some_and(|p| p.split(':').next() == Some(name))
+    }) {
+        bail!("apt would not install {name}:\n{plan}");
+    }
+    Ok(())
+}
+
+/// An empty dpkg database in a scratch directory beside `deb`.
+pub(super) fn scratch_root(deb: &Path) -> Result<std::path::PathBuf> {
+    let scratch = deb
+        .parent()
+        .context("the package has a directory")?
+        .join("scratch-root");
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)?;
+    }
+    let admin = scratch.join("var/lib/dpkg");
+    std::fs::create_dir_all(admin.join("info"))?;
+    std::fs::create_dir_all(admin.join("updates"))?;
+    std::fs::write(admin.join("status"), "")?;
+    Ok(scratch)
+}
+
+/// dpkg ARGS on the scratch root.
+pub(super) fn dpkg_in(scratch: &Path, args: &[&str]) -> Result<()> {
+    run(Command::new("dpkg")
+        .arg(format!("--root={}", scratch.display()))
+        // The scratch root has no libc6 and friends registered, nor another
+        // architecture.
+        .args([
+            "--force-not-root",
+            "--force-depends",
+            "--force-architecture",
+        ])
+        .args(args)
+        .stdout(std::io::stderr()))
+}
+
+/// `nephele decode --sha1` of a conformance clip, run by `cmd`, gives the
+/// digest its manifest lists.
+pub(super) fn decodes_reference_clip(cmd: &mut Command) -> Result<()> {
+    let data = root().join("tests/data/h264");
+    let manifest = std::fs::read_to_string(data.join("MANIFEST.tsv"))?;
+    let want = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("BA_MW_D.264\t"))
+        .and_then(|r| r.split('\t').next())
+        .context("BA_MW_D.264 is not in the manifest")?;
+    let got = output(cmd.args(["decode", "--sha1"]).arg(data.join("BA_MW_D.264")))?;
+    if !got.starts_with(want) {
+        bail!("the installed nephele decodes BA_MW_D.264 to `{got}`, not {want}");
     }
     Ok(())
 }
