@@ -68,6 +68,7 @@ fn launcher(display: &str, env: &[(&str, std::ffi::OsString)], log: &Path) -> Ch
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
         .envs(env.iter().cloned())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -47,6 +47,7 @@ fn x_program(display: &str, dir: &Path, program: &str, by: [&str; 2], args: &[&s
         .args(args)
         .current_dir(dir)
         .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
         .env("HOME", dir)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -64,6 +65,7 @@ fn x_program(display: &str, dir: &Path, program: &str, by: [&str; 2], args: &[&s
             Command::new("xdotool")
                 .args(["search", "--onlyvisible", by[0], by[1]])
                 .env("DISPLAY", display)
+                .env_remove("WAYLAND_DISPLAY")
                 .output()
                 .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
         },
@@ -274,6 +276,7 @@ fn the_stream_follows_the_x_screen_when_it_changes_size() {
     let _ = Command::new("xrandr")
         .args(["--fb", "1024x576"])
         .env("DISPLAY", &display)
+        .env_remove("WAYLAND_DISPLAY")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();

@@ -25,5 +25,7 @@ pub mod pulse;
 pub mod sched;
 #[cfg(feature = "window")]
 pub mod screensaver;
+#[cfg(feature = "window")]
+pub mod windowing;
 #[cfg(feature = "x11-desktop")]
 pub mod x11desktop;

@@ -447,6 +447,7 @@ impl ApplicationHandler<UserEvent> for App {
             .with_inner_size(LogicalSize::new(1280.0, 720.0))
             .with_decorations(self.opts.kiosk.is_none())
             .with_fullscreen(self.fullscreen.then_some(Fullscreen::Borderless(None)));
+        let attrs = nephele_platform::windowing::with_app_id(attrs, "nephele");
         let opened = event_loop
             .create_window(attrs)
             .map_err(|e| format!("cannot open a window: {e}"))
@@ -457,7 +458,11 @@ impl ApplicationHandler<UserEvent> for App {
             return;
         }
         self.screen.refresh = self.screen.refresh_interval(self.opts.display_hz);
-        tracing::info!(refresh = ?self.screen.refresh, "window open");
+        tracing::info!(
+            system = nephele_platform::windowing::system(event_loop),
+            refresh = ?self.screen.refresh,
+            "window open"
+        );
         self.deadline = self.opts.duration.map(|d| Instant::now() + d);
         if let (Some(_), Some(w)) = (&self.launcher, &self.screen.window) {
             self.ui = Some(ui::Ui::new(w));
