@@ -223,33 +223,26 @@ fn test(args: &[String]) -> Result<()> {
     let built = package::package(&options)?;
     let arm64 = package::arm64(&options)?;
     // The Windows exe run under Wine against the Linux service, and its
-    // MSI installed there (client/tests/windows.rs; ignored by a plain
-    // cargo test).
-    run(cargo()
-        .args([
-            "test",
-            "-p",
-            "nephele-client",
-            "--test",
-            "windows",
-            "--",
-            "--ignored",
-        ])
-        .env("NEPHELE_WINDOWS_EXE", &windows_exe)
-        .env("NEPHELE_WINDOWS_MSI", &built.msi))?;
-    // The arm64 client under qemu against the x86-64 service
-    // (client/tests/arm64.rs; ignored by a plain cargo test).
-    run(cargo()
-        .args([
-            "test",
-            "-p",
-            "nephele-client",
-            "--test",
-            "arm64",
-            "--",
-            "--ignored",
-        ])
-        .env("NEPHELE_ARM64_EXE", &arm64_exe))?;
+    // MSI installed there (client/tests/windows.rs), then the arm64 client
+    // under qemu against the x86-64 service (client/tests/arm64.rs); both
+    // ignored by a plain cargo test.
+    let foreign = |test: &str, env: &[(&str, &Path)]| {
+        let mut cmd = cargo();
+        cmd.args(["test", "-p", "nephele-client", "--test", test])
+            .args(["--", "--ignored"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    foreign(
+        "windows",
+        &[
+            ("NEPHELE_WINDOWS_EXE", &windows_exe),
+            ("NEPHELE_WINDOWS_MSI", &built.msi),
+        ],
+    )?;
+    foreign("arm64", &[("NEPHELE_ARM64_EXE", &arm64_exe)])?;
     // The .debs installed into scratch roots and run; the MSI read back.
     package::verify(&built)?;
     package::verify_arm64(&arm64)?;

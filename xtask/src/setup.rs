@@ -36,15 +36,17 @@ fn has_pkg_config(lib: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A library of this machine's own architecture (not another's that
+/// multiarch put beside it, such as the arm64 client's).
 fn has_lib(file: &str) -> bool {
-    [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib64",
-        "/usr/lib",
-        "/usr/lib/aarch64-linux-gnu",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join(file).exists())
+    let multiarch = if cfg!(target_arch = "aarch64") {
+        "/usr/lib/aarch64-linux-gnu"
+    } else {
+        "/usr/lib/x86_64-linux-gnu"
+    };
+    [multiarch, "/usr/lib64", "/usr/lib"]
+        .iter()
+        .any(|d| Path::new(d).join(file).exists())
 }
 
 /// A library `name.N` in `dir`, whatever its N.

@@ -8,8 +8,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result};
 
-use super::video::testsrc_clip;
-use super::{emit, median, timed};
+use super::emit;
+use super::video::{decode_runs, testsrc_clip};
 use crate::package::{arm64_client, output};
 use crate::run;
 
@@ -23,51 +23,27 @@ pub fn arm64_decode(_host_nephele: &Path, dir: &Path) -> Result<()> {
     let nephele = arm64_client(false)?;
     let ffmpeg = arm64_ffmpeg(dir)?;
     let clip = testsrc_clip(dir, "720p", (1280, 720), "4M")?;
-    let (mut ours, mut builtin, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut pictures, mut decoder) = (0.0, String::new());
-    for _ in 0..RUNS {
-        let mut anchor = Command::new("qemu-aarch64");
-        anchor
-            .arg(&ffmpeg)
-            .args(["-nostdin", "-v", "error", "-threads", "1", "-i"])
-            .arg(&clip)
-            .args(["-pix_fmt", "bgra", "-f", "null", "-"]);
-        theirs.push(timed(&mut anchor)?.0);
-        for (extra, into) in [(None, &mut ours), (Some("openh264"), &mut builtin)] {
-            let mut cmd = Command::new("qemu-aarch64");
-            cmd.arg(&nephele).arg("decode").arg(&clip).arg("--bench");
-            if let Some(d) = extra {
-                cmd.args(["--decoder", d]);
-            }
-            let (cpu, _, stdout) = timed(&mut cmd)?;
-            into.push(cpu);
-            let summary: serde_json::Value = stdout
-                .lines()
-                .find(|l| l.contains("\"summary\""))
-                .map(serde_json::from_str)
-                .transpose()?
-                .unwrap_or_default();
-            pictures = summary["pictures"].as_f64().unwrap_or(0.0);
-            if extra.is_none() {
-                decoder = summary["decoder"].as_str().unwrap_or("").to_string();
-            }
-        }
-    }
-    let per = |s: f64| s * 1000.0 / pictures.max(1.0);
+    let qemu = |program: &Path| {
+        let mut c = Command::new("qemu-aarch64");
+        c.arg(program);
+        c
+    };
+    let r = decode_runs(RUNS, &clip, &|| qemu(&nephele), &|| qemu(&ffmpeg))?;
+    let pictures = r.pictures;
     let anchor = (
         "arm64 ffmpeg -threads 1 -i CLIP -pix_fmt bgra -f null - under qemu-aarch64",
-        per(median(theirs)),
+        r.theirs,
     );
     let extra = |decoder: &str| serde_json::json!({"frames": pictures, "runs": RUNS, "decoder": decoder, "emulated": "qemu-aarch64"});
     emit(
         "arm64_decode_convert_720p_testsrc2",
-        (per(median(ours)), "cpu_ms_per_frame"),
+        (r.ours, "cpu_ms_per_frame"),
         anchor,
-        extra(&decoder),
+        extra(&r.decoder),
     );
     emit(
         "arm64_decode_convert_720p_testsrc2_openh264",
-        (per(median(builtin)), "cpu_ms_per_frame"),
+        (r.builtin, "cpu_ms_per_frame"),
         anchor,
         extra("openh264"),
     );

@@ -32,55 +32,88 @@ pub fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
                 .stderr(Stdio::null()))?;
         }
         for (kind, clip) in [("testsrc2", &testsrc), ("desktop", &desktop)] {
-            let (mut ours, mut builtin, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut pictures, mut decoder) = (0.0, String::new());
-            for _ in 0..DECODE_RUNS {
-                let mut anchor = Command::new("ffmpeg");
-                anchor
-                    .args(["-nostdin", "-v", "error", "-threads", "1", "-i"])
-                    .arg(clip)
-                    .args(["-pix_fmt", "bgra", "-f", "null", "-"]);
-                theirs.push(timed(&mut anchor)?.0);
-                for (extra, into) in [(None, &mut ours), (Some("openh264"), &mut builtin)] {
-                    let mut cmd = Command::new(nephele);
-                    cmd.arg("decode").arg(clip).arg("--bench");
-                    if let Some(d) = extra {
-                        cmd.args(["--decoder", d]);
-                    }
-                    let (cpu, _, stdout) = timed(&mut cmd)?;
-                    into.push(cpu);
-                    let summary: serde_json::Value = stdout
-                        .lines()
-                        .find(|l| l.contains("\"summary\""))
-                        .map(serde_json::from_str)
-                        .transpose()?
-                        .unwrap_or_default();
-                    pictures = summary["pictures"].as_f64().unwrap_or(0.0);
-                    if extra.is_none() {
-                        decoder = summary["decoder"].as_str().unwrap_or("").to_string();
-                    }
-                }
-            }
-            let per = |s: f64| s * 1000.0 / pictures.max(1.0);
+            let r = decode_runs(DECODE_RUNS, clip, &|| Command::new(nephele), &|| {
+                Command::new("ffmpeg")
+            })?;
+            let (pictures, decoder) = (r.pictures, r.decoder);
             let anchor = (
                 "ffmpeg -threads 1 -i CLIP -pix_fmt bgra -f null -",
-                per(median(theirs)),
+                r.theirs,
             );
             emit(
                 &format!("decode_convert_{label}_{kind}"),
-                (per(median(ours)), "cpu_ms_per_frame"),
+                (r.ours, "cpu_ms_per_frame"),
                 anchor,
                 serde_json::json!({"frames": pictures, "runs": DECODE_RUNS, "decoder": decoder, "target_ratio": 0.8}),
             );
             emit(
                 &format!("decode_convert_{label}_{kind}_openh264"),
-                (per(median(builtin)), "cpu_ms_per_frame"),
+                (r.builtin, "cpu_ms_per_frame"),
                 anchor,
                 serde_json::json!({"frames": pictures, "runs": DECODE_RUNS, "decoder": "openh264"}),
             );
         }
     }
     Ok(())
+}
+
+/// Decode + conversion CPU per frame of one clip, medians of alternating
+/// runs: `nephele decode --bench` with its default decoder (`ours`) and
+/// with the built-in openh264 (`builtin`), and ffmpeg decoding to BGRA on
+/// one thread (`theirs`). `nephele` and `ffmpeg` give each program's
+/// command (the program itself, or an emulator running it).
+pub struct DecodeRuns {
+    pub ours: f64,
+    pub builtin: f64,
+    pub theirs: f64,
+    pub pictures: f64,
+    /// The default decoder's name, as the client reports it.
+    pub decoder: String,
+}
+
+pub fn decode_runs(
+    runs: usize,
+    clip: &Path,
+    nephele: &dyn Fn() -> Command,
+    ffmpeg: &dyn Fn() -> Command,
+) -> Result<DecodeRuns> {
+    let (mut ours, mut builtin, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pictures, mut decoder) = (0.0, String::new());
+    for _ in 0..runs {
+        let mut anchor = ffmpeg();
+        anchor
+            .args(["-nostdin", "-v", "error", "-threads", "1", "-i"])
+            .arg(clip)
+            .args(["-pix_fmt", "bgra", "-f", "null", "-"]);
+        theirs.push(timed(&mut anchor)?.0);
+        for (extra, into) in [(None, &mut ours), (Some("openh264"), &mut builtin)] {
+            let mut cmd = nephele();
+            cmd.arg("decode").arg(clip).arg("--bench");
+            if let Some(d) = extra {
+                cmd.args(["--decoder", d]);
+            }
+            let (cpu, _, stdout) = timed(&mut cmd)?;
+            into.push(cpu);
+            let summary: serde_json::Value = stdout
+                .lines()
+                .find(|l| l.contains("\"summary\""))
+                .map(serde_json::from_str)
+                .transpose()?
+                .unwrap_or_default();
+            pictures = summary["pictures"].as_f64().unwrap_or(0.0);
+            if extra.is_none() {
+                decoder = summary["decoder"].as_str().unwrap_or("").to_string();
+            }
+        }
+    }
+    let per = |s: Vec<f64>| median(s) * 1000.0 / pictures.max(1.0);
+    Ok(DecodeRuns {
+        ours: per(ours),
+        builtin: per(builtin),
+        theirs: per(theirs),
+        pictures,
+        decoder,
+    })
 }
 
 /// Five seconds of ffmpeg's `testsrc2` at 60 fps as libx264 Baseline,

@@ -11,9 +11,8 @@ use std::process::Command;
 use anyhow::{Result, bail};
 
 use super::verify::{apt_would_install, decodes_reference_clip, dpkg_in, scratch_root};
-use super::{Options, client_debs, output, workspace_version};
+use super::{Options, client_debs, cross_client, output, workspace_version};
 use crate::setup::ARM64_TARGET;
-use crate::{cargo, root, run};
 
 /// A Debian architecture packages are made for.
 pub struct Arch {
@@ -52,25 +51,7 @@ impl Arch {
 /// Builds the arm64 client (cargo does nothing when it is up to date);
 /// its path.
 pub fn arm64_client(debug: bool) -> Result<PathBuf> {
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--target",
-        ARM64_TARGET,
-        "-p",
-        "nephele-client",
-        "--bin",
-        "nephele",
-    ]);
-    if !debug {
-        build.arg("--release");
-    }
-    run(&mut build)?;
-    Ok(root()
-        .join("target")
-        .join(ARM64_TARGET)
-        .join(if debug { "debug" } else { "release" })
-        .join("nephele"))
+    Ok(cross_client(ARM64_TARGET, debug)?.join("nephele"))
 }
 
 /// The arm64 client's packages.

@@ -224,11 +224,17 @@ pub fn package(o: &Options) -> Result<Built> {
 /// Builds the Windows client (cargo does nothing when it is up to date);
 /// its path.
 pub fn windows_client(debug: bool) -> Result<PathBuf> {
+    Ok(cross_client(WINDOWS_TARGET, debug)?.join("nephele.exe"))
+}
+
+/// Builds the client for `target` (cargo does nothing when it is up to
+/// date); the directory it is in.
+fn cross_client(target: &str, debug: bool) -> Result<PathBuf> {
     let mut build = cargo();
     build.args([
         "build",
         "--target",
-        WINDOWS_TARGET,
+        target,
         "-p",
         "nephele-client",
         "--bin",
@@ -240,9 +246,8 @@ pub fn windows_client(debug: bool) -> Result<PathBuf> {
     run(&mut build)?;
     Ok(root()
         .join("target")
-        .join(WINDOWS_TARGET)
-        .join(if debug { "debug" } else { "release" })
-        .join("nephele.exe"))
+        .join(target)
+        .join(if debug { "debug" } else { "release" }))
 }
 
 /// An empty staging directory at `dir`.
