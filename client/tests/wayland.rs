@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::session::scratch;
-use common::{Killed, need};
+use common::session::{json, scratch};
+use common::{Killed, need, teal_share};
 
 const SIZE: (u32, u32) = (1280, 720);
 
@@ -119,12 +119,6 @@ impl Weston {
     }
 }
 
-/// The share of the output showing the demo desktop's teal.
-fn teal_share(px: &[[u8; 3]]) -> f64 {
-    let teal = px.iter().filter(|p| p[2] > 60 && p[0] < 60).count();
-    teal as f64 / px.len().max(1) as f64
-}
-
 #[test]
 fn the_window_opens_on_wayland_itself_and_presents_the_desktop() {
     let dir = scratch("wayland");
@@ -161,8 +155,7 @@ fn the_window_opens_on_wayland_itself_and_presents_the_desktop() {
             .any(|l| l.contains("window open") && l.contains("Wayland")),
         "the window was not a Wayland one:\n{log}"
     );
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let s = json(&stats);
     assert!(s["frames_presented"].as_u64().unwrap_or(0) > 30, "{s}");
     let _ = std::fs::remove_dir_all(dir);
 }

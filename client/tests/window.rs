@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{Killed, need, recorded_key_downs, screenshot, xdotool};
+use common::{Killed, need, recorded_key_downs, screenshot, teal_share, xdotool};
 
 fn start_xvfb() -> (Killed, String) {
     common::start_xvfb("1280x800x24")
@@ -38,8 +38,7 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, _, px) = screenshot(&display, &wid);
-        let teal = px.iter().filter(|p| p[2] > 60 && p[0] < 60).count();
-        if teal > px.len() / 4 {
+        if teal_share(&px) > 0.25 {
             break;
         }
         assert!(Instant::now() < end, "the window never showed the desktop");
@@ -324,7 +323,7 @@ fn an_idle_window_says_it_is_paused_and_a_key_brings_the_picture_back() {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, _, px) = screenshot(&display, &wid);
-        if px.iter().filter(|p| p[2] > 60 && p[0] < 60).count() > px.len() / 4 {
+        if teal_share(&px) > 0.25 {
             break;
         }
         assert!(Instant::now() < end, "the window never showed the desktop");
@@ -455,7 +454,7 @@ fn shortcuts_from_the_settings_show_stats_capture_the_pointer_and_quit() {
     let title = || xdotool(&display, &["getwindowname", &wid]);
     wait_for("the window never showed the desktop", 20, || {
         let (_, _, px) = screenshot(&display, &wid);
-        px.iter().filter(|p| p[2] > 60 && p[0] < 60).count() > px.len() / 4
+        teal_share(&px) > 0.25
     });
     // White text in the overlay's corner (the desktop has little there).
     let corner_white = || {

@@ -115,6 +115,13 @@ pub fn screenshot(display: &str, window: &str) -> (usize, usize, Vec<[u8; 3]>) {
     parse_xwd(&out.stdout)
 }
 
+/// The share of `px` showing the demo desktop's teal (its background):
+/// near 0 on a black or empty screen, most of a window showing the demo.
+pub fn teal_share(px: &[[u8; 3]]) -> f64 {
+    let teal = px.iter().filter(|p| p[2] > 60 && p[0] < 60).count();
+    teal as f64 / px.len().max(1) as f64
+}
+
 /// Parses an XWD dump of a 24/32-bit TrueColor window (what Xvfb gives).
 fn parse_xwd(d: &[u8]) -> (usize, usize, Vec<[u8; 3]>) {
     let be = |i: usize| {

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use super::emit;
 use super::video::{decode_runs, testsrc_clip};
-use crate::package::{arm64_client, output};
+use crate::package::{arm64_client, output, under_qemu};
 use crate::run;
 
 const RUNS: usize = 3;
@@ -23,12 +23,9 @@ pub fn arm64_decode(_host_nephele: &Path, dir: &Path) -> Result<()> {
     let nephele = arm64_client(false)?;
     let ffmpeg = arm64_ffmpeg(dir)?;
     let clip = testsrc_clip(dir, "720p", (1280, 720), "4M")?;
-    let qemu = |program: &Path| {
-        let mut c = Command::new("qemu-aarch64");
-        c.arg(program);
-        c
-    };
-    let r = decode_runs(RUNS, &clip, &|| qemu(&nephele), &|| qemu(&ffmpeg))?;
+    let r = decode_runs(RUNS, &clip, &|| under_qemu(&nephele), &|| {
+        under_qemu(&ffmpeg)
+    })?;
     let pictures = r.pictures;
     let anchor = (
         "arm64 ffmpeg -threads 1 -i CLIP -pix_fmt bgra -f null - under qemu-aarch64",

@@ -54,6 +54,13 @@ pub fn arm64_client(debug: bool) -> Result<PathBuf> {
     Ok(cross_client(ARM64_TARGET, debug)?.join("nephele"))
 }
 
+/// `qemu-aarch64 PROGRAM`: an arm64 program run here.
+pub fn under_qemu(program: &Path) -> Command {
+    let mut c = Command::new("qemu-aarch64");
+    c.arg(program);
+    c
+}
+
 /// The arm64 client's packages.
 pub struct Arm64Built {
     pub client: PathBuf,
@@ -86,16 +93,11 @@ pub fn verify_arm64(built: &Arm64Built) -> Result<()> {
     if !machine.contains("AArch64") {
         bail!("the arm64 package installs a program for another machine:\n{machine}");
     }
-    let qemu = |bin: &Path| {
-        let mut c = Command::new("qemu-aarch64");
-        c.arg(bin);
-        c
-    };
-    let version = output(qemu(&bin).arg("--version"))?;
+    let version = output(under_qemu(&bin).arg("--version"))?;
     if !version.contains(&workspace_version()?) {
         bail!("the installed arm64 nephele says it is `{version}`");
     }
-    decodes_reference_clip(&mut qemu(&bin))?;
+    decodes_reference_clip(&mut under_qemu(&bin))?;
     dpkg_in(&scratch, &["-r", "nephele-dbgsym", "nephele"])?;
     let debug_dir = scratch.join("usr/lib/debug/.build-id");
     if bin.exists() || debug_dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {

@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::setup::WINDOWS_TARGET;
 use crate::{cargo, root, run};
-pub use arm64::{Arch, arm64, arm64_client, verify_arm64};
+pub use arm64::{Arch, arm64, arm64_client, under_qemu, verify_arm64};
 
 /// `cargo xtask package --macos-app [--client PATH]`: `Nephele.app`, and
 /// with `--check` its layout checked.
