@@ -97,7 +97,11 @@ impl Default for Settings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct Video {
-    /// Requested picture width.
+    /// Whether the desktop follows the window's size (`window`) or keeps
+    /// `width × height` (`fixed`), scaled to fit the window.
+    pub resolution: Resolution,
+    /// Requested picture width (a fixed resolution, and the first picture
+    /// before the window's size is known).
     pub width: u16,
     /// Requested picture height.
     pub height: u16,
@@ -117,6 +121,7 @@ pub struct Video {
 impl Default for Video {
     fn default() -> Self {
         Self {
+            resolution: Resolution::Window,
             width: 1280,
             height: 720,
             fps: 60,
@@ -148,6 +153,31 @@ impl FromStr for MouseMode {
             "absolute" => Ok(Self::Absolute),
             "relative" => Ok(Self::Relative),
             _ => Err(format!("`{s}`: the mouse mode is absolute or relative")),
+        }
+    }
+}
+
+/// What size the desktop is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Resolution {
+    /// The desktop takes the window's size whenever it settles after a
+    /// resize, and the picture maps one to one (hosts that cannot follow
+    /// are scaled).
+    #[default]
+    Window,
+    /// The desktop keeps the size asked for, scaled to fit the window
+    /// (games that expect one resolution).
+    Fixed,
+}
+
+impl FromStr for Resolution {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "window" => Ok(Self::Window),
+            "fixed" => Ok(Self::Fixed),
+            _ => Err(format!("`{s}`: the resolution is window or fixed")),
         }
     }
 }

@@ -66,6 +66,9 @@ pub struct Stats {
     pub picture_size: AtomicU64,
     /// Times the picture's size changed after the first.
     pub picture_size_changes: AtomicU64,
+    /// The size the last picture was shown at in the window, `width << 32
+    /// | height` (the picture's own size when it maps one to one).
+    pub presented_size: AtomicU64,
     /// Pictures that reached the screen (window) or the sink standing in
     /// for it (headless).
     pub frames_presented: AtomicU64,
@@ -348,6 +351,7 @@ impl Default for Stats {
             frames_decoded: AtomicU64::default(),
             picture_size: AtomicU64::default(),
             picture_size_changes: AtomicU64::default(),
+            presented_size: AtomicU64::default(),
             frames_presented: AtomicU64::default(),
             frames_dropped: AtomicU64::default(),
             frames_lost: AtomicU64::default(),
@@ -394,6 +398,10 @@ pub struct Report {
     pub picture_height: u64,
     /// See [`Stats::picture_size_changes`].
     pub picture_size_changes: u64,
+    /// The size the last picture was shown at in a window (0 headless).
+    pub presented_width: u64,
+    /// See `presented_width`.
+    pub presented_height: u64,
     /// Pointer shapes received whole.
     pub cursor_shapes: u64,
     /// The pointer's last reported position (`null` before the first).
@@ -614,6 +622,8 @@ impl Stats {
             picture_width: g(&self.picture_size) >> 32,
             picture_height: g(&self.picture_size) & 0xffff_ffff,
             picture_size_changes: g(&self.picture_size_changes),
+            presented_width: g(&self.presented_size) >> 32,
+            presented_height: g(&self.presented_size) & 0xffff_ffff,
             cursor_shapes: cursor.shapes,
             cursor_x: cursor.position.map(|p| p.0),
             cursor_y: cursor.position.map(|p| p.1),

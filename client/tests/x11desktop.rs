@@ -106,10 +106,11 @@ fn serve(dir: &Path, display: &str, extra: &[&str]) -> (Killed, String) {
 /// `nephele connect --headless` as alice for `secs` seconds at `fps`,
 /// with `dir/script.txt` when there is one; stats to `dir/s.json`.
 fn connect(url: &str, dir: &Path, secs: u32, fps: u32) -> Client {
-    connect_with(url, dir, secs, fps, &[], None)
+    connect_with(url, dir, secs, fps, &["--headless"], None)
 }
 
-/// As [`connect`], with `extra` arguments and the client's own X display.
+/// As [`connect`], with `extra` arguments (`--headless` among them, or a
+/// window) and the client's own X display.
 fn connect_with(
     url: &str,
     dir: &Path,
@@ -120,7 +121,7 @@ fn connect_with(
 ) -> Client {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nephele"));
     cmd.args(["connect", "--directory", url, "--user", "alice"])
-        .args(["--headless", "--no-audio"])
+        .arg("--no-audio")
         .args(["--duration", &secs.to_string(), "--fps", &fps.to_string()])
         .env("NEPHELE_PASSWORD", "wonderland")
         .env("XDG_CONFIG_HOME", dir.join("config"))
@@ -298,6 +299,50 @@ fn the_stream_follows_the_x_screen_when_it_changes_size() {
 }
 
 #[test]
+fn the_x_screen_follows_the_client_window_and_the_picture_maps_one_to_one() {
+    let _turn = turn();
+    need("xdotool");
+    let dir = scratch("follow");
+    // Xvfb cannot make modes: the host sizes its screen within the one it
+    // started with (Xorg's dummy driver, which can, grows it too).
+    let (_remote_x, remote) = start_xvfb("1920x1080x24");
+    let _xterm = xterm(&remote, &dir);
+    let (_local_x, local) = start_xvfb("1280x800x24");
+    let (_server, url) = serve(&dir, &remote, &[]);
+    let client = connect_with(&url, &dir, 12, 30, &[], Some(&local));
+    let wid = common::xdotool(&local, &["search", "--sync", "--name", "Nephele"]);
+    let wid = wid.lines().next().unwrap().to_string();
+    let probe = X11Input::open(&remote).unwrap();
+    // At connect: the desktop takes the window's size.
+    wait_for(
+        "the host's screen at the window's size",
+        Duration::from_secs(20),
+        || probe.screen_size().unwrap() == (1280, 720),
+    );
+    common::xdotool(&local, &["windowsize", &wid, "1000", "700"]);
+    wait_for(
+        "the host's screen at 1000×700",
+        Duration::from_secs(10),
+        || probe.screen_size().unwrap() == (1000, 700),
+    );
+    let stats = finish(client, &dir);
+    let size = |k: &str| {
+        (
+            stats[format!("{k}_width")].as_u64(),
+            stats[format!("{k}_height")].as_u64(),
+        )
+    };
+    assert_eq!(size("picture"), (Some(1000), Some(700)), "{stats}");
+    assert_eq!(
+        size("presented"),
+        (Some(1000), Some(700)),
+        "one to one: {stats}"
+    );
+    assert_eq!(stats["decode_errors"], 0, "{stats}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn the_clipboard_crosses_between_the_local_display_and_the_x_desktop() {
     let _turn = turn();
     let dir = scratch("clipboard");
@@ -306,7 +351,14 @@ fn the_clipboard_crosses_between_the_local_display_and_the_x_desktop() {
     let (_server, url) = serve(&dir, &remote, &[]);
     // Copied locally before the session: the desktop can paste it.
     xclip(&local, &["-i"], Some("copied here, pasted there"));
-    let client = connect_with(&url, &dir, 8, 30, &["--clipboard"], Some(&local));
+    let client = connect_with(
+        &url,
+        &dir,
+        8,
+        30,
+        &["--headless", "--clipboard"],
+        Some(&local),
+    );
     wait_for(
         "the local text on the desktop's clipboard",
         Duration::from_secs(7),

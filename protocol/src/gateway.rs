@@ -462,6 +462,7 @@ impl GatewaySession {
                 Message::Ping { .. }
                 | Message::ReceiverReport { .. }
                 | Message::Clipboard { .. }
+                | Message::DisplaySize { .. }
                 | Message::Activity(_) => {
                     // Borrowed from the reader: copied into the queue.
                     if let (Some(host), Some(t)) = (self.host, self.target) {

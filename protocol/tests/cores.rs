@@ -137,6 +137,25 @@ fn a_lost_gateway_costs_one_reconnect_and_every_keystroke_arrives_once() {
 }
 
 #[test]
+fn the_window_size_reaches_the_host_through_the_gateway_once_per_change() {
+    let mut w = World::new(Setup {
+        gateways: 2,
+        ..Setup::default()
+    });
+    w.run_until(500, |_| {});
+    w.client.set_display_size(1001, 700, 60);
+    w.run_until(1000, |_| {});
+    assert_eq!(w.hosts[0].desktops[&42].sizes, [(1000, 700)]);
+    // Told again after a reconnect: the host has that size already.
+    w.kill_gateway(0);
+    w.run_until(5000, |_| {});
+    assert_eq!(w.seen.welcomes, 2, "one reconnect");
+    w.client.set_display_size(1600, 900, 60);
+    w.run_until(5500, |_| {});
+    assert_eq!(w.hosts[0].desktops[&42].sizes, [(1000, 700), (1600, 900)]);
+}
+
+#[test]
 fn a_lost_host_is_taken_over_by_its_backup_and_every_keystroke_arrives_once() {
     let mut w = World::new(Setup {
         hosts: 2,

@@ -259,6 +259,13 @@ impl Injector {
         })
     }
 
+    /// Sizes the screen to `size` where the X server can; the size it has
+    /// afterwards, cut to even numbers.
+    pub fn resize_screen(&self, size: (u16, u16)) -> Result<(u16, u16), ScreenError> {
+        let (w, h) = self.input.resize_screen(size)?;
+        Ok((w & !1, h & !1))
+    }
+
     /// The screen's size now, cut to even numbers (I420 needs them).
     pub fn screen_size(&self) -> Result<(u16, u16), ScreenError> {
         let (w, h) = self.input.screen_size()?;

@@ -7,7 +7,7 @@ use egui::{ComboBox, DragValue, Grid, RichText, Ui};
 use nephele_protocol::activity::KeepActive;
 
 use super::Action;
-use crate::config::{MouseMode, Settings};
+use crate::config::{MouseMode, Resolution, Settings};
 use crate::video::DecoderChoice;
 
 /// The sound devices offered, read when the page opens.
@@ -50,21 +50,35 @@ pub fn page(ui: &mut Ui, draft: &mut Settings, devices: &Devices, focus: bool) -
             .show(ui, |ui| {
                 ui.label(RichText::new("Picture").strong());
                 ui.end_row();
-                ui.label("Size");
+                ui.label("Desktop size");
                 ui.horizontal(|ui| {
-                    let w = ui.add(
-                        DragValue::new(&mut draft.video.width)
-                            .range(320..=7680)
-                            .suffix(" wide"),
-                    );
+                    let follow = ComboBox::from_id_salt("resolution")
+                        .selected_text(resolution_name(draft.video.resolution))
+                        .show_ui(ui, |ui| {
+                            for r in [Resolution::Window, Resolution::Fixed] {
+                                ui.selectable_value(
+                                    &mut draft.video.resolution,
+                                    r,
+                                    resolution_name(r),
+                                );
+                            }
+                        });
                     if focus {
-                        w.request_focus();
+                        follow.response.request_focus();
                     }
-                    ui.add(
-                        DragValue::new(&mut draft.video.height)
-                            .range(240..=4320)
-                            .suffix(" high"),
-                    );
+                    // The size asked for when it is fixed.
+                    ui.add_enabled_ui(draft.video.resolution == Resolution::Fixed, |ui| {
+                        ui.add(
+                            DragValue::new(&mut draft.video.width)
+                                .range(320..=7680)
+                                .suffix(" wide"),
+                        );
+                        ui.add(
+                            DragValue::new(&mut draft.video.height)
+                                .range(240..=4320)
+                                .suffix(" high"),
+                        );
+                    });
                 });
                 ui.end_row();
                 ui.label("Frame rate");
@@ -202,5 +216,12 @@ fn keep_name(k: KeepActive) -> &'static str {
         KeepActive::Video => "Watching a video",
         KeepActive::Spectating => "Spectating",
         KeepActive::Recording => "Recording",
+    }
+}
+
+fn resolution_name(r: Resolution) -> &'static str {
+    match r {
+        Resolution::Window => "Follows the window",
+        Resolution::Fixed => "Fixed:",
     }
 }

@@ -19,6 +19,7 @@
 //!   latency grow.
 
 mod decode;
+mod display;
 mod net;
 mod plain_udp;
 mod quic;
@@ -44,6 +45,7 @@ use crate::stats::Stats;
 use crate::status::{Observed, Route};
 use crate::video::Picture;
 
+pub use display::DisplaySize;
 pub use nephele_protocol::client::StreamInfo;
 
 /// How long the QUIC handshake may take before the gateway counts as unreachable.
@@ -275,6 +277,9 @@ pub struct Session {
     audio: Audio,
     /// The clipboard thread, when the clipboard is shared.
     _clipboard: Option<crate::clipboard::ClipboardLink>,
+    /// The window's picture area, for the host.
+    display: Arc<DisplaySize>,
+    wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Session {
@@ -299,6 +304,7 @@ impl Session {
         let activity = Arc::new(Activity::default());
         let wake = Arc::new(Notify::new());
         let (input, queue) = input_queue(wake.clone(), activity.clone());
+        let wake_net = wake.clone();
         let (stop_tx, stop_rx) = watch::channel(false);
         let pads = Arc::new(Gamepads::start(input.clone(), stats.clone()));
         let (ready_tx, ready_rx) =
@@ -306,6 +312,7 @@ impl Session {
         let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel(DECODE_QUEUE);
         let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DECODE_QUEUE + 8);
         let want_keyframe = Arc::new(AtomicBool::new(false));
+        let display = Arc::new(DisplaySize::default());
         let ended = Arc::new(AtomicBool::new(false));
         let (mic_tx, mic_rx) = tokio::sync::mpsc::channel(MIC_QUEUE);
         let audio = Audio::start(
@@ -376,6 +383,7 @@ impl Session {
                 frame_tx,
                 recycle_rx,
                 want_keyframe,
+                display: display.clone(),
                 stop: stop_rx,
                 pads: pads.clone(),
                 handle: input.clone(),
@@ -430,7 +438,18 @@ impl Session {
             pads,
             audio,
             _clipboard: clipboard,
+            display,
+            wake: wake_net,
         })
+    }
+
+    /// The window's picture area settled at `width × height` physical
+    /// pixels on a display refreshing `refresh` times a second: the host
+    /// sizes the desktop to it where it can (the picture then maps one to
+    /// one).
+    pub fn set_display_size(&self, width: u16, height: u16, refresh: u8) {
+        self.display.set(width, height, refresh);
+        self.wake.notify_one();
     }
 
     /// What the user is doing, as reported to the host (input marks it by

@@ -81,6 +81,8 @@ pub(super) struct Net {
     pub frame_tx: SyncSender<CompleteFrame>,
     pub recycle_rx: Receiver<Vec<u8>>,
     pub want_keyframe: Arc<AtomicBool>,
+    /// The window's picture area, for the host.
+    pub display: Arc<super::DisplaySize>,
     pub stop: watch::Receiver<bool>,
     pub pads: Arc<Gamepads>,
     /// For announcing the gamepads again on a new path.
@@ -400,6 +402,10 @@ impl Net {
         }
         if self.want_keyframe.swap(false, Ordering::AcqRel) {
             self.core.request_keyframe();
+        }
+        if let Some((w, h, refresh)) = self.display.get() {
+            // Sent only when it differs from what the host was told.
+            self.core.set_display_size(w, h, refresh);
         }
         self.core.set_rtt(path.conn.rtt());
         let activity = self.input.activity().clone();

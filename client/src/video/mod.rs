@@ -11,6 +11,7 @@ mod decoder;
 pub mod digest;
 mod ffmpeg;
 pub mod present;
+mod scale;
 
 use std::time::Instant;
 

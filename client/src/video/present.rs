@@ -2,7 +2,10 @@
 //! and scaled into a surface with bars, and where a picture lands in a
 //! window.
 
+use std::ops::Range;
+
 use super::Picture;
+use super::scale::Scaler;
 
 /// Where the stream lands in a window: scaled to fit, aspect kept, centred
 /// (letterboxed or pillarboxed).
@@ -70,9 +73,9 @@ pub struct Presenter {
     prev: Vec<u8>,
     have_prev: bool,
     converted: usize,
-    xmap: Vec<u32>,
-    ymap: Vec<u32>,
-    viewport: Option<Viewport>,
+    /// Source rows converted since the last blit (what scaling redoes).
+    dirty: Range<usize>,
+    scaler: Scaler,
 }
 
 /// Rows compared and converted together (a macroblock row).
@@ -113,6 +116,11 @@ impl Presenter {
                     self.convert_rect(p, y0, rows, x0, x1)?;
                     self.remember(p, y0, rows, x0, x1);
                     self.converted += (x1 - x0) * rows;
+                    self.dirty = if self.dirty.is_empty() {
+                        y0..y0 + rows
+                    } else {
+                        self.dirty.start.min(y0)..self.dirty.end.max(y0 + rows)
+                    };
                 }
                 mask = if a + run >= 128 {
                     0
@@ -216,23 +224,14 @@ impl Presenter {
     }
 
     /// Blits the last converted picture into `surface` (`0x00RRGGBB`,
-    /// `width × height`), fitted by [`Viewport::fit`]. The black bars are
-    /// painted every time (a surface may come back with stale contents), but
+    /// `width × height`), fitted by [`Viewport::fit`] and scaled with a
+    /// filter ([`Scaler`]) when sizes differ. The black bars are painted
+    /// every time (a surface may come back with stale contents), but
     /// nothing else outside the picture is touched.
     pub fn blit(&mut self, surface: &mut [u32], width: u32, height: u32) -> Viewport {
         let (sw, sh) = (self.size.0 as u32, self.size.1 as u32);
         let vp = Viewport::fit((sw, sh), (width, height));
-        if self.viewport != Some(vp) {
-            self.xmap.clear();
-            self.xmap.extend(
-                (0..vp.w).map(|x| (u64::from(x) * u64::from(sw) / u64::from(vp.w.max(1))) as u32),
-            );
-            self.ymap.clear();
-            self.ymap.extend(
-                (0..vp.h).map(|y| (u64::from(y) * u64::from(sh) / u64::from(vp.h.max(1))) as u32),
-            );
-            self.viewport = Some(vp);
-        }
+        let dirty = std::mem::take(&mut self.dirty);
         let (w, h) = (width as usize, height as usize);
         if sw == 0 || sh == 0 || surface.len() < w * h {
             return vp;
@@ -240,29 +239,22 @@ impl Presenter {
         let (x0, y0, pw, ph) = (vp.x as usize, vp.y as usize, vp.w as usize, vp.h as usize);
         surface[..y0 * w].fill(0);
         surface[(y0 + ph) * w..w * h].fill(0);
-        let src_stride = sw as usize * 4;
-        if (vp.w, vp.h) == (sw, sh) {
-            // One to one: a straight copy per row, which the compiler vectorises.
-            for (dy, src) in self.bgra.chunks_exact(src_stride).enumerate() {
-                let row = &mut surface[(y0 + dy) * w..(y0 + dy + 1) * w];
-                row[..x0].fill(0);
-                row[x0 + pw..].fill(0);
-                for (d, s) in row[x0..x0 + pw].iter_mut().zip(src.chunks_exact(4)) {
-                    *d = u32::from_le_bytes([s[0], s[1], s[2], 0]);
-                }
-            }
+        let src = if (vp.w, vp.h) == (sw, sh) {
+            Some(&self.bgra[..])
+        } else {
+            self.scaler.scale(&self.bgra, (sw, sh), (vp.w, vp.h), dirty)
+        };
+        let Some(src) = src else {
+            surface[y0 * w..(y0 + ph) * w].fill(0);
             return vp;
-        }
-        for (dy, &sy) in self.ymap.iter().enumerate() {
-            let src = &self.bgra[sy as usize * src_stride..(sy as usize + 1) * src_stride];
+        };
+        // A straight copy per row, which the compiler vectorises.
+        for (dy, src) in src.chunks_exact(pw * 4).take(ph).enumerate() {
             let row = &mut surface[(y0 + dy) * w..(y0 + dy + 1) * w];
             row[..x0].fill(0);
             row[x0 + pw..].fill(0);
-            for (d, &sx) in row[x0..x0 + pw].iter_mut().zip(self.xmap.iter()) {
-                let i = sx as usize * 4;
-                *d = u32::from(src[i])
-                    | (u32::from(src[i + 1]) << 8)
-                    | (u32::from(src[i + 2]) << 16);
+            for (d, s) in row[x0..x0 + pw].iter_mut().zip(src.chunks_exact(4)) {
+                *d = u32::from_le_bytes([s[0], s[1], s[2], 0]);
             }
         }
         vp

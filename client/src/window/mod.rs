@@ -64,6 +64,11 @@ use shortcuts::{Held, Shortcut, shortcut_for};
 /// How often the title's session status is brought up to date.
 const STATUS_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long the window's size must hold before the desktop follows it
+/// (a drag resizes the window many times a second; the host resizes its
+/// screen and sends a keyframe only once the drag stops).
+const RESIZE_SETTLE: Duration = Duration::from_millis(300);
+
 struct App {
     opts: WindowOptions,
     proxy: EventLoopProxy<UserEvent>,
@@ -101,6 +106,9 @@ struct App {
     lost_since: Option<Instant>,
     /// Leave at the next chance (the menu's Quit).
     quit: bool,
+    /// When the window's size will have settled, after a resize (the
+    /// desktop follows then).
+    resize_settles: Option<Instant>,
 }
 
 /// The longest wait between a launcher's attempts to reconnect.
@@ -158,6 +166,7 @@ pub fn run(
         menu_tab: false,
         lost_since: None,
         quit: false,
+        resize_settles: None,
     };
     // Key presses and presentation start on this thread.
     nephele_platform::sched::latency_critical();
@@ -382,6 +391,29 @@ impl App {
         }
     }
 
+    /// Tells the session the window's drawable size in physical pixels
+    /// and the monitor's refresh rate, when the desktop follows the window.
+    fn follow_window(&mut self) {
+        let (Some(s), Some(w)) = (&self.conn.session, &self.screen.window) else {
+            return;
+        };
+        if !self.opts.follow_window {
+            return;
+        }
+        let size = w.inner_size();
+        let clamp = |v: u32| v.clamp(2, u32::from(nephele_protocol::MAX_DIMENSION)) as u16;
+        let hz = self.screen.refresh.map_or(60, |r| {
+            (1.0 / r.as_secs_f64()).round().clamp(1.0, 240.0) as u8
+        });
+        tracing::info!(
+            width = size.width,
+            height = size.height,
+            hz,
+            "the desktop follows the window"
+        );
+        s.set_display_size(clamp(size.width), clamp(size.height), hz);
+    }
+
     fn send(&mut self, ev: InputEvent) {
         let Some(s) = &self.conn.session else { return };
         if !self.held.track(&ev) {
@@ -498,6 +530,7 @@ impl ApplicationHandler<UserEvent> for App {
                 self.refresh_status();
                 self.start_script();
                 self.apply_capture();
+                self.follow_window();
                 self.screen.request_redraw();
             }
             UserEvent::Failed(a, why) if a == current => {
@@ -548,7 +581,12 @@ impl ApplicationHandler<UserEvent> for App {
             }
             WindowEvent::RedrawRequested => self.redraw(),
             // The next blit sees the new size and refits the picture.
-            WindowEvent::Resized(_) => self.screen.request_redraw(),
+            WindowEvent::Resized(_) => {
+                self.screen.request_redraw();
+                if self.opts.follow_window {
+                    self.resize_settles = Some(Instant::now() + RESIZE_SETTLE);
+                }
+            }
             WindowEvent::Focused(focused) => {
                 if !focused {
                     self.release_held();
@@ -630,6 +668,10 @@ impl ApplicationHandler<UserEvent> for App {
             self.screen.redraw_at = None;
             self.screen.request_redraw();
         }
+        if self.resize_settles.is_some_and(|t| now >= t) {
+            self.resize_settles = None;
+            self.follow_window();
+        }
         if self.quit || self.deadline.is_some_and(|d| now >= d) {
             event_loop.exit();
             return;
@@ -645,6 +687,7 @@ impl ApplicationHandler<UserEvent> for App {
             .deadline
             .into_iter()
             .chain(self.screen.redraw_at)
+            .chain(self.resize_settles)
             .chain(self.conn.retry_at)
             .chain(status)
             .min()

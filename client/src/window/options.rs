@@ -91,6 +91,8 @@ pub struct WindowOptions {
     pub title: String,
     /// Presentations a second at most, instead of the monitor's refresh rate.
     pub display_hz: Option<u16>,
+    /// The desktop follows the window's size.
+    pub follow_window: bool,
     /// A keep-active request standing from the start.
     pub keep_active: KeepActive,
     /// Start fullscreen.

@@ -76,6 +76,8 @@ impl App {
             launcher::Command::Connect(login) => {
                 if let (Some(make), Some(l)) = (&self.connector_for, &self.launcher) {
                     let connector = make(*login, &l.settings);
+                    self.opts.follow_window =
+                        l.settings.video.resolution == crate::config::Resolution::Window;
                     self.conn.abandon();
                     self.conn.connector = Some(connector);
                     self.start_connect();

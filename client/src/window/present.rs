@@ -4,7 +4,7 @@
 //! and (while the pointer is captured) the remote pointer drawn over it.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -145,7 +145,10 @@ impl Screen {
             return false;
         };
         if self.have_picture {
-            self.viewport = Some(self.presenter.blit(&mut buffer, w.get(), h.get()));
+            let vp = self.presenter.blit(&mut buffer, w.get(), h.get());
+            let shown = (u64::from(vp.w) << 32) | u64::from(vp.h);
+            stats.presented_size.store(shown, Ordering::Relaxed);
+            self.viewport = Some(vp);
         } else {
             buffer.fill(0x0020_2228);
         }

@@ -7,6 +7,9 @@
 //!   through DAMAGE, so a still desktop is not captured at all; the screen's
 //!   size through the root window's `ConfigureNotify` (RandR resizes it);
 //!   the pointer's position and shape through XFIXES.
+//! * [`X11Input::resize_screen`]: the screen sized to a client's window
+//!   through RandR ([`randr`]), where the server can make modes (Xorg's
+//!   dummy and modesetting drivers; not Xvfb).
 //! * [`X11Input`]: keys, buttons, wheel and motion through XTEST. Keys go
 //!   by physical position: a USB HID usage becomes the X keycode of that
 //!   position (the evdev code plus 8, which every modern X server uses), so
@@ -28,6 +31,9 @@ mod imp;
 #[cfg(not(all(unix, not(target_os = "macos"))))]
 #[path = "none.rs"]
 mod imp;
+
+#[cfg(all(unix, not(target_os = "macos")))]
+mod randr;
 
 pub use imp::{
     X11Capture, X11Clipboard, X11Error, X11Input, forget_cookie, local_display_taken, use_cookie,

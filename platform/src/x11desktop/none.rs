@@ -57,6 +57,10 @@ impl X11Input {
         Err(X11Error::Unsupported)
     }
     /// Never reached.
+    pub fn resize_screen(&self, _size: (u16, u16)) -> Result<(u16, u16), X11Error> {
+        Err(X11Error::Unsupported)
+    }
+    /// Never reached.
     pub fn screen_size(&self) -> Result<(u16, u16), X11Error> {
         Err(X11Error::Unsupported)
     }

@@ -61,6 +61,9 @@ pub enum X11Error {
     /// Mapping the shared memory failed.
     #[error("mapping X shared memory: {0}")]
     Map(std::io::Error),
+    /// The screen cannot take the size asked for.
+    #[error("resizing the X screen: {0}")]
+    Resize(String),
 }
 
 /// Cookies (MIT-MAGIC-COOKIE-1) this process presents to local displays
@@ -613,6 +616,12 @@ impl X11Input {
         };
         self.conn.flush()?;
         Ok(taken)
+    }
+
+    /// Sizes the screen to `size` through RandR (making the mode when the
+    /// output lacks it); the size it has afterwards.
+    pub fn resize_screen(&self, size: (u16, u16)) -> Result<(u16, u16), X11Error> {
+        super::randr::resize_screen(&self.conn, self.root, size)
     }
 
     /// The screen's size now.

@@ -276,6 +276,9 @@ pub struct ClientCore {
     scratch: Vec<u8>,
     events: VecDeque<ClientEvent>,
     counters: ClientCounters,
+    /// The client's picture area, told to the host (again after every
+    /// welcome) when the desktop is to follow the window.
+    display_size: Option<(u16, u16, u8)>,
 }
 
 /// Microseconds from `epoch` to `t` (negative before it).
@@ -298,6 +301,7 @@ impl ClientCore {
             input: InputSender::new(),
             phase: Phase::Streaming,
             assembler: Assembler::default(),
+            display_size: None,
             next_activity: now,
             closing: None,
             closed: false,
@@ -592,6 +596,7 @@ impl ClientCore {
             self.out
                 .push(Lane::Recovery, |b| b.push(Lane::Recovery as u8));
         }
+        self.send_display_size();
     }
 
     /// Shares the local clipboard's text with the desktop (the user allowed
@@ -602,6 +607,33 @@ impl ClientCore {
         }
         let msg = Message::Clipboard {
             text: text.as_bytes(),
+        };
+        self.out
+            .push(Lane::Control, |b| write_frame(b, |o| msg.encode(o)));
+    }
+
+    /// The client's picture area is `width × height` physical pixels on a
+    /// display refreshing `refresh` times a second: the host is told (now
+    /// if streaming, else after the welcome), and again after every
+    /// welcome, a reconnect's or a backup's. Odd sizes are cut to even.
+    pub fn set_display_size(&mut self, width: u16, height: u16, refresh: u8) {
+        let even = |v: u16| (v & !1).clamp(2, crate::MAX_DIMENSION);
+        let size = (even(width), even(height), refresh.clamp(1, 240));
+        if self.display_size == Some(size) {
+            return;
+        }
+        self.display_size = Some(size);
+        self.send_display_size();
+    }
+
+    fn send_display_size(&mut self) {
+        let (Some((width, height, refresh)), Some(_)) = (self.display_size, self.stream()) else {
+            return;
+        };
+        let msg = Message::DisplaySize {
+            width,
+            height,
+            refresh,
         };
         self.out
             .push(Lane::Control, |b| write_frame(b, |o| msg.encode(o)));

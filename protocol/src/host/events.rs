@@ -105,6 +105,16 @@ pub enum HostEvent {
         /// The session.
         session: u64,
     },
+    /// The client's picture area changed size: size the desktop to it
+    /// where it can follow (within the session's pixel-rate cap).
+    Resize {
+        /// The session.
+        session: u64,
+        /// The size asked for, capped.
+        width: u16,
+        /// See `width`.
+        height: u16,
+    },
     /// The next picture is to be a keyframe.
     Keyframe {
         /// The session.

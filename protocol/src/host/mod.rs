@@ -105,9 +105,20 @@ pub fn capped_picture(width: u16, height: u16, fps: u8, max_pixel_rate: u64) -> 
     if rate(w, h, fps) <= max_pixel_rate {
         return (w, h, fps);
     }
-    let scale = (max_pixel_rate as f64 / rate(w, h, fps) as f64).sqrt();
+    let (w, h) = capped_size(w, h, fps, max_pixel_rate);
+    (w, h, fps)
+}
+
+/// A `width × height` picture at `fps` within `max_pixel_rate` pixels a
+/// second by its size alone, keeping its shape and even dimensions.
+pub fn capped_size(width: u16, height: u16, fps: u8, max_pixel_rate: u64) -> (u16, u16) {
+    let rate = u64::from(width) * u64::from(height) * u64::from(fps.max(1));
+    if rate <= max_pixel_rate {
+        return (width, height);
+    }
+    let scale = (max_pixel_rate as f64 / rate as f64).sqrt();
     let even = |v: u16| (((f64::from(v) * scale) as u16) & !1).max(2);
-    (even(w), even(h), fps)
+    (even(width), even(height))
 }
 
 /// How long resuming from suspension takes here: a moving average of the
@@ -149,6 +160,8 @@ struct Opening {
     restore_seq: Option<u32>,
     /// The directory's grant it attached with.
     grant: u32,
+    /// Its cap, pixels a second.
+    max_pixel_rate: u64,
 }
 
 /// Every session of one host; see the module documentation.
@@ -341,6 +354,7 @@ impl HostCore {
             Message::KeyframeRequest { .. } => {
                 self.events.push_back(HostEvent::Keyframe { session: id });
             }
+            Message::DisplaySize { width, height, .. } => self.resize(id, width, height),
             Message::Activity(report) => {
                 let t = self
                     .sessions
@@ -382,6 +396,27 @@ impl HostCore {
             _ => {}
         }
         None
+    }
+
+    /// The client's picture area is `width × height` now: the session's
+    /// picture follows, within its cap.
+    fn resize(&mut self, id: u64, width: u16, height: u16) {
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let (w, h) = capped_size(width, height, s.fps, s.max_pixel_rate);
+        if (w, h) != (width, height) {
+            tracing::info!(session = id, asked = ?(width, height), given = ?(w, h), "picture capped");
+        }
+        if (w, h) == (s.width, s.height) {
+            return;
+        }
+        (s.width, s.height) = (w, h);
+        self.events.push_back(HostEvent::Resize {
+            session: id,
+            width: w,
+            height: h,
+        });
     }
 
     fn input(&mut self, id: u64, seq: u32, event: InputEvent, now: Instant) {
@@ -591,6 +626,7 @@ impl HostCore {
                 backup,
                 restore_seq: restore.as_ref().map(|r| r.input_seq),
                 grant: granted,
+                max_pixel_rate: max,
             },
         );
         self.events.push_back(HostEvent::Open {
@@ -623,6 +659,7 @@ impl HostCore {
         let mut s = Session::new(o.gateway, (a.width, a.height, o.fps), o.policy, rate, now);
         s.client = o.client;
         s.grant = o.grant;
+        s.max_pixel_rate = o.max_pixel_rate;
         s.input = input;
         s.backup = o.backup;
         // A film or game playing on the desktop keeps it active by itself.

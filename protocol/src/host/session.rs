@@ -18,6 +18,8 @@ pub(super) struct Session {
     /// The directory's grant the holder attached with (see
     /// [`super::Grant::grant`]).
     pub grant: u32,
+    /// Its cap, pixels a second.
+    pub max_pixel_rate: u64,
     pub width: u16,
     pub height: u16,
     pub fps: u8,
@@ -62,6 +64,7 @@ impl Session {
             gateway,
             client: 0,
             grant: 0,
+            max_pixel_rate: u64::MAX,
             width,
             height,
             fps,

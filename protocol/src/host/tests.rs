@@ -110,6 +110,73 @@ fn a_session_asking_for_too_much_is_given_what_the_cap_allows() {
     );
 }
 
+/// The `Resize` events a `DisplaySize` from the client gives.
+fn resized(core: &mut HostCore, gw: SocketAddr, session: u64, w: u16, h: u16) -> Vec<(u16, u16)> {
+    let size = Message::DisplaySize {
+        width: w,
+        height: h,
+        refresh: 60,
+    };
+    core.handle_datagram(gw, &datagram(session, size), Instant::now());
+    std::iter::from_fn(|| core.poll_event())
+        .filter_map(|e| match e {
+            HostEvent::Resize {
+                session: s,
+                width,
+                height,
+            } if s == session => Some((width, height)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_window_resized_resizes_the_picture_within_the_cap() {
+    let t0 = Instant::now();
+    let mut core = HostCore::new(
+        HostCoreConfig {
+            max_pixel_rate: 1920 * 1080 * 60,
+            ..HostCoreConfig::default()
+        },
+        t0,
+    );
+    let gw: SocketAddr = "192.0.2.1:9".parse().unwrap();
+    open(&mut core, gw, 1, (1280, 720, 60), t0);
+    assert_eq!(resized(&mut core, gw, 1, 1000, 700), [(1000, 700)]);
+    // The same size again is nothing new.
+    assert_eq!(resized(&mut core, gw, 1, 1000, 700), []);
+    // Past the cap: smaller, the same shape, at the session's frame rate.
+    let [(w, h)] = resized(&mut core, gw, 1, 3840, 2160)[..] else {
+        panic!("no resize")
+    };
+    assert!(
+        u64::from(w) * u64::from(h) * 60 <= 1920 * 1080 * 60 && w > 1800,
+        "{w}×{h}"
+    );
+    assert_eq!((w % 2, h % 2), (0, 0));
+    // An unknown session's size is ignored.
+    assert_eq!(resized(&mut core, gw, 7, 800, 600), []);
+    // A later client's welcome gives the size now.
+    let welcome = core_welcome(&mut core, gw, 1);
+    assert_eq!(welcome, (w, h));
+}
+
+/// The picture size in the welcome a repeated attach gets.
+fn core_welcome(core: &mut HostCore, gw: SocketAddr, session: u64) -> (u16, u16) {
+    let mut out = Vec::new();
+    while core.poll_transmit(&mut out).is_some() {}
+    core.handle_datagram(gw, &attach(session, (640, 360, 60)), Instant::now());
+    let mut size = None;
+    while core.poll_transmit(&mut out).is_some() {
+        if let Ok(env) = Envelope::decode(&out)
+            && let Message::Welcome { width, height, .. } = env.message
+        {
+            size = Some((width, height));
+        }
+    }
+    size.expect("no welcome")
+}
+
 #[test]
 fn attaches_alone_hold_a_slot_for_thirty_seconds_and_a_heard_client_keeps_it() {
     let t0 = Instant::now();

@@ -250,6 +250,19 @@ pub enum Message<'a> {
     },
     /// A piece of a video frame.
     Video(VideoFragment<'a>),
+    /// Client → host: the client's picture area is this size now (its
+    /// window's drawable area in physical pixels, rounded down to even
+    /// numbers), sent once it settles after a resize. A host that can
+    /// follow sizes its desktop to it; the new size arrives with the next
+    /// keyframe.
+    DisplaySize {
+        /// Width in pixels (even, `2..=MAX_DIMENSION`).
+        width: u16,
+        /// Height in pixels (even).
+        height: u16,
+        /// The client display's refresh rate, frames a second.
+        refresh: u8,
+    },
     /// Client → host: the picture is broken; send a keyframe.
     KeyframeRequest {
         /// Last frame the client decoded correctly.
@@ -313,6 +326,7 @@ pub(crate) mod ty {
     pub const CLIPBOARD: u8 = 18;
     pub const CURSOR_SHAPE: u8 = 19;
     pub const CURSOR_POSITION: u8 = 20;
+    pub const DISPLAY_SIZE: u8 = 21;
 }
 
 /// Largest pointer shape carried, in pixels each way (larger ones are cut).
@@ -395,6 +409,11 @@ impl<'a> Message<'a> {
             Self::Input { seq, event } => events::input::put(out, seq, event),
             Self::InputAck { seq, host_us } => events::input_ack::put(out, seq, host_us),
             Self::Video(f) => media::video::put(out, f),
+            Self::DisplaySize {
+                width,
+                height,
+                refresh,
+            } => session::display_size::put(out, width, height, refresh),
             Self::KeyframeRequest { last_good_frame } => {
                 media::keyframe_request::put(out, last_good_frame)
             }
@@ -442,6 +461,7 @@ impl<'a> Message<'a> {
             ty::INPUT => events::input::get(&mut r)?,
             ty::INPUT_ACK => events::input_ack::get(&mut r)?,
             ty::VIDEO => media::video::get(&mut r)?,
+            ty::DISPLAY_SIZE => session::display_size::get(&mut r)?,
             ty::KEYFRAME_REQUEST => media::keyframe_request::get(&mut r)?,
             ty::RECEIVER_REPORT => media::receiver_report::get(&mut r)?,
             ty::RUMBLE => media::rumble::get(&mut r)?,

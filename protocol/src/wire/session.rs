@@ -316,3 +316,23 @@ pub(super) mod state_sync {
         })
     }
 }
+
+/// `Message::DisplaySize`: its bytes, both ways.
+pub(super) mod display_size {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, width: &u16, height: &u16, refresh: &u8) {
+        out.push(ty::DISPLAY_SIZE);
+        out.extend_from_slice(&width.to_be_bytes());
+        out.extend_from_slice(&height.to_be_bytes());
+        out.push(*refresh);
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        Ok(Message::DisplaySize {
+            width: r.dimension("width")?,
+            height: r.dimension("height")?,
+            refresh: r.fps()?,
+        })
+    }
+}

@@ -66,7 +66,7 @@ fn arb_reason() -> impl Strategy<Value = GoodbyeReason> {
 /// Owned stand-in for a message, since `Message` borrows its payload.
 fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
     (
-        0u8..20,
+        0u8..21,
         proptest::collection::vec(any::<u8>(), 1..1100),
         [any::<u64>(), any::<u64>(), any::<u64>()],
         arb_event(),
@@ -204,6 +204,11 @@ fn build<'a>(
                 rgba: &payload[..rows * row],
             }
         }
+        19 => Message::DisplaySize {
+            width: w,
+            height: h,
+            refresh: fps,
+        },
         18 => Message::CursorPosition {
             x: n[0] as u16,
             y: n[1] as u16,
@@ -214,6 +219,20 @@ fn build<'a>(
             queue_delay_ms: n[1] as u16,
             recv_kbps: n[2] as u32,
         },
+    }
+}
+
+#[test]
+fn display_sizes_must_be_even_nonzero_and_within_the_cap() {
+    let size = |width, height, refresh| Message::DisplaySize {
+        width,
+        height,
+        refresh,
+    };
+    let good = size(1000, 700, 60);
+    assert_eq!(Message::decode(&good.to_vec()), Ok(good.clone()));
+    for bad in [size(999, 700, 60), size(0, 700, 60), size(1000, 700, 0)] {
+        assert!(Message::decode(&bad.to_vec()).is_err(), "{bad:?}");
     }
 }
 

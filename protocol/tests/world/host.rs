@@ -24,6 +24,8 @@ pub struct Desktop {
     pub applied_at: Vec<Instant>,
     /// Times held input was released.
     pub releases: u32,
+    /// The sizes the client's window asked for, in order.
+    pub sizes: Vec<(u16, u16)>,
 }
 
 impl Desktop {
@@ -45,6 +47,7 @@ impl Desktop {
                 .collect(),
             applied_at: Vec::new(),
             releases: 0,
+            sizes: Vec::new(),
         }
     }
 }
@@ -196,6 +199,15 @@ impl World {
                         .map(Desktop::snapshot)
                         .unwrap_or_default();
                     host.core.replicate(session, &state, now);
+                }
+                HostEvent::Resize {
+                    session,
+                    width,
+                    height,
+                } => {
+                    if let Some(d) = host.desktops.get_mut(&session) {
+                        d.sizes.push((width, height));
+                    }
                 }
                 HostEvent::Keyframe { session } => {
                     if let Some(m) = host.media.get_mut(&session) {

@@ -29,6 +29,9 @@ pub(crate) struct MediaControl {
     pub next_frame_id: AtomicU32,
     /// Where the session's gateway is now.
     pub gateway: Mutex<SocketAddr>,
+    /// The picture size a drawn desktop is to have (width in the high
+    /// half, height in the low), or 0 for the size it started with.
+    pub size: AtomicU32,
 }
 
 impl MediaControl {
@@ -42,6 +45,21 @@ impl MediaControl {
             sent_bytes: AtomicU64::new(0),
             next_frame_id: AtomicU32::new(0),
             gateway: Mutex::new(gateway),
+            size: AtomicU32::new(0),
+        }
+    }
+
+    /// Asks a drawn desktop's encoder for pictures of `size`.
+    pub fn ask_size(&self, (w, h): (u16, u16)) {
+        self.size
+            .store((u32::from(w) << 16) | u32::from(h), Ordering::Relaxed);
+    }
+
+    /// The size [`Self::ask_size`] asked for, if it did.
+    pub fn asked_size(&self) -> Option<(u16, u16)> {
+        match self.size.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(((v >> 16) as u16, v as u16)),
         }
     }
 

@@ -51,6 +51,8 @@ pub(super) trait Desktop: Send {
     fn pictures(&self) -> Pictures;
     /// The state the demo draws (and the host's `typed()` reads).
     fn state(&self) -> Arc<Mutex<DesktopState>>;
+    /// Sizes the desktop to `size` where it can; the size it has now.
+    fn resize(&mut self, size: (u16, u16)) -> (u16, u16);
 }
 
 /// The text a client's clipboard may get: cut to a whole character.
@@ -135,6 +137,16 @@ impl Desktop for Demo {
 
     fn state(&self) -> Arc<Mutex<DesktopState>> {
         self.state.clone()
+    }
+
+    /// Drawn at any size: the encoder draws the next picture at `size`.
+    fn resize(&mut self, size: (u16, u16)) -> (u16, u16) {
+        self.size = size;
+        if let Ok(mut d) = self.state.lock() {
+            let (x, y) = d.pointer;
+            d.pointer = (x.min(size.0 - 1), y.min(size.1 - 1));
+        }
+        size
     }
 }
 
@@ -239,5 +251,21 @@ impl Desktop for X11 {
 
     fn state(&self) -> Arc<Mutex<DesktopState>> {
         self.state.clone()
+    }
+
+    /// Through RandR, where the X server can (Xorg's dummy and modesetting
+    /// drivers, not Xvfb); otherwise the screen keeps its size and the
+    /// client scales.
+    fn resize(&mut self, size: (u16, u16)) -> (u16, u16) {
+        match self.injector.resize_screen(size) {
+            Ok(now) => {
+                if now != size {
+                    tracing::info!(asked = ?size, given = ?now, "the X display keeps another size");
+                }
+                self.size = now;
+            }
+            Err(e) => tracing::warn!(error = %e, asked = ?size, "the X display cannot be resized"),
+        }
+        self.size
     }
 }

@@ -220,6 +220,19 @@ impl EncodeJob {
             let capture_us = capture.duration_since(self.epoch).as_micros() as u64;
             match &mut source {
                 Source::Drawn(renderer, shared) => {
+                    if let Some((w, h)) = c.asked_size()
+                        && (usize::from(w), usize::from(h)) != (picture.width, picture.height)
+                    {
+                        // The client's window changed size: drawn anew at
+                        // its size, from a keyframe.
+                        tracing::info!(session = self.session, size = ?(w, h), "drawing the new size");
+                        let motion = renderer.motion;
+                        *renderer = Renderer::new(usize::from(w), usize::from(h));
+                        renderer.motion = motion;
+                        picture = I420::new(usize::from(w), usize::from(h));
+                        adapt = Adapter::new(self.bitrate, (w, h), self.fps, payload);
+                        c.keyframe.store(true, Ordering::Relaxed);
+                    }
                     if let Ok(d) = shared.lock() {
                         state.clone_from(&d);
                     }

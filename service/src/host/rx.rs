@@ -250,6 +250,18 @@ impl Rx {
                         self.core.replicate(session, &self.state_buf, now);
                     }
                 }
+                HostEvent::Resize {
+                    session,
+                    width,
+                    height,
+                } => {
+                    if let Some(s) = self.sessions.get_mut(&session) {
+                        let size = s.desktop.resize((width, height));
+                        tracing::info!(session, asked = ?(width, height), ?size, "the client's window resized");
+                        s.size = size;
+                        s.control.ask_size(size);
+                    }
+                }
                 HostEvent::Keyframe { session } => {
                     if let Some(s) = self.sessions.get(&session) {
                         s.control.keyframe.store(true, Ordering::Relaxed);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use nephele_client::audio::AudioConfig;
-use nephele_client::config::{Kiosk, MouseMode, Settings, Shortcuts};
+use nephele_client::config::{Kiosk, MouseMode, Resolution, Settings, Shortcuts};
 use nephele_client::video::DecoderChoice;
 use nephele_protocol::activity::{IdlePolicy, KeepActive};
 
@@ -108,6 +108,12 @@ pub(crate) struct StreamArgs {
     /// `MS pad N axis NAME VALUE` with gilrs' names).
     #[arg(long, value_name = "PATH")]
     pub(crate) input_script: Option<PathBuf>,
+    /// The desktop's size: `window` follows the window whenever it settles
+    /// after a resize; `fixed` keeps --width × --height, scaled to fit
+    /// [settings: video.resolution; default window, or fixed when --width
+    /// or --height is given].
+    #[arg(long, value_name = "MODE")]
+    pub(crate) resolution: Option<Resolution>,
     /// Requested picture width [settings: video.width; default 1280].
     #[arg(long)]
     pub(crate) width: Option<u16>,
@@ -168,6 +174,7 @@ pub(crate) struct StreamArgs {
 
 /// What a session runs with: the settings file under the flags.
 pub(crate) struct Prefs {
+    pub(crate) resolution: Resolution,
     pub(crate) width: u16,
     pub(crate) height: u16,
     pub(crate) fps: u8,
@@ -191,7 +198,9 @@ impl StreamArgs {
                 "kiosk mode needs a window: drop --headless, or `[kiosk] enabled` from the settings"
             );
         }
+        let sized = (self.width.is_some() || self.height.is_some()).then_some(Resolution::Fixed);
         Ok(Prefs {
+            resolution: self.resolution.or(sized).unwrap_or(s.video.resolution),
             width: self.width.unwrap_or(s.video.width),
             height: self.height.unwrap_or(s.video.height),
             fps: self.fps.unwrap_or(s.video.fps),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nephele_api::DirectoryClient;
 use nephele_client::audio::AudioConfig;
-use nephele_client::config::Settings;
+use nephele_client::config::{Resolution, Settings};
 use nephele_client::demo::{DemoOptions, DemoServer};
 use nephele_client::headless::{HeadlessPresenter, play_script};
 use nephele_client::input::Script;
@@ -210,6 +210,7 @@ fn window_options(
         script,
         title: "Nephele".into(),
         display_hz: prefs.display_hz,
+        follow_window: prefs.resolution == Resolution::Window,
         keep_active: prefs.keep_active,
         fullscreen: prefs.fullscreen,
         stats_overlay: prefs.stats_overlay,
