@@ -63,6 +63,46 @@ fn every_conformance_digest_matches_through_nephele_decode() {
     );
 }
 
+/// The digest and the size `nephele decode --sha1 --decoder DECODER` gives.
+fn decoded(file: &Path, decoder: &str) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args(["decode", "--sha1", "--decoder", decoder])
+        .arg(file)
+        .output()
+        .expect("run nephele decode");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "{} ({decoder}): {stderr}",
+        file.display()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sum = stdout.split_whitespace().next().unwrap_or("").to_string();
+    let size = stderr
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    (sum, size)
+}
+
+#[test]
+fn frame_cropping_is_exact_through_both_decoders() {
+    // A left crop keeps its exact width through FFmpeg too (libavcodec
+    // otherwise keeps the planes aligned and shows 326 columns).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/made");
+    let sums = std::fs::read_to_string(dir.join("SHA1SUMS")).unwrap();
+    let (sum, _) = sums
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .find(|(_, f)| *f == "left-crop.264")
+        .expect("left-crop.264 in SHA1SUMS");
+    for decoder in ["ffmpeg", "openh264"] {
+        let got = decoded(&dir.join("left-crop.264"), decoder);
+        assert_eq!(got, (sum.to_string(), "300x282".to_string()), "{decoder}");
+    }
+}
+
 /// Each access unit travels as one frame, as a host sends them: fragmented
 /// into small datagrams, shuffled within a window of frames, reassembled,
 /// then decoded.

@@ -20,6 +20,7 @@ const AV_CODEC_ID_H264: c_int = 27;
 const AV_PIX_FMT_YUV420P: c_int = 0;
 const AV_PIX_FMT_YUVJ420P: c_int = 12;
 const AV_LOG_QUIET: c_int = -8;
+const AV_CODEC_FLAG_UNALIGNED: i64 = 1;
 const EAGAIN: c_int = nephele_platform::dylib::EAGAIN;
 
 const fn fferrtag(t: &[u8; 4]) -> c_int {
@@ -215,6 +216,11 @@ impl AvDecoder {
             // One thread: frame threading would add a frame of latency per
             // thread, and the decode thread already overlaps presentation.
             (api.opt_set_int)(me.ctx, c"threads".as_ptr(), 1, 0);
+            // Frame cropping exactly as the stream says: otherwise
+            // libavcodec keeps a left crop's planes aligned and hands out
+            // wider pictures than the stream's (the converter takes any
+            // alignment).
+            (api.opt_set_int)(me.ctx, c"flags".as_ptr(), AV_CODEC_FLAG_UNALIGNED, 0);
             let rc = (api.open)(me.ctx, codec, std::ptr::null_mut());
             if rc < 0 {
                 me.ctx_free();
