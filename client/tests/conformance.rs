@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nephele_client::video::{self, DecoderChoice, H264Decoder, PictureDigest};
+use nephele_client::video::{self, DecoderChoice, PictureDigest, VideoDecoder};
 use nephele_protocol::video::{Fragmenter, Reassembler, ReassemblerConfig, ReassemblyEvent};
 use nephele_protocol::wire::Message;
 
@@ -86,21 +86,56 @@ fn decoded(file: &Path, decoder: &str) -> (String, String) {
     (sum, size)
 }
 
+fn made_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/made")
+}
+
+/// The streams made with FFmpeg and its own decode's digest of each.
+fn made() -> Vec<(String, String)> {
+    let sums = std::fs::read_to_string(made_dir().join("SHA1SUMS")).unwrap();
+    sums.lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(sum, file)| (sum.to_string(), file.to_string()))
+        .collect()
+}
+
 #[test]
 fn frame_cropping_is_exact_through_both_decoders() {
     // A left crop keeps its exact width through FFmpeg too (libavcodec
     // otherwise keeps the planes aligned and shows 326 columns).
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/made");
-    let sums = std::fs::read_to_string(dir.join("SHA1SUMS")).unwrap();
-    let (sum, _) = sums
-        .lines()
-        .filter_map(|l| l.split_once("  "))
-        .find(|(_, f)| *f == "left-crop.264")
+    let (sum, file) = made()
+        .into_iter()
+        .find(|(_, f)| f == "left-crop.264")
         .expect("left-crop.264 in SHA1SUMS");
     for decoder in ["ffmpeg", "openh264"] {
-        let got = decoded(&dir.join("left-crop.264"), decoder);
-        assert_eq!(got, (sum.to_string(), "300x282".to_string()), "{decoder}");
+        let got = decoded(&made_dir().join(&file), decoder);
+        assert_eq!(got, (sum.clone(), "300x282".to_string()), "{decoder}");
     }
+}
+
+#[test]
+fn hevc_and_av1_decode_to_ffmpegs_own_digest() {
+    let made = made();
+    for ext in ["265", "ivf"] {
+        let (sum, file) = made
+            .iter()
+            .find(|(_, f)| f.ends_with(ext))
+            .unwrap_or_else(|| panic!("no .{ext} stream in SHA1SUMS"));
+        let got = decoded(&made_dir().join(file), "auto");
+        assert_eq!(got, (sum.clone(), "320x180".to_string()), "{file}");
+    }
+    // openh264 is H.264's alone, and says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_nephele"))
+        .args(["decode", "--sha1", "--decoder", "openh264"])
+        .arg(made_dir().join("testsrc2.265"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("openh264 decodes H.264 only, not HEVC"),
+        "{err}"
+    );
 }
 
 /// Each access unit travels as one frame, as a host sends them: fragmented
@@ -110,7 +145,7 @@ fn digest_over_network(data: &[u8], seed: u64, choice: DecoderChoice) -> String 
     let mut frag = Fragmenter::new(200);
     let t0 = Instant::now();
     let mut reasm = Reassembler::new(ReassemblerConfig::default(), t0);
-    let mut dec = H264Decoder::with(choice).unwrap();
+    let mut dec = VideoDecoder::with(choice).unwrap();
     let mut digest = PictureDigest::default();
     let nals: Vec<&[u8]> = video::access_units(data).collect();
     let mut rng = seed | 1;

@@ -14,11 +14,11 @@ use tokio::sync::{Notify, watch};
 use super::{FrameMeta, FrameSink};
 use crate::stats::Stats;
 use crate::status::HostClock;
-use crate::video::H264Decoder;
+use crate::video::VideoDecoder;
 
 /// What the decode thread runs with.
 pub(super) struct Decode {
-    pub decoder: H264Decoder,
+    pub decoder: VideoDecoder,
     pub frames: Receiver<CompleteFrame>,
     pub recycle: SyncSender<Vec<u8>>,
     pub sink: Box<dyn FrameSink>,

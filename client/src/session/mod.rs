@@ -343,7 +343,7 @@ impl Session {
 
         // Made here so a decoder that cannot start fails the session with
         // its reason.
-        let decoder = crate::video::H264Decoder::with(cfg.decoder)?;
+        let decoder = crate::video::VideoDecoder::with(cfg.decoder)?;
         let name = decoder.backend().name();
         tracing::info!(decoder = name, "H.264 decoder");
         let _ = stats.decoder.set(name);

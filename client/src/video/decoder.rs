@@ -1,13 +1,13 @@
-//! FFmpeg's or openh264's H.264 decoder behind the one interface the
-//! session and `nephele decode` use.
+//! FFmpeg's decoders (H.264, HEVC, AV1) or openh264's (H.264) behind the
+//! one interface the session and `nephele decode` use.
 
 use openh264::OpenH264API;
 use openh264::decoder::{DecodedYUV, Decoder, DecoderConfig, Flush};
 use openh264::formats::YUVSource;
 
-use super::annexb::{access_units, nal_units};
+use super::annexb::{access_units, hevc_access_units, nal_units};
 use super::ffmpeg::AvDecoder;
-use super::{DecoderChoice, Picture, VideoError};
+use super::{Codec, DecoderChoice, Picture, VideoError};
 
 /// A picture openh264 decoded, as the client's [`Picture`].
 fn picture_of<'a>(d: &'a DecodedYUV<'a>) -> Picture<'a> {
@@ -26,10 +26,10 @@ fn picture_of<'a>(d: &'a DecodedYUV<'a>) -> Picture<'a> {
 
 enum Backend {
     OpenH264(Box<Decoder>),
-    Ffmpeg(AvDecoder),
+    Ffmpeg(AvDecoder, Codec),
 }
 
-/// Counters of an [`H264Decoder`].
+/// Counters of an [`VideoDecoder`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DecoderStats {
     /// Pictures produced.
@@ -39,35 +39,51 @@ pub struct DecoderStats {
 }
 
 /// FFmpeg's or openh264's decoder behind the interface the client needs.
-pub struct H264Decoder {
+pub struct VideoDecoder {
     inner: Backend,
     stats: DecoderStats,
 }
 
-impl std::fmt::Debug for H264Decoder {
+impl std::fmt::Debug for VideoDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("H264Decoder")
+        f.debug_struct("VideoDecoder")
             .field("backend", &self.backend())
             .field("stats", &self.stats)
             .finish()
     }
 }
 
-impl H264Decoder {
+impl VideoDecoder {
     /// The default decoder: FFmpeg's where the system has it, else openh264.
     pub fn new() -> Result<Self, VideoError> {
         Self::with(DecoderChoice::Auto)
     }
 
-    /// The decoder chosen.
+    /// The H.264 decoder chosen.
     pub fn with(choice: DecoderChoice) -> Result<Self, VideoError> {
-        let inner = match choice {
-            DecoderChoice::Openh264 => Self::openh264()?,
-            DecoderChoice::Ffmpeg => Backend::Ffmpeg(
-                AvDecoder::new().map_err(|e| VideoError::Init(format!("FFmpeg: {e}")))?,
-            ),
-            DecoderChoice::Auto => match AvDecoder::new() {
-                Ok(d) => Backend::Ffmpeg(d),
+        Self::for_codec(Codec::H264, choice)
+    }
+
+    /// The decoder chosen for `codec`: HEVC and AV1 only through FFmpeg.
+    pub fn for_codec(codec: Codec, choice: DecoderChoice) -> Result<Self, VideoError> {
+        let ffmpeg = || {
+            AvDecoder::new(codec)
+                .map(|d| Backend::Ffmpeg(d, codec))
+                .map_err(|e| VideoError::Init(format!("FFmpeg: {e}")))
+        };
+        let inner = match (choice, codec) {
+            (DecoderChoice::Openh264, Codec::H264) => Self::openh264()?,
+            (DecoderChoice::Openh264, _) => {
+                return Err(VideoError::Init(format!(
+                    "openh264 decodes H.264 only, not {}",
+                    codec.name()
+                )));
+            }
+            (DecoderChoice::Ffmpeg, _) | (DecoderChoice::Auto, Codec::Hevc | Codec::Av1) => {
+                ffmpeg()?
+            }
+            (DecoderChoice::Auto, Codec::H264) => match ffmpeg() {
+                Ok(d) => d,
                 Err(e) => {
                     tracing::debug!(reason = %e, "FFmpeg's decoder unavailable; using openh264");
                     Self::openh264()?
@@ -92,7 +108,7 @@ impl H264Decoder {
     pub fn backend(&self) -> DecoderChoice {
         match self.inner {
             Backend::OpenH264(_) => DecoderChoice::Openh264,
-            Backend::Ffmpeg(_) => DecoderChoice::Ffmpeg,
+            Backend::Ffmpeg(..) => DecoderChoice::Ffmpeg,
         }
     }
 
@@ -101,23 +117,24 @@ impl H264Decoder {
         self.stats
     }
 
-    /// Decodes a run of Annex-B access units (one from the network, or a
-    /// whole file) in stream order and calls `out` with each picture.
-    /// Returns whether the decoder reported corruption (the caller then asks
-    /// for a keyframe).
+    /// Decodes a run of access units (one from the network, or a whole
+    /// file: Annex B, or IVF for AV1) in stream order and calls `out` with
+    /// each picture. Returns whether the decoder reported corruption (the
+    /// caller then asks for a keyframe).
     pub fn decode(&mut self, data: &[u8], mut out: impl FnMut(Picture<'_>)) -> bool {
         let dec = match &mut self.inner {
             Backend::OpenH264(d) => d,
-            Backend::Ffmpeg(d) => {
-                let mut corrupt = false;
-                for au in access_units(data) {
+            Backend::Ffmpeg(d, codec) => {
+                let (mut corrupt, stats) = (false, &mut self.stats);
+                let mut each = |au: &[u8]| {
                     let got = d.decode(au, &mut out);
-                    self.stats.pictures += got.pictures;
+                    stats.pictures += got.pictures;
                     if got.corrupt {
                         corrupt = true;
-                        self.stats.errors += 1;
+                        stats.errors += 1;
                     }
-                }
+                };
+                for_each_unit(*codec, data, &mut each);
                 return corrupt;
             }
         };
@@ -144,7 +161,7 @@ impl H264Decoder {
     pub fn flush(&mut self, mut out: impl FnMut(Picture<'_>)) {
         let dec = match &mut self.inner {
             Backend::OpenH264(d) => d,
-            Backend::Ffmpeg(d) => {
+            Backend::Ffmpeg(d, _) => {
                 let got = d.flush(&mut out);
                 self.stats.pictures += got.pictures;
                 self.stats.errors += u64::from(got.corrupt);
@@ -163,6 +180,19 @@ impl H264Decoder {
                 tracing::debug!(error = %e, "flushing the decoder");
             }
         }
+    }
+}
+
+/// Calls `each` with every access unit of `data` (one from the network, or
+/// a whole file: Annex B, or IVF for AV1), as a host sends them.
+pub fn for_each_unit(codec: Codec, data: &[u8], mut each: impl FnMut(&[u8])) {
+    match codec {
+        Codec::H264 => access_units(data).for_each(each),
+        Codec::Hevc => hevc_access_units(data).for_each(each),
+        Codec::Av1 => match super::ivf::frames(data) {
+            Some(frames) => frames.for_each(each),
+            None => each(data),
+        },
     }
 }
 

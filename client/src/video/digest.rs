@@ -1,6 +1,6 @@
 //! The conformance suite's digest of decoded pictures.
 
-use super::{DecoderChoice, H264Decoder, Picture, VideoError};
+use super::{Codec, DecoderChoice, Picture, VideoDecoder, VideoError};
 
 /// SHA-1 of decoded pictures as defined by the conformance suite.
 #[derive(Default)]
@@ -33,8 +33,12 @@ impl PictureDigest {
 }
 
 /// Decodes a whole Annex-B file and returns its digest and picture count.
-pub fn digest_stream(data: &[u8], choice: DecoderChoice) -> Result<PictureDigest, VideoError> {
-    let mut dec = H264Decoder::with(choice)?;
+pub fn digest_stream(
+    data: &[u8],
+    codec: Codec,
+    choice: DecoderChoice,
+) -> Result<PictureDigest, VideoError> {
+    let mut dec = VideoDecoder::for_codec(codec, choice)?;
     let mut digest = PictureDigest::default();
     dec.decode(data, |p| digest.add(&p));
     dec.flush(|p| digest.add(&p));

@@ -1,4 +1,5 @@
-//! FFmpeg's H.264 decoder (libavcodec), loaded when the client starts.
+//! FFmpeg's decoders (libavcodec: H.264, HEVC, AV1 through dav1d or
+//! libaom), loaded when the client starts.
 //!
 //! Written by hand rather than through `ffmpeg-next` or `rsmpeg`: those
 //! generate their bindings with bindgen and link FFmpeg when the client is
@@ -14,9 +15,8 @@ use std::sync::OnceLock;
 
 use libloading::Library;
 
-use super::Picture;
+use super::{Codec, Picture};
 
-const AV_CODEC_ID_H264: c_int = 27;
 const AV_PIX_FMT_YUV420P: c_int = 0;
 const AV_PIX_FMT_YUVJ420P: c_int = 12;
 const AV_LOG_QUIET: c_int = -8;
@@ -57,7 +57,7 @@ type Ptr = *mut c_void;
 
 struct Api {
     version: u32,
-    find_decoder: unsafe extern "C" fn(c_int) -> *const c_void,
+    find_decoder: unsafe extern "C" fn(*const c_char) -> *const c_void,
     alloc_context: unsafe extern "C" fn(*const c_void) -> Ptr,
     open: unsafe extern "C" fn(Ptr, *const c_void, *mut Ptr) -> c_int,
     free_context: unsafe extern "C" fn(*mut Ptr),
@@ -131,7 +131,7 @@ unsafe fn resolve(avcodec: Library, avutil: Library) -> Result<Api, libloading::
         log_level(AV_LOG_QUIET);
         Ok(Api {
             version: version(),
-            find_decoder: *avcodec.get(b"avcodec_find_decoder\0")?,
+            find_decoder: *avcodec.get(b"avcodec_find_decoder_by_name\0")?,
             alloc_context: *avcodec.get(b"avcodec_alloc_context3\0")?,
             open: *avcodec.get(b"avcodec_open2\0")?,
             free_context: *avcodec.get(b"avcodec_free_context\0")?,
@@ -165,8 +165,8 @@ pub fn available() -> Result<String, String> {
     ))
 }
 
-/// One libavcodec H.264 decoding context, single-threaded, fed one access
-/// unit per call.
+/// One libavcodec decoding context, single-threaded, fed one access unit
+/// (AV1: temporal unit) per call.
 pub struct AvDecoder {
     api: &'static Api,
     ctx: Ptr,
@@ -194,19 +194,29 @@ pub struct Outcome {
 }
 
 impl AvDecoder {
-    /// Opens a decoder, or says why FFmpeg cannot be used.
-    pub fn new() -> Result<Self, String> {
+    /// Opens a decoder of `codec`, or says why FFmpeg cannot be used.
+    pub fn new(codec: Codec) -> Result<Self, String> {
         let api = api()?;
+        // Software decoders by name (libavcodec's own "av1" decodes only
+        // through a hardware accelerator): dav1d first, the fastest.
+        let names: &[&std::ffi::CStr] = match codec {
+            Codec::H264 => &[c"h264"],
+            Codec::Hevc => &[c"hevc"],
+            Codec::Av1 => &[c"libdav1d", c"libaom-av1"],
+        };
         // SAFETY: the calls follow libavcodec's documented set-up sequence;
         // every pointer is checked before use and freed in `Drop`.
         unsafe {
-            let codec = (api.find_decoder)(AV_CODEC_ID_H264);
-            if codec.is_null() {
-                return Err("this FFmpeg has no H.264 decoder".into());
-            }
+            let Some(found) = names
+                .iter()
+                .map(|n| (api.find_decoder)(n.as_ptr()))
+                .find(|p| !p.is_null())
+            else {
+                return Err(format!("this FFmpeg has no {} decoder", codec.name()));
+            };
             let mut me = Self {
                 api,
-                ctx: (api.alloc_context)(codec),
+                ctx: (api.alloc_context)(found),
                 packet: (api.packet_alloc)(),
                 frame: (api.frame_alloc)(),
             };
@@ -221,10 +231,10 @@ impl AvDecoder {
             // wider pictures than the stream's (the converter takes any
             // alignment).
             (api.opt_set_int)(me.ctx, c"flags".as_ptr(), AV_CODEC_FLAG_UNALIGNED, 0);
-            let rc = (api.open)(me.ctx, codec, std::ptr::null_mut());
+            let rc = (api.open)(me.ctx, found, std::ptr::null_mut());
             if rc < 0 {
                 me.ctx_free();
-                return Err(format!("opening FFmpeg's H.264 decoder failed ({rc})"));
+                return Err(format!("opening FFmpeg's decoder failed ({rc})"));
             }
             Ok(me)
         }

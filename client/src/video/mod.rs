@@ -2,7 +2,7 @@
 //! system has one ([`ffmpeg`], else openh264) → I420 pictures → the
 //! window's pixel format, scaled to fit ([`present`]).
 //!
-//! The same [`H264Decoder`] serves the network session and `nephele decode`,
+//! The same [`VideoDecoder`] serves the network session and `nephele decode`,
 //! so the conformance digests ([`digest`]) check the path frames really
 //! take. [`annexb`] cuts a byte stream into NAL and access units.
 
@@ -10,13 +10,14 @@ pub mod annexb;
 mod decoder;
 pub mod digest;
 mod ffmpeg;
+pub mod ivf;
 pub mod present;
 mod scale;
 
 use std::time::Instant;
 
 pub use annexb::{access_units, nal_units};
-pub use decoder::{DecoderStats, H264Decoder, openh264_has_simd};
+pub use decoder::{DecoderStats, VideoDecoder, for_each_unit, openh264_has_simd};
 pub use digest::{PictureDigest, digest_stream};
 pub use ffmpeg::available as ffmpeg_available;
 pub use present::{BAND, Presenter, Viewport};
@@ -69,8 +70,57 @@ impl Picture<'_> {
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
     /// The decoder failed to start.
-    #[error("starting the H.264 decoder: {0}")]
+    #[error("starting the video decoder: {0}")]
     Init(String),
+}
+
+/// A video coding format.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// H.264 / AVC, Annex B.
+    #[default]
+    H264,
+    /// H.265 / HEVC, Annex B.
+    Hevc,
+    /// AV1: temporal units (from the network), or an IVF file.
+    Av1,
+}
+
+impl Codec {
+    /// Its usual name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::H264 => "H.264",
+            Self::Hevc => "HEVC",
+            Self::Av1 => "AV1",
+        }
+    }
+
+    /// The codec a file's name says (`.265`, `.hevc`, `.h265`: HEVC; `.ivf`,
+    /// `.av1`, `.obu`: AV1), else H.264.
+    pub fn of_file(path: &std::path::Path) -> Self {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("265" | "hevc" | "h265") => Self::Hevc,
+            Some("ivf" | "av1" | "obu") => Self::Av1,
+            _ => Self::H264,
+        }
+    }
 }
 
 /// Which H.264 decoder to use.

@@ -23,9 +23,13 @@ pub fn arm64_decode(_host_nephele: &Path, dir: &Path) -> Result<()> {
     let nephele = arm64_client(false)?;
     let ffmpeg = arm64_ffmpeg(dir)?;
     let clip = testsrc_clip(dir, "720p", (1280, 720), "4M")?;
-    let r = decode_runs(RUNS, &clip, &|| under_qemu(&nephele), &|| {
-        under_qemu(&ffmpeg)
-    })?;
+    let r = decode_runs(
+        RUNS,
+        &clip,
+        &|| under_qemu(&nephele),
+        &|| under_qemu(&ffmpeg),
+        None,
+    )?;
     let pictures = r.pictures;
     let anchor = (
         "arm64 ffmpeg -threads 1 -i CLIP -pix_fmt bgra -f null - under qemu-aarch64",

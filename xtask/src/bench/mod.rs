@@ -3,6 +3,7 @@
 
 mod arm64;
 mod network;
+mod scale;
 mod security;
 mod service;
 mod size;
@@ -27,9 +28,10 @@ type BenchGroup = fn(&Path, &Path) -> Result<()>;
 
 /// `cargo xtask bench [GROUP...]`: every group, or the ones named.
 pub fn bench(only: &[String]) -> Result<()> {
-    let groups: [(&str, BenchGroup); 13] = [
+    let groups: [(&str, BenchGroup); 14] = [
         ("size", size::client_size),
         ("decode", video::decode_benches),
+        ("scale", scale::scale),
         ("loopback", video::loopback_stream),
         ("loss", network::lossy_streams),
         ("blackout", network::blackout),

@@ -32,9 +32,13 @@ pub fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
                 .stderr(Stdio::null()))?;
         }
         for (kind, clip) in [("testsrc2", &testsrc), ("desktop", &desktop)] {
-            let r = decode_runs(DECODE_RUNS, clip, &|| Command::new(nephele), &|| {
-                Command::new("ffmpeg")
-            })?;
+            let r = decode_runs(
+                DECODE_RUNS,
+                clip,
+                &|| Command::new(nephele),
+                &|| Command::new("ffmpeg"),
+                None,
+            )?;
             let (pictures, decoder) = (r.pictures, r.decoder);
             let anchor = (
                 "ffmpeg -threads 1 -i CLIP -pix_fmt bgra -f null -",
@@ -61,7 +65,9 @@ pub fn decode_benches(nephele: &Path, dir: &Path) -> Result<()> {
 /// runs: `nephele decode --bench` with its default decoder (`ours`) and
 /// with the built-in openh264 (`builtin`), and ffmpeg decoding to BGRA on
 /// one thread (`theirs`). `nephele` and `ffmpeg` give each program's
-/// command (the program itself, or an emulator running it).
+/// command (the program itself, or an emulator running it). With `scale`,
+/// each picture is also scaled to that size: into a window-sized surface by
+/// the client, by libswscale's bilinear (`-vf scale`) for ffmpeg.
 pub struct DecodeRuns {
     pub ours: f64,
     pub builtin: f64,
@@ -76,6 +82,7 @@ pub fn decode_runs(
     clip: &Path,
     nephele: &dyn Fn() -> Command,
     ffmpeg: &dyn Fn() -> Command,
+    scale: Option<(u32, u32)>,
 ) -> Result<DecodeRuns> {
     let (mut ours, mut builtin, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
     let (mut pictures, mut decoder) = (0.0, String::new());
@@ -83,12 +90,18 @@ pub fn decode_runs(
         let mut anchor = ffmpeg();
         anchor
             .args(["-nostdin", "-v", "error", "-threads", "1", "-i"])
-            .arg(clip)
-            .args(["-pix_fmt", "bgra", "-f", "null", "-"]);
+            .arg(clip);
+        if let Some((w, h)) = scale {
+            anchor.args(["-vf", &format!("scale={w}:{h}:flags=bilinear")]);
+        }
+        anchor.args(["-pix_fmt", "bgra", "-f", "null", "-"]);
         theirs.push(timed(&mut anchor)?.0);
         for (extra, into) in [(None, &mut ours), (Some("openh264"), &mut builtin)] {
             let mut cmd = nephele();
             cmd.arg("decode").arg(clip).arg("--bench");
+            if let Some((w, h)) = scale {
+                cmd.args(["--scale", &format!("{w}x{h}")]);
+            }
             if let Some(d) = extra {
                 cmd.args(["--decoder", d]);
             }

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use nephele_client::audio::AudioConfig;
 use nephele_client::config::{Kiosk, MouseMode, Resolution, Settings, Shortcuts};
-use nephele_client::video::DecoderChoice;
+use nephele_client::video::{Codec, DecoderChoice};
 use nephele_protocol::activity::{IdlePolicy, KeepActive};
 
 /// The long help's closing part: settings, kiosk mode, shortcuts, logs.
@@ -350,16 +350,35 @@ where
 
 #[derive(Debug, Args)]
 pub(crate) struct DecodeArgs {
-    /// Raw H.264 Annex-B file.
+    /// A raw video stream: H.264 or HEVC Annex B, or AV1 in IVF.
     pub(crate) file: PathBuf,
+    /// Its codec (default: from the file's name: `.265`, `.hevc`: HEVC;
+    /// `.ivf`, `.av1`: AV1; otherwise H.264).
+    #[arg(long, value_enum)]
+    pub(crate) codec: Option<Codec>,
     /// Print the SHA-1 of the decoded pictures (the conformance digest).
     #[arg(long)]
     pub(crate) sha1: bool,
     /// Time decoding and conversion to the window's pixel format per picture.
     #[arg(long)]
     pub(crate) bench: bool,
+    /// With --bench: also scale each picture into a window of this size
+    /// (WIDTHxHEIGHT), as the window does; the conversion time includes it.
+    #[arg(long, value_name = "WxH", value_parser = parse_size, requires = "bench")]
+    pub(crate) scale: Option<(u32, u32)>,
     /// The H.264 decoder (auto: FFmpeg's where the system has libavcodec,
     /// else the built-in openh264).
     #[arg(long, value_enum, default_value_t = DecoderChoice::Auto)]
     pub(crate) decoder: DecoderChoice,
+}
+
+/// `WIDTHxHEIGHT`, each 1 to 16384.
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("`{s}`: expected WIDTHxHEIGHT, such as 1920x1080");
+    let (w, h) = s.split_once('x').ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if !(1..=16384).contains(&w) || !(1..=16384).contains(&h) {
+        return Err(bad());
+    }
+    Ok((w, h))
 }

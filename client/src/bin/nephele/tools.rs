@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use nephele_client::config::{self, Loaded};
-use nephele_client::video::{self, DecoderChoice, H264Decoder, Presenter};
+use nephele_client::video::{self, Codec, DecoderChoice, Presenter, VideoDecoder};
 
 use crate::cli::DecodeArgs;
 
@@ -31,21 +31,23 @@ pub(crate) fn show_config(path: Option<&Path>, loaded: &Loaded) -> Result<()> {
 
 pub(crate) fn decode(a: DecodeArgs) -> Result<()> {
     let data = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let codec = a.codec.unwrap_or_else(|| Codec::of_file(&a.file));
     if a.sha1 && !a.bench {
-        let digest = video::digest_stream(&data, a.decoder)?;
+        let digest = video::digest_stream(&data, codec, a.decoder)?;
         let pictures = digest.pictures;
         let (w, h) = digest.size;
         println!("{}  {}", digest.finish(), a.file.display());
         eprintln!("{pictures} pictures, {w}x{h}");
         return Ok(());
     }
-    let mut dec = H264Decoder::with(a.decoder)?;
+    let mut dec = VideoDecoder::for_codec(codec, a.decoder)?;
     if dec.backend() == DecoderChoice::Openh264 && !video::openh264_has_simd() {
         eprintln!(
             "warning: openh264 in this binary was built without its x86 assembly (NASM was missing); run `cargo clean -p openh264-sys2` and rebuild"
         );
     }
     let mut presenter = Presenter::default();
+    let mut surface = vec![0u32; a.scale.map_or(0, |(w, h)| w as usize * h as usize)];
     let mut digest = video::PictureDigest::default();
     let mut decode_ms: Vec<f64> = Vec::new();
     let mut convert_ms: Vec<f64> = Vec::new();
@@ -55,6 +57,9 @@ pub(crate) fn decode(a: DecodeArgs) -> Result<()> {
         let t = Instant::now();
         if let Err(e) = presenter.convert(&p) {
             eprintln!("conversion failed: {e:?}");
+        }
+        if let Some((w, h)) = a.scale {
+            presenter.blit(&mut surface, w, h);
         }
         let c = video::ms_between(t, Instant::now());
         converted_px += presenter.converted_pixels() as f64;
@@ -75,10 +80,10 @@ pub(crate) fn decode(a: DecodeArgs) -> Result<()> {
     };
     // One access unit per call (what the network delivers), so each
     // picture's decode time is its own.
-    for au in video::access_units(&data) {
+    video::for_each_unit(codec, &data, |au| {
         let t0 = Instant::now();
         dec.decode(au, |p| on_picture(p, t0));
-    }
+    });
     let t0 = Instant::now();
     dec.flush(|p| on_picture(p, t0));
     let n = decode_ms.len().max(1) as f64;
