@@ -182,12 +182,38 @@ impl FromStr for Resolution {
     }
 }
 
+/// How typing reaches the desktop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Typing {
+    /// Characters as the local layout, a dead key or an input method makes
+    /// them, typed by the host whatever its own layout; keys that type
+    /// nothing, and shortcuts, by position (desktops).
+    #[default]
+    Text,
+    /// Every key by its position, the host's layout deciding (games).
+    Keys,
+}
+
+impl FromStr for Typing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Self::Text),
+            "keys" => Ok(Self::Keys),
+            _ => Err(format!("`{s}`: typing is text or keys")),
+        }
+    }
+}
+
 /// `[input]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct Input {
     /// The mouse mode at the start (the capture shortcut toggles it).
     pub mouse: MouseMode,
+    /// Typing as text (desktops) or as physical keys (games).
+    pub typing: Typing,
     /// Keep the session active without input: `none`, `presentation`,
     /// `video`, `spectating` or `recording`.
     #[serde(with = "keep_active")]
@@ -200,6 +226,7 @@ impl Default for Input {
     fn default() -> Self {
         Self {
             mouse: MouseMode::Absolute,
+            typing: Typing::Text,
             keep_active: KeepActive::No,
             clipboard: false,
         }

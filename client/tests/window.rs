@@ -22,7 +22,14 @@ fn xdotool_types_into_the_window_and_the_desktop_shows() {
     std::fs::create_dir_all(&dir).unwrap();
     let rec = dir.join("rec.jsonl");
     let client = Command::new(env!("CARGO_BIN_EXE_nephele"))
-        .args(["demo", "--duration", "60", "--record-input"])
+        .args([
+            "demo",
+            "--duration",
+            "60",
+            "--typing",
+            "keys",
+            "--record-input",
+        ])
         .arg(&rec)
         .env("DISPLAY", &display)
         .env_remove("WAYLAND_DISPLAY")

@@ -342,6 +342,76 @@ fn the_x_screen_follows_the_client_window_and_the_picture_maps_one_to_one() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `setxkbmap LAYOUT` on `display`.
+fn layout(display: &str, layout: &str) {
+    need("setxkbmap");
+    let status = Command::new("setxkbmap")
+        .args(["-display", display, layout])
+        .status()
+        .unwrap();
+    assert!(status.success(), "setxkbmap {layout}");
+}
+
+#[test]
+fn umlauts_and_accents_typed_on_german_and_french_layouts_arrive_in_the_hosts_xterm() {
+    let _turn = turn();
+    need("xdotool");
+    let dir = scratch("layouts");
+    // The host's display keeps the US layout, which has none of them.
+    let (_remote_x, remote) = start_xvfb("1280x720x24");
+    let _xterm = x_program(
+        &remote,
+        &dir,
+        "xterm",
+        ["--class", "xterm"],
+        &[
+            "-u8",
+            "-geometry",
+            "160x40+0+0",
+            "-e",
+            "env",
+            "LC_ALL=C.UTF-8",
+        ]
+        .into_iter()
+        .chain(["bash", "--norc", "--noprofile"])
+        .collect::<Vec<_>>(),
+    );
+    let (_local_x, local) = start_xvfb("1280x800x24");
+    layout(&local, "de");
+    let (_server, url) = serve(&dir, &remote, &[]);
+    let client = connect_with(&url, &dir, 20, 30, &["--resolution", "fixed"], Some(&local));
+    let wid = common::xdotool(&local, &["search", "--sync", "--name", "Nephele"]);
+    let wid = wid.lines().next().unwrap().to_string();
+    wait_for("the first picture", Duration::from_secs(20), || {
+        client.heard.said("first picture")
+    });
+    common::xdotool(&local, &["windowfocus", "--sync", &wid]);
+    // The pointer over the xterm: focus follows it without a window manager.
+    common::xdotool(&local, &["mousemove", "--window", &wid, "300", "200"]);
+    let file = dir.join("typed.txt");
+    let typing = |text: &str| {
+        common::xdotool(&local, &["type", "--delay", "40", text]);
+    };
+    typing("echo Grüße äöü ÄÖÜ ß");
+    layout(&local, "fr");
+    typing(" éèàç ù ");
+    // A dead key, composed locally: ^ then e.
+    common::xdotool(&local, &["key", "--delay", "40", "dead_circumflex", "e"]);
+    typing(&format!(" > {}", file.display()));
+    common::xdotool(&local, &["key", "Return"]);
+    wait_for(
+        "the typed line in the file",
+        Duration::from_secs(15),
+        || std::fs::read_to_string(&file).is_ok_and(|t| t.ends_with('\n')),
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "Grüße äöü ÄÖÜ ß éèàç ù ê\n"
+    );
+    let _ = finish(client, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_clipboard_crosses_between_the_local_display_and_the_x_desktop() {
     let _turn = turn();

@@ -188,6 +188,10 @@ impl DesktopState {
                 self.wheel.0 = self.wheel.0.saturating_add(dx.into());
                 self.wheel.1 = self.wheel.1.saturating_add(dy.into());
             }
+            InputEvent::Text { ch } => {
+                self.key_presses += 1;
+                self.note(ch);
+            }
             InputEvent::PadConnect { pad, kind, rumble } => {
                 if let Some(slot) = self.pads.get_mut(usize::from(pad)) {
                     *slot = Some(PadState {
@@ -236,10 +240,7 @@ impl DesktopState {
                         .filter(|c| c.is_ascii() && !c.is_ascii_control())
                         .collect();
                     for c in text {
-                        if self.typed.len() >= MAX_TYPED {
-                            self.typed.remove(0);
-                        }
-                        self.typed.push(c);
+                        self.note(c);
                     }
                 }
                 _ => {}
@@ -251,11 +252,16 @@ impl DesktopState {
             return;
         }
         if let Some(c) = hid::us_char_for_key(usage, shift) {
-            if self.typed.len() >= MAX_TYPED {
-                self.typed.remove(0);
-            }
-            self.typed.push(c);
+            self.note(c);
         }
+    }
+
+    /// Adds `c` to the note, the oldest character going when it is full.
+    fn note(&mut self, c: char) {
+        if self.typed.chars().count() >= MAX_TYPED {
+            self.typed.remove(0);
+        }
+        self.typed.push(c);
     }
 
     /// Releases everything held (the client went away); returns what was released.
@@ -654,6 +660,28 @@ mod tests {
             }]
         );
         assert!(s.keys_down.is_empty());
+    }
+
+    #[test]
+    fn typed_text_goes_into_the_note_and_backspace_takes_a_whole_character() {
+        let mut s = DesktopState::default();
+        for ch in "Grüße".chars() {
+            s.apply(&InputEvent::Text { ch }, 640, 480);
+        }
+        s.apply(
+            &InputEvent::Key {
+                usage: hid::BACKSPACE,
+                down: true,
+            },
+            640,
+            480,
+        );
+        assert_eq!(s.typed, "Grüß");
+        // Full: the oldest character goes, whole.
+        s.typed = "ä".repeat(MAX_TYPED);
+        s.apply(&InputEvent::Text { ch: 'x' }, 640, 480);
+        assert_eq!(s.typed.chars().count(), MAX_TYPED);
+        assert!(s.typed.ends_with('x') && s.typed.starts_with('ä'));
     }
 
     #[test]

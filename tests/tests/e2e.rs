@@ -90,6 +90,7 @@ fn describe_event(e: &InputEvent) -> String {
         InputEvent::Move { x, y } => format!("move {x} {y}"),
         InputEvent::Wheel { dx, dy } => format!("wheel {dx} {dy}"),
         InputEvent::MoveBy { dx, dy } => format!("move-by {dx} {dy}"),
+        InputEvent::Text { ch } => format!("text {ch}"),
         InputEvent::PadConnect { pad, kind, .. } => format!("pad {pad} connect {}", kind.name()),
         InputEvent::PadDisconnect { pad } => format!("pad {pad} disconnect"),
         InputEvent::PadButton { pad, button, down } => format!(

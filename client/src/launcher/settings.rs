@@ -7,7 +7,7 @@ use egui::{ComboBox, DragValue, Grid, RichText, Ui};
 use nephele_protocol::activity::KeepActive;
 
 use super::Action;
-use crate::config::{MouseMode, Resolution, Settings};
+use crate::config::{MouseMode, Resolution, Settings, Typing};
 use crate::video::DecoderChoice;
 
 /// The sound devices offered, read when the page opens.
@@ -145,6 +145,17 @@ pub fn page(ui: &mut Ui, draft: &mut Settings, devices: &Devices, focus: bool) -
                 ui.label("Microphone");
                 device(ui, "input", &mut draft.audio.input_device, &devices.inputs);
                 ui.end_row();
+                ui.label(RichText::new("Keyboard").strong());
+                ui.end_row();
+                ui.label("Typing");
+                ComboBox::from_id_salt("typing")
+                    .selected_text(typing_name(draft.input.typing))
+                    .show_ui(ui, |ui| {
+                        for t in [Typing::Text, Typing::Keys] {
+                            ui.selectable_value(&mut draft.input.typing, t, typing_name(t));
+                        }
+                    });
+                ui.end_row();
             });
     });
     ui.add_space(8.0);
@@ -223,5 +234,12 @@ fn resolution_name(r: Resolution) -> &'static str {
     match r {
         Resolution::Window => "Follows the window",
         Resolution::Fixed => "Fixed:",
+    }
+}
+
+fn typing_name(t: Typing) -> &'static str {
+    match t {
+        Typing::Text => "As text (any keyboard layout)",
+        Typing::Keys => "As keys (games)",
     }
 }

@@ -32,6 +32,7 @@ mod pages;
 mod pointer;
 mod present;
 mod shortcuts;
+mod typing;
 mod ui;
 
 use std::sync::Arc;
@@ -42,12 +43,12 @@ use nephele_protocol::activity::KeepActive;
 use nephele_protocol::wire::InputEvent;
 use winit::application::ApplicationHandler;
 use winit::dpi::LogicalSize;
-use winit::event::{DeviceEvent, DeviceId, ElementState, KeyEvent, WindowEvent};
+use winit::event::{DeviceEvent, DeviceId, ElementState, Ime, KeyEvent, WindowEvent};
 use winit::event_loop::{ActiveEventLoop, ControlFlow, EventLoop, EventLoopProxy};
 use winit::keyboard::ModifiersState;
 use winit::window::{Fullscreen, Window, WindowId};
 
-use crate::config::MouseMode;
+use crate::config::{MouseMode, Typing};
 use crate::input::HeldInput;
 use crate::launcher::{self, Launcher, Page};
 pub use crate::login::{Connector, Prepared};
@@ -531,6 +532,11 @@ impl ApplicationHandler<UserEvent> for App {
                 self.start_script();
                 self.apply_capture();
                 self.follow_window();
+                if let Some(w) = &self.screen.window {
+                    // Composed text (an input method's) comes as `Ime`
+                    // events only while IME is allowed.
+                    w.set_ime_allowed(self.opts.typing == Typing::Text);
+                }
                 self.screen.request_redraw();
             }
             UserEvent::Failed(a, why) if a == current => {
@@ -608,10 +614,12 @@ impl ApplicationHandler<UserEvent> for App {
                 if self.shortcut(&event) {
                     return;
                 }
-                if let Some(usage) = nephele_platform::keyboard::hid_usage(event.physical_key) {
-                    let down = event.state == ElementState::Pressed;
-                    self.send(InputEvent::Key { usage, down });
-                }
+                let usage = nephele_platform::keyboard::hid_usage(event.physical_key);
+                let (mode, mods) = (self.opts.typing, self.modifiers);
+                typing::key_event(mode, &event, mods, usage, |ev| self.send(ev));
+            }
+            WindowEvent::Ime(Ime::Commit(text)) if self.opts.typing == Typing::Text => {
+                typing::text(&text, |ev| self.send(ev));
             }
             WindowEvent::CursorMoved { position, .. } => {
                 let Some(w) = self.screen.window.clone() else {

@@ -78,6 +78,7 @@ impl App {
                     let connector = make(*login, &l.settings);
                     self.opts.follow_window =
                         l.settings.video.resolution == crate::config::Resolution::Window;
+                    self.opts.typing = l.settings.input.typing;
                     self.conn.abandon();
                     self.conn.connector = Some(connector);
                     self.start_connect();

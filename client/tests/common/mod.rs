@@ -151,13 +151,20 @@ fn parse_xwd(d: &[u8]) -> (usize, usize, Vec<[u8; 3]>) {
     (width, height, px)
 }
 
+/// What the host's input record shows typed, in order: each key pressed
+/// by its code (`KeyH`), each character typed as text as `Text(h)`.
 pub fn recorded_key_downs(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "key" && v["action"] == "down")
-        .map(|v| v["code"].as_str().unwrap_or("?").to_string())
+        .filter_map(|v| match v["kind"].as_str() {
+            Some("key") if v["action"] == "down" => {
+                Some(v["code"].as_str().unwrap_or("?").to_string())
+            }
+            Some("text") => Some(format!("Text({})", v["text"].as_str().unwrap_or("?"))),
+            _ => None,
+        })
         .collect()
 }
 

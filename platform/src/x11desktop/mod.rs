@@ -15,6 +15,8 @@
 //!   position (the evdev code plus 8, which every modern X server uses), so
 //!   the display's own keymap decides the character. What is held is
 //!   remembered and released by [`X11Input::release_all`] and on drop.
+//!   Typed characters ([`InputEvent::Text`](nephele_protocol::wire::InputEvent))
+//!   come out as themselves whatever the display's layout ([`typing`]).
 //!
 //! x11rb speaks the X protocol in Rust over the display's socket; no Xlib
 //! is loaded.
@@ -34,6 +36,8 @@ mod imp;
 
 #[cfg(all(unix, not(target_os = "macos")))]
 mod randr;
+#[cfg(all(unix, not(target_os = "macos")))]
+mod typing;
 
 pub use imp::{
     X11Capture, X11Clipboard, X11Error, X11Input, forget_cookie, local_display_taken, use_cookie,

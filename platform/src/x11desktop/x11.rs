@@ -64,6 +64,9 @@ pub enum X11Error {
     /// The screen cannot take the size asked for.
     #[error("resizing the X screen: {0}")]
     Resize(String),
+    /// A character could not be typed.
+    #[error("typing on the X display: {0}")]
+    Typing(String),
 }
 
 /// Cookies (MIT-MAGIC-COOKIE-1) this process presents to local displays
@@ -497,6 +500,7 @@ pub struct X11Input {
     buttons: BTreeSet<u8>,
     /// Wheel motion short of a notch, kept for the next event.
     wheel: (i32, i32),
+    typist: super::typing::Typist,
 }
 
 impl std::fmt::Debug for X11Input {
@@ -522,6 +526,7 @@ impl X11Input {
             keys: BTreeSet::new(),
             buttons: BTreeSet::new(),
             wheel: (0, 0),
+            typist: super::typing::Typist::default(),
         })
     }
 
@@ -609,6 +614,12 @@ impl X11Input {
                 self.click(if nx > 0 { 7 } else { 6 }, nx.abs())?;
                 true
             }
+            InputEvent::Text { ch } => {
+                // Left or right Shift held by the session.
+                let shift = self.keys.contains(&50) || self.keys.contains(&62);
+                self.typist.type_char(&self.conn, ch, shift)?;
+                true
+            }
             InputEvent::PadConnect { .. }
             | InputEvent::PadDisconnect { .. }
             | InputEvent::PadButton { .. }
@@ -657,6 +668,9 @@ impl Drop for X11Input {
     fn drop(&mut self) {
         if let Err(e) = self.release_all() {
             tracing::debug!(error = %e, "releasing held input on the X display");
+        }
+        if let Err(e) = self.typist.unmap(&self.conn) {
+            tracing::debug!(error = %e, "clearing the keycodes typing borrowed");
         }
     }
 }

@@ -67,6 +67,13 @@ pub enum InputEvent {
         /// Vertical, positive away from the user (scroll up).
         dy: i16,
     },
+    /// A character typed (by the local layout, a dead key, compose or an
+    /// input method), for the host to produce whatever its own layout:
+    /// printable only (keys such as Enter travel as [`InputEvent::Key`]).
+    Text {
+        /// The character.
+        ch: char,
+    },
     /// A gamepad took slot `pad` (`0..MAX_PADS`).
     PadConnect {
         /// Slot.
@@ -111,6 +118,7 @@ impl InputEvent {
             Self::Move { .. } => "move",
             Self::MoveBy { .. } => "move-by",
             Self::Wheel { .. } => "wheel",
+            Self::Text { .. } => "text",
             Self::PadConnect { .. }
             | Self::PadDisconnect { .. }
             | Self::PadButton { .. }
@@ -149,6 +157,7 @@ mod input_kind {
     pub const PAD_BUTTON: u8 = 7;
     pub const PAD_AXIS: u8 = 8;
     pub const MOVE_BY: u8 = 9;
+    pub const TEXT: u8 = 10;
 }
 
 /// `Message::Input`: its bytes, both ways.
@@ -183,6 +192,10 @@ pub(super) mod input {
                 out.push(input_kind::WHEEL);
                 out.extend_from_slice(&dx.to_be_bytes());
                 out.extend_from_slice(&dy.to_be_bytes());
+            }
+            InputEvent::Text { ch } => {
+                out.push(input_kind::TEXT);
+                out.extend_from_slice(&u32::from(ch).to_be_bytes());
             }
             InputEvent::PadConnect { pad, kind, rumble } => {
                 out.extend_from_slice(&[input_kind::PAD_CONNECT, pad, kind as u8]);
@@ -225,6 +238,18 @@ pub(super) mod input {
                 dx: r.u16()? as i16,
                 dy: r.u16()? as i16,
             },
+            input_kind::TEXT => {
+                let v = r.u32()?;
+                match char::from_u32(v).filter(|c| !c.is_control()) {
+                    Some(ch) => InputEvent::Text { ch },
+                    None => {
+                        return Err(DecodeError::InvalidValue {
+                            field: "typed character",
+                            value: v.into(),
+                        });
+                    }
+                }
+            }
             input_kind::PAD_CONNECT => InputEvent::PadConnect {
                 pad: r.slot()?,
                 kind: r.code("pad kind", PadKind::from_u8)?,

@@ -26,6 +26,9 @@ fn arb_event() -> impl Strategy<Value = InputEvent> {
         (any::<u16>(), any::<u16>()).prop_map(|(x, y)| InputEvent::Move { x, y }),
         (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| InputEvent::Wheel { dx, dy }),
         (any::<i16>(), any::<i16>()).prop_map(|(dx, dy)| InputEvent::MoveBy { dx, dy }),
+        any::<char>()
+            .prop_filter("printable", |c| !c.is_control())
+            .prop_map(|ch| InputEvent::Text { ch }),
         (
             0..MAX_PADS,
             prop::sample::select(PadKind::ALL),
@@ -219,6 +222,25 @@ fn build<'a>(
             queue_delay_ms: n[1] as u16,
             recv_kbps: n[2] as u32,
         },
+    }
+}
+
+#[test]
+fn typed_text_is_one_printable_character() {
+    let text = |ch| Message::Input {
+        seq: 3,
+        event: InputEvent::Text { ch },
+    };
+    for ch in ['a', 'ä', '€', '😀'] {
+        let m = text(ch);
+        assert_eq!(Message::decode(&m.to_vec()), Ok(m.clone()));
+    }
+    // A control character, a surrogate and a value past Unicode are refused.
+    let mut bytes = text('a').to_vec();
+    let at = bytes.len() - 4;
+    for bad in [0x0au32, 0xd800, 0x11_0000] {
+        bytes[at..].copy_from_slice(&bad.to_be_bytes());
+        assert!(Message::decode(&bytes).is_err(), "{bad:#x}");
     }
 }
 

@@ -94,6 +94,9 @@ impl Recorder {
                 line["dx"] = dx.into();
                 line["dy"] = dy.into();
             }
+            InputEvent::Text { ch } => {
+                line["text"] = ch.to_string().into();
+            }
             InputEvent::PadConnect { pad, kind, rumble } => {
                 line["pad"] = pad.into();
                 line["action"] = "connect".into();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use nephele_client::audio::AudioConfig;
-use nephele_client::config::{Kiosk, MouseMode, Resolution, Settings, Shortcuts};
+use nephele_client::config::{Kiosk, MouseMode, Resolution, Settings, Shortcuts, Typing};
 use nephele_client::video::{Codec, DecoderChoice};
 use nephele_protocol::activity::{IdlePolicy, KeepActive};
 
@@ -143,6 +143,12 @@ pub(crate) struct StreamArgs {
     /// [settings: video.stats-overlay].
     #[arg(long)]
     pub(crate) stats_overlay: bool,
+    /// Typing: `text` sends the characters your layout, dead keys or input
+    /// method make, and the desktop types them whatever its layout; `keys`
+    /// sends every key by its position (games) [settings: input.typing;
+    /// default text].
+    #[arg(long, value_name = "MODE")]
+    pub(crate) typing: Option<Typing>,
     /// Mouse mode at the start: absolute (desktops) or relative (games:
     /// the pointer is captured; Ctrl+Alt+Shift+Z toggles) [settings: input.mouse].
     #[arg(long, value_name = "MODE")]
@@ -185,6 +191,7 @@ pub(crate) struct Prefs {
     pub(crate) fullscreen: bool,
     pub(crate) stats_overlay: bool,
     pub(crate) mouse: MouseMode,
+    pub(crate) typing: Typing,
     pub(crate) shortcuts: Shortcuts,
     pub(crate) kiosk: Option<Kiosk>,
     pub(crate) clipboard: bool,
@@ -217,6 +224,7 @@ impl StreamArgs {
             fullscreen: self.fullscreen || s.video.fullscreen,
             stats_overlay: self.stats_overlay || s.video.stats_overlay,
             mouse: self.mouse.unwrap_or(s.input.mouse),
+            typing: self.typing.unwrap_or(s.input.typing),
             shortcuts: s.shortcuts.clone(),
             kiosk,
             clipboard: self.clipboard || s.input.clipboard,

@@ -211,6 +211,7 @@ fn window_options(
         title: "Nephele".into(),
         display_hz: prefs.display_hz,
         follow_window: prefs.resolution == Resolution::Window,
+        typing: prefs.typing,
         keep_active: prefs.keep_active,
         fullscreen: prefs.fullscreen,
         stats_overlay: prefs.stats_overlay,
