@@ -298,47 +298,74 @@ fn the_stream_follows_the_x_screen_when_it_changes_size() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn the_x_screen_follows_the_client_window_and_the_picture_maps_one_to_one() {
-    let _turn = turn();
-    need("xdotool");
-    let dir = scratch("follow");
-    // Xvfb cannot make modes: the host sizes its screen within the one it
-    // started with (Xorg's dummy driver, which can, grows it too).
-    let (_remote_x, remote) = start_xvfb("1920x1080x24");
-    let _xterm = xterm(&remote, &dir);
-    let (_local_x, local) = start_xvfb("1280x800x24");
-    let (_server, url) = serve(&dir, &remote, &[]);
-    let client = connect_with(&url, &dir, 12, 30, &[], Some(&local));
-    let wid = common::xdotool(&local, &["search", "--sync", "--name", "Nephele"]);
+/// A client window on `local`, at first 1280×720, then sized to each of
+/// `sizes`: the host's screen on `remote` takes each size in turn, and the
+/// last is shown one to one.
+fn follow_the_window(dir: &Path, remote: &str, local: &str, sizes: &[(u16, u16)]) {
+    let (_server, url) = serve(dir, remote, &[]);
+    let client = connect_with(&url, dir, 14, 30, &[], Some(local));
+    let wid = common::xdotool(local, &["search", "--sync", "--name", "Nephele"]);
     let wid = wid.lines().next().unwrap().to_string();
-    let probe = X11Input::open(&remote).unwrap();
+    let probe = X11Input::open(remote).unwrap();
     // At connect: the desktop takes the window's size.
     wait_for(
         "the host's screen at the window's size",
         Duration::from_secs(20),
         || probe.screen_size().unwrap() == (1280, 720),
     );
-    common::xdotool(&local, &["windowsize", &wid, "1000", "700"]);
-    wait_for(
-        "the host's screen at 1000×700",
-        Duration::from_secs(10),
-        || probe.screen_size().unwrap() == (1000, 700),
-    );
-    let stats = finish(client, &dir);
+    for &(w, h) in sizes {
+        common::xdotool(local, &["windowsize", &wid, &w.to_string(), &h.to_string()]);
+        wait_for(
+            &format!("the host's screen at {w}×{h}"),
+            Duration::from_secs(10),
+            || probe.screen_size().unwrap() == (w, h),
+        );
+    }
+    let stats = finish(client, dir);
     let size = |k: &str| {
         (
             stats[format!("{k}_width")].as_u64(),
             stats[format!("{k}_height")].as_u64(),
         )
     };
-    assert_eq!(size("picture"), (Some(1000), Some(700)), "{stats}");
-    assert_eq!(
-        size("presented"),
-        (Some(1000), Some(700)),
-        "one to one: {stats}"
-    );
+    let last = sizes
+        .last()
+        .map(|&(w, h)| (Some(u64::from(w)), Some(u64::from(h))));
+    assert_eq!(Some(size("picture")), last, "{stats}");
+    assert_eq!(Some(size("presented")), last, "one to one: {stats}");
     assert_eq!(stats["decode_errors"], 0, "{stats}");
+}
+
+#[test]
+fn an_xvfb_screen_follows_the_client_window_within_its_size() {
+    let _turn = turn();
+    need("xdotool");
+    let dir = scratch("follow");
+    // Xvfb cannot make modes: the host sizes its screen within the one it
+    // started with, its output switched off.
+    let (_remote_x, remote) = start_xvfb("1920x1080x24");
+    let _xterm = xterm(&remote, &dir);
+    let (_local_x, local) = start_xvfb("1280x800x24");
+    follow_the_window(&dir, &remote, &local, &[(1000, 700)]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_xorg_screen_follows_the_client_window_with_modes_made_for_it() {
+    let _turn = turn();
+    need("xdotool");
+    let dir = scratch("follow-xorg");
+    // Xorg's dummy driver, as virtual desktops run it, starts at 1024×768
+    // and grows past it: each size is a mode the host makes.
+    let (_remote_x, remote) = common::start_xorg_dummy(&dir, "1024x768");
+    let (_local_x, local) = start_xvfb("1920x1200x24");
+    follow_the_window(&dir, &remote, &local, &[(1000, 700), (1800, 1000)]);
+    let modes = Command::new("xrandr")
+        .env("DISPLAY", &remote)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+        .unwrap_or_default();
+    assert!(modes.contains("1800x1000"), "{modes}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

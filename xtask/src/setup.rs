@@ -325,6 +325,13 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "weston mesa",
         },
         Need {
+            what: "Xorg with its dummy driver (an X11 host whose screen takes new modes)",
+            present: || has_cmd("Xorg") && has_lib("xorg/modules/drivers/dummy_drv.so"),
+            apt: "xserver-xorg-core xserver-xorg-video-dummy",
+            dnf: "xorg-x11-server-Xorg xorg-x11-drv-dummy",
+            pacman: "xorg-server xf86-video-dummy",
+        },
+        Need {
             what: "rpmbuild (the client's .rpm)",
             present: || has_cmd("rpmbuild"),
             apt: "rpm",

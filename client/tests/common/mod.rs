@@ -218,3 +218,50 @@ pub fn start_all_with(dir: &Path, extra: &[&str], mut cmd: Command) -> (Child, S
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     (child, url)
 }
+
+/// Starts Xorg with its dummy video driver (what virtual desktops run),
+/// at `mode` (`WxH`) in a framebuffer that may grow to 4096×2304, on a
+/// display it picks itself; its config and log go in `dir`.
+pub fn start_xorg_dummy(dir: &Path, mode: &str) -> (Killed, String) {
+    need("Xorg");
+    // Xorg reads a config file given by its path only for root.
+    let uid = Command::new("id").arg("-u").output().expect("run id");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "Xorg with the test's own config needs root, as CI runs the tests"
+    );
+    let conf = dir.join("xorg-dummy.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Section \"ServerFlags\"\n  Option \"DontVTSwitch\" \"true\"\n  \
+             Option \"AutoAddDevices\" \"false\"\n  Option \"AutoEnableDevices\" \"false\"\nEndSection\n\
+             Section \"Device\"\n  Identifier \"dummy\"\n  Driver \"dummy\"\n  VideoRam 131072\nEndSection\n\
+             Section \"Monitor\"\n  Identifier \"monitor\"\n  HorizSync 5.0 - 1000.0\n  VertRefresh 5.0 - 200.0\nEndSection\n\
+             Section \"Screen\"\n  Identifier \"screen\"\n  Device \"dummy\"\n  Monitor \"monitor\"\n  DefaultDepth 24\n  \
+             SubSection \"Display\"\n    Depth 24\n    Modes \"{mode}\"\n    Virtual 4096 2304\n  EndSubSection\nEndSection\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("Xorg")
+        .args(["-displayfd", "1", "-noreset", "-nolisten", "tcp"])
+        .args(["-novtswitch", "-keeptty", "-config"])
+        .arg(&conf)
+        .arg("-logfile")
+        .arg(dir.join("xorg.log"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start Xorg");
+    let stdout = child.stdout.take().expect("Xorg's stdout");
+    let child = Killed(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+        .expect("read Xorg's display number");
+    let n: u32 = line.trim().parse().unwrap_or_else(|_| {
+        let log = std::fs::read_to_string(dir.join("xorg.log")).unwrap_or_default();
+        panic!("Xorg printed no display number:\n{log}")
+    });
+    (child, format!(":{n}"))
+}
