@@ -109,6 +109,10 @@ pub fn capped_picture(width: u16, height: u16, fps: u8, max_pixel_rate: u64) -> 
     (w, h, fps)
 }
 
+/// The smallest desktop a client's window makes: smaller windows show it
+/// scaled down.
+pub const MIN_FOLLOWED: (u16, u16) = (320, 200);
+
 /// A `width × height` picture at `fps` within `max_pixel_rate` pixels a
 /// second by its size alone, keeping its shape and even dimensions.
 pub fn capped_size(width: u16, height: u16, fps: u8, max_pixel_rate: u64) -> (u16, u16) {
@@ -404,6 +408,9 @@ impl HostCore {
         let Some(s) = self.sessions.get_mut(&id) else {
             return;
         };
+        // A window dragged very small is shown scaled up from a desktop
+        // still big enough to use.
+        let (width, height) = (width.max(MIN_FOLLOWED.0), height.max(MIN_FOLLOWED.1));
         let (w, h) = capped_size(width, height, s.fps, s.max_pixel_rate);
         if (w, h) != (width, height) {
             tracing::info!(session = id, asked = ?(width, height), given = ?(w, h), "picture capped");

@@ -154,11 +154,13 @@ fn a_client_window_resized_resizes_the_picture_within_the_cap() {
         "{w}×{h}"
     );
     assert_eq!((w % 2, h % 2), (0, 0));
+    // A tiny window gets the smallest desktop.
+    assert_eq!(resized(&mut core, gw, 1, 100, 40), [MIN_FOLLOWED]);
     // An unknown session's size is ignored.
     assert_eq!(resized(&mut core, gw, 7, 800, 600), []);
     // A later client's welcome gives the size now.
     let welcome = core_welcome(&mut core, gw, 1);
-    assert_eq!(welcome, (w, h));
+    assert_eq!(welcome, MIN_FOLLOWED);
 }
 
 /// The picture size in the welcome a repeated attach gets.
