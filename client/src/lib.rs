@@ -24,6 +24,7 @@ pub mod headless;
 pub mod input;
 pub mod launcher;
 pub mod login;
+pub mod receipt;
 pub mod secrets;
 pub mod session;
 pub mod settings_file;

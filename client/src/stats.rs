@@ -69,6 +69,10 @@ pub struct Stats {
     /// The size the last picture was shown at in the window, `width << 32
     /// | height` (the picture's own size when it maps one to one).
     pub presented_size: AtomicU64,
+    /// The host's latest mean capture time per frame, µs (0 before it said).
+    pub host_capture_us: AtomicU64,
+    /// The host's latest mean encode-and-send time per frame, µs.
+    pub host_encode_us: AtomicU64,
     /// Pictures that reached the screen (window) or the sink standing in
     /// for it (headless).
     pub frames_presented: AtomicU64,
@@ -352,6 +356,8 @@ impl Default for Stats {
             picture_size: AtomicU64::default(),
             picture_size_changes: AtomicU64::default(),
             presented_size: AtomicU64::default(),
+            host_capture_us: AtomicU64::default(),
+            host_encode_us: AtomicU64::default(),
             frames_presented: AtomicU64::default(),
             frames_dropped: AtomicU64::default(),
             frames_lost: AtomicU64::default(),
@@ -431,6 +437,8 @@ pub struct Report {
     pub e2e_latency_ms_p99: f64,
     /// How far the clock map may be off: half the round trip it rests on.
     pub clock_uncertainty_ms: f64,
+    /// Where the end-to-end time went (`null` before the host said).
+    pub receipt: Option<crate::receipt::Receipt>,
     /// Queueing delay last reported to the host.
     pub queue_delay_ms: f64,
     /// Highest queueing delay reported.
@@ -539,6 +547,14 @@ pub struct Report {
 }
 
 impl Stats {
+    /// Notes what the host said its frames take lately (µs, means).
+    pub fn host_timing(&self, capture_us: u32, encode_us: u32) {
+        self.host_capture_us
+            .store(u64::from(capture_us), Ordering::Relaxed);
+        self.host_encode_us
+            .store(u64::from(encode_us), Ordering::Relaxed);
+    }
+
     /// Notes a decoded picture's size.
     pub fn picture(&self, width: usize, height: usize) {
         let size = (width as u64) << 32 | height as u64;
@@ -617,6 +633,7 @@ impl Stats {
             .unwrap_or_default();
         let (max_gap, pauses, suspends, resumes, resume_max, outages, takeovers, cpu) = t;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let uncertainty = clock.map_or(0.0, |c| c.uncertainty.as_secs_f64() * 1000.0);
         Report {
             frames_decoded: g(&self.frames_decoded),
             picture_width: g(&self.picture_size) >> 32,
@@ -637,7 +654,8 @@ impl Stats {
             client_latency_ms_p99: self.client_latency.quantile_ms(0.99),
             e2e_latency_ms_p50: self.end_to_end.quantile_ms(0.5),
             e2e_latency_ms_p99: self.end_to_end.quantile_ms(0.99),
-            clock_uncertainty_ms: clock.map_or(0.0, |c| c.uncertainty.as_secs_f64() * 1000.0),
+            clock_uncertainty_ms: uncertainty,
+            receipt: crate::receipt::Receipt::of(self, uncertainty),
             queue_delay_ms: g(&self.queue_delay_us) as f64 / 1000.0,
             queue_delay_ms_max: g(&self.queue_delay_max_us) as f64 / 1000.0,
             input_sent: g(&self.input_sent),

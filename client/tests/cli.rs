@@ -384,6 +384,26 @@ fn the_demo_streams_through_five_percent_loss() {
     // Capture → presented through the clock map: never less than the one
     // way the network adds.
     assert!(s["e2e_latency_ms_p50"].as_f64().unwrap() >= 20.0, "{s}");
+    // The receipt: the host's part as it told it, the network's 20 ms one
+    // way in the network's share, and the parts adding up.
+    let r = &s["receipt"];
+    let part = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    assert!(part("capture_ms") + part("encode_ms") > 0.0, "{s}");
+    assert!(
+        part("network_ms") >= 20.0 - part("clock_uncertainty_ms"),
+        "{s}"
+    );
+    let sum: f64 = [
+        "capture_ms",
+        "encode_ms",
+        "network_ms",
+        "decode_ms",
+        "present_ms",
+    ]
+    .iter()
+    .map(|k| part(k))
+    .sum();
+    assert!((sum - part("end_to_end_ms")).abs() < 0.5, "{s}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -610,6 +610,7 @@ impl GatewaySession {
             | Message::Clipboard { .. }
             | Message::CursorShape { .. }
             | Message::CursorPosition { .. }
+            | Message::HostTiming { .. }
             | Message::Welcome { .. } => {
                 if matches!(decoded, Message::Welcome { .. }) {
                     // A backup took the session over: the failover is done.

@@ -433,6 +433,10 @@ impl Net {
     fn on_event(&mut self, ev: ClientEvent, now: Instant, s: &mut Scratch) {
         match ev {
             ClientEvent::Welcome(info) => tracing::debug!(?info, "welcomed"),
+            ClientEvent::HostTiming {
+                capture_us,
+                encode_us,
+            } => self.stats.host_timing(capture_us, encode_us),
             ClientEvent::TakenOver(info) => {
                 // A backup host took the session over (the gateway moved
                 // it): its frames numbered afresh, the gamepads announced.

@@ -48,6 +48,8 @@ pub(super) struct Session<'a> {
     pub status: Option<&'a Status>,
     pub mic_muted: bool,
     pub presentation: bool,
+    /// How far the clock map may be off, ms.
+    pub uncertainty_ms: f64,
 }
 
 impl Banner {
@@ -128,7 +130,7 @@ impl Banner {
         self.text = banner;
         if self.show_stats && now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
-            self.update_stats_lines(now, &route, stats, picture);
+            self.update_stats_lines(now, &route, stats, picture, session.uncertainty_ms);
             redraw = true;
         }
         let changed = (title != self.shown_title).then(|| {
@@ -146,6 +148,7 @@ impl Banner {
         route: &Route,
         st: &Stats,
         (width, height): (usize, usize),
+        uncertainty_ms: f64,
     ) {
         let presented = st.frames_presented.load(Ordering::Relaxed);
         let bytes = st.bytes_received.load(Ordering::Relaxed);
@@ -177,6 +180,9 @@ impl Banner {
             st.end_to_end.quantile_ms(0.5),
             st.end_to_end.quantile_ms(0.99)
         ));
+        if let Some(r) = crate::receipt::Receipt::of(st, uncertainty_ms) {
+            l.push(r.line());
+        }
         l.push(format!(
             "loss {loss:.1}% — FEC recovered {} — keyframes asked {} — dropped {}",
             st.fec_recovered.load(Ordering::Relaxed),

@@ -346,10 +346,15 @@ impl App {
                 self.release_held();
             }
         }
+        let uncertainty_ms = self
+            .observed
+            .clock()
+            .map_or(0.0, |c| c.uncertainty.as_secs_f64() * 1000.0);
         let session = banner::Session {
             status: status.as_ref(),
             mic_muted,
             presentation,
+            uncertainty_ms,
         };
         let (title, redraw) = self.banner.refresh(
             &self.opts.title,

@@ -164,6 +164,14 @@ pub enum ClientEvent {
     },
     /// The desktop's clipboard text.
     Clipboard(String),
+    /// How long frames took on the host lately: capture and encoding, in
+    /// microseconds (means).
+    HostTiming {
+        /// Capture and conversion.
+        capture_us: u32,
+        /// Encoding and sending.
+        encode_us: u32,
+    },
     /// Input left while the host had stopped the stream: a resume began
     /// (its end is the next picture).
     Resuming,
@@ -554,6 +562,16 @@ impl ClientCore {
                 Message::CursorPosition { x, y, visible } => {
                     self.events
                         .push_back(ClientEvent::CursorPosition { x, y, visible });
+                }
+                Message::HostTiming {
+                    capture_us,
+                    encode_us,
+                    frames,
+                } if frames > 0 => {
+                    self.events.push_back(ClientEvent::HostTiming {
+                        capture_us,
+                        encode_us,
+                    });
                 }
                 m @ Message::CursorShape { .. } => {
                     if let Some(shape) = self.assembler.take(&m) {

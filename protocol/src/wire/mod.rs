@@ -263,6 +263,17 @@ pub enum Message<'a> {
         /// The client display's refresh rate, frames a second.
         refresh: u8,
     },
+    /// Host → client, about once a second while streaming: how long its
+    /// last frames took on the host, for the client's latency receipt.
+    HostTiming {
+        /// Mean microseconds from the frame's moment to its picture being
+        /// captured and converted.
+        capture_us: u32,
+        /// Mean microseconds encoding and sending it.
+        encode_us: u32,
+        /// Frames the means are over.
+        frames: u16,
+    },
     /// Client → host: the picture is broken; send a keyframe.
     KeyframeRequest {
         /// Last frame the client decoded correctly.
@@ -327,6 +338,7 @@ pub(crate) mod ty {
     pub const CURSOR_SHAPE: u8 = 19;
     pub const CURSOR_POSITION: u8 = 20;
     pub const DISPLAY_SIZE: u8 = 21;
+    pub const HOST_TIMING: u8 = 22;
 }
 
 /// Largest pointer shape carried, in pixels each way (larger ones are cut).
@@ -414,6 +426,11 @@ impl<'a> Message<'a> {
                 height,
                 refresh,
             } => session::display_size::put(out, width, height, refresh),
+            Self::HostTiming {
+                capture_us,
+                encode_us,
+                frames,
+            } => session::host_timing::put(out, capture_us, encode_us, frames),
             Self::KeyframeRequest { last_good_frame } => {
                 media::keyframe_request::put(out, last_good_frame)
             }
@@ -462,6 +479,7 @@ impl<'a> Message<'a> {
             ty::INPUT_ACK => events::input_ack::get(&mut r)?,
             ty::VIDEO => media::video::get(&mut r)?,
             ty::DISPLAY_SIZE => session::display_size::get(&mut r)?,
+            ty::HOST_TIMING => session::host_timing::get(&mut r)?,
             ty::KEYFRAME_REQUEST => media::keyframe_request::get(&mut r)?,
             ty::RECEIVER_REPORT => media::receiver_report::get(&mut r)?,
             ty::RUMBLE => media::rumble::get(&mut r)?,

@@ -336,3 +336,23 @@ pub(super) mod display_size {
         })
     }
 }
+
+/// `Message::HostTiming`: its bytes, both ways.
+pub(super) mod host_timing {
+    use super::*;
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, capture_us: &u32, encode_us: &u32, frames: &u16) {
+        out.push(ty::HOST_TIMING);
+        out.extend_from_slice(&capture_us.to_be_bytes());
+        out.extend_from_slice(&encode_us.to_be_bytes());
+        out.extend_from_slice(&frames.to_be_bytes());
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        Ok(Message::HostTiming {
+            capture_us: r.u32()?,
+            encode_us: r.u32()?,
+            frames: r.u16()?,
+        })
+    }
+}

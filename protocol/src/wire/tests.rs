@@ -69,7 +69,7 @@ fn arb_reason() -> impl Strategy<Value = GoodbyeReason> {
 /// Owned stand-in for a message, since `Message` borrows its payload.
 fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
     (
-        0u8..21,
+        0u8..22,
         proptest::collection::vec(any::<u8>(), 1..1100),
         [any::<u64>(), any::<u64>(), any::<u64>()],
         arb_event(),
@@ -207,6 +207,11 @@ fn build<'a>(
                 rgba: &payload[..rows * row],
             }
         }
+        20 => Message::HostTiming {
+            capture_us: n[0] as u32,
+            encode_us: n[1] as u32,
+            frames: n[2] as u16,
+        },
         19 => Message::DisplaySize {
             width: w,
             height: h,

@@ -192,6 +192,8 @@ impl EncodeJob {
         let mut frame_no = u64::from(c.next_frame_id.load(Ordering::Relaxed));
         let mut encoded = false;
         let mut state = DesktopState::default();
+        // Capture and encode times since the client was last told them.
+        let mut timing = Timing::new(Instant::now());
         while !self.stop.load(Ordering::Relaxed) {
             if c.paused.load(Ordering::Relaxed) {
                 // Woken by the receiver on resume (or stop); the timeout
@@ -300,6 +302,10 @@ impl EncodeJob {
                 super::send_to(&self.socket, to, &dgram);
             });
             c.sent_bytes.fetch_add(sent, Ordering::Relaxed);
+            let sent_at = Instant::now();
+            if let Some(told) = timing.add(capture, grabbed, sent_at) {
+                self.send(told, &mut dgram);
+            }
             let took = capture.elapsed().as_micros() as u64;
             let st = &self.stats;
             st.frames_timed.fetch_add(1, Ordering::Relaxed);
@@ -318,5 +324,84 @@ impl EncodeJob {
             }
         }
         Ok(())
+    }
+}
+
+/// How long frames take on the host (capture and conversion; encoding and
+/// sending), summed and told to the client as means once a second, for
+/// its latency receipt.
+struct Timing {
+    since: Instant,
+    capture_us: u64,
+    encode_us: u64,
+    frames: u64,
+}
+
+impl Timing {
+    /// How often the client is told.
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            capture_us: 0,
+            encode_us: 0,
+            frames: 0,
+        }
+    }
+
+    /// Adds a frame captured at `capture`, grabbed at `grabbed` and sent at
+    /// `sent`; the message for the client when one is due.
+    fn add(
+        &mut self,
+        capture: Instant,
+        grabbed: Instant,
+        sent: Instant,
+    ) -> Option<Message<'static>> {
+        let us = |a: Instant, b: Instant| b.saturating_duration_since(a).as_micros() as u64;
+        self.capture_us += us(capture, grabbed);
+        self.encode_us += us(grabbed, sent);
+        self.frames += 1;
+        if sent.duration_since(self.since) < Self::EVERY {
+            return None;
+        }
+        let n = self.frames;
+        let mean = |sum: u64| u32::try_from(sum / n).unwrap_or(u32::MAX);
+        let told = Message::HostTiming {
+            capture_us: mean(self.capture_us),
+            encode_us: mean(self.encode_us),
+            frames: u16::try_from(n).unwrap_or(u16::MAX),
+        };
+        *self = Self::new(sent);
+        Some(told)
+    }
+}
+
+#[cfg(test)]
+mod timing_tests {
+    use super::*;
+
+    #[test]
+    fn the_client_is_told_the_means_once_a_second() {
+        let t0 = Instant::now();
+        let mut t = Timing::new(t0);
+        let ms = |n: u64| Duration::from_millis(n);
+        let mut told = Vec::new();
+        for i in 0..70u64 {
+            let capture = t0 + ms(i * 16);
+            // 2 ms capturing, 5 ms encoding and sending.
+            told.extend(t.add(capture, capture + ms(2), capture + ms(7)));
+        }
+        assert_eq!(told.len(), 1, "{told:?}");
+        let Message::HostTiming {
+            capture_us,
+            encode_us,
+            frames,
+        } = told[0]
+        else {
+            panic!("{:?}", told[0])
+        };
+        assert_eq!((capture_us, encode_us), (2_000, 5_000));
+        assert!((60..=64).contains(&frames), "{frames}");
     }
 }

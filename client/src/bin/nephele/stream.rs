@@ -285,9 +285,18 @@ fn run_stream(connector: Connector, a: &StreamArgs, prefs: Prefs, stats: Arc<Sta
         report.input_acked,
         report.input_sent
     );
+    let json = serde_json::to_string_pretty(&report)? + "\n";
     if let Some(p) = &a.stats_json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, &json).with_context(|| format!("writing {}", p.display()))?;
+    }
+    // Kept for support: the last session's figures and latency receipt.
+    if let Some(p) = nephele_client::receipt::last_session_path()
+        && let Err(e) = p
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&p, &json))
+    {
+        tracing::debug!(error = %e, path = %p.display(), "keeping the last session's receipt");
     }
     Ok(())
 }
