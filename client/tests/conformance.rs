@@ -16,7 +16,12 @@ fn data_dir() -> PathBuf {
 }
 
 fn expected() -> Vec<(String, String)> {
-    let sums = std::fs::read_to_string(data_dir().join("SHA1SUMS")).expect("SHA1SUMS present");
+    sums(&data_dir())
+}
+
+/// `(digest, file)` for each line of `dir/SHA1SUMS`.
+fn sums(dir: &Path) -> Vec<(String, String)> {
+    let sums = std::fs::read_to_string(dir.join("SHA1SUMS")).expect("SHA1SUMS present");
     sums.lines()
         .filter_map(|l| l.split_once("  "))
         .map(|(sum, file)| (sum.to_string(), file.to_string()))
@@ -92,11 +97,7 @@ fn made_dir() -> PathBuf {
 
 /// The streams made with FFmpeg and its own decode's digest of each.
 fn made() -> Vec<(String, String)> {
-    let sums = std::fs::read_to_string(made_dir().join("SHA1SUMS")).unwrap();
-    sums.lines()
-        .filter_map(|l| l.split_once("  "))
-        .map(|(sum, file)| (sum.to_string(), file.to_string()))
-        .collect()
+    sums(&made_dir())
 }
 
 #[test]

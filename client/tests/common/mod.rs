@@ -44,14 +44,18 @@ pub fn start_xvfb(size: &str) -> (Killed, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start Xvfb");
-    let stdout = child.stdout.take().expect("Xvfb's stdout");
-    let child = Killed(child);
-    // Xvfb writes the display number once it accepts connections.
+    let display = display_number(&mut child).expect("Xvfb printed no display number");
+    (Killed(child), display)
+}
+
+/// The display an X server started with `-displayfd 1` and a piped
+/// standard output says it took, once it accepts connections.
+fn display_number(server: &mut Child) -> Option<String> {
+    let stdout = server.stdout.take()?;
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-        .expect("read Xvfb's display number");
-    let n: u32 = line.trim().parse().expect("Xvfb printed no display number");
-    (child, format!(":{n}"))
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).ok()?;
+    let n: u32 = line.trim().parse().ok()?;
+    Some(format!(":{n}"))
 }
 
 /// Runs xdotool on `display`; its output, trimmed.
@@ -254,14 +258,9 @@ pub fn start_xorg_dummy(dir: &Path, mode: &str) -> (Killed, String) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start Xorg");
-    let stdout = child.stdout.take().expect("Xorg's stdout");
-    let child = Killed(child);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-        .expect("read Xorg's display number");
-    let n: u32 = line.trim().parse().unwrap_or_else(|_| {
+    let display = display_number(&mut child).unwrap_or_else(|| {
         let log = std::fs::read_to_string(dir.join("xorg.log")).unwrap_or_default();
         panic!("Xorg printed no display number:\n{log}")
     });
-    (child, format!(":{n}"))
+    (Killed(child), display)
 }

@@ -194,6 +194,7 @@ impl EncodeJob {
         let mut state = DesktopState::default();
         // Capture and encode times since the client was last told them.
         let mut timing = Timing::new(Instant::now());
+        let mut failed_grabs = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
             if c.paused.load(Ordering::Relaxed) {
                 // Woken by the receiver on resume (or stop); the timeout
@@ -245,7 +246,22 @@ impl EncodeJob {
                     // A still screen costs a poll: nothing is captured or
                     // encoded unless it changed or a keyframe is due.
                     let force = !encoded || c.keyframe.load(Ordering::Relaxed);
-                    let grab = g.grab(force, &mut picture)?;
+                    let grab = match g.grab(force, &mut picture) {
+                        Ok(grab) => {
+                            failed_grabs = 0;
+                            grab
+                        }
+                        // A capture racing a resize asks for the old size
+                        // (BadMatch): the next tick sees the new one. Only
+                        // a display failing for a while ends the stream.
+                        Err(e) if failed_grabs < MAX_FAILED_GRABS => {
+                            failed_grabs += 1;
+                            tracing::debug!(session = self.session, error = %e, "capture failed; trying again");
+                            c.keyframe.store(true, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     // The pointer goes on its own, before the picture:
                     // the client draws it without waiting for video.
                     let pointer = g.cursor(force)?;
@@ -326,6 +342,10 @@ impl EncodeJob {
         Ok(())
     }
 }
+
+/// Captures in a row that may fail (a resize racing them) before the
+/// stream ends: a second and a half at 60 frames a second.
+const MAX_FAILED_GRABS: u32 = 90;
 
 /// How long frames take on the host (capture and conversion; encoding and
 /// sending), summed and told to the client as means once a second, for
