@@ -446,6 +446,12 @@ pub fn log_dir() -> Option<PathBuf> {
     )
 }
 
+/// Where the last session's statistics and latency receipt are kept, for
+/// support: beside the log.
+pub fn last_session_path() -> Option<PathBuf> {
+    log_dir().map(|d| d.join("last-session.json"))
+}
+
 fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "Nephele")
 }

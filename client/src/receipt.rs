@@ -5,12 +5,7 @@
 //! end-to-end time, which rests on the clock map and so carries its
 //! uncertainty. The last session's is kept beside the logs for support.
 
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-
 use serde::Serialize;
-
-use crate::stats::Stats;
 
 /// Medians, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -35,19 +30,22 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// The receipt so far, once the host has told its part and a picture
-    /// was shown through the clock map.
-    pub fn of(stats: &Stats, clock_uncertainty_ms: f64) -> Option<Self> {
-        let host = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64 / 1000.0;
-        let (capture_ms, encode_ms) = (host(&stats.host_capture_us), host(&stats.host_encode_us));
-        let end_to_end_ms = stats.end_to_end.quantile_ms(0.5);
+    /// The receipt from the session's figures: the host's mean capture and
+    /// encode times (µs, 0 before it said), and the medians of end-to-end
+    /// latency, client-added latency (last fragment to screen, decoding
+    /// included) and decoding, in ms. `None` until the host has said and a
+    /// picture was shown through the clock map.
+    pub fn from_medians(
+        (capture_us, encode_us): (u64, u64),
+        end_to_end_ms: f64,
+        client_ms: f64,
+        decode_ms: f64,
+        clock_uncertainty_ms: f64,
+    ) -> Option<Self> {
+        let (capture_ms, encode_ms) = (capture_us as f64 / 1000.0, encode_us as f64 / 1000.0);
         if capture_ms + encode_ms <= 0.0 || end_to_end_ms <= 0.0 {
             return None;
         }
-        let decode_ms = stats.decode.quantile_ms(0.5);
-        // Client-added latency runs from the frame's last fragment to the
-        // screen, decoding included.
-        let client_ms = stats.client_latency.quantile_ms(0.5);
         // Microseconds are all the figures hold.
         let us = |v: f64| (v * 1000.0).round() / 1000.0;
         Some(Self {
@@ -75,31 +73,21 @@ impl Receipt {
     }
 }
 
-/// Where the last session's statistics and receipt are kept.
-pub fn last_session_path() -> Option<PathBuf> {
-    crate::config::log_dir().map(|d| d.join("last-session.json"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn the_parts_add_up_to_the_end_to_end_time() {
-        let stats = Stats::default();
-        assert_eq!(Receipt::of(&stats, 0.3), None, "nothing from the host yet");
-        stats.host_timing(2_000, 5_000);
-        for _ in 0..10 {
-            stats.decode.record(Duration::from_micros(1_500));
-            stats.client_latency.record(Duration::from_micros(4_000));
-            stats.end_to_end.record(Duration::from_micros(16_000));
-        }
-        let r = Receipt::of(&stats, 0.3).unwrap();
+        assert_eq!(
+            Receipt::from_medians((0, 0), 16.0, 4.0, 1.5, 0.3),
+            None,
+            "nothing from the host yet"
+        );
+        let r = Receipt::from_medians((2_000, 5_000), 16.0, 4.0, 1.5, 0.3).unwrap();
         let sum = r.capture_ms + r.encode_ms + r.network_ms + r.decode_ms + r.present_ms;
-        assert!((sum - r.end_to_end_ms).abs() < 0.1, "{r:?}");
-        assert!((r.network_ms - 5.0).abs() < 0.1, "{r:?}");
-        assert!((r.present_ms - 2.5).abs() < 0.1, "{r:?}");
+        assert!((sum - r.end_to_end_ms).abs() < 1e-9, "{r:?}");
+        assert_eq!((r.network_ms, r.present_ms), (5.0, 2.5));
         assert!(r.line().contains("network 5.0 (±0.3)"), "{}", r.line());
     }
 }

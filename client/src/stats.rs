@@ -547,6 +547,21 @@ pub struct Report {
 }
 
 impl Stats {
+    /// The latency receipt so far, given the clock map's uncertainty.
+    pub fn receipt(&self, clock_uncertainty_ms: f64) -> Option<crate::receipt::Receipt> {
+        let host = (
+            self.host_capture_us.load(Ordering::Relaxed),
+            self.host_encode_us.load(Ordering::Relaxed),
+        );
+        crate::receipt::Receipt::from_medians(
+            host,
+            self.end_to_end.quantile_ms(0.5),
+            self.client_latency.quantile_ms(0.5),
+            self.decode.quantile_ms(0.5),
+            clock_uncertainty_ms,
+        )
+    }
+
     /// Notes what the host said its frames take lately (µs, means).
     pub fn host_timing(&self, capture_us: u32, encode_us: u32) {
         self.host_capture_us
@@ -655,7 +670,7 @@ impl Stats {
             e2e_latency_ms_p50: self.end_to_end.quantile_ms(0.5),
             e2e_latency_ms_p99: self.end_to_end.quantile_ms(0.99),
             clock_uncertainty_ms: uncertainty,
-            receipt: crate::receipt::Receipt::of(self, uncertainty),
+            receipt: self.receipt(uncertainty),
             queue_delay_ms: g(&self.queue_delay_us) as f64 / 1000.0,
             queue_delay_ms_max: g(&self.queue_delay_max_us) as f64 / 1000.0,
             input_sent: g(&self.input_sent),

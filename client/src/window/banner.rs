@@ -180,7 +180,7 @@ impl Banner {
             st.end_to_end.quantile_ms(0.5),
             st.end_to_end.quantile_ms(0.99)
         ));
-        if let Some(r) = crate::receipt::Receipt::of(st, uncertainty_ms) {
+        if let Some(r) = st.receipt(uncertainty_ms) {
             l.push(r.line());
         }
         l.push(format!(

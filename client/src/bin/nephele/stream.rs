@@ -290,7 +290,7 @@ fn run_stream(connector: Connector, a: &StreamArgs, prefs: Prefs, stats: Arc<Sta
         std::fs::write(p, &json).with_context(|| format!("writing {}", p.display()))?;
     }
     // Kept for support: the last session's figures and latency receipt.
-    if let Some(p) = nephele_client::receipt::last_session_path()
+    if let Some(p) = nephele_client::config::last_session_path()
         && let Err(e) = p
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)

@@ -19,7 +19,7 @@ pub(crate) fn show_config(path: Option<&Path>, loaded: &Loaded) -> Result<()> {
     if let Some(d) = config::log_dir() {
         println!("# logs go to {}", d.join("nephele.log").display());
     }
-    if let Some(p) = nephele_client::receipt::last_session_path() {
+    if let Some(p) = nephele_client::config::last_session_path() {
         println!(
             "# the last session's figures and latency receipt: {}",
             p.display()
