@@ -22,6 +22,7 @@ pub struct Scaler {
     made_for: Option<((u32, u32), (u32, u32))>,
 }
 
+// By hand: the kept picture (megabytes) stays out of debug output.
 impl std::fmt::Debug for Scaler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scaler")

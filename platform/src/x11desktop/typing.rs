@@ -68,15 +68,15 @@ impl Typist {
             Some((code, 1)) if shift_held => code,
             Some((code, _)) if !shift_held => {
                 // The shifted level, with Shift around it.
-                self.fake(conn, xproto::KEY_PRESS_EVENT, SHIFT)?;
-                self.tap(conn, code)?;
-                return self.fake(conn, xproto::KEY_RELEASE_EVENT, SHIFT);
+                fake(conn, xproto::KEY_PRESS_EVENT, SHIFT)?;
+                tap(conn, code)?;
+                return fake(conn, xproto::KEY_RELEASE_EVENT, SHIFT);
             }
             _ => self.spare(conn, ks, (min, max), |code| {
                 (0..per).all(|col| level(code, col) == 0)
             })?,
         };
-        self.tap(conn, code)
+        tap(conn, code)
     }
 
     /// A spare keycode mapped to `ks` on both levels: one mapped to it
@@ -107,16 +107,6 @@ impl Typist {
         Ok(code)
     }
 
-    fn tap(&self, conn: &impl Connection, code: Keycode) -> Result<(), X11Error> {
-        self.fake(conn, xproto::KEY_PRESS_EVENT, code)?;
-        self.fake(conn, xproto::KEY_RELEASE_EVENT, code)
-    }
-
-    fn fake(&self, conn: &impl Connection, kind: u8, code: Keycode) -> Result<(), X11Error> {
-        conn.xtest_fake_input(kind, code, x11rb::CURRENT_TIME, x11rb::NONE, 0, 0, 0)?;
-        Ok(())
-    }
-
     /// Clears the spare keycodes it mapped.
     pub fn unmap(&mut self, conn: &impl Connection) -> Result<(), X11Error> {
         for (code, _) in std::mem::take(&mut self.mapped) {
@@ -125,6 +115,17 @@ impl Typist {
         conn.flush()?;
         Ok(())
     }
+}
+
+/// Presses and releases `code`.
+fn tap(conn: &impl Connection, code: Keycode) -> Result<(), X11Error> {
+    fake(conn, xproto::KEY_PRESS_EVENT, code)?;
+    fake(conn, xproto::KEY_RELEASE_EVENT, code)
+}
+
+fn fake(conn: &impl Connection, kind: u8, code: Keycode) -> Result<(), X11Error> {
+    conn.xtest_fake_input(kind, code, x11rb::CURRENT_TIME, x11rb::NONE, 0, 0, 0)?;
+    Ok(())
 }
 
 #[cfg(test)]
