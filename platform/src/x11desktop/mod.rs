@@ -35,14 +35,17 @@ mod imp;
 mod imp;
 
 #[cfg(all(unix, not(target_os = "macos")))]
+mod displays;
+#[cfg(all(unix, not(target_os = "macos")))]
+pub use displays::local_display_taken;
+#[cfg(not(all(unix, not(target_os = "macos"))))]
+pub use imp::local_display_taken;
+#[cfg(all(unix, not(target_os = "macos")))]
 mod randr;
 #[cfg(all(unix, not(target_os = "macos")))]
 mod typing;
 
-pub use imp::{
-    X11Capture, X11Clipboard, X11Error, X11Input, forget_cookie, local_display_taken, use_cookie,
-    x_keycode,
-};
+pub use imp::{X11Capture, X11Clipboard, X11Error, X11Input, forget_cookie, use_cookie, x_keycode};
 
 /// One captured picture: 32-bit pixels, blue first (BGRX; the fourth byte
 /// is not alpha and may hold anything).

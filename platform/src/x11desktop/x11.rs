@@ -87,18 +87,6 @@ pub fn use_cookie(display: &str, cookie: [u8; 16]) {
     c.push((display.to_string(), cookie));
 }
 
-/// The Unix socket of local display `:n` (the X server's convention).
-fn local_socket(n: &str) -> String {
-    format!("/tmp/.X11-unix/X{n}")
-}
-
-/// Whether local display `:n` is in use: its socket or its lock file is
-/// there (a server that crashed may have left them).
-pub fn local_display_taken(n: u32) -> bool {
-    std::path::Path::new(&local_socket(&n.to_string())).exists()
-        || std::path::Path::new(&format!("/tmp/.X{n}-lock")).exists()
-}
-
 /// Forgets the cookie of `display` (the display is gone).
 pub fn forget_cookie(display: &str) {
     cookies().retain(|(d, _)| d != display);
@@ -139,8 +127,8 @@ fn with_cookie(
                 "a display with a cookie is a local one, `:N`",
             ))
         })?;
-    let socket =
-        std::os::unix::net::UnixStream::connect(local_socket(n)).map_err(ConnectError::IoError)?;
+    let socket = std::os::unix::net::UnixStream::connect(super::displays::local_socket(n))
+        .map_err(ConnectError::IoError)?;
     let (stream, _) = x11rb::rust_connection::DefaultStream::from_unix_stream(socket)
         .map_err(ConnectError::IoError)?;
     let conn = RustConnection::connect_to_stream_with_auth_info(
