@@ -116,6 +116,9 @@ pub struct Video {
     /// The H.264 decoder: auto (FFmpeg's where the system has it, else
     /// openh264), ffmpeg or openh264.
     pub decoder: crate::video::DecoderChoice,
+    /// The codec to stream in: auto (the host's first choice among those
+    /// this client decodes), h264, hevc or av1.
+    pub codec: crate::video::CodecChoice,
 }
 
 impl Default for Video {
@@ -129,6 +132,7 @@ impl Default for Video {
             fullscreen: false,
             stats_overlay: false,
             decoder: crate::video::DecoderChoice::Auto,
+            codec: crate::video::CodecChoice::Auto,
         }
     }
 }
@@ -539,6 +543,7 @@ pub fn example() -> String {
          # desktop = \"engineering\"\n\
          # pop = \"auto\" or a PoP's name, e.g. \"pop-frankfurt\"\n\
          # [video] display-hz = 60; decoder = \"auto\", \"ffmpeg\" or \"openh264\"\n\
+         #         codec = \"auto\", \"h264\", \"hevc\" or \"av1\"\n\
          # [audio] output-device = \"USB\", input-device = \"Headset\" (parts of names\n\
          #         that `nephele devices` lists)\n\
          # [input] mouse = \"absolute\" (desktops) or \"relative\" (games)\n\
@@ -574,6 +579,7 @@ colour = "blue"
 width = 1920
 height = 1080
 fullscreen = true
+codec = "hevc"
 [audio]
 mic-muted = true
 output-device = "USB"
@@ -594,6 +600,7 @@ exit = "Ctrl+Alt+End"
             (s.video.width, s.video.height, s.video.fps),
             (1920, 1080, 60)
         );
+        assert_eq!(s.video.codec, crate::video::CodecChoice::Hevc);
         assert!(s.video.fullscreen && s.audio.mic_muted && s.audio.speaker);
         assert_eq!(s.audio.output_device.as_deref(), Some("USB"));
         assert_eq!(s.input.mouse, MouseMode::Relative);

@@ -445,6 +445,7 @@ pub fn connect_config(
         renew: None,
         clipboard: false,
         decoder: crate::video::DecoderChoice::default(),
+        codec: crate::video::CodecChoice::default(),
     })
 }
 

@@ -5,12 +5,13 @@
 //! clock map) reaches its readers through [`crate::status`].
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nephele_protocol::activity::Phase;
 use nephele_protocol::audio::{FRAME_US, PlayoutStats};
+use nephele_protocol::codec::Codec;
 use serde::Serialize;
 
 use crate::status::Observed;
@@ -90,6 +91,9 @@ pub struct Stats {
     pub decode_errors: AtomicU64,
     /// The H.264 decoder in use (`ffmpeg` or `openh264`), once chosen.
     pub decoder: std::sync::OnceLock<&'static str>,
+    /// The codec the host agreed to, as its place in [`Codec::ALL`]: the
+    /// network thread sets it at each welcome, the decoder follows it.
+    codec: AtomicU8,
     /// Input events sent (a coalesced run of moves counts once).
     pub input_sent: AtomicU64,
     /// Input events the host acknowledged.
@@ -365,6 +369,7 @@ impl Default for Stats {
             keyframes_requested: AtomicU64::default(),
             decode_errors: AtomicU64::default(),
             decoder: std::sync::OnceLock::new(),
+            codec: AtomicU8::default(),
             input_sent: AtomicU64::default(),
             input_acked: AtomicU64::default(),
             bytes_received: AtomicU64::default(),
@@ -474,6 +479,8 @@ pub struct Report {
     pub decode_errors: u64,
     /// The H.264 decoder used (`ffmpeg` or `openh264`).
     pub decoder: String,
+    /// The codec streamed (`H.264`, `HEVC`, `AV1`).
+    pub codec: &'static str,
     /// The video loss the client last reported to the host (filtered: quick
     /// to rise, slow to fall), percent.
     pub loss_reported_pct: f64,
@@ -547,6 +554,20 @@ pub struct Report {
 }
 
 impl Stats {
+    /// The codec the host agreed to.
+    pub fn set_codec(&self, codec: Codec) {
+        let at = Codec::ALL.iter().position(|&c| c == codec).unwrap_or(0);
+        self.codec.store(at as u8, Ordering::Release);
+    }
+
+    /// The codec streamed now.
+    pub fn codec(&self) -> Codec {
+        Codec::ALL
+            .get(usize::from(self.codec.load(Ordering::Acquire)))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// The latency receipt so far, given the clock map's uncertainty.
     pub fn receipt(&self, clock_uncertainty_ms: f64) -> Option<crate::receipt::Receipt> {
         let host = (
@@ -688,6 +709,7 @@ impl Stats {
             keyframes_requested: g(&self.keyframes_requested),
             decode_errors: g(&self.decode_errors),
             decoder: self.decoder.get().copied().unwrap_or_default().to_string(),
+            codec: self.codec().name(),
             loss_reported_pct: g(&self.loss_permille) as f64 / 10.0,
             duration_s: duration.as_secs_f64(),
             pop_decision_ms: g(&self.pop_decision_us) as f64 / 1000.0,

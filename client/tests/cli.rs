@@ -407,6 +407,37 @@ fn the_demo_streams_through_five_percent_loss() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The codecs agreed through the whole stack (client, gateway, host, and
+/// FFmpeg's encoders and decoders): what the user chose where both sides
+/// can, else the host's first choice the client decodes.
+#[test]
+fn the_stream_comes_in_the_codec_agreed() {
+    let _turn = exclusive();
+    let dir = scratch("codecs");
+    let saved = dir.join("stream.265");
+    let saved_s = saved.to_str().unwrap();
+    for (args, codec) in [
+        (&["--codec", "hevc", "--save-stream", saved_s][..], "HEVC"),
+        (&["--codec", "av1"][..], "AV1"),
+        // The host's first choice.
+        (&[][..], "H.264"),
+        // openh264 decodes H.264 alone: the client does not offer HEVC.
+        (&["--codec", "hevc", "--decoder", "openh264"][..], "H.264"),
+    ] {
+        let mut all = vec!["--duration", "3", "--no-audio"];
+        all.extend_from_slice(args);
+        let s = headless_demo(&dir, &all);
+        assert_eq!(s["codec"], codec, "{args:?}: {s}");
+        let n = |k: &str| s[k].as_u64().unwrap();
+        assert!(n("frames_decoded") > 60, "{args:?}: {s}");
+        assert_eq!(n("decode_errors"), 0, "{args:?}: {s}");
+    }
+    // What came is HEVC: Annex B, a VPS (NAL type 32) first.
+    let data = std::fs::read(&saved).unwrap();
+    assert_eq!(data[..6], [0, 0, 0, 1, 0x40, 0x01], "{:02x?}", &data[..6]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn bad_input_gets_a_clear_message() {
     let dir = scratch("errors");

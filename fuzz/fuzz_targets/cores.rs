@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
             fps: 60,
             token: b"t".to_vec(),
             client_session: 7,
+            codecs: Default::default(),
         },
         t0,
         t0,

@@ -11,6 +11,8 @@ pub mod child;
 #[cfg(feature = "clipboard")]
 pub mod clipboard;
 pub mod dylib;
+#[cfg(feature = "ffmpeg")]
+pub mod ffmpeg;
 pub mod fs;
 pub mod gamepad;
 #[cfg(feature = "window")]

@@ -251,6 +251,8 @@ pub struct GatewaySession {
     control: LaneReader,
     /// What the client asked for in its `Hello`.
     picture: (u16, u16, u8),
+    /// The client's `Hello`'s codecs.
+    codecs: crate::codec::CodecAsk,
     target: Option<Target>,
     /// The host relayed to now, and the backup not yet used.
     host: Option<SocketAddr>,
@@ -282,6 +284,7 @@ impl GatewaySession {
             state: State::Hello,
             control: LaneReader::default(),
             picture: (0, 0, 0),
+            codecs: crate::codec::CodecAsk::default(),
             target: None,
             host: None,
             backup: None,
@@ -402,6 +405,7 @@ impl GatewaySession {
             backup,
             client: self.client_session,
             token: &token,
+            codecs: self.codecs,
         });
         self.token = token;
     }
@@ -439,11 +443,13 @@ impl GatewaySession {
                     fps,
                     token,
                     client_session,
+                    codecs,
                 } = msg
                 else {
                     return Err(End::Protocol("expected hello".into()));
                 };
                 self.picture = (width, height, fps);
+                self.codecs = codecs;
                 self.hello_heard = true;
                 self.client_session = client_session;
                 self.token = token.to_vec();

@@ -29,6 +29,7 @@
 //! * [`activity`] is the idle state machine: the client's activity
 //!   reports, the directory's idle policy, and the phases (warned, paused,
 //!   suspended) a host moves a session through.
+//! * [`codec`] names the video codecs and how client and host agree on one.
 //! * [`hid`] names keys by USB HID usage (physical position), so the remote
 //!   keyboard layout decides the character.
 //!
@@ -57,6 +58,7 @@ pub mod activity;
 pub mod audio;
 pub mod bucket;
 pub mod client;
+pub mod codec;
 pub mod cursor;
 pub mod framing;
 pub mod gateway;

@@ -36,6 +36,7 @@ fn relaying(t0: Instant) -> GatewaySession {
         fps: 30,
         token: b"t",
         client_session: 1,
+        codecs: Default::default(),
     };
     s.handle_control(&framed(Some(Lane::Control), &hello), t0)
         .unwrap();
@@ -64,6 +65,7 @@ fn relaying(t0: Instant) -> GatewaySession {
             fps: 30,
             host_time_us: 0,
             input_delivered: 0,
+            codec: Default::default(),
         },
     }
     .encode(&mut welcome);

@@ -49,6 +49,12 @@ struct HostArgs {
     /// (down to 30), then a smaller picture. 0: 1920×1080 at 120 fps.
     #[arg(long, value_name = "PIXELS", default_value_t = 0)]
     max_pixel_rate: u64,
+    /// The codecs offered to clients, best first, of those this system
+    /// encodes: h264 (always, built in), hevc (FFmpeg's libx265), av1
+    /// (FFmpeg's libaom). A client's user may choose any offered; otherwise
+    /// the first the client decodes is used.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = nephele_service::host::parse_codec, default_value = "h264,hevc,av1")]
+    codecs: Vec<nephele_protocol::codec::Codec>,
     /// Play a video panel on the demo desktop that changes completely every
     /// frame (as a game or a film would), so sessions use their full bitrate.
     #[arg(long)]
@@ -543,6 +549,7 @@ fn host_config(h: &HostArgs) -> HostConfig {
         record_input: h.record_input.clone(),
         bitrate: h.bitrate,
         max_pixel_rate: h.max_pixel_rate,
+        codecs: h.codecs.clone(),
         motion: h.motion,
         tone_hz: h.tone,
         record_mic: h.record_mic.clone(),

@@ -299,6 +299,7 @@ pub fn headless_config(
         renew: None,
         clipboard: false,
         decoder: Default::default(),
+        codec: Default::default(),
     }
 }
 

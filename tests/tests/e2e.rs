@@ -35,6 +35,7 @@ fn config(svc: &DemoService, w: u16, h: u16, fps: u8) -> ConnectConfig {
         renew: None,
         clipboard: false,
         decoder: Default::default(),
+        codec: Default::default(),
     }
 }
 
@@ -303,6 +304,7 @@ async fn misbehave(svc: &DemoService, lane_bytes: &[u8]) -> quinn::ConnectionErr
             fps: 10,
             token: &token,
             client_session: 0,
+            codecs: Default::default(),
         }
         .encode(o)
     });

@@ -29,6 +29,7 @@ fn attach(session: u64) -> Vec<u8> {
             policy: IdlePolicy::default(),
             backup: None,
             client: 1,
+            codecs: Default::default(),
             token: &[],
         },
     }
@@ -196,6 +197,7 @@ fn attach_with(session: u64, backup: SocketAddr, client: u64, token: &[u8]) -> V
             policy: IdlePolicy::default(),
             backup: Some(backup),
             client,
+            codecs: Default::default(),
             token,
         },
     }

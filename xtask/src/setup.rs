@@ -262,7 +262,7 @@ fn needs(extras: &Extras) -> Vec<Need> {
             pacman: "libx11",
         },
         Need {
-            what: "FFmpeg's libavcodec (the client's default H.264 decoder)",
+            what: "FFmpeg's libavcodec (the client's default decoder, the host's HEVC and AV1 encoders)",
             present: || {
                 (58..=62).any(|v| {
                     has_lib(&format!("libavcodec.so.{v}"))

@@ -8,7 +8,7 @@ use nephele_protocol::activity::KeepActive;
 
 use super::Action;
 use crate::config::{MouseMode, Resolution, Settings, Typing};
-use crate::video::DecoderChoice;
+use crate::video::{CodecChoice, DecoderChoice};
 
 /// The sound devices offered, read when the page opens.
 #[derive(Debug, Default, Clone)]
@@ -104,6 +104,15 @@ pub fn page(ui: &mut Ui, draft: &mut Settings, devices: &Devices, focus: bool) -
                             DecoderChoice::Openh264,
                         ] {
                             ui.selectable_value(&mut draft.video.decoder, d, decoder_name(d));
+                        }
+                    });
+                ui.end_row();
+                ui.label("Codec");
+                ComboBox::from_id_salt("codec")
+                    .selected_text(draft.video.codec.label())
+                    .show_ui(ui, |ui| {
+                        for c in CodecChoice::ALL {
+                            ui.selectable_value(&mut draft.video.codec, c, c.label());
                         }
                     });
                 ui.end_row();

@@ -14,11 +14,13 @@ use tokio::sync::{Notify, watch};
 use super::{FrameMeta, FrameSink};
 use crate::stats::Stats;
 use crate::status::HostClock;
-use crate::video::VideoDecoder;
+use crate::video::{DecoderChoice, VideoDecoder};
 
 /// What the decode thread runs with.
 pub(super) struct Decode {
     pub decoder: VideoDecoder,
+    /// The user's choice of decoder, for the codec the host agrees to.
+    pub choice: DecoderChoice,
     pub frames: Receiver<CompleteFrame>,
     pub recycle: SyncSender<Vec<u8>>,
     pub sink: Box<dyn FrameSink>,
@@ -49,6 +51,7 @@ impl Decode {
                 tracing::warn!(error = %e, "saving the stream failed; no longer saving");
                 self.saver = None;
             }
+            self.follow_codec();
             let clock = *self.clock.borrow();
             let meta = FrameMeta {
                 frame_id: frame.frame_id,
@@ -75,6 +78,26 @@ impl Decode {
                 tracing::trace!(frame = frame.frame_id, "frame produced no picture");
             }
             let _ = self.recycle.try_send(frame.data);
+        }
+    }
+
+    /// A decoder for the codec the host agreed to, when that changed (the
+    /// first welcome, or a client of other codecs before this one).
+    fn follow_codec(&mut self) {
+        let codec = self.stats.codec();
+        if codec == self.decoder.codec() {
+            return;
+        }
+        match VideoDecoder::for_codec(codec, self.choice) {
+            Ok(d) => {
+                tracing::info!(%codec, decoder = d.backend().name(), "decoding a new codec");
+                self.decoder = d;
+            }
+            // Only codecs a decoder opened for were offered; the frames
+            // count as errors until a codec this client decodes comes.
+            Err(e) => {
+                tracing::error!(%codec, error = %e, "no decoder for the codec the host chose")
+            }
         }
     }
 }

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use nephele_platform::gamepad::PadEvent;
 use nephele_protocol::client::{ClientConfig, ClientCore, ClientError};
+use nephele_protocol::codec::CodecAsk;
 use nephele_protocol::input::InputError;
 use nephele_protocol::wire::GoodbyeReason;
 use rustls::pki_types::CertificateDer;
@@ -92,6 +93,8 @@ pub struct ConnectConfig {
     pub clipboard: bool,
     /// The H.264 decoder.
     pub decoder: crate::video::DecoderChoice,
+    /// The codec the user chose.
+    pub codec: crate::video::CodecChoice,
 }
 
 impl ConnectConfig {
@@ -345,10 +348,12 @@ impl Session {
         // its reason.
         let decoder = crate::video::VideoDecoder::with(cfg.decoder)?;
         let name = decoder.backend().name();
-        tracing::info!(decoder = name, "H.264 decoder");
+        let decodes = crate::video::VideoDecoder::decodable(cfg.decoder);
+        tracing::info!(decoder = name, %decodes, "H.264 decoder; codecs decoded");
         let _ = stats.decoder.set(name);
         let decode = decode::Decode {
             decoder,
+            choice: cfg.decoder,
             frames: frame_rx,
             recycle: recycle_tx,
             sink,
@@ -367,6 +372,10 @@ impl Session {
                 fps: cfg.fps,
                 token: cfg.token.clone(),
                 client_session: nephele_platform::process::random_id(),
+                codecs: CodecAsk {
+                    decodes,
+                    prefer: cfg.codec.codec(),
+                },
             },
             crate::clock::epoch(),
             Instant::now(),

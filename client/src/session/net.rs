@@ -432,12 +432,16 @@ impl Net {
 
     fn on_event(&mut self, ev: ClientEvent, now: Instant, s: &mut Scratch) {
         match ev {
-            ClientEvent::Welcome(info) => tracing::debug!(?info, "welcomed"),
+            ClientEvent::Welcome(info) => {
+                tracing::debug!(?info, "welcomed");
+                self.stats.set_codec(info.codec);
+            }
             ClientEvent::HostTiming {
                 capture_us,
                 encode_us,
             } => self.stats.host_timing(capture_us, encode_us),
             ClientEvent::TakenOver(info) => {
+                self.stats.set_codec(info.codec);
                 // A backup host took the session over (the gateway moved
                 // it): its frames numbered afresh, the gamepads announced.
                 tracing::warn!(

@@ -8,6 +8,7 @@ use openh264::formats::YUVSource;
 use super::annexb::{access_units, hevc_access_units, nal_units};
 use super::ffmpeg::AvDecoder;
 use super::{Codec, DecoderChoice, Picture, VideoError};
+use nephele_protocol::codec::Codecs;
 
 /// A picture openh264 decoded, as the client's [`Picture`].
 fn picture_of<'a>(d: &'a DecodedYUV<'a>) -> Picture<'a> {
@@ -94,6 +95,24 @@ impl VideoDecoder {
             inner,
             stats: DecoderStats::default(),
         })
+    }
+
+    /// The codecs `choice` decodes here: H.264 always, HEVC and AV1 where
+    /// FFmpeg has their decoders (tried by opening one).
+    pub fn decodable(choice: DecoderChoice) -> Codecs {
+        let more: Vec<Codec> = [Codec::Av1, Codec::Hevc]
+            .into_iter()
+            .filter(|&c| Self::for_codec(c, choice).is_ok())
+            .collect();
+        Codecs::new(&more)
+    }
+
+    /// The codec it decodes.
+    pub fn codec(&self) -> Codec {
+        match self.inner {
+            Backend::OpenH264(_) => Codec::H264,
+            Backend::Ffmpeg(_, codec) => codec,
+        }
     }
 
     fn openh264() -> Result<Backend, VideoError> {

@@ -74,41 +74,66 @@ pub enum VideoError {
     Init(String),
 }
 
-/// A video coding format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Codec {
-    /// H.264 / AVC, Annex B.
+pub use nephele_protocol::codec::Codec;
+
+/// The codec a file's name says (`.265`, `.hevc`, `.h265`: HEVC; `.ivf`,
+/// `.av1`, `.obu`: AV1), else H.264.
+pub fn codec_of_file(path: &std::path::Path) -> Codec {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("265" | "hevc" | "h265") => Codec::Hevc,
+        Some("ivf" | "av1" | "obu") => Codec::Av1,
+        _ => Codec::H264,
+    }
+}
+
+/// The codec a user chooses: automatic or one by name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CodecChoice {
+    /// Streams: the host's first choice among those this client decodes.
+    /// Files: from the file's name.
     #[default]
+    Auto,
+    /// H.264.
     H264,
-    /// H.265 / HEVC, Annex B.
+    /// HEVC.
     Hevc,
-    /// AV1: temporal units (from the network), or an IVF file.
+    /// AV1.
     Av1,
 }
 
-impl Codec {
-    /// Its usual name.
-    pub fn name(self) -> &'static str {
+impl CodecChoice {
+    /// Every choice, as settings list them.
+    pub const ALL: [CodecChoice; 4] = [Self::Auto, Self::H264, Self::Hevc, Self::Av1];
+
+    /// The codec chosen, if one was.
+    pub fn codec(self) -> Option<Codec> {
         match self {
-            Self::H264 => "H.264",
-            Self::Hevc => "HEVC",
-            Self::Av1 => "AV1",
+            Self::Auto => None,
+            Self::H264 => Some(Codec::H264),
+            Self::Hevc => Some(Codec::Hevc),
+            Self::Av1 => Some(Codec::Av1),
         }
     }
 
-    /// The codec a file's name says (`.265`, `.hevc`, `.h265`: HEVC; `.ivf`,
-    /// `.av1`, `.obu`: AV1), else H.264.
-    pub fn of_file(path: &std::path::Path) -> Self {
-        match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("265" | "hevc" | "h265") => Self::Hevc,
-            Some("ivf" | "av1" | "obu") => Self::Av1,
-            _ => Self::H264,
-        }
+    /// What settings show for it.
+    pub fn label(self) -> &'static str {
+        self.codec().map_or("Automatic", Codec::name)
     }
 }
 

@@ -169,7 +169,8 @@ impl Banner {
         l.push(format!("{pop} via {} — {width}x{height}", route.gateway_id));
         l.push(format!("{fps:.1} fps — {mbps:.2} Mbit/s — RTT {rtt:.1} ms"));
         l.push(format!(
-            "decode {:.2} ms ({}) — client-added {:.2} / {:.2} ms (p50/p99)",
+            "{} — decode {:.2} ms ({}) — client-added {:.2} / {:.2} ms (p50/p99)",
+            st.codec(),
             st.decode.quantile_ms(0.5),
             st.decoder.get().copied().unwrap_or("—"),
             st.client_latency.quantile_ms(0.5),

@@ -33,6 +33,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::activity::{ActivityReport, Phase};
+use crate::codec::{Codec, CodecAsk};
 use crate::cursor::{Assembler, Shape};
 use crate::framing::{FrameReader, Lane, write_frame};
 use crate::input::{InputError, InputSender};
@@ -84,6 +85,8 @@ pub struct ClientConfig {
     pub token: Vec<u8>,
     /// The session's name for direct gateways, the same on every reconnect.
     pub client_session: u64,
+    /// The codecs it decodes, and the user's choice.
+    pub codecs: CodecAsk,
 }
 
 /// What the host agreed to send.
@@ -97,6 +100,8 @@ pub struct StreamInfo {
     pub height: u16,
     /// Frame rate.
     pub fps: u8,
+    /// The codec the pictures come in.
+    pub codec: Codec,
 }
 
 /// What the driver is to know or do.
@@ -399,6 +404,7 @@ impl ClientCore {
             fps: cfg.fps,
             token: &cfg.token,
             client_session: cfg.client_session,
+            codecs: cfg.codecs,
         };
         self.out.push(Lane::Control, |b| {
             b.push(Lane::Control as u8);
@@ -503,6 +509,7 @@ impl ClientCore {
                     height,
                     fps,
                     input_delivered,
+                    codec,
                     ..
                 } => {
                     // A host that lost the session (restarted, no backup)
@@ -519,6 +526,7 @@ impl ClientCore {
                         width,
                         height,
                         fps,
+                        codec,
                     };
                     let first = path.welcome.is_none();
                     if first {

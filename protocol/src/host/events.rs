@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::activity::IdlePolicy;
+use crate::codec::Codec;
 use crate::wire::{GoodbyeReason, InputEvent};
 
 /// What the directory granted a session, as the driver read it from an
@@ -125,10 +126,14 @@ pub enum HostEvent {
         /// The session.
         session: u64,
     },
-    /// Start the session's media (encoder and sound).
+    /// Start the session's media (encoder and sound), or start it again
+    /// in another codec (a client that decodes other codecs took the
+    /// session over).
     MediaStart {
         /// The session.
         session: u64,
+        /// The codec agreed with its client.
+        codec: Codec,
     },
     /// Put the session's media to sleep (`true`: nothing captured or
     /// sent) or wake it (`false`).

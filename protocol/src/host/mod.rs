@@ -42,6 +42,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::activity::{IdlePolicy, Phase, Transition};
+use crate::codec::{Codec, CodecAsk, Codecs, agree};
 use crate::input::InputReceiver;
 use crate::outq::OutQueue;
 use crate::rate::{RateConfig, RateController, Report, default_bitrate};
@@ -89,6 +90,8 @@ pub struct HostCoreConfig {
     /// Most picture pixels a second per session; 0 for
     /// [`DEFAULT_MAX_PIXEL_RATE`].
     pub max_pixel_rate: u64,
+    /// The codecs this host's encoders make, best first.
+    pub codecs: Codecs,
 }
 
 /// How long resuming from suspension takes here: a moving average of the
@@ -117,6 +120,7 @@ struct Attaching<'a> {
     backup: Option<SocketAddr>,
     client: u64,
     token: &'a [u8],
+    codecs: CodecAsk,
 }
 
 /// An `Open` waiting for the driver's answer.
@@ -132,6 +136,8 @@ struct Opening {
     grant: u32,
     /// Its cap, pixels a second.
     max_pixel_rate: u64,
+    /// The codec agreed with the client.
+    codec: Codec,
 }
 
 /// Every session of one host; see the module documentation.
@@ -266,6 +272,7 @@ impl HostCore {
                 backup,
                 client,
                 token,
+                codecs,
             } => {
                 let ask = Attaching {
                     picture: (width, height, fps),
@@ -273,6 +280,7 @@ impl HostCore {
                     backup,
                     client,
                     token,
+                    codecs,
                 };
                 self.attach(id, from, ask, now);
                 return None;
@@ -492,7 +500,9 @@ impl HostCore {
             mut backup,
             client,
             token,
+            codecs,
         } = ask;
+        let codec = agree(self.cfg.codecs, codecs);
         let mut max = match self.cfg.max_pixel_rate {
             0 => DEFAULT_MAX_PIXEL_RATE,
             m => m,
@@ -545,6 +555,13 @@ impl HostCore {
             s.grant = s.grant.max(granted);
             s.last_heard = now;
             s.client = client;
+            if s.switch_codec(codec) {
+                let session = id;
+                self.events.extend([
+                    HostEvent::MediaStop { session },
+                    HostEvent::MediaStart { session, codec },
+                ]);
+            }
             if moved || s.detached {
                 if moved {
                     self.counters.reattached += 1;
@@ -600,6 +617,7 @@ impl HostCore {
                 restore_seq: restore.as_ref().map(|r| r.input_seq),
                 grant: granted,
                 max_pixel_rate: max,
+                codec,
             },
         );
         self.events.push_back(HostEvent::Open {
@@ -633,6 +651,7 @@ impl HostCore {
         s.client = o.client;
         s.grant = o.grant;
         s.max_pixel_rate = o.max_pixel_rate;
+        s.codec = o.codec;
         s.input = input;
         s.backup = o.backup;
         // A film or game playing on the desktop keeps it active by itself.
@@ -650,7 +669,10 @@ impl HostCore {
                 target_bps,
                 loss_permille: None,
             },
-            HostEvent::MediaStart { session },
+            HostEvent::MediaStart {
+                session,
+                codec: o.codec,
+            },
         ]);
         if replicate {
             self.events.push_back(HostEvent::Replicate { session });
@@ -679,6 +701,7 @@ impl HostCore {
             fps: s.fps,
             host_time_us,
             input_delivered: s.input.ack(),
+            codec: s.codec,
         };
         self.send(to, id, welcome);
         if phase != Phase::Streaming {
@@ -758,7 +781,9 @@ impl HostCore {
                 tracing::info!(session, from = from.name(), eta_ms = eta, "resuming");
                 if !s.media_running {
                     s.media_running = true;
-                    self.events.push_back(HostEvent::MediaStart { session });
+                    let codec = s.codec;
+                    self.events
+                        .push_back(HostEvent::MediaStart { session, codec });
                 }
                 (Phase::Resuming, eta)
             }

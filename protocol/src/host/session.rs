@@ -23,6 +23,8 @@ pub(super) struct Session {
     pub width: u16,
     pub height: u16,
     pub fps: u8,
+    /// The codec agreed with the client.
+    pub codec: crate::codec::Codec,
     pub input: InputReceiver,
     pub last_heard: Instant,
     /// No gateway now: held input released, nothing sent.
@@ -68,6 +70,7 @@ impl Session {
             width,
             height,
             fps,
+            codec: crate::codec::Codec::H264,
             input: InputReceiver::new(),
             last_heard: now,
             detached: false,
@@ -101,5 +104,17 @@ impl Session {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// The codec agreed with a client that attached: whether the running
+    /// media must start again in it (a client that decodes other codecs
+    /// than the one before).
+    pub fn switch_codec(&mut self, codec: crate::codec::Codec) -> bool {
+        if codec == self.codec {
+            return false;
+        }
+        tracing::info!(from = %self.codec, to = %codec, "the codec changes with the client");
+        self.codec = codec;
+        self.media_running
     }
 }

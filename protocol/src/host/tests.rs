@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::codec::CodecAsk;
 use crate::wire::{Envelope, Message};
 
 fn datagram(session: u64, message: Message<'_>) -> Vec<u8> {
@@ -23,6 +24,7 @@ fn attach(session: u64, (width, height, fps): (u16, u16, u8)) -> Vec<u8> {
             policy: IdlePolicy::default(),
             backup: None,
             client: 1,
+            codecs: Default::default(),
             token: &[],
         },
     )
@@ -233,6 +235,24 @@ impl Admission for GrantInToken {
     }
 }
 
+/// Session 7's attach (640×360 at 30) by `client` with grant `grant` (the
+/// token [`GrantInToken`] reads) and `codecs`.
+fn granted_attach(client: u64, grant: u8, codecs: CodecAsk) -> Vec<u8> {
+    datagram(
+        7,
+        Message::Attach {
+            width: 640,
+            height: 360,
+            fps: 30,
+            policy: IdlePolicy::default(),
+            backup: None,
+            client,
+            codecs,
+            token: &[grant],
+        },
+    )
+}
+
 /// What the core sent, by destination: Goodbye reasons and Welcomes.
 fn sent(core: &mut HostCore) -> Vec<(SocketAddr, String)> {
     let mut out = Vec::new();
@@ -258,20 +278,7 @@ fn a_held_session_goes_to_a_later_grant_but_never_to_a_copy_of_the_same() {
         "192.0.2.2:9".parse().unwrap(),
         "192.0.2.3:9".parse().unwrap(),
     );
-    let attach_as = |client: u64, grant: u8| {
-        datagram(
-            7,
-            Message::Attach {
-                width: 640,
-                height: 360,
-                fps: 30,
-                policy: IdlePolicy::default(),
-                backup: None,
-                client,
-                token: &[grant],
-            },
-        )
-    };
+    let attach_as = |client: u64, grant: u8| granted_attach(client, grant, CodecAsk::default());
     core.handle_datagram(first, &attach_as(1, 0), t0);
     while core.poll_event().is_some() {}
     core.accept(
@@ -355,4 +362,73 @@ fn a_session_given_a_new_backup_replicates_to_it_at_once_and_then_on_time() {
     assert_eq!(synced_to, [(backup, b"state".to_vec())]);
     core.set_backup(99, backup, now);
     assert_eq!(replicated(&mut core), 0, "an unknown session");
+}
+
+/// The codecs of the Welcomes sent, and of the media (re)started.
+fn codecs_told(core: &mut HostCore) -> (Vec<Codec>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut welcomed = Vec::new();
+    while core.poll_transmit(&mut out).is_some() {
+        if let Ok(Message::Welcome { codec, .. }) = Envelope::decode(&out).map(|e| e.message) {
+            welcomed.push(codec);
+        }
+        out.clear();
+    }
+    let mut media = Vec::new();
+    while let Some(e) = core.poll_event() {
+        match e {
+            HostEvent::MediaStart { codec, .. } => media.push(format!("start {codec}")),
+            HostEvent::MediaStop { .. } => media.push("stop".into()),
+            _ => {}
+        }
+    }
+    (welcomed, media)
+}
+
+#[test]
+fn the_codec_is_agreed_at_attach_and_again_when_another_client_takes_over() {
+    use crate::codec::{Codec::*, Codecs};
+    let t0 = Instant::now();
+    let cfg = HostCoreConfig {
+        codecs: Codecs::new(&[H264, Hevc, Av1]),
+        ..HostCoreConfig::default()
+    };
+    let mut core = HostCore::new(cfg, t0);
+    core.set_admission(Box::new(GrantInToken));
+    let (first, second): (SocketAddr, SocketAddr) = (
+        "192.0.2.1:9".parse().unwrap(),
+        "192.0.2.2:9".parse().unwrap(),
+    );
+    let attach_as = |client: u64, grant: u8, decodes: &[Codec], prefer| {
+        let decodes = Codecs::new(decodes);
+        granted_attach(client, grant, CodecAsk { decodes, prefer })
+    };
+    // The user chose AV1 and the client decodes it.
+    core.handle_datagram(first, &attach_as(1, 0, &[Hevc, Av1], Some(Av1)), t0);
+    while core.poll_event().is_some() {}
+    let accept = Accept {
+        width: 640,
+        height: 360,
+        keep_active: false,
+        restored: false,
+    };
+    core.accept(7, accept, t0);
+    assert_eq!(
+        codecs_told(&mut core),
+        (vec![Av1], vec!["start AV1".to_string()])
+    );
+    // The same client again (a lost welcome): nothing restarts.
+    core.handle_datagram(first, &attach_as(1, 0, &[Hevc, Av1], Some(Av1)), t0);
+    assert_eq!(codecs_told(&mut core), (vec![Av1], vec![]));
+    // A later grant from a client that decodes H.264 alone: the encoder
+    // starts again in H.264, and that client is told so.
+    let t = t0 + Duration::from_millis(100);
+    core.handle_datagram(second, &attach_as(2, 1, &[], None), t);
+    assert_eq!(
+        codecs_told(&mut core),
+        (
+            vec![H264],
+            vec!["stop".to_string(), "start H.264".to_string()]
+        )
+    );
 }

@@ -25,6 +25,8 @@ use crate::PROTOCOL_VERSION;
 use crate::activity::{ActivityReport, IdlePolicy, Phase};
 use reader::Reader;
 
+use crate::codec::{Codec, CodecAsk};
+
 pub use events::{InputEvent, MouseButton};
 pub use media::{FRAG_FLAG_KEYFRAME, MAX_PARITY, VideoFragment};
 
@@ -111,6 +113,8 @@ pub enum Message<'a> {
         /// reconnect, so a direct (token-less) session re-attaches; with a
         /// token the token's session id decides instead.
         client_session: u64,
+        /// The codecs the client decodes, and its user's choice.
+        codecs: CodecAsk,
     },
     /// Gateway → host: attach the session in the envelope to this gateway,
     /// opening it if the host does not have it (or taking it over from the
@@ -135,6 +139,8 @@ pub enum Message<'a> {
         /// check it themselves and take the session's backup, idle policy
         /// and picture cap from it, not from the datagram.
         token: &'a [u8],
+        /// The client's `Hello`'s codecs.
+        codecs: CodecAsk,
     },
     /// Gateway → host: the client's connection was lost. The host releases
     /// held input and keeps the session for the client's return.
@@ -213,6 +219,9 @@ pub enum Message<'a> {
         /// opened it afresh: the client numbers what it still holds on
         /// from here.
         input_delivered: u32,
+        /// The codec the pictures come in (agreed from the client's
+        /// `Hello`).
+        codec: Codec,
     },
     /// Liveness probe; the receiver answers with [`Message::Pong`] carrying the same stamp.
     Ping {
@@ -368,7 +377,8 @@ impl<'a> Message<'a> {
                 fps,
                 token,
                 client_session,
-            } => session::hello::put(out, width, height, fps, token, client_session),
+                codecs,
+            } => session::hello::put(out, (width, height, fps), token, client_session, codecs),
             Self::Attach {
                 width,
                 height,
@@ -377,7 +387,16 @@ impl<'a> Message<'a> {
                 backup,
                 client,
                 token,
-            } => session::attach::put(out, (*width, *height, *fps), policy, backup, client, token),
+                codecs,
+            } => session::attach::put(
+                out,
+                (*width, *height, *fps),
+                policy,
+                backup,
+                client,
+                token,
+                codecs,
+            ),
             Self::Detach => session::detach::put(out),
             Self::Activity(a) => session::activity::put(out, a),
             Self::Status { phase, ms } => session::status::put(out, phase, ms),
@@ -408,12 +427,14 @@ impl<'a> Message<'a> {
                 fps,
                 host_time_us,
                 input_delivered,
+                codec,
             } => session::welcome::put(
                 out,
                 session_id,
                 (width, height, fps),
                 host_time_us,
                 input_delivered,
+                *codec,
             ),
             Self::Ping { stamp_us } => session::ping::put(out, stamp_us),
             Self::Pong { stamp_us, host_us } => session::pong::put(out, stamp_us, host_us),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use super::reader::Reader;
 use super::{DecodeError, GoodbyeReason, MAX_ATTACH_TOKEN, MAX_STATE, MAX_TOKEN, Message, ty};
 use crate::activity::{ActivityReport, IdlePolicy, KeepActive, Phase, Presence};
+use crate::codec::{Codec, CodecAsk, Codecs};
 
 /// A token of at most `max` bytes (a longer one cut), after its length.
 fn put_token(out: &mut Vec<u8>, token: &[u8], max: usize) {
@@ -26,17 +27,56 @@ fn get_token<'a>(r: &mut Reader<'a>, max: usize) -> Result<&'a [u8], DecodeError
     r.take(len)
 }
 
+/// A codec ask: the mask of codecs decoded (H.264's bit always set), then
+/// the choice's bit (0: none).
+fn put_codecs(out: &mut Vec<u8>, ask: &CodecAsk) {
+    out.push(ask.decodes.mask());
+    out.push(ask.prefer.map_or(0, Codec::bit));
+}
+
+/// A codec ask [`put_codecs`] wrote.
+fn get_codecs(r: &mut Reader<'_>) -> Result<CodecAsk, DecodeError> {
+    // Canonical only (what decodes re-encodes to the same bytes): H.264's
+    // bit set, no bit of a codec this version does not know.
+    let mask = r.u8()?;
+    let decodes = Codecs::from_mask(mask);
+    if decodes.mask() != mask {
+        return Err(DecodeError::InvalidValue {
+            field: "codecs decoded",
+            value: mask.into(),
+        });
+    }
+    let prefer = match r.u8()? {
+        0 => None,
+        bit => Some(Codec::ALL.into_iter().find(|c| c.bit() == bit).ok_or(
+            DecodeError::InvalidValue {
+                field: "preferred codec",
+                value: bit.into(),
+            },
+        )?),
+    };
+    Ok(CodecAsk { decodes, prefer })
+}
+
+/// A codec by its number.
+fn get_codec(r: &mut Reader<'_>) -> Result<Codec, DecodeError> {
+    let v = r.u8()?;
+    Codec::from_number(v).ok_or(DecodeError::InvalidValue {
+        field: "codec",
+        value: v.into(),
+    })
+}
+
 /// `Message::Hello`: its bytes, both ways.
 pub(super) mod hello {
     use super::*;
 
     pub(in crate::wire) fn put(
         out: &mut Vec<u8>,
-        width: &u16,
-        height: &u16,
-        fps: &u8,
+        (width, height, fps): (&u16, &u16, &u8),
         token: &&[u8],
         client_session: &u64,
+        codecs: &CodecAsk,
     ) {
         out.push(ty::HELLO);
         out.extend_from_slice(&width.to_be_bytes());
@@ -44,6 +84,7 @@ pub(super) mod hello {
         out.push(*fps);
         put_token(out, token, MAX_TOKEN);
         out.extend_from_slice(&client_session.to_be_bytes());
+        put_codecs(out, codecs);
     }
 
     pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
@@ -57,6 +98,7 @@ pub(super) mod hello {
             fps,
             token,
             client_session: r.u64()?,
+            codecs: get_codecs(r)?,
         })
     }
 }
@@ -71,6 +113,7 @@ pub(super) mod welcome {
         (width, height, fps): (&u16, &u16, &u8),
         host_time_us: &u64,
         input_delivered: &u32,
+        codec: Codec,
     ) {
         out.push(ty::WELCOME);
         out.extend_from_slice(&session_id.to_be_bytes());
@@ -79,6 +122,7 @@ pub(super) mod welcome {
         out.push(*fps);
         out.extend_from_slice(&host_time_us.to_be_bytes());
         out.extend_from_slice(&input_delivered.to_be_bytes());
+        out.push(codec.number());
     }
 
     pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
@@ -89,6 +133,7 @@ pub(super) mod welcome {
             fps: r.fps()?,
             host_time_us: r.u64()?,
             input_delivered: r.u32()?,
+            codec: get_codec(r)?,
         })
     }
 }
@@ -104,6 +149,7 @@ pub(super) mod attach {
         backup: &Option<SocketAddr>,
         client: &u64,
         token: &[u8],
+        codecs: &CodecAsk,
     ) {
         out.push(ty::ATTACH);
         out.extend_from_slice(&client.to_be_bytes());
@@ -128,6 +174,7 @@ pub(super) mod attach {
         }
         // A longer token is cut, and so fails its host's check.
         put_token(out, token, MAX_ATTACH_TOKEN);
+        put_codecs(out, codecs);
     }
 
     pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
@@ -167,6 +214,7 @@ pub(super) mod attach {
             backup,
             client,
             token,
+            codecs: get_codecs(r)?,
         })
     }
 }

@@ -4,9 +4,21 @@ use super::*;
 use crate::MAX_DIMENSION;
 use crate::activity::{KeepActive, Presence};
 use crate::audio::MAX_AUDIO_PAYLOAD;
+use crate::codec::Codecs;
 use crate::pad::MAX_PADS;
 use crate::pad::{PadAxis, PadButton, PadKind};
 use proptest::prelude::*;
+
+/// A codec ask from a random number: any set, any (or no) choice.
+fn codec_ask(n: u64) -> CodecAsk {
+    CodecAsk {
+        decodes: Codecs::from_mask(n as u8 & 7),
+        prefer: match (n >> 8) % 4 {
+            3 => None,
+            i => Some(Codec::ALL[i as usize]),
+        },
+    }
+}
 
 fn arb_button() -> impl Strategy<Value = MouseButton> {
     prop_oneof![
@@ -94,6 +106,7 @@ fn build<'a>(
             fps,
             token: &payload[..payload.len().min(MAX_TOKEN)],
             client_session: n[1],
+            codecs: codec_ask(n[2]),
         },
         1 => Message::Welcome {
             session_id: n[0],
@@ -102,6 +115,7 @@ fn build<'a>(
             fps,
             host_time_us: n[1],
             input_delivered: n[2] as u32,
+            codec: Codec::ALL[(n[0] % 3) as usize],
         },
         2 => Message::Ping { stamp_us: n[0] },
         3 => Message::Pong {
@@ -171,6 +185,7 @@ fn build<'a>(
             },
             client: n[0] ^ n[1],
             token: &payload[..payload.len().min(MAX_ATTACH_TOKEN)],
+            codecs: codec_ask(n[1]),
         },
         12 => Message::Detach,
         13 => Message::Activity(ActivityReport {
@@ -343,6 +358,7 @@ fn rejects_wrong_version_and_bad_fields() {
         fps: 60,
         token: b"",
         client_session: 7,
+        codecs: CodecAsk::default(),
     }
     .to_vec();
     hello[0] = 9;
@@ -461,4 +477,51 @@ fn a_fragment_numbered_last_of_all_is_checked_without_overflow() {
         payload: &payload,
     };
     assert_eq!(frag.check(), Ok(()));
+}
+
+#[test]
+fn an_unknown_codec_or_a_choice_of_two_is_refused() {
+    let hello = Message::Hello {
+        width: 1280,
+        height: 720,
+        fps: 60,
+        token: b"",
+        client_session: 7,
+        codecs: codec_ask(0x0107),
+    };
+    let mut bytes = hello.to_vec();
+    assert_eq!(Message::decode(&bytes), Ok(hello));
+    // The choice is one codec's bit: two at once is no choice.
+    *bytes.last_mut().unwrap() = 0b11;
+    assert!(Message::decode(&bytes).is_err());
+    // The set always holds H.264, and only codecs this version knows.
+    let at = bytes.len() - 2;
+    for mask in [0b110, 0b1001, 0] {
+        bytes[at] = mask;
+        *bytes.last_mut().unwrap() = 0;
+        assert!(Message::decode(&bytes).is_err(), "{mask:#b}");
+    }
+    bytes[at] = 0b101;
+    assert!(Message::decode(&bytes).is_ok());
+    // Every pair of bytes that decodes re-encodes to itself.
+    for (mask, choice) in (0..=255u8).flat_map(|m| (0..=255u8).map(move |c| (m, c))) {
+        bytes[at] = mask;
+        *bytes.last_mut().unwrap() = choice;
+        if let Ok(m) = Message::decode(&bytes) {
+            assert_eq!(m.to_vec(), bytes, "{mask:#b} {choice:#b}");
+        }
+    }
+    let welcome = Message::Welcome {
+        session_id: 1,
+        width: 640,
+        height: 360,
+        fps: 30,
+        host_time_us: 5,
+        input_delivered: 0,
+        codec: Codec::Av1,
+    };
+    let mut bytes = welcome.to_vec();
+    assert_eq!(Message::decode(&bytes), Ok(welcome));
+    *bytes.last_mut().unwrap() = 3;
+    assert!(Message::decode(&bytes).is_err());
 }

@@ -219,7 +219,7 @@ impl World {
                         d.releases += 1;
                     }
                 }
-                HostEvent::MediaStart { session } => {
+                HostEvent::MediaStart { session, .. } => {
                     host.media_log.push((session, "start"));
                     if let Some(m) = host.media.get_mut(&session) {
                         m.running = true;

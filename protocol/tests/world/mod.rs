@@ -235,6 +235,7 @@ impl World {
             fps: setup.fps,
             token: b"session:42".to_vec(),
             client_session: 7,
+            codecs: Default::default(),
         };
         let mut w = Self {
             now: t0,

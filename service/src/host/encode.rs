@@ -10,17 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nephele_protocol::activity::Phase;
+use nephele_protocol::codec::Codec;
 use nephele_protocol::rate::{EncoderPlan, parity_loss};
 use nephele_protocol::video::Fragmenter;
 use nephele_protocol::wire::{Envelope, Message};
-use openh264::OpenH264API;
-use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, RateControlMode, UsageType,
-};
 
 use super::HostStats;
 use super::control::MediaControl;
 use super::desktop::Pictures;
+use super::encoder::{EncoderError, VideoEncoder};
 use crate::demo::{DesktopState, I420, Renderer};
 use crate::screen::{Grab, Grabber, ScreenError};
 
@@ -28,7 +26,7 @@ use crate::screen::{Grab, Grabber, ScreenError};
 #[derive(Debug, thiserror::Error)]
 enum EncodeError {
     #[error(transparent)]
-    Codec(#[from] openh264::Error),
+    Codec(#[from] EncoderError),
     #[error(transparent)]
     Screen(#[from] ScreenError),
 }
@@ -47,6 +45,8 @@ pub(super) struct EncodeJob {
     pub width: u16,
     pub height: u16,
     pub fps: u8,
+    /// The codec agreed with the client.
+    pub codec: Codec,
     /// The most the encoder is given, bits per second.
     pub bitrate: u32,
     pub motion: bool,
@@ -58,7 +58,7 @@ pub(super) struct EncodeJob {
     pub stats: Arc<HostStats>,
 }
 
-/// Follows congestion control's target with openh264, as the protocol's
+/// Follows congestion control's target with the encoder, as the protocol's
 /// [`EncoderPlan`] says.
 struct Adapter {
     plan: EncoderPlan,
@@ -73,46 +73,22 @@ impl Adapter {
         }
     }
 
-    fn apply(&mut self, encoder: &mut Encoder, target: u32, loss: f64, stats: &HostStats) {
+    fn apply(&mut self, encoder: &mut VideoEncoder, target: u32, loss: f64, stats: &HostStats) {
         let (video, fps) = self.plan.plan(target, loss);
-        if fps != self.plan.fps {
-            let mut rate = f32::from(fps);
-            // SAFETY: the encoder is initialised (a frame has been encoded)
-            // and the option takes a pointer to one f32, live for the call.
-            let rc = unsafe {
-                encoder.raw_api().set_option(
-                    openh264_sys2::ENCODER_OPTION_FRAME_RATE,
-                    std::ptr::addr_of_mut!(rate).cast(),
-                )
-            };
-            if rc == 0 {
-                tracing::debug!(fps, target, video, "frame rate changed");
-                self.plan.fps = fps;
-                stats.encoder_fps.store(u64::from(fps), Ordering::Relaxed);
-            }
+        if fps != self.plan.fps && encoder.set_fps(fps) {
+            tracing::debug!(fps, target, video, "frame rate changed");
+            self.plan.fps = fps;
+            stats.encoder_fps.store(u64::from(fps), Ordering::Relaxed);
         }
         // Small changes are not worth disturbing the encoder's rate control.
         let diff = video.abs_diff(self.applied_bps);
-        if diff > self.applied_bps / 20 || (video == self.plan.max_bps && diff > 0) {
-            let mut info = openh264_sys2::SBitrateInfo {
-                iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
-                iBitrate: video.min(i32::MAX as u32) as i32,
-            };
-            // SAFETY: as above; the option takes a pointer to an SBitrateInfo.
-            let rc = unsafe {
-                encoder.raw_api().set_option(
-                    openh264_sys2::ENCODER_OPTION_BITRATE,
-                    std::ptr::addr_of_mut!(info).cast(),
-                )
-            };
-            if rc == 0 {
-                self.applied_bps = video;
-                stats
-                    .encoder_bitrate_bps
-                    .store(u64::from(video), Ordering::Relaxed);
-            } else {
-                tracing::debug!(rc, video, "openh264 refused the bitrate");
-            }
+        if (diff > self.applied_bps / 20 || (video == self.plan.max_bps && diff > 0))
+            && encoder.set_bitrate(video)
+        {
+            self.applied_bps = video;
+            stats
+                .encoder_bitrate_bps
+                .store(u64::from(video), Ordering::Relaxed);
         }
     }
 }
@@ -163,17 +139,8 @@ impl EncodeJob {
                 Source::Captured(Box::new(Grabber::open(display)?))
             }
         };
-        let config = EncoderConfig::new()
-            .bitrate(BitRate::from_bps(self.bitrate))
-            .max_frame_rate(FrameRate::from_hz(f32::from(self.fps)))
-            .usage_type(UsageType::ScreenContentRealTime)
-            .rate_control_mode(RateControlMode::Bitrate)
-            // Neither is supported for screen content; saying so keeps openh264 quiet.
-            .adaptive_quantization(false)
-            .background_detection(false)
-            // openh264 only holds a bitrate when it may skip frames.
-            .skip_frames(true);
-        let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
+        let size = (self.width, self.height);
+        let mut encoder = VideoEncoder::open(self.codec, size, self.fps, self.bitrate)?;
         let mut picture = I420::new(w, h);
         let mut fragmenter = Fragmenter::new(nephele_protocol::MAX_DATAGRAM - 64);
         fragmenter.continue_at(c.next_frame_id.load(Ordering::Relaxed));
@@ -285,15 +252,10 @@ impl EncodeJob {
                     }
                 }
             }
-            if c.keyframe.swap(false, Ordering::Relaxed) {
-                encoder.force_intra_frame();
-            }
+            let keyframe = c.keyframe.swap(false, Ordering::Relaxed);
             let grabbed = Instant::now();
-            let bs = encoder.encode(&picture)?;
+            let key = encoder.encode(&picture, keyframe, &mut au)?;
             let encoded_at = Instant::now();
-            let key = matches!(bs.frame_type(), FrameType::IDR | FrameType::I);
-            au.clear();
-            bs.write_vec(&mut au);
             if au.is_empty() {
                 continue;
             }

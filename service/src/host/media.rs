@@ -33,6 +33,7 @@ pub(super) struct MediaSpec<'a> {
     pub index: u64,
     pub size: (u16, u16),
     pub fps: u8,
+    pub codec: nephele_protocol::codec::Codec,
     pub pictures: Pictures,
     pub control: &'a Arc<MediaControl>,
 }
@@ -65,6 +66,7 @@ impl Media {
             width: spec.size.0,
             height: spec.size.1,
             fps: spec.fps,
+            codec: spec.codec,
             bitrate,
             motion: opts.motion,
             socket: socket.clone(),

@@ -27,6 +27,7 @@ mod apps;
 mod control;
 mod desktop;
 mod encode;
+mod encoder;
 mod enrolment;
 mod media;
 mod recording;
@@ -44,6 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use nephele_protocol::codec::Codec;
 use nephele_protocol::host::{HostCore, HostCoreConfig};
 
 use crate::demo::DesktopState;
@@ -57,6 +59,23 @@ pub use sound::parse_tone;
 
 /// The monitor of the sound server's default sink (PulseAudio's name).
 pub const DEFAULT_SOUND_SOURCE: &str = "@DEFAULT_MONITOR@";
+
+/// The codecs a host offers unless told otherwise, best first: H.264
+/// leads because its encoders cost a fraction of the others' on a CPU
+/// (FFmpeg's testsrc2 at 720p on the 2-core test machine, CPU a picture:
+/// libx264 veryfast 7 ms, libx265 ultrafast 21 ms, libaom realtime 26 ms);
+/// a client's user may choose HEVC or AV1 for their smaller streams.
+pub const DEFAULT_CODECS: [Codec; 3] = [Codec::H264, Codec::Hevc, Codec::Av1];
+
+/// A codec's name as settings give it: `h264`, `hevc` (or `h265`), `av1`.
+pub fn parse_codec(s: &str) -> Result<Codec, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "h264" | "h.264" | "avc" => Ok(Codec::H264),
+        "hevc" | "h265" | "h.265" => Ok(Codec::Hevc),
+        "av1" => Ok(Codec::Av1),
+        _ => Err(format!("`{s}`: expected h264, hevc or av1")),
+    }
+}
 
 /// Host settings.
 #[derive(Debug, Clone)]
@@ -72,6 +91,9 @@ pub struct HostConfig {
     /// protocol's default, 1920×1080 at 120 fps); more gets a lower frame
     /// rate, then a smaller picture.
     pub max_pixel_rate: u64,
+    /// The codecs to offer clients, best first, of those this system can
+    /// encode (H.264 always).
+    pub codecs: Vec<Codec>,
     /// The demo desktop plays a video panel that changes completely every
     /// frame, as a game or a film would, so the encoder uses all its bitrate.
     pub motion: bool,
@@ -105,6 +127,7 @@ impl Default for HostConfig {
             record_input: None,
             bitrate: 0,
             max_pixel_rate: 0,
+            codecs: DEFAULT_CODECS.to_vec(),
             motion: false,
             tone_hz: None,
             record_mic: None,
@@ -347,6 +370,7 @@ impl Host {
             HostCoreConfig {
                 bitrate: cfg.bitrate,
                 max_pixel_rate: cfg.max_pixel_rate,
+                codecs: encoder::offer(&cfg.codecs),
             },
             now,
         );

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nephele_protocol::codec::Codec;
 use nephele_protocol::host::{Accept, HostCore, HostEvent, Passed};
 use nephele_protocol::wire::{Envelope, GoodbyeReason, InputEvent, Message, split_envelope};
 
@@ -279,7 +280,7 @@ impl Rx {
                         }
                     }
                 }
-                HostEvent::MediaStart { session } => self.start_media(session),
+                HostEvent::MediaStart { session, codec } => self.start_media(session, codec),
                 HostEvent::MediaStop { session } => {
                     // Joins the threads: the encoder and its buffers are freed.
                     if let Some(s) = self.sessions.get_mut(&session) {
@@ -543,7 +544,7 @@ impl Rx {
         self.flush();
     }
 
-    fn start_media(&mut self, session: u64) {
+    fn start_media(&mut self, session: u64, codec: Codec) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;
         };
@@ -552,6 +553,7 @@ impl Rx {
             index: s.index,
             size: s.size,
             fps: s.fps,
+            codec,
             pictures: s.desktop.pictures(),
             control: &s.control,
         };

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use nephele_client::audio::AudioConfig;
 use nephele_client::config::{Kiosk, MouseMode, Resolution, Settings, Shortcuts, Typing};
-use nephele_client::video::{Codec, DecoderChoice};
+use nephele_client::video::{CodecChoice, DecoderChoice};
 use nephele_protocol::activity::{IdlePolicy, KeepActive};
 
 /// The long help's closing part: settings, kiosk mode, shortcuts, logs.
@@ -20,7 +20,7 @@ SETTINGS FILE
   or where --config or $NEPHELE_CONFIG says. `nephele config` shows which
   file is read and what it sets; `nephele config --example` prints every key
   with its default: directory, user, ca, desktop, pop (auto or a PoP's name),
-  [video] width, height, fps, display-hz, fullscreen, stats-overlay, decoder,
+  [video] width, height, fps, display-hz, fullscreen, stats-overlay, decoder, codec,
   [audio] speaker, microphone, mic-muted, output-device, input-device,
   [input] mouse (absolute or relative), keep-active, clipboard (share its
   text with the desktop both ways, up to 1 KiB; off unless set or
@@ -131,6 +131,11 @@ pub(crate) struct StreamArgs {
     /// where the system has libavcodec, else the built-in openh264].
     #[arg(long, value_enum)]
     pub(crate) decoder: Option<DecoderChoice>,
+    /// The codec to stream in, where the host makes it and this client
+    /// decodes it [settings: video.codec; default auto: the host's first
+    /// choice among those this client decodes].
+    #[arg(long, value_enum)]
+    pub(crate) codec: Option<CodecChoice>,
     /// Present at most this many pictures a second in the window (default:
     /// the monitor's refresh rate, where the platform reports one)
     /// [settings: video.display-hz].
@@ -186,6 +191,7 @@ pub(crate) struct Prefs {
     pub(crate) fps: u8,
     pub(crate) display_hz: Option<u16>,
     pub(crate) decoder: DecoderChoice,
+    pub(crate) codec: CodecChoice,
     pub(crate) audio: AudioConfig,
     pub(crate) keep_active: KeepActive,
     pub(crate) fullscreen: bool,
@@ -213,6 +219,7 @@ impl StreamArgs {
             fps: self.fps.unwrap_or(s.video.fps),
             display_hz: self.display_hz.or(s.video.display_hz),
             decoder: self.decoder.unwrap_or(s.video.decoder),
+            codec: self.codec.unwrap_or(s.video.codec),
             audio: AudioConfig {
                 speaker: !self.no_audio && s.audio.speaker,
                 microphone: !self.no_audio && !self.no_mic && s.audio.microphone,
@@ -362,8 +369,8 @@ pub(crate) struct DecodeArgs {
     pub(crate) file: PathBuf,
     /// Its codec (default: from the file's name: `.265`, `.hevc`: HEVC;
     /// `.ivf`, `.av1`: AV1; otherwise H.264).
-    #[arg(long, value_enum)]
-    pub(crate) codec: Option<Codec>,
+    #[arg(long, value_enum, default_value_t = CodecChoice::Auto)]
+    pub(crate) codec: CodecChoice,
     /// Print the SHA-1 of the decoded pictures (the conformance digest).
     #[arg(long)]
     pub(crate) sha1: bool,

@@ -81,6 +81,7 @@ pub(crate) fn connect(a: ConnectArgs, s: &Settings) -> Result<()> {
         fallbacks: Vec::new(),
         save_stream: None,
         decoder: prefs.decoder,
+        codec: prefs.codec,
         audio: AudioConfig::default(),
         renew: None,
         clipboard: false,
@@ -185,7 +186,7 @@ fn stream_options(
     let save_stream = a.save_stream.clone();
     let audio = prefs.audio.clone();
     let clipboard = prefs.clipboard;
-    let decoder = prefs.decoder;
+    let (decoder, codec) = (prefs.decoder, prefs.codec);
     move |connector: Connector| -> Connector {
         let (save_stream, audio) = (save_stream.clone(), audio.clone());
         Arc::new(move |stage: &dyn Fn(String)| {
@@ -194,6 +195,7 @@ fn stream_options(
             p.cfg.audio = audio.clone();
             p.cfg.clipboard = clipboard;
             p.cfg.decoder = decoder;
+            p.cfg.codec = codec;
             Ok(p)
         })
     }

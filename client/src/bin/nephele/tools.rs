@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use nephele_client::config::{self, Loaded};
-use nephele_client::video::{self, Codec, DecoderChoice, Presenter, VideoDecoder};
+use nephele_client::video::{self, DecoderChoice, Presenter, VideoDecoder};
 
 use crate::cli::DecodeArgs;
 
@@ -37,7 +37,10 @@ pub(crate) fn show_config(path: Option<&Path>, loaded: &Loaded) -> Result<()> {
 
 pub(crate) fn decode(a: DecodeArgs) -> Result<()> {
     let data = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
-    let codec = a.codec.unwrap_or_else(|| Codec::of_file(&a.file));
+    let codec = a
+        .codec
+        .codec()
+        .unwrap_or_else(|| video::codec_of_file(&a.file));
     if a.sha1 && !a.bench {
         let digest = video::digest_stream(&data, codec, a.decoder)?;
         let pictures = digest.pictures;
