@@ -119,6 +119,9 @@ pub struct Video {
     /// The codec to stream in: auto (the host's first choice among those
     /// this client decodes), h264, hevc or av1.
     pub codec: crate::video::CodecChoice,
+    /// Of a desktop of several monitors: all of them spanned in the window
+    /// (`"all"`), or one alone (`"2"`).
+    pub monitor: MonitorChoice,
 }
 
 impl Default for Video {
@@ -133,6 +136,7 @@ impl Default for Video {
             stats_overlay: false,
             decoder: crate::video::DecoderChoice::Auto,
             codec: crate::video::CodecChoice::Auto,
+            monitor: MonitorChoice::All,
         }
     }
 }
@@ -182,6 +186,76 @@ impl FromStr for Resolution {
             "window" => Ok(Self::Window),
             "fixed" => Ok(Self::Fixed),
             _ => Err(format!("`{s}`: the resolution is window or fixed")),
+        }
+    }
+}
+
+/// Which of the desktop's monitors the window shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum MonitorChoice {
+    /// All of them, as one picture spanning them.
+    #[default]
+    All,
+    /// Monitor `n` alone (numbered from 1, left to right); all of them
+    /// where the desktop has no such monitor.
+    One(u8),
+}
+
+impl MonitorChoice {
+    /// Every choice the launcher offers.
+    pub const OFFERED: [MonitorChoice; 5] = [
+        Self::All,
+        Self::One(1),
+        Self::One(2),
+        Self::One(3),
+        Self::One(4),
+    ];
+
+    /// The monitor's number, if one was chosen.
+    pub fn number(self) -> Option<usize> {
+        match self {
+            Self::All => None,
+            Self::One(n) => Some(usize::from(n)),
+        }
+    }
+
+    /// What settings show for it.
+    pub fn label(self) -> String {
+        match self {
+            Self::All => "All (spanned)".into(),
+            Self::One(n) => format!("Monitor {n} alone"),
+        }
+    }
+}
+
+impl FromStr for MonitorChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            _ => match s.parse::<u8>() {
+                Ok(n @ 1..=8) => Ok(Self::One(n)),
+                _ => Err(format!(
+                    "`{s}`: the monitor is all or a monitor's number, 1 to 8"
+                )),
+            },
+        }
+    }
+}
+
+impl TryFrom<String> for MonitorChoice {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<MonitorChoice> for String {
+    fn from(m: MonitorChoice) -> String {
+        match m {
+            MonitorChoice::All => "all".into(),
+            MonitorChoice::One(n) => n.to_string(),
         }
     }
 }
@@ -544,6 +618,7 @@ pub fn example() -> String {
          # pop = \"auto\" or a PoP's name, e.g. \"pop-frankfurt\"\n\
          # [video] display-hz = 60; decoder = \"auto\", \"ffmpeg\" or \"openh264\"\n\
          #         codec = \"auto\", \"h264\", \"hevc\" or \"av1\"\n\
+         #         monitor = \"all\" (spanned) or a monitor's number, \"2\"\n\
          # [audio] output-device = \"USB\", input-device = \"Headset\" (parts of names\n\
          #         that `nephele devices` lists)\n\
          # [input] mouse = \"absolute\" (desktops) or \"relative\" (games)\n\
@@ -580,6 +655,7 @@ width = 1920
 height = 1080
 fullscreen = true
 codec = "hevc"
+monitor = "2"
 [audio]
 mic-muted = true
 output-device = "USB"
@@ -601,6 +677,7 @@ exit = "Ctrl+Alt+End"
             (1920, 1080, 60)
         );
         assert_eq!(s.video.codec, crate::video::CodecChoice::Hevc);
+        assert_eq!(s.video.monitor, MonitorChoice::One(2));
         assert!(s.video.fullscreen && s.audio.mic_muted && s.audio.speaker);
         assert_eq!(s.audio.output_device.as_deref(), Some("USB"));
         assert_eq!(s.input.mouse, MouseMode::Relative);
@@ -621,6 +698,10 @@ exit = "Ctrl+Alt+End"
             panic!("not invalid");
         };
         assert!(m.contains("mouse") && m.contains("sideways"), "{m}");
+        let ParseError::Invalid(m) = parse("[video]\nmonitor = \"9\"\n").unwrap_err() else {
+            panic!("not invalid");
+        };
+        assert!(m.contains("monitor") && m.contains("1 to 8"), "{m}");
         let ParseError::Invalid(m) = parse("[shortcuts]\nquit = \"Ctrl+Banana\"\n").unwrap_err()
         else {
             panic!("not invalid");

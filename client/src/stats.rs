@@ -419,6 +419,9 @@ pub struct Report {
     pub cursor_x: Option<u16>,
     /// See `cursor_x`.
     pub cursor_y: Option<u16>,
+    /// The desktop's monitors as `[x, y, width, height]` on its picture,
+    /// numbered from 1 in this order (empty: the host did not tell).
+    pub monitors: Vec<[u16; 4]>,
     /// See [`Stats::frames_presented`].
     pub frames_presented: u64,
     /// See [`Stats::frames_dropped`].
@@ -680,6 +683,13 @@ impl Stats {
             cursor_shapes: cursor.shapes,
             cursor_x: cursor.position.map(|p| p.0),
             cursor_y: cursor.position.map(|p| p.1),
+            monitors: observed
+                .monitors
+                .borrow()
+                .as_slice()
+                .iter()
+                .map(|m| [m.x, m.y, m.width, m.height])
+                .collect(),
             frames_presented: g(&self.frames_presented),
             frames_dropped: g(&self.frames_dropped),
             frames_lost: g(&self.frames_lost),

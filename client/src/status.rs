@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use nephele_protocol::activity::Phase;
 use nephele_protocol::cursor::Shape;
+use nephele_protocol::monitors::Monitors;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -88,6 +89,9 @@ pub struct Observed {
     pub cursor: watch::Sender<RemoteCursor>,
     /// See [`HostClock`]; `None` until the first ping exchange.
     pub clock: watch::Sender<Option<HostClock>>,
+    /// Where the desktop's monitors lie on its picture (none until the
+    /// host tells: one monitor, the whole picture).
+    pub monitors: watch::Sender<Monitors>,
 }
 
 impl Default for Observed {
@@ -96,6 +100,7 @@ impl Default for Observed {
             status: watch::Sender::new(Status::default()),
             cursor: watch::Sender::new(RemoteCursor::default()),
             clock: watch::Sender::new(None),
+            monitors: watch::Sender::new(Monitors::default()),
         }
     }
 }

@@ -369,6 +369,111 @@ fn an_xorg_screen_follows_the_client_window_with_modes_made_for_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `xrandr ARGS` on `display`, which must succeed.
+fn xrandr(display: &str, args: &[&str]) {
+    let out = Command::new("xrandr")
+        .args(args)
+        .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "xrandr {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A desktop of two monitors side by side (Xorg's dummy driver, a second
+/// RandR monitor set up beside its output's): the client is told both, the
+/// host keeps their layout when the window settles at another size, and a
+/// window showing monitor 2 alone shows that monitor's pixels, with a
+/// pointer that lands on it.
+#[test]
+fn a_two_monitor_desktop_shows_the_monitor_chosen_and_maps_the_pointer_onto_it() {
+    let _turn = turn();
+    need("xdotool");
+    need("xrandr");
+    let dir = scratch("monitors");
+    let (_remote_x, remote) = common::start_xorg_dummy(&dir, "1600x900");
+    xrandr(
+        &remote,
+        &["--setmonitor", "left", "800/211x900/238+0+0", "DUMMY0"],
+    );
+    xrandr(
+        &remote,
+        &["--setmonitor", "right", "800/211x900/238+800+0", "none"],
+    );
+    // Monitor 2 green (an xterm over all of it), monitor 1 the bare root.
+    let _green = x_program(
+        &remote,
+        &dir,
+        "xterm",
+        ["--class", "xterm"],
+        &["-geometry", "200x100+800+0", "-bg", "#00c000", "-bw", "0"],
+    );
+    let (_local_x, local) = start_xvfb("1280x800x24");
+    let (_server, url) = serve(&dir, &remote, &[]);
+    let client = connect_with(&url, &dir, 12, 30, &["--monitor", "2"], Some(&local));
+    wait_for("the first picture", Duration::from_secs(20), || {
+        client.heard.said("first picture")
+    });
+    let wid = common::xdotool(&local, &["search", "--sync", "--name", "Nephele"]);
+    let wid = wid.lines().next().unwrap().to_string();
+    // Monitor 2 (800×900) fits the 1280×720 window as 640×720, centred.
+    let green = |px: &[[u8; 3]]| {
+        px.iter()
+            .filter(|p| p[1] > 150 && p[0] < 80 && p[2] < 80)
+            .count() as f64
+            / px.len().max(1) as f64
+    };
+    wait_for(
+        "monitor 2 alone in the window",
+        Duration::from_secs(15),
+        || {
+            let (w, h, px) = common::screenshot(&local, &wid);
+            let inside: Vec<[u8; 3]> = (h / 4..h * 3 / 4)
+                .flat_map(|y| px[y * w + w / 2 - 300..y * w + w / 2 + 300].to_vec())
+                .collect();
+            green(&inside) > 0.95
+        },
+    );
+    // A pointer in the middle of the window: the middle of monitor 2.
+    common::xdotool(&local, &["mousemove", "--window", &wid, "640", "360"]);
+    wait_for(
+        "the host's pointer on monitor 2",
+        Duration::from_secs(10),
+        || {
+            let at = common::xdotool(&remote, &["getmouselocation"]);
+            let v = |k: &str| {
+                at.split_whitespace()
+                    .find_map(|f| f.strip_prefix(k))
+                    .and_then(|v| v.parse::<i32>().ok())
+            };
+            matches!((v("x:"), v("y:")), (Some(x), Some(y)) if (x - 1200).abs() <= 2 && (y - 450).abs() <= 2)
+        },
+    );
+    // The window settled at 1280×720: the two monitors kept their layout.
+    let probe = X11Input::open(&remote).unwrap();
+    assert_eq!(probe.screen_size().unwrap(), (1600, 900));
+    let stats = finish(client, &dir);
+    assert_eq!(
+        stats["monitors"],
+        serde_json::json!([[0, 0, 800, 900], [800, 0, 800, 900]]),
+        "{stats}"
+    );
+    assert_eq!(
+        (
+            stats["picture_width"].as_u64(),
+            stats["presented_width"].as_u64()
+        ),
+        (Some(1600), Some(640)),
+        "{stats}"
+    );
+    assert_eq!(stats["decode_errors"], 0, "{stats}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `setxkbmap LAYOUT` on `display`.
 fn layout(display: &str, layout: &str) {
     need("setxkbmap");

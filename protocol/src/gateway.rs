@@ -608,7 +608,7 @@ impl GatewaySession {
             // The answer to the gateway's own keepalive stays here.
             Message::Pong { stamp_us, .. } if stamp_us & KEEPALIVE_STAMP != 0 => FromHost::Drop,
             // Answers to the client's pings, gamepad rumble, the session's
-            // phase, the pointer and a backup's welcome go on the control
+            // phase, the pointer, the monitors and a backup's welcome go on the control
             // stream: reliable, and never behind video.
             Message::Pong { .. }
             | Message::Rumble { .. }
@@ -617,6 +617,7 @@ impl GatewaySession {
             | Message::CursorShape { .. }
             | Message::CursorPosition { .. }
             | Message::HostTiming { .. }
+            | Message::Monitors(_)
             | Message::Welcome { .. } => {
                 if matches!(decoded, Message::Welcome { .. }) {
                     // A backup took the session over: the failover is done.

@@ -66,6 +66,7 @@ pub mod hid;
 pub mod host;
 pub mod impair;
 pub mod input;
+pub mod monitors;
 pub mod outq;
 pub mod pad;
 pub mod probe;

@@ -10,11 +10,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nephele_platform::x11desktop::{X11Capture, X11Clipboard, X11Error, X11Input};
 
 use nephele_protocol::cursor::Shape;
+use nephele_protocol::monitors::Monitors;
 use nephele_protocol::wire::InputEvent;
 
 use crate::demo::I420;
@@ -172,7 +173,14 @@ pub struct Grabber {
     cursor_changed: bool,
     shape: Option<Shape>,
     position: Option<(u16, u16, bool)>,
+    /// The monitors last read, and when.
+    monitors: Monitors,
+    monitors_read: Option<Instant>,
 }
+
+/// How often the screen's monitors are read again (a layout changes
+/// rarely, and reading costs a round trip to the X server).
+const MONITORS_EVERY: Duration = Duration::from_secs(1);
 
 impl Grabber {
     /// Opens `display` for capture.
@@ -182,7 +190,29 @@ impl Grabber {
             cursor_changed: true,
             shape: None,
             position: None,
+            monitors: Monitors::default(),
+            monitors_read: None,
         })
+    }
+
+    /// The screen's monitors when they changed since the last call, or
+    /// when `again` (a client that needs them anew); read at most once a
+    /// second otherwise.
+    pub fn monitors(&mut self, again: bool) -> Result<Option<Monitors>, ScreenError> {
+        let due = self
+            .monitors_read
+            .is_none_or(|t| t.elapsed() >= MONITORS_EVERY);
+        if !due && !again {
+            return Ok(None);
+        }
+        self.monitors_read = Some(Instant::now());
+        let now = self.capture.monitors()?;
+        let changed = now != self.monitors;
+        if changed {
+            tracing::info!(monitors = now.len(), "the X screen's monitors");
+        }
+        self.monitors = now;
+        Ok((changed || again).then_some(now))
     }
 
     /// The pointer's news since the last call: its shape when that

@@ -7,7 +7,7 @@ use egui::{ComboBox, DragValue, Grid, RichText, Ui};
 use nephele_protocol::activity::KeepActive;
 
 use super::Action;
-use crate::config::{MouseMode, Resolution, Settings, Typing};
+use crate::config::{MonitorChoice, MouseMode, Resolution, Settings, Typing};
 use crate::video::{CodecChoice, DecoderChoice};
 
 /// The sound devices offered, read when the page opens.
@@ -113,6 +113,15 @@ pub fn page(ui: &mut Ui, draft: &mut Settings, devices: &Devices, focus: bool) -
                     .show_ui(ui, |ui| {
                         for c in CodecChoice::ALL {
                             ui.selectable_value(&mut draft.video.codec, c, c.label());
+                        }
+                    });
+                ui.end_row();
+                ui.label("Monitors");
+                ComboBox::from_id_salt("monitor")
+                    .selected_text(draft.video.monitor.label())
+                    .show_ui(ui, |ui| {
+                        for m in MonitorChoice::OFFERED {
+                            ui.selectable_value(&mut draft.video.monitor, m, m.label());
                         }
                     });
                 ui.end_row();

@@ -521,6 +521,12 @@ impl Net {
                     let _ = tx.try_send(text);
                 }
             }
+            ClientEvent::Monitors(list) => {
+                if *self.observed.monitors.borrow() != list {
+                    tracing::info!(monitors = list.len(), "the desktop's monitors");
+                }
+                self.observed.monitors.send_replace(list);
+            }
             ClientEvent::Resuming => self.stats.timeline(|t| t.resume_asked(now)),
         }
     }

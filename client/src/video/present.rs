@@ -4,6 +4,8 @@
 
 use std::ops::Range;
 
+use nephele_protocol::monitors::Monitor;
+
 use super::Picture;
 use super::scale::Scaler;
 
@@ -19,8 +21,10 @@ pub struct Viewport {
     pub w: u32,
     /// Picture height in the window.
     pub h: u32,
-    /// Stream size.
+    /// Size of the part of the stream shown (all of it, or one monitor).
     pub stream: (u32, u32),
+    /// Where that part begins in the stream (`(0, 0)`: all of it).
+    pub origin: (u32, u32),
 }
 
 impl Viewport {
@@ -39,11 +43,12 @@ impl Viewport {
             w: w as u32,
             h: h as u32,
             stream,
+            origin: (0, 0),
         }
     }
 
-    /// Maps a window position to stream coordinates, clamped to the picture
-    /// (a pointer in the black bars sits on the nearest edge).
+    /// Maps a window position to stream coordinates, clamped to the part
+    /// shown (a pointer in the black bars sits on the nearest edge).
     pub fn to_stream(&self, px: f64, py: f64) -> (u16, u16) {
         let fx = ((px - f64::from(self.x)) / f64::from(self.w.max(1))).clamp(0.0, 1.0);
         let fy = ((py - f64::from(self.y)) / f64::from(self.h.max(1))).clamp(0.0, 1.0);
@@ -53,7 +58,8 @@ impl Viewport {
         let y = (fy * f64::from(self.stream.1))
             .floor()
             .min(f64::from(self.stream.1.saturating_sub(1)));
-        (x as u16, y as u16)
+        let at = |v: f64, origin: u32| (v as u32 + origin).min(u32::from(u16::MAX)) as u16;
+        (at(x, self.origin.0), at(y, self.origin.1))
     }
 }
 
@@ -229,31 +235,61 @@ impl Presenter {
     /// every time (a surface may come back with stale contents), but
     /// nothing else outside the picture is touched.
     pub fn blit(&mut self, surface: &mut [u32], width: u32, height: u32) -> Viewport {
+        self.blit_part(surface, width, height, None)
+    }
+
+    /// As [`Presenter::blit`], of `part` of the picture alone (one monitor
+    /// of the desktop) where it lies inside the picture, else of all of it.
+    pub fn blit_part(
+        &mut self,
+        surface: &mut [u32],
+        width: u32,
+        height: u32,
+        part: Option<Monitor>,
+    ) -> Viewport {
         let (sw, sh) = (self.size.0 as u32, self.size.1 as u32);
-        let vp = Viewport::fit((sw, sh), (width, height));
+        let part = part
+            .and_then(|m| m.within((sw, sh)))
+            .map_or((0, 0, sw, sh), |m| {
+                (
+                    u32::from(m.x),
+                    u32::from(m.y),
+                    u32::from(m.width),
+                    u32::from(m.height),
+                )
+            });
+        let (px, py, pw, ph) = part;
+        let mut vp = Viewport::fit((pw, ph), (width, height));
+        vp.origin = (px, py);
         let dirty = std::mem::take(&mut self.dirty);
         let (w, h) = (width as usize, height as usize);
         if sw == 0 || sh == 0 || surface.len() < w * h {
             return vp;
         }
-        let (x0, y0, pw, ph) = (vp.x as usize, vp.y as usize, vp.w as usize, vp.h as usize);
+        let (x0, y0, vw, vh) = (vp.x as usize, vp.y as usize, vp.w as usize, vp.h as usize);
         surface[..y0 * w].fill(0);
-        surface[(y0 + ph) * w..w * h].fill(0);
-        let src = if (vp.w, vp.h) == (sw, sh) {
-            Some(&self.bgra[..])
+        surface[(y0 + vh) * w..w * h].fill(0);
+        // The rows to copy: the picture's own where one to one (a stride
+        // of the whole picture, from the part's corner), else the scaler's.
+        let src = if (vp.w, vp.h) == (pw, ph) {
+            let at = (py as usize * sw as usize + px as usize) * 4;
+            Some((&self.bgra[at..], sw as usize * 4))
         } else {
-            self.scaler.scale(&self.bgra, (sw, sh), (vp.w, vp.h), dirty)
+            self.scaler
+                .scale_part(&self.bgra, (sw, sh), part, (vp.w, vp.h), dirty)
+                .map(|out| (out, vw * 4))
         };
-        let Some(src) = src else {
-            surface[y0 * w..(y0 + ph) * w].fill(0);
+        let Some((src, stride)) = src else {
+            surface[y0 * w..(y0 + vh) * w].fill(0);
             return vp;
         };
         // A straight copy per row, which the compiler vectorises.
-        for (dy, src) in src.chunks_exact(pw * 4).take(ph).enumerate() {
+        for dy in 0..vh {
+            let src = &src[dy * stride..][..vw * 4];
             let row = &mut surface[(y0 + dy) * w..(y0 + dy + 1) * w];
             row[..x0].fill(0);
-            row[x0 + pw..].fill(0);
-            for (d, s) in row[x0..x0 + pw].iter_mut().zip(src.chunks_exact(4)) {
+            row[x0 + vw..].fill(0);
+            for (d, s) in row[x0..x0 + vw].iter_mut().zip(src.chunks_exact(4)) {
                 *d = u32::from_le_bytes([s[0], s[1], s[2], 0]);
             }
         }
@@ -394,24 +430,70 @@ mod tests {
         assert_eq!(seq.converted_pixels(), 64 * 32);
     }
 
-    #[test]
-    fn presenter_converts_and_blits_with_bars() {
-        let (w, h) = (64usize, 32usize);
-        // Limited-range white picture.
-        let y = vec![235u8; w * h];
-        let u = vec![128u8; w * h / 4];
-        let v = vec![128u8; w * h / 4];
+    /// A presenter that converted a `w`×`h` picture of luma `y` and neutral
+    /// chroma (greys).
+    fn grey_chroma(w: usize, h: usize, y: &[u8]) -> Presenter {
+        let chroma = vec![128u8; w * h / 4];
         let pic = Picture {
             width: w,
             height: h,
-            y: &y,
+            y,
             y_stride: w,
-            u: &u,
-            v: &v,
+            u: &chroma,
+            v: &chroma,
             uv_stride: w / 2,
         };
         let mut p = Presenter::default();
         p.convert(&pic).unwrap();
+        p
+    }
+
+    /// One monitor of a two-monitor desktop (left black, right white)
+    /// shown alone, one to one and scaled: only its pixels show, and the
+    /// window's corner maps to the monitor's corner on the desktop.
+    #[test]
+    fn one_monitor_is_shown_alone_and_maps_the_pointer() {
+        let (w, h) = (128usize, 32usize);
+        let y: Vec<u8> = (0..w * h)
+            .map(|i| if i % w < 64 { 16 } else { 235 })
+            .collect();
+        let p = &mut grey_chroma(w, h, &y);
+        let right = Monitor {
+            x: 64,
+            y: 0,
+            width: 64,
+            height: 32,
+        };
+        for (sw, sh) in [(64u32, 32u32), (160, 80), (32, 16)] {
+            let mut surface = vec![0u32; (sw * sh) as usize];
+            let vp = p.blit_part(&mut surface, sw, sh, Some(right));
+            assert_eq!((vp.x, vp.y, vp.w, vp.h), (0, 0, sw, sh));
+            // Enlarged, the first column's filter reaches half a pixel into
+            // the neighbouring monitor, as a scale of the whole would.
+            let dark = surface
+                .chunks_exact(sw as usize)
+                .flat_map(|row| &row[1..])
+                .filter(|&&px| px & 0xff < 200)
+                .count();
+            assert_eq!(dark, 0, "{sw}x{sh}: {dark} pixels of the other monitor");
+            assert_eq!(vp.to_stream(0.0, 0.0), (64, 0));
+            assert_eq!(
+                vp.to_stream(f64::from(sw) - 0.1, f64::from(sh) - 0.1),
+                (127, 31)
+            );
+        }
+        // A monitor past the picture: all of it, as without one.
+        let gone = Monitor { x: 200, ..right };
+        let mut surface = vec![0u32; 128 * 32];
+        let vp = p.blit_part(&mut surface, 128, 32, Some(gone));
+        assert_eq!((vp.stream, vp.origin), ((128, 32), (0, 0)));
+    }
+
+    #[test]
+    fn presenter_converts_and_blits_with_bars() {
+        let (w, h) = (64usize, 32usize);
+        // Limited-range white picture.
+        let mut p = grey_chroma(w, h, &vec![235u8; w * h]);
         let mut surface = vec![0xDEADBEEFu32; 64 * 64];
         let vp = p.blit(&mut surface, 64, 64);
         assert_eq!((vp.y, vp.h), (16, 32));

@@ -12,14 +12,18 @@ use std::ops::Range;
 use fast_image_resize::images::{CroppedImageMut, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
+/// Source size, part (`x, y, width, height`) and output size.
+type Made = ((u32, u32), (u32, u32, u32, u32), (u32, u32));
+
 /// The scaled picture, kept between frames: only output rows whose filter
 /// footprint covers a changed source row are computed again.
 #[derive(Default)]
 pub struct Scaler {
     resizer: Resizer,
     out: Vec<u8>,
-    /// Source and output sizes the kept picture was made for.
-    made_for: Option<((u32, u32), (u32, u32))>,
+    /// The source size, the part of it scaled and the output size the kept
+    /// picture was made for.
+    made_for: Option<Made>,
 }
 
 // By hand: the kept picture (megabytes) stays out of debug output.
@@ -32,27 +36,39 @@ impl std::fmt::Debug for Scaler {
 }
 
 impl Scaler {
-    /// Scales the BGRA picture `src` (`from`, tightly packed) to `to`,
-    /// recomputing only what source rows `dirty` affect (all of it when the
-    /// sizes changed). Returns the output, BGRA, tightly packed, or `None`
-    /// when the buffers do not match the sizes (nothing is drawn then).
-    pub fn scale(
+    /// Scales the part `(x, y, width, height)` of the BGRA picture `src`
+    /// (`from`, tightly packed; the part is all of it, or one monitor of a
+    /// desktop) to `to`, recomputing only what source rows `dirty` affect
+    /// (all of it when the sizes changed). The filter reads past the
+    /// part's edges where its footprint reaches, as a scale of the whole
+    /// would. Returns the output, BGRA, tightly packed, or `None` when the
+    /// buffers do not match the sizes (nothing is drawn then).
+    pub fn scale_part(
         &mut self,
         src: &[u8],
         from: (u32, u32),
+        part: (u32, u32, u32, u32),
         to: (u32, u32),
         dirty: Range<usize>,
     ) -> Option<&[u8]> {
         let ((sw, sh), (dw, dh)) = (from, to);
-        if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
+        let (px, py, pw, ph) = part;
+        if sw == 0 || sh == 0 || dw == 0 || dh == 0 || pw == 0 || ph == 0 {
             return None;
         }
-        let rows = if self.made_for != Some((from, to)) {
+        if px + pw > sw || py + ph > sh {
+            return None;
+        }
+        let made_for = (from, part, to);
+        let rows = if self.made_for != Some(made_for) {
             self.out.resize(dw as usize * dh as usize * 4, 0);
-            self.made_for = Some((from, to));
+            self.made_for = Some(made_for);
             0..dh
         } else {
-            affected(dirty, sh, dh)
+            let top = py as usize;
+            let dirty = dirty.start.saturating_sub(top).min(ph as usize)
+                ..dirty.end.saturating_sub(top).min(ph as usize);
+            affected(dirty, ph, dh)
         };
         if rows.is_empty() {
             return Some(&self.out);
@@ -60,14 +76,14 @@ impl Scaler {
         // The source rows that map onto `rows`, fractionally: the filter
         // then places every output row exactly where a full-picture scale
         // would, and reads beyond the crop where its footprint reaches.
-        let ratio = f64::from(sh) / f64::from(dh);
+        let ratio = f64::from(ph) / f64::from(dh);
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
             .use_alpha(false)
             .crop(
-                0.0,
-                f64::from(rows.start) * ratio,
-                f64::from(sw),
+                f64::from(px),
+                f64::from(py) + f64::from(rows.start) * ratio,
+                f64::from(pw),
                 f64::from(rows.end - rows.start) * ratio,
             );
         let src = ImageRef::new(sw, sh, src, PixelType::U8x4).ok()?;
@@ -98,6 +114,19 @@ fn affected(dirty: Range<usize>, sh: u32, dh: u32) -> Range<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Scaler {
+        /// All of `src`.
+        fn scale(
+            &mut self,
+            src: &[u8],
+            from: (u32, u32),
+            to: (u32, u32),
+            dirty: Range<usize>,
+        ) -> Option<&[u8]> {
+            self.scale_part(src, from, (0, 0, from.0, from.1), to, dirty)
+        }
+    }
 
     fn noise(w: usize, h: usize, seed: u32) -> Vec<u8> {
         let mut s = seed | 1;
@@ -142,6 +171,57 @@ mod tests {
             // whole picture's: a level of 1 in 255, never more.
             assert!(worst <= Some(1), "{from:?} -> {to:?}: off by {worst:?}");
         }
+    }
+
+    /// One monitor's part of a desktop scales as the whole would there,
+    /// and a change outside the part recomputes nothing in it.
+    #[test]
+    fn a_part_scales_on_its_own() {
+        let (w, h) = (160usize, 60usize);
+        // Left half dark, right half noise.
+        let mut pic = noise(w, h, 3);
+        for r in 0..h {
+            pic[r * w * 4..(r * w + w / 2) * 4].fill(0);
+        }
+        let part = (80, 0, 80, 60);
+        let mut kept = Scaler::default();
+        let out = kept
+            .scale_part(&pic, (160, 60), part, (120, 90), 0..h)
+            .unwrap()
+            .to_vec();
+        // Nothing of the dark half inside it (its first column may take a
+        // little of the neighbouring pixel, as a whole-picture scale does).
+        let dark = out
+            .chunks_exact(120 * 4)
+            .map(|row| {
+                row[8..]
+                    .chunks_exact(4)
+                    .filter(|p| p[..3] == [0, 0, 0])
+                    .count()
+            })
+            .sum::<usize>();
+        assert!(dark < 10, "{dark} black pixels inside the right half");
+        // Rows changed inside the part: as a fresh scale of the part.
+        for r in 20..24 {
+            for b in &mut pic[(r * w + 100) * 4..(r * w + 120) * 4] {
+                *b = b.wrapping_add(77);
+            }
+        }
+        let partial = kept
+            .scale_part(&pic, (160, 60), part, (120, 90), 20..24)
+            .unwrap()
+            .to_vec();
+        let full = Scaler::default()
+            .scale_part(&pic, (160, 60), part, (120, 90), 0..h)
+            .unwrap()
+            .to_vec();
+        let worst = partial.iter().zip(&full).map(|(a, b)| a.abs_diff(*b)).max();
+        assert!(worst <= Some(1), "off by {worst:?}");
+        // A part past the picture is refused.
+        assert!(
+            kept.scale_part(&pic, (160, 60), (100, 0, 80, 60), (10, 10), 0..h)
+                .is_none()
+        );
     }
 
     /// A sharp black/white edge gains intermediate levels (no stair-steps),

@@ -251,6 +251,11 @@ impl super::App {
     /// whether a new picture was shown first, and what was chosen.
     pub(super) fn redraw_session(&mut self) -> (bool, Option<LayerAction>) {
         use nephele_protocol::activity::KeepActive;
+        self.screen.part = self
+            .opts
+            .monitor
+            .number()
+            .and_then(|n| self.observed.monitors.borrow().numbered(n));
         let cursor = self.pointer.captured.then(|| self.observed.cursor());
         let overlays = super::present::Overlays {
             banner: self.banner.text.as_deref(),

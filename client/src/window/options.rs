@@ -93,6 +93,8 @@ pub struct WindowOptions {
     pub display_hz: Option<u16>,
     /// The desktop follows the window's size.
     pub follow_window: bool,
+    /// Of a desktop of several monitors, the one shown alone, or all.
+    pub monitor: crate::config::MonitorChoice,
     /// Typing as text or as physical keys.
     pub typing: crate::config::Typing,
     /// A keep-active request standing from the start.

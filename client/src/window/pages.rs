@@ -79,6 +79,7 @@ impl App {
                     self.opts.follow_window =
                         l.settings.video.resolution == crate::config::Resolution::Window;
                     self.opts.typing = l.settings.input.typing;
+                    self.opts.monitor = l.settings.video.monitor;
                     self.conn.abandon();
                     self.conn.connector = Some(connector);
                     self.start_connect();

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use nephele_protocol::monitors::Monitor;
 use winit::window::Window;
 
 use crate::session::FrameMeta;
@@ -48,6 +49,9 @@ pub(super) struct Screen {
     taken: Slot,
     pub have_picture: bool,
     pub viewport: Option<Viewport>,
+    /// The part of the picture shown: one of the desktop's monitors, or
+    /// (`None`) all of it.
+    pub part: Option<Monitor>,
     /// The display's refresh interval, where the platform tells it.
     pub refresh: Option<Duration>,
     last_present: Option<Instant>,
@@ -67,6 +71,7 @@ impl Screen {
             taken: Slot::default(),
             have_picture: false,
             viewport: None,
+            part: None,
             refresh: None,
             last_present: None,
             redraw_at: None,
@@ -145,7 +150,9 @@ impl Screen {
             return false;
         };
         if self.have_picture {
-            let vp = self.presenter.blit(&mut buffer, w.get(), h.get());
+            let vp = self
+                .presenter
+                .blit_part(&mut buffer, w.get(), h.get(), self.part);
             let shown = (u64::from(vp.w) << 32) | u64::from(vp.h);
             stats.presented_size.store(shown, Ordering::Relaxed);
             self.viewport = Some(vp);
@@ -160,15 +167,19 @@ impl Screen {
         };
         if let (Some(vp), Some(cursor)) = (self.viewport, overlays.pointer)
             && let (Some((x, y, true)), Some(shape)) = (cursor.position, &cursor.shape)
+            && (vp.origin.0..vp.origin.0 + vp.stream.0).contains(&u32::from(x))
+            && (vp.origin.1..vp.origin.1 + vp.stream.1).contains(&u32::from(y))
         {
             // Captured, the local cursor is hidden: the remote pointer is
-            // drawn where the desktop has it, over the latest picture.
-            let at = |p: u16, origin: u32, shown: u32, stream: u32, hot: u16| {
-                i64::from(origin) + i64::from(p) * i64::from(shown) / i64::from(stream.max(1))
+            // drawn where the desktop has it, over the latest picture (when
+            // it is on the part shown).
+            let at = |p: u16, part: u32, window: u32, shown: u32, stream: u32, hot: u16| {
+                i64::from(window)
+                    + (i64::from(p) - i64::from(part)) * i64::from(shown) / i64::from(stream.max(1))
                     - i64::from(hot)
             };
-            let wx = at(x, vp.x, vp.w, vp.stream.0, shape.hot_x);
-            let wy = at(y, vp.y, vp.h, vp.stream.1, shape.hot_y);
+            let wx = at(x, vp.origin.0, vp.x, vp.w, vp.stream.0, shape.hot_x);
+            let wy = at(y, vp.origin.1, vp.y, vp.h, vp.stream.1, shape.hot_y);
             super::cursor::pointer(&mut buffer, bw, bh, (wx, wy), shape);
         }
         if let Some(lines) = overlays.stats {

@@ -41,6 +41,10 @@ impl X11Capture {
     pub fn cursor(&self) -> Result<CursorImage, X11Error> {
         Err(X11Error::Unsupported)
     }
+    /// Never reached.
+    pub fn monitors(&self) -> Result<nephele_protocol::monitors::Monitors, X11Error> {
+        Err(X11Error::Unsupported)
+    }
 }
 
 /// An X display's input (none here).

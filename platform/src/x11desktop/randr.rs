@@ -10,6 +10,8 @@ use x11rb::connection::Connection;
 use x11rb::protocol::randr::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 
+use nephele_protocol::monitors::{Monitor, Monitors};
+
 use super::imp::X11Error;
 
 /// The refresh rate made modes claim (the X server of a virtual display
@@ -28,9 +30,17 @@ pub(super) fn resize_screen(
     root: xproto::Window,
     (w, h): (u16, u16),
 ) -> Result<(u16, u16), X11Error> {
-    let version = conn.randr_query_version(1, 3)?.reply()?;
+    let version = conn.randr_query_version(1, 5)?.reply()?;
     if (version.major_version, version.minor_version) < (1, 2) {
         return Err(refused("the X server's RandR is older than 1.2"));
+    }
+    // One window cannot follow two monitors: their layout stays, and the
+    // client scales the desktop (or shows one monitor of it).
+    let n = monitors(conn, root)?.len();
+    if n > 1 {
+        return Err(refused(&format!(
+            "the X screen spans {n} monitors: it keeps their layout"
+        )));
     }
     let range = conn.randr_get_screen_size_range(root)?.reply()?;
     let size = (
@@ -44,6 +54,40 @@ pub(super) fn resize_screen(
             by_screen_size(conn, root, size)
         }
     }
+}
+
+/// The screen's monitors (RandR 1.5's: each active output, or a monitor
+/// set up over part of the screen), none where the server's RandR is older
+/// or missing.
+pub(super) fn monitors(conn: &impl Connection, root: xproto::Window) -> Result<Monitors, X11Error> {
+    if conn
+        .extension_information(randr::X11_EXTENSION_NAME)?
+        .is_none()
+    {
+        return Ok(Monitors::default());
+    }
+    let version = conn.randr_query_version(1, 5)?.reply()?;
+    if (version.major_version, version.minor_version) < (1, 5) {
+        return Ok(Monitors::default());
+    }
+    let reply = conn.randr_get_monitors(root, true)?.reply()?;
+    Ok(Monitors::new(reply.monitors.iter().map(|m| {
+        // A monitor reaching past the screen's top or left edge is cut there.
+        let cut = |at: i16, len: u16| {
+            (
+                at.max(0) as u16,
+                len.saturating_sub(at.min(0).unsigned_abs()),
+            )
+        };
+        let (x, width) = cut(m.x, m.width);
+        let (y, height) = cut(m.y, m.height);
+        Monitor {
+            x,
+            y,
+            width,
+            height,
+        }
+    })))
 }
 
 /// The screen's size in millimetres at 96 dots an inch.

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
 
+use nephele_protocol::monitors::Monitors;
 use nephele_protocol::wire::{InputEvent, MouseButton};
 
 use super::{Changes, CursorImage, Frame};
@@ -412,6 +413,12 @@ impl X11Capture {
             height: h,
             stride,
         })
+    }
+
+    /// The screen's monitors: where each lies on the captured picture
+    /// (none where the server cannot tell).
+    pub fn monitors(&self) -> Result<Monitors, X11Error> {
+        super::randr::monitors(&self.conn, self.root)
     }
 
     /// Where the pointer is on the screen, if it is on this screen.

@@ -177,6 +177,8 @@ pub enum ClientEvent {
         /// Encoding and sending.
         encode_us: u32,
     },
+    /// Where the desktop's monitors lie on its picture.
+    Monitors(crate::monitors::Monitors),
     /// Input left while the host had stopped the stream: a resume began
     /// (its end is the next picture).
     Resuming,
@@ -581,6 +583,7 @@ impl ClientCore {
                         encode_us,
                     });
                 }
+                Message::Monitors(list) => self.events.push_back(ClientEvent::Monitors(list)),
                 m @ Message::CursorShape { .. } => {
                     if let Some(shape) = self.assembler.take(&m) {
                         self.events.push_back(ClientEvent::CursorShape(shape));

@@ -26,6 +26,7 @@ use crate::activity::{ActivityReport, IdlePolicy, Phase};
 use reader::Reader;
 
 use crate::codec::{Codec, CodecAsk};
+use crate::monitors::Monitors;
 
 pub use events::{InputEvent, MouseButton};
 pub use media::{FRAG_FLAG_KEYFRAME, MAX_PARITY, VideoFragment};
@@ -283,6 +284,10 @@ pub enum Message<'a> {
         /// Frames the means are over.
         frames: u16,
     },
+    /// Host → client: where the desktop's monitors lie on its picture,
+    /// sent when the stream starts and whenever they change. A host that
+    /// never sends it shows one monitor, the whole picture.
+    Monitors(Monitors),
     /// Client → host: the picture is broken; send a keyframe.
     KeyframeRequest {
         /// Last frame the client decoded correctly.
@@ -348,6 +353,7 @@ pub(crate) mod ty {
     pub const CURSOR_POSITION: u8 = 20;
     pub const DISPLAY_SIZE: u8 = 21;
     pub const HOST_TIMING: u8 = 22;
+    pub const MONITORS: u8 = 23;
 }
 
 /// Largest pointer shape carried, in pixels each way (larger ones are cut).
@@ -452,6 +458,7 @@ impl<'a> Message<'a> {
                 encode_us,
                 frames,
             } => session::host_timing::put(out, capture_us, encode_us, frames),
+            Self::Monitors(list) => session::monitors::put(out, list),
             Self::KeyframeRequest { last_good_frame } => {
                 media::keyframe_request::put(out, last_good_frame)
             }
@@ -501,6 +508,7 @@ impl<'a> Message<'a> {
             ty::VIDEO => media::video::get(&mut r)?,
             ty::DISPLAY_SIZE => session::display_size::get(&mut r)?,
             ty::HOST_TIMING => session::host_timing::get(&mut r)?,
+            ty::MONITORS => session::monitors::get(&mut r)?,
             ty::KEYFRAME_REQUEST => media::keyframe_request::get(&mut r)?,
             ty::RECEIVER_REPORT => media::receiver_report::get(&mut r)?,
             ty::RUMBLE => media::rumble::get(&mut r)?,

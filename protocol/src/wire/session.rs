@@ -404,3 +404,54 @@ pub(super) mod host_timing {
         })
     }
 }
+
+/// `Message::Monitors`: a count, then each monitor's left, top, width and
+/// height. Only the canonical form is read: no empty monitor, at most
+/// [`MAX_MONITORS`], in [`Monitors::new`]'s order.
+pub(super) mod monitors {
+    use super::*;
+    use crate::monitors::{MAX_MONITORS, Monitor, Monitors};
+
+    pub(in crate::wire) fn put(out: &mut Vec<u8>, list: &Monitors) {
+        out.push(ty::MONITORS);
+        out.push(list.len() as u8);
+        for m in list.as_slice() {
+            for v in [m.x, m.y, m.width, m.height] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+    }
+
+    pub(in crate::wire) fn get<'a>(r: &mut Reader<'a>) -> Result<Message<'a>, DecodeError> {
+        let n = r.u8()?;
+        if usize::from(n) > MAX_MONITORS {
+            return Err(DecodeError::InvalidValue {
+                field: "monitor count",
+                value: n.into(),
+            });
+        }
+        let mut read = [Monitor::default(); MAX_MONITORS];
+        for m in &mut read[..usize::from(n)] {
+            *m = Monitor {
+                x: r.u16()?,
+                y: r.u16()?,
+                width: r.u16()?,
+                height: r.u16()?,
+            };
+            if m.width == 0 || m.height == 0 {
+                return Err(DecodeError::InvalidValue {
+                    field: "monitor size",
+                    value: 0,
+                });
+            }
+        }
+        let list = Monitors::new(read[..usize::from(n)].iter().copied());
+        if list.as_slice() != &read[..usize::from(n)] {
+            return Err(DecodeError::InvalidValue {
+                field: "monitor order",
+                value: n.into(),
+            });
+        }
+        Ok(Message::Monitors(list))
+    }
+}

@@ -5,6 +5,7 @@ use crate::MAX_DIMENSION;
 use crate::activity::{KeepActive, Presence};
 use crate::audio::MAX_AUDIO_PAYLOAD;
 use crate::codec::Codecs;
+use crate::monitors::{MAX_MONITORS, Monitor, Monitors};
 use crate::pad::MAX_PADS;
 use crate::pad::{PadAxis, PadButton, PadKind};
 use proptest::prelude::*;
@@ -81,7 +82,7 @@ fn arb_reason() -> impl Strategy<Value = GoodbyeReason> {
 /// Owned stand-in for a message, since `Message` borrows its payload.
 fn arb_message() -> impl Strategy<Value = (u8, Vec<u8>, [u64; 3], InputEvent, GoodbyeReason)> {
     (
-        0u8..22,
+        0u8..23,
         proptest::collection::vec(any::<u8>(), 1..1100),
         [any::<u64>(), any::<u64>(), any::<u64>()],
         arb_event(),
@@ -237,6 +238,20 @@ fn build<'a>(
             y: n[1] as u16,
             visible: n[2].is_multiple_of(2),
         },
+        21 => {
+            let at = |c: &[u8], i: usize| u16::from_be_bytes([c[i], c[i + 1]]);
+            Message::Monitors(Monitors::new(
+                payload
+                    .chunks_exact(8)
+                    .take(usize::from(payload[0]) % (MAX_MONITORS + 1))
+                    .map(|c| Monitor {
+                        x: at(c, 0),
+                        y: at(c, 2),
+                        width: at(c, 4).max(1),
+                        height: at(c, 6).max(1),
+                    }),
+            ))
+        }
         _ => Message::ReceiverReport {
             loss_permille: (n[0] % 1001) as u16,
             queue_delay_ms: n[1] as u16,
@@ -312,6 +327,35 @@ fn cursor_shapes_outside_their_limits_are_refused() {
     .to_vec();
     *seen.last_mut().unwrap() = 48;
     assert!(Message::decode(&seen).is_err());
+}
+
+#[test]
+fn monitors_have_one_encoding() {
+    let m = |x: u16, width: u16| Monitor {
+        x,
+        y: 0,
+        width,
+        height: 600,
+    };
+    let two = Message::Monitors(Monitors::new([m(800, 800), m(0, 800)]));
+    let bytes = two.to_vec();
+    assert_eq!(Message::decode(&bytes), Ok(two));
+    // The same two the other way round, an empty one, and too many (after
+    // the version and the type: the count, then 8 bytes a monitor).
+    let mut swapped = bytes.clone();
+    swapped[3..11].copy_from_slice(&bytes[11..19]);
+    swapped[11..19].copy_from_slice(&bytes[3..11]);
+    let mut empty = bytes.clone();
+    empty[7..9].copy_from_slice(&[0, 0]);
+    let mut many = vec![bytes[0], ty::MONITORS, MAX_MONITORS as u8 + 1];
+    for i in 0..=MAX_MONITORS as u16 {
+        for v in [i * 10, 0, 10, 10] {
+            many.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    for bad in [swapped, empty, many] {
+        assert!(Message::decode(&bad).is_err(), "{bad:?}");
+    }
 }
 
 proptest! {

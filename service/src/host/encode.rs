@@ -233,6 +233,14 @@ impl EncodeJob {
                     // the client draws it without waiting for video.
                     let pointer = g.cursor(force)?;
                     self.send_cursor(pointer, &mut dgram);
+                    // Where its monitors lie: the client may show one alone.
+                    match g.monitors(force) {
+                        Ok(Some(list)) => self.send(Message::Monitors(list), &mut dgram),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(session = self.session, error = %e, "reading the monitors");
+                        }
+                    }
                     match grab {
                         Grab::Unchanged => {
                             self.stats.unchanged_ticks.fetch_add(1, Ordering::Relaxed);

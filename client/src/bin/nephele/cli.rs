@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use nephele_client::audio::AudioConfig;
-use nephele_client::config::{Kiosk, MouseMode, Resolution, Settings, Shortcuts, Typing};
+use nephele_client::config::{
+    Kiosk, MonitorChoice, MouseMode, Resolution, Settings, Shortcuts, Typing,
+};
 use nephele_client::video::{CodecChoice, DecoderChoice};
 use nephele_protocol::activity::{IdlePolicy, KeepActive};
 
@@ -20,7 +22,7 @@ SETTINGS FILE
   or where --config or $NEPHELE_CONFIG says. `nephele config` shows which
   file is read and what it sets; `nephele config --example` prints every key
   with its default: directory, user, ca, desktop, pop (auto or a PoP's name),
-  [video] width, height, fps, display-hz, fullscreen, stats-overlay, decoder, codec,
+  [video] width, height, fps, display-hz, fullscreen, stats-overlay, decoder, codec, monitor,
   [audio] speaker, microphone, mic-muted, output-device, input-device,
   [input] mouse (absolute or relative), keep-active, clipboard (share its
   text with the desktop both ways, up to 1 KiB; off unless set or
@@ -136,6 +138,11 @@ pub(crate) struct StreamArgs {
     /// choice among those this client decodes].
     #[arg(long, value_enum)]
     pub(crate) codec: Option<CodecChoice>,
+    /// Of a desktop of several monitors, the window shows `all` of them
+    /// spanned, or one alone by its number, left to right from 1
+    /// [settings: video.monitor; default all].
+    #[arg(long, value_name = "all|N")]
+    pub(crate) monitor: Option<MonitorChoice>,
     /// Present at most this many pictures a second in the window (default:
     /// the monitor's refresh rate, where the platform reports one)
     /// [settings: video.display-hz].
@@ -192,6 +199,7 @@ pub(crate) struct Prefs {
     pub(crate) display_hz: Option<u16>,
     pub(crate) decoder: DecoderChoice,
     pub(crate) codec: CodecChoice,
+    pub(crate) monitor: MonitorChoice,
     pub(crate) audio: AudioConfig,
     pub(crate) keep_active: KeepActive,
     pub(crate) fullscreen: bool,
@@ -220,6 +228,7 @@ impl StreamArgs {
             display_hz: self.display_hz.or(s.video.display_hz),
             decoder: self.decoder.unwrap_or(s.video.decoder),
             codec: self.codec.unwrap_or(s.video.codec),
+            monitor: self.monitor.unwrap_or(s.video.monitor),
             audio: AudioConfig {
                 speaker: !self.no_audio && s.audio.speaker,
                 microphone: !self.no_audio && !self.no_mic && s.audio.microphone,

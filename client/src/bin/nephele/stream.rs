@@ -213,6 +213,7 @@ fn window_options(
         title: "Nephele".into(),
         display_hz: prefs.display_hz,
         follow_window: prefs.resolution == Resolution::Window,
+        monitor: prefs.monitor,
         typing: prefs.typing,
         keep_active: prefs.keep_active,
         fullscreen: prefs.fullscreen,
