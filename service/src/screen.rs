@@ -202,8 +202,10 @@ impl Grabber {
         let due = self
             .monitors_read
             .is_none_or(|t| t.elapsed() >= MONITORS_EVERY);
-        if !due && !again {
-            return Ok(None);
+        if !due {
+            // Asked again within the second: what was read, without
+            // another round trip to the X server.
+            return Ok(again.then_some(self.monitors));
         }
         self.monitors_read = Some(Instant::now());
         let now = self.capture.monitors()?;
