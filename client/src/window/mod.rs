@@ -80,6 +80,8 @@ struct App {
     banner: Banner,
     conn: Connection,
     held: HeldInput,
+    /// Physical keys seen down, to drop duplicate presses.
+    keys_down: typing::KeysDown,
     /// Modifier keys held, for the client's own shortcuts.
     modifiers: ModifiersState,
     deadline: Option<Instant>,
@@ -152,6 +154,7 @@ pub fn run(
         screen: Screen::new(),
         conn: Connection::new(connector),
         held: HeldInput::default(),
+        keys_down: typing::KeysDown::default(),
         modifiers: ModifiersState::empty(),
         deadline: None,
         error: None,
@@ -577,6 +580,17 @@ impl ApplicationHandler<UserEvent> for App {
 
     fn window_event(&mut self, event_loop: &ActiveEventLoop, _id: WindowId, event: WindowEvent) {
         self.hover_tab(&event);
+        // Every key event passes here, whoever takes it, so the record of
+        // keys down never misses a release.
+        if let WindowEvent::KeyboardInput { event: key, .. } = &event
+            && let Some(usage) = nephele_platform::keyboard::hid_usage(key.physical_key)
+            && !self
+                .keys_down
+                .fresh(usage, key.state.is_pressed(), key.repeat)
+        {
+            tracing::debug!(usage, "duplicate key press dropped");
+            return;
+        }
         if (self.in_launcher() || self.layer_takes(&event)) && self.ui_event(&event) {
             return;
         }
@@ -600,6 +614,7 @@ impl ApplicationHandler<UserEvent> for App {
             }
             WindowEvent::Focused(focused) => {
                 if !focused {
+                    self.keys_down.clear();
                     self.release_held();
                 }
                 // A captured pointer is let go while another window has

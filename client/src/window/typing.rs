@@ -70,6 +70,37 @@ pub(super) fn text(s: &str, mut send: impl FnMut(InputEvent)) {
     }
 }
 
+/// The physical keys the window has seen go down. winit reports a key
+/// held when focus arrives as a (synthetic) press; when X delivers that
+/// key's own press too, which happens when the press lands while focus is
+/// arriving, the host would type the key twice. A second press of a key
+/// already down that is not an auto-repeat is such a duplicate.
+#[derive(Debug, Default)]
+pub(super) struct KeysDown([u64; 4]);
+
+impl KeysDown {
+    /// Notes a key event; `false` when it is a duplicate press to drop.
+    /// Usages past the keyboard page's 256 are not tracked.
+    pub(super) fn fresh(&mut self, usage: u16, pressed: bool, repeat: bool) -> bool {
+        let Some(word) = self.0.get_mut(usize::from(usage / 64)) else {
+            return true;
+        };
+        let bit = 1u64 << (usage % 64);
+        if !pressed {
+            *word &= !bit;
+            return true;
+        }
+        let already = *word & bit != 0;
+        *word |= bit;
+        repeat || !already
+    }
+
+    /// Forgets every key (focus went elsewhere).
+    pub(super) fn clear(&mut self) {
+        self.0 = [0; 4];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +140,30 @@ mod tests {
             })
             .collect();
         assert_eq!(chars, ['n', 'é', '€']);
+    }
+
+    #[test]
+    fn a_second_press_of_a_key_already_down_is_dropped_unless_it_repeats() {
+        let mut k = KeysDown::default();
+        let h = 0x0b;
+        // Focus arrives with H held (synthetic press), then X's own press.
+        assert!(k.fresh(h, true, false));
+        assert!(!k.fresh(h, true, false), "the duplicate press is dropped");
+        // Holding it auto-repeats: those go through.
+        assert!(k.fresh(h, true, true));
+        assert!(k.fresh(h, false, false));
+        // Up again, the next press is a fresh one.
+        assert!(k.fresh(h, true, false));
+        // Other keys are apart; the modifiers' high usages too.
+        assert!(k.fresh(0x04, true, false));
+        assert!(k.fresh(0xe1, true, false));
+        assert!(!k.fresh(0xe1, true, false));
+        // Usages past the keyboard page are not tracked.
+        assert!(k.fresh(0x1234, true, false));
+        assert!(k.fresh(0x1234, true, false));
+        // Focus going elsewhere forgets all of them.
+        k.clear();
+        assert!(k.fresh(h, true, false));
+        assert!(k.fresh(0xe1, true, false));
     }
 }
