@@ -582,13 +582,16 @@ impl ApplicationHandler<UserEvent> for App {
         self.hover_tab(&event);
         // Every key event passes here, whoever takes it, so the record of
         // keys down never misses a release.
-        if let WindowEvent::KeyboardInput { event: key, .. } = &event
-            && let Some(usage) = nephele_platform::keyboard::hid_usage(key.physical_key)
-            && !self
-                .keys_down
-                .fresh(usage, key.state.is_pressed(), key.repeat)
+        let usage = match &event {
+            WindowEvent::KeyboardInput { event: key, .. } => {
+                nephele_platform::keyboard::hid_usage(key.physical_key)
+            }
+            _ => None,
+        };
+        if let (WindowEvent::KeyboardInput { event: key, .. }, Some(u)) = (&event, usage)
+            && !self.keys_down.fresh(u, key.state.is_pressed(), key.repeat)
         {
-            tracing::debug!(usage, "duplicate key press dropped");
+            tracing::debug!(usage = u, "duplicate key press dropped");
             return;
         }
         if (self.in_launcher() || self.layer_takes(&event)) && self.ui_event(&event) {
@@ -634,7 +637,6 @@ impl ApplicationHandler<UserEvent> for App {
                 if self.shortcut(&event) {
                     return;
                 }
-                let usage = nephele_platform::keyboard::hid_usage(event.physical_key);
                 let (mode, mods) = (self.opts.typing, self.modifiers);
                 typing::key_event(mode, &event, mods, usage, |ev| self.send(ev));
             }

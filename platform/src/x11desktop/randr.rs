@@ -36,11 +36,7 @@ pub(super) fn resize_screen(
     }
     // One window cannot follow two monitors: their layout stays, and the
     // client scales the desktop (or shows one monitor of it).
-    let n = if (version.major_version, version.minor_version) >= (1, 5) {
-        get_monitors(conn, root)?.len()
-    } else {
-        1
-    };
+    let n = monitors_of(conn, root, &version)?.len();
     if n > 1 {
         return Err(refused(&format!(
             "the X screen spans {n} monitors: it keeps their layout"
@@ -71,14 +67,19 @@ pub(super) fn monitors(conn: &impl Connection, root: xproto::Window) -> Result<M
         return Ok(Monitors::default());
     }
     let version = conn.randr_query_version(1, 5)?.reply()?;
+    monitors_of(conn, root, &version)
+}
+
+/// The active monitors where the server's RandR `version` has them (1.5),
+/// else none.
+fn monitors_of(
+    conn: &impl Connection,
+    root: xproto::Window,
+    version: &randr::QueryVersionReply,
+) -> Result<Monitors, X11Error> {
     if (version.major_version, version.minor_version) < (1, 5) {
         return Ok(Monitors::default());
     }
-    get_monitors(conn, root)
-}
-
-/// RandR 1.5's active monitors, the version known to be enough.
-fn get_monitors(conn: &impl Connection, root: xproto::Window) -> Result<Monitors, X11Error> {
     let reply = conn.randr_get_monitors(root, true)?.reply()?;
     Ok(Monitors::new(reply.monitors.iter().map(|m| {
         // A monitor reaching past the screen's top or left edge is cut there.
